@@ -1,0 +1,6 @@
+//! The `models` function: see `codechat::api` for its routes.
+
+#[tokio::main]
+async fn main() -> Result<(), codechat::http::BoxError> {
+    codechat::http::run(codechat::api::Group::Models).await
+}

@@ -1,0 +1,32 @@
+use axum::{
+    extract::State,
+    http::header,
+    response::{IntoResponse, Response},
+    Json,
+};
+use serde::Serialize;
+use utoipa::ToSchema;
+use utoipa_axum::{router::OpenApiRouter, routes};
+
+use crate::{models::Model, AppState};
+
+pub(super) fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new().routes(routes!(list_models))
+}
+
+#[derive(Serialize, ToSchema)]
+struct ModelList<'a> {
+    items: &'a [Model],
+}
+
+/// The models catalog, with availability for this deployment's configuration.
+#[utoipa::path(get, path = "/api/v1/models", tag = "models", responses((status = 200, body = ModelList)))]
+async fn list_models(State(state): State<AppState>) -> Response {
+    (
+        [(header::CACHE_CONTROL, "public, max-age=300")],
+        Json(ModelList {
+            items: state.catalog().all(),
+        }),
+    )
+        .into_response()
+}

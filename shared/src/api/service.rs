@@ -1,0 +1,92 @@
+use axum::{
+    extract::State,
+    http::StatusCode,
+    response::{Html, IntoResponse},
+    Json,
+};
+use serde::Serialize;
+use utoipa::ToSchema;
+use utoipa_axum::{router::OpenApiRouter, routes};
+
+use crate::AppState;
+
+pub(super) fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(health))
+        .routes(routes!(openapi_json))
+        .routes(routes!(docs))
+}
+
+#[derive(Serialize, ToSchema)]
+struct Checks {
+    store: String,
+    blobs: String,
+}
+
+#[derive(Serialize, ToSchema)]
+struct Health {
+    /// `ok`, or `degraded` when a dependency fails (answered with 503).
+    status: &'static str,
+    version: &'static str,
+    checks: Checks,
+}
+
+/// Liveness and dependency checks.
+#[utoipa::path(get, path = "/api/v1/health", tag = "service",
+    responses((status = 200, body = Health), (status = 503, body = Health)))]
+async fn health(State(state): State<AppState>) -> impl IntoResponse {
+    let (store, blobs) = tokio::join!(state.store().ping(), state.blobs().check());
+    // The detail of a failure goes to the log; the endpoint is public.
+    let verdict = |name: &str, r: Result<(), String>| match r {
+        Ok(()) => "ok".to_string(),
+        Err(e) => {
+            tracing::warn!(check = name, error = %e, "health check failed");
+            "error".to_string()
+        }
+    };
+    let checks = Checks {
+        store: verdict("store", store.map_err(|e| e.to_string())),
+        blobs: verdict("blobs", blobs),
+    };
+    let ok = checks.store == "ok" && checks.blobs == "ok";
+    let status = if ok { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
+    (
+        status,
+        Json(Health {
+            status: if ok { "ok" } else { "degraded" },
+            version: crate::VERSION,
+            checks,
+        }),
+    )
+}
+
+/// The OpenAPI 3.1 document of every route of every function.
+#[utoipa::path(get, path = "/api/v1/openapi.json", tag = "service", responses((status = 200, description = "OpenAPI 3.1 document")))]
+async fn openapi_json() -> impl IntoResponse {
+    Json(super::openapi())
+}
+
+/// Interactive documentation (Swagger UI, loaded by the browser from a CDN).
+#[utoipa::path(get, path = "/api/v1/docs", tag = "service", responses((status = 200, description = "HTML page", content_type = "text/html")))]
+async fn docs() -> Html<&'static str> {
+    Html(DOCS_HTML)
+}
+
+// The page is relative to itself, so it works behind any API Gateway stage or custom domain.
+const DOCS_HTML: &str = r##"<!doctype html>
+<html lang="en">
+<head>
+  <meta charset="utf-8">
+  <title>CodeChat API</title>
+  <meta name="viewport" content="width=device-width, initial-scale=1">
+  <link rel="stylesheet" href="https://cdn.jsdelivr.net/npm/swagger-ui-dist@5/swagger-ui.css">
+</head>
+<body>
+  <div id="swagger-ui"></div>
+  <script src="https://cdn.jsdelivr.net/npm/swagger-ui-dist@5/swagger-ui-bundle.js" crossorigin></script>
+  <script>
+    window.ui = SwaggerUIBundle({ url: "openapi.json", dom_id: "#swagger-ui", persistAuthorization: true });
+  </script>
+</body>
+</html>
+"##;

@@ -1,0 +1,133 @@
+//! JWT access and refresh tokens, HS256 only.
+//!
+//! The algorithm is pinned on both sides (a token whose header says `none` or `RS256` is refused
+//! before its signature is looked at), and the `typ` claim keeps the two kinds apart: a refresh
+//! token is never accepted where an access token is expected, nor the reverse.
+
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
+use serde::{Deserialize, Serialize};
+
+use crate::{
+    error::{Error, Result},
+    store::Role,
+};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TokenType {
+    Access,
+    Refresh,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Claims {
+    pub sub: String,
+    pub role: Role,
+    pub exp: u64,
+    pub iat: u64,
+    pub jti: String,
+    pub typ: TokenType,
+}
+
+pub struct Issued {
+    pub token: String,
+    pub jti: String,
+    pub expires_at: SystemTime,
+}
+
+pub struct TokenKeys {
+    encoding: EncodingKey,
+    decoding: DecodingKey,
+    validation: Validation,
+    pub access_ttl: Duration,
+    pub refresh_ttl: Duration,
+}
+
+impl TokenKeys {
+    pub fn new(secret: &[u8], access_ttl: Duration, refresh_ttl: Duration) -> Self {
+        let mut validation = Validation::new(Algorithm::HS256);
+        validation.set_required_spec_claims(&["exp", "sub"]);
+        // Expiry is exact: our own clocks issue and check the tokens.
+        validation.leeway = 0;
+        Self {
+            encoding: EncodingKey::from_secret(secret),
+            decoding: DecodingKey::from_secret(secret),
+            validation,
+            access_ttl,
+            refresh_ttl,
+        }
+    }
+
+    pub fn issue(&self, user_id: &str, role: Role, typ: TokenType) -> Result<Issued> {
+        let now = SystemTime::now();
+        let ttl = match typ {
+            TokenType::Access => self.access_ttl,
+            TokenType::Refresh => self.refresh_ttl,
+        };
+        let expires_at = now + ttl;
+        let claims = Claims {
+            sub: user_id.to_string(),
+            role,
+            iat: unix(now),
+            exp: unix(expires_at),
+            jti: crate::ids::new_id(),
+            typ,
+        };
+        let token = jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &self.encoding)
+            .map_err(|e| Error::Internal(format!("token signing failed: {e}")))?;
+        Ok(Issued {
+            token,
+            jti: claims.jti,
+            expires_at,
+        })
+    }
+
+    /// Checks signature, algorithm, expiry and kind. Every failure reads the same to the client.
+    pub fn verify(&self, token: &str, typ: TokenType) -> Result<Claims> {
+        let claims = jsonwebtoken::decode::<Claims>(token, &self.decoding, &self.validation)
+            .map_err(|_| Error::Unauthorized("the token is invalid or expired"))?
+            .claims;
+        if claims.typ != typ {
+            return Err(Error::Unauthorized("the token is invalid or expired"));
+        }
+        Ok(claims)
+    }
+}
+
+fn unix(t: SystemTime) -> u64 {
+    t.duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn keys() -> TokenKeys {
+        TokenKeys::new(&[7u8; 32], Duration::from_secs(60), Duration::from_secs(600))
+    }
+
+    #[test]
+    fn kinds_do_not_mix() {
+        let k = keys();
+        let access = k.issue("u1", Role::User, TokenType::Access).unwrap();
+        let refresh = k.issue("u1", Role::User, TokenType::Refresh).unwrap();
+        assert_eq!(k.verify(&access.token, TokenType::Access).unwrap().sub, "u1");
+        assert!(k.verify(&access.token, TokenType::Refresh).is_err());
+        assert!(k.verify(&refresh.token, TokenType::Access).is_err());
+        assert_eq!(k.verify(&refresh.token, TokenType::Refresh).unwrap().jti, refresh.jti);
+    }
+
+    #[test]
+    fn other_keys_and_other_algorithms_are_refused() {
+        let k = keys();
+        let other = TokenKeys::new(&[8u8; 32], Duration::from_secs(60), Duration::from_secs(600));
+        let forged = other.issue("u1", Role::Admin, TokenType::Access).unwrap();
+        assert!(k.verify(&forged.token, TokenType::Access).is_err());
+
+        let claims = k.verify(&k.issue("u1", Role::User, TokenType::Access).unwrap().token, TokenType::Access).unwrap();
+        let hs512 = jsonwebtoken::encode(&Header::new(Algorithm::HS512), &claims, &EncodingKey::from_secret(&[7u8; 32])).unwrap();
+        assert!(k.verify(&hs512, TokenType::Access).is_err());
+    }
+}

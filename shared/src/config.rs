@@ -1,0 +1,329 @@
+//! Settings, read once per process from the environment.
+//!
+//! Two profiles. `local` (the laptop, `cargo lambda watch`, tests) fills every gap with an embedded
+//! default: a libSQL file and blobs under `.data/`, a dev JWT secret created once under `.data/`.
+//! `lambda` (anything running under a Lambda Runtime API without `CODECHAT_PROFILE=local`) has no
+//! defaults for secrets or the database: start-up fails with a message naming the missing setting,
+//! so a deployment can never silently run on a throwaway secret.
+
+use std::{collections::HashMap, path::PathBuf, time::Duration};
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("{name} is required when running in Lambda ({hint})")]
+    Missing { name: &'static str, hint: &'static str },
+    #[error("{name} has an invalid value: {reason}")]
+    Invalid { name: &'static str, reason: String },
+    #[error("could not prepare the local data directory {path}: {source}")]
+    DataDir { path: String, source: std::io::Error },
+    #[error("could not read secret {arn} from Secrets Manager: {reason}")]
+    Secret { arn: String, reason: String },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Profile {
+    Local,
+    Lambda,
+}
+
+#[derive(Clone)]
+pub enum DatabaseConfig {
+    LocalFile(PathBuf),
+    Remote { url: String, auth_token: String },
+}
+
+impl std::fmt::Debug for DatabaseConfig {
+    // The auth token never reaches a log line.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::LocalFile(p) => f.debug_tuple("LocalFile").field(p).finish(),
+            Self::Remote { url, .. } => f.debug_struct("Remote").field("url", url).finish_non_exhaustive(),
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub enum BlobConfig {
+    LocalDir(PathBuf),
+    S3 { bucket: String, endpoint_url: Option<String> },
+}
+
+#[derive(Clone)]
+pub struct OpenAiConfig {
+    pub base_url: String,
+    pub api_key: Option<String>,
+}
+
+/// A secret that never prints.
+#[derive(Clone)]
+pub struct Secret(Vec<u8>);
+
+impl Secret {
+    pub fn expose(&self) -> &[u8] {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Secret(..)")
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub profile: Profile,
+    pub data_dir: PathBuf,
+    pub database: DatabaseConfig,
+    pub blobs: BlobConfig,
+    pub jwt_secret: Secret,
+    pub access_token_ttl: Duration,
+    pub refresh_token_ttl: Duration,
+    pub max_json_body_bytes: usize,
+    pub max_message_chars: usize,
+    pub bootstrap_admin_email: Option<String>,
+    /// `None` allows any origin (tokens travel in headers, never cookies); otherwise an allow-list.
+    pub cors_allowed_origins: Option<Vec<String>>,
+    pub bedrock_enabled: bool,
+    pub openai: Option<OpenAiConfig>,
+}
+
+impl std::fmt::Debug for OpenAiConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("OpenAiConfig").field("base_url", &self.base_url).finish_non_exhaustive()
+    }
+}
+
+/// Where a secret comes from before it is resolved: a value (tests, local) or a Secrets Manager ARN.
+enum SecretSource {
+    Value(String),
+    Arn(String),
+}
+
+impl Config {
+    /// Reads the process environment, resolving secrets (Secrets Manager in Lambda).
+    pub async fn from_env() -> Result<Self, ConfigError> {
+        let vars: HashMap<String, String> = std::env::vars().collect();
+        Self::load(|k| vars.get(k).cloned()).await
+    }
+
+    /// Reads settings through `var`, so tests configure a process without touching its environment.
+    pub async fn load(var: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+        let var = |k: &str| var(k).filter(|v| !v.trim().is_empty());
+        let profile = match var("CODECHAT_PROFILE").as_deref() {
+            Some("local") => Profile::Local,
+            Some("lambda") => Profile::Lambda,
+            Some(other) => {
+                return Err(ConfigError::Invalid {
+                    name: "CODECHAT_PROFILE",
+                    reason: format!("expected `local` or `lambda`, got `{other}`"),
+                })
+            }
+            None if var("AWS_LAMBDA_RUNTIME_API").is_some() => Profile::Lambda,
+            None => Profile::Local,
+        };
+        let data_dir = PathBuf::from(var("CODECHAT_DATA_DIR").unwrap_or_else(|| ".data".into()));
+        let local = profile == Profile::Local;
+
+        let database = match var("LIBSQL_URL") {
+            Some(url) if url.starts_with("file:") => DatabaseConfig::LocalFile(url.trim_start_matches("file:").into()),
+            Some(url) => {
+                let token = match secret_source(&var, "LIBSQL_AUTH_TOKEN") {
+                    Some(src) => resolve_secret(src).await?,
+                    // Self-hosted sqld without auth takes no token.
+                    None => String::new(),
+                };
+                DatabaseConfig::Remote { url, auth_token: token }
+            }
+            None if local => DatabaseConfig::LocalFile(data_dir.join("codechat.db")),
+            None => {
+                return Err(ConfigError::Missing {
+                    name: "LIBSQL_URL",
+                    hint: "the remote libSQL database, e.g. libsql://<db>.turso.io",
+                })
+            }
+        };
+
+        let jwt_secret = match secret_source(&var, "JWT_SECRET") {
+            Some(src) => resolve_secret(src).await?,
+            None if local => dev_jwt_secret(&data_dir)?,
+            None => {
+                return Err(ConfigError::Missing {
+                    name: "JWT_SECRET_ARN",
+                    hint: "the Secrets Manager ARN of the JWT signing secret",
+                })
+            }
+        };
+        if jwt_secret.len() < 32 {
+            return Err(ConfigError::Invalid {
+                name: "JWT_SECRET",
+                reason: "must be at least 32 bytes".into(),
+            });
+        }
+
+        let blobs = match var("S3_BUCKET") {
+            Some(bucket) => BlobConfig::S3 {
+                bucket,
+                endpoint_url: var("S3_ENDPOINT_URL"),
+            },
+            None => BlobConfig::LocalDir(data_dir.join("blobs")),
+        };
+
+        let openai = match (var("OPENAI_BASE_URL"), var("OPENAI_API_KEY")) {
+            (None, None) => None,
+            (base, key) => Some(OpenAiConfig {
+                base_url: base.unwrap_or_else(|| "https://api.openai.com/v1".into()),
+                api_key: key,
+            }),
+        };
+
+        Ok(Config {
+            profile,
+            database,
+            blobs,
+            jwt_secret: Secret(jwt_secret.into_bytes()),
+            access_token_ttl: Duration::from_secs(number(&var, "ACCESS_TOKEN_TTL_SECONDS", 15 * 60)?),
+            refresh_token_ttl: Duration::from_secs(number(&var, "REFRESH_TOKEN_TTL_SECONDS", 30 * 24 * 3600)?),
+            max_json_body_bytes: number(&var, "MAX_JSON_BODY_BYTES", 1024 * 1024)?,
+            max_message_chars: number(&var, "MAX_MESSAGE_CHARS", 32_000)?,
+            bootstrap_admin_email: var("BOOTSTRAP_ADMIN_EMAIL").map(|e| crate::auth::normalize_email(&e)),
+            cors_allowed_origins: var("CORS_ALLOWED_ORIGINS")
+                .filter(|v| v.trim() != "*")
+                .map(|v| v.split(',').map(|o| o.trim().to_string()).filter(|o| !o.is_empty()).collect()),
+            bedrock_enabled: match var("BEDROCK_ENABLED").as_deref() {
+                Some(v) => parse_bool("BEDROCK_ENABLED", v)?,
+                // In Lambda the execution role decides; locally nobody has Bedrock without asking for it.
+                None => !local,
+            },
+            openai,
+            data_dir,
+        })
+    }
+}
+
+fn secret_source(var: &impl Fn(&str) -> Option<String>, name: &str) -> Option<SecretSource> {
+    var(&format!("{name}_ARN"))
+        .map(SecretSource::Arn)
+        .or_else(|| var(name).map(SecretSource::Value))
+}
+
+async fn resolve_secret(src: SecretSource) -> Result<String, ConfigError> {
+    let arn = match src {
+        SecretSource::Value(v) => return Ok(v),
+        SecretSource::Arn(arn) => arn,
+    };
+    let sdk = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
+    let out = aws_sdk_secretsmanager::Client::new(&sdk)
+        .get_secret_value()
+        .secret_id(&arn)
+        .send()
+        .await
+        .map_err(|e| ConfigError::Secret {
+            arn: arn.clone(),
+            reason: aws_sdk_secretsmanager::error::DisplayErrorContext(e).to_string(),
+        })?;
+    out.secret_string().map(str::to_owned).ok_or(ConfigError::Secret {
+        arn,
+        reason: "the secret has no string value".into(),
+    })
+}
+
+/// The dev secret: created once, atomically, and shared by every local process (each function runs in
+/// its own process under `cargo lambda watch`, and they must accept each other's tokens).
+fn dev_jwt_secret(data_dir: &std::path::Path) -> Result<String, ConfigError> {
+    let io = |source| ConfigError::DataDir {
+        path: data_dir.display().to_string(),
+        source,
+    };
+    std::fs::create_dir_all(data_dir).map_err(io)?;
+    let path = data_dir.join("dev-jwt-secret");
+    if !path.exists() {
+        let mut bytes = [0u8; 32];
+        getrandom::fill(&mut bytes).map_err(|e| io(std::io::Error::other(e.to_string())))?;
+        let secret: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+        let tmp = data_dir.join(format!("dev-jwt-secret.{}", std::process::id()));
+        std::fs::write(&tmp, &secret).map_err(io)?;
+        // hard_link refuses to replace an existing file: the first process to get here wins and the
+        // others read its secret.
+        match std::fs::hard_link(&tmp, &path) {
+            Ok(()) => tracing::warn!(
+                path = %path.display(),
+                "created a development JWT secret; set JWT_SECRET_ARN (Lambda) or JWT_SECRET for real deployments"
+            ),
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+            Err(e) => {
+                let _ = std::fs::remove_file(&tmp);
+                return Err(io(e));
+            }
+        }
+        let _ = std::fs::remove_file(&tmp);
+    }
+    std::fs::read_to_string(&path).map(|s| s.trim().to_string()).map_err(io)
+}
+
+fn number<T: std::str::FromStr>(var: &impl Fn(&str) -> Option<String>, name: &'static str, default: T) -> Result<T, ConfigError> {
+    match var(name) {
+        None => Ok(default),
+        Some(v) => v.trim().parse().map_err(|_| ConfigError::Invalid {
+            name,
+            reason: format!("expected a non-negative whole number, got `{v}`"),
+        }),
+    }
+}
+
+fn parse_bool(name: &'static str, v: &str) -> Result<bool, ConfigError> {
+    match v.trim().to_ascii_lowercase().as_str() {
+        "1" | "true" | "yes" | "on" => Ok(true),
+        "0" | "false" | "no" | "off" => Ok(false),
+        _ => Err(ConfigError::Invalid {
+            name,
+            reason: format!("expected true or false, got `{v}`"),
+        }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn vars(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
+        let map: HashMap<String, String> = pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        move |k| map.get(k).cloned()
+    }
+
+    #[tokio::test]
+    async fn lambda_without_database_or_secret_fails_clearly() {
+        let err = Config::load(vars(&[("AWS_LAMBDA_RUNTIME_API", "127.0.0.1:9001")])).await.unwrap_err();
+        assert!(err.to_string().contains("LIBSQL_URL is required"), "{err}");
+
+        let err = Config::load(vars(&[
+            ("AWS_LAMBDA_RUNTIME_API", "127.0.0.1:9001"),
+            ("LIBSQL_URL", "libsql://db.example"),
+        ]))
+        .await
+        .unwrap_err();
+        assert!(err.to_string().contains("JWT_SECRET_ARN is required"), "{err}");
+    }
+
+    #[tokio::test]
+    async fn local_profile_creates_one_dev_secret_shared_by_processes() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path().to_str().unwrap();
+        let a = Config::load(vars(&[("CODECHAT_DATA_DIR", d)])).await.unwrap();
+        let b = Config::load(vars(&[("CODECHAT_DATA_DIR", d), ("CODECHAT_PROFILE", "local")])).await.unwrap();
+        assert_eq!(a.jwt_secret.expose(), b.jwt_secret.expose());
+        assert_eq!(a.jwt_secret.expose().len(), 64);
+        assert!(matches!(a.database, DatabaseConfig::LocalFile(ref p) if p.starts_with(d)));
+        assert_eq!(format!("{:?}", a.jwt_secret), "Secret(..)");
+    }
+
+    #[tokio::test]
+    async fn bad_numbers_and_short_secrets_are_rejected() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path().to_str().unwrap();
+        let err = Config::load(vars(&[("CODECHAT_DATA_DIR", d), ("MAX_JSON_BODY_BYTES", "1MB")])).await.unwrap_err();
+        assert!(err.to_string().contains("MAX_JSON_BODY_BYTES"), "{err}");
+        let err = Config::load(vars(&[("CODECHAT_DATA_DIR", d), ("JWT_SECRET", "short")])).await.unwrap_err();
+        assert!(err.to_string().contains("at least 32 bytes"), "{err}");
+    }
+}

@@ -1,0 +1,131 @@
+//! Body extractors whose every failure is a problem+json 4xx: wrong content type → 415, body over
+//! the limit → 413, malformed JSON → 400, well-formed JSON of the wrong shape → 422 naming the field.
+
+use axum::{
+    body::Bytes,
+    extract::{rejection::FormRejection, FromRequest, Request},
+    http::header,
+};
+use serde::de::DeserializeOwned;
+
+use crate::{error::Error, AppState};
+
+/// A JSON body. Unknown fields are ignored (never applied), as serde does by default.
+pub struct ApiJson<T>(pub T);
+
+impl<T: DeserializeOwned> FromRequest<AppState> for ApiJson<T> {
+    type Rejection = Error;
+
+    async fn from_request(req: Request, state: &AppState) -> Result<Self, Error> {
+        let is_json = req
+            .headers()
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.split(';').next())
+            .map(|mime| {
+                let mime = mime.trim().to_ascii_lowercase();
+                mime == "application/json" || (mime.starts_with("application/") && mime.ends_with("+json"))
+            })
+            .unwrap_or(false);
+        if !is_json {
+            return Err(Error::UnsupportedMediaType("the body must be JSON (Content-Type: application/json)"));
+        }
+        let limit = state.config().max_json_body_bytes;
+        let bytes = Bytes::from_request(req, state)
+            .await
+            .map_err(|r| body_error(r.status(), limit))?;
+        parse_json(&bytes).map(ApiJson)
+    }
+}
+
+/// Deserializes JSON, reporting where in the document a shape error is.
+pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, Error> {
+    let de = &mut serde_json::Deserializer::from_slice(bytes);
+    serde_path_to_error::deserialize(de).map_err(|e| {
+        let path = e.path().to_string();
+        let inner = e.into_inner();
+        match inner.classify() {
+            serde_json::error::Category::Data => {
+                let message = strip_position(&inner.to_string());
+                // serde reports a missing field at its parent; name the field itself.
+                let field = match message.strip_prefix("missing field `").and_then(|m| m.split('`').next()) {
+                    Some(name) if path == "." => name.to_string(),
+                    Some(name) => format!("{path}.{name}"),
+                    None if path == "." => "body".to_string(),
+                    None => path,
+                };
+                Error::invalid(field, message)
+            }
+            _ => Error::BadRequest(format!("the body is not valid JSON: {}", strip_position(&inner.to_string()))),
+        }
+    })
+}
+
+fn strip_position(message: &str) -> String {
+    match message.rfind(" at line ") {
+        Some(i) => message[..i].to_string(),
+        None => message.to_string(),
+    }
+}
+
+fn body_error(status: axum::http::StatusCode, limit: usize) -> Error {
+    if status == axum::http::StatusCode::PAYLOAD_TOO_LARGE {
+        Error::PayloadTooLarge { limit }
+    } else {
+        Error::BadRequest("the request body could not be read".into())
+    }
+}
+
+/// An `application/x-www-form-urlencoded` body (the OAuth2 password flow).
+pub struct ApiForm<T>(pub T);
+
+impl<T: DeserializeOwned + Send> FromRequest<AppState> for ApiForm<T> {
+    type Rejection = Error;
+
+    async fn from_request(req: Request, state: &AppState) -> Result<Self, Error> {
+        match axum::Form::<T>::from_request(req, state).await {
+            Ok(axum::Form(value)) => Ok(ApiForm(value)),
+            Err(FormRejection::InvalidFormContentType(_)) => Err(Error::UnsupportedMediaType(
+                "the body must be a form (Content-Type: application/x-www-form-urlencoded)",
+            )),
+            Err(FormRejection::FailedToDeserializeForm(e)) => Err(Error::invalid("body", e.body_text())),
+            Err(FormRejection::FailedToDeserializeFormBody(e)) => Err(Error::invalid("body", e.body_text())),
+            Err(other) => Err(body_error(other.status(), state.config().max_json_body_bytes)),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Debug, serde::Deserialize)]
+    #[allow(dead_code)]
+    struct Body {
+        email: String,
+        nested: Option<Nested>,
+    }
+    #[derive(Debug, serde::Deserialize)]
+    #[allow(dead_code)]
+    struct Nested {
+        n: u32,
+    }
+
+    fn field_of(r: Result<Body, Error>) -> String {
+        match r.unwrap_err() {
+            Error::Validation(e) => e[0].field.clone(),
+            other => panic!("expected a validation error, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn errors_name_the_field() {
+        assert_eq!(field_of(parse_json(br#"{}"#)), "email");
+        assert_eq!(field_of(parse_json(br#"{"email": 5}"#)), "email");
+        assert_eq!(field_of(parse_json(br#"{"email":"a","nested":{"n":"x"}}"#)), "nested.n");
+        assert_eq!(field_of(parse_json(br#"{"email":"a","nested":{}}"#)), "nested.n");
+        assert_eq!(field_of(parse_json(br#"[1]"#)), "body");
+        assert!(matches!(parse_json::<Body>(br#"{"email":"#), Err(Error::BadRequest(_))));
+        assert!(parse_json::<Body>(br#"{"email":"a","role":"admin"}"#).is_ok());
+    }
+}

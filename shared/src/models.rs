@@ -1,0 +1,108 @@
+//! The models catalog: a data file shipped inside every binary (`shared/data/models.json`), marked
+//! available or not for the configuration this process runs with.
+
+use serde::{Deserialize, Serialize};
+
+use crate::config::Config;
+
+const SHIPPED: &str = include_str!("../data/models.json");
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum Provider {
+    Local,
+    Bedrock,
+    Openai,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct Pricing {
+    pub input_per_mtok_usd: f64,
+    pub output_per_mtok_usd: f64,
+    /// Price of input tokens served from the provider's prompt cache, where it has one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cached_input_per_mtok_usd: Option<f64>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct Capabilities {
+    pub streaming: bool,
+    pub vision: bool,
+    pub documents: bool,
+    pub tools: bool,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct Model {
+    /// The id clients send, e.g. `bedrock/claude-sonnet-4`.
+    pub id: String,
+    pub provider: Provider,
+    /// The id the provider knows the model by.
+    pub provider_model_id: String,
+    pub display_name: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+    pub context_window: u32,
+    pub max_output_tokens: u32,
+    pub pricing: Pricing,
+    pub capabilities: Capabilities,
+    /// True for models that run inside the service with no provider (`local/echo`).
+    #[serde(default)]
+    pub offline: bool,
+    /// Whether this deployment is configured to call the model's provider.
+    #[serde(default)]
+    pub available: bool,
+}
+
+pub struct Catalog {
+    models: Vec<Model>,
+}
+
+impl Catalog {
+    /// The shipped catalog with availability for `config`. The data file is checked by a unit test,
+    /// so parsing it cannot fail in a released binary.
+    pub fn shipped(config: &Config) -> Self {
+        let mut models: Vec<Model> = serde_json::from_str(SHIPPED).expect("shared/data/models.json is valid");
+        for m in &mut models {
+            m.available = match m.provider {
+                Provider::Local => true,
+                Provider::Bedrock => config.bedrock_enabled,
+                Provider::Openai => config.openai.is_some(),
+            };
+        }
+        Catalog { models }
+    }
+
+    pub fn all(&self) -> &[Model] {
+        &self.models
+    }
+
+    pub fn get(&self, id: &str) -> Option<&Model> {
+        self.models.iter().find(|m| m.id == id)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn shipped_catalog_is_valid_and_unique() {
+        let models: Vec<Model> = serde_json::from_str(SHIPPED).unwrap();
+        let mut ids: Vec<_> = models.iter().map(|m| m.id.as_str()).collect();
+        ids.sort();
+        ids.dedup();
+        assert_eq!(ids.len(), models.len());
+        let echo = models.iter().find(|m| m.id == "local/echo").unwrap();
+        assert!(echo.offline && echo.provider == Provider::Local);
+        for m in &models {
+            assert!(m.id.starts_with(match m.provider {
+                Provider::Local => "local/",
+                Provider::Bedrock => "bedrock/",
+                Provider::Openai => "openai/",
+            }));
+            assert!(m.pricing.input_per_mtok_usd >= 0.0 && m.pricing.output_per_mtok_usd >= 0.0);
+            assert!(m.context_window > m.max_output_tokens);
+        }
+    }
+}

@@ -1,0 +1,67 @@
+use std::sync::Arc;
+
+use crate::{
+    auth::tokens::TokenKeys,
+    blobs::BlobStore,
+    config::{Config, ConfigError},
+    models::Catalog,
+    store::{Store, StoreError},
+};
+
+/// Everything a request needs, built once per process (cold start) and cheap to clone.
+#[derive(Clone)]
+pub struct AppState(Arc<Inner>);
+
+struct Inner {
+    config: Config,
+    store: Store,
+    tokens: TokenKeys,
+    catalog: Catalog,
+    blobs: BlobStore,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StartupError {
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("blob store: {0}")]
+    Blobs(String),
+}
+
+impl AppState {
+    pub async fn new(config: Config) -> Result<Self, StartupError> {
+        let store = Store::open(&config.database).await?;
+        let blobs = BlobStore::new(&config.blobs).map_err(StartupError::Blobs)?;
+        let tokens = TokenKeys::new(config.jwt_secret.expose(), config.access_token_ttl, config.refresh_token_ttl);
+        let catalog = Catalog::shipped(&config);
+        Ok(AppState(Arc::new(Inner {
+            config,
+            store,
+            tokens,
+            catalog,
+            blobs,
+        })))
+    }
+
+    pub fn config(&self) -> &Config {
+        &self.0.config
+    }
+
+    pub fn store(&self) -> &Store {
+        &self.0.store
+    }
+
+    pub fn tokens(&self) -> &TokenKeys {
+        &self.0.tokens
+    }
+
+    pub fn catalog(&self) -> &Catalog {
+        &self.0.catalog
+    }
+
+    pub fn blobs(&self) -> &BlobStore {
+        &self.0.blobs
+    }
+}

@@ -1,0 +1,193 @@
+//! The store: libSQL, local file or remote, and every SQL statement of the service.
+//!
+//! One [`Store`] (a `libsql::Database`) is built per process; each request opens its own [`Conn`],
+//! because a libSQL connection must not be shared between concurrent tasks. Queries live in the
+//! submodules as methods on [`Conn`], named for what they do.
+
+mod migrations;
+mod tokens;
+mod users;
+
+use std::{sync::Arc, time::Duration};
+
+use crate::config::DatabaseConfig;
+
+pub use tokens::RefreshOutcome;
+pub use users::{NewUser, Role, User, UserChanges};
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// Another writer held the database past the busy timeout: safe to retry.
+    #[error("the database is busy")]
+    Busy,
+    #[error("unique constraint violated: {0}")]
+    Unique(String),
+    #[error("database error: {0}")]
+    Db(String),
+    #[error("could not open the database: {0}")]
+    Open(String),
+    #[error("unexpected data in column {0}")]
+    Corrupt(&'static str),
+}
+
+impl From<libsql::Error> for StoreError {
+    fn from(e: libsql::Error) -> Self {
+        let message = e.to_string();
+        let code = match &e {
+            libsql::Error::SqliteFailure(code, _) => Some(*code),
+            libsql::Error::RemoteSqliteFailure(code, _, _) => Some(*code),
+            _ => None,
+        };
+        // Primary codes: 5 SQLITE_BUSY, 6 SQLITE_LOCKED; extended codes keep the primary in the low byte.
+        if matches!(code.map(|c| c & 0xff), Some(5 | 6)) || message.contains("database is locked") {
+            StoreError::Busy
+        } else if message.contains("UNIQUE constraint failed") {
+            StoreError::Unique(message)
+        } else {
+            StoreError::Db(message)
+        }
+    }
+}
+
+pub type StoreResult<T> = Result<T, StoreError>;
+
+#[derive(Clone)]
+pub struct Store {
+    db: Arc<libsql::Database>,
+    local: bool,
+}
+
+/// How long a local writer waits for another process's write lock before answering "busy".
+const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+
+impl Store {
+    /// Opens the database and brings its schema up to date.
+    pub async fn open(config: &DatabaseConfig) -> StoreResult<Self> {
+        let open_err = |e: libsql::Error| StoreError::Open(e.to_string());
+        let store = match config {
+            DatabaseConfig::LocalFile(path) => {
+                if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+                    std::fs::create_dir_all(dir).map_err(|e| StoreError::Open(format!("{}: {e}", dir.display())))?;
+                }
+                let db = libsql::Builder::new_local(path).build().await.map_err(open_err)?;
+                Store { db: Arc::new(db), local: true }
+            }
+            DatabaseConfig::Remote { url, auth_token } => {
+                let db = libsql::Builder::new_remote(url.clone(), auth_token.clone())
+                    .build()
+                    .await
+                    .map_err(open_err)?;
+                Store { db: Arc::new(db), local: false }
+            }
+        };
+        let conn = store.conn()?;
+        if store.local {
+            // WAL lets readers in every local process work while one writes. The mode is stored in
+            // the file, so setting it once per process start is enough.
+            conn.0.query("PRAGMA journal_mode=WAL", ()).await?;
+        }
+        migrations::apply(&conn).await?;
+        Ok(store)
+    }
+
+    /// A connection for one request.
+    pub fn conn(&self) -> StoreResult<Conn> {
+        let conn = self.db.connect()?;
+        if self.local {
+            conn.busy_timeout(BUSY_TIMEOUT)?;
+        }
+        Ok(Conn(conn))
+    }
+
+    /// A cheap round trip, for health checks.
+    pub async fn ping(&self) -> StoreResult<()> {
+        let conn = self.conn()?;
+        let mut rows = conn.0.query("SELECT 1", ()).await?;
+        rows.next().await?;
+        Ok(())
+    }
+}
+
+/// One request's connection; the query methods live in the submodules.
+pub struct Conn(libsql::Connection);
+
+/// Reads a column, turning type mismatches into [`StoreError::Corrupt`].
+fn col<T: FromColumn>(row: &libsql::Row, idx: i32, name: &'static str) -> StoreResult<T> {
+    row.get_value(idx)
+        .ok()
+        .and_then(T::from_column)
+        .ok_or(StoreError::Corrupt(name))
+}
+
+/// The column types the store reads (libsql's own conversion trait is sealed).
+trait FromColumn: Sized {
+    fn from_column(v: libsql::Value) -> Option<Self>;
+}
+
+impl FromColumn for String {
+    fn from_column(v: libsql::Value) -> Option<Self> {
+        match v {
+            libsql::Value::Text(s) => Some(s),
+            _ => None,
+        }
+    }
+}
+
+impl FromColumn for i64 {
+    fn from_column(v: libsql::Value) -> Option<Self> {
+        match v {
+            libsql::Value::Integer(n) => Some(n),
+            _ => None,
+        }
+    }
+}
+
+impl FromColumn for f64 {
+    fn from_column(v: libsql::Value) -> Option<Self> {
+        match v {
+            libsql::Value::Real(x) => Some(x),
+            libsql::Value::Integer(n) => Some(n as f64),
+            _ => None,
+        }
+    }
+}
+
+impl<T: FromColumn> FromColumn for Option<T> {
+    fn from_column(v: libsql::Value) -> Option<Self> {
+        match v {
+            libsql::Value::Null => Some(None),
+            other => T::from_column(other).map(Some),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn concurrent_opens_migrate_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = DatabaseConfig::LocalFile(dir.path().join("db.sqlite"));
+        // Several cold starts racing on one file, as under `cargo lambda watch`.
+        let opens = (0..6).map(|_| {
+            let cfg = cfg.clone();
+            tokio::spawn(async move { Store::open(&cfg).await.map(|_| ()) })
+        });
+        for handle in opens {
+            handle.await.unwrap().unwrap();
+        }
+        let store = Store::open(&cfg).await.unwrap();
+        let conn = store.conn().unwrap();
+        let mut rows = conn
+            .0
+            .query("SELECT COUNT(*), COUNT(DISTINCT version) FROM schema_migrations", ())
+            .await
+            .unwrap();
+        let row = rows.next().await.unwrap().unwrap();
+        let (n, distinct): (i64, i64) = (row.get(0).unwrap(), row.get(1).unwrap());
+        assert_eq!(n, distinct);
+        assert_eq!(n as usize, migrations::MIGRATIONS.len());
+        store.ping().await.unwrap();
+    }
+}

@@ -1,0 +1,138 @@
+use super::{col, Conn, StoreError, StoreResult};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    User,
+    Admin,
+}
+
+impl Role {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::User => "user",
+            Role::Admin => "admin",
+        }
+    }
+
+    fn parse(s: &str) -> StoreResult<Self> {
+        match s {
+            "user" => Ok(Role::User),
+            "admin" => Ok(Role::Admin),
+            _ => Err(StoreError::Corrupt("users.role")),
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct User {
+    pub id: String,
+    pub email: String,
+    pub password_hash: String,
+    pub display_name: String,
+    pub role: Role,
+    pub is_active: bool,
+    pub daily_token_limit: Option<i64>,
+    pub created_at: String,
+    pub updated_at: String,
+}
+
+pub struct NewUser<'a> {
+    pub email: &'a str,
+    pub password_hash: &'a str,
+    pub display_name: &'a str,
+    pub role: Role,
+}
+
+/// A partial update; `None` leaves a column as it is.
+#[derive(Default)]
+pub struct UserChanges<'a> {
+    pub display_name: Option<&'a str>,
+    pub password_hash: Option<&'a str>,
+}
+
+const USER_COLUMNS: &str =
+    "id, email, password_hash, display_name, role, is_active, daily_token_limit, created_at, updated_at";
+
+fn user_from_row(row: &libsql::Row) -> StoreResult<User> {
+    Ok(User {
+        id: col(row, 0, "users.id")?,
+        email: col(row, 1, "users.email")?,
+        password_hash: col(row, 2, "users.password_hash")?,
+        display_name: col(row, 3, "users.display_name")?,
+        role: Role::parse(&col::<String>(row, 4, "users.role")?)?,
+        is_active: col::<i64>(row, 5, "users.is_active")? != 0,
+        daily_token_limit: col(row, 6, "users.daily_token_limit")?,
+        created_at: col(row, 7, "users.created_at")?,
+        updated_at: col(row, 8, "users.updated_at")?,
+    })
+}
+
+impl Conn {
+    /// Inserts a user; a taken email is [`StoreError::Unique`] (the UNIQUE index decides, so two
+    /// concurrent registrations of one email cannot both succeed).
+    pub async fn insert_user(&self, new: NewUser<'_>) -> StoreResult<User> {
+        let id = crate::ids::new_id();
+        let now = crate::ids::now();
+        let mut rows = self
+            .0
+            .query(
+                &format!(
+                    "INSERT INTO users (id, email, password_hash, display_name, role, is_active, created_at, updated_at)
+                     VALUES (?1, ?2, ?3, ?4, ?5, 1, ?6, ?6) RETURNING {USER_COLUMNS}"
+                ),
+                libsql::params![id, new.email, new.password_hash, new.display_name, new.role.as_str(), now],
+            )
+            .await?;
+        let row = rows.next().await?.ok_or(StoreError::Corrupt("users"))?;
+        user_from_row(&row)
+    }
+
+    pub async fn user_by_email(&self, email: &str) -> StoreResult<Option<User>> {
+        self.one_user(&format!("SELECT {USER_COLUMNS} FROM users WHERE email = ?1"), email)
+            .await
+    }
+
+    pub async fn user_by_id(&self, id: &str) -> StoreResult<Option<User>> {
+        self.one_user(&format!("SELECT {USER_COLUMNS} FROM users WHERE id = ?1"), id)
+            .await
+    }
+
+    async fn one_user(&self, sql: &str, key: &str) -> StoreResult<Option<User>> {
+        let mut rows = self.0.query(sql, [key]).await?;
+        match rows.next().await? {
+            Some(row) => Ok(Some(user_from_row(&row)?)),
+            None => Ok(None),
+        }
+    }
+
+    pub async fn update_user(&self, id: &str, changes: UserChanges<'_>) -> StoreResult<Option<User>> {
+        let mut rows = self
+            .0
+            .query(
+                &format!(
+                    "UPDATE users SET display_name = COALESCE(?2, display_name),
+                         password_hash = COALESCE(?3, password_hash), updated_at = ?4
+                     WHERE id = ?1 RETURNING {USER_COLUMNS}"
+                ),
+                libsql::params![id, changes.display_name, changes.password_hash, crate::ids::now()],
+            )
+            .await?;
+        match rows.next().await? {
+            Some(row) => Ok(Some(user_from_row(&row)?)),
+            None => Ok(None),
+        }
+    }
+
+    /// Test and admin support: flips the active flag.
+    pub async fn set_user_active(&self, id: &str, active: bool) -> StoreResult<bool> {
+        let n = self
+            .0
+            .execute(
+                "UPDATE users SET is_active = ?2, updated_at = ?3 WHERE id = ?1",
+                libsql::params![id, active as i64, crate::ids::now()],
+            )
+            .await?;
+        Ok(n == 1)
+    }
+}
