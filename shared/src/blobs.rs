@@ -9,16 +9,22 @@ use std::path::PathBuf;
 use crate::config::BlobConfig;
 
 pub enum BlobStore {
-    Local { root: PathBuf },
+    Local {
+        root: PathBuf,
+    },
     /// Configured through `S3_BUCKET`; the client arrives with the attachments routes.
-    S3 { bucket: String },
+    S3 {
+        bucket: String,
+    },
 }
 
 impl BlobStore {
     pub fn new(config: &BlobConfig) -> Result<Self, String> {
         Ok(match config {
             BlobConfig::LocalDir(root) => BlobStore::Local { root: root.clone() },
-            BlobConfig::S3 { bucket, .. } => BlobStore::S3 { bucket: bucket.clone() },
+            BlobConfig::S3 { bucket, .. } => BlobStore::S3 {
+                bucket: bucket.clone(),
+            },
         })
     }
 
@@ -26,12 +32,20 @@ impl BlobStore {
     pub async fn check(&self) -> Result<(), String> {
         match self {
             BlobStore::Local { root } => {
-                tokio::fs::create_dir_all(root).await.map_err(|e| e.to_string())?;
+                tokio::fs::create_dir_all(root)
+                    .await
+                    .map_err(|e| e.to_string())?;
                 let probe = root.join(format!(".health-{}", std::process::id()));
-                tokio::fs::write(&probe, b"ok").await.map_err(|e| e.to_string())?;
-                tokio::fs::remove_file(&probe).await.map_err(|e| e.to_string())
+                tokio::fs::write(&probe, b"ok")
+                    .await
+                    .map_err(|e| e.to_string())?;
+                tokio::fs::remove_file(&probe)
+                    .await
+                    .map_err(|e| e.to_string())
             }
-            BlobStore::S3 { bucket } => Err(format!("S3 bucket {bucket} is configured but no S3 client is built in yet")),
+            BlobStore::S3 { bucket } => Err(format!(
+                "S3 bucket {bucket} is configured but no S3 client is built in yet"
+            )),
         }
     }
 }

@@ -11,11 +11,17 @@ use std::{collections::HashMap, path::PathBuf, time::Duration};
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     #[error("{name} is required when running in Lambda ({hint})")]
-    Missing { name: &'static str, hint: &'static str },
+    Missing {
+        name: &'static str,
+        hint: &'static str,
+    },
     #[error("{name} has an invalid value: {reason}")]
     Invalid { name: &'static str, reason: String },
     #[error("could not prepare the local data directory {path}: {source}")]
-    DataDir { path: String, source: std::io::Error },
+    DataDir {
+        path: String,
+        source: std::io::Error,
+    },
     #[error("could not read secret {arn} from Secrets Manager: {reason}")]
     Secret { arn: String, reason: String },
 }
@@ -37,7 +43,10 @@ impl std::fmt::Debug for DatabaseConfig {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             Self::LocalFile(p) => f.debug_tuple("LocalFile").field(p).finish(),
-            Self::Remote { url, .. } => f.debug_struct("Remote").field("url", url).finish_non_exhaustive(),
+            Self::Remote { url, .. } => f
+                .debug_struct("Remote")
+                .field("url", url)
+                .finish_non_exhaustive(),
         }
     }
 }
@@ -45,7 +54,10 @@ impl std::fmt::Debug for DatabaseConfig {
 #[derive(Debug, Clone)]
 pub enum BlobConfig {
     LocalDir(PathBuf),
-    S3 { bucket: String, endpoint_url: Option<String> },
+    S3 {
+        bucket: String,
+        endpoint_url: Option<String>,
+    },
 }
 
 #[derive(Clone)]
@@ -90,7 +102,9 @@ pub struct Config {
 
 impl std::fmt::Debug for OpenAiConfig {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("OpenAiConfig").field("base_url", &self.base_url).finish_non_exhaustive()
+        f.debug_struct("OpenAiConfig")
+            .field("base_url", &self.base_url)
+            .finish_non_exhaustive()
     }
 }
 
@@ -126,14 +140,19 @@ impl Config {
         let local = profile == Profile::Local;
 
         let database = match var("LIBSQL_URL") {
-            Some(url) if url.starts_with("file:") => DatabaseConfig::LocalFile(url.trim_start_matches("file:").into()),
+            Some(url) if url.starts_with("file:") => {
+                DatabaseConfig::LocalFile(url.trim_start_matches("file:").into())
+            }
             Some(url) => {
                 let token = match secret_source(&var, "LIBSQL_AUTH_TOKEN") {
                     Some(src) => resolve_secret(src).await?,
                     // Self-hosted sqld without auth takes no token.
                     None => String::new(),
                 };
-                DatabaseConfig::Remote { url, auth_token: token }
+                DatabaseConfig::Remote {
+                    url,
+                    auth_token: token,
+                }
             }
             None if local => DatabaseConfig::LocalFile(data_dir.join("codechat.db")),
             None => {
@@ -182,14 +201,28 @@ impl Config {
             database,
             blobs,
             jwt_secret: Secret(jwt_secret.into_bytes()),
-            access_token_ttl: Duration::from_secs(number(&var, "ACCESS_TOKEN_TTL_SECONDS", 15 * 60)?),
-            refresh_token_ttl: Duration::from_secs(number(&var, "REFRESH_TOKEN_TTL_SECONDS", 30 * 24 * 3600)?),
+            access_token_ttl: Duration::from_secs(number(
+                &var,
+                "ACCESS_TOKEN_TTL_SECONDS",
+                15 * 60,
+            )?),
+            refresh_token_ttl: Duration::from_secs(number(
+                &var,
+                "REFRESH_TOKEN_TTL_SECONDS",
+                30 * 24 * 3600,
+            )?),
             max_json_body_bytes: number(&var, "MAX_JSON_BODY_BYTES", 1024 * 1024)?,
             max_message_chars: number(&var, "MAX_MESSAGE_CHARS", 32_000)?,
-            bootstrap_admin_email: var("BOOTSTRAP_ADMIN_EMAIL").map(|e| crate::auth::normalize_email(&e)),
-            cors_allowed_origins: var("CORS_ALLOWED_ORIGINS")
-                .filter(|v| v.trim() != "*")
-                .map(|v| v.split(',').map(|o| o.trim().to_string()).filter(|o| !o.is_empty()).collect()),
+            bootstrap_admin_email: var("BOOTSTRAP_ADMIN_EMAIL")
+                .map(|e| crate::auth::normalize_email(&e)),
+            cors_allowed_origins: var("CORS_ALLOWED_ORIGINS").filter(|v| v.trim() != "*").map(
+                |v| {
+                    v.split(',')
+                        .map(|o| o.trim().to_string())
+                        .filter(|o| !o.is_empty())
+                        .collect()
+                },
+            ),
             bedrock_enabled: match var("BEDROCK_ENABLED").as_deref() {
                 Some(v) => parse_bool("BEDROCK_ENABLED", v)?,
                 // In Lambda the execution role decides; locally nobody has Bedrock without asking for it.
@@ -222,10 +255,12 @@ async fn resolve_secret(src: SecretSource) -> Result<String, ConfigError> {
             arn: arn.clone(),
             reason: aws_sdk_secretsmanager::error::DisplayErrorContext(e).to_string(),
         })?;
-    out.secret_string().map(str::to_owned).ok_or(ConfigError::Secret {
-        arn,
-        reason: "the secret has no string value".into(),
-    })
+    out.secret_string()
+        .map(str::to_owned)
+        .ok_or(ConfigError::Secret {
+            arn,
+            reason: "the secret has no string value".into(),
+        })
 }
 
 /// The dev secret: created once, atomically, and shared by every local process (each function runs in
@@ -258,10 +293,16 @@ fn dev_jwt_secret(data_dir: &std::path::Path) -> Result<String, ConfigError> {
         }
         let _ = std::fs::remove_file(&tmp);
     }
-    std::fs::read_to_string(&path).map(|s| s.trim().to_string()).map_err(io)
+    std::fs::read_to_string(&path)
+        .map(|s| s.trim().to_string())
+        .map_err(io)
 }
 
-fn number<T: std::str::FromStr>(var: &impl Fn(&str) -> Option<String>, name: &'static str, default: T) -> Result<T, ConfigError> {
+fn number<T: std::str::FromStr>(
+    var: &impl Fn(&str) -> Option<String>,
+    name: &'static str,
+    default: T,
+) -> Result<T, ConfigError> {
     match var(name) {
         None => Ok(default),
         Some(v) => v.trim().parse().map_err(|_| ConfigError::Invalid {
@@ -287,13 +328,18 @@ mod tests {
     use super::*;
 
     fn vars(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
-        let map: HashMap<String, String> = pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        let map: HashMap<String, String> = pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
         move |k| map.get(k).cloned()
     }
 
     #[tokio::test]
     async fn lambda_without_database_or_secret_fails_clearly() {
-        let err = Config::load(vars(&[("AWS_LAMBDA_RUNTIME_API", "127.0.0.1:9001")])).await.unwrap_err();
+        let err = Config::load(vars(&[("AWS_LAMBDA_RUNTIME_API", "127.0.0.1:9001")]))
+            .await
+            .unwrap_err();
         assert!(err.to_string().contains("LIBSQL_URL is required"), "{err}");
 
         let err = Config::load(vars(&[
@@ -302,15 +348,25 @@ mod tests {
         ]))
         .await
         .unwrap_err();
-        assert!(err.to_string().contains("JWT_SECRET_ARN is required"), "{err}");
+        assert!(
+            err.to_string().contains("JWT_SECRET_ARN is required"),
+            "{err}"
+        );
     }
 
     #[tokio::test]
     async fn local_profile_creates_one_dev_secret_shared_by_processes() {
         let dir = tempfile::tempdir().unwrap();
         let d = dir.path().to_str().unwrap();
-        let a = Config::load(vars(&[("CODECHAT_DATA_DIR", d)])).await.unwrap();
-        let b = Config::load(vars(&[("CODECHAT_DATA_DIR", d), ("CODECHAT_PROFILE", "local")])).await.unwrap();
+        let a = Config::load(vars(&[("CODECHAT_DATA_DIR", d)]))
+            .await
+            .unwrap();
+        let b = Config::load(vars(&[
+            ("CODECHAT_DATA_DIR", d),
+            ("CODECHAT_PROFILE", "local"),
+        ]))
+        .await
+        .unwrap();
         assert_eq!(a.jwt_secret.expose(), b.jwt_secret.expose());
         assert_eq!(a.jwt_secret.expose().len(), 64);
         assert!(matches!(a.database, DatabaseConfig::LocalFile(ref p) if p.starts_with(d)));
@@ -321,9 +377,16 @@ mod tests {
     async fn bad_numbers_and_short_secrets_are_rejected() {
         let dir = tempfile::tempdir().unwrap();
         let d = dir.path().to_str().unwrap();
-        let err = Config::load(vars(&[("CODECHAT_DATA_DIR", d), ("MAX_JSON_BODY_BYTES", "1MB")])).await.unwrap_err();
+        let err = Config::load(vars(&[
+            ("CODECHAT_DATA_DIR", d),
+            ("MAX_JSON_BODY_BYTES", "1MB"),
+        ]))
+        .await
+        .unwrap_err();
         assert!(err.to_string().contains("MAX_JSON_BODY_BYTES"), "{err}");
-        let err = Config::load(vars(&[("CODECHAT_DATA_DIR", d), ("JWT_SECRET", "short")])).await.unwrap_err();
+        let err = Config::load(vars(&[("CODECHAT_DATA_DIR", d), ("JWT_SECRET", "short")]))
+            .await
+            .unwrap_err();
         assert!(err.to_string().contains("at least 32 bytes"), "{err}");
     }
 }

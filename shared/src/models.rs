@@ -62,7 +62,8 @@ impl Catalog {
     /// The shipped catalog with availability for `config`. The data file is checked by a unit test,
     /// so parsing it cannot fail in a released binary.
     pub fn shipped(config: &Config) -> Self {
-        let mut models: Vec<Model> = serde_json::from_str(SHIPPED).expect("shared/data/models.json is valid");
+        let mut models: Vec<Model> =
+            serde_json::from_str(SHIPPED).expect("shared/data/models.json is valid");
         for m in &mut models {
             m.available = match m.provider {
                 Provider::Local => true,

@@ -32,12 +32,20 @@ impl PageQuery {
             None => DEFAULT_LIMIT,
             Some(raw) => match raw.trim().parse::<i64>() {
                 Ok(n) if n >= 1 => n.min(MAX_LIMIT as i64) as u32,
-                _ => return Err(Error::invalid("limit", "must be a whole number of at least 1")),
+                _ => {
+                    return Err(Error::invalid(
+                        "limit",
+                        "must be a whole number of at least 1",
+                    ))
+                }
             },
         };
         let after = match self.cursor.as_deref() {
             None | Some("") => None,
-            Some(raw) => Some(decode_cursor(raw).ok_or_else(|| Error::invalid("cursor", "is not a cursor this API issued"))?),
+            Some(raw) => Some(
+                decode_cursor(raw)
+                    .ok_or_else(|| Error::invalid("cursor", "is not a cursor this API issued"))?,
+            ),
         };
         Ok(Page { limit, after })
     }
@@ -58,7 +66,10 @@ impl<T> Paginated<T> {
         } else {
             None
         };
-        Paginated { items: rows, next_cursor }
+        Paginated {
+            items: rows,
+            next_cursor,
+        }
     }
 }
 
@@ -90,19 +101,28 @@ mod tests {
         assert_eq!(q(Some("101"), None).parse::<String>().unwrap().limit, 100);
         for bad in ["0", "-1", "ten", "1.5", ""] {
             let err = q(Some(bad), None).parse::<String>().unwrap_err();
-            assert!(matches!(err, Error::Validation(ref e) if e[0].field == "limit"), "{bad}");
+            assert!(
+                matches!(err, Error::Validation(ref e) if e[0].field == "limit"),
+                "{bad}"
+            );
         }
     }
 
     #[test]
     fn cursors_round_trip_and_bad_ones_are_rejected() {
-        let page = Paginated::from_rows(vec![("a", 1), ("b", 2), ("c", 3)], 2, |r| (r.0.to_string(), r.1));
+        let page = Paginated::from_rows(vec![("a", 1), ("b", 2), ("c", 3)], 2, |r| {
+            (r.0.to_string(), r.1)
+        });
         assert_eq!(page.items.len(), 2);
         let cursor = page.next_cursor.unwrap();
         let parsed = q(None, Some(&cursor)).parse::<(String, i32)>().unwrap();
         assert_eq!(parsed.after, Some(("b".to_string(), 2)));
-        assert!(q(None, Some("not a cursor!")).parse::<(String, i32)>().is_err());
-        assert!(q(None, Some(&URL_SAFE_NO_PAD.encode("[1]"))).parse::<(String, i32)>().is_err());
+        assert!(q(None, Some("not a cursor!"))
+            .parse::<(String, i32)>()
+            .is_err());
+        assert!(q(None, Some(&URL_SAFE_NO_PAD.encode("[1]")))
+            .parse::<(String, i32)>()
+            .is_err());
 
         let last = Paginated::from_rows(vec![1, 2], 2, |r| *r);
         assert_eq!(last.next_cursor, None);

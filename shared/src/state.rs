@@ -34,7 +34,11 @@ impl AppState {
     pub async fn new(config: Config) -> Result<Self, StartupError> {
         let store = Store::open(&config.database).await?;
         let blobs = BlobStore::new(&config.blobs).map_err(StartupError::Blobs)?;
-        let tokens = TokenKeys::new(config.jwt_secret.expose(), config.access_token_ttl, config.refresh_token_ttl);
+        let tokens = TokenKeys::new(
+            config.jwt_secret.expose(),
+            config.access_token_ttl,
+            config.refresh_token_ttl,
+        );
         let catalog = Catalog::shipped(&config);
         Ok(AppState(Arc::new(Inner {
             config,

@@ -1,1 +1,215 @@
+//! Test harness: a fresh app per test, on its own temporary libSQL file and blob directory, driven
+//! in-process through the same router (and layers) the Lambda functions serve.
 
+use axum::{
+    body::{Body, Bytes},
+    http::{header, HeaderMap, Method, Request, StatusCode},
+    Router,
+};
+use codechat::{api, config::Config, http, AppState};
+use http_body_util::BodyExt;
+use serde_json::{json, Value};
+use tower::ServiceExt;
+
+/// The signing secret every test app uses, so tests can forge tokens with it (or without it).
+pub const JWT_SECRET: &str = "test-secret-test-secret-test-secret-0123456789";
+pub const PASSWORD: &str = "correct horse battery";
+
+pub struct TestApp {
+    pub state: AppState,
+    app: Router,
+    dir: tempfile::TempDir,
+}
+
+impl TestApp {
+    pub async fn spawn() -> Self {
+        Self::with_env(&[]).await
+    }
+
+    /// An app configured as a process with these extra environment variables would be.
+    pub async fn with_env(extra: &[(&str, &str)]) -> Self {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let data_dir = dir.path().to_str().unwrap().to_owned();
+        let mut vars = vec![
+            ("CODECHAT_PROFILE".to_string(), "local".to_string()),
+            ("CODECHAT_DATA_DIR".to_string(), data_dir),
+            ("JWT_SECRET".to_string(), JWT_SECRET.to_string()),
+        ];
+        vars.extend(extra.iter().map(|(k, v)| (k.to_string(), v.to_string())));
+        let config = Config::load(|k| {
+            vars.iter()
+                .rev()
+                .find(|(name, _)| name == k)
+                .map(|(_, v)| v.clone())
+        })
+        .await
+        .expect("test config");
+        let state = AppState::new(config).await.expect("app state");
+        let app = http::app(state.clone(), api::all_routes());
+        TestApp { state, app, dir }
+    }
+
+    pub fn data_dir(&self) -> &std::path::Path {
+        self.dir.path()
+    }
+
+    /// The router of one function group, with the shared layers, as its Lambda serves it.
+    pub fn function(&self, group: api::Group) -> Router {
+        http::app(self.state.clone(), api::routes(group))
+    }
+
+    pub async fn send(&self, req: Request<Body>) -> TestResponse {
+        let res = self
+            .app
+            .clone()
+            .oneshot(req)
+            .await
+            .expect("router is infallible");
+        let status = res.status();
+        let headers = res.headers().clone();
+        let body = res.into_body().collect().await.expect("body").to_bytes();
+        TestResponse {
+            status,
+            headers,
+            body,
+        }
+    }
+
+    pub async fn get(&self, path: &str, token: Option<&str>) -> TestResponse {
+        self.send(request(Method::GET, path, token, None)).await
+    }
+
+    pub async fn post(&self, path: &str, body: Value, token: Option<&str>) -> TestResponse {
+        self.send(request(Method::POST, path, token, Some(body)))
+            .await
+    }
+
+    pub async fn patch(&self, path: &str, body: Value, token: Option<&str>) -> TestResponse {
+        self.send(request(Method::PATCH, path, token, Some(body)))
+            .await
+    }
+
+    pub async fn delete(&self, path: &str, token: Option<&str>) -> TestResponse {
+        self.send(request(Method::DELETE, path, token, None)).await
+    }
+
+    /// A raw body with the given content type.
+    pub async fn post_raw(
+        &self,
+        path: &str,
+        content_type: &str,
+        body: impl Into<Body>,
+    ) -> TestResponse {
+        let req = Request::post(path)
+            .header(header::CONTENT_TYPE, content_type)
+            .body(body.into())
+            .unwrap();
+        self.send(req).await
+    }
+
+    /// Registers `email` with [`PASSWORD`] and returns the token response.
+    pub async fn register(&self, email: &str) -> Tokens {
+        let res = self
+            .post(
+                "/api/v1/auth/register",
+                json!({"email": email, "password": PASSWORD}),
+                None,
+            )
+            .await;
+        assert_eq!(res.status, StatusCode::CREATED, "{}", res.text());
+        Tokens::from(res.json())
+    }
+}
+
+pub struct Tokens {
+    pub access: String,
+    pub refresh: String,
+    pub user: Value,
+}
+
+impl From<Value> for Tokens {
+    fn from(v: Value) -> Self {
+        Tokens {
+            access: v["access_token"]
+                .as_str()
+                .expect("access_token")
+                .to_string(),
+            refresh: v["refresh_token"]
+                .as_str()
+                .expect("refresh_token")
+                .to_string(),
+            user: v["user"].clone(),
+        }
+    }
+}
+
+pub fn request(
+    method: Method,
+    path: &str,
+    token: Option<&str>,
+    body: Option<Value>,
+) -> Request<Body> {
+    let mut builder = Request::builder().method(method).uri(path);
+    if let Some(token) = token {
+        builder = builder.header(header::AUTHORIZATION, format!("Bearer {token}"));
+    }
+    match body {
+        Some(body) => builder
+            .header(header::CONTENT_TYPE, "application/json")
+            .body(Body::from(body.to_string()))
+            .unwrap(),
+        None => builder.body(Body::empty()).unwrap(),
+    }
+}
+
+#[derive(Debug)]
+pub struct TestResponse {
+    pub status: StatusCode,
+    pub headers: HeaderMap,
+    pub body: Bytes,
+}
+
+impl TestResponse {
+    pub fn json(&self) -> Value {
+        serde_json::from_slice(&self.body)
+            .unwrap_or_else(|e| panic!("not JSON ({e}): {}", self.text()))
+    }
+
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+
+    /// Asserts an RFC 9457 problem with this status, and returns it.
+    #[track_caller]
+    pub fn problem(&self, status: StatusCode) -> Value {
+        assert_eq!(self.status, status, "{}", self.text());
+        assert_eq!(
+            self.headers
+                .get(header::CONTENT_TYPE)
+                .map(|v| v.to_str().unwrap()),
+            Some("application/problem+json")
+        );
+        let p = self.json();
+        assert_eq!(p["status"], status.as_u16());
+        assert!(
+            p["type"]
+                .as_str()
+                .is_some_and(|t| t.starts_with("https://")),
+            "{p}"
+        );
+        assert!(p["title"].is_string() && p["detail"].is_string(), "{p}");
+        p
+    }
+
+    /// The fields named by a 422 validation problem.
+    #[track_caller]
+    pub fn invalid_fields(&self) -> Vec<String> {
+        let p = self.problem(StatusCode::UNPROCESSABLE_ENTITY);
+        p["errors"]
+            .as_array()
+            .expect("errors")
+            .iter()
+            .map(|e| e["field"].as_str().unwrap().to_string())
+            .collect()
+    }
+}

@@ -73,45 +73,73 @@ fn tokens(status: StatusCode, (user, pair): (User, TokenPair)) -> Response {
     };
     let mut res = (status, Json(body)).into_response();
     // Token responses must not be cached (RFC 6749 §5.1).
-    res.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    res.headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     res
 }
 
 /// Creates an account and logs it in.
 #[utoipa::path(post, path = "/api/v1/auth/register", tag = "auth", request_body = RegisterRequest,
     responses((status = 201, body = TokenResponse), (status = 409, body = Problem), (status = 422, body = Problem)))]
-async fn register(State(state): State<AppState>, ApiJson(body): ApiJson<RegisterRequest>) -> Result<Response> {
+async fn register(
+    State(state): State<AppState>,
+    ApiJson(body): ApiJson<RegisterRequest>,
+) -> Result<Response> {
     let input = Registration {
         email: body.email,
         password: body.password,
         display_name: body.display_name,
     };
-    Ok(tokens(StatusCode::CREATED, auth::register(&state, input).await?))
+    Ok(tokens(
+        StatusCode::CREATED,
+        auth::register(&state, input).await?,
+    ))
 }
 
 /// Exchanges email and password for tokens.
 #[utoipa::path(post, path = "/api/v1/auth/login", tag = "auth", request_body = LoginRequest,
     responses((status = 200, body = TokenResponse), (status = 401, body = Problem), (status = 422, body = Problem)))]
-async fn login(State(state): State<AppState>, ApiJson(body): ApiJson<LoginRequest>) -> Result<Response> {
-    Ok(tokens(StatusCode::OK, auth::login(&state, &body.email, body.password).await?))
+async fn login(
+    State(state): State<AppState>,
+    ApiJson(body): ApiJson<LoginRequest>,
+) -> Result<Response> {
+    Ok(tokens(
+        StatusCode::OK,
+        auth::login(&state, &body.email, body.password).await?,
+    ))
 }
 
 /// OAuth2 password flow (`username` is the email), for interactive docs and OAuth2 clients.
 #[utoipa::path(post, path = "/api/v1/auth/token", tag = "auth",
     request_body(content = TokenForm, content_type = "application/x-www-form-urlencoded"),
     responses((status = 200, body = TokenResponse), (status = 401, body = Problem), (status = 422, body = Problem)))]
-async fn token(State(state): State<AppState>, ApiForm(form): ApiForm<TokenForm>) -> Result<Response> {
+async fn token(
+    State(state): State<AppState>,
+    ApiForm(form): ApiForm<TokenForm>,
+) -> Result<Response> {
     if form.grant_type.as_deref().is_some_and(|g| g != "password") {
-        return Err(crate::Error::invalid("grant_type", "only the `password` grant is supported"));
+        return Err(crate::Error::invalid(
+            "grant_type",
+            "only the `password` grant is supported",
+        ));
     }
-    Ok(tokens(StatusCode::OK, auth::login(&state, &form.username, form.password).await?))
+    Ok(tokens(
+        StatusCode::OK,
+        auth::login(&state, &form.username, form.password).await?,
+    ))
 }
 
 /// Spends a refresh token for a new pair. Presenting a spent token revokes its whole family.
 #[utoipa::path(post, path = "/api/v1/auth/refresh", tag = "auth", request_body = RefreshRequest,
     responses((status = 200, body = TokenResponse), (status = 401, body = Problem)))]
-async fn refresh(State(state): State<AppState>, ApiJson(body): ApiJson<RefreshRequest>) -> Result<Response> {
-    Ok(tokens(StatusCode::OK, auth::refresh(&state, &body.refresh_token).await?))
+async fn refresh(
+    State(state): State<AppState>,
+    ApiJson(body): ApiJson<RefreshRequest>,
+) -> Result<Response> {
+    Ok(tokens(
+        StatusCode::OK,
+        auth::refresh(&state, &body.refresh_token).await?,
+    ))
 }
 
 /// Ends the session the refresh token belongs to.

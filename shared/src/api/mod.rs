@@ -11,7 +11,9 @@ mod users;
 use std::sync::OnceLock;
 
 use utoipa::{
-    openapi::security::{Flow, HttpAuthScheme, HttpBuilder, OAuth2, Password, Scopes, SecurityScheme},
+    openapi::security::{
+        Flow, HttpAuthScheme, HttpBuilder, OAuth2, Password, Scopes, SecurityScheme,
+    },
     Modify, OpenApi,
 };
 use utoipa_axum::router::OpenApiRouter;
@@ -58,7 +60,9 @@ pub fn routes(group: Group) -> OpenApiRouter<AppState> {
 pub fn all_routes() -> OpenApiRouter<AppState> {
     Group::ALL
         .into_iter()
-        .fold(OpenApiRouter::with_openapi(ApiDoc::openapi()), |acc, g| acc.merge(routes(g)))
+        .fold(OpenApiRouter::with_openapi(ApiDoc::openapi()), |acc, g| {
+            acc.merge(routes(g))
+        })
 }
 
 /// The OpenAPI 3.1 document of the whole API (all functions), built once per process.
@@ -92,12 +96,20 @@ impl Modify for SecuritySchemes {
         let components = doc.components.get_or_insert_with(Default::default);
         components.add_security_scheme(
             "bearer",
-            SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).bearer_format("JWT").build()),
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .bearer_format("JWT")
+                    .build(),
+            ),
         );
         // Lets the interactive docs' "Authorize" button log in with email and password.
         components.add_security_scheme(
             "oauth2",
-            SecurityScheme::OAuth2(OAuth2::new([Flow::Password(Password::new("/api/v1/auth/token", Scopes::new()))])),
+            SecurityScheme::OAuth2(OAuth2::new([Flow::Password(Password::new(
+                "/api/v1/auth/token",
+                Scopes::new(),
+            ))])),
         );
     }
 }

@@ -49,7 +49,11 @@ async fn health(State(state): State<AppState>) -> impl IntoResponse {
         blobs: verdict("blobs", blobs),
     };
     let ok = checks.store == "ok" && checks.blobs == "ok";
-    let status = if ok { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
+    let status = if ok {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
     (
         status,
         Json(Health {

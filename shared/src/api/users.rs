@@ -57,11 +57,17 @@ async fn get_me(CurrentUser(user): CurrentUser) -> Json<UserOut> {
 /// session).
 #[utoipa::path(patch, path = "/api/v1/users/me", tag = "users", security(("bearer" = [])), request_body = UpdateMe,
     responses((status = 200, body = UserOut), (status = 401, body = Problem), (status = 422, body = Problem)))]
-async fn patch_me(State(state): State<AppState>, CurrentUser(user): CurrentUser, ApiJson(body): ApiJson<UpdateMe>) -> Result<Json<UserOut>> {
+async fn patch_me(
+    State(state): State<AppState>,
+    CurrentUser(user): CurrentUser,
+    ApiJson(body): ApiJson<UpdateMe>,
+) -> Result<Json<UserOut>> {
     let changes = ProfileChanges {
         display_name: body.display_name,
         current_password: body.current_password,
         new_password: body.new_password,
     };
-    Ok(Json(auth::update_profile(&state, &user, changes).await?.into()))
+    Ok(Json(
+        auth::update_profile(&state, &user, changes).await?.into(),
+    ))
 }

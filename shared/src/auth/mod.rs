@@ -47,9 +47,16 @@ const EMAIL_MAX_CHARS: usize = 254;
 
 fn check_email(email: &str, errors: &mut Vec<FieldError>) {
     let plausible = email.split_once('@').is_some_and(|(local, domain)| {
-        !local.is_empty() && domain.contains('.') && !domain.starts_with('.') && !domain.ends_with('.') && !domain.contains('@')
+        !local.is_empty()
+            && domain.contains('.')
+            && !domain.starts_with('.')
+            && !domain.ends_with('.')
+            && !domain.contains('@')
     });
-    if !plausible || email.chars().any(char::is_whitespace) || email.chars().count() > EMAIL_MAX_CHARS {
+    if !plausible
+        || email.chars().any(char::is_whitespace)
+        || email.chars().count() > EMAIL_MAX_CHARS
+    {
         errors.push(FieldError::new("email", "must be a valid email address"));
     }
 }
@@ -66,7 +73,10 @@ fn check_password(field: &str, password: &str, errors: &mut Vec<FieldError>) {
 
 fn clean_display_name(name: &str, errors: &mut Vec<FieldError>) -> String {
     let name = name.trim();
-    if name.is_empty() || name.chars().count() > DISPLAY_NAME_MAX_CHARS || name.chars().any(char::is_control) {
+    if name.is_empty()
+        || name.chars().count() > DISPLAY_NAME_MAX_CHARS
+        || name.chars().any(char::is_control)
+    {
         errors.push(FieldError::new(
             "display_name",
             format!("must be 1 to {DISPLAY_NAME_MAX_CHARS} printable characters"),
@@ -135,7 +145,9 @@ pub async fn refresh(state: &AppState, refresh_token: &str) -> Result<(User, Tok
         RefreshOutcome::Rotated { user_id, family_id } if user_id == claims.sub => family_id,
         RefreshOutcome::Reused => {
             tracing::warn!(user_id = %claims.sub, "refresh token reused; its family is revoked");
-            return Err(Error::Unauthorized("the refresh token has already been used; please log in again"));
+            return Err(Error::Unauthorized(
+                "the refresh token has already been used; please log in again",
+            ));
         }
         _ => return Err(Error::Unauthorized("the token is invalid or expired")),
     };
@@ -151,7 +163,9 @@ pub async fn refresh(state: &AppState, refresh_token: &str) -> Result<(User, Tok
 pub async fn logout(state: &AppState, user: &User, refresh_token: &str) -> Result<()> {
     let claims = state.tokens().verify(refresh_token, TokenType::Refresh)?;
     if claims.sub != user.id {
-        return Err(Error::Unauthorized("the refresh token does not belong to this user"));
+        return Err(Error::Unauthorized(
+            "the refresh token does not belong to this user",
+        ));
     }
     let conn = state.store().conn()?;
     if let Some(family) = conn.refresh_family_of(&claims.jti, &user.id).await? {
@@ -162,13 +176,23 @@ pub async fn logout(state: &AppState, user: &User, refresh_token: &str) -> Resul
 
 /// Applies a profile change. A password change needs the current password and logs the user out of
 /// every other session (all refresh tokens are revoked; access tokens lapse within their lifetime).
-pub async fn update_profile(state: &AppState, user: &User, changes: ProfileChanges) -> Result<User> {
+pub async fn update_profile(
+    state: &AppState,
+    user: &User,
+    changes: ProfileChanges,
+) -> Result<User> {
     let mut errors = Vec::new();
-    let display_name = changes.display_name.as_deref().map(|n| clean_display_name(n, &mut errors));
+    let display_name = changes
+        .display_name
+        .as_deref()
+        .map(|n| clean_display_name(n, &mut errors));
     if let Some(new) = &changes.new_password {
         check_password("new_password", new, &mut errors);
         if changes.current_password.is_none() {
-            errors.push(FieldError::new("current_password", "is required to change the password"));
+            errors.push(FieldError::new(
+                "current_password",
+                "is required to change the password",
+            ));
         }
     }
     if !errors.is_empty() {
@@ -200,15 +224,28 @@ pub async fn update_profile(state: &AppState, user: &User, changes: ProfileChang
     Ok(updated)
 }
 
-async fn issue_pair(state: &AppState, conn: &crate::store::Conn, user: &User, family: Option<&str>) -> Result<TokenPair> {
+async fn issue_pair(
+    state: &AppState,
+    conn: &crate::store::Conn,
+    user: &User,
+    family: Option<&str>,
+) -> Result<TokenPair> {
     let keys = state.tokens();
     let access = keys.issue(&user.id, user.role, TokenType::Access)?;
     let refresh = keys.issue(&user.id, user.role, TokenType::Refresh)?;
     let family_id = family.map(str::to_owned).unwrap_or_else(crate::ids::new_id);
     let expires_at = time::OffsetDateTime::UNIX_EPOCH
-        + refresh.expires_at.duration_since(UNIX_EPOCH).unwrap_or_default();
-    conn.insert_refresh_token(&refresh.jti, &user.id, &family_id, &crate::ids::format_time(expires_at))
-        .await?;
+        + refresh
+            .expires_at
+            .duration_since(UNIX_EPOCH)
+            .unwrap_or_default();
+    conn.insert_refresh_token(
+        &refresh.jti,
+        &user.id,
+        &family_id,
+        &crate::ids::format_time(expires_at),
+    )
+    .await?;
     Ok(TokenPair {
         access_token: access.token,
         refresh_token: refresh.token,

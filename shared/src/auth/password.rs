@@ -18,8 +18,10 @@ fn hasher() -> Argon2<'static> {
 pub async fn hash(password: String) -> Result<String> {
     tokio::task::spawn_blocking(move || {
         let mut salt_bytes = [0u8; 16];
-        getrandom::fill(&mut salt_bytes).map_err(|e| Error::Internal(format!("no randomness for a salt: {e}")))?;
-        let salt = SaltString::encode_b64(&salt_bytes).map_err(|e| Error::Internal(format!("salt encoding failed: {e}")))?;
+        getrandom::fill(&mut salt_bytes)
+            .map_err(|e| Error::Internal(format!("no randomness for a salt: {e}")))?;
+        let salt = SaltString::encode_b64(&salt_bytes)
+            .map_err(|e| Error::Internal(format!("salt encoding failed: {e}")))?;
         hasher()
             .hash_password(password.as_bytes(), &salt)
             .map(|h| h.to_string())
@@ -32,8 +34,11 @@ pub async fn hash(password: String) -> Result<String> {
 /// Verifies against the parameters stored in the hash, so raising them later keeps old hashes valid.
 pub async fn verify(password: String, hash: String) -> Result<bool> {
     tokio::task::spawn_blocking(move || {
-        let parsed = PasswordHash::new(&hash).map_err(|e| Error::Internal(format!("stored password hash is malformed: {e}")))?;
-        Ok(hasher().verify_password(password.as_bytes(), &parsed).is_ok())
+        let parsed = PasswordHash::new(&hash)
+            .map_err(|e| Error::Internal(format!("stored password hash is malformed: {e}")))?;
+        Ok(hasher()
+            .verify_password(password.as_bytes(), &parsed)
+            .is_ok())
     })
     .await
     .map_err(|e| Error::Internal(format!("password verification task failed: {e}")))?
@@ -61,7 +66,9 @@ mod tests {
         let b = super::hash("correct horse".into()).await.unwrap();
         assert!(a.starts_with("$argon2id$v=19$m=19456,t=2,p=1$"), "{a}");
         assert_ne!(a, b);
-        assert!(super::verify("correct horse".into(), a.clone()).await.unwrap());
+        assert!(super::verify("correct horse".into(), a.clone())
+            .await
+            .unwrap());
         assert!(!super::verify("wrong horse".into(), a).await.unwrap());
     }
 }

@@ -97,7 +97,9 @@ impl TokenKeys {
 }
 
 fn unix(t: SystemTime) -> u64 {
-    t.duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
+    t.duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
 }
 
 #[cfg(test)]
@@ -105,7 +107,11 @@ mod tests {
     use super::*;
 
     fn keys() -> TokenKeys {
-        TokenKeys::new(&[7u8; 32], Duration::from_secs(60), Duration::from_secs(600))
+        TokenKeys::new(
+            &[7u8; 32],
+            Duration::from_secs(60),
+            Duration::from_secs(600),
+        )
     }
 
     #[test]
@@ -113,21 +119,41 @@ mod tests {
         let k = keys();
         let access = k.issue("u1", Role::User, TokenType::Access).unwrap();
         let refresh = k.issue("u1", Role::User, TokenType::Refresh).unwrap();
-        assert_eq!(k.verify(&access.token, TokenType::Access).unwrap().sub, "u1");
+        assert_eq!(
+            k.verify(&access.token, TokenType::Access).unwrap().sub,
+            "u1"
+        );
         assert!(k.verify(&access.token, TokenType::Refresh).is_err());
         assert!(k.verify(&refresh.token, TokenType::Access).is_err());
-        assert_eq!(k.verify(&refresh.token, TokenType::Refresh).unwrap().jti, refresh.jti);
+        assert_eq!(
+            k.verify(&refresh.token, TokenType::Refresh).unwrap().jti,
+            refresh.jti
+        );
     }
 
     #[test]
     fn other_keys_and_other_algorithms_are_refused() {
         let k = keys();
-        let other = TokenKeys::new(&[8u8; 32], Duration::from_secs(60), Duration::from_secs(600));
+        let other = TokenKeys::new(
+            &[8u8; 32],
+            Duration::from_secs(60),
+            Duration::from_secs(600),
+        );
         let forged = other.issue("u1", Role::Admin, TokenType::Access).unwrap();
         assert!(k.verify(&forged.token, TokenType::Access).is_err());
 
-        let claims = k.verify(&k.issue("u1", Role::User, TokenType::Access).unwrap().token, TokenType::Access).unwrap();
-        let hs512 = jsonwebtoken::encode(&Header::new(Algorithm::HS512), &claims, &EncodingKey::from_secret(&[7u8; 32])).unwrap();
+        let claims = k
+            .verify(
+                &k.issue("u1", Role::User, TokenType::Access).unwrap().token,
+                TokenType::Access,
+            )
+            .unwrap();
+        let hs512 = jsonwebtoken::encode(
+            &Header::new(Algorithm::HS512),
+            &claims,
+            &EncodingKey::from_secret(&[7u8; 32]),
+        )
+        .unwrap();
         assert!(k.verify(&hs512, TokenType::Access).is_err());
     }
 }

@@ -24,11 +24,14 @@ impl<T: DeserializeOwned> FromRequest<AppState> for ApiJson<T> {
             .and_then(|v| v.split(';').next())
             .map(|mime| {
                 let mime = mime.trim().to_ascii_lowercase();
-                mime == "application/json" || (mime.starts_with("application/") && mime.ends_with("+json"))
+                mime == "application/json"
+                    || (mime.starts_with("application/") && mime.ends_with("+json"))
             })
             .unwrap_or(false);
         if !is_json {
-            return Err(Error::UnsupportedMediaType("the body must be JSON (Content-Type: application/json)"));
+            return Err(Error::UnsupportedMediaType(
+                "the body must be JSON (Content-Type: application/json)",
+            ));
         }
         let limit = state.config().max_json_body_bytes;
         let bytes = Bytes::from_request(req, state)
@@ -48,7 +51,10 @@ pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, Error> {
             serde_json::error::Category::Data => {
                 let message = strip_position(&inner.to_string());
                 // serde reports a missing field at its parent; name the field itself.
-                let field = match message.strip_prefix("missing field `").and_then(|m| m.split('`').next()) {
+                let field = match message
+                    .strip_prefix("missing field `")
+                    .and_then(|m| m.split('`').next())
+                {
                     Some(name) if path == "." => name.to_string(),
                     Some(name) => format!("{path}.{name}"),
                     None if path == "." => "body".to_string(),
@@ -56,7 +62,10 @@ pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, Error> {
                 };
                 Error::invalid(field, message)
             }
-            _ => Error::BadRequest(format!("the body is not valid JSON: {}", strip_position(&inner.to_string()))),
+            _ => Error::BadRequest(format!(
+                "the body is not valid JSON: {}",
+                strip_position(&inner.to_string())
+            )),
         }
     })
 }
@@ -88,9 +97,16 @@ impl<T: DeserializeOwned + Send> FromRequest<AppState> for ApiForm<T> {
             Err(FormRejection::InvalidFormContentType(_)) => Err(Error::UnsupportedMediaType(
                 "the body must be a form (Content-Type: application/x-www-form-urlencoded)",
             )),
-            Err(FormRejection::FailedToDeserializeForm(e)) => Err(Error::invalid("body", e.body_text())),
-            Err(FormRejection::FailedToDeserializeFormBody(e)) => Err(Error::invalid("body", e.body_text())),
-            Err(other) => Err(body_error(other.status(), state.config().max_json_body_bytes)),
+            Err(FormRejection::FailedToDeserializeForm(e)) => {
+                Err(Error::invalid("body", e.body_text()))
+            }
+            Err(FormRejection::FailedToDeserializeFormBody(e)) => {
+                Err(Error::invalid("body", e.body_text()))
+            }
+            Err(other) => Err(body_error(
+                other.status(),
+                state.config().max_json_body_bytes,
+            )),
         }
     }
 }
@@ -122,10 +138,19 @@ mod tests {
     fn errors_name_the_field() {
         assert_eq!(field_of(parse_json(br#"{}"#)), "email");
         assert_eq!(field_of(parse_json(br#"{"email": 5}"#)), "email");
-        assert_eq!(field_of(parse_json(br#"{"email":"a","nested":{"n":"x"}}"#)), "nested.n");
-        assert_eq!(field_of(parse_json(br#"{"email":"a","nested":{}}"#)), "nested.n");
-        assert_eq!(field_of(parse_json(br#"[1]"#)), "body");
-        assert!(matches!(parse_json::<Body>(br#"{"email":"#), Err(Error::BadRequest(_))));
+        assert_eq!(
+            field_of(parse_json(br#"{"email":"a","nested":{"n":"x"}}"#)),
+            "nested.n"
+        );
+        assert_eq!(
+            field_of(parse_json(br#"{"email":"a","nested":{}}"#)),
+            "nested.n"
+        );
+        assert_eq!(field_of(parse_json(br#""just a string""#)), "body");
+        assert!(matches!(
+            parse_json::<Body>(br#"{"email":"#),
+            Err(Error::BadRequest(_))
+        ));
         assert!(parse_json::<Body>(br#"{"email":"a","role":"admin"}"#).is_ok());
     }
 }

@@ -43,18 +43,28 @@ pub fn app(state: AppState, routes: OpenApiRouter<AppState>) -> Router {
                         .get::<MatchedPath>()
                         .map(|p| p.as_str().to_owned())
                         .unwrap_or_else(|| "unmatched".into());
-                    let request_id = req.headers().get(REQUEST_ID).and_then(|v| v.to_str().ok()).unwrap_or("");
+                    let request_id = req
+                        .headers()
+                        .get(REQUEST_ID)
+                        .and_then(|v| v.to_str().ok())
+                        .unwrap_or("");
                     tracing::info_span!("request", method = %req.method(), route, request_id)
                 })
                 .on_request(())
                 .on_response(|res: &Response<_>, latency: Duration, _span: &Span| {
-                    tracing::info!(status = res.status().as_u16(), latency_us = latency.as_micros() as u64, "response");
+                    tracing::info!(
+                        status = res.status().as_u16(),
+                        latency_us = latency.as_micros() as u64,
+                        "response"
+                    );
                 })
                 .on_failure(()),
         )
         .layer(cors(config))
         .layer(CatchPanicLayer::custom(|_| {
-            axum::response::IntoResponse::into_response(Error::Internal("a handler panicked".into()))
+            axum::response::IntoResponse::into_response(Error::Internal(
+                "a handler panicked".into(),
+            ))
         }))
         .layer(DefaultBodyLimit::max(config.max_json_body_bytes));
     router
@@ -84,7 +94,9 @@ struct MakeRequestUuidV7;
 
 impl MakeRequestId for MakeRequestUuidV7 {
     fn make_request_id<B>(&mut self, _: &Request<B>) -> Option<RequestId> {
-        HeaderValue::from_str(&crate::ids::new_id()).ok().map(RequestId::new)
+        HeaderValue::from_str(&crate::ids::new_id())
+            .ok()
+            .map(RequestId::new)
     }
 }
 
@@ -120,7 +132,10 @@ pub async fn run(group: Group) -> Result<(), BoxError> {
     if std::env::var_os("AWS_LAMBDA_RUNTIME_API").is_some() {
         lambda_http::run(app).await
     } else {
-        let port: u16 = std::env::var("PORT").ok().and_then(|p| p.parse().ok()).unwrap_or(3000);
+        let port: u16 = std::env::var("PORT")
+            .ok()
+            .and_then(|p| p.parse().ok())
+            .unwrap_or(3000);
         let listener = tokio::net::TcpListener::bind(("127.0.0.1", port)).await?;
         tracing::info!(function = group.name(), port, "serving locally");
         axum::serve(listener, app).await.map_err(Into::into)

@@ -50,7 +50,10 @@ pub(super) async fn apply(conn: &Conn) -> StoreResult<()> {
     if current_version(&conn.0).await? >= latest {
         return Ok(());
     }
-    let tx = conn.0.transaction_with_behavior(TransactionBehavior::Immediate).await?;
+    let tx = conn
+        .0
+        .transaction_with_behavior(TransactionBehavior::Immediate)
+        .await?;
     let applied = current_version(&tx).await?;
     for (version, sql) in MIGRATIONS.iter().filter(|(v, _)| *v > applied) {
         tx.execute_batch(sql).await?;
@@ -66,7 +69,15 @@ pub(super) async fn apply(conn: &Conn) -> StoreResult<()> {
 }
 
 async fn current_version(conn: &libsql::Connection) -> StoreResult<i64> {
-    let mut rows = conn.query("SELECT COALESCE(MAX(version), 0) FROM schema_migrations", ()).await?;
-    let row = rows.next().await?.ok_or(super::StoreError::Corrupt("schema_migrations"))?;
+    let mut rows = conn
+        .query(
+            "SELECT COALESCE(MAX(version), 0) FROM schema_migrations",
+            (),
+        )
+        .await?;
+    let row = rows
+        .next()
+        .await?
+        .ok_or(super::StoreError::Corrupt("schema_migrations"))?;
     super::col(&row, 0, "schema_migrations.version")
 }

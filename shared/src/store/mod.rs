@@ -67,17 +67,27 @@ impl Store {
         let store = match config {
             DatabaseConfig::LocalFile(path) => {
                 if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-                    std::fs::create_dir_all(dir).map_err(|e| StoreError::Open(format!("{}: {e}", dir.display())))?;
+                    std::fs::create_dir_all(dir)
+                        .map_err(|e| StoreError::Open(format!("{}: {e}", dir.display())))?;
                 }
-                let db = libsql::Builder::new_local(path).build().await.map_err(open_err)?;
-                Store { db: Arc::new(db), local: true }
+                let db = libsql::Builder::new_local(path)
+                    .build()
+                    .await
+                    .map_err(open_err)?;
+                Store {
+                    db: Arc::new(db),
+                    local: true,
+                }
             }
             DatabaseConfig::Remote { url, auth_token } => {
                 let db = libsql::Builder::new_remote(url.clone(), auth_token.clone())
                     .build()
                     .await
                     .map_err(open_err)?;
-                Store { db: Arc::new(db), local: false }
+                Store {
+                    db: Arc::new(db),
+                    local: false,
+                }
             }
         };
         let conn = store.conn()?;
@@ -181,7 +191,10 @@ mod tests {
         let conn = store.conn().unwrap();
         let mut rows = conn
             .0
-            .query("SELECT COUNT(*), COUNT(DISTINCT version) FROM schema_migrations", ())
+            .query(
+                "SELECT COUNT(*), COUNT(DISTINCT version) FROM schema_migrations",
+                (),
+            )
             .await
             .unwrap();
         let row = rows.next().await.unwrap().unwrap();

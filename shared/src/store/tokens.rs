@@ -15,7 +15,13 @@ pub enum RefreshOutcome {
 }
 
 impl Conn {
-    pub async fn insert_refresh_token(&self, jti: &str, user_id: &str, family_id: &str, expires_at: &str) -> StoreResult<()> {
+    pub async fn insert_refresh_token(
+        &self,
+        jti: &str,
+        user_id: &str,
+        family_id: &str,
+        expires_at: &str,
+    ) -> StoreResult<()> {
         self.0
             .execute(
                 "INSERT INTO refresh_tokens (jti, user_id, family_id, expires_at, created_at) VALUES (?1, ?2, ?3, ?4, ?5)",

@@ -1,6 +1,8 @@
 use super::{col, Conn, StoreError, StoreResult};
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize, utoipa::ToSchema)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize, utoipa::ToSchema,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum Role {
     User,
@@ -89,13 +91,19 @@ impl Conn {
     }
 
     pub async fn user_by_email(&self, email: &str) -> StoreResult<Option<User>> {
-        self.one_user(&format!("SELECT {USER_COLUMNS} FROM users WHERE email = ?1"), email)
-            .await
+        self.one_user(
+            &format!("SELECT {USER_COLUMNS} FROM users WHERE email = ?1"),
+            email,
+        )
+        .await
     }
 
     pub async fn user_by_id(&self, id: &str) -> StoreResult<Option<User>> {
-        self.one_user(&format!("SELECT {USER_COLUMNS} FROM users WHERE id = ?1"), id)
-            .await
+        self.one_user(
+            &format!("SELECT {USER_COLUMNS} FROM users WHERE id = ?1"),
+            id,
+        )
+        .await
     }
 
     async fn one_user(&self, sql: &str, key: &str) -> StoreResult<Option<User>> {
@@ -106,7 +114,11 @@ impl Conn {
         }
     }
 
-    pub async fn update_user(&self, id: &str, changes: UserChanges<'_>) -> StoreResult<Option<User>> {
+    pub async fn update_user(
+        &self,
+        id: &str,
+        changes: UserChanges<'_>,
+    ) -> StoreResult<Option<User>> {
         let mut rows = self
             .0
             .query(
@@ -115,7 +127,12 @@ impl Conn {
                          password_hash = COALESCE(?3, password_hash), updated_at = ?4
                      WHERE id = ?1 RETURNING {USER_COLUMNS}"
                 ),
-                libsql::params![id, changes.display_name, changes.password_hash, crate::ids::now()],
+                libsql::params![
+                    id,
+                    changes.display_name,
+                    changes.password_hash,
+                    crate::ids::now()
+                ],
             )
             .await?;
         match rows.next().await? {

@@ -1,0 +1,475 @@
+use axum::http::StatusCode;
+use codechat_api_tests::{TestApp, Tokens, JWT_SECRET, PASSWORD};
+use jsonwebtoken::{encode, EncodingKey, Header};
+use serde_json::json;
+
+#[tokio::test]
+async fn register_creates_a_user_and_logs_it_in() {
+    let app = TestApp::spawn().await;
+    let res = app
+        .post(
+            "/api/v1/auth/register",
+            json!({"email": "  Ada@Example.COM ", "password": PASSWORD, "display_name": "Ada", "role": "admin"}),
+            None,
+        )
+        .await;
+    assert_eq!(res.status, StatusCode::CREATED, "{}", res.text());
+    assert_eq!(res.headers["cache-control"], "no-store");
+    let body = res.json();
+    assert_eq!(body["token_type"], "bearer");
+    assert_eq!(body["expires_in"], 900);
+    let user = &body["user"];
+    assert_eq!(user["email"], "ada@example.com");
+    assert_eq!(user["display_name"], "Ada");
+    // `role` in the body is ignored, never applied.
+    assert_eq!(user["role"], "user");
+    assert_eq!(user["is_active"], true);
+    assert!(user.get("password_hash").is_none());
+    assert_eq!(uuid_version(user["id"].as_str().unwrap()), 7);
+    assert!(user["created_at"].as_str().unwrap().ends_with('Z'));
+
+    let me = app
+        .get("/api/v1/users/me", body["access_token"].as_str())
+        .await;
+    assert_eq!(me.status, StatusCode::OK);
+    assert_eq!(me.json(), *user);
+}
+
+fn uuid_version(id: &str) -> u32 {
+    id.chars().nth(14).and_then(|c| c.to_digit(16)).unwrap()
+}
+
+#[tokio::test]
+async fn duplicate_email_is_a_conflict_whatever_its_case() {
+    let app = TestApp::spawn().await;
+    app.register("bob@example.com").await;
+    let res = app
+        .post(
+            "/api/v1/auth/register",
+            json!({"email": "BOB@example.com", "password": PASSWORD}),
+            None,
+        )
+        .await;
+    res.problem(StatusCode::CONFLICT);
+}
+
+#[tokio::test]
+async fn registration_validates_every_field_at_its_edges() {
+    let app = TestApp::spawn().await;
+    let post = |body| app.post("/api/v1/auth/register", body, None);
+
+    let res =
+        post(json!({"email": "not-an-email", "password": "short7!", "display_name": ""})).await;
+    let mut fields = res.invalid_fields();
+    fields.sort();
+    assert_eq!(fields, ["display_name", "email", "password"]);
+
+    // 8 and 128 characters are the edges of what is allowed (characters, not bytes).
+    assert_eq!(
+        post(json!({"email": "a@x.io", "password": "12345678"}))
+            .await
+            .status,
+        StatusCode::CREATED
+    );
+    assert_eq!(
+        post(json!({"email": "b@x.io", "password": "é".repeat(128)}))
+            .await
+            .status,
+        StatusCode::CREATED
+    );
+    assert_eq!(
+        post(json!({"email": "c@x.io", "password": "1234567"}))
+            .await
+            .invalid_fields(),
+        ["password"]
+    );
+    assert_eq!(
+        post(json!({"email": "d@x.io", "password": "x".repeat(129)}))
+            .await
+            .invalid_fields(),
+        ["password"]
+    );
+    assert_eq!(
+        post(json!({"email": "e@x.io", "password": PASSWORD, "display_name": "n".repeat(101)}))
+            .await
+            .invalid_fields(),
+        ["display_name"]
+    );
+
+    // Missing and mistyped fields are named.
+    assert_eq!(
+        post(json!({"password": PASSWORD})).await.invalid_fields(),
+        ["email"]
+    );
+    assert_eq!(
+        post(json!({"email": 42, "password": PASSWORD}))
+            .await
+            .invalid_fields(),
+        ["email"]
+    );
+    assert_eq!(post(json!("a@x.io")).await.invalid_fields(), ["body"]);
+}
+
+#[tokio::test]
+async fn bad_bodies_are_client_errors_and_store_nothing() {
+    let app = TestApp::spawn().await;
+    let body = json!({"email": "eve@example.com", "password": PASSWORD}).to_string();
+    app.post_raw("/api/v1/auth/register", "text/plain", body.clone())
+        .await
+        .problem(StatusCode::UNSUPPORTED_MEDIA_TYPE);
+    app.post_raw("/api/v1/auth/register", "application/json", "{\"email\": ")
+        .await
+        .problem(StatusCode::BAD_REQUEST);
+    app.post_raw("/api/v1/auth/register", "application/json", "")
+        .await
+        .problem(StatusCode::BAD_REQUEST);
+    app.post_raw(
+        "/api/v1/auth/register",
+        "application/json",
+        vec![0xff, 0xfe, 0x00],
+    )
+    .await
+    .problem(StatusCode::BAD_REQUEST);
+    // None of those created the account.
+    let res = app
+        .post(
+            "/api/v1/auth/login",
+            json!({"email": "eve@example.com", "password": PASSWORD}),
+            None,
+        )
+        .await;
+    res.problem(StatusCode::UNAUTHORIZED);
+}
+
+#[tokio::test]
+async fn login_gives_one_answer_for_unknown_email_and_wrong_password() {
+    let app = TestApp::spawn().await;
+    app.register("carol@example.com").await;
+
+    let ok = app
+        .post(
+            "/api/v1/auth/login",
+            json!({"email": " CAROL@example.com", "password": PASSWORD}),
+            None,
+        )
+        .await;
+    assert_eq!(ok.status, StatusCode::OK, "{}", ok.text());
+    assert_eq!(ok.json()["user"]["email"], "carol@example.com");
+
+    let wrong = app
+        .post(
+            "/api/v1/auth/login",
+            json!({"email": "carol@example.com", "password": "wrong password"}),
+            None,
+        )
+        .await
+        .problem(StatusCode::UNAUTHORIZED);
+    let unknown = app
+        .post(
+            "/api/v1/auth/login",
+            json!({"email": "nobody@example.com", "password": PASSWORD}),
+            None,
+        )
+        .await
+        .problem(StatusCode::UNAUTHORIZED);
+    assert_eq!(wrong, unknown);
+}
+
+#[tokio::test]
+async fn bootstrap_admin_email_registers_as_admin() {
+    let app = TestApp::with_env(&[("BOOTSTRAP_ADMIN_EMAIL", "Root@Example.com")]).await;
+    assert_eq!(app.register("root@example.com").await.user["role"], "admin");
+    assert_eq!(app.register("user@example.com").await.user["role"], "user");
+}
+
+#[tokio::test]
+async fn oauth2_password_form_issues_tokens() {
+    let app = TestApp::spawn().await;
+    app.register("dan@example.com").await;
+    let form = format!(
+        "grant_type=password&username=dan%40example.com&password={}",
+        PASSWORD.replace(' ', "+")
+    );
+    let res = app
+        .post_raw(
+            "/api/v1/auth/token",
+            "application/x-www-form-urlencoded",
+            form,
+        )
+        .await;
+    assert_eq!(res.status, StatusCode::OK, "{}", res.text());
+    let tokens = Tokens::from(res.json());
+    assert_eq!(
+        app.get("/api/v1/users/me", Some(&tokens.access))
+            .await
+            .status,
+        StatusCode::OK
+    );
+
+    let res = app
+        .post_raw(
+            "/api/v1/auth/token",
+            "application/x-www-form-urlencoded",
+            "grant_type=client_credentials&username=dan%40example.com&password=x",
+        )
+        .await;
+    assert_eq!(res.invalid_fields(), ["grant_type"]);
+    app.post_raw(
+        "/api/v1/auth/token",
+        "application/x-www-form-urlencoded",
+        "username=dan%40example.com",
+    )
+    .await
+    .problem(StatusCode::UNPROCESSABLE_ENTITY);
+    app.post_raw("/api/v1/auth/token", "application/json", "{}")
+        .await
+        .problem(StatusCode::UNSUPPORTED_MEDIA_TYPE);
+}
+
+#[tokio::test]
+async fn refresh_rotates_and_reuse_revokes_the_family() {
+    let app = TestApp::spawn().await;
+    let first = app.register("erin@example.com").await;
+
+    let res = app
+        .post(
+            "/api/v1/auth/refresh",
+            json!({"refresh_token": first.refresh}),
+            None,
+        )
+        .await;
+    assert_eq!(res.status, StatusCode::OK, "{}", res.text());
+    let second = Tokens::from(res.json());
+    assert_ne!(second.refresh, first.refresh);
+    assert_eq!(
+        app.get("/api/v1/users/me", Some(&second.access))
+            .await
+            .status,
+        StatusCode::OK
+    );
+
+    // Replaying the spent token is refused and takes its successor down with it.
+    app.post(
+        "/api/v1/auth/refresh",
+        json!({"refresh_token": first.refresh}),
+        None,
+    )
+    .await
+    .problem(StatusCode::UNAUTHORIZED);
+    app.post(
+        "/api/v1/auth/refresh",
+        json!({"refresh_token": second.refresh}),
+        None,
+    )
+    .await
+    .problem(StatusCode::UNAUTHORIZED);
+
+    // Another login is another family, untouched.
+    let other = Tokens::from(
+        app.post(
+            "/api/v1/auth/login",
+            json!({"email": "erin@example.com", "password": PASSWORD}),
+            None,
+        )
+        .await
+        .json(),
+    );
+    let res = app
+        .post(
+            "/api/v1/auth/refresh",
+            json!({"refresh_token": other.refresh}),
+            None,
+        )
+        .await;
+    assert_eq!(res.status, StatusCode::OK);
+}
+
+#[tokio::test]
+async fn access_and_refresh_tokens_are_not_interchangeable() {
+    let app = TestApp::spawn().await;
+    let t = app.register("fay@example.com").await;
+    app.get("/api/v1/users/me", Some(&t.refresh))
+        .await
+        .problem(StatusCode::UNAUTHORIZED);
+    app.post(
+        "/api/v1/auth/refresh",
+        json!({"refresh_token": t.access}),
+        None,
+    )
+    .await
+    .problem(StatusCode::UNAUTHORIZED);
+    app.post(
+        "/api/v1/auth/refresh",
+        json!({"refresh_token": "garbage"}),
+        None,
+    )
+    .await
+    .problem(StatusCode::UNAUTHORIZED);
+}
+
+#[tokio::test]
+async fn logout_ends_the_session() {
+    let app = TestApp::spawn().await;
+    let t = app.register("gus@example.com").await;
+    // Logout needs the access token.
+    app.post(
+        "/api/v1/auth/logout",
+        json!({"refresh_token": t.refresh}),
+        None,
+    )
+    .await
+    .problem(StatusCode::UNAUTHORIZED);
+    let res = app
+        .post(
+            "/api/v1/auth/logout",
+            json!({"refresh_token": t.refresh}),
+            Some(&t.access),
+        )
+        .await;
+    assert_eq!(res.status, StatusCode::NO_CONTENT);
+    assert!(res.body.is_empty());
+    app.post(
+        "/api/v1/auth/refresh",
+        json!({"refresh_token": t.refresh}),
+        None,
+    )
+    .await
+    .problem(StatusCode::UNAUTHORIZED);
+    // Twice is fine.
+    let res = app
+        .post(
+            "/api/v1/auth/logout",
+            json!({"refresh_token": t.refresh}),
+            Some(&t.access),
+        )
+        .await;
+    assert_eq!(res.status, StatusCode::NO_CONTENT);
+
+    // Nobody logs out someone else's session.
+    let victim = app.register("hal@example.com").await;
+    app.post(
+        "/api/v1/auth/logout",
+        json!({"refresh_token": victim.refresh}),
+        Some(&t.access),
+    )
+    .await
+    .problem(StatusCode::UNAUTHORIZED);
+    let res = app
+        .post(
+            "/api/v1/auth/refresh",
+            json!({"refresh_token": victim.refresh}),
+            None,
+        )
+        .await;
+    assert_eq!(res.status, StatusCode::OK);
+}
+
+/// Signs `claims` with `secret` and HS256.
+fn sign(claims: &serde_json::Value, secret: &[u8]) -> String {
+    encode(
+        &Header::default(),
+        claims,
+        &EncodingKey::from_secret(secret),
+    )
+    .unwrap()
+}
+
+fn now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+}
+
+#[tokio::test]
+async fn forged_tampered_expired_and_unsigned_tokens_are_refused() {
+    let app = TestApp::spawn().await;
+    let t = app.register("ivy@example.com").await;
+    let id = t.user["id"].as_str().unwrap();
+    let claims = |exp: u64| json!({"sub": id, "role": "admin", "iat": now() - 10, "exp": exp, "jti": "x", "typ": "access"});
+
+    // The harness can sign a valid token, so the failures below are about what they change.
+    let valid = sign(&claims(now() + 60), JWT_SECRET.as_bytes());
+    assert_eq!(
+        app.get("/api/v1/users/me", Some(&valid)).await.status,
+        StatusCode::OK
+    );
+
+    let expired = sign(&claims(now() - 1), JWT_SECRET.as_bytes());
+    let wrong_key = sign(
+        &claims(now() + 60),
+        b"another-secret-another-secret-0123456789",
+    );
+    let mut parts: Vec<String> = t.access.split('.').map(str::to_owned).collect();
+    parts[1] = {
+        use base64::Engine;
+        let engine = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+        let mut payload: serde_json::Value =
+            serde_json::from_slice(&engine.decode(&parts[1]).unwrap()).unwrap();
+        payload["role"] = json!("admin");
+        engine.encode(payload.to_string())
+    };
+    let tampered = parts.join(".");
+    let alg_none = {
+        use base64::Engine;
+        let engine = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+        format!(
+            "{}.{}.",
+            engine.encode(r#"{"alg":"none","typ":"JWT"}"#),
+            engine.encode(claims(now() + 60).to_string())
+        )
+    };
+    for (name, token) in [
+        ("expired", expired),
+        ("wrong key", wrong_key),
+        ("tampered", tampered),
+        ("alg none", alg_none),
+    ] {
+        let res = app.get("/api/v1/users/me", Some(&token)).await;
+        assert_eq!(res.status, StatusCode::UNAUTHORIZED, "{name}");
+        assert_eq!(res.headers["www-authenticate"], "Bearer", "{name}");
+        res.problem(StatusCode::UNAUTHORIZED);
+    }
+
+    app.get("/api/v1/users/me", None)
+        .await
+        .problem(StatusCode::UNAUTHORIZED);
+    let basic = axum::http::Request::get("/api/v1/users/me")
+        .header("authorization", "Basic aXZ5OnB3")
+        .body(axum::body::Body::empty())
+        .unwrap();
+    app.send(basic).await.problem(StatusCode::UNAUTHORIZED);
+}
+
+#[tokio::test]
+async fn a_deactivated_user_is_shut_out_at_once() {
+    let app = TestApp::spawn().await;
+    let t = app.register("jo@example.com").await;
+    let id = t.user["id"].as_str().unwrap();
+    assert!(app
+        .state
+        .store()
+        .conn()
+        .unwrap()
+        .set_user_active(id, false)
+        .await
+        .unwrap());
+
+    app.get("/api/v1/users/me", Some(&t.access))
+        .await
+        .problem(StatusCode::UNAUTHORIZED);
+    app.post(
+        "/api/v1/auth/refresh",
+        json!({"refresh_token": t.refresh}),
+        None,
+    )
+    .await
+    .problem(StatusCode::UNAUTHORIZED);
+    app.post(
+        "/api/v1/auth/login",
+        json!({"email": "jo@example.com", "password": PASSWORD}),
+        None,
+    )
+    .await
+    .problem(StatusCode::UNAUTHORIZED);
+}

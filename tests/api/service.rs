@@ -1,0 +1,93 @@
+use axum::http::StatusCode;
+use codechat_api_tests::TestApp;
+
+#[tokio::test]
+async fn health_reports_store_and_blobs() {
+    let app = TestApp::spawn().await;
+    let res = app.get("/api/v1/health", None).await;
+    assert_eq!(res.status, StatusCode::OK);
+    let h = res.json();
+    assert_eq!(h["status"], "ok");
+    assert_eq!(h["version"], env!("CARGO_PKG_VERSION"));
+    assert_eq!(h["checks"]["store"], "ok");
+    assert_eq!(h["checks"]["blobs"], "ok");
+}
+
+#[tokio::test]
+async fn health_is_degraded_when_blobs_cannot_be_written() {
+    let app = TestApp::spawn().await;
+    // A file where the blob directory should be makes the blob store unusable.
+    std::fs::write(app.data_dir().join("blobs"), b"not a directory").unwrap();
+    let res = app.get("/api/v1/health", None).await;
+    assert_eq!(res.status, StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(res.json()["status"], "degraded");
+    assert_eq!(res.json()["checks"]["blobs"], "error");
+    assert_eq!(res.json()["checks"]["store"], "ok");
+}
+
+#[tokio::test]
+async fn models_catalog_marks_availability_by_configuration() {
+    let app = TestApp::spawn().await;
+    let res = app.get("/api/v1/models", None).await;
+    assert_eq!(res.status, StatusCode::OK);
+    let items = res.json()["items"].as_array().unwrap().clone();
+    let echo = items.iter().find(|m| m["id"] == "local/echo").unwrap();
+    assert_eq!(echo["available"], true);
+    assert_eq!(echo["provider"], "local");
+    assert_eq!(echo["capabilities"]["streaming"], true);
+    assert!(echo["pricing"]["input_per_mtok_usd"].is_number());
+    assert!(echo["context_window"].is_u64());
+    // Without provider configuration, only the offline model is available.
+    assert!(items
+        .iter()
+        .filter(|m| m["id"] != "local/echo")
+        .all(|m| m["available"] == false));
+    assert!(
+        items.iter().any(|m| m["provider"] == "bedrock")
+            && items.iter().any(|m| m["provider"] == "openai")
+    );
+
+    let app = TestApp::with_env(&[
+        ("OPENAI_BASE_URL", "http://127.0.0.1:11434/v1"),
+        ("BEDROCK_ENABLED", "true"),
+    ])
+    .await;
+    let items = app.get("/api/v1/models", None).await.json()["items"]
+        .as_array()
+        .unwrap()
+        .clone();
+    assert!(items.iter().all(|m| m["available"] == true));
+}
+
+#[tokio::test]
+async fn openapi_documents_every_route_and_docs_render() {
+    let app = TestApp::spawn().await;
+    let res = app.get("/api/v1/openapi.json", None).await;
+    assert_eq!(res.status, StatusCode::OK);
+    let doc = res.json();
+    assert!(doc["openapi"].as_str().unwrap().starts_with("3.1"));
+    for path in [
+        "/api/v1/auth/register",
+        "/api/v1/auth/login",
+        "/api/v1/auth/token",
+        "/api/v1/auth/refresh",
+        "/api/v1/auth/logout",
+        "/api/v1/users/me",
+        "/api/v1/models",
+        "/api/v1/health",
+        "/api/v1/openapi.json",
+        "/api/v1/docs",
+    ] {
+        assert!(doc["paths"][path].is_object(), "{path} is not documented");
+    }
+    assert!(doc["paths"]["/api/v1/users/me"]["patch"]["security"].is_array());
+    assert!(doc["components"]["securitySchemes"]["bearer"].is_object());
+
+    let res = app.get("/api/v1/docs", None).await;
+    assert_eq!(res.status, StatusCode::OK);
+    assert!(res.headers["content-type"]
+        .to_str()
+        .unwrap()
+        .starts_with("text/html"));
+    assert!(res.text().contains("openapi.json"));
+}
