@@ -1,1 +1,467 @@
-fn main() {}
+//! Cold start, per-invoke latency, peak memory and size of the release function binaries.
+//!
+//! Each function binary runs as it would in Lambda: against a Runtime API, here a fake one on
+//! loopback that hands out API Gateway events and times the answers. Measured per function:
+//! - init: process spawn until its first `GET /runtime/invocation/next` (median of several starts);
+//! - per-invoke: event handed out until its response is posted (p50 and p90 over many invokes);
+//! - peak RSS: the process's VmHWM after all its invokes;
+//! - binary size: the stripped release binary.
+//!
+//! Run: `cargo run --release -p bench` (builds the function binaries in release mode first).
+
+use std::{
+    collections::HashMap,
+    path::{Path, PathBuf},
+    process::Stdio,
+    sync::Arc,
+    time::{Duration, Instant},
+};
+
+use axum::{
+    extract::{Path as UrlPath, State},
+    http::{HeaderMap, HeaderValue},
+    routing::{get, post},
+    Json, Router,
+};
+use serde_json::{json, Value};
+use tokio::sync::{mpsc, oneshot, Mutex};
+
+const COLD_STARTS: usize = 7;
+const FAST_INVOKES: usize = 300;
+const HASHING_INVOKES: usize = 15;
+const JWT_SECRET: &str = "bench-secret-bench-secret-bench-secret-0123456789";
+const FUNCTIONS: [&str; 4] = ["health", "models", "auth", "users"];
+
+struct Invocation {
+    id: String,
+    event: Value,
+}
+
+/// The fake Lambda Runtime API.
+#[derive(Clone)]
+struct Runtime {
+    next: Arc<Mutex<mpsc::Receiver<Invocation>>>,
+    first_poll: Arc<Mutex<Option<oneshot::Sender<Instant>>>>,
+    pending: Arc<Mutex<HashMap<String, oneshot::Sender<Value>>>>,
+}
+
+async fn next_invocation(State(rt): State<Runtime>) -> (HeaderMap, Json<Value>) {
+    if let Some(tx) = rt.first_poll.lock().await.take() {
+        let _ = tx.send(Instant::now());
+    }
+    let inv = rt.next.lock().await.recv().await.expect("driver alive");
+    let mut headers = HeaderMap::new();
+    let deadline = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        + Duration::from_secs(30);
+    headers.insert(
+        "lambda-runtime-aws-request-id",
+        HeaderValue::from_str(&inv.id).unwrap(),
+    );
+    headers.insert(
+        "lambda-runtime-deadline-ms",
+        HeaderValue::from(deadline.as_millis() as u64),
+    );
+    headers.insert(
+        "lambda-runtime-invoked-function-arn",
+        HeaderValue::from_static("arn:aws:lambda:us-east-1:123456789012:function:bench"),
+    );
+    headers.insert(
+        "lambda-runtime-trace-id",
+        HeaderValue::from_static(
+            "Root=1-5759e988-bd862e3fe1be46a994272793;Parent=53995c3f42cd8ad8;Sampled=1",
+        ),
+    );
+    (headers, Json(inv.event))
+}
+
+async fn invocation_response(
+    State(rt): State<Runtime>,
+    UrlPath(id): UrlPath<String>,
+    body: axum::body::Bytes,
+) {
+    let value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+    if let Some(tx) = rt.pending.lock().await.remove(&id) {
+        let _ = tx.send(value);
+    }
+}
+
+async fn invocation_error(
+    State(rt): State<Runtime>,
+    UrlPath(id): UrlPath<String>,
+    body: axum::body::Bytes,
+) {
+    eprintln!("invocation {id} failed: {}", String::from_utf8_lossy(&body));
+    if let Some(tx) = rt.pending.lock().await.remove(&id) {
+        let _ = tx.send(json!({"statusCode": 599}));
+    }
+}
+
+async fn init_error(body: axum::body::Bytes) {
+    eprintln!("init error: {}", String::from_utf8_lossy(&body));
+}
+
+/// One function process under the fake runtime.
+struct Function {
+    child: tokio::process::Child,
+    events: mpsc::Sender<Invocation>,
+    pending: Arc<Mutex<HashMap<String, oneshot::Sender<Value>>>>,
+    init: Duration,
+    _server: tokio::task::JoinHandle<()>,
+}
+
+impl Function {
+    async fn start(binary: &Path, name: &str, data_dir: &Path) -> Function {
+        let (events, rx) = mpsc::channel(1);
+        let (first_tx, first_rx) = oneshot::channel();
+        let rt = Runtime {
+            next: Arc::new(Mutex::new(rx)),
+            first_poll: Arc::new(Mutex::new(Some(first_tx))),
+            pending: Arc::new(Mutex::new(HashMap::new())),
+        };
+        let pending = rt.pending.clone();
+        let app = Router::new()
+            .route("/2018-06-01/runtime/invocation/next", get(next_invocation))
+            .route(
+                "/2018-06-01/runtime/invocation/{id}/response",
+                post(invocation_response),
+            )
+            .route(
+                "/2018-06-01/runtime/invocation/{id}/error",
+                post(invocation_error),
+            )
+            .route("/2018-06-01/runtime/init/error", post(init_error))
+            .with_state(rt);
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let server = tokio::spawn(async move {
+            axum::serve(listener, app).await.unwrap();
+        });
+
+        let started = Instant::now();
+        let child = tokio::process::Command::new(binary)
+            .env_clear()
+            .env("AWS_LAMBDA_RUNTIME_API", addr.to_string())
+            .env("AWS_LAMBDA_FUNCTION_NAME", name)
+            .env("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "128")
+            .env("AWS_LAMBDA_FUNCTION_VERSION", "$LATEST")
+            .env("AWS_LAMBDA_HTTP_IGNORE_STAGE_IN_PATH", "true")
+            .env("CODECHAT_PROFILE", "local")
+            .env("CODECHAT_DATA_DIR", data_dir)
+            .env("JWT_SECRET", JWT_SECRET)
+            .env("RUST_LOG", "info")
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .kill_on_drop(true)
+            .spawn()
+            .unwrap_or_else(|e| panic!("{}: {e}", binary.display()));
+        let first_poll = tokio::time::timeout(Duration::from_secs(30), first_rx)
+            .await
+            .unwrap_or_else(|_| panic!("{name} never polled for an event"))
+            .unwrap();
+        Function {
+            child,
+            events,
+            pending,
+            init: first_poll - started,
+            _server: server,
+        }
+    }
+
+    /// Sends one event; returns the response and how long the function took to answer it.
+    async fn invoke(&self, event: Value) -> (Value, Duration) {
+        let id = format!("req-{}", uuid_like());
+        let (tx, rx) = oneshot::channel();
+        self.pending.lock().await.insert(id.clone(), tx);
+        let started = Instant::now();
+        self.events.send(Invocation { id, event }).await.unwrap();
+        let response = tokio::time::timeout(Duration::from_secs(30), rx)
+            .await
+            .expect("response in time")
+            .unwrap();
+        (response, started.elapsed())
+    }
+
+    fn peak_rss_kib(&self) -> u64 {
+        let pid = self.child.id().expect("running");
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmHWM:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+            .unwrap_or(0)
+    }
+}
+
+fn uuid_like() -> String {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static N: AtomicU64 = AtomicU64::new(0);
+    format!("{:016x}", N.fetch_add(1, Ordering::Relaxed))
+}
+
+/// An API Gateway REST (v1) proxy event for stage Prod, as the deployed API sends them.
+fn event(method: &str, path: &str, token: Option<&str>, body: Option<Value>) -> Value {
+    let mut headers =
+        json!({"accept": "application/json", "host": "bench.execute-api.us-east-1.amazonaws.com"});
+    if let Some(t) = token {
+        headers["authorization"] = json!(format!("Bearer {t}"));
+    }
+    if body.is_some() {
+        headers["content-type"] = json!("application/json");
+    }
+    json!({
+        "resource": path, "path": path, "httpMethod": method, "headers": headers,
+        "multiValueHeaders": {}, "queryStringParameters": null, "multiValueQueryStringParameters": null,
+        "pathParameters": null, "stageVariables": null, "isBase64Encoded": false,
+        "body": body.map(|b| b.to_string()),
+        "requestContext": {
+            "accountId": "123456789012", "resourceId": "r", "stage": "Prod", "requestId": "bench",
+            "httpMethod": method, "path": format!("/Prod{path}"), "resourcePath": path,
+            "apiId": "bench", "identity": {"sourceIp": "127.0.0.1"}
+        }
+    })
+}
+
+fn status(response: &Value) -> u64 {
+    response["statusCode"].as_u64().unwrap_or(0)
+}
+
+fn body(response: &Value) -> Value {
+    serde_json::from_str(response["body"].as_str().unwrap_or("null")).unwrap_or(Value::Null)
+}
+
+fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    sorted[((sorted.len() - 1) as f64 * p).round() as usize]
+}
+
+fn ms(d: Duration) -> String {
+    format!("{:.3}", d.as_secs_f64() * 1000.0)
+}
+
+struct Row {
+    function: &'static str,
+    route: String,
+    n: usize,
+    p50: Duration,
+    p90: Duration,
+}
+
+async fn measure(
+    f: &Function,
+    function: &'static str,
+    route: &str,
+    n: usize,
+    mut make: impl FnMut(usize) -> Value,
+    expect: u64,
+) -> Row {
+    let mut times = Vec::with_capacity(n);
+    for i in 0..n {
+        let (res, took) = f.invoke(make(i)).await;
+        assert_eq!(status(&res), expect, "{function} {route}: {res}");
+        times.push(took);
+    }
+    times.sort();
+    Row {
+        function,
+        route: route.to_string(),
+        n,
+        p50: percentile(&times, 0.5),
+        p90: percentile(&times, 0.9),
+    }
+}
+
+fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap()
+        .to_path_buf()
+}
+
+#[tokio::main]
+async fn main() {
+    let root = workspace_root();
+    eprintln!("bench: building release binaries of {FUNCTIONS:?}");
+    let mut build =
+        std::process::Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
+    build
+        .current_dir(&root)
+        .args(["build", "--release", "--quiet"]);
+    for f in FUNCTIONS {
+        build.args(["-p", f]);
+    }
+    assert!(
+        build.status().expect("cargo").success(),
+        "release build failed"
+    );
+    let target = std::env::var("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|_| root.join("target"));
+    let binary = |name: &str| target.join("release").join(name);
+
+    let data = std::env::temp_dir().join(format!("codechat-bench-{}", std::process::id()));
+    std::fs::create_dir_all(&data).unwrap();
+
+    // Cold starts: a fresh process each time; the database file already exists after the first.
+    let mut inits: HashMap<&str, Vec<Duration>> = HashMap::new();
+    for _ in 0..COLD_STARTS {
+        for f in FUNCTIONS {
+            let started = Function::start(&binary(f), f, &data).await;
+            inits.entry(f).or_default().push(started.init);
+        }
+    }
+
+    let mut rows = Vec::new();
+    let mut peaks = HashMap::new();
+
+    let health = Function::start(&binary("health"), "health", &data).await;
+    rows.push(
+        measure(
+            &health,
+            "health",
+            "GET /health",
+            FAST_INVOKES,
+            |_| event("GET", "/api/v1/health", None, None),
+            200,
+        )
+        .await,
+    );
+    peaks.insert("health", health.peak_rss_kib());
+
+    let models = Function::start(&binary("models"), "models", &data).await;
+    rows.push(
+        measure(
+            &models,
+            "models",
+            "GET /models",
+            FAST_INVOKES,
+            |_| event("GET", "/api/v1/models", None, None),
+            200,
+        )
+        .await,
+    );
+    peaks.insert("models", models.peak_rss_kib());
+
+    let auth = Function::start(&binary("auth"), "auth", &data).await;
+    let password = "bench password 123";
+    rows.push(
+        measure(
+            &auth,
+            "auth",
+            "POST /auth/register",
+            HASHING_INVOKES,
+            |i| {
+                event(
+                    "POST",
+                    "/api/v1/auth/register",
+                    None,
+                    Some(json!({"email": format!("u{i}@bench.dev"), "password": password})),
+                )
+            },
+            201,
+        )
+        .await,
+    );
+    rows.push(
+        measure(
+            &auth,
+            "auth",
+            "POST /auth/login",
+            HASHING_INVOKES,
+            |i| {
+                event(
+                    "POST",
+                    "/api/v1/auth/login",
+                    None,
+                    Some(json!({"email": format!("u{i}@bench.dev"), "password": password})),
+                )
+            },
+            200,
+        )
+        .await,
+    );
+    let (login, _) = auth
+        .invoke(event(
+            "POST",
+            "/api/v1/auth/login",
+            None,
+            Some(json!({"email": "u0@bench.dev", "password": password})),
+        ))
+        .await;
+    let tokens = body(&login);
+    let refresh = std::cell::RefCell::new(tokens["refresh_token"].as_str().unwrap().to_string());
+    // Each refresh spends the previous token, so the chain is fed from each answer.
+    let mut times = Vec::new();
+    for _ in 0..FAST_INVOKES {
+        let ev = event(
+            "POST",
+            "/api/v1/auth/refresh",
+            None,
+            Some(json!({"refresh_token": refresh.borrow().clone()})),
+        );
+        let (res, took) = auth.invoke(ev).await;
+        assert_eq!(status(&res), 200, "refresh: {res}");
+        *refresh.borrow_mut() = body(&res)["refresh_token"].as_str().unwrap().to_string();
+        times.push(took);
+    }
+    times.sort();
+    rows.push(Row {
+        function: "auth",
+        route: "POST /auth/refresh".into(),
+        n: times.len(),
+        p50: percentile(&times, 0.5),
+        p90: percentile(&times, 0.9),
+    });
+    peaks.insert("auth", auth.peak_rss_kib());
+
+    let users = Function::start(&binary("users"), "users", &data).await;
+    let access = tokens["access_token"].as_str().unwrap().to_string();
+    rows.push(
+        measure(
+            &users,
+            "users",
+            "GET /users/me",
+            FAST_INVOKES,
+            |_| event("GET", "/api/v1/users/me", Some(&access), None),
+            200,
+        )
+        .await,
+    );
+    peaks.insert("users", users.peak_rss_kib());
+
+    println!("\nCodeChat function benchmark (release, x86_64 here; Lambda runs arm64). Medians unless noted.\n");
+    println!(
+        "{:<8} {:>10} {:>10} {:>10}",
+        "function", "init ms", "peak RSS", "binary"
+    );
+    for f in FUNCTIONS {
+        let mut v = inits[f].clone();
+        v.sort();
+        let size = std::fs::metadata(binary(f)).map(|m| m.len()).unwrap_or(0);
+        println!(
+            "{:<8} {:>10} {:>7.1} MB {:>7.1} MB",
+            f,
+            ms(percentile(&v, 0.5)),
+            peaks[f] as f64 / 1024.0,
+            size as f64 / 1024.0 / 1024.0
+        );
+    }
+    println!(
+        "\n{:<8} {:<22} {:>5} {:>10} {:>10}",
+        "function", "route", "n", "p50 ms", "p90 ms"
+    );
+    for r in &rows {
+        println!(
+            "{:<8} {:<22} {:>5} {:>10} {:>10}",
+            r.function,
+            r.route,
+            r.n,
+            ms(r.p50),
+            ms(r.p90)
+        );
+    }
+    println!("\ninit = process start until the first poll of the Runtime API ({COLD_STARTS} starts each);");
+    println!("per-invoke = event handed out until the response is posted, through lambda_http and the router.");
+    drop((health, models, auth, users));
+    let _ = std::fs::remove_dir_all(&data);
+}

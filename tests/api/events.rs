@@ -5,7 +5,7 @@
 use std::sync::Once;
 
 use codechat::api::Group;
-use codechat_api_tests::TestApp;
+use codechat_api_tests::{repo_file, TestApp};
 use lambda_http::{request::LambdaRequest, tower::ServiceExt, Adapter, Context, LambdaEvent};
 use serde_json::Value;
 
@@ -20,8 +20,7 @@ fn ignore_stage_in_path() {
 /// response, as the runtime would send it back to API Gateway.
 async fn invoke(app: &TestApp, group: Group, file: &str, access_token: Option<&str>) -> Value {
     ignore_stage_in_path();
-    let path = format!("{}/events/{file}", env!("CARGO_MANIFEST_DIR"));
-    let mut text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"));
+    let mut text = repo_file(&format!("events/{file}"));
     if let Some(token) = access_token {
         text = text.replace("REPLACE_WITH_ACCESS_TOKEN", token);
     }

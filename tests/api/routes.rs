@@ -5,6 +5,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use codechat::api::{self, Group};
+use codechat_api_tests::repo_file;
 
 type Table = BTreeMap<String, BTreeSet<(String, String)>>;
 
@@ -24,16 +25,12 @@ fn served() -> Table {
     table
 }
 
-fn read(file: &str) -> String {
-    std::fs::read_to_string(format!("{}/{file}", env!("CARGO_MANIFEST_DIR"))).unwrap()
-}
-
 /// Each function resource names its binary (`Binary: <name>`) before its events list
 /// `Path:` / `Method:` pairs; see template.yaml.
 fn in_template() -> Table {
     let mut table = Table::new();
     let (mut function, mut path) = (None::<String>, None::<String>);
-    for line in read("template.yaml").lines() {
+    for line in repo_file("template.yaml").lines() {
         let line = line.trim();
         if let Some(bin) = line.strip_prefix("Binary: ") {
             function = Some(bin.trim().to_string());
@@ -52,7 +49,7 @@ fn in_template() -> Table {
 }
 
 fn in_watch_router() -> Table {
-    let manifest = read("Cargo.toml");
+    let manifest = repo_file("Cargo.toml");
     let section = manifest
         .split("[workspace.metadata.lambda.watch.router]")
         .nth(1)

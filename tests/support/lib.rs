@@ -213,3 +213,11 @@ impl TestResponse {
             .collect()
     }
 }
+
+/// A file of the repository (the tests crate sits one level below its root).
+pub fn repo_file(relative: &str) -> String {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("..")
+        .join(relative);
+    std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
