@@ -45,11 +45,20 @@ struct Runtime {
     pending: Arc<Mutex<HashMap<String, oneshot::Sender<Value>>>>,
 }
 
-async fn next_invocation(State(rt): State<Runtime>) -> (HeaderMap, Json<Value>) {
+async fn next_invocation(
+    State(rt): State<Runtime>,
+) -> Result<(HeaderMap, Json<Value>), axum::http::StatusCode> {
     if let Some(tx) = rt.first_poll.lock().await.take() {
         let _ = tx.send(Instant::now());
     }
-    let inv = rt.next.lock().await.recv().await.expect("driver alive");
+    // No more events: the driver is done with this process and is about to kill it.
+    let inv = rt
+        .next
+        .lock()
+        .await
+        .recv()
+        .await
+        .ok_or(axum::http::StatusCode::GONE)?;
     let mut headers = HeaderMap::new();
     let deadline = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -73,7 +82,7 @@ async fn next_invocation(State(rt): State<Runtime>) -> (HeaderMap, Json<Value>) 
             "Root=1-5759e988-bd862e3fe1be46a994272793;Parent=53995c3f42cd8ad8;Sampled=1",
         ),
     );
-    (headers, Json(inv.event))
+    Ok((headers, Json(inv.event)))
 }
 
 async fn invocation_response(
@@ -152,7 +161,7 @@ impl Function {
             .env("JWT_SECRET", JWT_SECRET)
             .env("RUST_LOG", "info")
             .stdout(Stdio::null())
-            .stderr(Stdio::inherit())
+            .stderr(Stdio::null())
             .kill_on_drop(true)
             .spawn()
             .unwrap_or_else(|e| panic!("{}: {e}", binary.display()));

@@ -97,7 +97,41 @@ pub struct Config {
     /// `None` allows any origin (tokens travel in headers, never cookies); otherwise an allow-list.
     pub cors_allowed_origins: Option<Vec<String>>,
     pub bedrock_enabled: bool,
+    pub bedrock: BedrockConfig,
     pub openai: Option<OpenAiConfig>,
+    /// The model of a new conversation when the client names none.
+    pub default_model: String,
+    /// Longest wait for a provider to start answering (or to finish a non-streamed answer).
+    pub provider_timeout: Duration,
+    /// Longest silence allowed inside a streamed answer.
+    pub stream_idle_timeout: Duration,
+    /// Attempts per model call, counting the first; retries only happen before any output.
+    pub provider_max_attempts: u32,
+    /// First retry delay; doubles per attempt (a provider's Retry-After wins, up to 20 s).
+    pub provider_retry_base: Duration,
+    /// Pause between the offline model's streamed words.
+    pub echo_delay: Duration,
+}
+
+/// Bedrock client settings beyond the SDK's default chain.
+#[derive(Clone, Default)]
+pub struct BedrockConfig {
+    /// `BEDROCK_REGION`, else `AWS_REGION`.
+    pub region: Option<String>,
+    /// `BEDROCK_ENDPOINT_URL`: a Bedrock-compatible endpoint (a VPC endpoint, or a test fake).
+    pub endpoint_url: Option<String>,
+    /// `AWS_ACCESS_KEY_ID` / `AWS_SECRET_ACCESS_KEY` / `AWS_SESSION_TOKEN` when set (as in Lambda);
+    /// otherwise the SDK's default chain (profiles, SSO, instance roles).
+    pub credentials: Option<(String, String, Option<String>)>,
+}
+
+impl std::fmt::Debug for BedrockConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("BedrockConfig")
+            .field("region", &self.region)
+            .field("endpoint_url", &self.endpoint_url)
+            .finish_non_exhaustive()
+    }
 }
 
 impl std::fmt::Debug for OpenAiConfig {
@@ -228,7 +262,28 @@ impl Config {
                 // In Lambda the execution role decides; locally nobody has Bedrock without asking for it.
                 None => !local,
             },
+            bedrock: BedrockConfig {
+                region: var("BEDROCK_REGION").or_else(|| var("AWS_REGION")),
+                endpoint_url: var("BEDROCK_ENDPOINT_URL"),
+                credentials: var("AWS_ACCESS_KEY_ID")
+                    .zip(var("AWS_SECRET_ACCESS_KEY"))
+                    .map(|(k, s)| (k, s, var("AWS_SESSION_TOKEN"))),
+            },
             openai,
+            default_model: var("DEFAULT_MODEL").unwrap_or_else(|| "local/echo".into()),
+            provider_timeout: Duration::from_secs(number(&var, "PROVIDER_TIMEOUT_SECONDS", 60)?),
+            stream_idle_timeout: Duration::from_secs(number(
+                &var,
+                "STREAM_IDLE_TIMEOUT_SECONDS",
+                30,
+            )?),
+            provider_max_attempts: number(&var, "PROVIDER_MAX_ATTEMPTS", 3u32)?.max(1),
+            provider_retry_base: Duration::from_millis(number(
+                &var,
+                "PROVIDER_RETRY_BASE_MS",
+                250,
+            )?),
+            echo_delay: Duration::from_millis(number(&var, "ECHO_DELAY_MS", 15)?),
             data_dir,
         })
     }

@@ -53,6 +53,11 @@ pub enum Error {
         detail: String,
         retry_after_secs: u64,
     },
+    /// The model provider failed (after retries where they were safe).
+    #[error("{0}")]
+    Upstream(String),
+    #[error("the model provider did not answer in time")]
+    UpstreamTimeout,
     #[error(transparent)]
     Store(#[from] StoreError),
     #[error("internal error: {0}")]
@@ -77,6 +82,8 @@ impl Error {
             Error::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Error::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
             Error::TooManyRequests { .. } => StatusCode::TOO_MANY_REQUESTS,
+            Error::Upstream(_) => StatusCode::BAD_GATEWAY,
+            Error::UpstreamTimeout => StatusCode::GATEWAY_TIMEOUT,
             Error::Store(StoreError::Busy) => StatusCode::SERVICE_UNAVAILABLE,
             Error::Store(_) | Error::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -95,6 +102,8 @@ impl Error {
             Error::UnsupportedMediaType(_) => "unsupported-media-type",
             Error::MethodNotAllowed(_) => "method-not-allowed",
             Error::TooManyRequests { .. } => "too-many-requests",
+            Error::Upstream(_) => "provider-error",
+            Error::UpstreamTimeout => "provider-timeout",
             Error::Store(StoreError::Busy) => "unavailable",
             Error::Store(_) | Error::Internal(_) => "internal",
         }

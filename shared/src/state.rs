@@ -5,6 +5,7 @@ use crate::{
     blobs::BlobStore,
     config::{Config, ConfigError},
     models::Catalog,
+    providers::Providers,
     store::{Store, StoreError},
 };
 
@@ -18,6 +19,7 @@ struct Inner {
     tokens: TokenKeys,
     catalog: Catalog,
     blobs: BlobStore,
+    providers: Providers,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -40,12 +42,14 @@ impl AppState {
             config.refresh_token_ttl,
         );
         let catalog = Catalog::shipped(&config);
+        let providers = Providers::new(&config);
         Ok(AppState(Arc::new(Inner {
             config,
             store,
             tokens,
             catalog,
             blobs,
+            providers,
         })))
     }
 
@@ -67,5 +71,9 @@ impl AppState {
 
     pub fn blobs(&self) -> &BlobStore {
         &self.0.blobs
+    }
+
+    pub fn providers(&self) -> &Providers {
+        &self.0.providers
     }
 }

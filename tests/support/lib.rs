@@ -1,6 +1,8 @@
 //! Test harness: a fresh app per test, on its own temporary libSQL file and blob directory, driven
 //! in-process through the same router (and layers) the Lambda functions serve.
 
+pub mod fakes;
+
 use axum::{
     body::{Body, Bytes},
     http::{header, HeaderMap, Method, Request, StatusCode},
@@ -34,6 +36,9 @@ impl TestApp {
             ("CODECHAT_PROFILE".to_string(), "local".to_string()),
             ("CODECHAT_DATA_DIR".to_string(), data_dir),
             ("JWT_SECRET".to_string(), JWT_SECRET.to_string()),
+            // Fast tests: the offline model streams without pauses, retries back off for 1 ms.
+            ("ECHO_DELAY_MS".to_string(), "0".to_string()),
+            ("PROVIDER_RETRY_BASE_MS".to_string(), "1".to_string()),
         ];
         vars.extend(extra.iter().map(|(k, v)| (k.to_string(), v.to_string())));
         let config = Config::load(|k| {
@@ -73,6 +78,47 @@ impl TestApp {
             headers,
             body,
         }
+    }
+
+    /// The response with its body unread, for streams.
+    pub async fn send_streaming(&self, req: Request<Body>) -> axum::response::Response {
+        self.app
+            .clone()
+            .oneshot(req)
+            .await
+            .expect("router is infallible")
+    }
+
+    /// `POST /api/v1/chat`, with an optional Idempotency-Key.
+    pub async fn chat(
+        &self,
+        token: &str,
+        body: Value,
+        idempotency_key: Option<&str>,
+    ) -> TestResponse {
+        let mut req = request(Method::POST, "/api/v1/chat", Some(token), Some(body));
+        if let Some(key) = idempotency_key {
+            req.headers_mut()
+                .insert("idempotency-key", key.parse().unwrap());
+        }
+        self.send(req).await
+    }
+
+    /// A streamed chat turn, read to its end and split into events.
+    pub async fn chat_stream(
+        &self,
+        token: &str,
+        mut body: Value,
+        idempotency_key: Option<&str>,
+    ) -> Vec<SseEvent> {
+        body["stream"] = json!(true);
+        let res = self.chat(token, body, idempotency_key).await;
+        assert_eq!(res.status, StatusCode::OK, "{}", res.text());
+        assert!(res.headers[header::CONTENT_TYPE]
+            .to_str()
+            .unwrap()
+            .starts_with("text/event-stream"));
+        parse_sse(&res.text())
     }
 
     pub async fn get(&self, path: &str, token: Option<&str>) -> TestResponse {
@@ -220,4 +266,65 @@ pub fn repo_file(relative: &str) -> String {
         .join("..")
         .join(relative);
     std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
+/// One Server-Sent Event.
+#[derive(Debug, Clone)]
+pub struct SseEvent {
+    pub event: String,
+    pub data: Value,
+}
+
+/// Splits an SSE body into its events (comments and keep-alives skipped).
+pub fn parse_sse(text: &str) -> Vec<SseEvent> {
+    text.split("\n\n")
+        .filter_map(|block| {
+            let mut event = None;
+            let mut data = Vec::new();
+            for line in block.lines() {
+                if let Some(e) = line.strip_prefix("event:") {
+                    event = Some(e.trim().to_string());
+                } else if let Some(d) = line.strip_prefix("data:") {
+                    data.push(d.strip_prefix(' ').unwrap_or(d));
+                }
+            }
+            let event = event?;
+            let data = serde_json::from_str(&data.join("\n")).unwrap_or(Value::Null);
+            Some(SseEvent { event, data })
+        })
+        .collect()
+}
+
+/// Reads a streamed body until `n` complete events have arrived (or the body ends).
+pub async fn read_events(body: &mut Body, n: usize) -> Vec<SseEvent> {
+    let mut text = String::new();
+    loop {
+        let events = parse_sse(&text);
+        if events.len() >= n && text.ends_with("\n\n") {
+            return events;
+        }
+        match body.frame().await {
+            Some(Ok(frame)) => {
+                if let Ok(data) = frame.into_data() {
+                    text.push_str(&String::from_utf8_lossy(&data));
+                }
+            }
+            _ => return parse_sse(&text),
+        }
+    }
+}
+
+/// Polls `check` until it holds or two seconds pass.
+pub async fn eventually<F, Fut>(mut check: F) -> bool
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    for _ in 0..200 {
+        if check().await {
+            return true;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    false
 }

@@ -4,6 +4,8 @@
 //! served routes and the documented routes come from one declaration and cannot drift.
 
 mod auth;
+mod chat;
+mod conversations;
 mod models;
 mod service;
 mod users;
@@ -27,18 +29,35 @@ pub use users::UserOut;
 pub enum Group {
     Auth,
     Users,
+    Conversations,
+    Chat,
     Models,
     Health,
 }
 
 impl Group {
-    pub const ALL: [Group; 4] = [Group::Auth, Group::Users, Group::Models, Group::Health];
+    pub const ALL: [Group; 6] = [
+        Group::Auth,
+        Group::Users,
+        Group::Conversations,
+        Group::Chat,
+        Group::Models,
+        Group::Health,
+    ];
+
+    /// Whether the function answers through Lambda response streaming. Such a function sits only
+    /// behind streaming integrations (see template.yaml), and no buffered route is served by it.
+    pub fn streams(self) -> bool {
+        self == Group::Chat
+    }
 
     /// The binary (and Lambda function) name.
     pub fn name(self) -> &'static str {
         match self {
             Group::Auth => "auth",
             Group::Users => "users",
+            Group::Conversations => "conversations",
+            Group::Chat => "chat",
             Group::Models => "models",
             Group::Health => "health",
         }
@@ -50,6 +69,8 @@ pub fn routes(group: Group) -> OpenApiRouter<AppState> {
     match group {
         Group::Auth => auth::routes(),
         Group::Users => users::routes(),
+        Group::Conversations => conversations::routes(),
+        Group::Chat => chat::routes(),
         Group::Models => models::routes(),
         Group::Health => service::routes(),
     }
@@ -82,6 +103,8 @@ pub fn openapi() -> &'static utoipa::openapi::OpenApi {
     tags(
         (name = "auth", description = "Accounts and tokens"),
         (name = "users", description = "The current user's profile"),
+        (name = "conversations", description = "Conversations, messages, usage and export"),
+        (name = "chat", description = "Chat turns, whole or streamed (Server-Sent Events)"),
         (name = "models", description = "The models catalog"),
         (name = "service", description = "Health and documentation"),
     ),

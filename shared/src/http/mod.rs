@@ -20,7 +20,7 @@ use tower_http::{
 use tracing::Span;
 use utoipa_axum::router::OpenApiRouter;
 
-pub use extract::{parse_json, ApiForm, ApiJson};
+pub use extract::{parse_json, ApiForm, ApiJson, ApiQuery};
 
 use crate::{api::Group, config::Config, error::Error, AppState};
 
@@ -130,7 +130,11 @@ pub async fn run(group: Group) -> Result<(), BoxError> {
     };
     let app = app(state, crate::api::routes(group));
     if std::env::var_os("AWS_LAMBDA_RUNTIME_API").is_some() {
-        lambda_http::run(app).await
+        if group.streams() {
+            lambda_http::run_with_streaming_response(app).await
+        } else {
+            lambda_http::run(app).await
+        }
     } else {
         let port: u16 = std::env::var("PORT")
             .ok()

@@ -4,6 +4,7 @@
 //! because a libSQL connection must not be shared between concurrent tasks. Queries live in the
 //! submodules as methods on [`Conn`], named for what they do.
 
+mod conversations;
 mod migrations;
 mod tokens;
 mod users;
@@ -12,6 +13,10 @@ use std::{sync::Arc, time::Duration};
 
 use crate::config::DatabaseConfig;
 
+pub use conversations::{
+    Conversation, IdempotencyClaim, Message, MessageRole, MessageStatus, NewConversation, UsageRow,
+    UsageTotals,
+};
 pub use tokens::RefreshOutcome;
 pub use users::{NewUser, Role, User, UserChanges};
 

@@ -1,0 +1,6 @@
+//! The `chat` function: see `codechat::api` for its routes.
+
+#[tokio::main]
+async fn main() -> Result<(), codechat::http::BoxError> {
+    codechat::http::run(codechat::api::Group::Chat).await
+}

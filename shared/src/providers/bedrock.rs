@@ -1,0 +1,273 @@
+//! Amazon Bedrock through the Converse and ConverseStream APIs (aws-sdk-bedrockruntime).
+//!
+//! The SDK's own retries are off: the chat turn retries itself, and only before any output.
+
+use std::time::Duration;
+
+use aws_sdk_bedrockruntime::{
+    config::{Credentials, Region},
+    error::{DisplayErrorContext, ProvideErrorMetadata, SdkError},
+    types::{
+        error::ConverseStreamOutputError, ContentBlock, ContentBlockDelta, ConversationRole,
+        ConverseOutput, ConverseStreamOutput, InferenceConfiguration, Message, SystemContentBlock,
+    },
+    Client,
+};
+use tokio::sync::mpsc;
+
+use super::{
+    Completion, EventStream, ModelRequest, ProviderError, Speaker, StreamEvent, TokenUsage,
+};
+use crate::{config::Config, models::Model};
+
+/// What the client is built from; taken from [`Config`] so tests configure it without touching the
+/// process environment.
+#[derive(Clone)]
+pub struct Settings {
+    region: Option<String>,
+    endpoint_url: Option<String>,
+    credentials: Option<(String, String, Option<String>)>,
+    timeout: Duration,
+}
+
+impl From<&Config> for Settings {
+    fn from(config: &Config) -> Self {
+        Settings {
+            region: config.bedrock.region.clone(),
+            endpoint_url: config.bedrock.endpoint_url.clone(),
+            credentials: config.bedrock.credentials.clone(),
+            timeout: config.provider_timeout,
+        }
+    }
+}
+
+pub struct Bedrock {
+    client: Client,
+    timeout: Duration,
+}
+
+impl Bedrock {
+    pub async fn new(settings: &Settings) -> Self {
+        let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest())
+            .retry_config(aws_config::retry::RetryConfig::disabled());
+        if let Some(region) = &settings.region {
+            loader = loader.region(Region::new(region.clone()));
+        }
+        if let Some((key, secret, token)) = &settings.credentials {
+            loader = loader.credentials_provider(Credentials::new(
+                key,
+                secret,
+                token.clone(),
+                None,
+                "environment",
+            ));
+        }
+        if let Some(url) = &settings.endpoint_url {
+            loader = loader.endpoint_url(url);
+        }
+        let sdk = loader.load().await;
+        Bedrock {
+            client: Client::new(&sdk),
+            timeout: settings.timeout,
+        }
+    }
+
+    fn parts(
+        request: &ModelRequest,
+    ) -> Result<
+        (
+            Option<Vec<SystemContentBlock>>,
+            Vec<Message>,
+            InferenceConfiguration,
+        ),
+        ProviderError,
+    > {
+        let system = request
+            .system
+            .clone()
+            .map(|s| vec![SystemContentBlock::Text(s)]);
+        let messages = request
+            .turns
+            .iter()
+            .map(|t| {
+                Message::builder()
+                    .role(match t.speaker {
+                        Speaker::User => ConversationRole::User,
+                        Speaker::Assistant => ConversationRole::Assistant,
+                    })
+                    .content(ContentBlock::Text(t.text.clone()))
+                    .build()
+                    .map_err(|e| ProviderError::Rejected(e.to_string()))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let inference = InferenceConfiguration::builder()
+            .max_tokens(request.max_tokens.min(i32::MAX as u32) as i32)
+            .set_temperature(request.temperature)
+            .build();
+        Ok((system, messages, inference))
+    }
+
+    pub async fn complete(
+        &self,
+        model: &Model,
+        request: &ModelRequest,
+    ) -> Result<Completion, ProviderError> {
+        let (system, messages, inference) = Self::parts(request)?;
+        let call = self
+            .client
+            .converse()
+            .model_id(&model.provider_model_id)
+            .set_system(system)
+            .set_messages(Some(messages))
+            .inference_config(inference)
+            .send();
+        let out = tokio::time::timeout(self.timeout, call)
+            .await
+            .map_err(|_| ProviderError::Timeout)?
+            .map_err(classify)?;
+        let text = match out.output() {
+            Some(ConverseOutput::Message(m)) => m
+                .content()
+                .iter()
+                .filter_map(|b| b.as_text().ok())
+                .cloned()
+                .collect::<Vec<_>>()
+                .join(""),
+            _ => {
+                return Err(ProviderError::Unavailable(
+                    "the answer has no message".into(),
+                ))
+            }
+        };
+        Ok(Completion {
+            text,
+            usage: out.usage().map(usage).unwrap_or_default(),
+            stop_reason: Some(out.stop_reason().as_str().to_string()),
+        })
+    }
+
+    pub async fn stream(
+        &self,
+        model: &Model,
+        request: &ModelRequest,
+    ) -> Result<EventStream, ProviderError> {
+        let (system, messages, inference) = Self::parts(request)?;
+        let call = self
+            .client
+            .converse_stream()
+            .model_id(&model.provider_model_id)
+            .set_system(system)
+            .set_messages(Some(messages))
+            .inference_config(inference)
+            .send();
+        let mut out = tokio::time::timeout(self.timeout, call)
+            .await
+            .map_err(|_| ProviderError::Timeout)?
+            .map_err(classify)?;
+        let (tx, rx) = mpsc::channel(32);
+        tokio::spawn(async move {
+            let mut usage_seen = TokenUsage::default();
+            let mut stop_reason = None;
+            loop {
+                let event = match out.stream.recv().await {
+                    Ok(Some(event)) => event,
+                    // The metadata event (with usage) follows messageStop; a stream that ends before
+                    // messageStop was cut.
+                    Ok(None) if stop_reason.is_some() => {
+                        let _ = tx
+                            .send(Ok(StreamEvent::End {
+                                usage: usage_seen,
+                                stop_reason,
+                            }))
+                            .await;
+                        return;
+                    }
+                    Ok(None) => {
+                        let _ = tx
+                            .send(Err(ProviderError::Stream(
+                                "the stream ended before messageStop".into(),
+                            )))
+                            .await;
+                        return;
+                    }
+                    Err(e) => {
+                        let detail = match e.as_service_error() {
+                            Some(se) => {
+                                format!("{}: {}", stream_error_name(se), se.message().unwrap_or(""))
+                            }
+                            None => DisplayErrorContext(&e).to_string(),
+                        };
+                        let _ = tx.send(Err(ProviderError::Stream(detail))).await;
+                        return;
+                    }
+                };
+                match event {
+                    ConverseStreamOutput::ContentBlockDelta(d) => {
+                        if let Some(ContentBlockDelta::Text(text)) = d.delta() {
+                            if tx.send(Ok(StreamEvent::Delta(text.clone()))).await.is_err() {
+                                return;
+                            }
+                        }
+                    }
+                    ConverseStreamOutput::MessageStop(stop) => {
+                        stop_reason = Some(stop.stop_reason().as_str().to_string())
+                    }
+                    ConverseStreamOutput::Metadata(meta) => {
+                        if let Some(u) = meta.usage() {
+                            usage_seen = usage(u);
+                        }
+                    }
+                    _ => {}
+                }
+            }
+        });
+        Ok(rx)
+    }
+}
+
+/// Exceptions inside an event stream carry their type in a frame header, not in error metadata.
+fn stream_error_name(e: &ConverseStreamOutputError) -> &'static str {
+    match e {
+        ConverseStreamOutputError::ModelStreamErrorException(_) => "modelStreamErrorException",
+        ConverseStreamOutputError::ThrottlingException(_) => "throttlingException",
+        ConverseStreamOutputError::ValidationException(_) => "validationException",
+        ConverseStreamOutputError::InternalServerException(_) => "internalServerException",
+        ConverseStreamOutputError::ServiceUnavailableException(_) => "serviceUnavailableException",
+        _ => "streamError",
+    }
+}
+
+/// Bedrock counts cache reads apart from `inputTokens`; ours include them, as OpenAI's do.
+fn usage(u: &aws_sdk_bedrockruntime::types::TokenUsage) -> TokenUsage {
+    let cached = u.cache_read_input_tokens().unwrap_or(0).max(0) as u64;
+    TokenUsage {
+        input_tokens: u.input_tokens().max(0) as u64 + cached,
+        output_tokens: u.output_tokens().max(0) as u64,
+        cached_tokens: cached,
+    }
+}
+
+fn classify<E, R>(e: SdkError<E, R>) -> ProviderError
+where
+    E: ProvideErrorMetadata + std::error::Error + 'static,
+    R: std::fmt::Debug,
+{
+    match &e {
+        SdkError::TimeoutError(_) => ProviderError::Timeout,
+        SdkError::ServiceError(se) => {
+            let code = se.err().code().unwrap_or("");
+            let message = se.err().message().unwrap_or("");
+            match code {
+                "ThrottlingException" => ProviderError::Throttled { retry_after: None },
+                "ServiceUnavailableException"
+                | "InternalServerException"
+                | "ModelNotReadyException" => {
+                    ProviderError::Unavailable(format!("{code}: {message}"))
+                }
+                "ModelTimeoutException" => ProviderError::Timeout,
+                _ => ProviderError::Rejected(format!("{code}: {message}")),
+            }
+        }
+        _ => ProviderError::Unavailable(DisplayErrorContext(&e).to_string()),
+    }
+}

@@ -1,0 +1,162 @@
+//! `local/echo`: the offline model. Deterministic, streams word by word, counts tokens the way a
+//! rough tokenizer would (four characters a token). It is labelled offline in the catalog and says so
+//! in every answer, so nobody mistakes it for an AI model.
+
+use std::time::Duration;
+
+use tokio::sync::mpsc;
+
+use super::{Completion, EventStream, ModelRequest, Speaker, StreamEvent, TokenUsage};
+
+pub struct Echo {
+    /// Pause between streamed words, so streaming is visible on a laptop; zero in tests.
+    delay: Duration,
+}
+
+/// Rough token count used by the offline model and by context budgeting.
+pub fn estimate_tokens(text: &str) -> u64 {
+    (text.chars().count() as u64).div_ceil(4)
+}
+
+impl Echo {
+    pub fn new(delay: Duration) -> Self {
+        Echo { delay }
+    }
+
+    fn reply(request: &ModelRequest) -> String {
+        let last = request
+            .turns
+            .iter()
+            .rev()
+            .find(|t| t.speaker == Speaker::User)
+            .map(|t| t.text.as_str())
+            .unwrap_or("");
+        // A summarisation request asks for a summary; answer with a deterministic digest.
+        if request
+            .system
+            .as_deref()
+            .is_some_and(|s| s.starts_with(crate::chat::context::SUMMARY_INSTRUCTION))
+        {
+            let words: Vec<&str> = last.split_whitespace().take(40).collect();
+            return format!("Summary (offline echo model): {}", words.join(" "));
+        }
+        format!("Echo (offline model, no AI): {last}")
+    }
+
+    fn usage(request: &ModelRequest, reply: &str) -> TokenUsage {
+        let input = request.system.as_deref().map(estimate_tokens).unwrap_or(0)
+            + request
+                .turns
+                .iter()
+                .map(|t| estimate_tokens(&t.text))
+                .sum::<u64>();
+        TokenUsage {
+            input_tokens: input,
+            output_tokens: estimate_tokens(reply),
+            cached_tokens: 0,
+        }
+    }
+
+    /// The reply, cut to the request's output budget.
+    fn bounded_reply(request: &ModelRequest) -> (String, Option<String>) {
+        let reply = Self::reply(request);
+        let max_chars = request.max_tokens as usize * 4;
+        if reply.chars().count() > max_chars {
+            (
+                reply.chars().take(max_chars).collect(),
+                Some("max_tokens".into()),
+            )
+        } else {
+            (reply, Some("end_turn".into()))
+        }
+    }
+
+    pub fn complete(&self, request: &ModelRequest) -> Completion {
+        let (text, stop_reason) = Self::bounded_reply(request);
+        Completion {
+            usage: Self::usage(request, &text),
+            text,
+            stop_reason,
+        }
+    }
+
+    pub fn stream(&self, request: &ModelRequest) -> EventStream {
+        let (text, stop_reason) = Self::bounded_reply(request);
+        let usage = Self::usage(request, &text);
+        let delay = self.delay;
+        let (tx, rx) = mpsc::channel(16);
+        tokio::spawn(async move {
+            // Words keep their following whitespace, so the deltas concatenate to the reply exactly.
+            for piece in text.split_inclusive(char::is_whitespace) {
+                if !delay.is_zero() {
+                    tokio::time::sleep(delay).await;
+                }
+                if tx
+                    .send(Ok(StreamEvent::Delta(piece.to_string())))
+                    .await
+                    .is_err()
+                {
+                    return;
+                }
+            }
+            let _ = tx.send(Ok(StreamEvent::End { usage, stop_reason })).await;
+        });
+        rx
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::providers::Turn;
+
+    fn request(text: &str) -> ModelRequest {
+        ModelRequest {
+            system: None,
+            turns: vec![Turn {
+                speaker: Speaker::User,
+                text: text.into(),
+            }],
+            temperature: None,
+            max_tokens: 100,
+        }
+    }
+
+    #[tokio::test]
+    async fn streams_concatenate_to_the_completion() {
+        let echo = Echo::new(Duration::ZERO);
+        let req = request("hello  there\nworld");
+        let done = echo.complete(&req);
+        assert_eq!(
+            done.text,
+            "Echo (offline model, no AI): hello  there\nworld"
+        );
+        let mut rx = echo.stream(&req);
+        let mut text = String::new();
+        let mut deltas = 0;
+        loop {
+            match rx.recv().await.unwrap().unwrap() {
+                StreamEvent::Delta(d) => {
+                    deltas += 1;
+                    text.push_str(&d)
+                }
+                StreamEvent::End { usage, .. } => {
+                    assert_eq!(usage, done.usage);
+                    break;
+                }
+            }
+        }
+        assert_eq!(text, done.text);
+        assert!(deltas > 3);
+        assert_eq!(done.usage.output_tokens, estimate_tokens(&done.text));
+    }
+
+    #[test]
+    fn output_respects_max_tokens() {
+        let mut req = request(&"word ".repeat(100));
+        req.max_tokens = 5;
+        let done = Echo::new(Duration::ZERO).complete(&req);
+        assert_eq!(done.text.chars().count(), 20);
+        assert_eq!(done.stop_reason.as_deref(), Some("max_tokens"));
+    }
+}

@@ -1,0 +1,162 @@
+//! Model providers behind one small interface: complete a turn, or stream it as text deltas that end
+//! with usage. Which provider serves a model comes from the catalog (`models.json`).
+//!
+//! Streams are channels: the provider's task reads the wire and sends [`StreamEvent`]s; dropping the
+//! receiver (the client went away) stops that task and with it the upstream request.
+//! Retries live in [`crate::chat`], which knows whether any output has been produced yet.
+
+mod bedrock;
+mod echo;
+mod openai;
+
+pub use echo::estimate_tokens;
+
+use std::time::Duration;
+
+use tokio::sync::{mpsc, OnceCell};
+
+use crate::{
+    config::Config,
+    models::{Model, Provider},
+};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Speaker {
+    User,
+    Assistant,
+}
+
+#[derive(Debug, Clone)]
+pub struct Turn {
+    pub speaker: Speaker,
+    pub text: String,
+}
+
+/// One model call.
+#[derive(Debug, Clone)]
+pub struct ModelRequest {
+    pub system: Option<String>,
+    /// Alternating turns, oldest first, ending with the user's.
+    pub turns: Vec<Turn>,
+    pub temperature: Option<f32>,
+    pub max_tokens: u32,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct TokenUsage {
+    pub input_tokens: u64,
+    pub output_tokens: u64,
+    /// Input tokens served from the provider's prompt cache (a subset of `input_tokens`).
+    pub cached_tokens: u64,
+}
+
+#[derive(Debug, Clone)]
+pub struct Completion {
+    pub text: String,
+    pub usage: TokenUsage,
+    pub stop_reason: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum StreamEvent {
+    Delta(String),
+    /// The last event of a successful stream.
+    End {
+        usage: TokenUsage,
+        stop_reason: Option<String>,
+    },
+}
+
+pub type EventStream = mpsc::Receiver<Result<StreamEvent, ProviderError>>;
+
+#[derive(Debug, Clone, thiserror::Error, PartialEq)]
+pub enum ProviderError {
+    #[error("the provider is throttling requests")]
+    Throttled { retry_after: Option<Duration> },
+    #[error("the provider is unavailable: {0}")]
+    Unavailable(String),
+    #[error("the provider did not answer in time")]
+    Timeout,
+    #[error("the provider rejected the request: {0}")]
+    Rejected(String),
+    #[error("the provider's stream failed: {0}")]
+    Stream(String),
+    #[error("the model's provider is not configured: {0}")]
+    NotConfigured(&'static str),
+}
+
+impl ProviderError {
+    /// Whether trying again may succeed (only ever done before any output reached the client).
+    pub fn is_retryable(&self) -> bool {
+        matches!(
+            self,
+            ProviderError::Throttled { .. }
+                | ProviderError::Unavailable(_)
+                | ProviderError::Timeout
+        )
+    }
+}
+
+/// The providers this process can call. Bedrock's client is built on first use so that functions
+/// that never call it pay nothing for it at cold start.
+pub struct Providers {
+    openai: Option<openai::OpenAi>,
+    bedrock: Option<OnceCell<bedrock::Bedrock>>,
+    bedrock_settings: bedrock::Settings,
+    echo: echo::Echo,
+}
+
+impl Providers {
+    pub fn new(config: &Config) -> Self {
+        Providers {
+            openai: config
+                .openai
+                .as_ref()
+                .map(|c| openai::OpenAi::new(c, config.provider_timeout)),
+            bedrock: config.bedrock_enabled.then(OnceCell::new),
+            bedrock_settings: bedrock::Settings::from(config),
+            echo: echo::Echo::new(config.echo_delay),
+        }
+    }
+
+    async fn bedrock(&self) -> Result<&bedrock::Bedrock, ProviderError> {
+        let cell = self
+            .bedrock
+            .as_ref()
+            .ok_or(ProviderError::NotConfigured("Bedrock is disabled"))?;
+        Ok(cell
+            .get_or_init(|| bedrock::Bedrock::new(&self.bedrock_settings))
+            .await)
+    }
+
+    fn openai(&self) -> Result<&openai::OpenAi, ProviderError> {
+        self.openai.as_ref().ok_or(ProviderError::NotConfigured(
+            "set OPENAI_BASE_URL or OPENAI_API_KEY",
+        ))
+    }
+
+    pub async fn complete(
+        &self,
+        model: &Model,
+        request: &ModelRequest,
+    ) -> Result<Completion, ProviderError> {
+        match model.provider {
+            Provider::Local => Ok(self.echo.complete(request)),
+            Provider::Openai => self.openai()?.complete(model, request).await,
+            Provider::Bedrock => self.bedrock().await?.complete(model, request).await,
+        }
+    }
+
+    /// Starts a streamed call. An error here happened before any output.
+    pub async fn stream(
+        &self,
+        model: &Model,
+        request: &ModelRequest,
+    ) -> Result<EventStream, ProviderError> {
+        match model.provider {
+            Provider::Local => Ok(self.echo.stream(request)),
+            Provider::Openai => self.openai()?.stream(model, request).await,
+            Provider::Bedrock => self.bedrock().await?.stream(model, request).await,
+        }
+    }
+}

@@ -1,0 +1,287 @@
+//! OpenAI-compatible chat completions (OpenAI, Groq, Ollama, vLLM, …): JSON for whole answers,
+//! Server-Sent Events for streams, with `stream_options.include_usage` so a stream ends with usage.
+
+use std::time::Duration;
+
+use serde_json::{json, Value};
+use tokio::sync::mpsc;
+
+use super::{
+    Completion, EventStream, ModelRequest, ProviderError, Speaker, StreamEvent, TokenUsage,
+};
+use crate::{config::OpenAiConfig, models::Model};
+
+pub struct OpenAi {
+    http: reqwest::Client,
+    url: String,
+    api_key: Option<String>,
+    timeout: Duration,
+}
+
+impl OpenAi {
+    pub fn new(config: &OpenAiConfig, timeout: Duration) -> Self {
+        let http = reqwest::Client::builder()
+            .connect_timeout(Duration::from_secs(10))
+            .build()
+            .unwrap_or_default();
+        OpenAi {
+            http,
+            url: format!("{}/chat/completions", config.base_url.trim_end_matches('/')),
+            api_key: config.api_key.clone(),
+            timeout,
+        }
+    }
+
+    fn body(model: &Model, request: &ModelRequest, stream: bool) -> Value {
+        let mut messages = Vec::with_capacity(request.turns.len() + 1);
+        if let Some(system) = &request.system {
+            messages.push(json!({"role": "system", "content": system}));
+        }
+        for turn in &request.turns {
+            let role = match turn.speaker {
+                Speaker::User => "user",
+                Speaker::Assistant => "assistant",
+            };
+            messages.push(json!({"role": role, "content": turn.text}));
+        }
+        let mut body = json!({
+            "model": model.provider_model_id,
+            "messages": messages,
+            "max_tokens": request.max_tokens,
+            "stream": stream,
+        });
+        if let Some(t) = request.temperature {
+            body["temperature"] = json!(t);
+        }
+        if stream {
+            body["stream_options"] = json!({"include_usage": true});
+        }
+        body
+    }
+
+    async fn send(&self, body: &Value) -> Result<reqwest::Response, ProviderError> {
+        let mut req = self.http.post(&self.url).json(body);
+        if let Some(key) = &self.api_key {
+            req = req.bearer_auth(key);
+        }
+        let response = tokio::time::timeout(self.timeout, req.send())
+            .await
+            .map_err(|_| ProviderError::Timeout)?
+            .map_err(transport_error)?;
+        let status = response.status();
+        if status.is_success() {
+            return Ok(response);
+        }
+        let retry_after = response
+            .headers()
+            .get(reqwest::header::RETRY_AFTER)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.trim().parse::<u64>().ok())
+            .map(Duration::from_secs);
+        let detail = response
+            .json::<Value>()
+            .await
+            .ok()
+            .and_then(|v| v["error"]["message"].as_str().map(str::to_owned))
+            .unwrap_or_else(|| status.to_string());
+        Err(match status.as_u16() {
+            429 => ProviderError::Throttled { retry_after },
+            408 => ProviderError::Timeout,
+            500..=599 => ProviderError::Unavailable(format!("{status}: {detail}")),
+            _ => ProviderError::Rejected(format!("{status}: {detail}")),
+        })
+    }
+
+    pub async fn complete(
+        &self,
+        model: &Model,
+        request: &ModelRequest,
+    ) -> Result<Completion, ProviderError> {
+        let response = self.send(&Self::body(model, request, false)).await?;
+        let v: Value = tokio::time::timeout(self.timeout, response.json())
+            .await
+            .map_err(|_| ProviderError::Timeout)?
+            .map_err(|e| ProviderError::Unavailable(format!("unreadable answer: {e}")))?;
+        let choice = &v["choices"][0];
+        let text = choice["message"]["content"].as_str().ok_or_else(|| {
+            ProviderError::Unavailable("the answer has no message content".into())
+        })?;
+        Ok(Completion {
+            text: text.to_string(),
+            usage: usage(&v["usage"]),
+            stop_reason: choice["finish_reason"].as_str().map(str::to_owned),
+        })
+    }
+
+    pub async fn stream(
+        &self,
+        model: &Model,
+        request: &ModelRequest,
+    ) -> Result<EventStream, ProviderError> {
+        let mut response = self.send(&Self::body(model, request, true)).await?;
+        let (tx, rx) = mpsc::channel(32);
+        tokio::spawn(async move {
+            let mut parser = SseParser::default();
+            loop {
+                let chunk = match response.chunk().await {
+                    Ok(Some(chunk)) => chunk,
+                    Ok(None) => {
+                        let _ = tx
+                            .send(Err(ProviderError::Stream(
+                                "the stream ended before [DONE]".into(),
+                            )))
+                            .await;
+                        return;
+                    }
+                    Err(e) => {
+                        let _ = tx
+                            .send(Err(ProviderError::Stream(format!("the stream broke: {e}"))))
+                            .await;
+                        return;
+                    }
+                };
+                for data in parser.push(&chunk) {
+                    let event = match parser.interpret(&data) {
+                        Ok(Some(event)) => event,
+                        Ok(None) => continue,
+                        Err(e) => {
+                            let _ = tx.send(Err(e)).await;
+                            return;
+                        }
+                    };
+                    let end = matches!(event, StreamEvent::End { .. });
+                    // A closed receiver means nobody is listening: stop reading, which drops the
+                    // upstream request.
+                    if tx.send(Ok(event)).await.is_err() || end {
+                        return;
+                    }
+                }
+            }
+        });
+        Ok(rx)
+    }
+}
+
+fn transport_error(e: reqwest::Error) -> ProviderError {
+    if e.is_timeout() {
+        ProviderError::Timeout
+    } else {
+        ProviderError::Unavailable(format!("could not reach the provider: {e}"))
+    }
+}
+
+fn usage(v: &Value) -> TokenUsage {
+    TokenUsage {
+        input_tokens: v["prompt_tokens"].as_u64().unwrap_or(0),
+        output_tokens: v["completion_tokens"].as_u64().unwrap_or(0),
+        cached_tokens: v["prompt_tokens_details"]["cached_tokens"]
+            .as_u64()
+            .unwrap_or(0),
+    }
+}
+
+/// Splits an SSE byte stream into `data:` payloads and folds OpenAI chunks into stream events.
+#[derive(Default)]
+struct SseParser {
+    buffer: Vec<u8>,
+    usage: TokenUsage,
+    stop_reason: Option<String>,
+}
+
+impl SseParser {
+    /// Feeds bytes; returns the data of every event completed by them.
+    fn push(&mut self, bytes: &[u8]) -> Vec<String> {
+        self.buffer.extend_from_slice(bytes);
+        let mut out = Vec::new();
+        while let Some((end, sep)) = find_event_end(&self.buffer) {
+            let event: Vec<u8> = self.buffer.drain(..end + sep).collect();
+            let text = String::from_utf8_lossy(&event[..end]);
+            let data: Vec<&str> = text
+                .lines()
+                .filter_map(|l| l.strip_prefix("data:"))
+                .map(|d| d.strip_prefix(' ').unwrap_or(d))
+                .collect();
+            if !data.is_empty() {
+                out.push(data.join("\n"));
+            }
+        }
+        out
+    }
+
+    fn interpret(&mut self, data: &str) -> Result<Option<StreamEvent>, ProviderError> {
+        if data.trim() == "[DONE]" {
+            return Ok(Some(StreamEvent::End {
+                usage: self.usage,
+                stop_reason: self.stop_reason.take(),
+            }));
+        }
+        let v: Value = serde_json::from_str(data)
+            .map_err(|e| ProviderError::Stream(format!("unreadable chunk: {e}")))?;
+        if let Some(message) = v
+            .get("error")
+            .map(|e| e["message"].as_str().unwrap_or("unknown error"))
+        {
+            return Err(ProviderError::Stream(message.to_string()));
+        }
+        if v.get("usage").is_some_and(|u| u.is_object()) {
+            self.usage = usage(&v["usage"]);
+        }
+        let choice = &v["choices"][0];
+        if let Some(reason) = choice["finish_reason"].as_str() {
+            self.stop_reason = Some(reason.to_string());
+        }
+        Ok(choice["delta"]["content"]
+            .as_str()
+            .filter(|s| !s.is_empty())
+            .map(|s| StreamEvent::Delta(s.to_string())))
+    }
+}
+
+/// The end of the first complete event (blank line), and the separator's length.
+fn find_event_end(buf: &[u8]) -> Option<(usize, usize)> {
+    let lf = buf.windows(2).position(|w| w == b"\n\n").map(|i| (i, 2));
+    let crlf = buf
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .map(|i| (i, 4));
+    match (lf, crlf) {
+        (Some(a), Some(b)) => Some(if a.0 <= b.0 { a } else { b }),
+        (a, b) => a.or(b),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sse_events_split_across_chunks_are_reassembled() {
+        let mut p = SseParser::default();
+        assert!(p
+            .push(b"data: {\"choices\":[{\"delta\":{\"content\":\"Hel")
+            .is_empty());
+        let data = p.push(b"lo\"}}]}\n\ndata: {\"choices\":[{\"delta\":{\"content\":\"!\"},\"finish_reason\":\"stop\"}]}\r\n\r\n: comment\n\n");
+        assert_eq!(data.len(), 2);
+        assert_eq!(
+            p.interpret(&data[0]).unwrap(),
+            Some(StreamEvent::Delta("Hello".into()))
+        );
+        assert_eq!(
+            p.interpret(&data[1]).unwrap(),
+            Some(StreamEvent::Delta("!".into()))
+        );
+        let data = p.push(b"data: {\"choices\":[],\"usage\":{\"prompt_tokens\":9,\"completion_tokens\":2,\"prompt_tokens_details\":{\"cached_tokens\":4}}}\n\ndata: [DONE]\n\n");
+        assert_eq!(p.interpret(&data[0]).unwrap(), None);
+        assert_eq!(
+            p.interpret(&data[1]).unwrap(),
+            Some(StreamEvent::End {
+                usage: TokenUsage {
+                    input_tokens: 9,
+                    output_tokens: 2,
+                    cached_tokens: 4
+                },
+                stop_reason: Some("stop".into())
+            })
+        );
+    }
+}

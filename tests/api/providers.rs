@@ -1,0 +1,557 @@
+//! The Bedrock and OpenAI-compatible providers against local fakes of their wire formats, through
+//! `POST /api/v1/chat`: answers, streams, usage and cost, throttling, errors, cuts and disconnects.
+
+use std::time::Duration;
+
+use axum::http::{Method, StatusCode};
+use codechat_api_tests::{
+    eventually,
+    fakes::{self, ScriptedSse},
+    read_events, request, TestApp, Tokens,
+};
+use serde_json::{json, Value};
+use wiremock::{
+    matchers::{body_partial_json, header, method, path, path_regex},
+    Mock, MockServer, ResponseTemplate,
+};
+
+async fn openai_app(base_url: &str, extra: &[(&str, &str)]) -> (TestApp, Tokens) {
+    let mut env = vec![
+        ("OPENAI_BASE_URL", base_url),
+        ("OPENAI_API_KEY", "sk-test"),
+        ("DEFAULT_MODEL", "openai/gpt-4o-mini"),
+    ];
+    env.extend_from_slice(extra);
+    let app = TestApp::with_env(&env).await;
+    let t = app.register("p@example.com").await;
+    (app, t)
+}
+
+async fn bedrock_app(endpoint: &str) -> (TestApp, Tokens) {
+    let app = TestApp::with_env(&[
+        ("BEDROCK_ENABLED", "true"),
+        ("BEDROCK_ENDPOINT_URL", endpoint),
+        ("AWS_REGION", "us-east-1"),
+        ("AWS_ACCESS_KEY_ID", "AKIDTEST"),
+        ("AWS_SECRET_ACCESS_KEY", "secret"),
+        ("DEFAULT_MODEL", "bedrock/claude-sonnet-4"),
+    ])
+    .await;
+    let t = app.register("b@example.com").await;
+    (app, t)
+}
+
+/// The stored messages of a conversation.
+async fn messages(app: &TestApp, token: &str, conversation_id: &str) -> Vec<Value> {
+    let page = app
+        .get(
+            &format!("/api/v1/conversations/{conversation_id}/messages"),
+            Some(token),
+        )
+        .await
+        .json();
+    page["items"].as_array().unwrap().clone()
+}
+
+fn close(a: f64, b: f64) -> bool {
+    (a - b).abs() < 1e-12
+}
+
+#[tokio::test]
+async fn openai_answer_usage_and_cost_to_the_token() {
+    let server = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(path("/v1/chat/completions"))
+        .and(header("authorization", "Bearer sk-test"))
+        .and(body_partial_json(
+            json!({"model": "gpt-4o-mini", "stream": false}),
+        ))
+        .respond_with(
+            ResponseTemplate::new(200).set_body_json(fakes::openai_completion(
+                "Use serde_json.",
+                1200,
+                345,
+                200,
+            )),
+        )
+        .expect(1)
+        .mount(&server)
+        .await;
+    let (app, t) = openai_app(&format!("{}/v1", server.uri()), &[]).await;
+    let res = app
+        .chat(
+            &t.access,
+            json!({"message": "How to parse JSON?", "temperature": 0.2, "max_tokens": 500}),
+            None,
+        )
+        .await;
+    assert_eq!(res.status, StatusCode::OK, "{}", res.text());
+    let turn = res.json();
+    assert_eq!(turn["assistant_message"]["content"], "Use serde_json.");
+    assert_eq!(turn["assistant_message"]["model"], "openai/gpt-4o-mini");
+    let u = &turn["usage"];
+    assert_eq!(
+        (
+            u["input_tokens"].as_i64(),
+            u["output_tokens"].as_i64(),
+            u["cached_tokens"].as_i64()
+        ),
+        (Some(1200), Some(345), Some(200))
+    );
+    // gpt-4o-mini: $0.15 in, $0.075 cached in, $0.60 out per million tokens.
+    let expected = (1000.0 * 0.15 + 200.0 * 0.075 + 345.0 * 0.6) / 1e6;
+    assert!(close(u["cost_usd"].as_f64().unwrap(), expected), "{u}");
+
+    let sent: Value = server.received_requests().await.unwrap()[0]
+        .body_json()
+        .unwrap();
+    assert_eq!(sent["messages"][0]["role"], "system");
+    assert_eq!(
+        sent["messages"][1],
+        json!({"role": "user", "content": "How to parse JSON?"})
+    );
+    assert_eq!(sent["max_tokens"], 500);
+    assert!((sent["temperature"].as_f64().unwrap() - 0.2).abs() < 1e-6);
+}
+
+#[tokio::test]
+async fn openai_stream_with_final_usage_chunk() {
+    let server = MockServer::start().await;
+    let body = format!(
+        "{}{}{}",
+        fakes::openai_chunk("Hel"),
+        fakes::openai_chunk("lo!"),
+        fakes::openai_end(30, 2, 0)
+    );
+    Mock::given(method("POST"))
+        .and(path("/v1/chat/completions"))
+        .and(body_partial_json(
+            json!({"stream": true, "stream_options": {"include_usage": true}}),
+        ))
+        .respond_with(ResponseTemplate::new(200).set_body_raw(body, "text/event-stream"))
+        .mount(&server)
+        .await;
+    let (app, t) = openai_app(&format!("{}/v1", server.uri()), &[]).await;
+    let events = app
+        .chat_stream(&t.access, json!({"message": "hi"}), None)
+        .await;
+    let names: Vec<_> = events.iter().map(|e| e.event.as_str()).collect();
+    assert_eq!(names, ["meta", "delta", "delta", "done"]);
+    let done = &events[3].data;
+    assert_eq!(done["assistant_message"]["content"], "Hello!");
+    assert_eq!(done["usage"]["input_tokens"], 30);
+    assert_eq!(done["usage"]["output_tokens"], 2);
+    assert!(close(
+        done["usage"]["cost_usd"].as_f64().unwrap(),
+        (30.0 * 0.15 + 2.0 * 0.6) / 1e6
+    ));
+}
+
+#[tokio::test]
+async fn openai_throttling_is_retried_with_retry_after() {
+    let server = MockServer::start().await;
+    Mock::given(method("POST"))
+        .respond_with(
+            ResponseTemplate::new(429)
+                .insert_header("retry-after", "0")
+                .set_body_json(fakes::openai_error(
+                    "Rate limit reached",
+                    "rate_limit_exceeded",
+                )),
+        )
+        .up_to_n_times(2)
+        .mount(&server)
+        .await;
+    Mock::given(method("POST"))
+        .respond_with(
+            ResponseTemplate::new(200).set_body_json(fakes::openai_completion(
+                "third time lucky",
+                10,
+                3,
+                0,
+            )),
+        )
+        .mount(&server)
+        .await;
+    let (app, t) = openai_app(&format!("{}/v1", server.uri()), &[]).await;
+    let res = app.chat(&t.access, json!({"message": "hi"}), None).await;
+    assert_eq!(res.status, StatusCode::OK, "{}", res.text());
+    assert_eq!(
+        res.json()["assistant_message"]["content"],
+        "third time lucky"
+    );
+    assert_eq!(server.received_requests().await.unwrap().len(), 3);
+}
+
+#[tokio::test]
+async fn openai_persistent_5xx_is_a_502_and_the_failed_turn_is_stored() {
+    let server = MockServer::start().await;
+    Mock::given(method("POST"))
+        .respond_with(
+            ResponseTemplate::new(503)
+                .set_body_json(fakes::openai_error("overloaded", "server_error")),
+        )
+        .mount(&server)
+        .await;
+    let (app, t) = openai_app(
+        &format!("{}/v1", server.uri()),
+        &[("PROVIDER_MAX_ATTEMPTS", "3")],
+    )
+    .await;
+    let res = app
+        .chat(&t.access, json!({"message": "are you there?"}), None)
+        .await;
+    let p = res.problem(StatusCode::BAD_GATEWAY);
+    assert!(p["detail"].as_str().unwrap().contains("overloaded"), "{p}");
+    assert_eq!(
+        server.received_requests().await.unwrap().len(),
+        3,
+        "bounded retries"
+    );
+
+    // The user message is kept and the failure is on the turn.
+    let list = app
+        .get("/api/v1/conversations", Some(&t.access))
+        .await
+        .json();
+    let id = list["items"][0]["id"].as_str().unwrap();
+    let msgs = messages(&app, &t.access, id).await;
+    assert_eq!(msgs.len(), 2);
+    assert_eq!(msgs[0]["content"], "are you there?");
+    assert_eq!(msgs[1]["status"], "failed");
+    assert!(msgs[1]["error"].as_str().unwrap().contains("503"));
+
+    // The conversation stays usable.
+    let res = app
+        .chat(
+            &t.access,
+            json!({"conversation_id": id, "message": "again", "model": "local/echo"}),
+            None,
+        )
+        .await;
+    assert_eq!(res.status, StatusCode::OK);
+}
+
+#[tokio::test]
+async fn openai_client_errors_are_not_retried() {
+    let server = MockServer::start().await;
+    Mock::given(method("POST"))
+        .respond_with(
+            ResponseTemplate::new(400).set_body_json(fakes::openai_error(
+                "context too long",
+                "invalid_request_error",
+            )),
+        )
+        .mount(&server)
+        .await;
+    let (app, t) = openai_app(&format!("{}/v1", server.uri()), &[]).await;
+    let p = app
+        .chat(&t.access, json!({"message": "hi"}), None)
+        .await
+        .problem(StatusCode::BAD_GATEWAY);
+    assert!(p["detail"].as_str().unwrap().contains("context too long"));
+    assert_eq!(server.received_requests().await.unwrap().len(), 1);
+}
+
+#[tokio::test]
+async fn a_provider_that_does_not_answer_in_time_is_a_504() {
+    let server = MockServer::start().await;
+    Mock::given(method("POST"))
+        .respond_with(
+            ResponseTemplate::new(200)
+                .set_body_json(fakes::openai_completion("late", 1, 1, 0))
+                .set_delay(Duration::from_secs(5)),
+        )
+        .mount(&server)
+        .await;
+    let (app, t) = openai_app(
+        &format!("{}/v1", server.uri()),
+        &[
+            ("PROVIDER_TIMEOUT_SECONDS", "1"),
+            ("PROVIDER_MAX_ATTEMPTS", "1"),
+        ],
+    )
+    .await;
+    app.chat(&t.access, json!({"message": "hi"}), None)
+        .await
+        .problem(StatusCode::GATEWAY_TIMEOUT);
+}
+
+#[tokio::test]
+async fn the_first_delta_reaches_the_client_before_the_model_finishes() {
+    let fake = ScriptedSse::start().await;
+    let (app, t) = openai_app(&fake.base_url, &[]).await;
+    let req = request(
+        Method::POST,
+        "/api/v1/chat",
+        Some(&t.access),
+        Some(json!({"message": "hi", "stream": true})),
+    );
+    let res = app.send_streaming(req).await;
+    assert_eq!(res.status(), StatusCode::OK);
+    let mut body = res.into_body();
+
+    fake.send(fakes::openai_chunk("first "));
+    let events = tokio::time::timeout(Duration::from_secs(5), read_events(&mut body, 2))
+        .await
+        .expect("first delta in time");
+    assert_eq!(events[1].event, "delta");
+    assert_eq!(events[1].data["text"], "first ");
+    // The model has not finished: no assistant message is stored yet.
+    let id = events[0].data["conversation_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert_eq!(messages(&app, &t.access, &id).await.len(), 1);
+
+    fake.send(fakes::openai_chunk("second"));
+    fake.send(fakes::openai_end(5, 2, 0));
+    let events = read_events(&mut body, 4).await;
+    assert_eq!(events.last().unwrap().event, "done");
+    assert_eq!(
+        events.last().unwrap().data["assistant_message"]["content"],
+        "first second"
+    );
+    assert_eq!(fake.requests.lock().unwrap()[0]["stream"], true);
+}
+
+#[tokio::test]
+async fn a_stream_cut_in_the_middle_is_an_error_event_and_keeps_the_partial_text() {
+    let fake = ScriptedSse::start().await;
+    let (app, t) = openai_app(&fake.base_url, &[]).await;
+    fake.send(fakes::openai_chunk("partial "));
+    fake.send(fakes::openai_chunk("answer"));
+    let ScriptedSse { chunks, .. } = fake;
+    drop(chunks); // the connection closes without [DONE]
+    let events = app
+        .chat_stream(&t.access, json!({"message": "hi"}), None)
+        .await;
+    let last = events.last().unwrap();
+    assert_eq!(last.event, "error");
+    assert_eq!(last.data["status"], 502);
+    let id = events[0].data["conversation_id"].as_str().unwrap();
+    let msgs = messages(&app, &t.access, id).await;
+    assert_eq!(msgs[1]["status"], "failed");
+    assert_eq!(msgs[1]["content"], "partial answer");
+}
+
+#[tokio::test]
+async fn a_client_that_disconnects_leaves_an_incomplete_message() {
+    let fake = ScriptedSse::start().await;
+    let (app, t) = openai_app(&fake.base_url, &[]).await;
+    let req = request(
+        Method::POST,
+        "/api/v1/chat",
+        Some(&t.access),
+        Some(json!({"message": "hi", "stream": true})),
+    );
+    let mut body = app.send_streaming(req).await.into_body();
+    fake.send(fakes::openai_chunk("so far "));
+    let events = read_events(&mut body, 2).await;
+    let id = events[0].data["conversation_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    drop(body);
+
+    // The model keeps talking to nobody until the turn notices.
+    let stored = eventually(|| {
+        fake.send(fakes::openai_chunk("more "));
+        let (app, token, id) = (&app, &t.access, &id);
+        async move { messages(app, token, id).await.len() == 2 }
+    })
+    .await;
+    assert!(stored, "the turn ended and stored what it had");
+    let msgs = messages(&app, &t.access, &id).await;
+    assert_eq!(msgs[1]["status"], "incomplete");
+    assert!(msgs[1]["content"].as_str().unwrap().starts_with("so far "));
+}
+
+#[tokio::test]
+async fn a_stalled_stream_times_out() {
+    let fake = ScriptedSse::start().await;
+    let (app, t) = openai_app(&fake.base_url, &[("STREAM_IDLE_TIMEOUT_SECONDS", "1")]).await;
+    fake.send(fakes::openai_chunk("and then silence"));
+    let events = app
+        .chat_stream(&t.access, json!({"message": "hi"}), None)
+        .await;
+    let last = events.last().unwrap();
+    assert_eq!(last.event, "error");
+    assert_eq!(last.data["status"], 504);
+}
+
+#[tokio::test]
+async fn bedrock_converse_answer_and_usage() {
+    let server = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(path_regex("^/model/[^/]+/converse$"))
+        .respond_with(
+            ResponseTemplate::new(200).set_body_json(fakes::bedrock_converse("Bonjour", 120, 7)),
+        )
+        .expect(1)
+        .mount(&server)
+        .await;
+    let (app, t) = bedrock_app(&server.uri()).await;
+    let res = app
+        .chat(&t.access, json!({"message": "Say hello in French"}), None)
+        .await;
+    assert_eq!(res.status, StatusCode::OK, "{}", res.text());
+    let turn = res.json();
+    assert_eq!(turn["assistant_message"]["content"], "Bonjour");
+    assert_eq!(turn["usage"]["input_tokens"], 120);
+    assert_eq!(turn["usage"]["output_tokens"], 7);
+    assert!(close(
+        turn["usage"]["cost_usd"].as_f64().unwrap(),
+        (120.0 * 3.0 + 7.0 * 15.0) / 1e6
+    ));
+
+    let sent = &server.received_requests().await.unwrap()[0];
+    assert!(
+        sent.url.path().contains("us.anthropic.claude-sonnet-4"),
+        "{}",
+        sent.url
+    );
+    assert!(sent
+        .headers
+        .get("authorization")
+        .unwrap()
+        .to_str()
+        .unwrap()
+        .starts_with("AWS4-HMAC-SHA256"));
+    let body: Value = sent.body_json().unwrap();
+    assert_eq!(body["messages"][0]["role"], "user");
+    assert_eq!(
+        body["messages"][0]["content"][0]["text"],
+        "Say hello in French"
+    );
+    assert!(body["system"][0]["text"]
+        .as_str()
+        .unwrap()
+        .contains("CodeChat"));
+}
+
+#[tokio::test]
+async fn bedrock_converse_stream_frames() {
+    let server = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(path_regex("^/model/[^/]+/converse-stream$"))
+        .respond_with(ResponseTemplate::new(200).set_body_raw(
+            fakes::bedrock_stream(&["Hel", "lo", " there"], 50, 3),
+            "application/vnd.amazon.eventstream",
+        ))
+        .mount(&server)
+        .await;
+    let (app, t) = bedrock_app(&server.uri()).await;
+    let events = app
+        .chat_stream(&t.access, json!({"message": "hi"}), None)
+        .await;
+    let deltas: Vec<_> = events
+        .iter()
+        .filter(|e| e.event == "delta")
+        .map(|e| e.data["text"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(deltas, ["Hel", "lo", " there"]);
+    let done = events.last().unwrap();
+    assert_eq!(done.event, "done", "{events:?}");
+    assert_eq!(done.data["assistant_message"]["content"], "Hello there");
+    assert_eq!(done.data["usage"]["input_tokens"], 50);
+    assert_eq!(done.data["usage"]["output_tokens"], 3);
+}
+
+#[tokio::test]
+async fn bedrock_throttling_is_retried() {
+    let server = MockServer::start().await;
+    Mock::given(method("POST"))
+        .respond_with(
+            ResponseTemplate::new(429)
+                .insert_header(
+                    "x-amzn-errortype",
+                    "ThrottlingException:http://internal.amazon.com/coral/com.amazon.bedrock/",
+                )
+                .set_body_json(
+                    json!({"message": "Too many requests, please wait before trying again."}),
+                ),
+        )
+        .up_to_n_times(1)
+        .mount(&server)
+        .await;
+    Mock::given(method("POST"))
+        .and(path_regex("^/model/[^/]+/converse-stream$"))
+        .respond_with(ResponseTemplate::new(200).set_body_raw(
+            fakes::bedrock_stream(&["ok"], 5, 1),
+            "application/vnd.amazon.eventstream",
+        ))
+        .mount(&server)
+        .await;
+    let (app, t) = bedrock_app(&server.uri()).await;
+    let events = app
+        .chat_stream(&t.access, json!({"message": "hi"}), None)
+        .await;
+    assert_eq!(events.last().unwrap().event, "done", "{events:?}");
+    assert_eq!(server.received_requests().await.unwrap().len(), 2);
+}
+
+#[tokio::test]
+async fn bedrock_persistent_throttling_is_a_502() {
+    let server = MockServer::start().await;
+    Mock::given(method("POST"))
+        .respond_with(
+            ResponseTemplate::new(429)
+                .insert_header("x-amzn-errortype", "ThrottlingException")
+                .set_body_json(json!({"message": "Too many requests"})),
+        )
+        .mount(&server)
+        .await;
+    let (app, t) = bedrock_app(&server.uri()).await;
+    let p = app
+        .chat(&t.access, json!({"message": "hi"}), None)
+        .await
+        .problem(StatusCode::BAD_GATEWAY);
+    assert!(p["detail"].as_str().unwrap().contains("throttling"));
+    assert_eq!(server.received_requests().await.unwrap().len(), 3);
+}
+
+#[tokio::test]
+async fn bedrock_model_stream_error_mid_stream() {
+    let server = MockServer::start().await;
+    let mut body = fakes::bedrock_event("messageStart", json!({"role": "assistant"}));
+    body.extend(fakes::bedrock_event(
+        "contentBlockDelta",
+        json!({"contentBlockIndex": 0, "delta": {"text": "half an"}}),
+    ));
+    body.extend(fakes::bedrock_frame(
+        "exception",
+        ":exception-type",
+        "modelStreamErrorException",
+        json!({"message": "The model crashed", "originalStatusCode": 500}),
+    ));
+    Mock::given(method("POST"))
+        .respond_with(
+            ResponseTemplate::new(200).set_body_raw(body, "application/vnd.amazon.eventstream"),
+        )
+        .mount(&server)
+        .await;
+    let (app, t) = bedrock_app(&server.uri()).await;
+    let events = app
+        .chat_stream(&t.access, json!({"message": "hi"}), None)
+        .await;
+    let last = events.last().unwrap();
+    assert_eq!(last.event, "error", "{events:?}");
+    assert!(
+        last.data["detail"]
+            .as_str()
+            .unwrap()
+            .contains("modelStreamErrorException"),
+        "{}",
+        last.data
+    );
+    let id = events[0].data["conversation_id"].as_str().unwrap();
+    let msgs = messages(&app, &t.access, id).await;
+    assert_eq!(msgs[1]["status"], "failed");
+    assert_eq!(msgs[1]["content"], "half an");
+    assert_eq!(
+        server.received_requests().await.unwrap().len(),
+        1,
+        "output had started: no retry"
+    );
+}
