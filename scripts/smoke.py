@@ -85,12 +85,59 @@ def flow():
     expect("me without token", 401, call("GET", "/users/me"))
     renamed = expect("patch me", 200, call("PATCH", "/users/me", {"display_name": "Smoke"}, token=login["access_token"]))
     assert renamed["display_name"] == "Smoke", renamed
+    chat_flow(login["access_token"])
     refreshed = expect("refresh", 200, call("POST", "/auth/refresh", {"refresh_token": login["refresh_token"]}))
     expect("refresh reuse", 401, call("POST", "/auth/refresh", {"refresh_token": login["refresh_token"]}))
     fresh = expect("login again", 200, call("POST", "/auth/login", {"email": email, "password": password}))
     expect("logout", 204, call("POST", "/auth/logout", {"refresh_token": fresh["refresh_token"]}, token=fresh["access_token"]))
     expect("refresh after logout", 401, call("POST", "/auth/refresh", {"refresh_token": fresh["refresh_token"]}))
     assert refreshed["token_type"] == "bearer"
+
+
+def sse_events(raw):
+    events = []
+    for block in raw.decode().split("\n\n"):
+        name = data = None
+        for line in block.splitlines():
+            if line.startswith("event:"):
+                name = line[6:].strip()
+            elif line.startswith("data:"):
+                data = json.loads(line[5:].strip())
+        if name:
+            events.append((name, data))
+    return events
+
+
+def chat_flow(token):
+    """A streamed turn on local/echo through the chat function's streaming runtime, then the same
+    conversation read back through the conversations function."""
+    req = urllib.request.Request(
+        BASE + "/chat",
+        data=json.dumps({"message": "Hello over real HTTP", "stream": True}).encode(),
+        method="POST",
+        headers={"Content-Type": "application/json", "Authorization": f"Bearer {token}", "Idempotency-Key": "smoke-1"},
+    )
+    with urllib.request.urlopen(req, timeout=120) as res:
+        assert res.status == 200 and res.headers["Content-Type"].startswith("text/event-stream"), res.headers
+        events = sse_events(res.read())
+    names = [n for n, _ in events]
+    assert names[0] == "meta" and names[-1] == "done" and names.count("delta") > 3, names
+    text = "".join(d["text"] for n, d in events if n == "delta")
+    done = events[-1][1]
+    assert done["assistant_message"]["content"] == text and text.endswith("Hello over real HTTP"), done
+    print(f"smoke: ok   streamed chat -> {len(names)} events")
+    conversation_id = events[0][1]["conversation_id"]
+    # The retry with the same Idempotency-Key replays the turn instead of adding one.
+    replay = expect("chat retry (idempotent)", 200, call("POST", "/chat", {"message": "Hello over real HTTP"}, token=token,
+                                                         headers={"Idempotency-Key": "smoke-1"}))
+    assert replay["assistant_message"]["id"] == done["assistant_message"]["id"], replay
+    msgs = expect("messages", 200, call("GET", f"/conversations/{conversation_id}/messages", token=token))
+    assert [m["role"] for m in msgs["items"]] == ["user", "assistant"], msgs
+    listed = expect("conversations", 200, call("GET", "/conversations", token=token))
+    assert listed["items"][0]["id"] == conversation_id and listed["items"][0]["message_count"] == 2, listed
+    usage = expect("usage", 200, call("GET", f"/conversations/{conversation_id}/usage", token=token))
+    assert usage["total"]["output_tokens"] > 0, usage
+    expect("chat too long", 422, call("POST", "/chat", {"message": "x" * 32001}, token=token))
 
 
 def main():

@@ -106,3 +106,83 @@ async fn a_function_answers_only_its_own_routes() {
     assert_eq!(res["statusCode"], 404, "{res}");
     assert_eq!(body_json(&res)["status"], 404);
 }
+
+/// Feeds an event to the chat function through lambda_http's streaming adapter, as its
+/// `run_with_streaming_response` runtime does, and returns the prelude's status and content type
+/// and the whole streamed body.
+async fn invoke_streaming(app: &TestApp, file: &str, access_token: &str) -> (u16, String, String) {
+    use futures_util::StreamExt;
+    ignore_stage_in_path();
+    let text =
+        repo_file(&format!("events/{file}")).replace("REPLACE_WITH_ACCESS_TOKEN", access_token);
+    let payload: LambdaRequest = serde_json::from_str(&text).unwrap();
+    let adapter = lambda_http::StreamAdapter::from(app.function(Group::Chat));
+    let response = adapter
+        .oneshot(LambdaEvent::new(payload, Context::default()))
+        .await
+        .expect("router is infallible");
+    let prelude = response.metadata_prelude;
+    let content_type = prelude
+        .headers
+        .get("content-type")
+        .map(|v| v.to_str().unwrap().to_string())
+        .unwrap_or_default();
+    let mut body = String::new();
+    let mut stream = std::pin::pin!(response.stream);
+    while let Some(chunk) = stream.next().await {
+        body.push_str(&String::from_utf8_lossy(&chunk.unwrap()));
+    }
+    (prelude.status_code.as_u16(), content_type, body)
+}
+
+#[tokio::test]
+async fn conversations_and_chat_events() {
+    let app = TestApp::spawn().await;
+    let token = app.register("chat-events@example.com").await.access;
+
+    let res = invoke(
+        &app,
+        Group::Conversations,
+        "conversations-create.rest.json",
+        Some(&token),
+    )
+    .await;
+    assert_eq!(res["statusCode"], 201, "{res}");
+    assert_eq!(body_json(&res)["title"], "From an event");
+
+    // The chat function streams: its REST event is answered as a prelude and an SSE body.
+    let (status, content_type, body) =
+        invoke_streaming(&app, "chat-stream.rest.json", &token).await;
+    assert_eq!(status, 200, "{body}");
+    assert!(
+        content_type.starts_with("text/event-stream"),
+        "{content_type}"
+    );
+    let events = codechat_api_tests::parse_sse(&body);
+    assert_eq!(events.first().unwrap().event, "meta");
+    assert_eq!(events.last().unwrap().event, "done");
+    assert!(events.last().unwrap().data["assistant_message"]["content"]
+        .as_str()
+        .unwrap()
+        .ends_with("Hello from API Gateway"));
+
+    // A non-streamed turn through the same streaming runtime is one JSON body (as cargo lambda watch sends it).
+    let (status, content_type, body) = invoke_streaming(&app, "chat.http.json", &token).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(content_type, "application/json");
+    let turn: Value = serde_json::from_str(&body).unwrap();
+    assert!(turn["assistant_message"]["content"]
+        .as_str()
+        .unwrap()
+        .ends_with("Hello from cargo lambda watch"));
+
+    let res = invoke(
+        &app,
+        Group::Conversations,
+        "conversations-list.rest.json",
+        Some(&token),
+    )
+    .await;
+    assert_eq!(res["statusCode"], 200, "{res}");
+    assert_eq!(body_json(&res)["items"].as_array().unwrap().len(), 3);
+}
