@@ -30,7 +30,9 @@ const COLD_STARTS: usize = 7;
 const FAST_INVOKES: usize = 300;
 const HASHING_INVOKES: usize = 15;
 const JWT_SECRET: &str = "bench-secret-bench-secret-bench-secret-0123456789";
-const FUNCTIONS: [&str; 4] = ["health", "models", "auth", "users"];
+const FUNCTIONS: [&str; 6] = ["health", "models", "auth", "users", "conversations", "chat"];
+const CHAT_INVOKES: usize = 200;
+const PAGE_INVOKES: usize = 200;
 
 struct Invocation {
     id: String,
@@ -43,6 +45,18 @@ struct Runtime {
     next: Arc<Mutex<mpsc::Receiver<Invocation>>>,
     first_poll: Arc<Mutex<Option<oneshot::Sender<Instant>>>>,
     pending: Arc<Mutex<HashMap<String, oneshot::Sender<Value>>>>,
+}
+
+/// A function's answer as `{statusCode, body}`, whether it was buffered (API Gateway proxy JSON) or
+/// streamed (a JSON prelude, eight NUL bytes, then the body).
+fn normalise(raw: &[u8]) -> Value {
+    match raw.windows(8).position(|w| w == [0u8; 8]) {
+        Some(i) => {
+            let prelude: Value = serde_json::from_slice(&raw[..i]).unwrap_or(Value::Null);
+            json!({"statusCode": prelude["statusCode"], "body": String::from_utf8_lossy(&raw[i + 8..])})
+        }
+        None => serde_json::from_slice(raw).unwrap_or(Value::Null),
+    }
 }
 
 async fn next_invocation(
@@ -90,7 +104,7 @@ async fn invocation_response(
     UrlPath(id): UrlPath<String>,
     body: axum::body::Bytes,
 ) {
-    let value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+    let value = normalise(&body);
     if let Some(tx) = rt.pending.lock().await.remove(&id) {
         let _ = tx.send(value);
     }
@@ -160,6 +174,7 @@ impl Function {
             .env("CODECHAT_DATA_DIR", data_dir)
             .env("JWT_SECRET", JWT_SECRET)
             .env("RUST_LOG", "info")
+            .env("ECHO_DELAY_MS", "0")
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .kill_on_drop(true)
@@ -278,6 +293,64 @@ async fn measure(
         p50: percentile(&times, 0.5),
         p90: percentile(&times, 0.9),
     }
+}
+
+async fn bench_user(auth: &Function, email: &str) -> (String, String) {
+    let (res, _) = auth
+        .invoke(event("POST", "/api/v1/auth/register", None, Some(json!({"email": email, "password": "bench password 123"}))))
+        .await;
+    let b = body(&res);
+    (b["user"]["id"].as_str().unwrap().to_string(), b["access_token"].as_str().unwrap().to_string())
+}
+
+/// A UUID-shaped id, distinct per (kind, n).
+fn seeded_id(kind: u32, n: u64) -> String {
+    format!("01900000-{kind:04x}-7000-8000-{n:012x}")
+}
+
+async fn seed_conversation(conn: &libsql::Connection, user_id: &str, n: u64, messages: u64) -> String {
+    let id = seeded_id(1, n);
+    let tx = conn.transaction().await.unwrap();
+    tx.execute(
+        "INSERT INTO conversations (id, user_id, title, model, message_count, created_at, updated_at, last_message_at, activity_at)
+         VALUES (?1, ?2, 'seeded', 'local/echo', ?3, '2026-01-01T00:00:00.000000Z', '2026-01-01T00:00:00.000000Z',
+                 '2026-01-01T00:00:00.000000Z', '2026-01-01T00:00:00.000000Z')",
+        libsql::params![id.clone(), user_id, messages as i64],
+    )
+    .await
+    .unwrap();
+    let stmt = tx
+        .prepare("INSERT INTO messages (id, conversation_id, role, content, status, model, created_at) VALUES (?1, ?2, ?3, ?4, 'complete', 'local/echo', '2026-01-01T00:00:00.000000Z')")
+        .await
+        .unwrap();
+    for i in 0..messages {
+        let role = if i % 2 == 0 { "user" } else { "assistant" };
+        stmt.execute(libsql::params![seeded_id(2 + n as u32, i), id.clone(), role, format!("seeded message number {i} with a little text")])
+            .await
+            .unwrap();
+        stmt.reset();
+    }
+    tx.commit().await.unwrap();
+    id
+}
+
+async fn seed_conversations(conn: &libsql::Connection, user_id: &str, count: u64) {
+    let tx = conn.transaction().await.unwrap();
+    let stmt = tx
+        .prepare(
+            "INSERT INTO conversations (id, user_id, title, model, message_count, created_at, updated_at, activity_at)
+             VALUES (?1, ?2, ?3, 'local/echo', 0, ?4, ?4, ?4)",
+        )
+        .await
+        .unwrap();
+    for i in 0..count {
+        let at = format!("2026-01-01T00:{:02}:{:02}.{:06}Z", (i / 60) % 60, i % 60, i);
+        stmt.execute(libsql::params![seeded_id(9, i + count * 100_000), user_id, format!("seeded {i}"), at])
+            .await
+            .unwrap();
+        stmt.reset();
+    }
+    tx.commit().await.unwrap();
 }
 
 fn workspace_root() -> PathBuf {
@@ -438,6 +511,62 @@ async fn main() {
     );
     peaks.insert("users", users.peak_rss_kib());
 
+    let user_id = tokens["user"]["id"].as_str().unwrap().to_string();
+    let chat = Function::start(&binary("chat"), "chat", &data).await;
+    let (first, _) = chat
+        .invoke(event("POST", "/api/v1/chat", Some(&access), Some(json!({"message": "warm up"}))))
+        .await;
+    let chat_conversation = body(&first)["conversation_id"].as_str().unwrap().to_string();
+    rows.push(
+        measure(&chat, "chat", "POST /chat (echo)", CHAT_INVOKES, |i| {
+            event("POST", "/api/v1/chat", Some(&access), Some(json!({"conversation_id": chat_conversation, "message": format!("turn {i}")})))
+        }, 200)
+        .await,
+    );
+    rows.push(
+        measure(&chat, "chat", "POST /chat stream (echo)", CHAT_INVOKES, |i| {
+            event("POST", "/api/v1/chat", Some(&access), Some(json!({"conversation_id": chat_conversation, "message": format!("turn {i}"), "stream": true})))
+        }, 200)
+        .await,
+    );
+    peaks.insert("chat", chat.peak_rss_kib());
+
+    // Pages must cost the same however large the table: seed small and large, fetch from both.
+    let db = libsql::Builder::new_local(data.join("codechat.db")).build().await.unwrap();
+    let conn = db.connect().unwrap();
+    let small_conv = seed_conversation(&conn, &user_id, 1, 1_000).await;
+    let large_conv = seed_conversation(&conn, &user_id, 2, 100_000).await;
+    let conversations = Function::start(&binary("conversations"), "conversations", &data).await;
+    for (label, conv) in [("1k", &small_conv), ("100k", &large_conv)] {
+        let path = format!("/api/v1/conversations/{conv}/messages");
+        rows.push(measure(&conversations, "conversations", &format!("messages page 1 ({label})"), PAGE_INVOKES, |_| event("GET", &path, Some(&access), None), 200).await);
+        // A page from the middle: follow cursors halfway.
+        let mut cursor = String::new();
+        let (mut res, _) = conversations.invoke(event("GET", &format!("{path}?limit=20"), Some(&access), None)).await;
+        for _ in 0..25 {
+            cursor = body(&res)["next_cursor"].as_str().unwrap().to_string();
+            res = conversations.invoke(event("GET", &format!("{path}?limit=20&cursor={cursor}"), Some(&access), None)).await.0;
+        }
+        let deep = format!("{path}?limit=20&cursor={cursor}");
+        rows.push(measure(&conversations, "conversations", &format!("messages page 26 ({label})"), PAGE_INVOKES, |_| event("GET", &deep, Some(&access), None), 200).await);
+    }
+    drop(conversations);
+    // Users with 100 and with 10 000 conversations.
+    let (small_user, small_token) = bench_user(&auth, "small@bench.dev").await;
+    let (large_user, large_token) = bench_user(&auth, "large@bench.dev").await;
+    seed_conversations(&conn, &small_user, 100).await;
+    seed_conversations(&conn, &large_user, 10_000).await;
+    let conversations = Function::start(&binary("conversations"), "conversations", &data).await;
+    for (label, token) in [("100", &small_token), ("10k", &large_token)] {
+        rows.push(
+            measure(&conversations, "conversations", &format!("conversation list ({label})"), PAGE_INVOKES, |_| {
+                event("GET", "/api/v1/conversations", Some(token), None)
+            }, 200)
+            .await,
+        );
+    }
+    peaks.insert("conversations", conversations.peak_rss_kib());
+
     println!("\nCodeChat function benchmark (release, x86_64 here; Lambda runs arm64). Medians unless noted.\n");
     println!(
         "{:<8} {:>10} {:>10} {:>10}",
@@ -471,6 +600,6 @@ async fn main() {
     }
     println!("\ninit = process start until the first poll of the Runtime API ({COLD_STARTS} starts each);");
     println!("per-invoke = event handed out until the response is posted, through lambda_http and the router.");
-    drop((health, models, auth, users));
+    drop((health, models, auth, users, chat, conversations));
     let _ = std::fs::remove_dir_all(&data);
 }

@@ -19,6 +19,10 @@ use crate::{
     AppState,
 };
 
+/// The most messages read to build a turn's context. Older unsummarised messages beyond this are
+/// left out (they only exist if summaries failed for a long time), so a turn's cost is bounded.
+const CONTEXT_MESSAGES: u32 = 400;
+
 /// A chat request as the API receives it.
 #[derive(Debug, Clone, Default, serde::Serialize)]
 pub struct ChatInput {
@@ -138,10 +142,7 @@ pub async fn start(state: &AppState, user: &User, input: ChatInput) -> Result<St
         )
         .await?;
     let history = conn
-        .messages_after(
-            &conversation.id,
-            conversation.summary_through_seq.unwrap_or(0),
-        )
+        .recent_messages(&conversation.id, conversation.summary_through_seq.unwrap_or(0), CONTEXT_MESSAGES)
         .await?;
     let plan = context::plan(
         &model,

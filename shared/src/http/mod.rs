@@ -100,18 +100,23 @@ impl MakeRequestId for MakeRequestUuidV7 {
     }
 }
 
-/// Structured JSON logs on stdout (CloudWatch in Lambda). `RUST_LOG` filters; the default is `info`.
+/// Structured JSON logs on stdout (CloudWatch in Lambda). `RUST_LOG` takes `level` or
+/// `target=level` directives (`info,codechat=debug`); the default is `info`. (`Targets` rather than
+/// `EnvFilter`: the same directives without a regex engine in every binary.)
 pub fn init_tracing() {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let _ = tracing_subscriber::fmt()
+    use tracing_subscriber::{filter::Targets, layer::SubscriberExt, util::SubscriberInitExt, Layer};
+    let filter: Targets = std::env::var("RUST_LOG")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| Targets::new().with_default(tracing::Level::INFO));
+    let json = tracing_subscriber::fmt::layer()
         .json()
-        .with_env_filter(filter)
         .with_current_span(true)
         .with_span_list(false)
         .flatten_event(true)
         .with_target(false)
-        .try_init();
+        .with_filter(filter);
+    let _ = tracing_subscriber::registry().with(json).try_init();
 }
 
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;

@@ -367,7 +367,24 @@ impl Conn {
         collect(rows, message_from_row).await
     }
 
-    /// Every message after `after_seq`, oldest first (context building and export).
+    /// The newest `limit` messages after `after_seq`, oldest first: the context of a turn costs the
+    /// same however long the conversation is.
+    pub async fn recent_messages(&self, conversation_id: &str, after_seq: i64, limit: u32) -> StoreResult<Vec<Message>> {
+        let rows = self
+            .0
+            .query(
+                &format!(
+                    "SELECT {MESSAGE_COLUMNS} FROM (
+                         SELECT {MESSAGE_COLUMNS} FROM messages WHERE conversation_id = ?1 AND seq > ?2 ORDER BY seq DESC LIMIT ?3
+                     ) ORDER BY seq"
+                ),
+                libsql::params![conversation_id, after_seq, limit as i64],
+            )
+            .await?;
+        collect(rows, message_from_row).await
+    }
+
+    /// Every message after `after_seq`, oldest first (export).
     pub async fn messages_after(
         &self,
         conversation_id: &str,
