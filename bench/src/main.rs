@@ -297,10 +297,18 @@ async fn measure(
 
 async fn bench_user(auth: &Function, email: &str) -> (String, String) {
     let (res, _) = auth
-        .invoke(event("POST", "/api/v1/auth/register", None, Some(json!({"email": email, "password": "bench password 123"}))))
+        .invoke(event(
+            "POST",
+            "/api/v1/auth/register",
+            None,
+            Some(json!({"email": email, "password": "bench password 123"})),
+        ))
         .await;
     let b = body(&res);
-    (b["user"]["id"].as_str().unwrap().to_string(), b["access_token"].as_str().unwrap().to_string())
+    (
+        b["user"]["id"].as_str().unwrap().to_string(),
+        b["access_token"].as_str().unwrap().to_string(),
+    )
 }
 
 /// A UUID-shaped id, distinct per (kind, n).
@@ -308,7 +316,12 @@ fn seeded_id(kind: u32, n: u64) -> String {
     format!("01900000-{kind:04x}-7000-8000-{n:012x}")
 }
 
-async fn seed_conversation(conn: &libsql::Connection, user_id: &str, n: u64, messages: u64) -> String {
+async fn seed_conversation(
+    conn: &libsql::Connection,
+    user_id: &str,
+    n: u64,
+    messages: u64,
+) -> String {
     let id = seeded_id(1, n);
     let tx = conn.transaction().await.unwrap();
     tx.execute(
@@ -325,9 +338,14 @@ async fn seed_conversation(conn: &libsql::Connection, user_id: &str, n: u64, mes
         .unwrap();
     for i in 0..messages {
         let role = if i % 2 == 0 { "user" } else { "assistant" };
-        stmt.execute(libsql::params![seeded_id(2 + n as u32, i), id.clone(), role, format!("seeded message number {i} with a little text")])
-            .await
-            .unwrap();
+        stmt.execute(libsql::params![
+            seeded_id(2 + n as u32, i),
+            id.clone(),
+            role,
+            format!("seeded message number {i} with a little text")
+        ])
+        .await
+        .unwrap();
         stmt.reset();
     }
     tx.commit().await.unwrap();
@@ -345,9 +363,14 @@ async fn seed_conversations(conn: &libsql::Connection, user_id: &str, count: u64
         .unwrap();
     for i in 0..count {
         let at = format!("2026-01-01T00:{:02}:{:02}.{:06}Z", (i / 60) % 60, i % 60, i);
-        stmt.execute(libsql::params![seeded_id(9, i + count * 100_000), user_id, format!("seeded {i}"), at])
-            .await
-            .unwrap();
+        stmt.execute(libsql::params![
+            seeded_id(9, i + count * 100_000),
+            user_id,
+            format!("seeded {i}"),
+            at
+        ])
+        .await
+        .unwrap();
         stmt.reset();
     }
     tx.commit().await.unwrap();
@@ -514,9 +537,29 @@ async fn main() {
     let user_id = tokens["user"]["id"].as_str().unwrap().to_string();
     let chat = Function::start(&binary("chat"), "chat", &data).await;
     let (first, _) = chat
-        .invoke(event("POST", "/api/v1/chat", Some(&access), Some(json!({"message": "warm up"}))))
+        .invoke(event(
+            "POST",
+            "/api/v1/chat",
+            Some(&access),
+            Some(json!({"message": "warm up"})),
+        ))
         .await;
-    let chat_conversation = body(&first)["conversation_id"].as_str().unwrap().to_string();
+    let chat_conversation = body(&first)["conversation_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    // The streaming runtime's own floor (prelude, NUL separator, chunked body to the Runtime API).
+    rows.push(
+        measure(
+            &chat,
+            "chat",
+            "GET /nope (404 floor)",
+            CHAT_INVOKES,
+            |_| event("GET", "/api/v1/nope", None, None),
+            404,
+        )
+        .await,
+    );
     rows.push(
         measure(&chat, "chat", "POST /chat (echo)", CHAT_INVOKES, |i| {
             event("POST", "/api/v1/chat", Some(&access), Some(json!({"conversation_id": chat_conversation, "message": format!("turn {i}")})))
@@ -532,23 +575,61 @@ async fn main() {
     peaks.insert("chat", chat.peak_rss_kib());
 
     // Pages must cost the same however large the table: seed small and large, fetch from both.
-    let db = libsql::Builder::new_local(data.join("codechat.db")).build().await.unwrap();
+    let db = libsql::Builder::new_local(data.join("codechat.db"))
+        .build()
+        .await
+        .unwrap();
     let conn = db.connect().unwrap();
     let small_conv = seed_conversation(&conn, &user_id, 1, 1_000).await;
     let large_conv = seed_conversation(&conn, &user_id, 2, 100_000).await;
     let conversations = Function::start(&binary("conversations"), "conversations", &data).await;
     for (label, conv) in [("1k", &small_conv), ("100k", &large_conv)] {
         let path = format!("/api/v1/conversations/{conv}/messages");
-        rows.push(measure(&conversations, "conversations", &format!("messages page 1 ({label})"), PAGE_INVOKES, |_| event("GET", &path, Some(&access), None), 200).await);
+        rows.push(
+            measure(
+                &conversations,
+                "conversations",
+                &format!("messages page 1 ({label})"),
+                PAGE_INVOKES,
+                |_| event("GET", &path, Some(&access), None),
+                200,
+            )
+            .await,
+        );
         // A page from the middle: follow cursors halfway.
         let mut cursor = String::new();
-        let (mut res, _) = conversations.invoke(event("GET", &format!("{path}?limit=20"), Some(&access), None)).await;
+        let (mut res, _) = conversations
+            .invoke(event(
+                "GET",
+                &format!("{path}?limit=20"),
+                Some(&access),
+                None,
+            ))
+            .await;
         for _ in 0..25 {
             cursor = body(&res)["next_cursor"].as_str().unwrap().to_string();
-            res = conversations.invoke(event("GET", &format!("{path}?limit=20&cursor={cursor}"), Some(&access), None)).await.0;
+            res = conversations
+                .invoke(event(
+                    "GET",
+                    &format!("{path}?limit=20&cursor={cursor}"),
+                    Some(&access),
+                    None,
+                ))
+                .await
+                .0;
         }
         let deep = format!("{path}?limit=20&cursor={cursor}");
-        rows.push(measure(&conversations, "conversations", &format!("messages page 26 ({label})"), PAGE_INVOKES, |_| event("GET", &deep, Some(&access), None), 200).await);
+        rows.push(
+            measure(
+                &conversations,
+                "conversations",
+                &format!("messages page 26 ({label})"),
+                PAGE_INVOKES,
+                |_| event("GET", &deep, Some(&access), None),
+                200,
+            )
+            .await,
+        );
     }
     drop(conversations);
     // Users with 100 and with 10 000 conversations.
@@ -559,9 +640,14 @@ async fn main() {
     let conversations = Function::start(&binary("conversations"), "conversations", &data).await;
     for (label, token) in [("100", &small_token), ("10k", &large_token)] {
         rows.push(
-            measure(&conversations, "conversations", &format!("conversation list ({label})"), PAGE_INVOKES, |_| {
-                event("GET", "/api/v1/conversations", Some(token), None)
-            }, 200)
+            measure(
+                &conversations,
+                "conversations",
+                &format!("conversation list ({label})"),
+                PAGE_INVOKES,
+                |_| event("GET", "/api/v1/conversations", Some(token), None),
+                200,
+            )
             .await,
         );
     }

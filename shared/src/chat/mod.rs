@@ -142,7 +142,11 @@ pub async fn start(state: &AppState, user: &User, input: ChatInput) -> Result<St
         )
         .await?;
     let history = conn
-        .recent_messages(&conversation.id, conversation.summary_through_seq.unwrap_or(0), CONTEXT_MESSAGES)
+        .recent_messages(
+            &conversation.id,
+            conversation.summary_through_seq.unwrap_or(0),
+            CONTEXT_MESSAGES,
+        )
         .await?;
     let plan = context::plan(
         &model,

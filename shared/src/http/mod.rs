@@ -104,7 +104,9 @@ impl MakeRequestId for MakeRequestUuidV7 {
 /// `target=level` directives (`info,codechat=debug`); the default is `info`. (`Targets` rather than
 /// `EnvFilter`: the same directives without a regex engine in every binary.)
 pub fn init_tracing() {
-    use tracing_subscriber::{filter::Targets, layer::SubscriberExt, util::SubscriberInitExt, Layer};
+    use tracing_subscriber::{
+        filter::Targets, layer::SubscriberExt, util::SubscriberInitExt, Layer,
+    };
     let filter: Targets = std::env::var("RUST_LOG")
         .ok()
         .and_then(|v| v.parse().ok())

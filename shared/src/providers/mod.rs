@@ -97,10 +97,11 @@ impl ProviderError {
     }
 }
 
-/// The providers this process can call. Bedrock's client is built on first use so that functions
-/// that never call it pay nothing for it at cold start.
+/// The providers this process can call. Clients are built on first use, so functions that never
+/// call a model pay nothing for them at cold start (nor carry their code: the linker drops it).
 pub struct Providers {
-    openai: Option<openai::OpenAi>,
+    openai: Option<(OnceCell<openai::OpenAi>, crate::config::OpenAiConfig)>,
+    provider_timeout: Duration,
     bedrock: Option<OnceCell<bedrock::Bedrock>>,
     bedrock_settings: bedrock::Settings,
     echo: echo::Echo,
@@ -109,10 +110,8 @@ pub struct Providers {
 impl Providers {
     pub fn new(config: &Config) -> Self {
         Providers {
-            openai: config
-                .openai
-                .as_ref()
-                .map(|c| openai::OpenAi::new(c, config.provider_timeout)),
+            openai: config.openai.clone().map(|c| (OnceCell::new(), c)),
+            provider_timeout: config.provider_timeout,
             bedrock: config.bedrock_enabled.then(OnceCell::new),
             bedrock_settings: bedrock::Settings::from(config),
             echo: echo::Echo::new(config.echo_delay),
@@ -129,10 +128,13 @@ impl Providers {
             .await)
     }
 
-    fn openai(&self) -> Result<&openai::OpenAi, ProviderError> {
-        self.openai.as_ref().ok_or(ProviderError::NotConfigured(
+    async fn openai(&self) -> Result<&openai::OpenAi, ProviderError> {
+        let (cell, config) = self.openai.as_ref().ok_or(ProviderError::NotConfigured(
             "set OPENAI_BASE_URL or OPENAI_API_KEY",
-        ))
+        ))?;
+        Ok(cell
+            .get_or_init(|| async { openai::OpenAi::new(config, self.provider_timeout) })
+            .await)
     }
 
     pub async fn complete(
@@ -142,7 +144,7 @@ impl Providers {
     ) -> Result<Completion, ProviderError> {
         match model.provider {
             Provider::Local => Ok(self.echo.complete(request)),
-            Provider::Openai => self.openai()?.complete(model, request).await,
+            Provider::Openai => self.openai().await?.complete(model, request).await,
             Provider::Bedrock => self.bedrock().await?.complete(model, request).await,
         }
     }
@@ -155,7 +157,7 @@ impl Providers {
     ) -> Result<EventStream, ProviderError> {
         match model.provider {
             Provider::Local => Ok(self.echo.stream(request)),
-            Provider::Openai => self.openai()?.stream(model, request).await,
+            Provider::Openai => self.openai().await?.stream(model, request).await,
             Provider::Bedrock => self.bedrock().await?.stream(model, request).await,
         }
     }

@@ -369,7 +369,12 @@ impl Conn {
 
     /// The newest `limit` messages after `after_seq`, oldest first: the context of a turn costs the
     /// same however long the conversation is.
-    pub async fn recent_messages(&self, conversation_id: &str, after_seq: i64, limit: u32) -> StoreResult<Vec<Message>> {
+    pub async fn recent_messages(
+        &self,
+        conversation_id: &str,
+        after_seq: i64,
+        limit: u32,
+    ) -> StoreResult<Vec<Message>> {
         let rows = self
             .0
             .query(
