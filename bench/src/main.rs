@@ -445,6 +445,18 @@ async fn main() {
         )
         .await,
     );
+    // The floor: an unmatched path answered 404 by the router, i.e. the runtime round trip itself.
+    rows.push(
+        measure(
+            &models,
+            "models",
+            "GET /nope (404 floor)",
+            FAST_INVOKES,
+            |_| event("GET", "/api/v1/nope", None, None),
+            404,
+        )
+        .await,
+    );
     peaks.insert("models", models.peak_rss_kib());
 
     let auth = Function::start(&binary("auth"), "auth", &data).await;
@@ -655,7 +667,7 @@ async fn main() {
 
     println!("\nCodeChat function benchmark (release, x86_64 here; Lambda runs arm64). Medians unless noted.\n");
     println!(
-        "{:<8} {:>10} {:>10} {:>10}",
+        "{:<14} {:>10} {:>10} {:>10}",
         "function", "init ms", "peak RSS", "binary"
     );
     for f in FUNCTIONS {
@@ -663,7 +675,7 @@ async fn main() {
         v.sort();
         let size = std::fs::metadata(binary(f)).map(|m| m.len()).unwrap_or(0);
         println!(
-            "{:<8} {:>10} {:>7.1} MB {:>7.1} MB",
+            "{:<14} {:>10} {:>7.1} MB {:>7.1} MB",
             f,
             ms(percentile(&v, 0.5)),
             peaks[f] as f64 / 1024.0,
@@ -671,12 +683,12 @@ async fn main() {
         );
     }
     println!(
-        "\n{:<8} {:<22} {:>5} {:>10} {:>10}",
+        "\n{:<14} {:<30} {:>5} {:>10} {:>10}",
         "function", "route", "n", "p50 ms", "p90 ms"
     );
     for r in &rows {
         println!(
-            "{:<8} {:<22} {:>5} {:>10} {:>10}",
+            "{:<14} {:<30} {:>5} {:>10} {:>10}",
             r.function,
             r.route,
             r.n,

@@ -1,6 +1,6 @@
-//! The `chat` function: see `codechat::api` for its routes.
+//! The `chat` function: its routes are `codechat::api::chat::routes`.
 
 #[tokio::main]
 async fn main() -> Result<(), codechat::http::BoxError> {
-    codechat::http::run(codechat::api::Group::Chat).await
+    codechat::http::run(codechat::api::Group::Chat, codechat::api::chat::routes).await
 }

@@ -1,6 +1,6 @@
-//! The `health` function: see `codechat::api` for its routes.
+//! The `health` function: its routes are `codechat::api::service::routes`.
 
 #[tokio::main]
 async fn main() -> Result<(), codechat::http::BoxError> {
-    codechat::http::run(codechat::api::Group::Health).await
+    codechat::http::run(codechat::api::Group::Health, codechat::api::service::routes).await
 }

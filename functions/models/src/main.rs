@@ -1,6 +1,6 @@
-//! The `models` function: see `codechat::api` for its routes.
+//! The `models` function: its routes are `codechat::api::models::routes`.
 
 #[tokio::main]
 async fn main() -> Result<(), codechat::http::BoxError> {
-    codechat::http::run(codechat::api::Group::Models).await
+    codechat::http::run(codechat::api::Group::Models, codechat::api::models::routes).await
 }

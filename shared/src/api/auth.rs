@@ -17,7 +17,8 @@ use crate::{
     AppState,
 };
 
-pub(super) fn routes() -> OpenApiRouter<AppState> {
+/// This function group's routes.
+pub fn routes() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
         .routes(routes!(register))
         .routes(routes!(login))

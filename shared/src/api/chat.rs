@@ -23,7 +23,8 @@ use crate::{
     AppState,
 };
 
-pub(super) fn routes() -> OpenApiRouter<AppState> {
+/// This function group's routes.
+pub fn routes() -> OpenApiRouter<AppState> {
     OpenApiRouter::new().routes(routes!(post_chat))
 }
 

@@ -18,7 +18,8 @@ use crate::{
     AppState,
 };
 
-pub(super) fn routes() -> OpenApiRouter<AppState> {
+/// This function group's routes.
+pub fn routes() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
         .routes(routes!(create_conversation, list_conversations))
         .routes(routes!(

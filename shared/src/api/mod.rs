@@ -3,12 +3,12 @@
 //! Each handler carries its `#[utoipa::path]`, and each group's router is an `OpenApiRouter`, so the
 //! served routes and the documented routes come from one declaration and cannot drift.
 
-mod auth;
-mod chat;
-mod conversations;
-mod models;
-mod service;
-mod users;
+pub mod auth;
+pub mod chat;
+pub mod conversations;
+pub mod models;
+pub mod service;
+pub mod users;
 
 use std::sync::OnceLock;
 

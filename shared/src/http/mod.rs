@@ -126,7 +126,10 @@ pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 /// The body of every function's `main`: configuration and store are set up once (cold start), then
 /// the group's router serves events from the Lambda Runtime API, or, when started outside Lambda,
 /// HTTP on `127.0.0.1:$PORT` (default 3000).
-pub async fn run(group: Group) -> Result<(), BoxError> {
+///
+/// `routes` is the group's own router function (not looked up from `group`), so each binary links
+/// only its own handlers and their dependencies.
+pub async fn run(group: Group, routes: fn() -> OpenApiRouter<AppState>) -> Result<(), BoxError> {
     init_tracing();
     let state = match start(group).await {
         Ok(state) => state,
@@ -135,7 +138,7 @@ pub async fn run(group: Group) -> Result<(), BoxError> {
             return Err(e);
         }
     };
-    let app = app(state, crate::api::routes(group));
+    let app = app(state, routes());
     if std::env::var_os("AWS_LAMBDA_RUNTIME_API").is_some() {
         if group.streams() {
             lambda_http::run_with_streaming_response(app).await
