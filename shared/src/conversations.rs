@@ -63,7 +63,8 @@ pub async fn create(
     }
     Ok(state
         .store()
-        .conn()?
+        .conn()
+        .await?
         .create_conversation(NewConversation {
             user_id: &user.id,
             title: &title,
@@ -81,7 +82,8 @@ pub async fn get(state: &AppState, user: &User, id: &str) -> Result<Conversation
     }
     state
         .store()
-        .conn()?
+        .conn()
+        .await?
         .conversation(id, &user.id)
         .await?
         .ok_or(Error::NotFound)
@@ -96,7 +98,8 @@ pub async fn list(
     let q = title_query.map(str::trim).filter(|q| !q.is_empty());
     let rows = state
         .store()
-        .conn()?
+        .conn()
+        .await?
         .list_conversations(&user.id, q, page.after, page.limit)
         .await?;
     Ok(Paginated::from_rows(rows, page.limit, |c| {
@@ -130,7 +133,8 @@ pub async fn update(
     let agent = changes.agent_id.as_ref().map(|a| a.as_deref());
     state
         .store()
-        .conn()?
+        .conn()
+        .await?
         .update_conversation(
             &conversation.id,
             &user.id,
@@ -146,7 +150,8 @@ pub async fn delete(state: &AppState, user: &User, id: &str) -> Result<()> {
     let conversation = get(state, user, id).await?;
     match state
         .store()
-        .conn()?
+        .conn()
+        .await?
         .delete_conversation(&conversation.id, &user.id)
         .await?
     {
@@ -164,7 +169,8 @@ pub async fn messages(
     let conversation = get(state, user, id).await?;
     let rows = state
         .store()
-        .conn()?
+        .conn()
+        .await?
         .list_messages(&conversation.id, page.after, page.limit)
         .await?;
     Ok(Paginated::from_rows(rows, page.limit, |m| m.seq))
@@ -179,7 +185,8 @@ pub async fn usage(
     let conversation = get(state, user, id).await?;
     let by_model = state
         .store()
-        .conn()?
+        .conn()
+        .await?
         .conversation_usage(&conversation.id)
         .await?;
     let total = by_model.iter().fold(UsageTotals::default(), |mut t, m| {
@@ -201,7 +208,8 @@ pub async fn export(
     let conversation = get(state, user, id).await?;
     let messages = state
         .store()
-        .conn()?
+        .conn()
+        .await?
         .messages_after(&conversation.id, 0)
         .await?;
     Ok((conversation, messages))
@@ -250,7 +258,7 @@ pub async fn message_usage(
     if !crate::ids::is_uuid(message_id) {
         return Err(Error::NotFound);
     }
-    let conn = state.store().conn()?;
+    let conn = state.store().conn().await?;
     let message = conn
         .message_of_user(message_id, &user.id)
         .await?

@@ -450,6 +450,7 @@ async fn a_deactivated_user_is_shut_out_at_once() {
         .state
         .store()
         .conn()
+        .await
         .unwrap()
         .set_user_active(id, false)
         .await

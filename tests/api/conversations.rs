@@ -327,7 +327,7 @@ async fn delete_removes_messages_and_usage() {
     .await
     .problem(StatusCode::NOT_FOUND);
     // No orphans are left in the store either.
-    let conn = app.state.store().conn().unwrap();
+    let conn = app.state.store().conn().await.unwrap();
     assert!(conn.messages_after(id, 0).await.unwrap().is_empty());
     assert!(conn.message_usage(message_id).await.unwrap().is_empty());
 }

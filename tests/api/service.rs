@@ -59,6 +59,21 @@ async fn models_catalog_marks_availability_by_configuration() {
     assert!(items.iter().all(|m| m["available"] == true));
 }
 
+/// `shared/openapi.json` is what the handlers declare. Regenerate it with
+/// `UPDATE_OPENAPI=1 cargo test -p codechat-api-tests openapi_file`.
+#[test]
+fn openapi_file_matches_the_code() {
+    let generated = serde_json::to_string_pretty(codechat::api::openapi()).unwrap() + "\n";
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/openapi.json");
+    if std::env::var_os("UPDATE_OPENAPI").is_some() {
+        std::fs::write(&path, &generated).unwrap();
+    }
+    assert!(
+        codechat::api::service::OPENAPI_JSON == generated,
+        "shared/openapi.json is stale: run UPDATE_OPENAPI=1 cargo test -p codechat-api-tests openapi_file"
+    );
+}
+
 #[tokio::test]
 async fn openapi_documents_every_route_and_docs_render() {
     let app = TestApp::spawn().await;

@@ -91,7 +91,7 @@ async fn post_chat(
     if let Some(key) = &key {
         // The transport (`stream`) is not part of the request's identity; everything else is.
         let canonical = serde_json::to_string(&body).map_err(|e| Error::Internal(e.to_string()))?;
-        let conn = state.store().conn()?;
+        let conn = state.store().conn().await?;
         match conn
             .claim_idempotency_key(&user.id, key, &canonical)
             .await?
@@ -130,7 +130,8 @@ async fn post_chat(
             if let Some(key) = &key {
                 state
                     .store()
-                    .conn()?
+                    .conn()
+                    .await?
                     .release_idempotency_key(&user.id, key)
                     .await?;
             }
@@ -153,7 +154,8 @@ async fn post_chat(
         if let Some(key) = &key {
             state
                 .store()
-                .conn()?
+                .conn()
+                .await?
                 .record_idempotent_answer(&user.id, key, status.as_u16(), &answer)
                 .await?;
         }
@@ -208,7 +210,7 @@ async fn post_chat(
             }
         };
         if let (Some(key), Ok(answer)) = (&key, answer) {
-            let recorded = match state.store().conn() {
+            let recorded = match state.store().conn().await {
                 Ok(conn) => {
                     conn.record_idempotent_answer(&user_id, key, status.as_u16(), &answer)
                         .await

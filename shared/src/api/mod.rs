@@ -86,7 +86,8 @@ pub fn all_routes() -> OpenApiRouter<AppState> {
         })
 }
 
-/// The OpenAPI 3.1 document of the whole API (all functions), built once per process.
+/// The OpenAPI 3.1 document of the whole API (all functions), generated from the handlers. The
+/// health function serves the committed copy (`shared/openapi.json`), which a test keeps equal.
 pub fn openapi() -> &'static utoipa::openapi::OpenApi {
     static DOC: OnceLock<utoipa::openapi::OpenApi> = OnceLock::new();
     DOC.get_or_init(|| all_routes().into_openapi())

@@ -39,7 +39,7 @@ impl FromRequestParts<AppState> for CurrentUser {
             })
             .ok_or(Error::Unauthorized("a bearer access token is required"))?;
         let claims = state.tokens().verify(token, TokenType::Access)?;
-        let user = state.store().conn()?.user_by_id(&claims.sub).await?;
+        let user = state.store().conn().await?.user_by_id(&claims.sub).await?;
         match user {
             Some(user) if user.is_active => Ok(CurrentUser(user)),
             Some(_) => Err(Error::Unauthorized("this account is deactivated")),

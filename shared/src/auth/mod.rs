@@ -103,7 +103,7 @@ pub async fn register(state: &AppState, input: Registration) -> Result<(User, To
         Role::User
     };
     let password_hash = password::hash(input.password).await?;
-    let conn = state.store().conn()?;
+    let conn = state.store().conn().await?;
     let user = conn
         .insert_user(NewUser {
             email: &email,
@@ -125,7 +125,7 @@ pub async fn register(state: &AppState, input: Registration) -> Result<(User, To
 const BAD_CREDENTIALS: &str = "the email or password is incorrect";
 
 pub async fn login(state: &AppState, email: &str, password: String) -> Result<(User, TokenPair)> {
-    let conn = state.store().conn()?;
+    let conn = state.store().conn().await?;
     let Some(user) = conn.user_by_email(&normalize_email(email)).await? else {
         password::verify_dummy(password).await?;
         return Err(Error::Unauthorized(BAD_CREDENTIALS));
@@ -140,7 +140,7 @@ pub async fn login(state: &AppState, email: &str, password: String) -> Result<(U
 /// Spends a refresh token and returns its successor in the same family.
 pub async fn refresh(state: &AppState, refresh_token: &str) -> Result<(User, TokenPair)> {
     let claims = state.tokens().verify(refresh_token, TokenType::Refresh)?;
-    let conn = state.store().conn()?;
+    let conn = state.store().conn().await?;
     let family_id = match conn.spend_refresh_token(&claims.jti).await? {
         RefreshOutcome::Rotated { user_id, family_id } if user_id == claims.sub => family_id,
         RefreshOutcome::Reused => {
@@ -167,7 +167,7 @@ pub async fn logout(state: &AppState, user: &User, refresh_token: &str) -> Resul
             "the refresh token does not belong to this user",
         ));
     }
-    let conn = state.store().conn()?;
+    let conn = state.store().conn().await?;
     if let Some(family) = conn.refresh_family_of(&claims.jti, &user.id).await? {
         conn.revoke_refresh_family(&family).await?;
     }
@@ -207,7 +207,7 @@ pub async fn update_profile(
         }
         _ => None,
     };
-    let conn = state.store().conn()?;
+    let conn = state.store().conn().await?;
     let updated = conn
         .update_user(
             &user.id,

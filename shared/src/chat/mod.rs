@@ -82,7 +82,7 @@ pub async fn start(state: &AppState, user: &User, input: ChatInput) -> Result<St
     {
         errors.push(FieldError::new("attachment_ids", "no such attachment"));
     }
-    let conn = state.store().conn()?;
+    let conn = state.store().conn().await?;
     let existing = match &input.conversation_id {
         Some(id) if !crate::ids::is_uuid(id) => return Err(Error::NotFound),
         Some(id) => Some(
@@ -364,7 +364,7 @@ async fn summarise(
         }
     };
     let through = older.last()?.seq;
-    let conn = state.store().conn().ok()?;
+    let conn = state.store().conn().await.ok()?;
     if let Err(e) = conn
         .set_summary(&conversation.id, &completion.text, through)
         .await
@@ -411,43 +411,35 @@ async fn store_answer(
     error: Option<&ProviderError>,
     usage_rows: &[(&str, TokenUsage)],
 ) -> Result<(Message, UsageRow)> {
-    let conn = state.store().conn()?;
-    let message = conn
-        .append_message(
-            &conversation.id,
-            MessageRole::Assistant,
-            text,
-            status,
-            Some(&model.id),
-        )
-        .await?;
-    let message = match error {
-        Some(e) => {
-            conn.finish_message(&message.id, text, status, Some(&e.to_string()))
-                .await?
-        }
-        None => message,
-    };
-    let mut chat_row = None;
-    for (kind, usage) in usage_rows {
-        let row = UsageRow {
-            message_id: message.id.clone(),
+    let mut rows: Vec<UsageRow> = usage_rows
+        .iter()
+        .map(|(kind, usage)| UsageRow {
+            message_id: String::new(),
             model: model.id.clone(),
             kind: kind.to_string(),
             input_tokens: usage.input_tokens as i64,
             output_tokens: usage.output_tokens as i64,
             cached_tokens: usage.cached_tokens as i64,
             cost_usd: cost_usd(model, *usage),
-        };
-        conn.insert_usage(&conversation.id, user_id, &row).await?;
-        if *kind == "chat" {
-            chat_row = Some(row);
-        }
-    }
-    Ok((
-        message,
-        chat_row.expect("a chat usage row is always recorded"),
-    ))
+        })
+        .collect();
+    let error = error.map(|e| e.to_string());
+    let message = state
+        .store()
+        .conn()
+        .await?
+        .append_answer(
+            &conversation.id,
+            user_id,
+            text,
+            status,
+            &model.id,
+            error.as_deref(),
+            &mut rows,
+        )
+        .await?;
+    let chat_row = rows.pop().expect("the chat usage row is always the last");
+    Ok((message, chat_row))
 }
 
 fn failed_placeholder(conversation: &Conversation, model: &Model, error: &Error) -> Message {

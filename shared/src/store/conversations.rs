@@ -183,6 +183,66 @@ fn like_pattern(q: &str) -> String {
     format!("%{escaped}%")
 }
 
+async fn insert_message(
+    tx: &libsql::Transaction,
+    conversation_id: &str,
+    role: MessageRole,
+    content: &str,
+    status: MessageStatus,
+    model: Option<&str>,
+    error: Option<&str>,
+) -> StoreResult<Message> {
+    let now = crate::ids::now();
+    let rows = tx
+        .query(
+            &format!(
+                "INSERT INTO messages (id, conversation_id, role, content, status, model, error, created_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8) RETURNING {MESSAGE_COLUMNS}"
+            ),
+            libsql::params![crate::ids::new_id(), conversation_id, role.as_str(), content, status.as_str(), model, error, now.clone()],
+        )
+        .await?;
+    let message = collect(rows, message_from_row)
+        .await?
+        .pop()
+        .ok_or(StoreError::Corrupt("messages"))?;
+    tx.execute(
+        "UPDATE conversations SET message_count = message_count + 1, last_message_at = ?2, activity_at = ?2, updated_at = ?2
+         WHERE id = ?1",
+        libsql::params![conversation_id, now],
+    )
+    .await?;
+    Ok(message)
+}
+
+async fn insert_usage(
+    tx: &libsql::Transaction,
+    conversation_id: &str,
+    user_id: &str,
+    row: &UsageRow,
+) -> StoreResult<()> {
+    tx.execute(
+        "INSERT INTO usage (id, message_id, conversation_id, user_id, model, kind, input_tokens, output_tokens,
+             cached_tokens, cost_usd, created_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
+        libsql::params![
+            crate::ids::new_id(),
+            row.message_id.as_str(),
+            conversation_id,
+            user_id,
+            row.model.as_str(),
+            row.kind.as_str(),
+            row.input_tokens,
+            row.output_tokens,
+            row.cached_tokens,
+            row.cost_usd,
+            crate::ids::now()
+        ],
+    )
+    .await?;
+    Ok(())
+}
+
 impl Conn {
     pub async fn create_conversation(&self, new: NewConversation<'_>) -> StoreResult<Conversation> {
         let now = crate::ids::now();
@@ -302,50 +362,43 @@ impl Conn {
         status: MessageStatus,
         model: Option<&str>,
     ) -> StoreResult<Message> {
-        let now = crate::ids::now();
         let tx = self.0.transaction().await?;
-        let rows = tx
-            .query(
-                &format!(
-                    "INSERT INTO messages (id, conversation_id, role, content, status, model, created_at)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7) RETURNING {MESSAGE_COLUMNS}"
-                ),
-                libsql::params![crate::ids::new_id(), conversation_id, role.as_str(), content, status.as_str(), model, now.clone()],
-            )
-            .await?;
-        let message = collect(rows, message_from_row)
-            .await?
-            .pop()
-            .ok_or(StoreError::Corrupt("messages"))?;
-        tx.execute(
-            "UPDATE conversations SET message_count = message_count + 1, last_message_at = ?2, activity_at = ?2, updated_at = ?2
-             WHERE id = ?1",
-            libsql::params![conversation_id, now],
-        )
-        .await?;
+        let message =
+            insert_message(&tx, conversation_id, role, content, status, model, None).await?;
         tx.commit().await?;
         Ok(message)
     }
 
-    /// Sets the final text and status of a message written while its turn ran.
-    pub async fn finish_message(
+    /// Stores a turn's answer with its usage rows (whose `message_id` is filled in) in one
+    /// transaction: there is never an answer without its cost, nor a cost without its answer.
+    #[allow(clippy::too_many_arguments)]
+    pub async fn append_answer(
         &self,
-        id: &str,
+        conversation_id: &str,
+        user_id: &str,
         content: &str,
         status: MessageStatus,
+        model: &str,
         error: Option<&str>,
+        usage: &mut [UsageRow],
     ) -> StoreResult<Message> {
-        let rows = self
-            .0
-            .query(
-                &format!("UPDATE messages SET content = ?2, status = ?3, error = ?4 WHERE id = ?1 RETURNING {MESSAGE_COLUMNS}"),
-                libsql::params![id, content, status.as_str(), error],
-            )
-            .await?;
-        collect(rows, message_from_row)
-            .await?
-            .pop()
-            .ok_or(StoreError::Corrupt("messages"))
+        let tx = self.0.transaction().await?;
+        let message = insert_message(
+            &tx,
+            conversation_id,
+            MessageRole::Assistant,
+            content,
+            status,
+            Some(model),
+            error,
+        )
+        .await?;
+        for row in usage.iter_mut() {
+            row.message_id = message.id.clone();
+            insert_usage(&tx, conversation_id, user_id, row).await?;
+        }
+        tx.commit().await?;
+        Ok(message)
     }
 
     /// Oldest first, after `after_seq`.
@@ -435,35 +488,6 @@ impl Conn {
             .execute(
                 "UPDATE conversations SET summary = ?2, summary_through_seq = ?3 WHERE id = ?1",
                 libsql::params![conversation_id, summary, through_seq],
-            )
-            .await?;
-        Ok(())
-    }
-
-    pub async fn insert_usage(
-        &self,
-        conversation_id: &str,
-        user_id: &str,
-        row: &UsageRow,
-    ) -> StoreResult<()> {
-        self.0
-            .execute(
-                "INSERT INTO usage (id, message_id, conversation_id, user_id, model, kind, input_tokens, output_tokens,
-                     cached_tokens, cost_usd, created_at)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
-                libsql::params![
-                    crate::ids::new_id(),
-                    row.message_id.as_str(),
-                    conversation_id,
-                    user_id,
-                    row.model.as_str(),
-                    row.kind.as_str(),
-                    row.input_tokens,
-                    row.output_tokens,
-                    row.cached_tokens,
-                    row.cost_usd,
-                    crate::ids::now()
-                ],
             )
             .await?;
         Ok(())
