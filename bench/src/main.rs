@@ -376,6 +376,90 @@ async fn seed_conversations(conn: &libsql::Connection, user_id: &str, count: u64
     tx.commit().await.unwrap();
 }
 
+/// The chat turn without any transport: the same router the chat function serves, driven
+/// in-process, so the figure is the turn's own overhead (validation, store reads and writes,
+/// context, the offline model, SSE framing) with no Runtime API round trip in it.
+async fn in_process_chat(data: &Path) -> Vec<Row> {
+    use http_body_util::BodyExt;
+    use tower::ServiceExt;
+    let dir = data.join("in-process");
+    let vars: HashMap<&str, String> = [
+        ("CODECHAT_PROFILE", "local".to_string()),
+        ("CODECHAT_DATA_DIR", dir.display().to_string()),
+        ("JWT_SECRET", JWT_SECRET.to_string()),
+        ("ECHO_DELAY_MS", "0".to_string()),
+    ]
+    .into_iter()
+    .collect();
+    let config = codechat::config::Config::load(|k| vars.get(k).cloned())
+        .await
+        .unwrap();
+    let state = codechat::AppState::new(config).await.unwrap();
+    let app = codechat::http::app(state, codechat::api::all_routes());
+    let call = |method: &str, path: &str, token: Option<&str>, body: Value| {
+        let mut req = axum::http::Request::builder()
+            .method(method)
+            .uri(path)
+            .header("content-type", "application/json");
+        if let Some(t) = token {
+            req = req.header("authorization", format!("Bearer {t}"));
+        }
+        let req = req.body(axum::body::Body::from(body.to_string())).unwrap();
+        let app = app.clone();
+        async move {
+            let res = app.oneshot(req).await.unwrap();
+            let status = res.status().as_u16();
+            let bytes = res.into_body().collect().await.unwrap().to_bytes();
+            (status, bytes)
+        }
+    };
+    let (_, reg) = call(
+        "POST",
+        "/api/v1/auth/register",
+        None,
+        json!({"email": "inproc@bench.dev", "password": "bench password 123"}),
+    )
+    .await;
+    let token = serde_json::from_slice::<Value>(&reg).unwrap()["access_token"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let (_, first) = call(
+        "POST",
+        "/api/v1/chat",
+        Some(&token),
+        json!({"message": "warm up"}),
+    )
+    .await;
+    let conversation = serde_json::from_slice::<Value>(&first).unwrap()["conversation_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let mut rows = Vec::new();
+    for (route, stream) in [
+        ("POST /chat in-process", false),
+        ("POST /chat stream in-process", true),
+    ] {
+        let mut times = Vec::with_capacity(CHAT_INVOKES);
+        for i in 0..CHAT_INVOKES {
+            let body = json!({"conversation_id": conversation, "message": format!("turn {i}"), "stream": stream});
+            let started = Instant::now();
+            let (status, _) = call("POST", "/api/v1/chat", Some(&token), body).await;
+            times.push(started.elapsed());
+            assert_eq!(status, 200);
+        }
+        times.sort();
+        rows.push(Row {
+            function: "chat",
+            route: route.into(),
+            n: times.len(),
+            p50: percentile(&times, 0.5),
+            p90: percentile(&times, 0.9),
+        });
+    }
+    rows
+}
+
 fn workspace_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
         .parent()
@@ -665,6 +749,8 @@ async fn main() {
     }
     peaks.insert("conversations", conversations.peak_rss_kib());
 
+    rows.extend(in_process_chat(&data).await);
+
     println!("\nCodeChat function benchmark (release, x86_64 here; Lambda runs arm64). Medians unless noted.\n");
     println!(
         "{:<14} {:>10} {:>10} {:>10}",
@@ -697,7 +783,8 @@ async fn main() {
         );
     }
     println!("\ninit = process start until the first poll of the Runtime API ({COLD_STARTS} starts each);");
-    println!("per-invoke = event handed out until the response is posted, through lambda_http and the router.");
+    println!("per-invoke = event handed out until the response is posted, through lambda_http and the router;");
+    println!("in-process = request to the router until the whole body is read, no Runtime API in between.");
     drop((health, models, auth, users, chat, conversations));
     let _ = std::fs::remove_dir_all(&data);
 }
