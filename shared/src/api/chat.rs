@@ -145,10 +145,7 @@ async fn post_chat(
                 StatusCode::OK,
                 serde_json::to_string(&ChatResponse::from(outcome)),
             ),
-            Err(failure) => (
-                failure.error.status(),
-                serde_json::to_string(&failure.error.problem()),
-            ),
+            Err(failure) => (failure.status(), serde_json::to_string(&failure.problem())),
         };
         let answer = answer.map_err(|e| Error::Internal(e.to_string()))?;
         if let Some(key) = &key {
@@ -201,9 +198,9 @@ async fn post_chat(
                 )
             }
             Err(failure) => {
-                let problem = failure.error.problem();
+                let problem = failure.problem();
                 (
-                    failure.error.status(),
+                    failure.status(),
                     serde_json::to_string(&problem),
                     json_event("error", &problem),
                 )

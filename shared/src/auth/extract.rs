@@ -1,26 +1,13 @@
 use axum::{extract::FromRequestParts, http::request::Parts};
 
 use super::tokens::TokenType;
-use crate::{
-    error::Error,
-    store::{Role, User},
-    AppState,
-};
+use crate::{error::Error, store::User, AppState};
 
 /// The authenticated user behind `Authorization: Bearer <access token>`.
 ///
 /// The user row is read on every request, so deactivating an account (or deleting it) shuts its
 /// tokens out at once, and the role is the stored one, not the one frozen into the token.
 pub struct CurrentUser(pub User);
-
-impl CurrentUser {
-    pub fn require_admin(&self) -> Result<(), Error> {
-        match self.0.role {
-            Role::Admin => Ok(()),
-            Role::User => Err(Error::Forbidden("this needs the admin role")),
-        }
-    }
-}
 
 impl FromRequestParts<AppState> for CurrentUser {
     type Rejection = Error;

@@ -50,12 +50,6 @@ pub struct Outcome {
     pub usage: UsageRow,
 }
 
-/// A turn the provider failed; the failed assistant message is stored.
-pub struct Failure {
-    pub error: Error,
-    pub assistant_message: Message,
-}
-
 /// Validates the request and stores the user message (and, for a new chat, the conversation).
 pub async fn start(state: &AppState, user: &User, input: ChatInput) -> Result<Started> {
     let config = state.config();
@@ -188,7 +182,7 @@ pub async fn run(
     user_id: &str,
     started: Started,
     deltas: Option<mpsc::Sender<String>>,
-) -> std::result::Result<Outcome, Failure> {
+) -> Result<Outcome> {
     let Started {
         conversation,
         user_message,
@@ -235,7 +229,8 @@ pub async fn run(
     };
     usage_rows.push(("chat", usage));
 
-    let stored = store_answer(
+    // If the answer cannot be stored, the store error is the turn's error; the user message remains.
+    let (assistant_message, usage) = store_answer(
         state,
         user_id,
         &conversation,
@@ -245,17 +240,7 @@ pub async fn run(
         error.as_ref(),
         &usage_rows,
     )
-    .await;
-    let (assistant_message, usage) = match stored {
-        Ok(v) => v,
-        Err(e) => {
-            // The answer could not be stored: report the store error; the user message remains.
-            return Err(Failure {
-                assistant_message: failed_placeholder(&conversation, &model, &e),
-                error: e,
-            });
-        }
-    };
+    .await?;
     match error {
         None => Ok(Outcome {
             conversation_id: conversation.id,
@@ -263,10 +248,8 @@ pub async fn run(
             assistant_message,
             usage,
         }),
-        Some(e) => Err(Failure {
-            error: provider_error(e),
-            assistant_message,
-        }),
+        // The failed (or partial) answer is stored; the caller gets the provider's error.
+        Some(e) => Err(provider_error(e)),
     }
 }
 
@@ -440,20 +423,6 @@ async fn store_answer(
         .await?;
     let chat_row = rows.pop().expect("the chat usage row is always the last");
     Ok((message, chat_row))
-}
-
-fn failed_placeholder(conversation: &Conversation, model: &Model, error: &Error) -> Message {
-    Message {
-        seq: 0,
-        id: String::new(),
-        conversation_id: conversation.id.clone(),
-        role: MessageRole::Assistant,
-        content: String::new(),
-        status: MessageStatus::Failed,
-        model: Some(model.id.clone()),
-        error: Some(error.to_string()),
-        created_at: crate::ids::now(),
-    }
 }
 
 fn provider_error(e: ProviderError) -> Error {

@@ -111,6 +111,23 @@ impl<T: DeserializeOwned + Send> FromRequest<AppState> for ApiForm<T> {
     }
 }
 
+/// Query parameters; a malformed query string is a 422 problem, not a bare 400.
+pub struct ApiQuery<T>(pub T);
+
+impl<T: DeserializeOwned, S: Send + Sync> axum::extract::FromRequestParts<S> for ApiQuery<T> {
+    type Rejection = Error;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        state: &S,
+    ) -> Result<Self, Error> {
+        axum::extract::Query::<T>::from_request_parts(parts, state)
+            .await
+            .map(|q| ApiQuery(q.0))
+            .map_err(|e| Error::invalid("query", e.body_text()))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -152,22 +169,5 @@ mod tests {
             Err(Error::BadRequest(_))
         ));
         assert!(parse_json::<Body>(br#"{"email":"a","role":"admin"}"#).is_ok());
-    }
-}
-
-/// Query parameters; a malformed query string is a 422 problem, not a bare 400.
-pub struct ApiQuery<T>(pub T);
-
-impl<T: DeserializeOwned, S: Send + Sync> axum::extract::FromRequestParts<S> for ApiQuery<T> {
-    type Rejection = Error;
-
-    async fn from_request_parts(
-        parts: &mut axum::http::request::Parts,
-        state: &S,
-    ) -> Result<Self, Error> {
-        axum::extract::Query::<T>::from_request_parts(parts, state)
-            .await
-            .map(|q| ApiQuery(q.0))
-            .map_err(|e| Error::invalid("query", e.body_text()))
     }
 }

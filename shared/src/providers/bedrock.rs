@@ -41,6 +41,13 @@ impl From<&Config> for Settings {
     }
 }
 
+/// A Converse call's system prompt, messages and inference settings.
+type CallParts = (
+    Option<Vec<SystemContentBlock>>,
+    Vec<Message>,
+    InferenceConfiguration,
+);
+
 pub struct Bedrock {
     client: Client,
     timeout: Duration,
@@ -72,16 +79,7 @@ impl Bedrock {
         }
     }
 
-    fn parts(
-        request: &ModelRequest,
-    ) -> Result<
-        (
-            Option<Vec<SystemContentBlock>>,
-            Vec<Message>,
-            InferenceConfiguration,
-        ),
-        ProviderError,
-    > {
+    fn parts(request: &ModelRequest) -> Result<CallParts, ProviderError> {
         let system = request
             .system
             .clone()
