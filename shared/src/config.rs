@@ -105,7 +105,7 @@ pub struct Config {
     pub provider_timeout: Duration,
     /// Longest silence allowed inside a streamed answer.
     pub stream_idle_timeout: Duration,
-    /// Attempts per model call, counting the first; retries only happen before any output.
+    /// Attempts per model call, counting the first (1 to 10); retries only happen before any output.
     pub provider_max_attempts: u32,
     /// First retry delay; doubles per attempt (a provider's Retry-After wins, up to 20 s).
     pub provider_retry_base: Duration,
@@ -277,7 +277,7 @@ impl Config {
                 "STREAM_IDLE_TIMEOUT_SECONDS",
                 30,
             )?),
-            provider_max_attempts: number(&var, "PROVIDER_MAX_ATTEMPTS", 3u32)?.max(1),
+            provider_max_attempts: number(&var, "PROVIDER_MAX_ATTEMPTS", 3u32)?.clamp(1, 10),
             provider_retry_base: Duration::from_millis(number(
                 &var,
                 "PROVIDER_RETRY_BASE_MS",

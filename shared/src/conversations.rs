@@ -146,13 +146,16 @@ pub async fn update(
         .ok_or(Error::NotFound)
 }
 
+/// The delete itself is scoped to the owner, so no read comes first.
 pub async fn delete(state: &AppState, user: &User, id: &str) -> Result<()> {
-    let conversation = get(state, user, id).await?;
+    if !crate::ids::is_uuid(id) {
+        return Err(Error::NotFound);
+    }
     match state
         .store()
         .conn()
         .await?
-        .delete_conversation(&conversation.id, &user.id)
+        .delete_conversation(id, &user.id)
         .await?
     {
         true => Ok(()),

@@ -73,6 +73,16 @@ impl<T> Paginated<T> {
     }
 }
 
+impl<T> Paginated<T> {
+    /// The same page with each item converted (store rows to API shapes).
+    pub fn map<U>(self, f: impl FnMut(T) -> U) -> Paginated<U> {
+        Paginated {
+            items: self.items.into_iter().map(f).collect(),
+            next_cursor: self.next_cursor,
+        }
+    }
+}
+
 fn encode_cursor<K: Serialize>(key: &K) -> String {
     URL_SAFE_NO_PAD.encode(serde_json::to_vec(key).expect("cursor keys serialize"))
 }

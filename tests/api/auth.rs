@@ -131,13 +131,7 @@ async fn bad_bodies_are_client_errors_and_store_nothing() {
     .await
     .problem(StatusCode::BAD_REQUEST);
     // None of those created the account.
-    let res = app
-        .post(
-            "/api/v1/auth/login",
-            json!({"email": "eve@example.com", "password": PASSWORD}),
-            None,
-        )
-        .await;
+    let res = app.login("eve@example.com", PASSWORD).await;
     res.problem(StatusCode::UNAUTHORIZED);
 }
 
@@ -146,30 +140,16 @@ async fn login_gives_one_answer_for_unknown_email_and_wrong_password() {
     let app = TestApp::spawn().await;
     app.register("carol@example.com").await;
 
-    let ok = app
-        .post(
-            "/api/v1/auth/login",
-            json!({"email": " CAROL@example.com", "password": PASSWORD}),
-            None,
-        )
-        .await;
+    let ok = app.login(" CAROL@example.com", PASSWORD).await;
     assert_eq!(ok.status, StatusCode::OK, "{}", ok.text());
     assert_eq!(ok.json()["user"]["email"], "carol@example.com");
 
     let wrong = app
-        .post(
-            "/api/v1/auth/login",
-            json!({"email": "carol@example.com", "password": "wrong password"}),
-            None,
-        )
+        .login("carol@example.com", "wrong password")
         .await
         .problem(StatusCode::UNAUTHORIZED);
     let unknown = app
-        .post(
-            "/api/v1/auth/login",
-            json!({"email": "nobody@example.com", "password": PASSWORD}),
-            None,
-        )
+        .login("nobody@example.com", PASSWORD)
         .await
         .problem(StatusCode::UNAUTHORIZED);
     assert_eq!(wrong, unknown);
@@ -231,13 +211,7 @@ async fn refresh_rotates_and_reuse_revokes_the_family() {
     let app = TestApp::spawn().await;
     let first = app.register("erin@example.com").await;
 
-    let res = app
-        .post(
-            "/api/v1/auth/refresh",
-            json!({"refresh_token": first.refresh}),
-            None,
-        )
-        .await;
+    let res = app.refresh(&first.refresh).await;
     assert_eq!(res.status, StatusCode::OK, "{}", res.text());
     let second = Tokens::from(res.json());
     assert_ne!(second.refresh, first.refresh);
@@ -249,38 +223,16 @@ async fn refresh_rotates_and_reuse_revokes_the_family() {
     );
 
     // Replaying the spent token is refused and takes its successor down with it.
-    app.post(
-        "/api/v1/auth/refresh",
-        json!({"refresh_token": first.refresh}),
-        None,
-    )
-    .await
-    .problem(StatusCode::UNAUTHORIZED);
-    app.post(
-        "/api/v1/auth/refresh",
-        json!({"refresh_token": second.refresh}),
-        None,
-    )
-    .await
-    .problem(StatusCode::UNAUTHORIZED);
+    app.refresh(&first.refresh)
+        .await
+        .problem(StatusCode::UNAUTHORIZED);
+    app.refresh(&second.refresh)
+        .await
+        .problem(StatusCode::UNAUTHORIZED);
 
     // Another login is another family, untouched.
-    let other = Tokens::from(
-        app.post(
-            "/api/v1/auth/login",
-            json!({"email": "erin@example.com", "password": PASSWORD}),
-            None,
-        )
-        .await
-        .json(),
-    );
-    let res = app
-        .post(
-            "/api/v1/auth/refresh",
-            json!({"refresh_token": other.refresh}),
-            None,
-        )
-        .await;
+    let other = Tokens::from(app.login("erin@example.com", PASSWORD).await.json());
+    let res = app.refresh(&other.refresh).await;
     assert_eq!(res.status, StatusCode::OK);
 }
 
@@ -291,20 +243,12 @@ async fn access_and_refresh_tokens_are_not_interchangeable() {
     app.get("/api/v1/users/me", Some(&t.refresh))
         .await
         .problem(StatusCode::UNAUTHORIZED);
-    app.post(
-        "/api/v1/auth/refresh",
-        json!({"refresh_token": t.access}),
-        None,
-    )
-    .await
-    .problem(StatusCode::UNAUTHORIZED);
-    app.post(
-        "/api/v1/auth/refresh",
-        json!({"refresh_token": "garbage"}),
-        None,
-    )
-    .await
-    .problem(StatusCode::UNAUTHORIZED);
+    app.refresh(&t.access)
+        .await
+        .problem(StatusCode::UNAUTHORIZED);
+    app.refresh("garbage")
+        .await
+        .problem(StatusCode::UNAUTHORIZED);
 }
 
 #[tokio::test]
@@ -312,55 +256,25 @@ async fn logout_ends_the_session() {
     let app = TestApp::spawn().await;
     let t = app.register("gus@example.com").await;
     // Logout needs the access token.
-    app.post(
-        "/api/v1/auth/logout",
-        json!({"refresh_token": t.refresh}),
-        None,
-    )
-    .await
-    .problem(StatusCode::UNAUTHORIZED);
-    let res = app
-        .post(
-            "/api/v1/auth/logout",
-            json!({"refresh_token": t.refresh}),
-            Some(&t.access),
-        )
-        .await;
+    app.logout(&t.refresh, None)
+        .await
+        .problem(StatusCode::UNAUTHORIZED);
+    let res = app.logout(&t.refresh, Some(&t.access)).await;
     assert_eq!(res.status, StatusCode::NO_CONTENT);
     assert!(res.body.is_empty());
-    app.post(
-        "/api/v1/auth/refresh",
-        json!({"refresh_token": t.refresh}),
-        None,
-    )
-    .await
-    .problem(StatusCode::UNAUTHORIZED);
+    app.refresh(&t.refresh)
+        .await
+        .problem(StatusCode::UNAUTHORIZED);
     // Twice is fine.
-    let res = app
-        .post(
-            "/api/v1/auth/logout",
-            json!({"refresh_token": t.refresh}),
-            Some(&t.access),
-        )
-        .await;
+    let res = app.logout(&t.refresh, Some(&t.access)).await;
     assert_eq!(res.status, StatusCode::NO_CONTENT);
 
     // Nobody logs out someone else's session.
     let victim = app.register("hal@example.com").await;
-    app.post(
-        "/api/v1/auth/logout",
-        json!({"refresh_token": victim.refresh}),
-        Some(&t.access),
-    )
-    .await
-    .problem(StatusCode::UNAUTHORIZED);
-    let res = app
-        .post(
-            "/api/v1/auth/refresh",
-            json!({"refresh_token": victim.refresh}),
-            None,
-        )
-        .await;
+    app.logout(&victim.refresh, Some(&t.access))
+        .await
+        .problem(StatusCode::UNAUTHORIZED);
+    let res = app.refresh(&victim.refresh).await;
     assert_eq!(res.status, StatusCode::OK);
 }
 
@@ -459,18 +373,10 @@ async fn a_deactivated_user_is_shut_out_at_once() {
     app.get("/api/v1/users/me", Some(&t.access))
         .await
         .problem(StatusCode::UNAUTHORIZED);
-    app.post(
-        "/api/v1/auth/refresh",
-        json!({"refresh_token": t.refresh}),
-        None,
-    )
-    .await
-    .problem(StatusCode::UNAUTHORIZED);
-    app.post(
-        "/api/v1/auth/login",
-        json!({"email": "jo@example.com", "password": PASSWORD}),
-        None,
-    )
-    .await
-    .problem(StatusCode::UNAUTHORIZED);
+    app.refresh(&t.refresh)
+        .await
+        .problem(StatusCode::UNAUTHORIZED);
+    app.login("jo@example.com", PASSWORD)
+        .await
+        .problem(StatusCode::UNAUTHORIZED);
 }

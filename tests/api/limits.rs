@@ -33,13 +33,9 @@ async fn json_body_limit_is_configurable_and_exact() {
     let p = over.problem(StatusCode::PAYLOAD_TOO_LARGE);
     assert!(p["detail"].as_str().unwrap().contains("300"), "{p}");
     // Nothing was stored.
-    app.post(
-        "/api/v1/auth/login",
-        json!({"email": "over@example.com", "password": PASSWORD}),
-        None,
-    )
-    .await
-    .problem(StatusCode::UNAUTHORIZED);
+    app.login("over@example.com", PASSWORD)
+        .await
+        .problem(StatusCode::UNAUTHORIZED);
 }
 
 #[tokio::test]

@@ -555,3 +555,42 @@ async fn bedrock_model_stream_error_mid_stream() {
         "output had started: no retry"
     );
 }
+
+#[tokio::test]
+async fn a_retry_while_the_first_attempt_runs_is_a_conflict() {
+    let fake = ScriptedSse::start().await;
+    let (app, t) = openai_app(&fake.base_url, &[]).await;
+    let body = json!({"message": "slow one"});
+    let mut req = request(
+        Method::POST,
+        "/api/v1/chat",
+        Some(&t.access),
+        Some(json!({"message": "slow one", "stream": true})),
+    );
+    req.headers_mut()
+        .insert("idempotency-key", "busy".parse().unwrap());
+    let mut stream = app.send_streaming(req).await.into_body();
+    fake.send(fakes::openai_chunk("still "));
+    read_events(&mut stream, 2).await;
+
+    // The model is still answering the first attempt: the retry neither waits nor runs a second turn.
+    app.chat(&t.access, body.clone(), Some("busy"))
+        .await
+        .problem(StatusCode::CONFLICT);
+
+    fake.send(fakes::openai_chunk("going"));
+    fake.send(fakes::openai_end(4, 2, 0));
+    let events = read_events(&mut stream, 4).await;
+    assert_eq!(events.last().unwrap().event, "done");
+    let replayed = app.chat(&t.access, body, Some("busy")).await;
+    assert_eq!(replayed.status, StatusCode::OK);
+    assert_eq!(
+        replayed.json()["assistant_message"]["content"],
+        "still going"
+    );
+    assert_eq!(
+        fake.requests.lock().unwrap().len(),
+        1,
+        "one model call for the key"
+    );
+}

@@ -82,21 +82,11 @@ async fn password_change_needs_the_current_password_and_ends_other_sessions() {
         .await;
     assert_eq!(res.status, StatusCode::OK, "{}", res.text());
 
-    let login = |password: &'static str| {
-        app.post(
-            "/api/v1/auth/login",
-            json!({"email": "lee@example.com", "password": password}),
-            None,
-        )
-    };
+    let login = |password: &'static str| app.login("lee@example.com", password);
     login(PASSWORD).await.problem(StatusCode::UNAUTHORIZED);
     assert_eq!(login("a brand new secret").await.status, StatusCode::OK);
     // The refresh token issued before the change is dead.
-    app.post(
-        "/api/v1/auth/refresh",
-        json!({"refresh_token": t.refresh}),
-        None,
-    )
-    .await
-    .problem(StatusCode::UNAUTHORIZED);
+    app.refresh(&t.refresh)
+        .await
+        .problem(StatusCode::UNAUTHORIZED);
 }

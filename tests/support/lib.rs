@@ -153,6 +153,33 @@ impl TestApp {
         self.send(req).await
     }
 
+    pub async fn login(&self, email: &str, password: &str) -> TestResponse {
+        self.post(
+            "/api/v1/auth/login",
+            json!({"email": email, "password": password}),
+            None,
+        )
+        .await
+    }
+
+    pub async fn refresh(&self, refresh_token: &str) -> TestResponse {
+        self.post(
+            "/api/v1/auth/refresh",
+            json!({"refresh_token": refresh_token}),
+            None,
+        )
+        .await
+    }
+
+    pub async fn logout(&self, refresh_token: &str, access_token: Option<&str>) -> TestResponse {
+        self.post(
+            "/api/v1/auth/logout",
+            json!({"refresh_token": refresh_token}),
+            access_token,
+        )
+        .await
+    }
+
     /// Registers `email` with [`PASSWORD`] and returns the token response.
     pub async fn register(&self, email: &str) -> Tokens {
         let res = self

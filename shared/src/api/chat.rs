@@ -13,13 +13,13 @@ use tokio::sync::mpsc;
 use utoipa::ToSchema;
 use utoipa_axum::{router::OpenApiRouter, routes};
 
-use super::conversations::{MessageOut, UsageOut};
+use super::conversations::MessageOut;
 use crate::{
     auth::CurrentUser,
     chat::{self, ChatInput, Outcome},
     error::{Error, Problem, Result},
     http::ApiJson,
-    store::IdempotencyClaim,
+    store::{IdempotencyClaim, UsageRow},
     AppState,
 };
 
@@ -49,7 +49,7 @@ struct ChatResponse {
     conversation_id: String,
     user_message: MessageOut,
     assistant_message: MessageOut,
-    usage: UsageOut,
+    usage: UsageRow,
 }
 
 impl From<Outcome> for ChatResponse {
@@ -58,7 +58,7 @@ impl From<Outcome> for ChatResponse {
             conversation_id: o.conversation_id,
             user_message: o.user_message.into(),
             assistant_message: o.assistant_message.into(),
-            usage: o.usage.into(),
+            usage: o.usage,
         }
     }
 }
@@ -140,21 +140,9 @@ async fn post_chat(
     };
 
     if !stream {
-        let (status, answer) = match chat::run(&state, &user.id, started, None).await {
-            Ok(outcome) => (
-                StatusCode::OK,
-                serde_json::to_string(&ChatResponse::from(outcome)),
-            ),
-            Err(failure) => (failure.status(), serde_json::to_string(&failure.problem())),
-        };
-        let answer = answer.map_err(|e| Error::Internal(e.to_string()))?;
+        let (status, answer, _) = finish(chat::run(&state, &user.id, started, None).await)?;
         if let Some(key) = &key {
-            state
-                .store()
-                .conn()
-                .await?
-                .record_idempotent_answer(&user.id, key, status.as_u16(), &answer)
-                .await?;
+            record(&state, &user.id, key, status, &answer).await?;
         }
         return Ok(replay(status.as_u16(), &answer, false));
     }
@@ -162,12 +150,10 @@ async fn post_chat(
     // Streaming: the turn runs in its own task so that it finishes (and stores what it has) even if
     // the client goes away; the response body only relays its events.
     let (events, rx) = mpsc::channel::<Event>(64);
-    let meta = serde_json::json!({
-        "conversation_id": started.conversation.id,
-        "user_message_id": started.user_message.id,
-        "user_message": MessageOut::from(started.user_message.clone()),
-    });
-    let _ = events.try_send(json_event("meta", &meta));
+    let _ = events.try_send(meta_event(
+        &started.conversation.id,
+        &MessageOut::from(started.user_message.clone()),
+    ));
     let user_id = user.id.clone();
     tokio::spawn(async move {
         let (deltas, mut delta_rx) = mpsc::channel::<String>(64);
@@ -187,38 +173,19 @@ async fn post_chat(
         };
         let result = chat::run(&state, &user_id, started, Some(deltas)).await;
         let _ = relay.await;
-        let (status, answer, event) = match result {
-            Ok(outcome) => {
-                let response = ChatResponse::from(outcome);
-                let done = serde_json::json!({ "assistant_message": response.assistant_message, "usage": response.usage });
-                (
-                    StatusCode::OK,
-                    serde_json::to_string(&response),
-                    json_event("done", &done),
-                )
-            }
-            Err(failure) => {
-                let problem = failure.problem();
-                (
-                    failure.status(),
-                    serde_json::to_string(&problem),
-                    json_event("error", &problem),
-                )
-            }
-        };
-        if let (Some(key), Ok(answer)) = (&key, answer) {
-            let recorded = match state.store().conn().await {
-                Ok(conn) => {
-                    conn.record_idempotent_answer(&user_id, key, status.as_u16(), &answer)
-                        .await
+        match finish(result) {
+            Ok((status, answer, event)) => {
+                if let Some(key) = &key {
+                    if let Err(e) = record(&state, &user_id, key, status, &answer).await {
+                        tracing::error!(error = %e, "could not record the idempotent answer");
+                    }
                 }
-                Err(e) => Err(e),
-            };
-            if let Err(e) = recorded {
-                tracing::error!(error = %e, "could not record the idempotent answer");
+                let _ = events.send(event).await;
+            }
+            Err(e) => {
+                let _ = events.send(json_event("error", &e.problem())).await;
             }
         }
-        let _ = events.send(event).await;
     });
     Ok(sse(rx))
 }
@@ -238,6 +205,59 @@ fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>> {
         ));
     }
     Ok(Some(key.to_string()))
+}
+
+/// A finished turn as it is answered and recorded for replays: status, JSON body, and the event that
+/// ends a stream (`done`, or `error` with the problem).
+fn finish(result: Result<Outcome>) -> Result<(StatusCode, String, Event)> {
+    fn encode(v: &impl Serialize) -> Result<String> {
+        serde_json::to_string(v).map_err(|e| Error::Internal(e.to_string()))
+    }
+    Ok(match result {
+        Ok(outcome) => {
+            let response = ChatResponse::from(outcome);
+            (StatusCode::OK, encode(&response)?, done_event(&response))
+        }
+        Err(error) => {
+            let problem = error.problem();
+            (
+                error.status(),
+                encode(&problem)?,
+                json_event("error", &problem),
+            )
+        }
+    })
+}
+
+async fn record(
+    state: &AppState,
+    user_id: &str,
+    key: &str,
+    status: StatusCode,
+    answer: &str,
+) -> Result<()> {
+    let conn = state.store().conn().await?;
+    conn.record_idempotent_answer(user_id, key, status.as_u16(), answer)
+        .await?;
+    Ok(())
+}
+
+fn meta_event(conversation_id: &str, user_message: &MessageOut) -> Event {
+    json_event(
+        "meta",
+        &serde_json::json!({
+            "conversation_id": conversation_id,
+            "user_message_id": user_message.id,
+            "user_message": user_message,
+        }),
+    )
+}
+
+fn done_event(response: &ChatResponse) -> Event {
+    json_event(
+        "done",
+        &serde_json::json!({ "assistant_message": response.assistant_message, "usage": response.usage }),
+    )
 }
 
 fn json_event(name: &str, data: &impl Serialize) -> Event {
@@ -267,18 +287,15 @@ fn replay(status: u16, answer: &str, stream: bool) -> Response {
     match ok {
         Some(response) if stream => {
             let (tx, rx) = mpsc::channel(4);
-            let meta = serde_json::json!({
-                "conversation_id": response.conversation_id,
-                "user_message_id": response.user_message.id,
-                "user_message": response.user_message,
-            });
-            let _ = tx.try_send(json_event("meta", &meta));
+            let _ = tx.try_send(meta_event(
+                &response.conversation_id,
+                &response.user_message,
+            ));
             let _ = tx.try_send(json_event(
                 "delta",
                 &serde_json::json!({ "text": response.assistant_message.content }),
             ));
-            let done = serde_json::json!({ "assistant_message": response.assistant_message, "usage": response.usage });
-            let _ = tx.try_send(json_event("done", &done));
+            let _ = tx.try_send(done_event(&response));
             sse(rx)
         }
         _ => {

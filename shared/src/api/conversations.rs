@@ -93,32 +93,6 @@ impl From<Message> for MessageOut {
     }
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
-pub struct UsageOut {
-    pub message_id: String,
-    pub model: String,
-    /// `chat` for the answer, `summary` for folding older turns into the rolling summary.
-    pub kind: String,
-    pub input_tokens: i64,
-    pub output_tokens: i64,
-    pub cached_tokens: i64,
-    pub cost_usd: f64,
-}
-
-impl From<UsageRow> for UsageOut {
-    fn from(u: UsageRow) -> Self {
-        UsageOut {
-            message_id: u.message_id,
-            model: u.model,
-            kind: u.kind,
-            input_tokens: u.input_tokens,
-            output_tokens: u.output_tokens,
-            cached_tokens: u.cached_tokens,
-            cost_usd: u.cost_usd,
-        }
-    }
-}
-
 #[derive(Debug, Serialize, ToSchema)]
 struct TotalsOut {
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -149,7 +123,7 @@ struct UsageReport {
 
 #[derive(Debug, Serialize, ToSchema)]
 struct UsageList {
-    items: Vec<UsageOut>,
+    items: Vec<UsageRow>,
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
@@ -230,10 +204,7 @@ async fn list_conversations(
     }
     .parse()?;
     let found = conversations::list(&state, &user, query.q.as_deref(), page).await?;
-    Ok(Json(Paginated {
-        items: found.items.into_iter().map(Into::into).collect(),
-        next_cursor: found.next_cursor,
-    }))
+    Ok(Json(found.map(Into::into)))
 }
 
 #[utoipa::path(get, path = "/api/v1/conversations/{id}", tag = "conversations", security(("bearer" = [])),
@@ -289,10 +260,7 @@ async fn list_messages(
     ApiQuery(query): ApiQuery<PageQuery>,
 ) -> Result<Json<MessagePage>> {
     let found = conversations::messages(&state, &user, &id, query.parse()?).await?;
-    Ok(Json(Paginated {
-        items: found.items.into_iter().map(Into::into).collect(),
-        next_cursor: found.next_cursor,
-    }))
+    Ok(Json(found.map(Into::into)))
 }
 
 /// Tokens and cost of the conversation, per model and in total (summaries included).
@@ -372,7 +340,5 @@ async fn message_usage(
     Path(id): Path<String>,
 ) -> Result<Json<UsageList>> {
     let rows = conversations::message_usage(&state, &user, &id).await?;
-    Ok(Json(UsageList {
-        items: rows.into_iter().map(Into::into).collect(),
-    }))
+    Ok(Json(UsageList { items: rows }))
 }

@@ -14,7 +14,7 @@ use tokio::sync::mpsc;
 use crate::{
     error::{Error, FieldError, Result},
     models::Model,
-    providers::{estimate_tokens, ModelRequest, ProviderError, StreamEvent, TokenUsage},
+    providers::{ModelRequest, ProviderError, StreamEvent, TokenUsage},
     store::{Conversation, Message, MessageRole, MessageStatus, NewConversation, UsageRow, User},
     AppState,
 };
@@ -24,7 +24,7 @@ use crate::{
 const CONTEXT_MESSAGES: u32 = 400;
 
 /// A chat request as the API receives it.
-#[derive(Debug, Clone, Default, serde::Serialize)]
+#[derive(Debug)]
 pub struct ChatInput {
     pub conversation_id: Option<String>,
     pub message: String,
@@ -215,17 +215,17 @@ pub async fn run(
         Err(TurnEnd::ClientGone) => (
             MessageStatus::Incomplete,
             None,
-            estimated_usage(&plan.request, &text),
+            TokenUsage::estimate(&plan.request, &text),
         ),
-        Err(TurnEnd::Provider(e)) => {
-            let usage = estimated_usage(&plan.request, &text);
-            let usage = if text.is_empty() {
-                TokenUsage::default()
-            } else {
-                usage
-            };
-            (MessageStatus::Failed, Some(e), usage)
+        // A call that produced nothing is not billed; a partial answer is, by estimate.
+        Err(TurnEnd::Provider(e)) if text.is_empty() => {
+            (MessageStatus::Failed, Some(e), TokenUsage::default())
         }
+        Err(TurnEnd::Provider(e)) => (
+            MessageStatus::Failed,
+            Some(e),
+            TokenUsage::estimate(&plan.request, &text),
+        ),
     };
     usage_rows.push(("chat", usage));
 
@@ -312,7 +312,9 @@ where
         match call().await {
             Ok(v) => return Ok(v),
             Err(e) if e.is_retryable() && attempt < config.provider_max_attempts => {
-                let backoff = config.provider_retry_base * 2u32.pow(attempt - 1);
+                let backoff = config
+                    .provider_retry_base
+                    .saturating_mul(2u32.saturating_pow(attempt - 1));
                 let wait = match &e {
                     ProviderError::Throttled {
                         retry_after: Some(after),
@@ -356,19 +358,6 @@ async fn summarise(
         return None;
     }
     Some((completion.text, completion.usage))
-}
-
-fn estimated_usage(request: &ModelRequest, text: &str) -> TokenUsage {
-    TokenUsage {
-        input_tokens: request.system.as_deref().map(estimate_tokens).unwrap_or(0)
-            + request
-                .turns
-                .iter()
-                .map(|t| estimate_tokens(&t.text))
-                .sum::<u64>(),
-        output_tokens: estimate_tokens(text),
-        cached_tokens: 0,
-    }
 }
 
 /// Price of a call from the catalog's per-million prices. Cached input tokens are part of the input

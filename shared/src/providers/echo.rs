@@ -43,20 +43,6 @@ impl Echo {
         format!("Echo (offline model, no AI): {last}")
     }
 
-    fn usage(request: &ModelRequest, reply: &str) -> TokenUsage {
-        let input = request.system.as_deref().map(estimate_tokens).unwrap_or(0)
-            + request
-                .turns
-                .iter()
-                .map(|t| estimate_tokens(&t.text))
-                .sum::<u64>();
-        TokenUsage {
-            input_tokens: input,
-            output_tokens: estimate_tokens(reply),
-            cached_tokens: 0,
-        }
-    }
-
     /// The reply, cut to the request's output budget.
     fn bounded_reply(request: &ModelRequest) -> (String, Option<String>) {
         let reply = Self::reply(request);
@@ -74,7 +60,7 @@ impl Echo {
     pub fn complete(&self, request: &ModelRequest) -> Completion {
         let (text, stop_reason) = Self::bounded_reply(request);
         Completion {
-            usage: Self::usage(request, &text),
+            usage: TokenUsage::estimate(request, &text),
             text,
             stop_reason,
         }
@@ -82,7 +68,7 @@ impl Echo {
 
     pub fn stream(&self, request: &ModelRequest) -> EventStream {
         let (text, stop_reason) = Self::bounded_reply(request);
-        let usage = Self::usage(request, &text);
+        let usage = TokenUsage::estimate(request, &text);
         let delay = self.delay;
         let (tx, rx) = mpsc::channel(16);
         tokio::spawn(async move {

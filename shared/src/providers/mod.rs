@@ -50,6 +50,24 @@ pub struct TokenUsage {
     pub cached_tokens: u64,
 }
 
+impl TokenUsage {
+    /// The usage of `request` answered with `reply`, by the rough four-characters-a-token rule: what
+    /// the offline model reports, and what is billed when a provider never reported usage.
+    pub fn estimate(request: &ModelRequest, reply: &str) -> Self {
+        let input = request.system.as_deref().map(estimate_tokens).unwrap_or(0)
+            + request
+                .turns
+                .iter()
+                .map(|t| estimate_tokens(&t.text))
+                .sum::<u64>();
+        TokenUsage {
+            input_tokens: input,
+            output_tokens: estimate_tokens(reply),
+            cached_tokens: 0,
+        }
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct Completion {
     pub text: String,

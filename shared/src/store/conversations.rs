@@ -52,10 +52,12 @@ pub struct Message {
     pub created_at: String,
 }
 
-#[derive(Debug, Clone, PartialEq)]
+/// One model call's usage and cost; also the API's usage row shape.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize, utoipa::ToSchema)]
 pub struct UsageRow {
     pub message_id: String,
     pub model: String,
+    /// `chat` for the answer, `summary` for folding older turns into the rolling summary.
     pub kind: String,
     pub input_tokens: i64,
     pub output_tokens: i64,
