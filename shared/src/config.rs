@@ -111,6 +111,11 @@ pub struct Config {
     pub provider_retry_base: Duration,
     /// Pause between the offline model's streamed words.
     pub echo_delay: Duration,
+    /// How long an `Idempotency-Key` claim holds while its request runs; a run that died is taken
+    /// over after it.
+    pub idempotency_lease: Duration,
+    /// How long an idempotent answer is kept for replays.
+    pub idempotency_ttl: Duration,
 }
 
 /// Bedrock client settings beyond the SDK's default chain.
@@ -247,8 +252,7 @@ impl Config {
             )?),
             max_json_body_bytes: number(&var, "MAX_JSON_BODY_BYTES", 1024 * 1024)?,
             max_message_chars: number(&var, "MAX_MESSAGE_CHARS", 32_000)?,
-            bootstrap_admin_email: var("BOOTSTRAP_ADMIN_EMAIL")
-                .map(|e| crate::auth::normalize_email(&e)),
+            bootstrap_admin_email: var("BOOTSTRAP_ADMIN_EMAIL"),
             cors_allowed_origins: var("CORS_ALLOWED_ORIGINS").filter(|v| v.trim() != "*").map(
                 |v| {
                     v.split(',')
@@ -284,6 +288,16 @@ impl Config {
                 250,
             )?),
             echo_delay: Duration::from_millis(number(&var, "ECHO_DELAY_MS", 15)?),
+            idempotency_lease: Duration::from_secs(number(
+                &var,
+                "IDEMPOTENCY_LEASE_SECONDS",
+                15 * 60,
+            )?),
+            idempotency_ttl: Duration::from_secs(number(
+                &var,
+                "IDEMPOTENCY_TTL_SECONDS",
+                24 * 3600,
+            )?),
             data_dir,
         })
     }

@@ -1,197 +1,166 @@
 //! Conversations as their owner manages them: create, list, rename, switch model, delete, export.
+//! Chat turns create conversations through [`create`] too: one creation path, one title rule.
 
 use crate::{
-    chat,
     error::{Error, FieldError, Result},
+    ids::{ConversationId, MessageId, UserId},
+    kinds::{MessageRole, MessageStatus},
+    models::Model,
     pagination::{Page, Paginated},
-    store::{Conversation, Message, NewConversation, UsageTotals, User},
-    AppState,
+    store::{
+        Conn, Conversation, ConversationChanges, Message, NewConversation, UsageRecord, UsageTotals,
+    },
 };
 
 const TITLE_MAX_CHARS: usize = 200;
+const DEFAULT_TITLE: &str = "New conversation";
 
-pub struct NewConversationInput {
-    pub title: Option<String>,
-    pub model: Option<String>,
-    pub agent_id: Option<String>,
-    pub project_id: Option<String>,
+/// A conversation title: trimmed, 1 to 200 characters.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Title(String);
+
+impl Title {
+    pub fn parse(raw: &str) -> std::result::Result<Self, FieldError> {
+        let t = raw.trim();
+        if t.is_empty() || t.chars().count() > TITLE_MAX_CHARS {
+            return Err(FieldError::new(
+                "title",
+                format!("must be 1 to {TITLE_MAX_CHARS} characters"),
+            ));
+        }
+        Ok(Title(t.to_string()))
+    }
+
+    /// The title of a conversation started by a chat message: its first line, whitespace folded,
+    /// cut at a word near 60 characters.
+    pub fn from_message(message: &str) -> Self {
+        let line = message.lines().find(|l| !l.trim().is_empty()).unwrap_or("");
+        let folded = line.split_whitespace().collect::<Vec<_>>().join(" ");
+        if folded.is_empty() {
+            return Title(DEFAULT_TITLE.into());
+        }
+        if folded.chars().count() <= 60 {
+            return Title(folded);
+        }
+        let cut: String = folded.chars().take(60).collect();
+        let cut = match cut.rfind(' ') {
+            Some(i) if i > 20 => &cut[..i],
+            _ => &cut[..],
+        };
+        Title(format!("{}…", cut.trim_end()))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
 }
 
-pub struct ConversationChanges {
-    pub title: Option<String>,
-    pub model: Option<String>,
+impl Default for Title {
+    fn default() -> Self {
+        Title(DEFAULT_TITLE.into())
+    }
+}
+
+/// A new conversation, checked: the model is usable in this deployment.
+#[derive(Debug)]
+pub struct NewConversationInput {
+    pub title: Title,
+    pub model: Model,
+}
+
+#[derive(Debug, Default)]
+pub struct Changes {
+    pub title: Option<Title>,
+    pub model: Option<Model>,
     /// `Some(None)` clears the agent.
     pub agent_id: Option<Option<String>>,
 }
 
-fn clean_title(title: &str, errors: &mut Vec<FieldError>) -> String {
-    let t = title.trim();
-    if t.is_empty() || t.chars().count() > TITLE_MAX_CHARS {
-        errors.push(FieldError::new(
-            "title",
-            format!("must be 1 to {TITLE_MAX_CHARS} characters"),
-        ));
-    }
-    t.to_string()
-}
-
+#[tracing::instrument(level = "debug", skip_all)]
 pub async fn create(
-    state: &AppState,
-    user: &User,
-    input: NewConversationInput,
+    conn: &Conn,
+    user_id: UserId,
+    input: &NewConversationInput,
 ) -> Result<Conversation> {
-    let mut errors = Vec::new();
-    let title = match &input.title {
-        Some(t) => clean_title(t, &mut errors),
-        None => "New conversation".to_string(),
-    };
-    let model = input
-        .model
-        .unwrap_or_else(|| state.config().default_model.clone());
-    if let Err(e) = chat::check_model(state, &model) {
-        errors.push(e);
-    }
-    // Agents and projects arrive with their own capabilities; until then no id can name one.
-    if input.agent_id.is_some() {
-        errors.push(FieldError::new("agent_id", "no such agent"));
-    }
-    if input.project_id.is_some() {
-        errors.push(FieldError::new("project_id", "no such project"));
-    }
-    if !errors.is_empty() {
-        return Err(Error::Validation(errors));
-    }
-    Ok(state
-        .store()
-        .conn()
-        .await?
+    Ok(conn
         .create_conversation(NewConversation {
-            user_id: &user.id,
-            title: &title,
-            model: &model,
+            user_id,
+            title: input.title.as_str(),
+            model: &input.model.id,
             agent_id: None,
             project_id: None,
         })
         .await?)
 }
 
-/// The user's conversation, or 404 (also for another user's, and for ids that are not UUIDs).
-pub async fn get(state: &AppState, user: &User, id: &str) -> Result<Conversation> {
-    if !crate::ids::is_uuid(id) {
-        return Err(Error::NotFound);
-    }
-    state
-        .store()
-        .conn()
-        .await?
-        .conversation(id, &user.id)
-        .await?
-        .ok_or(Error::NotFound)
+/// The user's conversation, or 404 (also for another user's).
+pub async fn get(conn: &Conn, user_id: UserId, id: ConversationId) -> Result<Conversation> {
+    conn.conversation(id, user_id).await?.ok_or(Error::NotFound)
 }
 
 pub async fn list(
-    state: &AppState,
-    user: &User,
+    conn: &Conn,
+    user_id: UserId,
     title_query: Option<&str>,
     page: Page<(String, String)>,
 ) -> Result<Paginated<Conversation>> {
     let q = title_query.map(str::trim).filter(|q| !q.is_empty());
-    let rows = state
-        .store()
-        .conn()
-        .await?
-        .list_conversations(&user.id, q, page.after, page.limit)
+    let rows = conn
+        .list_conversations(user_id, q, page.after, page.limit)
         .await?;
     Ok(Paginated::from_rows(rows, page.limit, |c| {
-        (c.activity_at.clone(), c.id.clone())
+        (c.activity_at.clone(), c.id.to_string())
     }))
 }
 
 pub async fn update(
-    state: &AppState,
-    user: &User,
-    id: &str,
-    changes: ConversationChanges,
+    conn: &Conn,
+    user_id: UserId,
+    id: ConversationId,
+    changes: Changes,
 ) -> Result<Conversation> {
-    let conversation = get(state, user, id).await?;
-    let mut errors = Vec::new();
-    let title = changes
-        .title
-        .as_deref()
-        .map(|t| clean_title(t, &mut errors));
-    if let Some(model) = &changes.model {
-        if let Err(e) = chat::check_model(state, model) {
-            errors.push(e);
-        }
-    }
-    if matches!(changes.agent_id, Some(Some(_))) {
-        errors.push(FieldError::new("agent_id", "no such agent"));
-    }
-    if !errors.is_empty() {
-        return Err(Error::Validation(errors));
-    }
-    let agent = changes.agent_id.as_ref().map(|a| a.as_deref());
-    state
-        .store()
-        .conn()
-        .await?
-        .update_conversation(
-            &conversation.id,
-            &user.id,
-            title.as_deref(),
-            changes.model.as_deref(),
-            agent,
-        )
-        .await?
-        .ok_or(Error::NotFound)
+    conn.update_conversation(
+        id,
+        user_id,
+        ConversationChanges {
+            title: changes.title.as_ref().map(Title::as_str),
+            model: changes.model.as_ref().map(|m| m.id.as_str()),
+            agent_id: changes.agent_id.as_ref().map(|a| a.as_deref()),
+        },
+    )
+    .await?
+    .ok_or(Error::NotFound)
 }
 
 /// The delete itself is scoped to the owner, so no read comes first.
-pub async fn delete(state: &AppState, user: &User, id: &str) -> Result<()> {
-    if !crate::ids::is_uuid(id) {
-        return Err(Error::NotFound);
-    }
-    match state
-        .store()
-        .conn()
-        .await?
-        .delete_conversation(id, &user.id)
-        .await?
-    {
+pub async fn delete(conn: &Conn, user_id: UserId, id: ConversationId) -> Result<()> {
+    match conn.delete_conversation(id, user_id).await? {
         true => Ok(()),
         false => Err(Error::NotFound),
     }
 }
 
 pub async fn messages(
-    state: &AppState,
-    user: &User,
-    id: &str,
+    conn: &Conn,
+    user_id: UserId,
+    id: ConversationId,
     page: Page<i64>,
 ) -> Result<Paginated<Message>> {
-    let conversation = get(state, user, id).await?;
-    let rows = state
-        .store()
-        .conn()
-        .await?
-        .list_messages(&conversation.id, page.after, page.limit)
+    let conversation = get(conn, user_id, id).await?;
+    let rows = conn
+        .list_messages(conversation.id, page.after, page.limit)
         .await?;
     Ok(Paginated::from_rows(rows, page.limit, |m| m.seq))
 }
 
 /// Per-model totals and their sum.
 pub async fn usage(
-    state: &AppState,
-    user: &User,
-    id: &str,
+    conn: &Conn,
+    user_id: UserId,
+    id: ConversationId,
 ) -> Result<(UsageTotals, Vec<UsageTotals>)> {
-    let conversation = get(state, user, id).await?;
-    let by_model = state
-        .store()
-        .conn()
-        .await?
-        .conversation_usage(&conversation.id)
-        .await?;
+    let conversation = get(conn, user_id, id).await?;
+    let by_model = conn.conversation_usage(conversation.id).await?;
     let total = by_model.iter().fold(UsageTotals::default(), |mut t, m| {
         t.input_tokens += m.input_tokens;
         t.output_tokens += m.output_tokens;
@@ -204,17 +173,12 @@ pub async fn usage(
 
 /// The conversation with every message, oldest first.
 pub async fn export(
-    state: &AppState,
-    user: &User,
-    id: &str,
+    conn: &Conn,
+    user_id: UserId,
+    id: ConversationId,
 ) -> Result<(Conversation, Vec<Message>)> {
-    let conversation = get(state, user, id).await?;
-    let messages = state
-        .store()
-        .conn()
-        .await?
-        .messages_after(&conversation.id, 0)
-        .await?;
+    let conversation = get(conn, user_id, id).await?;
+    let messages = conn.messages_after(conversation.id, 0).await?;
     Ok((conversation, messages))
 }
 
@@ -234,14 +198,14 @@ pub fn to_markdown(conversation: &Conversation, messages: &[Message]) -> String 
     }
     for m in messages {
         let who = match m.role {
-            crate::store::MessageRole::User => "User".to_string(),
-            crate::store::MessageRole::Assistant => {
+            MessageRole::User => "User".to_string(),
+            MessageRole::Assistant => {
                 format!("Assistant ({})", m.model.as_deref().unwrap_or("?"))
             }
-            crate::store::MessageRole::System => "System".to_string(),
+            MessageRole::System => "System".to_string(),
         };
         let status = match m.status {
-            crate::store::MessageStatus::Complete => String::new(),
+            MessageStatus::Complete => String::new(),
             other => format!(" _[{}]_", other.as_str()),
         };
         out.push_str(&format!(
@@ -254,17 +218,41 @@ pub fn to_markdown(conversation: &Conversation, messages: &[Message]) -> String 
 
 /// A message's usage rows, if the message is the user's.
 pub async fn message_usage(
-    state: &AppState,
-    user: &User,
-    message_id: &str,
-) -> Result<Vec<crate::store::UsageRow>> {
-    if !crate::ids::is_uuid(message_id) {
-        return Err(Error::NotFound);
-    }
-    let conn = state.store().conn().await?;
+    conn: &Conn,
+    user_id: UserId,
+    message_id: MessageId,
+) -> Result<Vec<UsageRecord>> {
     let message = conn
-        .message_of_user(message_id, &user.id)
+        .message_of_user(message_id, user_id)
         .await?
         .ok_or(Error::NotFound)?;
-    Ok(conn.message_usage(&message.id).await?)
+    Ok(conn.message_usage(message.id).await?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn titles_are_trimmed_and_bounded() {
+        assert_eq!(Title::parse("  Plans ").unwrap().as_str(), "Plans");
+        assert!(Title::parse(&"t".repeat(200)).is_ok());
+        for bad in ["", "  ", &"t".repeat(201)] {
+            assert_eq!(Title::parse(bad).unwrap_err().field, "title");
+        }
+    }
+
+    #[test]
+    fn titles_come_from_the_first_line() {
+        assert_eq!(
+            Title::from_message("\n  How do   I parse JSON?\nmore").as_str(),
+            "How do I parse JSON?"
+        );
+        assert_eq!(Title::from_message("   ").as_str(), "New conversation");
+        let long = Title::from_message(&"word ".repeat(30));
+        assert!(
+            long.as_str().ends_with('…') && long.as_str().chars().count() <= 61,
+            "{long:?}"
+        );
+    }
 }

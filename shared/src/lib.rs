@@ -1,15 +1,28 @@
-//! CodeChat's shared library: every function binary is a thin wrapper around a router built here.
+//! CodeChat's shared library: every function binary is a thin wrapper around a function described
+//! here.
 //!
-//! - [`config`]: settings from the environment, with embedded local defaults.
-//! - [`store`]: libSQL connection handling, migrations and all SQL.
-//! - [`auth`]: passwords, JWTs, refresh-token rotation, the current-user extractor.
-//! - [`models`]: the models catalog shipped with the code.
-//! - [`providers`]: Bedrock, OpenAI-compatible and the offline `local/echo` model behind one interface.
-//! - [`chat`]: a chat turn: context, provider call with retries, usage and cost.
-//! - [`blobs`]: the blob store behind attachments and project files.
-//! - [`api`]: the routers of every function group, and the OpenAPI document.
-//! - [`http`]: shared layers, problem+json errors, extractors, and the Lambda / local runner.
+//! # Where code goes
+//!
+//! - **HTTP shapes and handlers** in [`api`], one module per function (its routes, its request and
+//!   response types, its `FUNCTION`). Handlers parse and authorise, call one domain function, and
+//!   map the result. Request bodies become domain inputs through `TryFrom`, which names every bad
+//!   field in one 422.
+//! - **SQL** in [`store`], one module per table family, as methods on [`store::Conn`] that return
+//!   plain row types (no serde, no schemas).
+//! - **Domain logic** in one module per feature: [`accounts`], [`conversations`], [`chat`]. Domain
+//!   functions take what they use (`&Conn`, `&Catalog`, `&Providers`, settings), never the whole
+//!   [`AppState`].
+//! - **Infrastructure** at the root: [`config`], [`http`] (layers, extractors, SSE, the runner),
+//!   [`function`] (what a Lambda function is), [`auth`] (password hashes, JWTs), [`providers`],
+//!   [`blobs`], [`idempotency`], [`ids`], [`kinds`], [`error`], [`pagination`], [`models`] (the
+//!   catalog), [`state`].
+//!
+//! Dependencies point one way: `api` → domain → infrastructure → leaves ([`ids`], [`kinds`]).
+//! `http` never imports `api`, providers never import `chat`, config imports nothing of ours; inside
+//! the crate, modules name `crate::state::AppState` and `crate::error::Error` by their paths (the
+//! re-exports below are for the binaries and tests). `tests/api/modules.rs` fails on a cycle.
 
+pub mod accounts;
 pub mod api;
 pub mod auth;
 pub mod blobs;
@@ -17,8 +30,11 @@ pub mod chat;
 pub mod config;
 pub mod conversations;
 pub mod error;
+pub mod function;
 pub mod http;
+pub mod idempotency;
 pub mod ids;
+pub mod kinds;
 pub mod models;
 pub mod pagination;
 pub mod providers;

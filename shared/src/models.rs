@@ -3,7 +3,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::config::Config;
+use crate::{config::Config, error::FieldError};
 
 const SHIPPED: &str = include_str!("../data/models.json");
 
@@ -56,6 +56,7 @@ pub struct Model {
 
 pub struct Catalog {
     models: Vec<Model>,
+    default_model: String,
 }
 
 impl Catalog {
@@ -71,7 +72,10 @@ impl Catalog {
                 Provider::Openai => config.openai.is_some(),
             };
         }
-        Catalog { models }
+        Catalog {
+            models,
+            default_model: config.default_model.clone(),
+        }
     }
 
     pub fn all(&self) -> &[Model] {
@@ -80,6 +84,26 @@ impl Catalog {
 
     pub fn get(&self, id: &str) -> Option<&Model> {
         self.models.iter().find(|m| m.id == id)
+    }
+
+    /// The model of a new conversation when the client names none (`DEFAULT_MODEL`).
+    pub fn default_model(&self) -> &str {
+        &self.default_model
+    }
+
+    /// The model `id`, if it exists and this deployment can call it; else the `model` field error.
+    pub fn usable(&self, id: &str) -> Result<&Model, FieldError> {
+        match self.get(id) {
+            None => Err(FieldError::new(
+                "model",
+                format!("unknown model `{id}`; see GET /api/v1/models"),
+            )),
+            Some(m) if !m.available => Err(FieldError::new(
+                "model",
+                format!("`{id}` is not available in this deployment"),
+            )),
+            Some(m) => Ok(m),
+        }
     }
 }
 

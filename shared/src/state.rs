@@ -3,13 +3,16 @@ use std::sync::Arc;
 use crate::{
     auth::tokens::TokenKeys,
     blobs::BlobStore,
+    chat::TurnSettings,
     config::{Config, ConfigError},
+    idempotency,
     models::Catalog,
     providers::Providers,
     store::{Store, StoreError},
 };
 
-/// Everything a request needs, built once per process (cold start) and cheap to clone.
+/// Everything a request needs, built once per process (cold start) and cheap to clone. Handlers
+/// take what a domain function uses from it; domain functions never see the whole state.
 #[derive(Clone)]
 pub struct AppState(Arc<Inner>);
 
@@ -75,5 +78,16 @@ impl AppState {
 
     pub fn providers(&self) -> &Providers {
         &self.0.providers
+    }
+
+    pub fn turn_settings(&self) -> TurnSettings {
+        TurnSettings::from(&self.0.config)
+    }
+
+    pub fn idempotency_policy(&self) -> idempotency::Policy {
+        idempotency::Policy {
+            lease: self.0.config.idempotency_lease,
+            ttl: self.0.config.idempotency_ttl,
+        }
     }
 }

@@ -366,7 +366,7 @@ async fn a_deactivated_user_is_shut_out_at_once() {
         .conn()
         .await
         .unwrap()
-        .set_user_active(id, false)
+        .set_user_active(id.parse().unwrap(), false)
         .await
         .unwrap());
 

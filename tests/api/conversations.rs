@@ -328,8 +328,16 @@ async fn delete_removes_messages_and_usage() {
     .problem(StatusCode::NOT_FOUND);
     // No orphans are left in the store either.
     let conn = app.state.store().conn().await.unwrap();
-    assert!(conn.messages_after(id, 0).await.unwrap().is_empty());
-    assert!(conn.message_usage(message_id).await.unwrap().is_empty());
+    assert!(conn
+        .messages_after(id.parse().unwrap(), 0)
+        .await
+        .unwrap()
+        .is_empty());
+    assert!(conn
+        .message_usage(message_id.parse().unwrap())
+        .await
+        .unwrap()
+        .is_empty());
 }
 
 #[tokio::test]

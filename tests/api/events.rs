@@ -4,7 +4,7 @@
 
 use std::sync::Once;
 
-use codechat::api::Group;
+use codechat::{api, function::Function};
 use codechat_api_tests::{repo_file, TestApp};
 use lambda_http::{request::LambdaRequest, tower::ServiceExt, Adapter, Context, LambdaEvent};
 use serde_json::Value;
@@ -16,9 +16,14 @@ fn ignore_stage_in_path() {
     ONCE.call_once(|| std::env::set_var("AWS_LAMBDA_HTTP_IGNORE_STAGE_IN_PATH", "true"));
 }
 
-/// Feeds `events/<file>` to `group`'s router through lambda_http and returns the serialized
+/// Feeds `events/<file>` to `function`'s router through lambda_http and returns the serialized
 /// response, as the runtime would send it back to API Gateway.
-async fn invoke(app: &TestApp, group: Group, file: &str, access_token: Option<&str>) -> Value {
+async fn invoke(
+    app: &TestApp,
+    function: &Function,
+    file: &str,
+    access_token: Option<&str>,
+) -> Value {
     ignore_stage_in_path();
     let mut text = repo_file(&format!("events/{file}"));
     if let Some(token) = access_token {
@@ -26,7 +31,7 @@ async fn invoke(app: &TestApp, group: Group, file: &str, access_token: Option<&s
     }
     let payload: LambdaRequest = serde_json::from_str(&text)
         .unwrap_or_else(|e| panic!("{file} is not an API Gateway event: {e}"));
-    let adapter = Adapter::from(app.function(group));
+    let adapter = Adapter::from(app.function(function));
     let response = adapter
         .oneshot(LambdaEvent::new(payload, Context::default()))
         .await
@@ -44,7 +49,7 @@ async fn rest_events_reach_the_routers_with_stage_prefix_and_base64_bodies() {
     let app = TestApp::spawn().await;
 
     // Base64-encoded JSON body on a REST (v1) event for stage Prod.
-    let res = invoke(&app, Group::Auth, "auth-register.rest.json", None).await;
+    let res = invoke(&app, &api::auth::FUNCTION, "auth-register.rest.json", None).await;
     assert_eq!(res["statusCode"], 201, "{res}");
     let registered = body_json(&res);
     assert_eq!(registered["user"]["email"], "events@example.com");
@@ -54,7 +59,7 @@ async fn rest_events_reach_the_routers_with_stage_prefix_and_base64_bodies() {
     assert_eq!(ct, Some("application/json"));
 
     // Plain JSON body.
-    let res = invoke(&app, Group::Auth, "auth-login.rest.json", None).await;
+    let res = invoke(&app, &api::auth::FUNCTION, "auth-login.rest.json", None).await;
     assert_eq!(res["statusCode"], 200, "{res}");
     let token = body_json(&res)["access_token"]
         .as_str()
@@ -62,13 +67,19 @@ async fn rest_events_reach_the_routers_with_stage_prefix_and_base64_bodies() {
         .to_string();
 
     // The Authorization header survives the event mapping.
-    let res = invoke(&app, Group::Users, "users-me.rest.json", Some(&token)).await;
+    let res = invoke(
+        &app,
+        &api::users::FUNCTION,
+        "users-me.rest.json",
+        Some(&token),
+    )
+    .await;
     assert_eq!(res["statusCode"], 200, "{res}");
     assert_eq!(body_json(&res)["email"], "events@example.com");
-    let res = invoke(&app, Group::Users, "users-me.rest.json", None).await;
+    let res = invoke(&app, &api::users::FUNCTION, "users-me.rest.json", None).await;
     assert_eq!(res["statusCode"], 401, "{res}");
 
-    let res = invoke(&app, Group::Models, "models-list.rest.json", None).await;
+    let res = invoke(&app, &api::models::FUNCTION, "models-list.rest.json", None).await;
     assert_eq!(res["statusCode"], 200, "{res}");
     assert!(body_json(&res)["items"]
         .as_array()
@@ -76,7 +87,7 @@ async fn rest_events_reach_the_routers_with_stage_prefix_and_base64_bodies() {
         .iter()
         .any(|m| m["id"] == "local/echo"));
 
-    let res = invoke(&app, Group::Health, "health.rest.json", None).await;
+    let res = invoke(&app, &api::health::FUNCTION, "health.rest.json", None).await;
     assert_eq!(res["statusCode"], 200, "{res}");
     assert_eq!(body_json(&res)["status"], "ok");
 }
@@ -84,16 +95,22 @@ async fn rest_events_reach_the_routers_with_stage_prefix_and_base64_bodies() {
 #[tokio::test]
 async fn http_api_events_as_cargo_lambda_watch_sends_them() {
     let app = TestApp::spawn().await;
-    let res = invoke(&app, Group::Health, "health.http.json", None).await;
+    let res = invoke(&app, &api::health::FUNCTION, "health.http.json", None).await;
     assert_eq!(res["statusCode"], 200, "{res}");
 
-    let res = invoke(&app, Group::Auth, "auth-register.http.json", None).await;
+    let res = invoke(&app, &api::auth::FUNCTION, "auth-register.http.json", None).await;
     assert_eq!(res["statusCode"], 201, "{res}");
     let token = body_json(&res)["access_token"]
         .as_str()
         .unwrap()
         .to_string();
-    let res = invoke(&app, Group::Users, "users-me.http.json", Some(&token)).await;
+    let res = invoke(
+        &app,
+        &api::users::FUNCTION,
+        "users-me.http.json",
+        Some(&token),
+    )
+    .await;
     assert_eq!(res["statusCode"], 200, "{res}");
     assert_eq!(body_json(&res)["email"], "watch@example.com");
 }
@@ -102,7 +119,7 @@ async fn http_api_events_as_cargo_lambda_watch_sends_them() {
 async fn a_function_answers_only_its_own_routes() {
     let app = TestApp::spawn().await;
     // The health event sent to the auth function: not its route, so a 404 problem.
-    let res = invoke(&app, Group::Auth, "health.rest.json", None).await;
+    let res = invoke(&app, &api::auth::FUNCTION, "health.rest.json", None).await;
     assert_eq!(res["statusCode"], 404, "{res}");
     assert_eq!(body_json(&res)["status"], 404);
 }
@@ -116,7 +133,7 @@ async fn invoke_streaming(app: &TestApp, file: &str, access_token: &str) -> (u16
     let text =
         repo_file(&format!("events/{file}")).replace("REPLACE_WITH_ACCESS_TOKEN", access_token);
     let payload: LambdaRequest = serde_json::from_str(&text).unwrap();
-    let adapter = lambda_http::StreamAdapter::from(app.function(Group::Chat));
+    let adapter = lambda_http::StreamAdapter::from(app.function(&api::chat::FUNCTION));
     let response = adapter
         .oneshot(LambdaEvent::new(payload, Context::default()))
         .await
@@ -142,7 +159,7 @@ async fn conversations_and_chat_events() {
 
     let res = invoke(
         &app,
-        Group::Conversations,
+        &api::conversations::FUNCTION,
         "conversations-create.rest.json",
         Some(&token),
     )
@@ -178,7 +195,7 @@ async fn conversations_and_chat_events() {
 
     let res = invoke(
         &app,
-        Group::Conversations,
+        &api::conversations::FUNCTION,
         "conversations-list.rest.json",
         Some(&token),
     )

@@ -69,7 +69,7 @@ fn openapi_file_matches_the_code() {
         std::fs::write(&path, &generated).unwrap();
     }
     assert!(
-        codechat::api::service::OPENAPI_JSON == generated,
+        codechat::api::health::OPENAPI_JSON == generated,
         "shared/openapi.json is stale: run UPDATE_OPENAPI=1 cargo test -p codechat-api-tests openapi_file"
     );
 }

@@ -58,9 +58,10 @@ impl TestApp {
         self.dir.path()
     }
 
-    /// The router of one function group, with the shared layers, as its Lambda serves it.
-    pub fn function(&self, group: api::Group) -> Router {
-        http::app(self.state.clone(), api::routes(group))
+    /// The router of one function, with the shared layers, as its Lambda serves it.
+    pub fn function(&self, function: &codechat::function::Function) -> Router {
+        let routes = function.routes().expect("an HTTP function");
+        http::app(self.state.clone(), routes())
     }
 
     pub async fn send(&self, req: Request<Body>) -> TestResponse {

@@ -1,6 +1,6 @@
-//! The `auth` function: its routes are `codechat::api::auth::routes`.
+//! The `auth` function: described by `codechat::api::auth::FUNCTION`.
 
 #[tokio::main]
 async fn main() -> Result<(), codechat::http::BoxError> {
-    codechat::http::run(codechat::api::Group::Auth, codechat::api::auth::routes).await
+    codechat::http::run(&codechat::api::auth::FUNCTION).await
 }

@@ -1,6 +1,6 @@
-//! The `chat` function: its routes are `codechat::api::chat::routes`.
+//! The `chat` function: described by `codechat::api::chat::FUNCTION`.
 
 #[tokio::main]
 async fn main() -> Result<(), codechat::http::BoxError> {
-    codechat::http::run(codechat::api::Group::Chat, codechat::api::chat::routes).await
+    codechat::http::run(&codechat::api::chat::FUNCTION).await
 }

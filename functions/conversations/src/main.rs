@@ -1,10 +1,6 @@
-//! The `conversations` function: its routes are `codechat::api::conversations::routes`.
+//! The `conversations` function: described by `codechat::api::conversations::FUNCTION`.
 
 #[tokio::main]
 async fn main() -> Result<(), codechat::http::BoxError> {
-    codechat::http::run(
-        codechat::api::Group::Conversations,
-        codechat::api::conversations::routes,
-    )
-    .await
+    codechat::http::run(&codechat::api::conversations::FUNCTION).await
 }

@@ -1,6 +1,6 @@
-//! The `health` function: its routes are `codechat::api::service::routes`.
+//! The `health` function: described by `codechat::api::health::FUNCTION`.
 
 #[tokio::main]
 async fn main() -> Result<(), codechat::http::BoxError> {
-    codechat::http::run(codechat::api::Group::Health, codechat::api::service::routes).await
+    codechat::http::run(&codechat::api::health::FUNCTION).await
 }

@@ -1,6 +1,6 @@
-//! The `models` function: its routes are `codechat::api::models::routes`.
+//! The `models` function: described by `codechat::api::models::FUNCTION`.
 
 #[tokio::main]
 async fn main() -> Result<(), codechat::http::BoxError> {
-    codechat::http::run(codechat::api::Group::Models, codechat::api::models::routes).await
+    codechat::http::run(&codechat::api::models::FUNCTION).await
 }

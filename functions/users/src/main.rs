@@ -1,6 +1,6 @@
-//! The `users` function: its routes are `codechat::api::users::routes`.
+//! The `users` function: described by `codechat::api::users::FUNCTION`.
 
 #[tokio::main]
 async fn main() -> Result<(), codechat::http::BoxError> {
-    codechat::http::run(codechat::api::Group::Users, codechat::api::users::routes).await
+    codechat::http::run(&codechat::api::users::FUNCTION).await
 }

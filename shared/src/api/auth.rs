@@ -8,16 +8,23 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 use utoipa_axum::{router::OpenApiRouter, routes};
 
-use super::UserOut;
+use super::{CurrentUser, UserOut};
 use crate::{
-    auth::{self, CurrentUser, Registration, TokenPair},
-    error::{Problem, Result},
+    accounts::{self, DisplayName, Email, Password, Registration, TokenPair},
+    error::{Error, FieldErrors, Problem, Result},
+    function::{Function, Limits, Transport},
     http::{ApiForm, ApiJson},
+    state::AppState,
     store::User,
-    AppState,
 };
 
-/// This function group's routes.
+pub const FUNCTION: Function = Function {
+    name: "auth",
+    transport: Transport::Buffered(routes),
+    limits: Limits::API,
+};
+
+/// Accounts and tokens.
 pub fn routes() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
         .routes(routes!(register))
@@ -32,6 +39,28 @@ pub(super) struct RegisterRequest {
     email: String,
     password: String,
     display_name: Option<String>,
+}
+
+impl TryFrom<RegisterRequest> for Registration {
+    type Error = Error;
+
+    fn try_from(body: RegisterRequest) -> Result<Self> {
+        let mut errors = FieldErrors::default();
+        let email = errors.take(Email::parse(&body.email));
+        let password = errors.take(Password::parse("password", body.password));
+        let display_name = body
+            .display_name
+            .as_deref()
+            .and_then(|n| errors.take(DisplayName::parse(n)));
+        match (email, password) {
+            (Some(email), Some(password)) => errors.finish().map(|()| Registration {
+                email,
+                password,
+                display_name,
+            }),
+            _ => Err(errors.into()),
+        }
+    }
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
@@ -86,14 +115,12 @@ async fn register(
     State(state): State<AppState>,
     ApiJson(body): ApiJson<RegisterRequest>,
 ) -> Result<Response> {
-    let input = Registration {
-        email: body.email,
-        password: body.password,
-        display_name: body.display_name,
-    };
+    let input = Registration::try_from(body)?;
+    let conn = state.store().conn().await?;
+    let bootstrap_admin = state.config().bootstrap_admin_email.as_deref();
     Ok(tokens(
         StatusCode::CREATED,
-        auth::register(&state, input).await?,
+        accounts::register(&conn, state.tokens(), bootstrap_admin, input).await?,
     ))
 }
 
@@ -104,9 +131,10 @@ async fn login(
     State(state): State<AppState>,
     ApiJson(body): ApiJson<LoginRequest>,
 ) -> Result<Response> {
+    let conn = state.store().conn().await?;
     Ok(tokens(
         StatusCode::OK,
-        auth::login(&state, &body.email, body.password).await?,
+        accounts::login(&conn, state.tokens(), &body.email, body.password).await?,
     ))
 }
 
@@ -119,14 +147,15 @@ async fn token(
     ApiForm(form): ApiForm<TokenForm>,
 ) -> Result<Response> {
     if form.grant_type.as_deref().is_some_and(|g| g != "password") {
-        return Err(crate::Error::invalid(
+        return Err(Error::invalid(
             "grant_type",
             "only the `password` grant is supported",
         ));
     }
+    let conn = state.store().conn().await?;
     Ok(tokens(
         StatusCode::OK,
-        auth::login(&state, &form.username, form.password).await?,
+        accounts::login(&conn, state.tokens(), &form.username, form.password).await?,
     ))
 }
 
@@ -137,9 +166,10 @@ async fn refresh(
     State(state): State<AppState>,
     ApiJson(body): ApiJson<RefreshRequest>,
 ) -> Result<Response> {
+    let conn = state.store().conn().await?;
     Ok(tokens(
         StatusCode::OK,
-        auth::refresh(&state, &body.refresh_token).await?,
+        accounts::refresh(&conn, state.tokens(), &body.refresh_token).await?,
     ))
 }
 
@@ -151,6 +181,7 @@ async fn logout(
     CurrentUser(user): CurrentUser,
     ApiJson(body): ApiJson<RefreshRequest>,
 ) -> Result<StatusCode> {
-    auth::logout(&state, &user, &body.refresh_token).await?;
+    let conn = state.store().conn().await?;
+    accounts::logout(&conn, state.tokens(), &user, &body.refresh_token).await?;
     Ok(StatusCode::NO_CONTENT)
 }

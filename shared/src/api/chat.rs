@@ -1,29 +1,43 @@
-use std::convert::Infallible;
-
 use axum::{
     extract::State,
     http::{header, HeaderMap, StatusCode},
-    response::{
-        sse::{Event, KeepAlive, Sse},
-        IntoResponse, Response,
-    },
+    response::{IntoResponse, Response},
 };
 use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc;
+use tracing::Instrument;
 use utoipa::ToSchema;
 use utoipa_axum::{router::OpenApiRouter, routes};
 
-use super::conversations::MessageOut;
+use super::{
+    conversations::{MessageOut, UsageRow},
+    CurrentUser,
+};
 use crate::{
-    auth::CurrentUser,
     chat::{self, ChatInput, Outcome},
-    error::{Error, Problem, Result},
-    http::ApiJson,
-    store::{IdempotencyClaim, UsageRow},
-    AppState,
+    error::{Error, FieldError, FieldErrors, Problem, Result},
+    function::{Function, Limits, Transport},
+    http::{
+        record_conversation,
+        sse::{self, Event},
+        ApiJson,
+    },
+    idempotency::{self, Begin, IdempotencyKey},
+    ids::ConversationId,
+    state::AppState,
 };
 
-/// This function group's routes.
+/// Answers stream (Lambda response streaming), for up to five minutes.
+pub const FUNCTION: Function = Function {
+    name: "chat",
+    transport: Transport::Streaming(routes),
+    limits: Limits {
+        timeout_secs: 300,
+        memory_mb: 256,
+    },
+};
+
+/// Chat turns, whole or streamed.
 pub fn routes() -> OpenApiRouter<AppState> {
     OpenApiRouter::new().routes(routes!(post_chat))
 }
@@ -44,9 +58,62 @@ struct ChatRequest {
     stream: Option<bool>,
 }
 
+impl TryFrom<(ChatRequest, &AppState)> for ChatInput {
+    type Error = Error;
+
+    fn try_from((body, state): (ChatRequest, &AppState)) -> Result<Self> {
+        // An id that cannot name a conversation is a missing one.
+        let conversation_id = body
+            .conversation_id
+            .as_deref()
+            .map(|id| id.parse::<ConversationId>().map_err(|_| Error::NotFound))
+            .transpose()?;
+        let mut errors = FieldErrors::default();
+        let max_chars = state.config().max_message_chars;
+        if body.message.trim().is_empty() {
+            errors.push(FieldError::new("message", "must not be empty"));
+        } else if body.message.chars().count() > max_chars {
+            errors.push(FieldError::new(
+                "message",
+                format!("must be at most {max_chars} characters"),
+            ));
+        }
+        if body.temperature.is_some_and(|t| !(0.0..=2.0).contains(&t)) {
+            errors.push(FieldError::new("temperature", "must be between 0 and 2"));
+        }
+        if body.max_tokens == Some(0) {
+            errors.push(FieldError::new("max_tokens", "must be at least 1"));
+        }
+        // Agents and attachments arrive with their own capabilities; until then no id names one.
+        if body.agent_id.is_some() {
+            errors.push(FieldError::new("agent_id", "no such agent"));
+        }
+        if body
+            .attachment_ids
+            .as_ref()
+            .is_some_and(|ids| !ids.is_empty())
+        {
+            errors.push(FieldError::new("attachment_ids", "no such attachment"));
+        }
+        let model = body
+            .model
+            .as_deref()
+            .and_then(|m| errors.take(state.catalog().usable(m)).cloned());
+        errors.finish()?;
+        Ok(ChatInput {
+            conversation_id,
+            message: body.message,
+            model,
+            temperature: body.temperature,
+            max_tokens: body.max_tokens,
+        })
+    }
+}
+
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
 struct ChatResponse {
-    conversation_id: String,
+    #[schema(value_type = String)]
+    conversation_id: ConversationId,
     user_message: MessageOut,
     assistant_message: MessageOut,
     usage: UsageRow,
@@ -58,12 +125,10 @@ impl From<Outcome> for ChatResponse {
             conversation_id: o.conversation_id,
             user_message: o.user_message.into(),
             assistant_message: o.assistant_message.into(),
-            usage: o.usage,
+            usage: o.usage.into(),
         }
     }
 }
-
-const MAX_IDEMPOTENCY_KEY_CHARS: usize = 255;
 
 /// Sends a message and answers with the model's reply, whole or streamed as Server-Sent Events.
 ///
@@ -81,68 +146,57 @@ async fn post_chat(
     headers: HeaderMap,
     ApiJson(body): ApiJson<ChatRequest>,
 ) -> Result<Response> {
-    let stream = body.stream.unwrap_or(false)
-        || headers
-            .get(header::ACCEPT)
-            .and_then(|v| v.to_str().ok())
-            .is_some_and(|v| v.contains("text/event-stream"));
-    let key = idempotency_key(&headers)?;
+    let stream = sse::wanted(body.stream, &headers);
+    let key = headers
+        .get("idempotency-key")
+        .map(|v| IdempotencyKey::parse(v.to_str().unwrap_or("")))
+        .transpose()?;
+    let conn = state.store().conn().await?;
 
-    if let Some(key) = &key {
-        // The transport (`stream`) is not part of the request's identity; everything else is.
-        let canonical = serde_json::to_string(&body).map_err(|e| Error::Internal(e.to_string()))?;
-        let conn = state.store().conn().await?;
-        match conn
-            .claim_idempotency_key(&user.id, key, &canonical)
-            .await?
-        {
-            IdempotencyClaim::New => {}
-            IdempotencyClaim::Seen {
-                answer: Some((status, answer)),
-            } => return Ok(replay(status, &answer, stream)),
-            IdempotencyClaim::Seen { answer: None } => {
-                return Err(Error::Conflict(
-                    "a request with this Idempotency-Key is still in progress",
-                ))
-            }
-            IdempotencyClaim::Mismatch => {
-                return Err(Error::invalid(
-                    "Idempotency-Key",
-                    "was already used with a different request",
-                ))
+    let claim = match key {
+        None => None,
+        Some(key) => {
+            // The transport (`stream`) is not part of the request's identity; everything else is.
+            let canonical =
+                serde_json::to_string(&body).map_err(|e| Error::Internal(e.to_string()))?;
+            let policy = state.idempotency_policy();
+            match idempotency::begin(&conn, policy, user.id, key, &canonical).await? {
+                Begin::Start(claim) => Some(claim),
+                Begin::Replay { status, body } => return Ok(replay(status, &body, stream)),
+                Begin::InProgress => {
+                    return Err(Error::Conflict(
+                        "a request with this Idempotency-Key is still in progress",
+                    ))
+                }
             }
         }
-    }
-
-    let input = ChatInput {
-        conversation_id: body.conversation_id,
-        message: body.message,
-        model: body.model,
-        agent_id: body.agent_id,
-        attachment_ids: body.attachment_ids,
-        temperature: body.temperature,
-        max_tokens: body.max_tokens,
     };
-    let started = match chat::start(&state, &user, input).await {
-        Ok(s) => s,
+
+    let started = match ChatInput::try_from((body, &state)) {
+        Ok(input) => chat::start(&conn, state.catalog(), user.id, input).await,
+        Err(e) => Err(e),
+    };
+    let started = match started {
+        Ok(started) => started,
         Err(e) => {
             // Nothing was stored, so the key is free for a corrected retry.
-            if let Some(key) = &key {
-                state
-                    .store()
-                    .conn()
-                    .await?
-                    .release_idempotency_key(&user.id, key)
-                    .await?;
+            if let Some(claim) = claim {
+                claim.release(&conn).await?;
             }
             return Err(e);
         }
     };
+    record_conversation(started.conversation.id);
+    if let Some(claim) = &claim {
+        claim.attach(&conn, started.conversation.id).await?;
+    }
 
+    let settings = state.turn_settings();
     if !stream {
-        let (status, answer, _) = finish(chat::run(&state, &user.id, started, None).await)?;
-        if let Some(key) = &key {
-            record(&state, &user.id, key, status, &answer).await?;
+        let result = chat::run(&conn, state.providers(), settings, user.id, started, None).await;
+        let (status, answer, _) = finish(result)?;
+        if let Some(claim) = claim {
+            claim.complete(&conn, status.as_u16(), &answer).await?;
         }
         return Ok(replay(status.as_u16(), &answer, false));
     }
@@ -151,60 +205,48 @@ async fn post_chat(
     // the client goes away; the response body only relays its events.
     let (events, rx) = mpsc::channel::<Event>(64);
     let _ = events.try_send(meta_event(
-        &started.conversation.id,
+        started.conversation.id,
         &MessageOut::from(started.user_message.clone()),
     ));
-    let user_id = user.id.clone();
-    tokio::spawn(async move {
+    let user_id = user.id;
+    let turn = async move {
         let (deltas, mut delta_rx) = mpsc::channel::<String>(64);
         let relay = {
             let events = events.clone();
             tokio::spawn(async move {
                 while let Some(text) = delta_rx.recv().await {
-                    if events
-                        .send(json_event("delta", &serde_json::json!({ "text": text })))
-                        .await
-                        .is_err()
-                    {
+                    let delta = sse::event("delta", &serde_json::json!({ "text": text }));
+                    if events.send(delta).await.is_err() {
                         break;
                     }
                 }
             })
         };
-        let result = chat::run(&state, &user_id, started, Some(deltas)).await;
+        let result = chat::run(
+            &conn,
+            state.providers(),
+            settings,
+            user_id,
+            started,
+            Some(deltas),
+        )
+        .await;
         let _ = relay.await;
-        match finish(result) {
+        let last = match finish(result) {
             Ok((status, answer, event)) => {
-                if let Some(key) = &key {
-                    if let Err(e) = record(&state, &user_id, key, status, &answer).await {
+                if let Some(claim) = claim {
+                    if let Err(e) = claim.complete(&conn, status.as_u16(), &answer).await {
                         tracing::error!(error = %e, "could not record the idempotent answer");
                     }
                 }
-                let _ = events.send(event).await;
+                event
             }
-            Err(e) => {
-                let _ = events.send(json_event("error", &e.problem())).await;
-            }
-        }
-    });
-    Ok(sse(rx))
-}
-
-fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>> {
-    let Some(value) = headers.get("idempotency-key") else {
-        return Ok(None);
+            Err(e) => sse::event("error", &e.problem()),
+        };
+        let _ = events.send(last).await;
     };
-    let key = value.to_str().map(str::trim).unwrap_or("");
-    if key.is_empty()
-        || key.chars().count() > MAX_IDEMPOTENCY_KEY_CHARS
-        || !key.chars().all(|c| c.is_ascii_graphic())
-    {
-        return Err(Error::invalid(
-            "Idempotency-Key",
-            format!("must be 1 to {MAX_IDEMPOTENCY_KEY_CHARS} visible ASCII characters"),
-        ));
-    }
-    Ok(Some(key.to_string()))
+    tokio::spawn(turn.instrument(tracing::Span::current()));
+    Ok(sse::stream(rx))
 }
 
 /// A finished turn as it is answered and recorded for replays: status, JSON body, and the event that
@@ -223,27 +265,14 @@ fn finish(result: Result<Outcome>) -> Result<(StatusCode, String, Event)> {
             (
                 error.status(),
                 encode(&problem)?,
-                json_event("error", &problem),
+                sse::event("error", &problem),
             )
         }
     })
 }
 
-async fn record(
-    state: &AppState,
-    user_id: &str,
-    key: &str,
-    status: StatusCode,
-    answer: &str,
-) -> Result<()> {
-    let conn = state.store().conn().await?;
-    conn.record_idempotent_answer(user_id, key, status.as_u16(), answer)
-        .await?;
-    Ok(())
-}
-
-fn meta_event(conversation_id: &str, user_message: &MessageOut) -> Event {
-    json_event(
+fn meta_event(conversation_id: ConversationId, user_message: &MessageOut) -> Event {
+    sse::event(
         "meta",
         &serde_json::json!({
             "conversation_id": conversation_id,
@@ -254,26 +283,10 @@ fn meta_event(conversation_id: &str, user_message: &MessageOut) -> Event {
 }
 
 fn done_event(response: &ChatResponse) -> Event {
-    json_event(
+    sse::event(
         "done",
         &serde_json::json!({ "assistant_message": response.assistant_message, "usage": response.usage }),
     )
-}
-
-fn json_event(name: &str, data: &impl Serialize) -> Event {
-    Event::default()
-        .event(name)
-        .json_data(data)
-        .unwrap_or_else(|_| Event::default().event("error").data("{}"))
-}
-
-fn sse(rx: mpsc::Receiver<Event>) -> Response {
-    let stream = futures_util::stream::unfold(rx, |mut rx| async move {
-        rx.recv().await.map(|e| (Ok::<_, Infallible>(e), rx))
-    });
-    Sse::new(stream)
-        .keep_alive(KeepAlive::default())
-        .into_response()
 }
 
 /// Answers with a recorded answer: the JSON as it was, or, for a streaming client, the same turn as
@@ -285,19 +298,14 @@ fn replay(status: u16, answer: &str, stream: bool) -> Response {
         .then(|| serde_json::from_str(answer).ok())
         .flatten();
     match ok {
-        Some(response) if stream => {
-            let (tx, rx) = mpsc::channel(4);
-            let _ = tx.try_send(meta_event(
-                &response.conversation_id,
-                &response.user_message,
-            ));
-            let _ = tx.try_send(json_event(
+        Some(response) if stream => sse::replay(vec![
+            meta_event(response.conversation_id, &response.user_message),
+            sse::event(
                 "delta",
                 &serde_json::json!({ "text": response.assistant_message.content }),
-            ));
-            let _ = tx.try_send(done_event(&response));
-            sse(rx)
-        }
+            ),
+            done_event(&response),
+        ]),
         _ => {
             let content_type = if status.is_success() {
                 "application/json"

@@ -1,5 +1,5 @@
 use axum::{
-    extract::{Path, State},
+    extract::State,
     http::{header, StatusCode},
     response::{IntoResponse, Response},
     Json,
@@ -8,17 +8,27 @@ use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::{router::OpenApiRouter, routes};
 
+use super::{CurrentUser, IdPath};
 use crate::{
-    auth::CurrentUser,
-    conversations::{self, ConversationChanges, NewConversationInput},
-    error::{Error, Problem, Result},
-    http::{ApiJson, ApiQuery},
+    conversations::{self, Changes, NewConversationInput, Title},
+    error::{Error, FieldError, FieldErrors, Problem, Result},
+    function::{Function, Limits, Transport},
+    http::{record_conversation, ApiJson, ApiQuery},
+    ids::{ConversationId, MessageId},
+    kinds::{MessageRole, MessageStatus},
+    models::Catalog,
     pagination::{PageQuery, Paginated},
-    store::{Conversation, Message, MessageRole, MessageStatus, UsageRow, UsageTotals},
-    AppState,
+    state::AppState,
+    store::{Conversation, Message, UsageRecord, UsageTotals},
 };
 
-/// This function group's routes.
+pub const FUNCTION: Function = Function {
+    name: "conversations",
+    transport: Transport::Buffered(routes),
+    limits: Limits::API,
+};
+
+/// Conversations, messages, usage and export.
 pub fn routes() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
         .routes(routes!(create_conversation, list_conversations))
@@ -35,7 +45,8 @@ pub fn routes() -> OpenApiRouter<AppState> {
 
 #[derive(Debug, Serialize, ToSchema)]
 pub struct ConversationOut {
-    id: String,
+    #[schema(value_type = String)]
+    id: ConversationId,
     title: String,
     model: String,
     agent_id: Option<String>,
@@ -66,8 +77,10 @@ impl From<Conversation> for ConversationOut {
 
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct MessageOut {
-    pub id: String,
-    pub conversation_id: String,
+    #[schema(value_type = String)]
+    pub id: MessageId,
+    #[schema(value_type = String)]
+    pub conversation_id: ConversationId,
     pub role: MessageRole,
     pub content: String,
     pub status: MessageStatus,
@@ -89,6 +102,34 @@ impl From<Message> for MessageOut {
             model: m.model,
             error: m.error,
             created_at: m.created_at,
+        }
+    }
+}
+
+/// One model call's usage and cost.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct UsageRow {
+    #[schema(value_type = String)]
+    pub message_id: MessageId,
+    pub model: String,
+    /// `chat` for the answer, `summary` for folding older turns into the rolling summary.
+    pub kind: String,
+    pub input_tokens: i64,
+    pub output_tokens: i64,
+    pub cached_tokens: i64,
+    pub cost_usd: f64,
+}
+
+impl From<UsageRecord> for UsageRow {
+    fn from(u: UsageRecord) -> Self {
+        UsageRow {
+            message_id: u.message_id,
+            model: u.model,
+            kind: u.kind,
+            input_tokens: u.input_tokens,
+            output_tokens: u.output_tokens,
+            cached_tokens: u.cached_tokens,
+            cost_usd: u.cost_usd,
         }
     }
 }
@@ -134,6 +175,37 @@ struct CreateConversation {
     project_id: Option<String>,
 }
 
+/// Agents and projects arrive with their own capabilities; until then no id can name one.
+fn no_agent() -> FieldError {
+    FieldError::new("agent_id", "no such agent")
+}
+
+impl TryFrom<(CreateConversation, &Catalog)> for NewConversationInput {
+    type Error = Error;
+
+    fn try_from((body, catalog): (CreateConversation, &Catalog)) -> Result<Self> {
+        let mut errors = FieldErrors::default();
+        let title = match body.title.as_deref() {
+            Some(t) => errors.take(Title::parse(t)),
+            None => Some(Title::default()),
+        };
+        let model_id = body.model.as_deref().unwrap_or(catalog.default_model());
+        let model = errors.take(catalog.usable(model_id)).cloned();
+        if body.agent_id.is_some() {
+            errors.push(no_agent());
+        }
+        if body.project_id.is_some() {
+            errors.push(FieldError::new("project_id", "no such project"));
+        }
+        match (title, model) {
+            (Some(title), Some(model)) => errors
+                .finish()
+                .map(|()| NewConversationInput { title, model }),
+            _ => Err(errors.into()),
+        }
+    }
+}
+
 #[derive(Debug, Deserialize, ToSchema)]
 struct PatchConversation {
     title: Option<String>,
@@ -142,6 +214,31 @@ struct PatchConversation {
     #[serde(default, deserialize_with = "present")]
     #[schema(value_type = Option<String>)]
     agent_id: Option<Option<String>>,
+}
+
+impl TryFrom<(PatchConversation, &Catalog)> for Changes {
+    type Error = Error;
+
+    fn try_from((body, catalog): (PatchConversation, &Catalog)) -> Result<Self> {
+        let mut errors = FieldErrors::default();
+        let title = body
+            .title
+            .as_deref()
+            .and_then(|t| errors.take(Title::parse(t)));
+        let model = body
+            .model
+            .as_deref()
+            .and_then(|m| errors.take(catalog.usable(m)).cloned());
+        if matches!(body.agent_id, Some(Some(_))) {
+            errors.push(no_agent());
+        }
+        errors.finish()?;
+        Ok(Changes {
+            title,
+            model,
+            agent_id: body.agent_id,
+        })
+    }
 }
 
 /// Tells an absent field (`None`) from an explicit `null` (`Some(None)`).
@@ -160,11 +257,21 @@ struct ListQuery {
     cursor: Option<String>,
 }
 
+#[derive(Debug, Clone, Copy, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+enum ExportFormat {
+    #[default]
+    Json,
+    #[serde(alias = "md")]
+    Markdown,
+}
+
 #[derive(Debug, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
 struct ExportQuery {
     /// `json` (default) or `markdown`.
-    format: Option<String>,
+    #[param(value_type = Option<String>)]
+    format: Option<ExportFormat>,
 }
 
 type ConversationPage = Paginated<ConversationOut>;
@@ -178,16 +285,11 @@ async fn create_conversation(
     CurrentUser(user): CurrentUser,
     ApiJson(body): ApiJson<CreateConversation>,
 ) -> Result<(StatusCode, Json<ConversationOut>)> {
-    let input = NewConversationInput {
-        title: body.title,
-        model: body.model,
-        agent_id: body.agent_id,
-        project_id: body.project_id,
-    };
-    Ok((
-        StatusCode::CREATED,
-        Json(conversations::create(&state, &user, input).await?.into()),
-    ))
+    let input = NewConversationInput::try_from((body, state.catalog()))?;
+    let conn = state.store().conn().await?;
+    let conversation = conversations::create(&conn, user.id, &input).await?;
+    record_conversation(conversation.id);
+    Ok((StatusCode::CREATED, Json(conversation.into())))
 }
 
 /// The user's conversations, newest activity first.
@@ -203,36 +305,39 @@ async fn list_conversations(
         cursor: query.cursor,
     }
     .parse()?;
-    let found = conversations::list(&state, &user, query.q.as_deref(), page).await?;
+    let conn = state.store().conn().await?;
+    let found = conversations::list(&conn, user.id, query.q.as_deref(), page).await?;
     Ok(Json(found.map(Into::into)))
 }
 
 #[utoipa::path(get, path = "/api/v1/conversations/{id}", tag = "conversations", security(("bearer" = [])),
+    params(("id" = String, Path, description = "Conversation id")),
     responses((status = 200, body = ConversationOut), (status = 404, body = Problem)))]
 async fn get_conversation(
     State(state): State<AppState>,
     CurrentUser(user): CurrentUser,
-    Path(id): Path<String>,
+    IdPath(id): IdPath<ConversationId>,
 ) -> Result<Json<ConversationOut>> {
-    Ok(Json(conversations::get(&state, &user, &id).await?.into()))
+    record_conversation(id);
+    let conn = state.store().conn().await?;
+    Ok(Json(conversations::get(&conn, user.id, id).await?.into()))
 }
 
 /// Renames, switches model, or sets/clears the agent.
 #[utoipa::path(patch, path = "/api/v1/conversations/{id}", tag = "conversations", security(("bearer" = [])), request_body = PatchConversation,
+    params(("id" = String, Path, description = "Conversation id")),
     responses((status = 200, body = ConversationOut), (status = 404, body = Problem), (status = 422, body = Problem)))]
 async fn patch_conversation(
     State(state): State<AppState>,
     CurrentUser(user): CurrentUser,
-    Path(id): Path<String>,
+    IdPath(id): IdPath<ConversationId>,
     ApiJson(body): ApiJson<PatchConversation>,
 ) -> Result<Json<ConversationOut>> {
-    let changes = ConversationChanges {
-        title: body.title,
-        model: body.model,
-        agent_id: body.agent_id,
-    };
+    record_conversation(id);
+    let changes = Changes::try_from((body, state.catalog()))?;
+    let conn = state.store().conn().await?;
     Ok(Json(
-        conversations::update(&state, &user, &id, changes)
+        conversations::update(&conn, user.id, id, changes)
             .await?
             .into(),
     ))
@@ -240,38 +345,48 @@ async fn patch_conversation(
 
 /// Deletes the conversation with its messages and usage.
 #[utoipa::path(delete, path = "/api/v1/conversations/{id}", tag = "conversations", security(("bearer" = [])),
+    params(("id" = String, Path, description = "Conversation id")),
     responses((status = 204), (status = 404, body = Problem)))]
 async fn delete_conversation(
     State(state): State<AppState>,
     CurrentUser(user): CurrentUser,
-    Path(id): Path<String>,
+    IdPath(id): IdPath<ConversationId>,
 ) -> Result<StatusCode> {
-    conversations::delete(&state, &user, &id).await?;
+    record_conversation(id);
+    let conn = state.store().conn().await?;
+    conversations::delete(&conn, user.id, id).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
 /// Messages, oldest first.
-#[utoipa::path(get, path = "/api/v1/conversations/{id}/messages", tag = "conversations", security(("bearer" = [])), params(PageQuery),
+#[utoipa::path(get, path = "/api/v1/conversations/{id}/messages", tag = "conversations", security(("bearer" = [])),
+    params(("id" = String, Path, description = "Conversation id"), PageQuery),
     responses((status = 200, body = MessagePage), (status = 404, body = Problem), (status = 422, body = Problem)))]
 async fn list_messages(
     State(state): State<AppState>,
     CurrentUser(user): CurrentUser,
-    Path(id): Path<String>,
+    IdPath(id): IdPath<ConversationId>,
     ApiQuery(query): ApiQuery<PageQuery>,
 ) -> Result<Json<MessagePage>> {
-    let found = conversations::messages(&state, &user, &id, query.parse()?).await?;
+    record_conversation(id);
+    let page = query.parse()?;
+    let conn = state.store().conn().await?;
+    let found = conversations::messages(&conn, user.id, id, page).await?;
     Ok(Json(found.map(Into::into)))
 }
 
 /// Tokens and cost of the conversation, per model and in total (summaries included).
 #[utoipa::path(get, path = "/api/v1/conversations/{id}/usage", tag = "conversations", security(("bearer" = [])),
+    params(("id" = String, Path, description = "Conversation id")),
     responses((status = 200, body = UsageReport), (status = 404, body = Problem)))]
 async fn conversation_usage(
     State(state): State<AppState>,
     CurrentUser(user): CurrentUser,
-    Path(id): Path<String>,
+    IdPath(id): IdPath<ConversationId>,
 ) -> Result<Json<UsageReport>> {
-    let (total, by_model) = conversations::usage(&state, &user, &id).await?;
+    record_conversation(id);
+    let conn = state.store().conn().await?;
+    let (total, by_model) = conversations::usage(&conn, user.id, id).await?;
     Ok(Json(UsageReport {
         total: TotalsOut::new(total, false),
         by_model: by_model
@@ -288,57 +403,65 @@ struct ExportJson {
 }
 
 /// The whole conversation as JSON or Markdown.
-#[utoipa::path(get, path = "/api/v1/conversations/{id}/export", tag = "conversations", security(("bearer" = [])), params(ExportQuery),
+#[utoipa::path(get, path = "/api/v1/conversations/{id}/export", tag = "conversations", security(("bearer" = [])),
+    params(("id" = String, Path, description = "Conversation id"), ExportQuery),
     responses((status = 200, body = ExportJson), (status = 200, content_type = "text/markdown", body = String), (status = 404, body = Problem), (status = 422, body = Problem)))]
 async fn export_conversation(
     State(state): State<AppState>,
     CurrentUser(user): CurrentUser,
-    Path(id): Path<String>,
+    IdPath(id): IdPath<ConversationId>,
     ApiQuery(query): ApiQuery<ExportQuery>,
 ) -> Result<Response> {
-    let markdown = match query.format.as_deref() {
-        None | Some("json") => false,
-        Some("markdown") | Some("md") => true,
-        Some(_) => return Err(Error::invalid("format", "must be `json` or `markdown`")),
+    record_conversation(id);
+    let format = query.format.unwrap_or_default();
+    let conn = state.store().conn().await?;
+    let (conversation, messages) = conversations::export(&conn, user.id, id).await?;
+    let extension = match format {
+        ExportFormat::Json => "json",
+        ExportFormat::Markdown => "md",
     };
-    let (conversation, messages) = conversations::export(&state, &user, &id).await?;
-    let filename = format!(
-        "conversation-{}.{}",
-        conversation.id,
-        if markdown { "md" } else { "json" }
-    );
     let disposition = [(
         header::CONTENT_DISPOSITION,
-        format!("attachment; filename=\"{filename}\""),
+        format!(
+            "attachment; filename=\"conversation-{}.{extension}\"",
+            conversation.id
+        ),
     )];
-    Ok(if markdown {
-        let body = conversations::to_markdown(&conversation, &messages);
-        (
-            disposition,
-            [(
-                header::CONTENT_TYPE,
-                "text/markdown; charset=utf-8".to_string(),
-            )],
-            body,
-        )
-            .into_response()
-    } else {
-        let body = ExportJson {
-            conversation: conversation.into(),
-            messages: messages.into_iter().map(Into::into).collect(),
-        };
-        (disposition, Json(body)).into_response()
+    Ok(match format {
+        ExportFormat::Markdown => {
+            let body = conversations::to_markdown(&conversation, &messages);
+            (
+                disposition,
+                [(
+                    header::CONTENT_TYPE,
+                    "text/markdown; charset=utf-8".to_string(),
+                )],
+                body,
+            )
+                .into_response()
+        }
+        ExportFormat::Json => {
+            let body = ExportJson {
+                conversation: conversation.into(),
+                messages: messages.into_iter().map(Into::into).collect(),
+            };
+            (disposition, Json(body)).into_response()
+        }
     })
 }
 
 /// The usage row(s) of one message: the answer, and the summary made during its turn if any.
 #[utoipa::path(get, path = "/api/v1/messages/{id}/usage", tag = "conversations", security(("bearer" = [])),
+    params(("id" = String, Path, description = "Message id")),
     responses((status = 200, body = UsageList), (status = 404, body = Problem)))]
 async fn message_usage(
     State(state): State<AppState>,
     CurrentUser(user): CurrentUser,
-    Path(id): Path<String>,
+    IdPath(id): IdPath<MessageId>,
 ) -> Result<Json<UsageList>> {
-    let rows = conversations::message_usage(&state, &user, &id).await?;
-    Ok(Json(UsageList { items: rows }))
+    let conn = state.store().conn().await?;
+    let rows = conversations::message_usage(&conn, user.id, id).await?;
+    Ok(Json(UsageList {
+        items: rows.into_iter().map(Into::into).collect(),
+    }))
 }

@@ -6,8 +6,9 @@
 pub mod auth;
 pub mod chat;
 pub mod conversations;
+mod extract;
+pub mod health;
 pub mod models;
-pub mod service;
 pub mod users;
 
 use std::sync::OnceLock;
@@ -20,70 +21,30 @@ use utoipa::{
 };
 use utoipa_axum::router::OpenApiRouter;
 
-use crate::AppState;
-
+pub use extract::{CurrentUser, IdPath};
 pub use users::UserOut;
 
-/// A function group: one Lambda function, one binary, one router.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Group {
-    Auth,
-    Users,
-    Conversations,
-    Chat,
-    Models,
-    Health,
-}
+use crate::{function::Function, state::AppState};
 
-impl Group {
-    pub const ALL: [Group; 6] = [
-        Group::Auth,
-        Group::Users,
-        Group::Conversations,
-        Group::Chat,
-        Group::Models,
-        Group::Health,
-    ];
-
-    /// Whether the function answers through Lambda response streaming. Such a function sits only
-    /// behind streaming integrations (see template.yaml), and no buffered route is served by it.
-    pub fn streams(self) -> bool {
-        self == Group::Chat
-    }
-
-    /// The binary (and Lambda function) name.
-    pub fn name(self) -> &'static str {
-        match self {
-            Group::Auth => "auth",
-            Group::Users => "users",
-            Group::Conversations => "conversations",
-            Group::Chat => "chat",
-            Group::Models => "models",
-            Group::Health => "health",
-        }
-    }
-}
-
-/// The routes one function serves.
-pub fn routes(group: Group) -> OpenApiRouter<AppState> {
-    match group {
-        Group::Auth => auth::routes(),
-        Group::Users => users::routes(),
-        Group::Conversations => conversations::routes(),
-        Group::Chat => chat::routes(),
-        Group::Models => models::routes(),
-        Group::Health => service::routes(),
-    }
-}
+/// Every function of the service. Adding one: its module here (with its `FUNCTION`), its
+/// `functions/<name>/src/main.rs`, its resource in `template.yaml`, its paths in the watch router
+/// (`Cargo.toml`), and an entry in this list. `tests/api/functions.rs` fails while any is missing.
+pub const FUNCTIONS: [&Function; 6] = [
+    &auth::FUNCTION,
+    &users::FUNCTION,
+    &conversations::FUNCTION,
+    &chat::FUNCTION,
+    &models::FUNCTION,
+    &health::FUNCTION,
+];
 
 /// Every route of every function in one router: what tests drive, and the source of the OpenAPI
-/// document. The groups' paths are disjoint, so merging them changes nothing about any route.
+/// document. The functions' paths are disjoint, so merging them changes nothing about any route.
 pub fn all_routes() -> OpenApiRouter<AppState> {
-    Group::ALL
-        .into_iter()
-        .fold(OpenApiRouter::with_openapi(ApiDoc::openapi()), |acc, g| {
-            acc.merge(routes(g))
-        })
+    FUNCTIONS.iter().filter_map(|f| f.routes()).fold(
+        OpenApiRouter::with_openapi(ApiDoc::openapi()),
+        |acc, routes| acc.merge(routes()),
+    )
 }
 
 /// The OpenAPI 3.1 document of the whole API (all functions), generated from the handlers. The

@@ -8,9 +8,19 @@ use serde::Serialize;
 use utoipa::ToSchema;
 use utoipa_axum::{router::OpenApiRouter, routes};
 
-use crate::{models::Model, AppState};
+use crate::{
+    function::{Function, Limits, Transport},
+    models::Model,
+    state::AppState,
+};
 
-/// This function group's routes.
+pub const FUNCTION: Function = Function {
+    name: "models",
+    transport: Transport::Buffered(routes),
+    limits: Limits::API,
+};
+
+/// The models catalog.
 pub fn routes() -> OpenApiRouter<AppState> {
     OpenApiRouter::new().routes(routes!(list_models))
 }

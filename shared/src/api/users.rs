@@ -3,15 +3,25 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 use utoipa_axum::{router::OpenApiRouter, routes};
 
+use super::CurrentUser;
 use crate::{
-    auth::{self, CurrentUser, ProfileChanges},
-    error::{Problem, Result},
+    accounts::{self, DisplayName, Password, PasswordChange, ProfileChanges},
+    error::{Error, FieldError, FieldErrors, Problem, Result},
+    function::{Function, Limits, Transport},
     http::ApiJson,
-    store::{Role, User},
-    AppState,
+    ids::UserId,
+    kinds::Role,
+    state::AppState,
+    store::User,
 };
 
-/// This function group's routes.
+pub const FUNCTION: Function = Function {
+    name: "users",
+    transport: Transport::Buffered(routes),
+    limits: Limits::API,
+};
+
+/// The current user's profile.
 pub fn routes() -> OpenApiRouter<AppState> {
     OpenApiRouter::new().routes(routes!(get_me, patch_me))
 }
@@ -19,7 +29,8 @@ pub fn routes() -> OpenApiRouter<AppState> {
 /// A user as clients see it (never the password hash).
 #[derive(Debug, Serialize, ToSchema)]
 pub struct UserOut {
-    pub id: String,
+    #[schema(value_type = String)]
+    pub id: UserId,
     pub email: String,
     pub display_name: String,
     pub role: Role,
@@ -47,6 +58,37 @@ pub(super) struct UpdateMe {
     new_password: Option<String>,
 }
 
+impl TryFrom<UpdateMe> for ProfileChanges {
+    type Error = Error;
+
+    fn try_from(body: UpdateMe) -> Result<Self> {
+        let mut errors = FieldErrors::default();
+        let display_name = body
+            .display_name
+            .as_deref()
+            .and_then(|n| errors.take(DisplayName::parse(n)));
+        let password = match (body.new_password, body.current_password) {
+            (Some(new), current) => {
+                let new = errors.take(Password::parse("new_password", new));
+                if current.is_none() {
+                    errors.push(FieldError::new(
+                        "current_password",
+                        "is required to change the password",
+                    ));
+                }
+                new.zip(current)
+                    .map(|(new, current)| PasswordChange { current, new })
+            }
+            (None, _) => None,
+        };
+        errors.finish()?;
+        Ok(ProfileChanges {
+            display_name,
+            password,
+        })
+    }
+}
+
 /// The current user's profile.
 #[utoipa::path(get, path = "/api/v1/users/me", tag = "users", security(("bearer" = [])),
     responses((status = 200, body = UserOut), (status = 401, body = Problem)))]
@@ -63,12 +105,11 @@ async fn patch_me(
     CurrentUser(user): CurrentUser,
     ApiJson(body): ApiJson<UpdateMe>,
 ) -> Result<Json<UserOut>> {
-    let changes = ProfileChanges {
-        display_name: body.display_name,
-        current_password: body.current_password,
-        new_password: body.new_password,
-    };
+    let changes = ProfileChanges::try_from(body)?;
+    let conn = state.store().conn().await?;
     Ok(Json(
-        auth::update_profile(&state, &user, changes).await?.into(),
+        accounts::update_profile(&conn, &user, changes)
+            .await?
+            .into(),
     ))
 }

@@ -11,7 +11,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::{
     error::{Error, Result},
-    store::Role,
+    ids::UserId,
+    kinds::Role,
 };
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -23,7 +24,7 @@ pub enum TokenType {
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Claims {
-    pub sub: String,
+    pub sub: UserId,
     pub role: Role,
     pub exp: u64,
     pub iat: u64,
@@ -60,7 +61,7 @@ impl TokenKeys {
         }
     }
 
-    pub fn issue(&self, user_id: &str, role: Role, typ: TokenType) -> Result<Issued> {
+    pub fn issue(&self, user_id: UserId, role: Role, typ: TokenType) -> Result<Issued> {
         let now = SystemTime::now();
         let ttl = match typ {
             TokenType::Access => self.access_ttl,
@@ -68,7 +69,7 @@ impl TokenKeys {
         };
         let expires_at = now + ttl;
         let claims = Claims {
-            sub: user_id.to_string(),
+            sub: user_id,
             role,
             iat: unix(now),
             exp: unix(expires_at),
@@ -117,12 +118,10 @@ mod tests {
     #[test]
     fn kinds_do_not_mix() {
         let k = keys();
-        let access = k.issue("u1", Role::User, TokenType::Access).unwrap();
-        let refresh = k.issue("u1", Role::User, TokenType::Refresh).unwrap();
-        assert_eq!(
-            k.verify(&access.token, TokenType::Access).unwrap().sub,
-            "u1"
-        );
+        let u1 = UserId::new();
+        let access = k.issue(u1, Role::User, TokenType::Access).unwrap();
+        let refresh = k.issue(u1, Role::User, TokenType::Refresh).unwrap();
+        assert_eq!(k.verify(&access.token, TokenType::Access).unwrap().sub, u1);
         assert!(k.verify(&access.token, TokenType::Refresh).is_err());
         assert!(k.verify(&refresh.token, TokenType::Access).is_err());
         assert_eq!(
@@ -139,12 +138,13 @@ mod tests {
             Duration::from_secs(60),
             Duration::from_secs(600),
         );
-        let forged = other.issue("u1", Role::Admin, TokenType::Access).unwrap();
+        let u1 = UserId::new();
+        let forged = other.issue(u1, Role::Admin, TokenType::Access).unwrap();
         assert!(k.verify(&forged.token, TokenType::Access).is_err());
 
         let claims = k
             .verify(
-                &k.issue("u1", Role::User, TokenType::Access).unwrap().token,
+                &k.issue(u1, Role::User, TokenType::Access).unwrap().token,
                 TokenType::Access,
             )
             .unwrap();

@@ -2,16 +2,17 @@
 //! outgrows the model's budget, and the most recent turns.
 
 use crate::{
+    kinds::{MessageRole, MessageStatus},
     models::Model,
-    providers::{estimate_tokens as estimate, ModelRequest, Speaker, Turn},
-    store::{Message, MessageRole, MessageStatus},
+    providers::{estimate_tokens as estimate, ModelRequest, Purpose, Speaker, Turn},
+    store::Message,
 };
 
 pub const DEFAULT_SYSTEM_PROMPT: &str =
     "You are CodeChat, a helpful assistant for software developers. Answer clearly and concisely.";
 
-/// The system prompt of summarisation calls (the offline model recognises it).
-pub const SUMMARY_INSTRUCTION: &str = "Summarise the conversation so far";
+/// The system prompt of summarisation calls.
+const SUMMARY_INSTRUCTION: &str = "Summarise the conversation so far";
 
 /// Tokens kept free for framing and estimation error.
 const MARGIN_TOKENS: u64 = 256;
@@ -62,6 +63,7 @@ pub fn plan(
             turns: turns(&usable[keep_from..]),
             temperature,
             max_tokens,
+            purpose: Purpose::Chat,
         },
         to_summarise,
     }
@@ -130,25 +132,8 @@ pub fn summary_request(model: &Model, previous: Option<&str>, older: &[Message])
         }],
         temperature: Some(0.0),
         max_tokens,
+        purpose: Purpose::Summary,
     }
-}
-
-/// A title from the first message: its first line, whitespace folded, cut at a word near 60 chars.
-pub fn title_from(message: &str) -> String {
-    let line = message.lines().find(|l| !l.trim().is_empty()).unwrap_or("");
-    let folded = line.split_whitespace().collect::<Vec<_>>().join(" ");
-    if folded.is_empty() {
-        return "New conversation".into();
-    }
-    if folded.chars().count() <= 60 {
-        return folded;
-    }
-    let cut: String = folded.chars().take(60).collect();
-    let cut = match cut.rfind(' ') {
-        Some(i) if i > 20 => &cut[..i],
-        _ => &cut[..],
-    };
-    format!("{}…", cut.trim_end())
 }
 
 #[cfg(test)]
@@ -184,8 +169,8 @@ mod tests {
     fn msg(seq: i64, role: MessageRole, chars: usize) -> Message {
         Message {
             seq,
-            id: seq.to_string(),
-            conversation_id: "c".into(),
+            id: crate::ids::MessageId::new(),
+            conversation_id: crate::ids::ConversationId::new(),
             role,
             content: "x".repeat(chars),
             status: MessageStatus::Complete,
@@ -260,16 +245,5 @@ mod tests {
             "two user messages in a row are joined"
         );
         assert!(p.request.system.unwrap().contains("earlier"));
-    }
-
-    #[test]
-    fn titles_come_from_the_first_line() {
-        assert_eq!(
-            title_from("\n  How do   I parse JSON?\nmore"),
-            "How do I parse JSON?"
-        );
-        assert_eq!(title_from("   "), "New conversation");
-        let long = title_from(&"word ".repeat(30));
-        assert!(long.ends_with('…') && long.chars().count() <= 61, "{long}");
     }
 }

@@ -1,4 +1,4 @@
-//! A chat turn: validate, store the user message (before any model is called), build the context,
+//! A chat turn: resolve the conversation and model, store the user message (before any model is called), build the context,
 //! call the provider with bounded retries, and store the answer with its usage and cost.
 //!
 //! Failure keeps the conversation consistent: the user message stays, the assistant message is
@@ -7,32 +7,52 @@
 
 pub mod context;
 
-use std::{future::Future, time::Duration};
+use std::time::Duration;
 
 use tokio::sync::mpsc;
 
 use crate::{
+    config::Config,
+    conversations::{self, NewConversationInput, Title},
     error::{Error, FieldError, Result},
-    models::Model,
-    providers::{ModelRequest, ProviderError, StreamEvent, TokenUsage},
-    store::{Conversation, Message, MessageRole, MessageStatus, NewConversation, UsageRow, User},
-    AppState,
+    ids::{ConversationId, MessageId, UserId},
+    kinds::{MessageRole, MessageStatus},
+    models::{Catalog, Model},
+    providers::{ModelRequest, ProviderError, Providers, RetryPolicy, StreamEvent, TokenUsage},
+    store::{Conn, Conversation, Message, NewMessage, UsageRecord},
 };
 
 /// The most messages read to build a turn's context. Older unsummarised messages beyond this are
 /// left out (they only exist if summaries failed for a long time), so a turn's cost is bounded.
 const CONTEXT_MESSAGES: u32 = 400;
 
-/// A chat request as the API receives it.
+/// A chat request, parsed: the message is within limits and the model (if named) is usable.
 #[derive(Debug)]
 pub struct ChatInput {
-    pub conversation_id: Option<String>,
+    pub conversation_id: Option<ConversationId>,
     pub message: String,
-    pub model: Option<String>,
-    pub agent_id: Option<String>,
-    pub attachment_ids: Option<Vec<String>>,
+    pub model: Option<Model>,
     pub temperature: Option<f32>,
     pub max_tokens: Option<u32>,
+}
+
+/// How a turn treats its provider: retries before any output, and the longest silence in a stream.
+#[derive(Debug, Clone, Copy)]
+pub struct TurnSettings {
+    pub retry: RetryPolicy,
+    pub stream_idle_timeout: Duration,
+}
+
+impl From<&Config> for TurnSettings {
+    fn from(config: &Config) -> Self {
+        TurnSettings {
+            retry: RetryPolicy {
+                max_attempts: config.provider_max_attempts,
+                base: config.provider_retry_base,
+            },
+            stream_idle_timeout: config.stream_idle_timeout,
+        }
+    }
 }
 
 /// A turn whose user message is stored, ready to call the model.
@@ -44,100 +64,68 @@ pub struct Started {
 }
 
 pub struct Outcome {
-    pub conversation_id: String,
+    pub conversation_id: ConversationId,
     pub user_message: Message,
     pub assistant_message: Message,
-    pub usage: UsageRow,
+    pub usage: UsageRecord,
 }
 
-/// Validates the request and stores the user message (and, for a new chat, the conversation).
-pub async fn start(state: &AppState, user: &User, input: ChatInput) -> Result<Started> {
-    let config = state.config();
-    let mut errors = Vec::new();
-    let message = input.message.trim();
-    if message.is_empty() {
-        errors.push(FieldError::new("message", "must not be empty"));
-    } else if input.message.chars().count() > config.max_message_chars {
-        errors.push(FieldError::new(
-            "message",
-            format!("must be at most {} characters", config.max_message_chars),
-        ));
-    }
-    if input.temperature.is_some_and(|t| !(0.0..=2.0).contains(&t)) {
-        errors.push(FieldError::new("temperature", "must be between 0 and 2"));
-    }
-    if input.agent_id.is_some() {
-        errors.push(FieldError::new("agent_id", "no such agent"));
-    }
-    if input
-        .attachment_ids
-        .as_ref()
-        .is_some_and(|ids| !ids.is_empty())
-    {
-        errors.push(FieldError::new("attachment_ids", "no such attachment"));
-    }
-    let conn = state.store().conn().await?;
-    let existing = match &input.conversation_id {
-        Some(id) if !crate::ids::is_uuid(id) => return Err(Error::NotFound),
-        Some(id) => Some(
-            conn.conversation(id, &user.id)
-                .await?
-                .ok_or(Error::NotFound)?,
-        ),
+/// Resolves the conversation and model, and stores the user message (and, for a new chat, the
+/// conversation) before any model is called.
+#[tracing::instrument(level = "debug", skip_all)]
+pub async fn start(
+    conn: &Conn,
+    catalog: &Catalog,
+    user_id: UserId,
+    input: ChatInput,
+) -> Result<Started> {
+    let existing = match input.conversation_id {
+        Some(id) => Some(conversations::get(conn, user_id, id).await?),
         None => None,
     };
-    let model_id = input
-        .model
-        .clone()
-        .or_else(|| existing.as_ref().map(|c| c.model.clone()))
-        .unwrap_or_else(|| config.default_model.clone());
-    let model = match check_model(state, &model_id) {
-        Ok(m) => Some(m.clone()),
-        Err(e) => {
-            errors.push(e);
-            None
-        }
+    let model = match (input.model, &existing) {
+        (Some(model), _) => model,
+        (None, Some(c)) => catalog.usable(&c.model)?.clone(),
+        (None, None) => catalog.usable(catalog.default_model())?.clone(),
     };
     let max_tokens = input
         .max_tokens
-        .unwrap_or_else(|| model.as_ref().map_or(1, |m| m.max_output_tokens.min(4096)));
-    if let Some(m) = &model {
-        if max_tokens == 0 || max_tokens > m.max_output_tokens {
-            errors.push(FieldError::new(
-                "max_tokens",
-                format!("must be between 1 and {} for {}", m.max_output_tokens, m.id),
-            ));
-        }
+        .unwrap_or_else(|| model.max_output_tokens.min(4096));
+    if max_tokens == 0 || max_tokens > model.max_output_tokens {
+        return Err(FieldError::new(
+            "max_tokens",
+            format!(
+                "must be between 1 and {} for {}",
+                model.max_output_tokens, model.id
+            ),
+        )
+        .into());
     }
-    let Some(model) = model.filter(|_| errors.is_empty()) else {
-        return Err(Error::Validation(errors));
-    };
 
     let conversation = match existing {
         Some(c) => c,
         None => {
-            conn.create_conversation(NewConversation {
-                user_id: &user.id,
-                title: &context::title_from(message),
-                model: &model.id,
-                agent_id: None,
-                project_id: None,
-            })
-            .await?
+            let new = NewConversationInput {
+                title: Title::from_message(&input.message),
+                model: model.clone(),
+            };
+            conversations::create(conn, user_id, &new).await?
         }
     };
     let user_message = conn
-        .append_message(
-            &conversation.id,
-            MessageRole::User,
-            &input.message,
-            MessageStatus::Complete,
-            None,
-        )
+        .append_message(NewMessage {
+            id: MessageId::new(),
+            conversation_id: conversation.id,
+            role: MessageRole::User,
+            content: &input.message,
+            status: MessageStatus::Complete,
+            model: None,
+            error: None,
+        })
         .await?;
     let history = conn
         .recent_messages(
-            &conversation.id,
+            conversation.id,
             conversation.summary_through_seq.unwrap_or(0),
             CONTEXT_MESSAGES,
         )
@@ -157,29 +145,14 @@ pub async fn start(state: &AppState, user: &User, input: ChatInput) -> Result<St
     })
 }
 
-/// The catalog entry for `id`, if it exists and this deployment can call it.
-pub fn check_model<'a>(
-    state: &'a AppState,
-    id: &str,
-) -> std::result::Result<&'a Model, FieldError> {
-    match state.catalog().get(id) {
-        None => Err(FieldError::new(
-            "model",
-            format!("unknown model `{id}`; see GET /api/v1/models"),
-        )),
-        Some(m) if !m.available => Err(FieldError::new(
-            "model",
-            format!("`{id}` is not available in this deployment"),
-        )),
-        Some(m) => Ok(m),
-    }
-}
-
 /// Calls the model and stores the answer. With `deltas`, the answer is streamed: each text delta is
 /// sent as it arrives, and a closed channel (the client left) ends the turn as `incomplete`.
+#[tracing::instrument(level = "debug", skip_all, fields(model = %started.model.id))]
 pub async fn run(
-    state: &AppState,
-    user_id: &str,
+    conn: &Conn,
+    providers: &Providers,
+    settings: TurnSettings,
+    user_id: UserId,
     started: Started,
     deltas: Option<mpsc::Sender<String>>,
 ) -> Result<Outcome> {
@@ -192,8 +165,15 @@ pub async fn run(
     let mut usage_rows = Vec::new();
 
     if !plan.to_summarise.is_empty() {
-        if let Some((summary, usage)) =
-            summarise(state, &model, &conversation, &plan.to_summarise).await
+        if let Some((summary, usage)) = summarise(
+            conn,
+            providers,
+            settings.retry,
+            &model,
+            &conversation,
+            &plan.to_summarise,
+        )
+        .await
         {
             plan.request.system = Some(context::system_prompt(Some(&summary)));
             usage_rows.push(("summary", usage));
@@ -201,13 +181,15 @@ pub async fn run(
     }
 
     let (text, result) = match &deltas {
-        Some(tx) => stream_answer(state, &model, &plan.request, tx).await,
-        None => {
-            match with_retries(state, || state.providers().complete(&model, &plan.request)).await {
-                Ok(c) => (c.text, Ok(c.usage)),
-                Err(e) => (String::new(), Err(TurnEnd::Provider(e))),
-            }
-        }
+        Some(tx) => stream_answer(providers, settings, &model, &plan.request, tx).await,
+        None => match settings
+            .retry
+            .run(|| providers.complete(&model, &plan.request))
+            .await
+        {
+            Ok(c) => (c.text, Ok(c.usage)),
+            Err(e) => (String::new(), Err(TurnEnd::Provider(e))),
+        },
     };
 
     let (status, error, usage) = match result {
@@ -230,17 +212,14 @@ pub async fn run(
     usage_rows.push(("chat", usage));
 
     // If the answer cannot be stored, the store error is the turn's error; the user message remains.
-    let (assistant_message, usage) = store_answer(
-        state,
-        user_id,
-        &conversation,
-        &model,
-        &text,
+    let answer = Answer {
+        conversation_id: conversation.id,
+        model: &model,
+        text: &text,
         status,
-        error.as_ref(),
-        &usage_rows,
-    )
-    .await?;
+        error: error.as_ref(),
+    };
+    let (assistant_message, usage) = store_answer(conn, user_id, answer, &usage_rows).await?;
     match error {
         None => Ok(Outcome {
             conversation_id: conversation.id,
@@ -259,17 +238,22 @@ enum TurnEnd {
 }
 
 async fn stream_answer(
-    state: &AppState,
+    providers: &Providers,
+    settings: TurnSettings,
     model: &Model,
     request: &ModelRequest,
     tx: &mpsc::Sender<String>,
 ) -> (String, std::result::Result<TokenUsage, TurnEnd>) {
     let mut text = String::new();
-    let mut rx = match with_retries(state, || state.providers().stream(model, request)).await {
+    let mut rx = match settings
+        .retry
+        .run(|| providers.stream(model, request))
+        .await
+    {
         Ok(rx) => rx,
         Err(e) => return (text, Err(TurnEnd::Provider(e))),
     };
-    let idle = state.config().stream_idle_timeout;
+    let idle = settings.stream_idle_timeout;
     loop {
         let event = match tokio::time::timeout(idle, rx.recv()).await {
             Err(_) => return (text, Err(TurnEnd::Provider(ProviderError::Timeout))),
@@ -296,52 +280,19 @@ async fn stream_answer(
     }
 }
 
-/// Retries throttling, 5xx and timeouts with exponential backoff (a provider's Retry-After wins,
-/// capped). Only ever called before any output exists, so a retry cannot duplicate text.
-async fn with_retries<T, F, Fut>(
-    state: &AppState,
-    mut call: F,
-) -> std::result::Result<T, ProviderError>
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = std::result::Result<T, ProviderError>>,
-{
-    let config = state.config();
-    let mut attempt = 1;
-    loop {
-        match call().await {
-            Ok(v) => return Ok(v),
-            Err(e) if e.is_retryable() && attempt < config.provider_max_attempts => {
-                let backoff = config
-                    .provider_retry_base
-                    .saturating_mul(2u32.saturating_pow(attempt - 1));
-                let wait = match &e {
-                    ProviderError::Throttled {
-                        retry_after: Some(after),
-                    } => *after,
-                    _ => backoff,
-                }
-                .min(Duration::from_secs(20));
-                tracing::warn!(attempt, wait_ms = wait.as_millis() as u64, error = %e, "model call failed; retrying");
-                tokio::time::sleep(wait).await;
-                attempt += 1;
-            }
-            Err(e) => return Err(e),
-        }
-    }
-}
-
 /// Folds older messages into the conversation's rolling summary. A failure only costs context: the
 /// turn goes on with the recent messages.
+#[tracing::instrument(level = "debug", skip_all)]
 async fn summarise(
-    state: &AppState,
+    conn: &Conn,
+    providers: &Providers,
+    retry: RetryPolicy,
     model: &Model,
     conversation: &Conversation,
     older: &[Message],
 ) -> Option<(String, TokenUsage)> {
     let request = context::summary_request(model, conversation.summary.as_deref(), older);
-    let completion = match with_retries(state, || state.providers().complete(model, &request)).await
-    {
+    let completion = match retry.run(|| providers.complete(model, &request)).await {
         Ok(c) => c,
         Err(e) => {
             tracing::warn!(error = %e, "summarising older turns failed; continuing without them");
@@ -349,9 +300,8 @@ async fn summarise(
         }
     };
     let through = older.last()?.seq;
-    let conn = state.store().conn().await.ok()?;
     if let Err(e) = conn
-        .set_summary(&conversation.id, &completion.text, through)
+        .set_summary(conversation.id, &completion.text, through)
         .await
     {
         tracing::warn!(error = %e, "storing the conversation summary failed");
@@ -372,42 +322,50 @@ pub fn cost_usd(model: &Model, usage: TokenUsage) -> f64 {
         / 1_000_000.0
 }
 
-#[allow(clippy::too_many_arguments)]
-async fn store_answer(
-    state: &AppState,
-    user_id: &str,
-    conversation: &Conversation,
-    model: &Model,
-    text: &str,
+/// A finished answer, before it is stored.
+struct Answer<'a> {
+    conversation_id: ConversationId,
+    model: &'a Model,
+    text: &'a str,
     status: MessageStatus,
-    error: Option<&ProviderError>,
+    error: Option<&'a ProviderError>,
+}
+
+/// Stores the answer with its usage rows (the chat row last) in one transaction.
+#[tracing::instrument(level = "debug", skip_all)]
+async fn store_answer(
+    conn: &Conn,
+    user_id: UserId,
+    answer: Answer<'_>,
     usage_rows: &[(&str, TokenUsage)],
-) -> Result<(Message, UsageRow)> {
-    let mut rows: Vec<UsageRow> = usage_rows
+) -> Result<(Message, UsageRecord)> {
+    let id = MessageId::new();
+    let mut rows: Vec<UsageRecord> = usage_rows
         .iter()
-        .map(|(kind, usage)| UsageRow {
-            message_id: String::new(),
-            model: model.id.clone(),
+        .map(|(kind, usage)| UsageRecord {
+            message_id: id,
+            model: answer.model.id.clone(),
             kind: kind.to_string(),
             input_tokens: usage.input_tokens as i64,
             output_tokens: usage.output_tokens as i64,
             cached_tokens: usage.cached_tokens as i64,
-            cost_usd: cost_usd(model, *usage),
+            cost_usd: cost_usd(answer.model, *usage),
         })
         .collect();
-    let error = error.map(|e| e.to_string());
-    let message = state
-        .store()
-        .conn()
-        .await?
+    let error = answer.error.map(|e| e.to_string());
+    let message = conn
         .append_answer(
-            &conversation.id,
             user_id,
-            text,
-            status,
-            &model.id,
-            error.as_deref(),
-            &mut rows,
+            NewMessage {
+                id,
+                conversation_id: answer.conversation_id,
+                role: MessageRole::Assistant,
+                content: answer.text,
+                status: answer.status,
+                model: Some(&answer.model.id),
+                error: error.as_deref(),
+            },
+            &rows,
         )
         .await?;
     let chat_row = rows.pop().expect("the chat usage row is always the last");

@@ -8,7 +8,7 @@ use axum::{
 };
 use serde::de::DeserializeOwned;
 
-use crate::{error::Error, AppState};
+use crate::{error::Error, state::AppState};
 
 /// A JSON body. Unknown fields are ignored (never applied), as serde does by default.
 pub struct ApiJson<T>(pub T);
@@ -111,7 +111,7 @@ impl<T: DeserializeOwned + Send> FromRequest<AppState> for ApiForm<T> {
     }
 }
 
-/// Query parameters; a malformed query string is a 422 problem, not a bare 400.
+/// Query parameters, every value a string; a bad one is a 422 naming its parameter.
 pub struct ApiQuery<T>(pub T);
 
 impl<T: DeserializeOwned, S: Send + Sync> axum::extract::FromRequestParts<S> for ApiQuery<T> {
@@ -119,13 +119,31 @@ impl<T: DeserializeOwned, S: Send + Sync> axum::extract::FromRequestParts<S> for
 
     async fn from_request_parts(
         parts: &mut axum::http::request::Parts,
-        state: &S,
+        _state: &S,
     ) -> Result<Self, Error> {
-        axum::extract::Query::<T>::from_request_parts(parts, state)
-            .await
-            .map(|q| ApiQuery(q.0))
-            .map_err(|e| Error::invalid("query", e.body_text()))
+        parse_query(parts.uri.query().unwrap_or("")).map(ApiQuery)
     }
+}
+
+/// Deserializes a query string through a JSON object of strings, so a shape error names the
+/// parameter as a body error names its field. A repeated parameter is ambiguous, so it is refused.
+pub fn parse_query<T: DeserializeOwned>(query: &str) -> Result<T, Error> {
+    let pairs: Vec<(String, String)> =
+        serde_urlencoded::from_str(query).map_err(|e| Error::invalid("query", e.to_string()))?;
+    let mut object = serde_json::Map::new();
+    for (k, v) in pairs {
+        if object.contains_key(&k) {
+            return Err(Error::invalid(k, "is given more than once"));
+        }
+        object.insert(k, serde_json::Value::String(v));
+    }
+    serde_path_to_error::deserialize(serde_json::Value::Object(object)).map_err(|e| {
+        let field = match e.path().to_string() {
+            p if p == "." => "query".to_string(),
+            p => p,
+        };
+        Error::invalid(field, e.into_inner().to_string())
+    })
 }
 
 #[cfg(test)]
@@ -169,5 +187,37 @@ mod tests {
             Err(Error::BadRequest(_))
         ));
         assert!(parse_json::<Body>(br#"{"email":"a","role":"admin"}"#).is_ok());
+    }
+
+    #[derive(Debug, serde::Deserialize, PartialEq)]
+    #[serde(rename_all = "lowercase")]
+    enum Format {
+        Json,
+        Markdown,
+    }
+
+    #[derive(Debug, serde::Deserialize)]
+    struct Query {
+        format: Option<Format>,
+        q: Option<String>,
+    }
+
+    #[test]
+    fn query_errors_name_the_parameter() {
+        let q: Query = parse_query("format=markdown&q=a%20b").unwrap();
+        assert_eq!(
+            (q.format, q.q.as_deref()),
+            (Some(Format::Markdown), Some("a b"))
+        );
+        match parse_query::<Query>("q=a&q=b").unwrap_err() {
+            Error::Validation(e) => assert_eq!(e[0].field, "q"),
+            other => panic!("{other:?}"),
+        }
+        let q: Query = parse_query("").unwrap();
+        assert!(q.format.is_none() && q.q.is_none());
+        match parse_query::<Query>("format=pdf").unwrap_err() {
+            Error::Validation(e) => assert_eq!(e[0].field, "format"),
+            other => panic!("{other:?}"),
+        }
     }
 }

@@ -1,7 +1,9 @@
-//! HTTP glue shared by every function: the layers every router gets, and the runner that serves a
-//! router under the Lambda runtime or, outside Lambda, as a plain local server.
+//! HTTP glue shared by every function: the layers every router gets, body extractors, Server-Sent
+//! Events, and the runner that serves a function under the Lambda runtime or, outside Lambda, as a
+//! plain local server.
 
 mod extract;
+pub mod sse;
 
 use std::time::Duration;
 
@@ -22,7 +24,14 @@ use utoipa_axum::router::OpenApiRouter;
 
 pub use extract::{parse_json, ApiForm, ApiJson, ApiQuery};
 
-use crate::{api::Group, config::Config, error::Error, AppState};
+pub use crate::function::BoxError;
+use crate::{
+    config::Config,
+    error::Error,
+    function::{Function, Transport},
+    ids::ConversationId,
+    state::AppState,
+};
 
 const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
@@ -48,7 +57,15 @@ pub fn app(state: AppState, routes: OpenApiRouter<AppState>) -> Router {
                         .get(REQUEST_ID)
                         .and_then(|v| v.to_str().ok())
                         .unwrap_or("");
-                    tracing::info_span!("request", method = %req.method(), route, request_id)
+                    // user_id and conversation_id are recorded once known (see `record_*`).
+                    tracing::info_span!(
+                        "request",
+                        method = %req.method(),
+                        route,
+                        request_id,
+                        user_id = tracing::field::Empty,
+                        conversation_id = tracing::field::Empty,
+                    )
                 })
                 .on_request(())
                 .on_response(|res: &Response<_>, latency: Duration, _span: &Span| {
@@ -74,6 +91,16 @@ pub fn app(state: AppState, routes: OpenApiRouter<AppState>) -> Router {
         })
         .layer(layers)
         .with_state(state)
+}
+
+/// Names the authenticated user on the request's span (and so on its log lines).
+pub fn record_user(user_id: crate::ids::UserId) {
+    Span::current().record("user_id", tracing::field::display(user_id));
+}
+
+/// Names the conversation a request works on, once known.
+pub fn record_conversation(conversation_id: ConversationId) {
+    Span::current().record("conversation_id", tracing::field::display(conversation_id));
 }
 
 fn cors(config: &Config) -> CorsLayer {
@@ -103,15 +130,30 @@ impl MakeRequestId for MakeRequestUuidV7 {
 /// Structured JSON logs on stdout (CloudWatch in Lambda). `RUST_LOG` takes `level` or
 /// `target=level` directives (`info,codechat=debug`); the default is `info`. (`Targets` rather than
 /// `EnvFilter`: the same directives without a regex engine in every binary.)
+///
+/// Store transactions and provider calls have `debug` spans: with `RUST_LOG` at debug, each one's
+/// close is logged with its duration (`time.busy`, `time.idle`). At the default level they cost
+/// nothing and log nothing.
 pub fn init_tracing() {
     use tracing_subscriber::{
-        filter::Targets, layer::SubscriberExt, util::SubscriberInitExt, Layer,
+        filter::Targets, fmt::format::FmtSpan, layer::SubscriberExt, util::SubscriberInitExt, Layer,
     };
-    let filter: Targets = std::env::var("RUST_LOG")
+    let directives = std::env::var("RUST_LOG").unwrap_or_default();
+    let filter: Targets = directives
+        .parse()
         .ok()
-        .and_then(|v| v.parse().ok())
+        .filter(|_| !directives.trim().is_empty())
         .unwrap_or_else(|| Targets::new().with_default(tracing::Level::INFO));
+    let span_timings = filter
+        .iter()
+        .any(|(_, level)| level >= tracing::level_filters::LevelFilter::DEBUG)
+        || filter.default_level() >= Some(tracing::level_filters::LevelFilter::DEBUG);
     let json = tracing_subscriber::fmt::layer()
+        .with_span_events(if span_timings {
+            FmtSpan::CLOSE
+        } else {
+            FmtSpan::NONE
+        })
         .json()
         .with_current_span(true)
         .with_span_list(false)
@@ -121,43 +163,67 @@ pub fn init_tracing() {
     let _ = tracing_subscriber::registry().with(json).try_init();
 }
 
-pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
-
 /// The body of every function's `main`: configuration and store are set up once (cold start), then
-/// the group's router serves events from the Lambda Runtime API, or, when started outside Lambda,
-/// HTTP on `127.0.0.1:$PORT` (default 3000).
-///
-/// `routes` is the group's own router function (not looked up from `group`), so each binary links
-/// only its own handlers and their dependencies.
-pub async fn run(group: Group, routes: fn() -> OpenApiRouter<AppState>) -> Result<(), BoxError> {
+/// the function serves events from the Lambda Runtime API, or, when started outside Lambda, HTTP on
+/// `127.0.0.1:$PORT` (default 3000).
+pub async fn run(function: &'static Function) -> Result<(), BoxError> {
     init_tracing();
-    let state = match start(group).await {
+    let name = function.name;
+    let state = match start(name).await {
         Ok(state) => state,
         Err(e) => {
-            tracing::error!(error = %e, function = group.name(), "start-up failed");
+            tracing::error!(error = %e, function = name, "start-up failed");
             return Err(e);
         }
     };
-    let app = app(state, routes());
-    if std::env::var_os("AWS_LAMBDA_RUNTIME_API").is_some() {
-        if group.streams() {
-            lambda_http::run_with_streaming_response(app).await
-        } else {
-            lambda_http::run(app).await
+    let in_lambda = std::env::var_os("AWS_LAMBDA_RUNTIME_API").is_some();
+    match function.transport {
+        Transport::Buffered(routes) if in_lambda => lambda_http::run(app(state, routes())).await,
+        Transport::Streaming(routes) if in_lambda => {
+            lambda_http::run_with_streaming_response(app(state, routes())).await
         }
-    } else {
-        let port: u16 = std::env::var("PORT")
-            .ok()
-            .and_then(|p| p.parse().ok())
-            .unwrap_or(3000);
-        let listener = tokio::net::TcpListener::bind(("127.0.0.1", port)).await?;
-        tracing::info!(function = group.name(), port, "serving locally");
-        axum::serve(listener, app).await.map_err(Into::into)
+        Transport::WebSocket(handler) | Transport::Worker(handler) if in_lambda => {
+            lambda_http::lambda_runtime::run(lambda_http::service_fn(
+                move |event: lambda_http::lambda_runtime::LambdaEvent<serde_json::Value>| {
+                    handler(state.clone(), event.payload)
+                },
+            ))
+            .await
+        }
+        Transport::Buffered(routes) | Transport::Streaming(routes) => {
+            serve_locally(name, app(state, routes())).await
+        }
+        // Locally an event function takes its event as the JSON body of `POST /`.
+        Transport::WebSocket(handler) | Transport::Worker(handler) => {
+            let events = Router::new().route(
+                "/",
+                axum::routing::post(move |axum::Json(event): axum::Json<serde_json::Value>| {
+                    let state = state.clone();
+                    async move {
+                        handler(state, event)
+                            .await
+                            .map(axum::Json)
+                            .map_err(|e| Error::Internal(e.to_string()))
+                    }
+                }),
+            );
+            serve_locally(name, events).await
+        }
     }
 }
 
-async fn start(group: Group) -> Result<AppState, BoxError> {
+async fn serve_locally(name: &str, app: Router) -> Result<(), BoxError> {
+    let port: u16 = std::env::var("PORT")
+        .ok()
+        .and_then(|p| p.parse().ok())
+        .unwrap_or(3000);
+    let listener = tokio::net::TcpListener::bind(("127.0.0.1", port)).await?;
+    tracing::info!(function = name, port, "serving locally");
+    axum::serve(listener, app).await.map_err(Into::into)
+}
+
+async fn start(name: &str) -> Result<AppState, BoxError> {
     let config = Config::from_env().await?;
-    tracing::info!(function = group.name(), profile = ?config.profile, "starting");
+    tracing::info!(function = name, profile = ?config.profile, "starting");
     Ok(AppState::new(config).await?)
 }

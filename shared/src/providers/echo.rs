@@ -6,16 +6,11 @@ use std::time::Duration;
 
 use tokio::sync::mpsc;
 
-use super::{Completion, EventStream, ModelRequest, Speaker, StreamEvent, TokenUsage};
+use super::{Completion, EventStream, ModelRequest, Purpose, Speaker, StreamEvent, TokenUsage};
 
 pub struct Echo {
     /// Pause between streamed words, so streaming is visible on a laptop; zero in tests.
     delay: Duration,
-}
-
-/// Rough token count used by the offline model and by context budgeting.
-pub fn estimate_tokens(text: &str) -> u64 {
-    (text.chars().count() as u64).div_ceil(4)
 }
 
 impl Echo {
@@ -32,11 +27,7 @@ impl Echo {
             .map(|t| t.text.as_str())
             .unwrap_or("");
         // A summarisation request asks for a summary; answer with a deterministic digest.
-        if request
-            .system
-            .as_deref()
-            .is_some_and(|s| s.starts_with(crate::chat::context::SUMMARY_INSTRUCTION))
-        {
+        if request.purpose == Purpose::Summary {
             let words: Vec<&str> = last.split_whitespace().take(40).collect();
             return format!("Summary (offline echo model): {}", words.join(" "));
         }
@@ -105,6 +96,7 @@ mod tests {
             }],
             temperature: None,
             max_tokens: 100,
+            purpose: Purpose::Chat,
         }
     }
 
@@ -134,7 +126,10 @@ mod tests {
         }
         assert_eq!(text, done.text);
         assert!(deltas > 3);
-        assert_eq!(done.usage.output_tokens, estimate_tokens(&done.text));
+        assert_eq!(
+            done.usage.output_tokens,
+            super::super::estimate_tokens(&done.text)
+        );
     }
 
     #[test]

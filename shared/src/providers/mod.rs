@@ -3,13 +3,11 @@
 //!
 //! Streams are channels: the provider's task reads the wire and sends [`StreamEvent`]s; dropping the
 //! receiver (the client went away) stops that task and with it the upstream request.
-//! Retries live in [`crate::chat`], which knows whether any output has been produced yet.
+//! [`RetryPolicy::run`] retries a call; the caller decides when that is safe (before any output).
 
 mod bedrock;
 mod echo;
 mod openai;
-
-pub use echo::estimate_tokens;
 
 use std::time::Duration;
 
@@ -32,6 +30,19 @@ pub struct Turn {
     pub text: String,
 }
 
+/// Rough token count (four characters a token): what the offline model reports, what context
+/// budgeting and estimated billing use.
+pub fn estimate_tokens(text: &str) -> u64 {
+    (text.chars().count() as u64).div_ceil(4)
+}
+
+/// Why a call is made: a turn's answer, or folding older turns into the rolling summary.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Purpose {
+    Chat,
+    Summary,
+}
+
 /// One model call.
 #[derive(Debug, Clone)]
 pub struct ModelRequest {
@@ -40,6 +51,7 @@ pub struct ModelRequest {
     pub turns: Vec<Turn>,
     pub temperature: Option<f32>,
     pub max_tokens: u32,
+    pub purpose: Purpose,
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -115,6 +127,46 @@ impl ProviderError {
     }
 }
 
+/// Bounded retries with exponential backoff (a provider's Retry-After wins, capped at 20 s).
+#[derive(Debug, Clone, Copy)]
+pub struct RetryPolicy {
+    /// Attempts per call, counting the first (1 to 10).
+    pub max_attempts: u32,
+    /// First retry delay; doubles per attempt.
+    pub base: Duration,
+}
+
+impl RetryPolicy {
+    /// Runs `call`, retrying throttling, 5xx and timeouts. Callers only use it before any output
+    /// exists, so a retry cannot duplicate text.
+    pub async fn run<T, F, Fut>(&self, mut call: F) -> Result<T, ProviderError>
+    where
+        F: FnMut() -> Fut,
+        Fut: std::future::Future<Output = Result<T, ProviderError>>,
+    {
+        let mut attempt = 1;
+        loop {
+            match call().await {
+                Ok(v) => return Ok(v),
+                Err(e) if e.is_retryable() && attempt < self.max_attempts => {
+                    let backoff = self.base.saturating_mul(2u32.saturating_pow(attempt - 1));
+                    let wait = match &e {
+                        ProviderError::Throttled {
+                            retry_after: Some(after),
+                        } => *after,
+                        _ => backoff,
+                    }
+                    .min(Duration::from_secs(20));
+                    tracing::warn!(attempt, wait_ms = wait.as_millis() as u64, error = %e, "model call failed; retrying");
+                    tokio::time::sleep(wait).await;
+                    attempt += 1;
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    }
+}
+
 /// The providers this process can call. Clients are built on first use, so functions that never
 /// call a model pay nothing for them at cold start (nor carry their code: the linker drops it).
 pub struct Providers {
@@ -155,6 +207,7 @@ impl Providers {
             .await)
     }
 
+    #[tracing::instrument(level = "debug", skip_all, fields(model = %model.id))]
     pub async fn complete(
         &self,
         model: &Model,
@@ -168,6 +221,7 @@ impl Providers {
     }
 
     /// Starts a streamed call. An error here happened before any output.
+    #[tracing::instrument(level = "debug", skip_all, fields(model = %model.id))]
     pub async fn stream(
         &self,
         model: &Model,

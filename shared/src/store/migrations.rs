@@ -1,4 +1,4 @@
-//! Versioned schema migrations, embedded in every binary.
+//! Versioned schema migrations: `shared/migrations/NNNN_name.sql`, embedded in every binary.
 //!
 //! Several cold starts may race on one database (every function is its own process under
 //! `cargo lambda watch`, and Lambda starts many instances at once). The fast path is one read of the
@@ -8,103 +8,20 @@
 
 use libsql::TransactionBehavior;
 
-use super::{Conn, StoreResult};
+use super::{col, Conn, StoreError, StoreResult};
 
-/// Append-only: never edit a released migration, add a new one.
-pub(super) const MIGRATIONS: &[(i64, &str)] = &[
-    (
-        1,
-        r#"
-    CREATE TABLE users (
-        id TEXT PRIMARY KEY,
-        email TEXT NOT NULL UNIQUE,
-        password_hash TEXT NOT NULL,
-        display_name TEXT NOT NULL,
-        role TEXT NOT NULL DEFAULT 'user' CHECK (role IN ('user', 'admin')),
-        is_active INTEGER NOT NULL DEFAULT 1,
-        daily_token_limit INTEGER,
-        created_at TEXT NOT NULL,
-        updated_at TEXT NOT NULL
-    );
-    CREATE TABLE refresh_tokens (
-        jti TEXT PRIMARY KEY,
-        user_id TEXT NOT NULL REFERENCES users(id) ON DELETE CASCADE,
-        family_id TEXT NOT NULL,
-        expires_at TEXT NOT NULL,
-        used_at TEXT,
-        revoked_at TEXT,
-        created_at TEXT NOT NULL
-    );
-    CREATE INDEX refresh_tokens_family ON refresh_tokens(family_id);
-    CREATE INDEX refresh_tokens_user ON refresh_tokens(user_id);
-    "#,
-    ),
-    (
-        2,
-        r#"
-    CREATE TABLE conversations (
-        id TEXT PRIMARY KEY,
-        user_id TEXT NOT NULL REFERENCES users(id) ON DELETE CASCADE,
-        title TEXT NOT NULL,
-        model TEXT NOT NULL,
-        agent_id TEXT,
-        project_id TEXT,
-        summary TEXT,
-        -- messages with seq <= summary_through_seq are covered by the summary
-        summary_through_seq INTEGER,
-        message_count INTEGER NOT NULL DEFAULT 0,
-        created_at TEXT NOT NULL,
-        updated_at TEXT NOT NULL,
-        last_message_at TEXT,
-        -- the list's sort key: last_message_at, or created_at before the first message
-        activity_at TEXT NOT NULL
-    );
-    CREATE INDEX conversations_user_activity ON conversations(user_id, activity_at DESC, id DESC);
+macro_rules! migrations {
+    ($($version:literal => $file:literal),+ $(,)?) => {
+        &[$(($version, $file, include_str!(concat!("../../migrations/", $file)))),+]
+    };
+}
 
-    -- seq (the rowid) orders messages; ids are for clients.
-    CREATE TABLE messages (
-        seq INTEGER PRIMARY KEY,
-        id TEXT NOT NULL UNIQUE,
-        conversation_id TEXT NOT NULL REFERENCES conversations(id) ON DELETE CASCADE,
-        role TEXT NOT NULL CHECK (role IN ('user', 'assistant', 'system')),
-        content TEXT NOT NULL,
-        status TEXT NOT NULL CHECK (status IN ('complete', 'incomplete', 'failed')),
-        model TEXT,
-        error TEXT,
-        created_at TEXT NOT NULL
-    );
-    CREATE INDEX messages_conversation ON messages(conversation_id, seq);
-
-    CREATE TABLE usage (
-        id TEXT PRIMARY KEY,
-        message_id TEXT NOT NULL,
-        conversation_id TEXT NOT NULL,
-        user_id TEXT NOT NULL,
-        model TEXT NOT NULL,
-        kind TEXT NOT NULL CHECK (kind IN ('chat', 'summary')),
-        input_tokens INTEGER NOT NULL,
-        output_tokens INTEGER NOT NULL,
-        cached_tokens INTEGER NOT NULL,
-        cost_usd REAL NOT NULL,
-        created_at TEXT NOT NULL
-    );
-    CREATE INDEX usage_message ON usage(message_id);
-    CREATE INDEX usage_conversation ON usage(conversation_id, model);
-    CREATE INDEX usage_user_time ON usage(user_id, created_at);
-
-    -- One row per (user, Idempotency-Key): the request it was first used with and, once the turn
-    -- is over, the answer to replay.
-    CREATE TABLE idempotency_keys (
-        user_id TEXT NOT NULL,
-        key TEXT NOT NULL,
-        request TEXT NOT NULL,
-        status_code INTEGER,
-        response TEXT,
-        created_at TEXT NOT NULL,
-        PRIMARY KEY (user_id, key)
-    );
-    "#,
-    ),
+/// Append-only, in order: never edit a released migration, add a new file and a line here (a test
+/// checks that this list and the folder agree).
+pub(crate) const MIGRATIONS: &[(i64, &str, &str)] = migrations![
+    1 => "0001_users_and_refresh_tokens.sql",
+    2 => "0002_conversations_messages_usage.sql",
+    3 => "0003_idempotency_leases.sql",
 ];
 
 pub(super) async fn apply(conn: &Conn) -> StoreResult<()> {
@@ -123,14 +40,14 @@ pub(super) async fn apply(conn: &Conn) -> StoreResult<()> {
         .transaction_with_behavior(TransactionBehavior::Immediate)
         .await?;
     let applied = current_version(&tx).await?;
-    for (version, sql) in MIGRATIONS.iter().filter(|(v, _)| *v > applied) {
+    for (version, file, sql) in MIGRATIONS.iter().filter(|(v, _, _)| *v > applied) {
         tx.execute_batch(sql).await?;
         tx.execute(
             "INSERT INTO schema_migrations (version, applied_at) VALUES (?1, ?2)",
             libsql::params![*version, crate::ids::now()],
         )
         .await?;
-        tracing::info!(version, "applied schema migration");
+        tracing::info!(version, file, "applied schema migration");
     }
     tx.commit().await?;
     Ok(())
@@ -146,6 +63,28 @@ async fn current_version(conn: &libsql::Connection) -> StoreResult<i64> {
     let row = rows
         .next()
         .await?
-        .ok_or(super::StoreError::Corrupt("schema_migrations"))?;
-    super::col(&row, 0, "schema_migrations.version")
+        .ok_or(StoreError::Corrupt("schema_migrations"))?;
+    col(&row, 0, "schema_migrations.version")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::MIGRATIONS;
+
+    #[test]
+    fn the_list_matches_the_folder_in_order() {
+        let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/migrations");
+        let mut files: Vec<String> = std::fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .filter(|n| n.ends_with(".sql"))
+            .collect();
+        files.sort();
+        let listed: Vec<&str> = MIGRATIONS.iter().map(|m| m.1).collect();
+        assert_eq!(files, listed, "every migration file is listed, in order");
+        for (i, (version, file, _)) in MIGRATIONS.iter().enumerate() {
+            assert_eq!(*version, i as i64 + 1);
+            assert!(file.starts_with(&format!("{version:04}_")), "{file}");
+        }
+    }
 }

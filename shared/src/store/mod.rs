@@ -2,31 +2,41 @@
 //!
 //! One [`Store`] (a `libsql::Database`) is built per process; each request opens its own [`Conn`],
 //! because a libSQL connection must not be shared between concurrent tasks. Queries live in the
-//! submodules as methods on [`Conn`], named for what they do.
+//! submodules, one per table family, as methods on [`Conn`] named for what they do. Row types are
+//! plain data: API shapes live in `api/` and convert from them.
 
 mod conversations;
-mod migrations;
+mod idempotency;
+mod messages;
+pub(crate) mod migrations;
 mod tokens;
+mod usage;
 mod users;
 
 use std::{sync::Arc, time::Duration};
 
-use crate::config::DatabaseConfig;
-
-pub use conversations::{
-    Conversation, IdempotencyClaim, Message, MessageRole, MessageStatus, NewConversation, UsageRow,
-    UsageTotals,
+use crate::{
+    config::DatabaseConfig,
+    ids::{ConversationId, MessageId, UserId},
+    kinds::{MessageRole, MessageStatus, Role},
 };
+
+pub use conversations::{Conversation, ConversationChanges, NewConversation};
+pub use idempotency::{IdempotencyRecord, NewClaim};
+pub use messages::{Message, NewMessage};
 pub use tokens::RefreshOutcome;
-pub use users::{NewUser, Role, User, UserChanges};
+pub use usage::{UsageRecord, UsageTotals};
+pub use users::{NewUser, User, UserChanges};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     /// Another writer held the database past the busy timeout: safe to retry.
     #[error("the database is busy")]
     Busy,
-    #[error("unique constraint violated: {0}")]
-    Unique(String),
+    /// A UNIQUE or PRIMARY KEY constraint refused a write; `constraint` names its columns as
+    /// SQLite does (`users.email`), so the call site can map it to the field it concerns.
+    #[error("unique constraint violated: {constraint}")]
+    Unique { constraint: String },
     #[error("database error: {0}")]
     Db(String),
     #[error("could not open the database: {0}")]
@@ -46,11 +56,25 @@ impl From<libsql::Error> for StoreError {
         // Primary codes: 5 SQLITE_BUSY, 6 SQLITE_LOCKED; extended codes keep the primary in the low byte.
         if matches!(code.map(|c| c & 0xff), Some(5 | 6)) || message.contains("database is locked") {
             StoreError::Busy
-        } else if message.contains("UNIQUE constraint failed") {
-            StoreError::Unique(message)
+        } else if let Some(i) = message.find("UNIQUE constraint failed: ") {
+            let rest = &message[i + "UNIQUE constraint failed: ".len()..];
+            let constraint = rest
+                .split(|c: char| !(c.is_alphanumeric() || "_., ".contains(c)))
+                .next()
+                .unwrap_or(rest)
+                .trim()
+                .to_string();
+            StoreError::Unique { constraint }
         } else {
             StoreError::Db(message)
         }
+    }
+}
+
+impl StoreError {
+    /// Whether this is the unique constraint on `constraint` (e.g. `users.email`).
+    pub fn is_unique(&self, constraint: &str) -> bool {
+        matches!(self, StoreError::Unique { constraint: c } if c == constraint)
     }
 }
 
@@ -172,6 +196,60 @@ impl FromColumn for f64 {
     }
 }
 
+macro_rules! parsed_column {
+    ($($t:ty => $parse:expr),+ $(,)?) => {$(
+        impl FromColumn for $t {
+            fn from_column(v: libsql::Value) -> Option<Self> {
+                match v {
+                    libsql::Value::Text(s) => $parse(s.as_str()),
+                    _ => None,
+                }
+            }
+        }
+    )+};
+}
+
+parsed_column!(
+    UserId => |s: &str| s.parse().ok(),
+    ConversationId => |s: &str| s.parse().ok(),
+    MessageId => |s: &str| s.parse().ok(),
+    Role => Role::parse,
+    MessageRole => MessageRole::parse,
+    MessageStatus => MessageStatus::parse,
+);
+
+impl FromColumn for bool {
+    fn from_column(v: libsql::Value) -> Option<Self> {
+        match v {
+            libsql::Value::Integer(n) => Some(n != 0),
+            _ => None,
+        }
+    }
+}
+
+/// Reads every row with `f`.
+async fn collect<T>(
+    mut rows: libsql::Rows,
+    f: fn(&libsql::Row) -> StoreResult<T>,
+) -> StoreResult<Vec<T>> {
+    let mut out = Vec::new();
+    while let Some(row) = rows.next().await? {
+        out.push(f(&row)?);
+    }
+    Ok(out)
+}
+
+/// Reads the first row with `f`, if there is one.
+async fn first<T>(
+    mut rows: libsql::Rows,
+    f: fn(&libsql::Row) -> StoreResult<T>,
+) -> StoreResult<Option<T>> {
+    match rows.next().await? {
+        Some(row) => f(&row).map(Some),
+        None => Ok(None),
+    }
+}
+
 impl<T: FromColumn> FromColumn for Option<T> {
     fn from_column(v: libsql::Value) -> Option<Self> {
         match v {
@@ -212,5 +290,32 @@ mod tests {
         assert_eq!(n, distinct);
         assert_eq!(n as usize, migrations::MIGRATIONS.len());
         store.ping().await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn unique_violations_name_their_constraint() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&DatabaseConfig::LocalFile(dir.path().join("db")))
+            .await
+            .unwrap();
+        let conn = store.conn().await.unwrap();
+        let new = NewUser {
+            email: "a@example.com",
+            password_hash: "x",
+            display_name: "a",
+            role: Role::User,
+        };
+        conn.insert_user(new).await.unwrap();
+        let err = conn
+            .insert_user(NewUser {
+                email: "a@example.com",
+                password_hash: "x",
+                display_name: "a",
+                role: Role::User,
+            })
+            .await
+            .unwrap_err();
+        assert!(err.is_unique("users.email"), "{err:?}");
+        assert!(!err.is_unique("users.id"));
     }
 }

@@ -3,11 +3,12 @@
 //! stolen token that races its owner's gets both of them logged out rather than one silently kept.
 
 use super::{col, Conn, StoreResult};
+use crate::ids::UserId;
 
 #[derive(Debug, PartialEq, Eq)]
 pub enum RefreshOutcome {
     /// The token was live and is now spent; issue its successor in the same family.
-    Rotated { user_id: String, family_id: String },
+    Rotated { user_id: UserId, family_id: String },
     /// The token was already spent or revoked: its family has now been revoked.
     Reused,
     /// No such token (expired rows count as unknown).
@@ -18,7 +19,7 @@ impl Conn {
     pub async fn insert_refresh_token(
         &self,
         jti: &str,
-        user_id: &str,
+        user_id: UserId,
         family_id: &str,
         expires_at: &str,
     ) -> StoreResult<()> {
@@ -71,12 +72,16 @@ impl Conn {
     }
 
     /// The family a token belongs to, if the token belongs to `user_id`.
-    pub async fn refresh_family_of(&self, jti: &str, user_id: &str) -> StoreResult<Option<String>> {
+    pub async fn refresh_family_of(
+        &self,
+        jti: &str,
+        user_id: UserId,
+    ) -> StoreResult<Option<String>> {
         let mut rows = self
             .0
             .query(
                 "SELECT family_id FROM refresh_tokens WHERE jti = ?1 AND user_id = ?2",
-                [jti, user_id],
+                libsql::params![jti, user_id],
             )
             .await?;
         match rows.next().await? {
@@ -96,7 +101,7 @@ impl Conn {
     }
 
     /// Logs a user out everywhere (password change, deactivation).
-    pub async fn revoke_user_refresh_tokens(&self, user_id: &str) -> StoreResult<()> {
+    pub async fn revoke_user_refresh_tokens(&self, user_id: UserId) -> StoreResult<()> {
         self.0
             .execute(
                 "UPDATE refresh_tokens SET revoked_at = ?2 WHERE user_id = ?1 AND revoked_at IS NULL",

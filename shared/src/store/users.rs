@@ -1,34 +1,11 @@
-use super::{col, Conn, StoreError, StoreResult};
+//! Accounts.
 
-#[derive(
-    Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize, utoipa::ToSchema,
-)]
-#[serde(rename_all = "lowercase")]
-pub enum Role {
-    User,
-    Admin,
-}
-
-impl Role {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Role::User => "user",
-            Role::Admin => "admin",
-        }
-    }
-
-    fn parse(s: &str) -> StoreResult<Self> {
-        match s {
-            "user" => Ok(Role::User),
-            "admin" => Ok(Role::Admin),
-            _ => Err(StoreError::Corrupt("users.role")),
-        }
-    }
-}
+use super::{col, first, Conn, StoreError, StoreResult};
+use crate::{ids::UserId, kinds::Role};
 
 #[derive(Debug, Clone)]
 pub struct User {
-    pub id: String,
+    pub id: UserId,
     pub email: String,
     pub password_hash: String,
     pub display_name: String,
@@ -62,8 +39,8 @@ fn user_from_row(row: &libsql::Row) -> StoreResult<User> {
         email: col(row, 1, "users.email")?,
         password_hash: col(row, 2, "users.password_hash")?,
         display_name: col(row, 3, "users.display_name")?,
-        role: Role::parse(&col::<String>(row, 4, "users.role")?)?,
-        is_active: col::<i64>(row, 5, "users.is_active")? != 0,
+        role: col(row, 4, "users.role")?,
+        is_active: col(row, 5, "users.is_active")?,
         daily_token_limit: col(row, 6, "users.daily_token_limit")?,
         created_at: col(row, 7, "users.created_at")?,
         updated_at: col(row, 8, "users.updated_at")?,
@@ -71,55 +48,53 @@ fn user_from_row(row: &libsql::Row) -> StoreResult<User> {
 }
 
 impl Conn {
-    /// Inserts a user; a taken email is [`StoreError::Unique`] (the UNIQUE index decides, so two
-    /// concurrent registrations of one email cannot both succeed).
+    /// Inserts a user; a taken email is [`StoreError::Unique`] on `users.email` (the UNIQUE index
+    /// decides, so two concurrent registrations of one email cannot both succeed).
     pub async fn insert_user(&self, new: NewUser<'_>) -> StoreResult<User> {
-        let id = crate::ids::new_id();
         let now = crate::ids::now();
-        let mut rows = self
+        let rows = self
             .0
             .query(
                 &format!(
                     "INSERT INTO users (id, email, password_hash, display_name, role, is_active, created_at, updated_at)
                      VALUES (?1, ?2, ?3, ?4, ?5, 1, ?6, ?6) RETURNING {USER_COLUMNS}"
                 ),
-                libsql::params![id, new.email, new.password_hash, new.display_name, new.role.as_str(), now],
+                libsql::params![UserId::new(), new.email, new.password_hash, new.display_name, new.role.as_str(), now],
             )
             .await?;
-        let row = rows.next().await?.ok_or(StoreError::Corrupt("users"))?;
-        user_from_row(&row)
+        first(rows, user_from_row)
+            .await?
+            .ok_or(StoreError::Corrupt("users"))
     }
 
     pub async fn user_by_email(&self, email: &str) -> StoreResult<Option<User>> {
-        self.one_user(
-            &format!("SELECT {USER_COLUMNS} FROM users WHERE email = ?1"),
-            email,
-        )
-        .await
+        let rows = self
+            .0
+            .query(
+                &format!("SELECT {USER_COLUMNS} FROM users WHERE email = ?1"),
+                [email],
+            )
+            .await?;
+        first(rows, user_from_row).await
     }
 
-    pub async fn user_by_id(&self, id: &str) -> StoreResult<Option<User>> {
-        self.one_user(
-            &format!("SELECT {USER_COLUMNS} FROM users WHERE id = ?1"),
-            id,
-        )
-        .await
-    }
-
-    async fn one_user(&self, sql: &str, key: &str) -> StoreResult<Option<User>> {
-        let mut rows = self.0.query(sql, [key]).await?;
-        match rows.next().await? {
-            Some(row) => Ok(Some(user_from_row(&row)?)),
-            None => Ok(None),
-        }
+    pub async fn user_by_id(&self, id: UserId) -> StoreResult<Option<User>> {
+        let rows = self
+            .0
+            .query(
+                &format!("SELECT {USER_COLUMNS} FROM users WHERE id = ?1"),
+                [id],
+            )
+            .await?;
+        first(rows, user_from_row).await
     }
 
     pub async fn update_user(
         &self,
-        id: &str,
+        id: UserId,
         changes: UserChanges<'_>,
     ) -> StoreResult<Option<User>> {
-        let mut rows = self
+        let rows = self
             .0
             .query(
                 &format!(
@@ -135,14 +110,11 @@ impl Conn {
                 ],
             )
             .await?;
-        match rows.next().await? {
-            Some(row) => Ok(Some(user_from_row(&row)?)),
-            None => Ok(None),
-        }
+        first(rows, user_from_row).await
     }
 
-    /// Test and admin support: flips the active flag.
-    pub async fn set_user_active(&self, id: &str, active: bool) -> StoreResult<bool> {
+    /// Flips the active flag (tests today; the admin console with its issue).
+    pub async fn set_user_active(&self, id: UserId, active: bool) -> StoreResult<bool> {
         let n = self
             .0
             .execute(

@@ -8,9 +8,18 @@ use serde::Serialize;
 use utoipa::ToSchema;
 use utoipa_axum::{router::OpenApiRouter, routes};
 
-use crate::AppState;
+use crate::{
+    function::{Function, Limits, Transport},
+    state::AppState,
+};
 
-/// This function group's routes.
+pub const FUNCTION: Function = Function {
+    name: "health",
+    transport: Transport::Buffered(routes),
+    limits: Limits::API,
+};
+
+/// Health, the OpenAPI document and the interactive docs.
 pub fn routes() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
         .routes(routes!(health))

@@ -1,0 +1,344 @@
+//! Accounts: registration, login, token refresh and logout, profile changes, and turning a bearer
+//! token into the current user.
+//!
+//! Inputs arrive parsed ([`Email`], [`Password`], [`DisplayName`]): a value of these types is valid.
+
+use std::time::UNIX_EPOCH;
+
+use crate::{
+    auth::{
+        password,
+        tokens::{TokenKeys, TokenType},
+    },
+    error::{Error, FieldError, Result},
+    kinds::Role,
+    store::{Conn, NewUser, RefreshOutcome, User, UserChanges},
+};
+
+pub const PASSWORD_MIN_CHARS: usize = 8;
+pub const PASSWORD_MAX_CHARS: usize = 128;
+const DISPLAY_NAME_MAX_CHARS: usize = 100;
+const EMAIL_MAX_CHARS: usize = 254;
+
+/// A plausible email address, trimmed and lowercased (the form it is stored and compared in).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Email(String);
+
+impl Email {
+    /// The comparison form of any string (login takes unvalidated input: unknown is just unknown).
+    pub fn normalize(raw: &str) -> String {
+        raw.trim().to_lowercase()
+    }
+
+    pub fn parse(raw: &str) -> std::result::Result<Self, FieldError> {
+        let email = Self::normalize(raw);
+        let plausible = email.split_once('@').is_some_and(|(local, domain)| {
+            !local.is_empty()
+                && domain.contains('.')
+                && !domain.starts_with('.')
+                && !domain.ends_with('.')
+                && !domain.contains('@')
+        });
+        if !plausible
+            || email.chars().any(char::is_whitespace)
+            || email.chars().count() > EMAIL_MAX_CHARS
+        {
+            return Err(FieldError::new("email", "must be a valid email address"));
+        }
+        Ok(Email(email))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// The part before `@`: the display name when none is given.
+    fn local_part(&self) -> &str {
+        self.0.split('@').next().unwrap_or_default()
+    }
+}
+
+/// A new password of acceptable length. Never printed.
+pub struct Password(String);
+
+impl Password {
+    /// `field` names the request field it came from (`password`, `new_password`).
+    pub fn parse(field: &str, raw: String) -> std::result::Result<Self, FieldError> {
+        let n = raw.chars().count();
+        if !(PASSWORD_MIN_CHARS..=PASSWORD_MAX_CHARS).contains(&n) {
+            return Err(FieldError::new(
+                field,
+                format!("must be between {PASSWORD_MIN_CHARS} and {PASSWORD_MAX_CHARS} characters"),
+            ));
+        }
+        Ok(Password(raw))
+    }
+}
+
+impl std::fmt::Debug for Password {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Password(..)")
+    }
+}
+
+/// A display name: trimmed, 1 to 100 characters, no control characters.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DisplayName(String);
+
+impl DisplayName {
+    pub fn parse(raw: &str) -> std::result::Result<Self, FieldError> {
+        let name = raw.trim();
+        if name.is_empty()
+            || name.chars().count() > DISPLAY_NAME_MAX_CHARS
+            || name.chars().any(char::is_control)
+        {
+            return Err(FieldError::new(
+                "display_name",
+                format!("must be 1 to {DISPLAY_NAME_MAX_CHARS} printable characters"),
+            ));
+        }
+        Ok(DisplayName(name.to_string()))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+#[derive(Debug)]
+pub struct Registration {
+    pub email: Email,
+    pub password: Password,
+    pub display_name: Option<DisplayName>,
+}
+
+#[derive(Debug, Default)]
+pub struct ProfileChanges {
+    pub display_name: Option<DisplayName>,
+    pub password: Option<PasswordChange>,
+}
+
+/// A password change needs the current password.
+#[derive(Debug)]
+pub struct PasswordChange {
+    pub current: String,
+    pub new: Password,
+}
+
+/// A fresh access/refresh pair.
+pub struct TokenPair {
+    pub access_token: String,
+    pub refresh_token: String,
+    pub expires_in: u64,
+}
+
+/// Creates the account (admin if its email is `bootstrap_admin`) and logs it in.
+#[tracing::instrument(level = "debug", skip_all)]
+pub async fn register(
+    conn: &Conn,
+    keys: &TokenKeys,
+    bootstrap_admin: Option<&str>,
+    input: Registration,
+) -> Result<(User, TokenPair)> {
+    let role = match bootstrap_admin.map(Email::normalize) {
+        Some(admin) if admin == input.email.as_str() => Role::Admin,
+        _ => Role::User,
+    };
+    let display_name = match &input.display_name {
+        Some(name) => name.as_str(),
+        None => input.email.local_part(),
+    };
+    let password_hash = password::hash(input.password.0).await?;
+    let user = conn
+        .insert_user(NewUser {
+            email: input.email.as_str(),
+            password_hash: &password_hash,
+            display_name,
+            role,
+        })
+        .await
+        .map_err(|e| match e.is_unique("users.email") {
+            true => Error::Conflict("an account with this email already exists"),
+            false => e.into(),
+        })?;
+    let pair = issue_pair(conn, keys, &user, None).await?;
+    Ok((user, pair))
+}
+
+/// One answer for unknown email, wrong password and deactivated account, so the endpoint reveals
+/// nothing about which accounts exist.
+const BAD_CREDENTIALS: &str = "the email or password is incorrect";
+const BAD_TOKEN: &str = "the token is invalid or expired";
+
+#[tracing::instrument(level = "debug", skip_all)]
+pub async fn login(
+    conn: &Conn,
+    keys: &TokenKeys,
+    email: &str,
+    password: String,
+) -> Result<(User, TokenPair)> {
+    let Some(user) = conn.user_by_email(&Email::normalize(email)).await? else {
+        password::verify_dummy(password).await?;
+        return Err(Error::Unauthorized(BAD_CREDENTIALS));
+    };
+    if !password::verify(password, user.password_hash.clone()).await? || !user.is_active {
+        return Err(Error::Unauthorized(BAD_CREDENTIALS));
+    }
+    let pair = issue_pair(conn, keys, &user, None).await?;
+    Ok((user, pair))
+}
+
+/// Spends a refresh token and returns its successor in the same family.
+#[tracing::instrument(level = "debug", skip_all)]
+pub async fn refresh(
+    conn: &Conn,
+    keys: &TokenKeys,
+    refresh_token: &str,
+) -> Result<(User, TokenPair)> {
+    let claims = keys.verify(refresh_token, TokenType::Refresh)?;
+    let family_id = match conn.spend_refresh_token(&claims.jti).await? {
+        RefreshOutcome::Rotated { user_id, family_id } if user_id == claims.sub => family_id,
+        RefreshOutcome::Reused => {
+            tracing::warn!(user_id = %claims.sub, "refresh token reused; its family is revoked");
+            return Err(Error::Unauthorized(
+                "the refresh token has already been used; please log in again",
+            ));
+        }
+        _ => return Err(Error::Unauthorized(BAD_TOKEN)),
+    };
+    let user = match conn.user_by_id(claims.sub).await? {
+        Some(user) if user.is_active => user,
+        _ => return Err(Error::Unauthorized(BAD_TOKEN)),
+    };
+    let pair = issue_pair(conn, keys, &user, Some(&family_id)).await?;
+    Ok((user, pair))
+}
+
+/// Revokes the family of `refresh_token`, which must belong to `user`. Logging out twice is fine.
+#[tracing::instrument(level = "debug", skip_all)]
+pub async fn logout(conn: &Conn, keys: &TokenKeys, user: &User, refresh_token: &str) -> Result<()> {
+    let claims = keys.verify(refresh_token, TokenType::Refresh)?;
+    if claims.sub != user.id {
+        return Err(Error::Unauthorized(
+            "the refresh token does not belong to this user",
+        ));
+    }
+    if let Some(family) = conn.refresh_family_of(&claims.jti, user.id).await? {
+        conn.revoke_refresh_family(&family).await?;
+    }
+    Ok(())
+}
+
+/// The active user an access token names. The user row is read on every request, so deactivating
+/// an account shuts its tokens out at once, and the role is the stored one, not the token's claim.
+pub async fn authenticate(conn: &Conn, keys: &TokenKeys, access_token: &str) -> Result<User> {
+    let claims = keys.verify(access_token, TokenType::Access)?;
+    match conn.user_by_id(claims.sub).await? {
+        Some(user) if user.is_active => Ok(user),
+        Some(_) => Err(Error::Unauthorized("this account is deactivated")),
+        None => Err(Error::Unauthorized(BAD_TOKEN)),
+    }
+}
+
+/// Applies a profile change. A password change needs the current password and logs the user out of
+/// every other session (all refresh tokens are revoked; access tokens lapse within their lifetime).
+#[tracing::instrument(level = "debug", skip_all)]
+pub async fn update_profile(conn: &Conn, user: &User, changes: ProfileChanges) -> Result<User> {
+    let password_hash = match changes.password {
+        Some(change) => {
+            if !password::verify(change.current, user.password_hash.clone()).await? {
+                return Err(Error::invalid("current_password", "is incorrect"));
+            }
+            Some(password::hash(change.new.0).await?)
+        }
+        None => None,
+    };
+    let updated = conn
+        .update_user(
+            user.id,
+            UserChanges {
+                display_name: changes.display_name.as_ref().map(DisplayName::as_str),
+                password_hash: password_hash.as_deref(),
+            },
+        )
+        .await?
+        .ok_or(Error::NotFound)?;
+    if password_hash.is_some() {
+        conn.revoke_user_refresh_tokens(user.id).await?;
+    }
+    Ok(updated)
+}
+
+async fn issue_pair(
+    conn: &Conn,
+    keys: &TokenKeys,
+    user: &User,
+    family: Option<&str>,
+) -> Result<TokenPair> {
+    let access = keys.issue(user.id, user.role, TokenType::Access)?;
+    let refresh = keys.issue(user.id, user.role, TokenType::Refresh)?;
+    let family_id = family.map(str::to_owned).unwrap_or_else(crate::ids::new_id);
+    let expires_at = time::OffsetDateTime::UNIX_EPOCH
+        + refresh
+            .expires_at
+            .duration_since(UNIX_EPOCH)
+            .unwrap_or_default();
+    conn.insert_refresh_token(
+        &refresh.jti,
+        user.id,
+        &family_id,
+        &crate::ids::format_time(expires_at),
+    )
+    .await?;
+    Ok(TokenPair {
+        access_token: access.token,
+        refresh_token: refresh.token,
+        expires_in: keys.access_ttl.as_secs(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn emails_are_normalised_and_checked() {
+        assert_eq!(
+            Email::parse("  Ada@Example.COM ").unwrap().as_str(),
+            "ada@example.com"
+        );
+        for bad in [
+            "",
+            "ada",
+            "@example.com",
+            "ada@example",
+            "ada@.com",
+            "ada@example.",
+            "a b@x.io",
+            "a@b@c.io",
+        ] {
+            assert_eq!(Email::parse(bad).unwrap_err().field, "email", "{bad}");
+        }
+        let long = format!("{}@example.com", "a".repeat(250));
+        assert!(Email::parse(&long).is_err());
+    }
+
+    #[test]
+    fn passwords_are_8_to_128_characters_and_never_printed() {
+        assert!(Password::parse("password", "1234567".into()).is_err());
+        assert!(Password::parse("password", "12345678".into()).is_ok());
+        assert!(Password::parse("password", "é".repeat(128)).is_ok());
+        let err = Password::parse("new_password", "x".repeat(129)).unwrap_err();
+        assert_eq!(err.field, "new_password");
+        let p = Password::parse("password", "secret-secret".into()).unwrap();
+        assert!(!format!("{p:?}").contains("secret"));
+    }
+
+    #[test]
+    fn display_names_are_trimmed_printable_and_bounded() {
+        assert_eq!(DisplayName::parse("  Ada ").unwrap().as_str(), "Ada");
+        for bad in ["", "   ", "a\u{7}b", &"n".repeat(101)] {
+            assert_eq!(DisplayName::parse(bad).unwrap_err().field, "display_name");
+        }
+    }
+}

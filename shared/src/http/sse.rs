@@ -1,0 +1,57 @@
+//! Server-Sent Events: framing, keep-alives, and replays of recorded answers.
+//!
+//! A live stream is a channel of events: the producer (a turn running in its own task) sends them,
+//! the response body relays them, and a client that goes away closes the channel, which the
+//! producer sees on its next send.
+
+use std::convert::Infallible;
+
+use axum::{
+    http::{header, HeaderMap},
+    response::{
+        sse::{KeepAlive, Sse},
+        IntoResponse, Response,
+    },
+};
+use serde::Serialize;
+use tokio::sync::mpsc;
+
+pub use axum::response::sse::Event;
+
+/// Whether the client asked for a stream: an explicit flag in the body, or `Accept: text/event-stream`.
+pub fn wanted(flag: Option<bool>, headers: &HeaderMap) -> bool {
+    flag.unwrap_or(false)
+        || headers
+            .get(header::ACCEPT)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v.contains("text/event-stream"))
+}
+
+/// An event named `name` whose data is `data` as JSON.
+pub fn event(name: &str, data: &impl Serialize) -> Event {
+    Event::default()
+        .event(name)
+        .json_data(data)
+        .unwrap_or_else(|_| Event::default().event("error").data("{}"))
+}
+
+/// The response that relays `rx` until it closes, with keep-alive comments every 15 s so idle
+/// connections (and API Gateway's idle timeout) hold while a model thinks.
+pub fn stream(rx: mpsc::Receiver<Event>) -> Response {
+    let events = futures_util::stream::unfold(rx, |mut rx| async move {
+        rx.recv().await.map(|e| (Ok::<_, Infallible>(e), rx))
+    });
+    Sse::new(events)
+        .keep_alive(KeepAlive::default())
+        .into_response()
+}
+
+/// A stream of events that are all known already (a replay of a recorded answer).
+pub fn replay(events: Vec<Event>) -> Response {
+    let (tx, rx) = mpsc::channel(events.len().max(1));
+    for e in events {
+        // The channel holds them all, so nothing waits.
+        let _ = tx.try_send(e);
+    }
+    stream(rx)
+}
