@@ -6,6 +6,7 @@ under `cargo lambda watch`. Exits non-zero on the first surprise. Standard libra
 """
 import json
 import os
+import tomllib
 import signal
 import subprocess
 import sys
@@ -63,7 +64,28 @@ def wait_until_up(proc):
     sys.exit("smoke: the API did not come up in time")
 
 
+def every_function_answers():
+    """Each function of the service answers one of its routes itself (our layers set x-request-id;
+    the watch router's own errors do not). The functions and their routes are read from the watch
+    router in Cargo.toml, which tests/api/functions.rs keeps equal to codechat::api::FUNCTIONS."""
+    with open(os.path.join(ROOT, "Cargo.toml"), "rb") as f:
+        router = tomllib.load(f)["workspace"]["metadata"]["lambda"]["watch"]["router"]
+    first_route = {}
+    for path, targets in router.items():
+        for t in targets:
+            first_route.setdefault(t["function"], (t["method"], path))
+    for function, (method, path) in sorted(first_route.items()):
+        path = path.replace("{id}", str(uuid.uuid4())).removeprefix("/api/v1")
+        body = {} if method in ("POST", "PUT", "PATCH") else None
+        code, headers, raw = call(method, path, body)
+        ctype = headers.get("Content-Type", "")
+        if not headers.get("x-request-id") or (code >= 400 and ctype != "application/problem+json"):
+            sys.exit(f"smoke: function {function} did not answer {method} {path} itself: {code} {raw[:300]!r}")
+        print(f"smoke: ok   function {function} answers {method} {path} -> {code}")
+
+
 def flow():
+    every_function_answers()
     health = expect("health", 200, call("GET", "/health"))
     assert health["status"] == "ok" and health["checks"]["store"] == "ok", health
     models = expect("models", 200, call("GET", "/models"))

@@ -299,6 +299,37 @@ async fn idempotency_key_replays_the_first_answer() {
 }
 
 #[tokio::test]
+async fn deleting_the_conversation_frees_its_idempotency_keys() {
+    let app = TestApp::spawn().await;
+    let t = app.register("idem-del@example.com").await;
+    let body = json!({"message": "remember me"});
+    let first = app
+        .chat(&t.access, body.clone(), Some("key-d"))
+        .await
+        .json();
+    let id = first["conversation_id"].as_str().unwrap();
+    assert_eq!(
+        app.delete(&format!("/api/v1/conversations/{id}"), Some(&t.access))
+            .await
+            .status,
+        StatusCode::NO_CONTENT
+    );
+    // The record went with the conversation: the retry is a new turn in a new conversation, not a
+    // replay of an answer whose conversation no longer exists.
+    let again = app.chat(&t.access, body, Some("key-d")).await.json();
+    assert_ne!(again["conversation_id"], first["conversation_id"]);
+    assert_ne!(
+        again["assistant_message"]["id"],
+        first["assistant_message"]["id"]
+    );
+    let listed = app
+        .get("/api/v1/conversations", Some(&t.access))
+        .await
+        .json();
+    assert_eq!(listed["items"].as_array().unwrap().len(), 1);
+}
+
+#[tokio::test]
 async fn a_streamed_first_attempt_is_replayed_to_a_plain_retry() {
     let app = TestApp::spawn().await;
     let t = app.register("idem3@example.com").await;

@@ -135,20 +135,26 @@ impl MakeRequestId for MakeRequestUuidV7 {
 /// close is logged with its duration (`time.busy`, `time.idle`). At the default level they cost
 /// nothing and log nothing.
 pub fn init_tracing() {
-    use tracing_subscriber::{
-        filter::Targets, fmt::format::FmtSpan, layer::SubscriberExt, util::SubscriberInitExt, Layer,
-    };
     let directives = std::env::var("RUST_LOG").unwrap_or_default();
+    let _ = tracing::subscriber::set_global_default(log_subscriber(&directives, std::io::stdout));
+}
+
+/// The subscriber every function logs through, writing JSON lines to `writer` (tests capture them).
+pub fn log_subscriber<W>(directives: &str, writer: W) -> impl tracing::Subscriber + Send + Sync
+where
+    W: for<'w> tracing_subscriber::fmt::MakeWriter<'w> + Send + Sync + 'static,
+{
+    use tracing_subscriber::{filter::Targets, fmt::format::FmtSpan, layer::SubscriberExt, Layer};
     let filter: Targets = directives
         .parse()
         .ok()
         .filter(|_| !directives.trim().is_empty())
         .unwrap_or_else(|| Targets::new().with_default(tracing::Level::INFO));
-    let span_timings = filter
-        .iter()
-        .any(|(_, level)| level >= tracing::level_filters::LevelFilter::DEBUG)
-        || filter.default_level() >= Some(tracing::level_filters::LevelFilter::DEBUG);
+    let debug = tracing::level_filters::LevelFilter::DEBUG;
+    let span_timings =
+        filter.iter().any(|(_, level)| level >= debug) || filter.default_level() >= Some(debug);
     let json = tracing_subscriber::fmt::layer()
+        .with_writer(writer)
         .with_span_events(if span_timings {
             FmtSpan::CLOSE
         } else {
@@ -160,7 +166,7 @@ pub fn init_tracing() {
         .flatten_event(true)
         .with_target(false)
         .with_filter(filter);
-    let _ = tracing_subscriber::registry().with(json).try_init();
+    tracing_subscriber::registry().with(json)
 }
 
 /// The body of every function's `main`: configuration and store are set up once (cold start), then
