@@ -13,6 +13,7 @@ use crate::{
     error::{Error, FieldError, Result},
     kinds::Role,
     store::{Conn, NewUser, RefreshOutcome, User, UserChanges},
+    text,
 };
 
 pub const PASSWORD_MIN_CHARS: usize = 8;
@@ -20,14 +21,15 @@ pub const PASSWORD_MAX_CHARS: usize = 128;
 const DISPLAY_NAME_MAX_CHARS: usize = 100;
 const EMAIL_MAX_CHARS: usize = 254;
 
-/// A plausible email address, trimmed and lowercased (the form it is stored and compared in).
+/// A plausible email address, NFKC-normalised, trimmed and lowercased (the form it is stored and
+/// compared in), with no invisible or direction-changing characters.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Email(String);
 
 impl Email {
     /// The comparison form of any string (login takes unvalidated input: unknown is just unknown).
     pub fn normalize(raw: &str) -> String {
-        raw.trim().to_lowercase()
+        text::nfkc(raw).trim().to_lowercase()
     }
 
     pub fn parse(raw: &str) -> std::result::Result<Self, FieldError> {
@@ -41,6 +43,7 @@ impl Email {
         });
         if !plausible
             || email.chars().any(char::is_whitespace)
+            || text::has_hidden_characters(&email)
             || email.chars().count() > EMAIL_MAX_CHARS
         {
             return Err(FieldError::new("email", "must be a valid email address"));
@@ -81,7 +84,7 @@ impl std::fmt::Debug for Password {
     }
 }
 
-/// A display name: trimmed, 1 to 100 characters, no control characters.
+/// A display name: trimmed, 1 to 100 characters, no control or invisible format characters.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DisplayName(String);
 
@@ -90,7 +93,7 @@ impl DisplayName {
         let name = raw.trim();
         if name.is_empty()
             || name.chars().count() > DISPLAY_NAME_MAX_CHARS
-            || name.chars().any(char::is_control)
+            || text::has_hidden_characters(name)
         {
             return Err(FieldError::new(
                 "display_name",
@@ -132,7 +135,8 @@ pub struct TokenPair {
     pub expires_in: u64,
 }
 
-/// Creates the account (admin if its email is `bootstrap_admin`) and logs it in.
+/// Creates the account and logs it in. It is an admin only if its email is `bootstrap_admin` and no
+/// admin exists yet: the setting names the first admin, it never mints another one later.
 #[tracing::instrument(level = "debug", skip_all)]
 pub async fn register(
     conn: &Conn,
@@ -141,7 +145,7 @@ pub async fn register(
     input: Registration,
 ) -> Result<(User, TokenPair)> {
     let role = match bootstrap_admin.map(Email::normalize) {
-        Some(admin) if admin == input.email.as_str() => Role::Admin,
+        Some(admin) if admin == input.email.as_str() && !conn.admin_exists().await? => Role::Admin,
         _ => Role::User,
     };
     let display_name = match &input.display_name {
@@ -158,7 +162,10 @@ pub async fn register(
         })
         .await
         .map_err(|e| match e.is_unique("users.email") {
-            true => Error::Conflict("an account with this email already exists"),
+            true => Error::Taken(FieldError::new(
+                "email",
+                "an account with this email already exists",
+            )),
             false => e.into(),
         })?;
     let pair = issue_pair(conn, keys, &user, None).await?;
@@ -321,6 +328,18 @@ mod tests {
         }
         let long = format!("{}@example.com", "a".repeat(250));
         assert!(Email::parse(&long).is_err());
+        // Lookalikes fold to one account; invisible characters are refused.
+        assert_eq!(
+            Email::parse("ａｄａ@example.com").unwrap().as_str(),
+            "ada@example.com"
+        );
+        for hidden in [
+            "ad\u{200B}a@example.com",
+            "ada@exam\u{202E}ple.com",
+            "\u{FEFF}ada@example.com",
+        ] {
+            assert!(Email::parse(hidden).is_err(), "{hidden:?}");
+        }
     }
 
     #[test]
@@ -337,7 +356,14 @@ mod tests {
     #[test]
     fn display_names_are_trimmed_printable_and_bounded() {
         assert_eq!(DisplayName::parse("  Ada ").unwrap().as_str(), "Ada");
-        for bad in ["", "   ", "a\u{7}b", &"n".repeat(101)] {
+        for bad in [
+            "",
+            "   ",
+            "a\u{7}b",
+            "Ada\u{202E}evil",
+            "A\u{200D}da",
+            &"n".repeat(101),
+        ] {
             assert_eq!(DisplayName::parse(bad).unwrap_err().field, "display_name");
         }
     }

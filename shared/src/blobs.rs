@@ -12,6 +12,8 @@ pub enum BlobStore {
     Local {
         root: PathBuf,
     },
+    /// No blob store in this deployment (Lambda without `S3_BUCKET`).
+    NotConfigured,
     /// Configured through `S3_BUCKET`; the client arrives with the attachments routes.
     S3 {
         bucket: String,
@@ -21,28 +23,26 @@ pub enum BlobStore {
 impl BlobStore {
     pub fn new(config: &BlobConfig) -> Result<Self, String> {
         Ok(match config {
-            BlobConfig::LocalDir(root) => BlobStore::Local { root: root.clone() },
+            BlobConfig::LocalDir(root) => {
+                std::fs::create_dir_all(root).map_err(|e| format!("{}: {e}", root.display()))?;
+                BlobStore::Local { root: root.clone() }
+            }
+            BlobConfig::NotConfigured => BlobStore::NotConfigured,
             BlobConfig::S3 { bucket, .. } => BlobStore::S3 {
                 bucket: bucket.clone(),
             },
         })
     }
 
-    /// For `/health`: can the store be written right now?
-    pub async fn check(&self) -> Result<(), String> {
+    /// For `/health`, cheaply (metadata, never a write): `ok`, `not_configured`, or why not.
+    pub async fn check(&self) -> Result<&'static str, String> {
         match self {
-            BlobStore::Local { root } => {
-                tokio::fs::create_dir_all(root)
-                    .await
-                    .map_err(|e| e.to_string())?;
-                let probe = root.join(format!(".health-{}", std::process::id()));
-                tokio::fs::write(&probe, b"ok")
-                    .await
-                    .map_err(|e| e.to_string())?;
-                tokio::fs::remove_file(&probe)
-                    .await
-                    .map_err(|e| e.to_string())
-            }
+            BlobStore::Local { root } => match tokio::fs::metadata(root).await {
+                Ok(m) if m.is_dir() => Ok("ok"),
+                Ok(_) => Err(format!("{} is not a directory", root.display())),
+                Err(e) => Err(format!("{}: {e}", root.display())),
+            },
+            BlobStore::NotConfigured => Ok("not_configured"),
             BlobStore::S3 { bucket } => Err(format!(
                 "S3 bucket {bucket} is configured but no S3 client is built in yet"
             )),

@@ -54,6 +54,8 @@ impl std::fmt::Debug for DatabaseConfig {
 #[derive(Debug, Clone)]
 pub enum BlobConfig {
     LocalDir(PathBuf),
+    /// In Lambda without `S3_BUCKET`: the task root is read-only, so there is no local fallback.
+    NotConfigured,
     S3 {
         bucket: String,
         endpoint_url: Option<String>,
@@ -224,7 +226,8 @@ impl Config {
                 bucket,
                 endpoint_url: var("S3_ENDPOINT_URL"),
             },
-            None => BlobConfig::LocalDir(data_dir.join("blobs")),
+            None if local => BlobConfig::LocalDir(data_dir.join("blobs")),
+            None => BlobConfig::NotConfigured,
         };
 
         let openai = match (var("OPENAI_BASE_URL"), var("OPENAI_API_KEY")) {

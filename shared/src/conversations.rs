@@ -10,12 +10,13 @@ use crate::{
     store::{
         Conn, Conversation, ConversationChanges, Message, NewConversation, UsageRecord, UsageTotals,
     },
+    text,
 };
 
 const TITLE_MAX_CHARS: usize = 200;
 const DEFAULT_TITLE: &str = "New conversation";
 
-/// A conversation title: trimmed, 1 to 200 characters.
+/// A conversation title: trimmed, 1 to 200 characters, no control or invisible format characters.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Title(String);
 
@@ -28,6 +29,12 @@ impl Title {
                 format!("must be 1 to {TITLE_MAX_CHARS} characters"),
             ));
         }
+        if text::has_hidden_characters(t) {
+            return Err(FieldError::new(
+                "title",
+                "must not contain control or invisible formatting characters",
+            ));
+        }
         Ok(Title(t.to_string()))
     }
 
@@ -35,7 +42,9 @@ impl Title {
     /// cut at a word near 60 characters.
     pub fn from_message(message: &str) -> Self {
         let line = message.lines().find(|l| !l.trim().is_empty()).unwrap_or("");
-        let folded = line.split_whitespace().collect::<Vec<_>>().join(" ");
+        // The message may hold anything; its title holds nothing hidden.
+        let visible: String = line.chars().filter(|c| !text::is_hidden(*c)).collect();
+        let folded = visible.split_whitespace().collect::<Vec<_>>().join(" ");
         if folded.is_empty() {
             return Title(DEFAULT_TITLE.into());
         }
@@ -237,7 +246,7 @@ mod tests {
     fn titles_are_trimmed_and_bounded() {
         assert_eq!(Title::parse("  Plans ").unwrap().as_str(), "Plans");
         assert!(Title::parse(&"t".repeat(200)).is_ok());
-        for bad in ["", "  ", &"t".repeat(201)] {
+        for bad in ["", "  ", &"t".repeat(201), "a\u{202E}b", "\u{200B}"] {
             assert_eq!(Title::parse(bad).unwrap_err().field, "title");
         }
     }
@@ -249,6 +258,10 @@ mod tests {
             "How do I parse JSON?"
         );
         assert_eq!(Title::from_message("   ").as_str(), "New conversation");
+        assert_eq!(
+            Title::from_message("Hi\u{202E} there\u{200B}").as_str(),
+            "Hi there"
+        );
         let long = Title::from_message(&"word ".repeat(30));
         assert!(
             long.as_str().ends_with('…') && long.as_str().chars().count() <= 61,

@@ -77,6 +77,9 @@ pub enum Error {
     NotFound,
     #[error("{0}")]
     Conflict(&'static str),
+    /// A value that must be unique is taken (a UNIQUE constraint, mapped at the call site).
+    #[error("{}", .0.message)]
+    Taken(FieldError),
     #[error("the request body is larger than the limit of {limit} bytes")]
     PayloadTooLarge { limit: usize },
     #[error("{0}")]
@@ -88,11 +91,13 @@ pub enum Error {
         detail: String,
         retry_after_secs: u64,
     },
-    /// The model provider failed (after retries where they were safe).
-    #[error("{0}")]
-    Upstream(String),
-    #[error("the model provider did not answer in time")]
-    UpstreamTimeout,
+    /// The model provider failed (after retries where they were safe). Clients get the stable
+    /// `code` and a generic message; the provider's own text goes to the log only.
+    #[error("{message}")]
+    Provider {
+        code: &'static str,
+        message: &'static str,
+    },
     #[error(transparent)]
     Store(#[from] StoreError),
     #[error("internal error: {0}")]
@@ -112,13 +117,15 @@ impl Error {
             Error::Unauthorized(_) => StatusCode::UNAUTHORIZED,
             Error::Forbidden(_) => StatusCode::FORBIDDEN,
             Error::NotFound => StatusCode::NOT_FOUND,
-            Error::Conflict(_) => StatusCode::CONFLICT,
+            Error::Conflict(_) | Error::Taken(_) => StatusCode::CONFLICT,
             Error::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             Error::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Error::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
             Error::TooManyRequests { .. } => StatusCode::TOO_MANY_REQUESTS,
-            Error::Upstream(_) => StatusCode::BAD_GATEWAY,
-            Error::UpstreamTimeout => StatusCode::GATEWAY_TIMEOUT,
+            Error::Provider {
+                code: "timeout", ..
+            } => StatusCode::GATEWAY_TIMEOUT,
+            Error::Provider { .. } => StatusCode::BAD_GATEWAY,
             Error::Store(StoreError::Busy) => StatusCode::SERVICE_UNAVAILABLE,
             Error::Store(_) | Error::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -132,13 +139,15 @@ impl Error {
             Error::Unauthorized(_) => "unauthorized",
             Error::Forbidden(_) => "forbidden",
             Error::NotFound => "not-found",
-            Error::Conflict(_) => "conflict",
+            Error::Conflict(_) | Error::Taken(_) => "conflict",
             Error::PayloadTooLarge { .. } => "payload-too-large",
             Error::UnsupportedMediaType(_) => "unsupported-media-type",
             Error::MethodNotAllowed(_) => "method-not-allowed",
             Error::TooManyRequests { .. } => "too-many-requests",
-            Error::Upstream(_) => "provider-error",
-            Error::UpstreamTimeout => "provider-timeout",
+            Error::Provider {
+                code: "timeout", ..
+            } => "provider-timeout",
+            Error::Provider { .. } => "provider-error",
             Error::Store(StoreError::Busy) => "unavailable",
             Error::Store(_) | Error::Internal(_) => "internal",
         }
@@ -159,7 +168,12 @@ impl Error {
             detail,
             errors: match self {
                 Error::Validation(errors) => errors.clone(),
+                Error::Taken(field) => vec![field.clone()],
                 _ => Vec::new(),
+            },
+            code: match self {
+                Error::Provider { code, .. } => Some(code),
+                _ => None,
             },
         }
     }
@@ -175,6 +189,11 @@ pub struct Problem {
     pub detail: String,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub errors: Vec<FieldError>,
+    /// A stable machine-readable code where the type has several causes (provider failures:
+    /// `provider_unavailable`, `provider_throttled`, `provider_rejected`, `provider_stream_failed`,
+    /// `provider_not_configured`, `timeout`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub code: Option<&'static str>,
 }
 
 impl IntoResponse for Error {

@@ -206,31 +206,29 @@ mod tests {
         }
     }
 
+    /// `begin` for key `k` at time `t`.
+    async fn at(conn: &Conn, user: UserId, request: &str, t: OffsetDateTime) -> Result<Begin> {
+        begin_at(conn, POLICY, user, key("k"), request, t).await
+    }
+
+    fn claim(b: Begin) -> Claim {
+        match b {
+            Begin::Start(claim) => claim,
+            other => panic!("expected to start, got {other:?}"),
+        }
+    }
+
     #[tokio::test]
     async fn replay_in_progress_and_mismatch() {
         let (_dir, conn, user) = setup().await;
         let t0 = OffsetDateTime::now_utc();
-        let Begin::Start(claim) = begin_at(&conn, POLICY, user, key("k"), "req", t0)
-            .await
-            .unwrap()
-        else {
-            panic!("first use starts")
-        };
-        assert!(matches!(
-            begin_at(&conn, POLICY, user, key("k"), "req", t0)
-                .await
-                .unwrap(),
-            Begin::InProgress
-        ));
-        let err = begin_at(&conn, POLICY, user, key("k"), "other", t0)
-            .await
-            .unwrap_err();
+        let first = claim(at(&conn, user, "req", t0).await.unwrap());
+        let retry = at(&conn, user, "req", t0).await.unwrap();
+        assert!(matches!(retry, Begin::InProgress), "{retry:?}");
+        let err = at(&conn, user, "other", t0).await.unwrap_err();
         assert!(matches!(err, Error::Validation(ref e) if e[0].field == "Idempotency-Key"));
-        claim.complete(&conn, 200, "{\"ok\":1}").await.unwrap();
-        match begin_at(&conn, POLICY, user, key("k"), "req", t0)
-            .await
-            .unwrap()
-        {
+        first.complete(&conn, 200, "{\"ok\":1}").await.unwrap();
+        match at(&conn, user, "req", t0).await.unwrap() {
             Begin::Replay { status, body } => {
                 assert_eq!((status, body.as_str()), (200, "{\"ok\":1}"))
             }
@@ -242,54 +240,25 @@ mod tests {
     async fn a_stale_claim_is_taken_over_after_its_lease() {
         let (_dir, conn, user) = setup().await;
         let t0 = OffsetDateTime::now_utc();
-        let Begin::Start(_dead) = begin_at(&conn, POLICY, user, key("k"), "req", t0)
-            .await
-            .unwrap()
-        else {
-            panic!("first use starts")
-        };
+        let _dead = claim(at(&conn, user, "req", t0).await.unwrap());
         let before = t0 + POLICY.lease - Duration::from_secs(1);
-        assert!(matches!(
-            begin_at(&conn, POLICY, user, key("k"), "req", before)
-                .await
-                .unwrap(),
-            Begin::InProgress
-        ));
+        let early = at(&conn, user, "req", before).await.unwrap();
+        assert!(matches!(early, Begin::InProgress), "{early:?}");
         let after = t0 + POLICY.lease;
-        assert!(matches!(
-            begin_at(&conn, POLICY, user, key("k"), "req", after)
-                .await
-                .unwrap(),
-            Begin::Start(_)
-        ));
+        let _takeover = claim(at(&conn, user, "req", after).await.unwrap());
         // The takeover holds a fresh lease: a third attempt right after waits.
-        assert!(matches!(
-            begin_at(&conn, POLICY, user, key("k"), "req", after)
-                .await
-                .unwrap(),
-            Begin::InProgress
-        ));
+        let third = at(&conn, user, "req", after).await.unwrap();
+        assert!(matches!(third, Begin::InProgress), "{third:?}");
     }
 
     #[tokio::test]
     async fn an_expired_record_is_gone() {
         let (_dir, conn, user) = setup().await;
         let t0 = OffsetDateTime::now_utc();
-        let Begin::Start(claim) = begin_at(&conn, POLICY, user, key("k"), "req", t0)
-            .await
-            .unwrap()
-        else {
-            panic!("first use starts")
-        };
-        claim.complete(&conn, 200, "first").await.unwrap();
-        let later = t0 + POLICY.ttl;
+        let first = claim(at(&conn, user, "req", t0).await.unwrap());
+        first.complete(&conn, 200, "first").await.unwrap();
         // Even another request may use the key now: the old record no longer exists.
-        assert!(matches!(
-            begin_at(&conn, POLICY, user, key("k"), "another", later)
-                .await
-                .unwrap(),
-            Begin::Start(_)
-        ));
+        let _fresh = claim(at(&conn, user, "another", t0 + POLICY.ttl).await.unwrap());
         let record = conn.idempotency_record(user, "k").await.unwrap().unwrap();
         assert_eq!((record.request.as_str(), record.answer), ("another", None));
     }
@@ -307,19 +276,14 @@ mod tests {
             })
             .await
             .unwrap();
-        let Begin::Start(claim) = begin(&conn, POLICY, user, key("k"), "req").await.unwrap() else {
-            panic!("first use starts")
-        };
-        claim.attach(&conn, conversation.id).await.unwrap();
-        claim.complete(&conn, 200, "answer").await.unwrap();
+        let first = claim(begin(&conn, POLICY, user, key("k"), "req").await.unwrap());
+        first.attach(&conn, conversation.id).await.unwrap();
+        first.complete(&conn, 200, "answer").await.unwrap();
         assert!(conn
             .delete_conversation(conversation.id, user)
             .await
             .unwrap());
         assert!(conn.idempotency_record(user, "k").await.unwrap().is_none());
-        assert!(matches!(
-            begin(&conn, POLICY, user, key("k"), "req").await.unwrap(),
-            Begin::Start(_)
-        ));
+        let _new_turn = claim(begin(&conn, POLICY, user, key("k"), "req").await.unwrap());
     }
 }

@@ -14,10 +14,10 @@
 //!   [`AppState`].
 //! - **Infrastructure** at the root: [`config`], [`http`] (layers, extractors, SSE, the runner),
 //!   [`function`] (what a Lambda function is), [`auth`] (password hashes, JWTs), [`providers`],
-//!   [`blobs`], [`idempotency`], [`ids`], [`kinds`], [`error`], [`pagination`], [`models`] (the
+//!   [`blobs`], [`idempotency`], [`ids`], [`kinds`], [`text`], [`error`], [`pagination`], [`models`] (the
 //!   catalog), [`state`].
 //!
-//! Dependencies point one way: `api` → domain → infrastructure → leaves ([`ids`], [`kinds`]).
+//! Dependencies point one way: `api` → domain → infrastructure → leaves ([`ids`], [`kinds`], [`text`]).
 //! `http` never imports `api`, providers never import `chat`, config imports nothing of ours; inside
 //! the crate, modules name `crate::state::AppState` and `crate::error::Error` by their paths (the
 //! re-exports below are for the binaries and tests). `tests/api/modules.rs` fails on a cycle.
@@ -40,6 +40,7 @@ pub mod pagination;
 pub mod providers;
 pub mod state;
 pub mod store;
+pub mod text;
 
 pub use error::Error;
 pub use state::AppState;

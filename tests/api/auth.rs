@@ -50,7 +50,8 @@ async fn duplicate_email_is_a_conflict_whatever_its_case() {
             None,
         )
         .await;
-    res.problem(StatusCode::CONFLICT);
+    let p = res.problem(StatusCode::CONFLICT);
+    assert_eq!(p["errors"][0]["field"], "email", "{p}");
 }
 
 #[tokio::test]
@@ -160,6 +161,62 @@ async fn bootstrap_admin_email_registers_as_admin() {
     let app = TestApp::with_env(&[("BOOTSTRAP_ADMIN_EMAIL", "Root@Example.com")]).await;
     assert_eq!(app.register("root@example.com").await.user["role"], "admin");
     assert_eq!(app.register("user@example.com").await.user["role"], "user");
+}
+
+#[tokio::test]
+async fn bootstrap_admin_email_is_not_admin_once_an_admin_exists() {
+    let app = TestApp::with_env(&[("BOOTSTRAP_ADMIN_EMAIL", "root@example.com")]).await;
+    let conn = app.state.store().conn().await.unwrap();
+    conn.insert_user(codechat::store::NewUser {
+        email: "first-admin@example.com",
+        password_hash: "x",
+        display_name: "first",
+        role: codechat::kinds::Role::Admin,
+    })
+    .await
+    .unwrap();
+    // Whoever registers the bootstrap address later (it may not be the operator) gets no power.
+    assert_eq!(app.register("root@example.com").await.user["role"], "user");
+}
+
+#[tokio::test]
+async fn lookalike_and_hidden_characters_in_emails_and_names() {
+    let app = TestApp::spawn().await;
+    let t = app.register("zoe@example.com").await;
+    // Fullwidth letters fold (NFKC) to the same address: it is taken.
+    let res = app
+        .post(
+            "/api/v1/auth/register",
+            json!({"email": "ｚｏｅ@example.com", "password": PASSWORD}),
+            None,
+        )
+        .await;
+    res.problem(StatusCode::CONFLICT);
+    assert_eq!(
+        app.login("ＺＯＥ@example.com", PASSWORD).await.status,
+        StatusCode::OK
+    );
+    for (body, field) in [
+        (
+            json!({"email": "zo\u{200B}e2@example.com", "password": PASSWORD}),
+            "email",
+        ),
+        (
+            json!({"email": "e@example.com", "password": PASSWORD, "display_name": "admin\u{202E}nimda"}),
+            "display_name",
+        ),
+    ] {
+        let res = app.post("/api/v1/auth/register", body, None).await;
+        assert_eq!(res.invalid_fields(), [field]);
+    }
+    let res = app
+        .patch(
+            "/api/v1/users/me",
+            json!({"display_name": "\u{2066}x"}),
+            Some(&t.access),
+        )
+        .await;
+    assert_eq!(res.invalid_fields(), ["display_name"]);
 }
 
 #[tokio::test]

@@ -17,12 +17,32 @@ async fn health_reports_store_and_blobs() {
 async fn health_is_degraded_when_blobs_cannot_be_written() {
     let app = TestApp::spawn().await;
     // A file where the blob directory should be makes the blob store unusable.
-    std::fs::write(app.data_dir().join("blobs"), b"not a directory").unwrap();
+    let blobs = app.data_dir().join("blobs");
+    std::fs::remove_dir_all(&blobs).unwrap();
+    std::fs::write(&blobs, b"not a directory").unwrap();
     let res = app.get("/api/v1/health", None).await;
     assert_eq!(res.status, StatusCode::SERVICE_UNAVAILABLE);
     assert_eq!(res.json()["status"], "degraded");
     assert_eq!(res.json()["checks"]["blobs"], "error");
     assert_eq!(res.json()["checks"]["store"], "ok");
+}
+
+#[tokio::test]
+async fn in_lambda_without_a_bucket_blobs_are_not_configured_and_health_is_ok() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = format!("file:{}", dir.path().join("db").display());
+    // The deployed profile: nothing may be written under the (read-only) task root.
+    let app = TestApp::with_env(&[
+        ("CODECHAT_PROFILE", "lambda"),
+        ("LIBSQL_URL", &db),
+        ("CODECHAT_DATA_DIR", "/nonexistent/read-only"),
+    ])
+    .await;
+    let res = app.get("/api/v1/health", None).await;
+    assert_eq!(res.status, StatusCode::OK, "{}", res.text());
+    assert_eq!(res.json()["checks"]["blobs"], "not_configured");
+    assert_eq!(res.json()["status"], "ok");
+    assert!(!std::path::Path::new("/nonexistent").exists());
 }
 
 #[tokio::test]

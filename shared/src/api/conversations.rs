@@ -85,7 +85,8 @@ pub struct MessageOut {
     pub content: String,
     pub status: MessageStatus,
     pub model: Option<String>,
-    /// Why the model call failed, on `failed` messages.
+    /// Why the model call failed, on `failed` messages: a stable code such as `provider_unavailable`
+    /// or `timeout` (the problem answered for the turn has the same `code`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
     pub created_at: String,

@@ -352,7 +352,8 @@ async fn store_answer(
             cost_usd: cost_usd(answer.model, *usage),
         })
         .collect();
-    let error = answer.error.map(|e| e.to_string());
+    // The stored error is the stable code; the provider's text is logged by `provider_error`.
+    let error = answer.error.map(|e| e.public().0);
     let message = conn
         .append_answer(
             user_id,
@@ -363,7 +364,7 @@ async fn store_answer(
                 content: answer.text,
                 status: answer.status,
                 model: Some(&answer.model.id),
-                error: error.as_deref(),
+                error,
             },
             &rows,
         )
@@ -372,14 +373,12 @@ async fn store_answer(
     Ok((message, chat_row))
 }
 
+/// The turn's error for a provider failure: its code and generic message for the client, its own
+/// text for the log.
 fn provider_error(e: ProviderError) -> Error {
-    match e {
-        ProviderError::Timeout => Error::UpstreamTimeout,
-        ProviderError::Throttled { .. } => {
-            Error::Upstream("the model provider is throttling requests; try again later".into())
-        }
-        other => Error::Upstream(other.to_string()),
-    }
+    let (code, message) = e.public();
+    tracing::warn!(code, error = %e, "the model call failed");
+    Error::Provider { code, message }
 }
 
 #[cfg(test)]

@@ -116,6 +116,35 @@ pub enum ProviderError {
 }
 
 impl ProviderError {
+    /// The stable code clients see (in the problem and on the stored message), and its generic
+    /// message. The provider's own text can hold a key fragment or a private URL: it goes to the log
+    /// only.
+    pub fn public(&self) -> (&'static str, &'static str) {
+        match self {
+            ProviderError::Throttled { .. } => (
+                "provider_throttled",
+                "the model provider is throttling requests; try again later",
+            ),
+            ProviderError::Unavailable(_) => (
+                "provider_unavailable",
+                "the model provider is unavailable; try again later",
+            ),
+            ProviderError::Timeout => ("timeout", "the model provider did not answer in time"),
+            ProviderError::Rejected(_) => (
+                "provider_rejected",
+                "the model provider refused the request",
+            ),
+            ProviderError::Stream(_) => (
+                "provider_stream_failed",
+                "the model provider's answer broke off",
+            ),
+            ProviderError::NotConfigured(_) => (
+                "provider_not_configured",
+                "the model's provider is not configured in this deployment",
+            ),
+        }
+    }
+
     /// Whether trying again may succeed (only ever done before any output reached the client).
     pub fn is_retryable(&self) -> bool {
         matches!(

@@ -8,7 +8,7 @@
 mod conversations;
 mod idempotency;
 mod messages;
-pub(crate) mod migrations;
+mod migrations;
 mod tokens;
 mod usage;
 mod users;

@@ -113,6 +113,20 @@ impl Conn {
         first(rows, user_from_row).await
     }
 
+    /// Whether any account is an admin (the bootstrap admin is granted only while none is).
+    pub async fn admin_exists(&self) -> StoreResult<bool> {
+        let rows = self
+            .0
+            .query(
+                "SELECT EXISTS (SELECT 1 FROM users WHERE role = 'admin')",
+                (),
+            )
+            .await?;
+        Ok(first(rows, |row| col(row, 0, "users.role"))
+            .await?
+            .unwrap_or(false))
+    }
+
     /// Flips the active flag (tests today; the admin console with its issue).
     pub async fn set_user_active(&self, id: UserId, active: bool) -> StoreResult<bool> {
         let n = self
