@@ -8,11 +8,11 @@ use std::time::UNIX_EPOCH;
 use crate::{
     auth::{
         password,
-        tokens::{TokenKeys, TokenType},
+        tokens::{Subject, TokenKeys, TokenType},
     },
     error::{Error, FieldError, Result},
     kinds::Role,
-    store::{Conn, NewUser, RefreshOutcome, User, UserChanges},
+    store::{Conn, NewRefreshToken, NewUser, RefreshOutcome, User, UserChanges},
     text,
 };
 
@@ -168,7 +168,7 @@ pub async fn register(
             )),
             false => e.into(),
         })?;
-    let pair = issue_pair(conn, keys, &user, None).await?;
+    let pair = start_session(conn, keys, &user).await?;
     Ok((user, pair))
 }
 
@@ -184,6 +184,13 @@ pub async fn login(
     email: &str,
     password: String,
 ) -> Result<(User, TokenPair)> {
+    let user = verify_credentials(conn, email, password).await?;
+    let pair = start_session(conn, keys, &user).await?;
+    Ok((user, pair))
+}
+
+/// The active user with this email and password; one 401 for every way of being wrong.
+pub async fn verify_credentials(conn: &Conn, email: &str, password: String) -> Result<User> {
     let Some(user) = conn.user_by_email(&Email::normalize(email)).await? else {
         password::verify_dummy(password).await?;
         return Err(Error::Unauthorized(BAD_CREDENTIALS));
@@ -191,11 +198,20 @@ pub async fn login(
     if !password::verify(password, user.password_hash.clone()).await? || !user.is_active {
         return Err(Error::Unauthorized(BAD_CREDENTIALS));
     }
-    let pair = issue_pair(conn, keys, &user, None).await?;
-    Ok((user, pair))
+    Ok(user)
 }
 
-/// Spends a refresh token and returns its successor in the same family.
+/// A new session for `user` as it was read: its tokens carry the epoch of that read, so a password
+/// change, "log out everywhere" or deactivation that lands meanwhile leaves this session dead.
+pub async fn start_session(conn: &Conn, keys: &TokenKeys, user: &User) -> Result<TokenPair> {
+    let session_id = crate::ids::new_id();
+    let (pair, refresh) = issue_pair(keys, user, &session_id)?;
+    conn.insert_refresh_token(&refresh.as_new(user, &session_id))
+        .await?;
+    Ok(pair)
+}
+
+/// Spends a refresh token and returns its successor in the same session, in one transaction.
 #[tracing::instrument(level = "debug", skip_all)]
 pub async fn refresh(
     conn: &Conn,
@@ -203,25 +219,28 @@ pub async fn refresh(
     refresh_token: &str,
 ) -> Result<(User, TokenPair)> {
     let claims = keys.verify(refresh_token, TokenType::Refresh)?;
-    let family_id = match conn.spend_refresh_token(&claims.jti).await? {
-        RefreshOutcome::Rotated { user_id, family_id } if user_id == claims.sub => family_id,
+    let user = match conn.user_by_id(claims.sub).await? {
+        Some(user) if user.is_active && user.session_epoch == claims.sep => user,
+        _ => return Err(Error::Unauthorized(BAD_TOKEN)),
+    };
+    let (pair, successor) = issue_pair(keys, &user, &claims.sid)?;
+    match conn
+        .rotate_refresh_token(&claims.jti, &successor.as_new(&user, &claims.sid))
+        .await?
+    {
+        RefreshOutcome::Rotated => Ok((user, pair)),
         RefreshOutcome::Reused => {
             tracing::warn!(user_id = %claims.sub, "refresh token reused; its family is revoked");
-            return Err(Error::Unauthorized(
+            Err(Error::Unauthorized(
                 "the refresh token has already been used; please log in again",
-            ));
+            ))
         }
-        _ => return Err(Error::Unauthorized(BAD_TOKEN)),
-    };
-    let user = match conn.user_by_id(claims.sub).await? {
-        Some(user) if user.is_active => user,
-        _ => return Err(Error::Unauthorized(BAD_TOKEN)),
-    };
-    let pair = issue_pair(conn, keys, &user, Some(&family_id)).await?;
-    Ok((user, pair))
+        RefreshOutcome::Unknown => Err(Error::Unauthorized(BAD_TOKEN)),
+    }
 }
 
-/// Revokes the family of `refresh_token`, which must belong to `user`. Logging out twice is fine.
+/// Ends the session of `refresh_token`, which must belong to `user`: its refresh tokens and its
+/// access tokens stop working at once. Logging out twice is fine.
 #[tracing::instrument(level = "debug", skip_all)]
 pub async fn logout(conn: &Conn, keys: &TokenKeys, user: &User, refresh_token: &str) -> Result<()> {
     let claims = keys.verify(refresh_token, TokenType::Refresh)?;
@@ -236,19 +255,29 @@ pub async fn logout(conn: &Conn, keys: &TokenKeys, user: &User, refresh_token: &
     Ok(())
 }
 
-/// The active user an access token names. The user row is read on every request, so deactivating
-/// an account shuts its tokens out at once, and the role is the stored one, not the token's claim.
+/// Ends every session of `user`: every access and refresh token stops working at once.
+#[tracing::instrument(level = "debug", skip_all)]
+pub async fn logout_everywhere(conn: &Conn, user: &User) -> Result<()> {
+    Ok(conn.end_all_sessions(user.id).await?)
+}
+
+/// The active user an access token names, if its session is live. The user row is read on every
+/// request (with the session's state, in one query), so deactivation, a password change, "log out
+/// everywhere" and logging the session out take effect at once, and the role is the stored one,
+/// not the token's claim.
 pub async fn authenticate(conn: &Conn, keys: &TokenKeys, access_token: &str) -> Result<User> {
     let claims = keys.verify(access_token, TokenType::Access)?;
-    match conn.user_by_id(claims.sub).await? {
-        Some(user) if user.is_active => Ok(user),
-        Some(_) => Err(Error::Unauthorized("this account is deactivated")),
-        None => Err(Error::Unauthorized(BAD_TOKEN)),
+    match conn.user_with_session(claims.sub, &claims.sid).await? {
+        Some((user, _)) if !user.is_active => {
+            Err(Error::Unauthorized("this account is deactivated"))
+        }
+        Some((user, ended)) if !ended && user.session_epoch == claims.sep => Ok(user),
+        _ => Err(Error::Unauthorized(BAD_TOKEN)),
     }
 }
 
 /// Applies a profile change. A password change needs the current password and logs the user out of
-/// every other session (all refresh tokens are revoked; access tokens lapse within their lifetime).
+/// every session, this one included (the epoch moves on and every refresh token is revoked).
 #[tracing::instrument(level = "debug", skip_all)]
 pub async fn update_profile(conn: &Conn, user: &User, changes: ProfileChanges) -> Result<User> {
     let password_hash = match changes.password {
@@ -276,32 +305,52 @@ pub async fn update_profile(conn: &Conn, user: &User, changes: ProfileChanges) -
     Ok(updated)
 }
 
-async fn issue_pair(
-    conn: &Conn,
+/// A refresh token as issued, before it is stored.
+struct IssuedRefresh {
+    jti: String,
+    expires_at: String,
+}
+
+impl IssuedRefresh {
+    fn as_new<'a>(&'a self, user: &User, session_id: &'a str) -> NewRefreshToken<'a> {
+        NewRefreshToken {
+            jti: &self.jti,
+            user_id: user.id,
+            family_id: session_id,
+            expires_at: &self.expires_at,
+        }
+    }
+}
+
+fn issue_pair(
     keys: &TokenKeys,
     user: &User,
-    family: Option<&str>,
-) -> Result<TokenPair> {
-    let access = keys.issue(user.id, user.role, TokenType::Access)?;
-    let refresh = keys.issue(user.id, user.role, TokenType::Refresh)?;
-    let family_id = family.map(str::to_owned).unwrap_or_else(crate::ids::new_id);
+    session_id: &str,
+) -> Result<(TokenPair, IssuedRefresh)> {
+    let subject = Subject {
+        user_id: user.id,
+        role: user.role,
+        epoch: user.session_epoch,
+        session_id,
+    };
+    let access = keys.issue(subject, TokenType::Access)?;
+    let refresh = keys.issue(subject, TokenType::Refresh)?;
     let expires_at = time::OffsetDateTime::UNIX_EPOCH
         + refresh
             .expires_at
             .duration_since(UNIX_EPOCH)
             .unwrap_or_default();
-    conn.insert_refresh_token(
-        &refresh.jti,
-        user.id,
-        &family_id,
-        &crate::ids::format_time(expires_at),
-    )
-    .await?;
-    Ok(TokenPair {
-        access_token: access.token,
-        refresh_token: refresh.token,
-        expires_in: keys.access_ttl.as_secs(),
-    })
+    Ok((
+        TokenPair {
+            access_token: access.token,
+            refresh_token: refresh.token,
+            expires_in: keys.access_ttl.as_secs(),
+        },
+        IssuedRefresh {
+            jti: refresh.jti,
+            expires_at: crate::ids::format_time(expires_at),
+        },
+    ))
 }
 
 #[cfg(test)]

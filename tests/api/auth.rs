@@ -312,6 +312,7 @@ async fn access_and_refresh_tokens_are_not_interchangeable() {
 async fn logout_ends_the_session() {
     let app = TestApp::spawn().await;
     let t = app.register("gus@example.com").await;
+    let other_session = Tokens::from(app.login("gus@example.com", PASSWORD).await.json());
     // Logout needs the access token.
     app.logout(&t.refresh, None)
         .await
@@ -319,20 +320,113 @@ async fn logout_ends_the_session() {
     let res = app.logout(&t.refresh, Some(&t.access)).await;
     assert_eq!(res.status, StatusCode::NO_CONTENT);
     assert!(res.body.is_empty());
+    // Both tokens of that session are dead at once; the other session lives on.
     app.refresh(&t.refresh)
         .await
         .problem(StatusCode::UNAUTHORIZED);
-    // Twice is fine.
-    let res = app.logout(&t.refresh, Some(&t.access)).await;
+    app.get("/api/v1/users/me", Some(&t.access))
+        .await
+        .problem(StatusCode::UNAUTHORIZED);
+    assert_eq!(
+        app.get("/api/v1/users/me", Some(&other_session.access))
+            .await
+            .status,
+        StatusCode::OK
+    );
+    // Twice is fine (from a live session).
+    let res = app.logout(&t.refresh, Some(&other_session.access)).await;
     assert_eq!(res.status, StatusCode::NO_CONTENT);
 
     // Nobody logs out someone else's session.
     let victim = app.register("hal@example.com").await;
-    app.logout(&victim.refresh, Some(&t.access))
+    app.logout(&victim.refresh, Some(&other_session.access))
         .await
         .problem(StatusCode::UNAUTHORIZED);
     let res = app.refresh(&victim.refresh).await;
     assert_eq!(res.status, StatusCode::OK);
+}
+
+#[tokio::test]
+async fn logout_all_ends_every_session_at_once() {
+    let app = TestApp::spawn().await;
+    let a = app.register("kim@example.com").await;
+    let b = Tokens::from(app.login("kim@example.com", PASSWORD).await.json());
+    let bystander = app.register("lou@example.com").await;
+    let res = app
+        .post("/api/v1/auth/logout-all", json!({}), Some(&b.access))
+        .await;
+    assert_eq!(res.status, StatusCode::NO_CONTENT, "{}", res.text());
+    for session in [&a, &b] {
+        app.get("/api/v1/users/me", Some(&session.access))
+            .await
+            .problem(StatusCode::UNAUTHORIZED);
+        app.refresh(&session.refresh)
+            .await
+            .problem(StatusCode::UNAUTHORIZED);
+    }
+    assert_eq!(
+        app.get("/api/v1/users/me", Some(&bystander.access))
+            .await
+            .status,
+        StatusCode::OK
+    );
+    // A new login works, and so does its session.
+    let c = Tokens::from(app.login("kim@example.com", PASSWORD).await.json());
+    assert_eq!(
+        app.get("/api/v1/users/me", Some(&c.access)).await.status,
+        StatusCode::OK
+    );
+    assert_eq!(app.refresh(&c.refresh).await.status, StatusCode::OK);
+    app.post("/api/v1/auth/logout-all", json!({}), None)
+        .await
+        .problem(StatusCode::UNAUTHORIZED);
+}
+
+/// A login that checked the password before a password change and stores its session after it
+/// (the race a revocation list loses) gets a dead session: its tokens carry the old epoch.
+#[tokio::test]
+async fn a_login_interleaved_with_a_password_change_gets_a_dead_session() {
+    let app = TestApp::spawn().await;
+    let t = app.register("max@example.com").await;
+    let conn = app.state.store().conn().await.unwrap();
+    let keys = app.state.tokens();
+    // The login, held between its password check and its insert...
+    let checked = codechat::accounts::verify_credentials(&conn, "max@example.com", PASSWORD.into())
+        .await
+        .unwrap();
+    // ...while the password changes.
+    let res = app
+        .patch(
+            "/api/v1/users/me",
+            json!({"current_password": PASSWORD, "new_password": "another long secret"}),
+            Some(&t.access),
+        )
+        .await;
+    assert_eq!(res.status, StatusCode::OK, "{}", res.text());
+    let late = codechat::accounts::start_session(&conn, keys, &checked)
+        .await
+        .unwrap();
+    app.get("/api/v1/users/me", Some(&late.access_token))
+        .await
+        .problem(StatusCode::UNAUTHORIZED);
+    app.refresh(&late.refresh_token)
+        .await
+        .problem(StatusCode::UNAUTHORIZED);
+    // The change ended the session that made it too, at once.
+    app.get("/api/v1/users/me", Some(&t.access))
+        .await
+        .problem(StatusCode::UNAUTHORIZED);
+    let fresh = Tokens::from(
+        app.login("max@example.com", "another long secret")
+            .await
+            .json(),
+    );
+    assert_eq!(
+        app.get("/api/v1/users/me", Some(&fresh.access))
+            .await
+            .status,
+        StatusCode::OK
+    );
 }
 
 /// Signs `claims` with `secret` and HS256.
@@ -357,7 +451,7 @@ async fn forged_tampered_expired_and_unsigned_tokens_are_refused() {
     let app = TestApp::spawn().await;
     let t = app.register("ivy@example.com").await;
     let id = t.user["id"].as_str().unwrap();
-    let claims = |exp: u64| json!({"sub": id, "role": "admin", "iat": now() - 10, "exp": exp, "jti": "x", "typ": "access"});
+    let claims = |exp: u64| json!({"sub": id, "role": "admin", "iat": now() - 10, "exp": exp, "jti": "x", "typ": "access", "sep": 0, "sid": "s"});
 
     // The harness can sign a valid token, so the failures below are about what they change.
     let valid = sign(&claims(now() + 60), JWT_SECRET.as_bytes());

@@ -32,6 +32,7 @@ pub fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(token))
         .routes(routes!(refresh))
         .routes(routes!(logout))
+        .routes(routes!(logout_all))
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
@@ -173,7 +174,7 @@ async fn refresh(
     ))
 }
 
-/// Ends the session the refresh token belongs to.
+/// Ends the session the refresh token belongs to: its refresh and access tokens stop working at once.
 #[utoipa::path(post, path = "/api/v1/auth/logout", tag = "auth", security(("bearer" = [])), request_body = RefreshRequest,
     responses((status = 204), (status = 401, body = Problem)))]
 async fn logout(
@@ -183,5 +184,18 @@ async fn logout(
 ) -> Result<StatusCode> {
     let conn = state.store().conn().await?;
     accounts::logout(&conn, state.tokens(), &user, &body.refresh_token).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Ends every session of the current user ("log out everywhere"): every access and refresh token
+/// stops working at once.
+#[utoipa::path(post, path = "/api/v1/auth/logout-all", tag = "auth", security(("bearer" = [])),
+    responses((status = 204), (status = 401, body = Problem)))]
+async fn logout_all(
+    State(state): State<AppState>,
+    CurrentUser(user): CurrentUser,
+) -> Result<StatusCode> {
+    let conn = state.store().conn().await?;
+    accounts::logout_everywhere(&conn, &user).await?;
     Ok(StatusCode::NO_CONTENT)
 }

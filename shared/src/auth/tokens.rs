@@ -30,6 +30,20 @@ pub struct Claims {
     pub iat: u64,
     pub jti: String,
     pub typ: TokenType,
+    /// The user's session epoch when the token was issued: a token of an older epoch is dead.
+    pub sep: i64,
+    /// The session (refresh-token family) the token belongs to: logging it out ends its access
+    /// tokens too.
+    pub sid: String,
+}
+
+/// Who a token is for, and which session of theirs.
+#[derive(Debug, Clone, Copy)]
+pub struct Subject<'a> {
+    pub user_id: UserId,
+    pub role: Role,
+    pub epoch: i64,
+    pub session_id: &'a str,
 }
 
 pub struct Issued {
@@ -61,7 +75,7 @@ impl TokenKeys {
         }
     }
 
-    pub fn issue(&self, user_id: UserId, role: Role, typ: TokenType) -> Result<Issued> {
+    pub fn issue(&self, subject: Subject<'_>, typ: TokenType) -> Result<Issued> {
         let now = SystemTime::now();
         let ttl = match typ {
             TokenType::Access => self.access_ttl,
@@ -69,12 +83,14 @@ impl TokenKeys {
         };
         let expires_at = now + ttl;
         let claims = Claims {
-            sub: user_id,
-            role,
+            sub: subject.user_id,
+            role: subject.role,
             iat: unix(now),
             exp: unix(expires_at),
             jti: crate::ids::new_id(),
             typ,
+            sep: subject.epoch,
+            sid: subject.session_id.to_string(),
         };
         let token = jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &self.encoding)
             .map_err(|e| Error::Internal(format!("token signing failed: {e}")))?;
@@ -107,6 +123,15 @@ fn unix(t: SystemTime) -> u64 {
 mod tests {
     use super::*;
 
+    fn subject(user_id: UserId, role: Role) -> Subject<'static> {
+        Subject {
+            user_id,
+            role,
+            epoch: 0,
+            session_id: "s",
+        }
+    }
+
     fn keys() -> TokenKeys {
         TokenKeys::new(
             &[7u8; 32],
@@ -119,8 +144,10 @@ mod tests {
     fn kinds_do_not_mix() {
         let k = keys();
         let u1 = UserId::new();
-        let access = k.issue(u1, Role::User, TokenType::Access).unwrap();
-        let refresh = k.issue(u1, Role::User, TokenType::Refresh).unwrap();
+        let access = k.issue(subject(u1, Role::User), TokenType::Access).unwrap();
+        let refresh = k
+            .issue(subject(u1, Role::User), TokenType::Refresh)
+            .unwrap();
         assert_eq!(k.verify(&access.token, TokenType::Access).unwrap().sub, u1);
         assert!(k.verify(&access.token, TokenType::Refresh).is_err());
         assert!(k.verify(&refresh.token, TokenType::Access).is_err());
@@ -139,12 +166,16 @@ mod tests {
             Duration::from_secs(600),
         );
         let u1 = UserId::new();
-        let forged = other.issue(u1, Role::Admin, TokenType::Access).unwrap();
+        let forged = other
+            .issue(subject(u1, Role::Admin), TokenType::Access)
+            .unwrap();
         assert!(k.verify(&forged.token, TokenType::Access).is_err());
 
         let claims = k
             .verify(
-                &k.issue(u1, Role::User, TokenType::Access).unwrap().token,
+                &k.issue(subject(u1, Role::User), TokenType::Access)
+                    .unwrap()
+                    .token,
                 TokenType::Access,
             )
             .unwrap();

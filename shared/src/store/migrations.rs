@@ -22,6 +22,7 @@ pub(crate) const MIGRATIONS: &[(i64, &str, &str)] = migrations![
     1 => "0001_users_and_refresh_tokens.sql",
     2 => "0002_conversations_messages_usage.sql",
     3 => "0003_idempotency_leases.sql",
+    4 => "0004_session_epoch.sql",
 ];
 
 pub(super) async fn apply(conn: &Conn) -> StoreResult<()> {

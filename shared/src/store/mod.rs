@@ -24,7 +24,7 @@ use crate::{
 pub use conversations::{Conversation, ConversationChanges, NewConversation};
 pub use idempotency::{IdempotencyRecord, NewClaim};
 pub use messages::{Message, NewMessage};
-pub use tokens::RefreshOutcome;
+pub use tokens::{NewRefreshToken, RefreshOutcome};
 pub use usage::{UsageRecord, UsageTotals};
 pub use users::{NewUser, User, UserChanges};
 

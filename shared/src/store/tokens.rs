@@ -7,51 +7,77 @@ use crate::ids::UserId;
 
 #[derive(Debug, PartialEq, Eq)]
 pub enum RefreshOutcome {
-    /// The token was live and is now spent; issue its successor in the same family.
-    Rotated { user_id: UserId, family_id: String },
+    /// The token was live: it is spent and its successor stored, in one transaction.
+    Rotated,
     /// The token was already spent or revoked: its family has now been revoked.
     Reused,
     /// No such token (expired rows count as unknown).
     Unknown,
 }
 
+/// A refresh token to store: the first of a session (login), or the successor of a spent one.
+pub struct NewRefreshToken<'a> {
+    pub jti: &'a str,
+    pub user_id: UserId,
+    pub family_id: &'a str,
+    pub expires_at: &'a str,
+}
+
+const INSERT_REFRESH_TOKEN: &str =
+    "INSERT INTO refresh_tokens (jti, user_id, family_id, expires_at, created_at)
+     VALUES (?1, ?2, ?3, ?4, ?5)";
+
 impl Conn {
-    pub async fn insert_refresh_token(
-        &self,
-        jti: &str,
-        user_id: UserId,
-        family_id: &str,
-        expires_at: &str,
-    ) -> StoreResult<()> {
+    pub async fn insert_refresh_token(&self, new: &NewRefreshToken<'_>) -> StoreResult<()> {
         self.0
             .execute(
-                "INSERT INTO refresh_tokens (jti, user_id, family_id, expires_at, created_at) VALUES (?1, ?2, ?3, ?4, ?5)",
-                libsql::params![jti, user_id, family_id, expires_at, crate::ids::now()],
+                INSERT_REFRESH_TOKEN,
+                libsql::params![
+                    new.jti,
+                    new.user_id,
+                    new.family_id,
+                    new.expires_at,
+                    crate::ids::now()
+                ],
             )
             .await?;
         Ok(())
     }
 
-    /// Spends a refresh token. The guarded UPDATE is the single decision point, so two concurrent
-    /// uses of one token cannot both rotate.
-    pub async fn spend_refresh_token(&self, jti: &str) -> StoreResult<RefreshOutcome> {
+    /// Spends refresh token `jti` and stores `successor` in its family, in one transaction: there is
+    /// never a spent token without its successor, nor two successors. The guarded UPDATE is the
+    /// single decision point, so two concurrent uses of one token cannot both rotate.
+    pub async fn rotate_refresh_token(
+        &self,
+        jti: &str,
+        successor: &NewRefreshToken<'_>,
+    ) -> StoreResult<RefreshOutcome> {
         let now = crate::ids::now();
-        let mut rows = self
-            .0
-            .query(
-                "UPDATE refresh_tokens SET used_at = ?2
-                 WHERE jti = ?1 AND used_at IS NULL AND revoked_at IS NULL AND expires_at > ?2
-                 RETURNING user_id, family_id",
-                libsql::params![jti, now.clone()],
+        let tx = self.0.transaction().await?;
+        let spent = tx
+            .execute(
+                "UPDATE refresh_tokens SET used_at = ?4
+                 WHERE jti = ?1 AND user_id = ?2 AND family_id = ?3
+                   AND used_at IS NULL AND revoked_at IS NULL AND expires_at > ?4",
+                libsql::params![jti, successor.user_id, successor.family_id, now.clone()],
             )
             .await?;
-        if let Some(row) = rows.next().await? {
-            return Ok(RefreshOutcome::Rotated {
-                user_id: col(&row, 0, "refresh_tokens.user_id")?,
-                family_id: col(&row, 1, "refresh_tokens.family_id")?,
-            });
+        if spent == 1 {
+            tx.execute(
+                INSERT_REFRESH_TOKEN,
+                libsql::params![
+                    successor.jti,
+                    successor.user_id,
+                    successor.family_id,
+                    successor.expires_at,
+                    now
+                ],
+            )
+            .await?;
+            tx.commit().await?;
+            return Ok(RefreshOutcome::Rotated);
         }
-        drop(rows);
+        tx.rollback().await?;
         let mut rows = self
             .0
             .query(
@@ -100,7 +126,7 @@ impl Conn {
         Ok(())
     }
 
-    /// Logs a user out everywhere (password change, deactivation).
+    /// Revokes every refresh token of a user (a password change).
     pub async fn revoke_user_refresh_tokens(&self, user_id: UserId) -> StoreResult<()> {
         self.0
             .execute(

@@ -12,6 +12,8 @@ pub struct User {
     pub role: Role,
     pub is_active: bool,
     pub daily_token_limit: Option<i64>,
+    /// Tokens issued under another epoch are dead.
+    pub session_epoch: i64,
     pub created_at: String,
     pub updated_at: String,
 }
@@ -23,7 +25,8 @@ pub struct NewUser<'a> {
     pub role: Role,
 }
 
-/// A partial update; `None` leaves a column as it is.
+/// A partial update; `None` leaves a column as it is. A new password hash also ends every session
+/// (the epoch moves on).
 #[derive(Default)]
 pub struct UserChanges<'a> {
     pub display_name: Option<&'a str>,
@@ -31,7 +34,7 @@ pub struct UserChanges<'a> {
 }
 
 const USER_COLUMNS: &str =
-    "id, email, password_hash, display_name, role, is_active, daily_token_limit, created_at, updated_at";
+    "id, email, password_hash, display_name, role, is_active, daily_token_limit, session_epoch, created_at, updated_at";
 
 fn user_from_row(row: &libsql::Row) -> StoreResult<User> {
     Ok(User {
@@ -42,8 +45,9 @@ fn user_from_row(row: &libsql::Row) -> StoreResult<User> {
         role: col(row, 4, "users.role")?,
         is_active: col(row, 5, "users.is_active")?,
         daily_token_limit: col(row, 6, "users.daily_token_limit")?,
-        created_at: col(row, 7, "users.created_at")?,
-        updated_at: col(row, 8, "users.updated_at")?,
+        session_epoch: col(row, 7, "users.session_epoch")?,
+        created_at: col(row, 8, "users.created_at")?,
+        updated_at: col(row, 9, "users.updated_at")?,
     })
 }
 
@@ -99,7 +103,8 @@ impl Conn {
             .query(
                 &format!(
                     "UPDATE users SET display_name = COALESCE(?2, display_name),
-                         password_hash = COALESCE(?3, password_hash), updated_at = ?4
+                         password_hash = COALESCE(?3, password_hash),
+                         session_epoch = session_epoch + (?3 IS NOT NULL), updated_at = ?4
                      WHERE id = ?1 RETURNING {USER_COLUMNS}"
                 ),
                 libsql::params![
@@ -127,15 +132,63 @@ impl Conn {
             .unwrap_or(false))
     }
 
-    /// Flips the active flag (tests today; the admin console with its issue).
+    /// Flips the active flag (tests today; the admin console with its issue). Deactivating ends
+    /// every session.
     pub async fn set_user_active(&self, id: UserId, active: bool) -> StoreResult<bool> {
         let n = self
             .0
             .execute(
-                "UPDATE users SET is_active = ?2, updated_at = ?3 WHERE id = ?1",
+                "UPDATE users SET is_active = ?2, session_epoch = session_epoch + (?2 = 0), updated_at = ?3
+                 WHERE id = ?1",
                 libsql::params![id, active as i64, crate::ids::now()],
             )
             .await?;
         Ok(n == 1)
+    }
+
+    /// The user with whether the session `session_id` (a refresh family) was ended: what every
+    /// authenticated request checks, in one round trip.
+    pub async fn user_with_session(
+        &self,
+        id: UserId,
+        session_id: &str,
+    ) -> StoreResult<Option<(User, bool)>> {
+        let rows = self
+            .0
+            .query(
+                &format!(
+                    "SELECT {USER_COLUMNS}, EXISTS (
+                         SELECT 1 FROM refresh_tokens WHERE family_id = ?2 AND revoked_at IS NOT NULL
+                     ) FROM users WHERE id = ?1"
+                ),
+                libsql::params![id, session_id],
+            )
+            .await?;
+        first(rows, |row| {
+            Ok((
+                user_from_row(row)?,
+                col(row, 10, "refresh_tokens.revoked_at")?,
+            ))
+        })
+        .await
+    }
+
+    /// "Log out everywhere": the epoch moves on (every access and refresh token dies) and every
+    /// refresh token is revoked, in one transaction.
+    pub async fn end_all_sessions(&self, id: UserId) -> StoreResult<()> {
+        let tx = self.0.transaction().await?;
+        let now = crate::ids::now();
+        tx.execute(
+            "UPDATE users SET session_epoch = session_epoch + 1, updated_at = ?2 WHERE id = ?1",
+            libsql::params![id, now.clone()],
+        )
+        .await?;
+        tx.execute(
+            "UPDATE refresh_tokens SET revoked_at = ?2 WHERE user_id = ?1 AND revoked_at IS NULL",
+            libsql::params![id, now],
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(())
     }
 }
