@@ -3,7 +3,12 @@
 //!
 //! Inputs arrive parsed ([`Email`], [`Password`], [`DisplayName`]): a value of these types is valid.
 
-use std::time::UNIX_EPOCH;
+use std::{
+    net::IpAddr,
+    time::{Duration, UNIX_EPOCH},
+};
+
+use time::OffsetDateTime;
 
 use crate::{
     auth::{
@@ -12,7 +17,7 @@ use crate::{
     },
     error::{Error, FieldError, Result},
     kinds::Role,
-    store::{Conn, NewRefreshToken, NewUser, RefreshOutcome, User, UserChanges},
+    store::{Conn, FailureScope, NewRefreshToken, NewUser, RefreshOutcome, User, UserChanges},
     text,
 };
 
@@ -177,28 +182,126 @@ pub async fn register(
 const BAD_CREDENTIALS: &str = "the email or password is incorrect";
 const BAD_TOKEN: &str = "the token is invalid or expired";
 
+/// How many failed password checks an account and a client IP get per window before further
+/// attempts answer 429 (without running argon2) until the window passes.
+#[derive(Debug, Clone, Copy)]
+pub struct LoginLimits {
+    pub per_account: u32,
+    pub per_ip: u32,
+    pub window: Duration,
+}
+
+/// Who is checking a password: the account's email as given, and the client's IP (API Gateway's
+/// source IP; never a header the client could set), when known.
+#[derive(Debug, Clone, Copy)]
+pub struct Attempt<'a> {
+    pub email: &'a str,
+    pub ip: Option<IpAddr>,
+}
+
 #[tracing::instrument(level = "debug", skip_all)]
 pub async fn login(
     conn: &Conn,
     keys: &TokenKeys,
-    email: &str,
+    limits: LoginLimits,
+    attempt: Attempt<'_>,
     password: String,
 ) -> Result<(User, TokenPair)> {
-    let user = verify_credentials(conn, email, password).await?;
+    let user = verify_credentials(conn, limits, attempt, password).await?;
     let pair = start_session(conn, keys, &user).await?;
     Ok((user, pair))
 }
 
-/// The active user with this email and password; one 401 for every way of being wrong.
-pub async fn verify_credentials(conn: &Conn, email: &str, password: String) -> Result<User> {
-    let Some(user) = conn.user_by_email(&Email::normalize(email)).await? else {
-        password::verify_dummy(password).await?;
-        return Err(Error::Unauthorized(BAD_CREDENTIALS));
+/// The active user with this email and password; one 401 for every way of being wrong, and 429
+/// once the account or the client has failed too often in the window.
+pub async fn verify_credentials(
+    conn: &Conn,
+    limits: LoginLimits,
+    attempt: Attempt<'_>,
+    password: String,
+) -> Result<User> {
+    let email = Email::normalize(attempt.email);
+    let guard = FailureGuard::check(conn, limits, &email, attempt.ip).await?;
+    let user = match conn.user_by_email(&email).await? {
+        None => {
+            password::verify_dummy(password).await?;
+            None
+        }
+        Some(user) => password::verify(password, user.password_hash.clone())
+            .await?
+            .then_some(user),
     };
-    if !password::verify(password, user.password_hash.clone()).await? || !user.is_active {
-        return Err(Error::Unauthorized(BAD_CREDENTIALS));
+    match user {
+        Some(user) if user.is_active => {
+            conn.clear_login_failures(FailureScope::Account, &email)
+                .await?;
+            Ok(user)
+        }
+        _ => {
+            guard.failed(conn).await?;
+            Err(Error::Unauthorized(BAD_CREDENTIALS))
+        }
     }
-    Ok(user)
+}
+
+/// The failure counters one password check is subject to.
+struct FailureGuard<'a> {
+    limits: LoginLimits,
+    account: &'a str,
+    ip: Option<String>,
+    now: OffsetDateTime,
+}
+
+impl<'a> FailureGuard<'a> {
+    /// 429 with the seconds left in the window when the account or the IP is over its limit.
+    async fn check(
+        conn: &Conn,
+        limits: LoginLimits,
+        account: &'a str,
+        ip: Option<IpAddr>,
+    ) -> Result<FailureGuard<'a>> {
+        let guard = FailureGuard {
+            limits,
+            account,
+            ip: ip.map(|ip| ip.to_string()),
+            now: OffsetDateTime::now_utc(),
+        };
+        let cutoff = guard.cutoff();
+        let mut scopes = vec![(FailureScope::Account, account, limits.per_account)];
+        if let Some(ip) = &guard.ip {
+            scopes.push((FailureScope::Ip, ip.as_str(), limits.per_ip));
+        }
+        for (scope, key, limit) in scopes {
+            let Some((failures, started)) = conn.login_failures(scope, key, &cutoff).await? else {
+                continue;
+            };
+            if failures >= limit as i64 {
+                let ends = crate::ids::parse_time(&started).unwrap_or(guard.now) + limits.window;
+                let wait = (ends - guard.now).whole_seconds().max(1) as u64;
+                tracing::warn!(?scope, failures, "too many failed password checks");
+                return Err(Error::TooManyRequests {
+                    detail: "too many failed attempts; try again later".into(),
+                    retry_after_secs: wait,
+                });
+            }
+        }
+        Ok(guard)
+    }
+
+    fn cutoff(&self) -> String {
+        crate::ids::format_time(self.now - self.limits.window)
+    }
+
+    async fn failed(&self, conn: &Conn) -> Result<()> {
+        let (now, cutoff) = (crate::ids::format_time(self.now), self.cutoff());
+        conn.count_login_failure(FailureScope::Account, self.account, &now, &cutoff)
+            .await?;
+        if let Some(ip) = &self.ip {
+            conn.count_login_failure(FailureScope::Ip, ip, &now, &cutoff)
+                .await?;
+        }
+        Ok(())
+    }
 }
 
 /// A new session for `user` as it was read: its tokens carry the epoch of that read, so a password
@@ -278,11 +381,20 @@ pub async fn authenticate(conn: &Conn, keys: &TokenKeys, access_token: &str) -> 
 
 /// Applies a profile change. A password change needs the current password and logs the user out of
 /// every session, this one included (the epoch moves on and every refresh token is revoked).
+/// A wrong `current_password` counts as a failed password check (see [`LoginLimits`]).
 #[tracing::instrument(level = "debug", skip_all)]
-pub async fn update_profile(conn: &Conn, user: &User, changes: ProfileChanges) -> Result<User> {
+pub async fn update_profile(
+    conn: &Conn,
+    limits: LoginLimits,
+    ip: Option<IpAddr>,
+    user: &User,
+    changes: ProfileChanges,
+) -> Result<User> {
     let password_hash = match changes.password {
         Some(change) => {
+            let guard = FailureGuard::check(conn, limits, &user.email, ip).await?;
             if !password::verify(change.current, user.password_hash.clone()).await? {
+                guard.failed(conn).await?;
                 return Err(Error::invalid("current_password", "is incorrect"));
             }
             Some(password::hash(change.new.0).await?)

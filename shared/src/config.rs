@@ -118,6 +118,10 @@ pub struct Config {
     pub idempotency_lease: Duration,
     /// How long an idempotent answer is kept for replays.
     pub idempotency_ttl: Duration,
+    /// Failed password checks allowed per account and per client IP in a window.
+    pub login_max_failures_per_account: u32,
+    pub login_max_failures_per_ip: u32,
+    pub login_failure_window: Duration,
 }
 
 /// Bedrock client settings beyond the SDK's default chain.
@@ -300,6 +304,13 @@ impl Config {
                 &var,
                 "IDEMPOTENCY_TTL_SECONDS",
                 24 * 3600,
+            )?),
+            login_max_failures_per_account: number(&var, "LOGIN_MAX_FAILURES_PER_ACCOUNT", 5)?,
+            login_max_failures_per_ip: number(&var, "LOGIN_MAX_FAILURES_PER_IP", 100)?,
+            login_failure_window: Duration::from_secs(number(
+                &var,
+                "LOGIN_FAILURE_WINDOW_SECONDS",
+                900,
             )?),
             data_dir,
         })

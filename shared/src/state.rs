@@ -1,6 +1,7 @@
 use std::sync::Arc;
 
 use crate::{
+    accounts::LoginLimits,
     auth::tokens::TokenKeys,
     blobs::BlobStore,
     chat::TurnSettings,
@@ -82,6 +83,15 @@ impl AppState {
 
     pub fn turn_settings(&self) -> TurnSettings {
         TurnSettings::from(&self.0.config)
+    }
+
+    pub fn login_limits(&self) -> LoginLimits {
+        let c = &self.0.config;
+        LoginLimits {
+            per_account: c.login_max_failures_per_account,
+            per_ip: c.login_max_failures_per_ip,
+            window: c.login_failure_window,
+        }
     }
 
     pub fn idempotency_policy(&self) -> idempotency::Policy {

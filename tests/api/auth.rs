@@ -1,5 +1,8 @@
 use axum::http::StatusCode;
-use codechat_api_tests::{TestApp, Tokens, JWT_SECRET, PASSWORD};
+use std::net::SocketAddr;
+
+use axum::{extract::ConnectInfo, http::Method};
+use codechat_api_tests::{request, TestApp, TestResponse, Tokens, JWT_SECRET, PASSWORD};
 use jsonwebtoken::{encode, EncodingKey, Header};
 use serde_json::json;
 
@@ -391,7 +394,12 @@ async fn a_login_interleaved_with_a_password_change_gets_a_dead_session() {
     let conn = app.state.store().conn().await.unwrap();
     let keys = app.state.tokens();
     // The login, held between its password check and its insert...
-    let checked = codechat::accounts::verify_credentials(&conn, "max@example.com", PASSWORD.into())
+    let attempt = codechat::accounts::Attempt {
+        email: "max@example.com",
+        ip: None,
+    };
+    let limits = app.state.login_limits();
+    let checked = codechat::accounts::verify_credentials(&conn, limits, attempt, PASSWORD.into())
         .await
         .unwrap();
     // ...while the password changes.
@@ -530,4 +538,137 @@ async fn a_deactivated_user_is_shut_out_at_once() {
     app.login("jo@example.com", PASSWORD)
         .await
         .problem(StatusCode::UNAUTHORIZED);
+}
+
+/// A login request from `ip`, as API Gateway's source IP (or the local peer) would give it.
+async fn login_from(app: &TestApp, ip: [u8; 4], email: &str, password: &str) -> TestResponse {
+    let mut req = request(
+        Method::POST,
+        "/api/v1/auth/login",
+        None,
+        Some(json!({"email": email, "password": password})),
+    );
+    req.extensions_mut()
+        .insert(ConnectInfo(SocketAddr::from((ip, 40000))));
+    app.send(req).await
+}
+
+#[tokio::test]
+async fn failed_logins_per_account_are_limited_until_the_window_passes() {
+    let app = TestApp::with_env(&[("LOGIN_FAILURE_WINDOW_SECONDS", "2")]).await;
+    app.register("nan@example.com").await;
+    for i in 0..5 {
+        let res = login_from(&app, [10, 0, 0, i], "nan@example.com", "wrong password").await;
+        res.problem(StatusCode::UNAUTHORIZED);
+    }
+    // Past the limit even the right password waits, from any address, with Retry-After.
+    let res = login_from(&app, [10, 0, 1, 1], "NAN@example.com", PASSWORD).await;
+    res.problem(StatusCode::TOO_MANY_REQUESTS);
+    let wait: u64 = res.headers["retry-after"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!((1..=2).contains(&wait), "{wait}");
+    // The OAuth2 form shares the counter.
+    let form = format!(
+        "username=nan%40example.com&password={}",
+        PASSWORD.replace(' ', "+")
+    );
+    app.post_raw(
+        "/api/v1/auth/token",
+        "application/x-www-form-urlencoded",
+        form,
+    )
+    .await
+    .problem(StatusCode::TOO_MANY_REQUESTS);
+    // Other accounts are not affected.
+    app.register("oz@example.com").await;
+    assert_eq!(
+        app.login("oz@example.com", PASSWORD).await.status,
+        StatusCode::OK
+    );
+
+    tokio::time::sleep(std::time::Duration::from_millis(2100)).await;
+    assert_eq!(
+        app.login("nan@example.com", PASSWORD).await.status,
+        StatusCode::OK
+    );
+}
+
+#[tokio::test]
+async fn a_success_resets_the_account_counter() {
+    let app = TestApp::spawn().await;
+    app.register("pat@example.com").await;
+    for _ in 0..4 {
+        app.login("pat@example.com", "wrong password")
+            .await
+            .problem(StatusCode::UNAUTHORIZED);
+    }
+    assert_eq!(
+        app.login("pat@example.com", PASSWORD).await.status,
+        StatusCode::OK
+    );
+    for _ in 0..4 {
+        app.login("pat@example.com", "wrong password")
+            .await
+            .problem(StatusCode::UNAUTHORIZED);
+    }
+    assert_eq!(
+        app.login("pat@example.com", PASSWORD).await.status,
+        StatusCode::OK
+    );
+}
+
+#[tokio::test]
+async fn failed_logins_per_client_ip_are_limited() {
+    let app = TestApp::with_env(&[("LOGIN_MAX_FAILURES_PER_IP", "3")]).await;
+    app.register("quin@example.com").await;
+    // Credential stuffing: one address, a different account each time.
+    for i in 0..3 {
+        login_from(
+            &app,
+            [192, 0, 2, 7],
+            &format!("nobody{i}@example.com"),
+            "guess",
+        )
+        .await
+        .problem(StatusCode::UNAUTHORIZED);
+    }
+    login_from(&app, [192, 0, 2, 7], "quin@example.com", PASSWORD)
+        .await
+        .problem(StatusCode::TOO_MANY_REQUESTS);
+    // Another address is not held back; a client-supplied X-Forwarded-For changes nothing.
+    let res = login_from(&app, [192, 0, 2, 8], "quin@example.com", PASSWORD).await;
+    assert_eq!(res.status, StatusCode::OK);
+    let mut req = request(
+        Method::POST,
+        "/api/v1/auth/login",
+        None,
+        Some(json!({"email": "quin@example.com", "password": PASSWORD})),
+    );
+    req.headers_mut()
+        .insert("x-forwarded-for", "203.0.113.9".parse().unwrap());
+    req.extensions_mut()
+        .insert(ConnectInfo(SocketAddr::from(([192, 0, 2, 7], 40000))));
+    app.send(req).await.problem(StatusCode::TOO_MANY_REQUESTS);
+}
+
+#[tokio::test]
+async fn wrong_current_passwords_count_as_failed_logins() {
+    let app = TestApp::with_env(&[("LOGIN_MAX_FAILURES_PER_ACCOUNT", "2")]).await;
+    let t = app.register("rae@example.com").await;
+    let change = |current: &str| json!({"current_password": current, "new_password": "a fresh long password"});
+    for _ in 0..2 {
+        let res = app
+            .patch("/api/v1/users/me", change("not it"), Some(&t.access))
+            .await;
+        assert_eq!(res.invalid_fields(), ["current_password"]);
+    }
+    app.patch("/api/v1/users/me", change(PASSWORD), Some(&t.access))
+        .await
+        .problem(StatusCode::TOO_MANY_REQUESTS);
+    app.login("rae@example.com", PASSWORD)
+        .await
+        .problem(StatusCode::TOO_MANY_REQUESTS);
 }

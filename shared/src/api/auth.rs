@@ -8,9 +8,9 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 use utoipa_axum::{router::OpenApiRouter, routes};
 
-use super::{CurrentUser, UserOut};
+use super::{ClientIp, CurrentUser, UserOut};
 use crate::{
-    accounts::{self, DisplayName, Email, Password, Registration, TokenPair},
+    accounts::{self, Attempt, DisplayName, Email, Password, Registration, TokenPair},
     error::{Error, FieldErrors, Problem, Result},
     function::{Function, Limits, Transport},
     http::{ApiForm, ApiJson},
@@ -127,15 +127,21 @@ async fn register(
 
 /// Exchanges email and password for tokens.
 #[utoipa::path(post, path = "/api/v1/auth/login", tag = "auth", request_body = LoginRequest,
-    responses((status = 200, body = TokenResponse), (status = 401, body = Problem), (status = 422, body = Problem)))]
+    responses((status = 200, body = TokenResponse), (status = 401, body = Problem), (status = 422, body = Problem), (status = 429, body = Problem)))]
 async fn login(
     State(state): State<AppState>,
+    ClientIp(ip): ClientIp,
     ApiJson(body): ApiJson<LoginRequest>,
 ) -> Result<Response> {
     let conn = state.store().conn().await?;
+    let attempt = Attempt {
+        email: &body.email,
+        ip,
+    };
+    let limits = state.login_limits();
     Ok(tokens(
         StatusCode::OK,
-        accounts::login(&conn, state.tokens(), &body.email, body.password).await?,
+        accounts::login(&conn, state.tokens(), limits, attempt, body.password).await?,
     ))
 }
 
@@ -145,6 +151,7 @@ async fn login(
     responses((status = 200, body = TokenResponse), (status = 401, body = Problem), (status = 422, body = Problem)))]
 async fn token(
     State(state): State<AppState>,
+    ClientIp(ip): ClientIp,
     ApiForm(form): ApiForm<TokenForm>,
 ) -> Result<Response> {
     if form.grant_type.as_deref().is_some_and(|g| g != "password") {
@@ -154,9 +161,14 @@ async fn token(
         ));
     }
     let conn = state.store().conn().await?;
+    let attempt = Attempt {
+        email: &form.username,
+        ip,
+    };
+    let limits = state.login_limits();
     Ok(tokens(
         StatusCode::OK,
-        accounts::login(&conn, state.tokens(), &form.username, form.password).await?,
+        accounts::login(&conn, state.tokens(), limits, attempt, form.password).await?,
     ))
 }
 

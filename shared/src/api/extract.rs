@@ -1,11 +1,15 @@
 //! Extractors every function shares: the current user, and ids in paths.
 
-use std::str::FromStr;
+use std::{
+    net::{IpAddr, SocketAddr},
+    str::FromStr,
+};
 
 use axum::{
-    extract::{FromRequestParts, Path},
+    extract::{ConnectInfo, FromRequestParts, Path},
     http::request::Parts,
 };
+use lambda_http::request::RequestContext;
 
 use crate::{accounts, error::Error, http, state::AppState, store::User};
 
@@ -44,5 +48,29 @@ impl<T: FromStr + Send, S: Send + Sync> FromRequestParts<S> for IdPath<T> {
             .await
             .map_err(|_| Error::NotFound)?;
         raw.parse().map(IdPath).map_err(|_| Error::NotFound)
+    }
+}
+
+/// The client's IP as API Gateway saw it (the event's source IP), or the peer address when served
+/// locally. Never a header: `X-Forwarded-For` is whatever the client says.
+pub struct ClientIp(pub Option<IpAddr>);
+
+impl<S: Send + Sync> FromRequestParts<S> for ClientIp {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
+        let from_gateway = match parts.extensions.get::<RequestContext>() {
+            Some(RequestContext::ApiGatewayV1(ctx)) => ctx.identity.source_ip.as_deref(),
+            Some(RequestContext::ApiGatewayV2(ctx)) => ctx.http.source_ip.as_deref(),
+            _ => None,
+        };
+        let ip = match from_gateway {
+            Some(ip) => ip.parse().ok(),
+            None => parts
+                .extensions
+                .get::<ConnectInfo<SocketAddr>>()
+                .map(|ConnectInfo(addr)| addr.ip()),
+        };
+        Ok(ClientIp(ip))
     }
 }

@@ -21,7 +21,7 @@ use utoipa::{
 };
 use utoipa_axum::router::OpenApiRouter;
 
-pub use extract::{CurrentUser, IdPath};
+pub use extract::{ClientIp, CurrentUser, IdPath};
 pub use users::UserOut;
 
 use crate::{function::Function, state::AppState};

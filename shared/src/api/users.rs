@@ -3,7 +3,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 use utoipa_axum::{router::OpenApiRouter, routes};
 
-use super::CurrentUser;
+use super::{ClientIp, CurrentUser};
 use crate::{
     accounts::{self, DisplayName, Password, PasswordChange, ProfileChanges},
     error::{Error, FieldError, FieldErrors, Problem, Result},
@@ -96,20 +96,18 @@ async fn get_me(CurrentUser(user): CurrentUser) -> Json<UserOut> {
     Json(user.into())
 }
 
-/// Changes the display name and/or the password (which needs the current one, and ends every other
-/// session).
+/// Changes the display name and/or the password (which needs the current one, and ends every
+/// session, this one included).
 #[utoipa::path(patch, path = "/api/v1/users/me", tag = "users", security(("bearer" = [])), request_body = UpdateMe,
-    responses((status = 200, body = UserOut), (status = 401, body = Problem), (status = 422, body = Problem)))]
+    responses((status = 200, body = UserOut), (status = 401, body = Problem), (status = 422, body = Problem), (status = 429, body = Problem)))]
 async fn patch_me(
     State(state): State<AppState>,
     CurrentUser(user): CurrentUser,
+    ClientIp(ip): ClientIp,
     ApiJson(body): ApiJson<UpdateMe>,
 ) -> Result<Json<UserOut>> {
     let changes = ProfileChanges::try_from(body)?;
     let conn = state.store().conn().await?;
-    Ok(Json(
-        accounts::update_profile(&conn, &user, changes)
-            .await?
-            .into(),
-    ))
+    let updated = accounts::update_profile(&conn, state.login_limits(), ip, &user, changes).await?;
+    Ok(Json(updated.into()))
 }

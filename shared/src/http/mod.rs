@@ -225,6 +225,8 @@ async fn serve_locally(name: &str, app: Router) -> Result<(), BoxError> {
         .unwrap_or(3000);
     let listener = tokio::net::TcpListener::bind(("127.0.0.1", port)).await?;
     tracing::info!(function = name, port, "serving locally");
+    // The peer address is the client IP that login limits count locally.
+    let app = app.into_make_service_with_connect_info::<std::net::SocketAddr>();
     axum::serve(listener, app).await.map_err(Into::into)
 }
 

@@ -23,6 +23,7 @@ pub(crate) const MIGRATIONS: &[(i64, &str, &str)] = migrations![
     2 => "0002_conversations_messages_usage.sql",
     3 => "0003_idempotency_leases.sql",
     4 => "0004_session_epoch.sql",
+    5 => "0005_login_failures.sql",
 ];
 
 pub(super) async fn apply(conn: &Conn) -> StoreResult<()> {

@@ -7,6 +7,7 @@
 
 mod conversations;
 mod idempotency;
+mod login_failures;
 mod messages;
 mod migrations;
 mod tokens;
@@ -23,6 +24,7 @@ use crate::{
 
 pub use conversations::{Conversation, ConversationChanges, NewConversation};
 pub use idempotency::{IdempotencyRecord, NewClaim};
+pub use login_failures::FailureScope;
 pub use messages::{Message, NewMessage};
 pub use tokens::{NewRefreshToken, RefreshOutcome};
 pub use usage::{UsageRecord, UsageTotals};
