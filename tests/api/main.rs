@@ -9,4 +9,5 @@ mod limits;
 mod modules;
 mod providers;
 mod service;
+mod template;
 mod users;
