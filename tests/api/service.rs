@@ -124,5 +124,22 @@ async fn openapi_documents_every_route_and_docs_render() {
         .to_str()
         .unwrap()
         .starts_with("text/html"));
-    assert!(res.text().contains("openapi.json"));
+    let page = res.text();
+    assert!(page.contains("openapi.json"));
+    // Every external asset is pinned to one version and carries its integrity hash; the token is
+    // never persisted by the page.
+    let version = codechat::api::health::SWAGGER_UI_VERSION;
+    for tag in page.split('<').filter(|t| t.contains("https://")) {
+        assert!(
+            tag.contains(&format!("swagger-ui-dist@{version}/")),
+            "{tag}"
+        );
+        assert!(
+            tag.contains("integrity=\"sha384-") && tag.contains("crossorigin"),
+            "{tag}"
+        );
+    }
+    assert!(!page.contains("persistAuthorization: true") && !page.contains("localStorage"));
+    let csp = res.headers["content-security-policy"].to_str().unwrap();
+    assert!(csp.contains("default-src 'none'") && csp.contains("frame-ancestors 'none'"));
 }

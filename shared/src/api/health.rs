@@ -91,26 +91,42 @@ async fn openapi_json() -> impl IntoResponse {
 
 pub const OPENAPI_JSON: &str = include_str!("../../openapi.json");
 
-/// Interactive documentation (Swagger UI, loaded by the browser from a CDN).
+/// Interactive documentation (Swagger UI).
 #[utoipa::path(get, path = "/api/v1/docs", tag = "service", responses((status = 200, description = "HTML page", content_type = "text/html")))]
-async fn docs() -> Html<&'static str> {
-    Html(DOCS_HTML)
+async fn docs() -> impl IntoResponse {
+    (
+        [(
+            axum::http::header::CONTENT_SECURITY_POLICY,
+            "default-src 'none'; script-src 'self' 'unsafe-inline' https://cdn.jsdelivr.net; \
+             style-src 'self' 'unsafe-inline' https://cdn.jsdelivr.net; img-src 'self' data:; \
+             connect-src 'self'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'",
+        )],
+        Html(DOCS_HTML),
+    )
 }
 
-// The page is relative to itself, so it works behind any API Gateway stage or custom domain.
+/// Swagger UI's assets: one exact version, each with its Subresource Integrity hash (checked
+/// against the npm package by `scripts/test`), so a compromised CDN cannot run code on this page.
+pub const SWAGGER_UI_VERSION: &str = "5.35.0";
+
+// The page is relative to itself, so it works behind any API Gateway stage or custom domain. The
+// token from "Authorize" stays in the page's memory (`persistAuthorization` off): nothing is kept
+// in localStorage.
 const DOCS_HTML: &str = r##"<!doctype html>
 <html lang="en">
 <head>
   <meta charset="utf-8">
   <title>CodeChat API</title>
   <meta name="viewport" content="width=device-width, initial-scale=1">
-  <link rel="stylesheet" href="https://cdn.jsdelivr.net/npm/swagger-ui-dist@5/swagger-ui.css">
+  <link rel="stylesheet" href="https://cdn.jsdelivr.net/npm/swagger-ui-dist@5.35.0/swagger-ui.css"
+        integrity="sha384-WlYgdmXYOOBWL5apwjDEZwN+U3HmXSSu5R6V5aGxEcf7z+KuRNwBhoxKVN1i3D5I" crossorigin="anonymous">
 </head>
 <body>
   <div id="swagger-ui"></div>
-  <script src="https://cdn.jsdelivr.net/npm/swagger-ui-dist@5/swagger-ui-bundle.js" crossorigin></script>
+  <script src="https://cdn.jsdelivr.net/npm/swagger-ui-dist@5.35.0/swagger-ui-bundle.js"
+          integrity="sha384-gjRm0bEPMeTmMh5jT2cHccIwCUZSTd8YC+j0d0sXw0MdGEfScduGpSyF3ZSSLkX9" crossorigin="anonymous"></script>
   <script>
-    window.ui = SwaggerUIBundle({ url: "openapi.json", dom_id: "#swagger-ui", persistAuthorization: true });
+    window.ui = SwaggerUIBundle({ url: "openapi.json", dom_id: "#swagger-ui", persistAuthorization: false });
   </script>
 </body>
 </html>
