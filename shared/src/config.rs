@@ -107,6 +107,9 @@ pub struct Config {
     pub provider_timeout: Duration,
     /// Longest silence allowed inside a streamed answer.
     pub stream_idle_timeout: Duration,
+    /// Wall-clock budget of a whole chat turn (summary, retries and answer), below the chat
+    /// function's timeout so a turn always ends stored.
+    pub turn_budget: Duration,
     /// Attempts per model call, counting the first (1 to 10); retries only happen before any output.
     pub provider_max_attempts: u32,
     /// First retry delay; doubles per attempt (a provider's Retry-After wins, up to 20 s).
@@ -288,6 +291,7 @@ impl Config {
                 "STREAM_IDLE_TIMEOUT_SECONDS",
                 30,
             )?),
+            turn_budget: Duration::from_secs(number(&var, "TURN_BUDGET_SECONDS", 240)?),
             provider_max_attempts: number(&var, "PROVIDER_MAX_ATTEMPTS", 3u32)?.clamp(1, 10),
             provider_retry_base: Duration::from_millis(number(
                 &var,

@@ -123,7 +123,8 @@ impl Error {
             Error::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
             Error::TooManyRequests { .. } => StatusCode::TOO_MANY_REQUESTS,
             Error::Provider {
-                code: "timeout", ..
+                code: "timeout" | "turn_budget_exceeded",
+                ..
             } => StatusCode::GATEWAY_TIMEOUT,
             Error::Provider { .. } => StatusCode::BAD_GATEWAY,
             Error::Store(StoreError::Busy) => StatusCode::SERVICE_UNAVAILABLE,
@@ -145,11 +146,20 @@ impl Error {
             Error::MethodNotAllowed(_) => "method-not-allowed",
             Error::TooManyRequests { .. } => "too-many-requests",
             Error::Provider {
-                code: "timeout", ..
+                code: "timeout" | "turn_budget_exceeded",
+                ..
             } => "provider-timeout",
             Error::Provider { .. } => "provider-error",
             Error::Store(StoreError::Busy) => "unavailable",
             Error::Store(_) | Error::Internal(_) => "internal",
+        }
+    }
+
+    /// The stable code of errors that have one (provider failures).
+    pub fn code(&self) -> Option<&'static str> {
+        match self {
+            Error::Provider { code, .. } => Some(code),
+            _ => None,
         }
     }
 
@@ -171,10 +181,7 @@ impl Error {
                 Error::Taken(field) => vec![field.clone()],
                 _ => Vec::new(),
             },
-            code: match self {
-                Error::Provider { code, .. } => Some(code),
-                _ => None,
-            },
+            code: self.code(),
         }
     }
 }
@@ -191,7 +198,7 @@ pub struct Problem {
     pub errors: Vec<FieldError>,
     /// A stable machine-readable code where the type has several causes (provider failures:
     /// `provider_unavailable`, `provider_throttled`, `provider_rejected`, `provider_stream_failed`,
-    /// `provider_not_configured`, `timeout`).
+    /// `provider_not_configured`, `timeout`, `turn_budget_exceeded`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub code: Option<&'static str>,
 }

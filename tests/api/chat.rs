@@ -163,6 +163,30 @@ async fn message_length_limit_is_exact_and_stores_nothing() {
 }
 
 #[tokio::test]
+async fn max_tokens_is_capped_to_what_fits_beside_a_long_message() {
+    let app = TestApp::spawn().await;
+    let t = app.register("room@example.com").await;
+    // local/echo has an 8 192-token window; 30 000 characters (~7 500 tokens) leave ~400 for the
+    // answer, not the 2 048 asked for.
+    let message = "word ".repeat(6000);
+    let res = app
+        .chat(
+            &t.access,
+            json!({"message": message, "max_tokens": 2048}),
+            None,
+        )
+        .await;
+    assert_eq!(res.status, StatusCode::OK, "{}", res.text());
+    let answer = res.json()["assistant_message"]["content"]
+        .as_str()
+        .unwrap()
+        .chars()
+        .count();
+    assert!(answer <= 450 * 4, "{answer} characters");
+    assert!(answer >= 300 * 4, "{answer} characters");
+}
+
+#[tokio::test]
 async fn chat_body_over_the_limit_is_413() {
     let app = TestApp::with_env(&[("MAX_JSON_BODY_BYTES", "2000")]).await;
     let t = app.register("big@example.com").await;

@@ -182,6 +182,17 @@ async fn conversations_and_chat_events() {
         .as_str()
         .unwrap()
         .ends_with("Hello from API Gateway"));
+    // In Lambda the invocation is over when the streamed body ends, and the sandbox may freeze:
+    // by then the answer is stored (no waiting here).
+    let conversation = events[0].data["conversation_id"].as_str().unwrap();
+    let stored = app
+        .get(
+            &format!("/api/v1/conversations/{conversation}/messages"),
+            Some(&token),
+        )
+        .await
+        .json();
+    assert_eq!(stored["items"][1]["status"], "complete", "{stored}");
 
     // A non-streamed turn through the same streaming runtime is one JSON body (as cargo lambda watch sends it).
     let (status, content_type, body) = invoke_streaming(&app, "chat.http.json", &token).await;

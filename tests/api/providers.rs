@@ -386,6 +386,85 @@ async fn a_stalled_stream_times_out() {
 }
 
 #[tokio::test]
+async fn a_streamed_turn_past_its_budget_ends_incomplete_with_the_text_so_far() {
+    let fake = ScriptedSse::start().await;
+    // The provider keeps trickling (never idle for long) but the answer never ends.
+    let (app, t) = openai_app(&fake.base_url, &[("TURN_BUDGET_SECONDS", "1")]).await;
+    fake.send(fakes::openai_chunk("slow and "));
+    let trickle = {
+        let chunks = fake.chunks.clone();
+        tokio::spawn(async move {
+            for _ in 0..30 {
+                tokio::time::sleep(Duration::from_millis(200)).await;
+                let _ = chunks.send(fakes::openai_chunk("more "));
+            }
+        })
+    };
+    let events = app
+        .chat_stream(&t.access, json!({"message": "take your time"}), None)
+        .await;
+    trickle.abort();
+    let last = events.last().unwrap();
+    assert_eq!(last.event, "error", "{events:?}");
+    assert_eq!(last.data["status"], 504);
+    assert_eq!(last.data["code"], "turn_budget_exceeded", "{}", last.data);
+    let id = events[0].data["conversation_id"].as_str().unwrap();
+    let msgs = messages(&app, &t.access, id).await;
+    assert_eq!(msgs[1]["status"], "incomplete");
+    assert_eq!(msgs[1]["error"], "turn_budget_exceeded");
+    assert!(msgs[1]["content"]
+        .as_str()
+        .unwrap()
+        .starts_with("slow and more"));
+    let usage = app
+        .get(
+            &format!("/api/v1/messages/{}/usage", msgs[1]["id"].as_str().unwrap()),
+            Some(&t.access),
+        )
+        .await
+        .json();
+    assert!(
+        usage["items"][0]["output_tokens"].as_i64().unwrap() > 0,
+        "{usage}"
+    );
+}
+
+#[tokio::test]
+async fn retries_fit_the_turn_budget() {
+    let server = MockServer::start().await;
+    Mock::given(method("POST"))
+        .respond_with(
+            ResponseTemplate::new(503).set_body_json(fakes::openai_error("busy", "server_error")),
+        )
+        .mount(&server)
+        .await;
+    // Backoff alone (1 s, 2 s, 4 s...) would outlast the budget: the turn ends at the budget.
+    let (app, t) = openai_app(
+        &format!("{}/v1", server.uri()),
+        &[
+            ("TURN_BUDGET_SECONDS", "1"),
+            ("PROVIDER_MAX_ATTEMPTS", "10"),
+            ("PROVIDER_RETRY_BASE_MS", "1000"),
+        ],
+    )
+    .await;
+    let started = std::time::Instant::now();
+    let p = app
+        .chat(&t.access, json!({"message": "hi"}), None)
+        .await
+        .problem(StatusCode::GATEWAY_TIMEOUT);
+    assert_eq!(p["code"], "turn_budget_exceeded", "{p}");
+    assert!(started.elapsed() < Duration::from_secs(5));
+    let list = app
+        .get("/api/v1/conversations", Some(&t.access))
+        .await
+        .json();
+    let id = list["items"][0]["id"].as_str().unwrap();
+    let msgs = messages(&app, &t.access, id).await;
+    assert_eq!(msgs[1]["status"], "incomplete");
+}
+
+#[tokio::test]
 async fn bedrock_converse_answer_and_usage() {
     let server = MockServer::start().await;
     Mock::given(method("POST"))

@@ -245,8 +245,12 @@ async fn post_chat(
         };
         let _ = events.send(last).await;
     };
-    tokio::spawn(turn.instrument(tracing::Span::current()));
-    Ok(sse::stream(rx))
+    let task = tokio::spawn(turn.instrument(tracing::Span::current()));
+    Ok(sse::stream_then(rx, async move {
+        if let Err(e) = task.await {
+            tracing::error!(error = %e, "the chat turn task failed");
+        }
+    }))
 }
 
 /// A finished turn as it is answered and recorded for replays: status, JSON body, and the event that

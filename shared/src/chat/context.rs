@@ -69,6 +69,15 @@ pub fn plan(
     }
 }
 
+/// The output tokens that fit beside `request`'s input in the model's window.
+pub fn answer_room(model: &Model, request: &ModelRequest) -> u32 {
+    let input = request.system.as_deref().map(estimate).unwrap_or(0)
+        + request.turns.iter().map(|t| estimate(&t.text)).sum::<u64>();
+    (model.context_window as u64)
+        .saturating_sub(input + MARGIN_TOKENS)
+        .min(u32::MAX as u64) as u32
+}
+
 pub fn system_prompt(summary: Option<&str>) -> String {
     match summary {
         Some(s) => format!("{DEFAULT_SYSTEM_PROMPT}\n\nSummary of the earlier conversation:\n{s}"),
@@ -224,6 +233,28 @@ mod tests {
         );
         assert_eq!(p.request.turns.len(), 1);
         assert_eq!(p.request.turns[0].speaker, Speaker::User);
+    }
+
+    #[test]
+    fn the_answer_gets_the_room_left_in_the_window() {
+        let p = plan(
+            &model(2000),
+            None,
+            &[msg(1, MessageRole::User, 4000)],
+            100,
+            None,
+        );
+        // 1000 input tokens + the system prompt + the margin leave ~700 of 2000.
+        let room = answer_room(&model(2000), &p.request);
+        assert!((600..=744).contains(&room), "{room}");
+        let p = plan(
+            &model(2000),
+            None,
+            &[msg(1, MessageRole::User, 8000)],
+            100,
+            None,
+        );
+        assert_eq!(answer_room(&model(2000), &p.request), 0);
     }
 
     #[test]

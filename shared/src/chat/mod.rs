@@ -9,7 +9,7 @@ pub mod context;
 
 use std::time::Duration;
 
-use tokio::sync::mpsc;
+use tokio::{sync::mpsc, time::Instant};
 
 use crate::{
     config::Config,
@@ -36,11 +36,14 @@ pub struct ChatInput {
     pub max_tokens: Option<u32>,
 }
 
-/// How a turn treats its provider: retries before any output, and the longest silence in a stream.
+/// How a turn treats its provider: retries before any output, the longest silence in a stream, and
+/// the wall-clock budget of the whole turn (below the function's timeout, so that a turn always
+/// ends stored).
 #[derive(Debug, Clone, Copy)]
 pub struct TurnSettings {
     pub retry: RetryPolicy,
     pub stream_idle_timeout: Duration,
+    pub budget: Duration,
 }
 
 impl From<&Config> for TurnSettings {
@@ -51,6 +54,7 @@ impl From<&Config> for TurnSettings {
                 base: config.provider_retry_base,
             },
             stream_idle_timeout: config.stream_idle_timeout,
+            budget: config.turn_budget,
         }
     }
 }
@@ -130,13 +134,15 @@ pub async fn start(
             CONTEXT_MESSAGES,
         )
         .await?;
-    let plan = context::plan(
+    let mut plan = context::plan(
         &model,
         conversation.summary.as_deref(),
         &history,
         max_tokens,
         input.temperature,
     );
+    // A long newest message may leave less room than asked for: the answer gets what fits.
+    plan.request.max_tokens = context::answer_room(&model, &plan.request).clamp(1, max_tokens);
     Ok(Started {
         conversation,
         user_message,
@@ -162,52 +168,53 @@ pub async fn run(
         model,
         mut plan,
     } = started;
+    let deadline = Instant::now() + settings.budget;
     let mut usage_rows = Vec::new();
 
     if !plan.to_summarise.is_empty() {
-        if let Some((summary, usage)) = summarise(
-            conn,
-            providers,
-            settings.retry,
-            &model,
-            &conversation,
-            &plan.to_summarise,
-        )
-        .await
-        {
+        let summary = tokio::time::timeout_at(
+            deadline,
+            summarise(
+                conn,
+                providers,
+                settings.retry,
+                &model,
+                &conversation,
+                &plan.to_summarise,
+            ),
+        );
+        if let Ok(Some((summary, usage))) = summary.await {
             plan.request.system = Some(context::system_prompt(Some(&summary)));
             usage_rows.push(("summary", usage));
         }
     }
 
     let (text, result) = match &deltas {
-        Some(tx) => stream_answer(providers, settings, &model, &plan.request, tx).await,
-        None => match settings
-            .retry
-            .run(|| providers.complete(&model, &plan.request))
-            .await
-        {
-            Ok(c) => (c.text, Ok(c.usage)),
-            Err(e) => (String::new(), Err(TurnEnd::Provider(e))),
-        },
+        Some(tx) => stream_answer(providers, settings, deadline, &model, &plan.request, tx).await,
+        None => {
+            let call = settings
+                .retry
+                .run(|| providers.complete(&model, &plan.request));
+            match tokio::time::timeout_at(deadline, call).await {
+                Ok(Ok(c)) => (c.text, Ok(c.usage)),
+                Ok(Err(e)) => (String::new(), Err(TurnEnd::Provider(e))),
+                Err(_) => (String::new(), Err(TurnEnd::OutOfTime)),
+            }
+        }
     };
 
-    let (status, error, usage) = match result {
+    // A call that produced nothing is not billed; a partial answer is, by estimate.
+    let estimate = || TokenUsage::estimate(&plan.request, &text);
+    let (status, failure, usage) = match result {
         Ok(usage) => (MessageStatus::Complete, None, usage),
-        Err(TurnEnd::ClientGone) => (
-            MessageStatus::Incomplete,
-            None,
-            TokenUsage::estimate(&plan.request, &text),
-        ),
-        // A call that produced nothing is not billed; a partial answer is, by estimate.
-        Err(TurnEnd::Provider(e)) if text.is_empty() => {
-            (MessageStatus::Failed, Some(e), TokenUsage::default())
-        }
-        Err(TurnEnd::Provider(e)) => (
+        Err(TurnEnd::ClientGone) => (MessageStatus::Incomplete, None, estimate()),
+        Err(TurnEnd::OutOfTime) => (MessageStatus::Incomplete, Some(out_of_time()), estimate()),
+        Err(TurnEnd::Provider(e)) if text.is_empty() => (
             MessageStatus::Failed,
-            Some(e),
-            TokenUsage::estimate(&plan.request, &text),
+            Some(provider_error(e)),
+            TokenUsage::default(),
         ),
+        Err(TurnEnd::Provider(e)) => (MessageStatus::Failed, Some(provider_error(e)), estimate()),
     };
     usage_rows.push(("chat", usage));
 
@@ -217,46 +224,50 @@ pub async fn run(
         model: &model,
         text: &text,
         status,
-        error: error.as_ref(),
+        error: failure.as_ref().and_then(Error::code),
     };
     let (assistant_message, usage) = store_answer(conn, user_id, answer, &usage_rows).await?;
-    match error {
+    match failure {
         None => Ok(Outcome {
             conversation_id: conversation.id,
             user_message,
             assistant_message,
             usage,
         }),
-        // The failed (or partial) answer is stored; the caller gets the provider's error.
-        Some(e) => Err(provider_error(e)),
+        // The failed (or partial) answer is stored; the caller gets the turn's error.
+        Some(e) => Err(e),
     }
 }
 
 enum TurnEnd {
     ClientGone,
+    /// The turn's budget ran out.
+    OutOfTime,
     Provider(ProviderError),
 }
 
 async fn stream_answer(
     providers: &Providers,
     settings: TurnSettings,
+    deadline: Instant,
     model: &Model,
     request: &ModelRequest,
     tx: &mpsc::Sender<String>,
 ) -> (String, std::result::Result<TokenUsage, TurnEnd>) {
     let mut text = String::new();
-    let mut rx = match settings
-        .retry
-        .run(|| providers.stream(model, request))
-        .await
-    {
-        Ok(rx) => rx,
-        Err(e) => return (text, Err(TurnEnd::Provider(e))),
+    let start = settings.retry.run(|| providers.stream(model, request));
+    let mut rx = match tokio::time::timeout_at(deadline, start).await {
+        Ok(Ok(rx)) => rx,
+        Ok(Err(e)) => return (text, Err(TurnEnd::Provider(e))),
+        Err(_) => return (text, Err(TurnEnd::OutOfTime)),
     };
-    let idle = settings.stream_idle_timeout;
     loop {
-        let event = match tokio::time::timeout(idle, rx.recv()).await {
-            Err(_) => return (text, Err(TurnEnd::Provider(ProviderError::Timeout))),
+        let idle_until = Instant::now() + settings.stream_idle_timeout;
+        let event = match tokio::time::timeout_at(idle_until.min(deadline), rx.recv()).await {
+            Err(_) if idle_until < deadline => {
+                return (text, Err(TurnEnd::Provider(ProviderError::Timeout)))
+            }
+            Err(_) => return (text, Err(TurnEnd::OutOfTime)),
             Ok(None) => {
                 return (
                     text,
@@ -328,7 +339,8 @@ struct Answer<'a> {
     model: &'a Model,
     text: &'a str,
     status: MessageStatus,
-    error: Option<&'a ProviderError>,
+    /// The stable code of the turn's failure, stored on the message.
+    error: Option<&'static str>,
 }
 
 /// Stores the answer with its usage rows (the chat row last) in one transaction.
@@ -352,8 +364,6 @@ async fn store_answer(
             cost_usd: cost_usd(answer.model, *usage),
         })
         .collect();
-    // The stored error is the stable code; the provider's text is logged by `provider_error`.
-    let error = answer.error.map(|e| e.public().0);
     let message = conn
         .append_answer(
             user_id,
@@ -364,13 +374,22 @@ async fn store_answer(
                 content: answer.text,
                 status: answer.status,
                 model: Some(&answer.model.id),
-                error,
+                error: answer.error,
             },
             &rows,
         )
         .await?;
     let chat_row = rows.pop().expect("the chat usage row is always the last");
     Ok((message, chat_row))
+}
+
+/// The turn's error when its budget ran out: what was generated is stored `incomplete`.
+fn out_of_time() -> Error {
+    tracing::warn!("the turn ran out of its time budget");
+    Error::Provider {
+        code: "turn_budget_exceeded",
+        message: "the answer took longer than this deployment allows; the text so far is kept",
+    }
 }
 
 /// The turn's error for a provider failure: its code and generic message for the client, its own

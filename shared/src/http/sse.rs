@@ -4,7 +4,7 @@
 //! the response body relays them, and a client that goes away closes the channel, which the
 //! producer sees on its next send.
 
-use std::convert::Infallible;
+use std::{convert::Infallible, future::Future};
 
 use axum::{
     http::{header, HeaderMap},
@@ -38,9 +38,30 @@ pub fn event(name: &str, data: &impl Serialize) -> Event {
 /// The response that relays `rx` until it closes, with keep-alive comments every 15 s so idle
 /// connections (and API Gateway's idle timeout) hold while a model thinks.
 pub fn stream(rx: mpsc::Receiver<Event>) -> Response {
-    let events = futures_util::stream::unfold(rx, |mut rx| async move {
-        rx.recv().await.map(|e| (Ok::<_, Infallible>(e), rx))
-    });
+    stream_then(rx, std::future::ready(()))
+}
+
+/// Like [`stream`], but the body ends only once `finished` has too (the producer's task): in Lambda
+/// the invocation is over when the body ends, and the sandbox may freeze right after, so whatever
+/// the producer still had to store is stored first.
+pub fn stream_then(
+    rx: mpsc::Receiver<Event>,
+    finished: impl Future<Output = ()> + Send + 'static,
+) -> Response {
+    let events = futures_util::stream::unfold(
+        (rx, Some(Box::pin(finished))),
+        |(mut rx, mut finished)| async move {
+            match rx.recv().await {
+                Some(e) => Some((Ok::<_, Infallible>(e), (rx, finished))),
+                None => {
+                    if let Some(f) = finished.take() {
+                        f.await;
+                    }
+                    None
+                }
+            }
+        },
+    );
     Sse::new(events)
         .keep_alive(KeepAlive::default())
         .into_response()
