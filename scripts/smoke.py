@@ -86,6 +86,10 @@ def every_function_answers():
 
 def flow():
     every_function_answers()
+    # Unknown paths and wrong methods are problems from our functions, not the local router's own JSON.
+    expect("unknown path", 404, call("GET", "/no/such/thing"))
+    expect("wrong method", 405, call("DELETE", "/models"))
+    expect("wrong method on a streaming function", 405, call("GET", "/chat"))
     health = expect("health", 200, call("GET", "/health"))
     assert health["status"] == "ok" and health["checks"]["store"] == "ok", health
     models = expect("models", 200, call("GET", "/models"))

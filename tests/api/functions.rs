@@ -1,7 +1,9 @@
 //! One list of functions (`codechat::api::FUNCTIONS`) and every place that must agree with it: each
-//! function's binary crate and `main.rs`, its resource in `template.yaml` (routes, limits, streaming),
+//! function's binary crate and `main.rs`, its resource in `template.yaml` (paths, limits, streaming),
 //! the `cargo lambda watch` router in `Cargo.toml`, and its sample events. A function missing from
-//! any of them fails here.
+//! any of them fails here. Both gateways send every method of a path to the function that serves the
+//! path, so that a method it does not serve is its own 405 problem; so paths are compared, and the
+//! methods the routers serve are checked to be all there is.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -12,6 +14,15 @@ use codechat::{
 use codechat_api_tests::repo_file;
 
 type Table = BTreeMap<String, BTreeSet<(String, String)>>;
+/// function → the paths routed to it.
+type Paths = BTreeMap<String, BTreeSet<String>>;
+
+fn paths_of(table: &Table) -> Paths {
+    table
+        .iter()
+        .map(|(f, routes)| (f.clone(), routes.iter().map(|(_, p)| p.clone()).collect()))
+        .collect()
+}
 
 const METHODS: [&str; 7] = ["get", "post", "put", "patch", "delete", "head", "options"];
 
@@ -81,34 +92,33 @@ fn entry<'a>(
     table.entry(name).or_default()
 }
 
-fn in_watch_router() -> Table {
+/// The watch router: `"<path>" = "<function>"` (every method) entries, and the catch-alls.
+fn in_watch_router() -> (Paths, BTreeMap<String, String>) {
     let manifest = repo_file("Cargo.toml");
     let section = manifest
         .split("[workspace.metadata.lambda.watch.router]")
         .nth(1)
         .expect("watch router section");
-    let mut table = Table::new();
+    let mut paths = Paths::new();
+    let mut catch_alls = BTreeMap::new();
     for line in section.lines().take_while(|l| !l.starts_with('[')) {
-        let Some((path, targets)) = line.split_once(" = ") else {
+        let Some((path, target)) = line.split_once(" = ") else {
             continue;
         };
         let path = path.trim().trim_matches('"').to_string();
-        for target in targets.split('{').skip(1) {
-            let field = |name: &str| {
-                target
-                    .split(&format!("{name} = \""))
-                    .nth(1)
-                    .and_then(|rest| rest.split('"').next())
-                    .unwrap_or_else(|| panic!("{name} missing in {line}"))
-                    .to_string()
-            };
-            table
-                .entry(field("function"))
-                .or_default()
-                .insert((field("method"), path.clone()));
+        let function = target.trim();
+        assert!(
+            function.starts_with('"') && function.ends_with('"'),
+            "{line}: route every method of a path to one function (\"path\" = \"function\")"
+        );
+        let function = function.trim_matches('"').to_string();
+        if path == "/" || path.contains("{*") {
+            catch_alls.insert(path, function);
+        } else {
+            paths.entry(function).or_default().insert(path);
         }
     }
-    table
+    (paths, catch_alls)
 }
 
 #[test]
@@ -118,20 +128,39 @@ fn template_and_watch_router_match_the_routers() {
         .into_iter()
         .map(|(name, f)| (name, f.routes))
         .collect();
+    for (function, routes) in &template {
+        for (method, path) in routes {
+            assert_eq!(
+                method, "ANY",
+                "{function} {path}: every method goes to the function"
+            );
+        }
+    }
     assert_eq!(
-        template, served,
-        "template.yaml events differ from the routers"
+        paths_of(&template),
+        paths_of(&served),
+        "template.yaml paths differ from the routers"
     );
-    let http_only: Table = served
-        .iter()
-        .filter(|(_, routes)| !routes.is_empty())
-        .map(|(n, r)| (n.clone(), r.clone()))
+    let http_only: Paths = paths_of(&served)
+        .into_iter()
+        .filter(|(_, paths)| !paths.is_empty())
         .collect();
+    let (watch, catch_alls) = in_watch_router();
     assert_eq!(
-        in_watch_router(),
-        http_only,
+        watch, http_only,
         "the cargo lambda watch router differs from the routers"
     );
+    // Unknown paths reach a function, whose fallback answers 404 problem+json.
+    let names: BTreeSet<&str> = FUNCTIONS.iter().map(|f| f.name).collect();
+    for key in ["/", "/{*rest}"] {
+        let f = catch_alls
+            .get(key)
+            .unwrap_or_else(|| panic!("no watch route for {key}"));
+        assert!(
+            names.contains(f.as_str()),
+            "{key} goes to unknown function {f}"
+        );
+    }
 }
 
 #[test]
