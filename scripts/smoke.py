@@ -167,8 +167,40 @@ def chat_flow(token):
     expect("chat too long", 422, call("POST", "/chat", {"message": "x" * 32001}, token=token))
 
 
+def start_sqld():
+    """The libSQL server (the production store's protocol) on a free loopback port, fresh database."""
+    import socket
+    import tempfile
+    binary = os.path.join(ROOT, "..", "shared", "tools", "sqld")
+    if not os.path.exists(binary):
+        print(f"smoke: SKIPPED the remote-store pass: {binary} is absent")
+        return None, None
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    data = tempfile.mkdtemp(prefix="smoke-sqld-")
+    proc = subprocess.Popen([binary, "--db-path", os.path.join(data, "data.sqld"), "--no-welcome",
+                             "--http-listen-addr", f"127.0.0.1:{port}"], cwd=data,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    for _ in range(200):
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=1):
+                return proc, f"http://127.0.0.1:{port}"
+        except OSError:
+            time.sleep(0.05)
+    proc.kill()
+    sys.exit("smoke: sqld did not come up")
+
+
 def main():
     env = dict(os.environ, PORT=str(PORT))
+    sqld = None
+    if "--sqld" in sys.argv:
+        sqld, url = start_sqld()
+        if sqld is None:
+            return
+        env["LIBSQL_URL"] = url
+        print(f"smoke: every function on remote libSQL at {url}")
     proc = subprocess.Popen([os.path.join(ROOT, "scripts", "dev")], cwd=ROOT, env=env, start_new_session=True)
     try:
         wait_until_up(proc)
@@ -180,6 +212,8 @@ def main():
             proc.wait(timeout=20)
         except subprocess.TimeoutExpired:
             os.killpg(proc.pid, signal.SIGKILL)
+        if sqld is not None:
+            sqld.kill()
 
 
 if __name__ == "__main__":

@@ -127,7 +127,9 @@ impl Error {
                 ..
             } => StatusCode::GATEWAY_TIMEOUT,
             Error::Provider { .. } => StatusCode::BAD_GATEWAY,
-            Error::Store(StoreError::Busy) => StatusCode::SERVICE_UNAVAILABLE,
+            Error::Store(StoreError::Busy | StoreError::Unavailable(_)) => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
             Error::Store(_) | Error::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -150,7 +152,7 @@ impl Error {
                 ..
             } => "provider-timeout",
             Error::Provider { .. } => "provider-error",
-            Error::Store(StoreError::Busy) => "unavailable",
+            Error::Store(StoreError::Busy | StoreError::Unavailable(_)) => "unavailable",
             Error::Store(_) | Error::Internal(_) => "internal",
         }
     }
@@ -167,7 +169,9 @@ impl Error {
         let status = self.status();
         let detail = match self {
             // Internal causes stay in the log.
-            Error::Store(StoreError::Busy) => "the database is busy; retry shortly".to_string(),
+            Error::Store(StoreError::Busy | StoreError::Unavailable(_)) => {
+                "the database is busy or unreachable; retry shortly".to_string()
+            }
             Error::Store(_) | Error::Internal(_) => "an internal error occurred".to_string(),
             other => other.to_string(),
         };
@@ -223,6 +227,9 @@ impl IntoResponse for Error {
                 retry_after_secs, ..
             } => {
                 headers.insert(header::RETRY_AFTER, HeaderValue::from(*retry_after_secs));
+            }
+            Error::Store(StoreError::Busy | StoreError::Unavailable(_)) => {
+                headers.insert(header::RETRY_AFTER, HeaderValue::from(1));
             }
             _ => {}
         }

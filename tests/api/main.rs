@@ -8,6 +8,7 @@ mod functions;
 mod limits;
 mod modules;
 mod providers;
+mod remote_store;
 mod service;
 mod template;
 mod users;

@@ -55,7 +55,7 @@ pub(super) async fn apply(conn: &Conn) -> StoreResult<()> {
     Ok(())
 }
 
-async fn current_version(conn: &libsql::Connection) -> StoreResult<i64> {
+pub(super) async fn current_version(conn: &libsql::Connection) -> StoreResult<i64> {
     let mut rows = conn
         .query(
             "SELECT COALESCE(MAX(version), 0) FROM schema_migrations",

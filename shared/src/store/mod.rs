@@ -35,6 +35,14 @@ pub enum StoreError {
     /// Another writer held the database past the busy timeout: safe to retry.
     #[error("the database is busy")]
     Busy,
+    /// The remote database could not be reached (or answered 5xx): safe to retry.
+    #[error("the database is unreachable: {0}")]
+    Unavailable(String),
+    /// The remote database refused the auth token.
+    #[error(
+        "the database refused the auth token (LIBSQL_AUTH_TOKEN / LIBSQL_AUTH_TOKEN_ARN): {0}"
+    )]
+    Unauthorized(String),
     /// A UNIQUE or PRIMARY KEY constraint refused a write; `constraint` names its columns as
     /// SQLite does (`users.email`), so the call site can map it to the field it concerns.
     #[error("unique constraint violated: {constraint}")]
@@ -56,8 +64,20 @@ impl From<libsql::Error> for StoreError {
             _ => None,
         };
         // Primary codes: 5 SQLITE_BUSY, 6 SQLITE_LOCKED; extended codes keep the primary in the low byte.
+        let remote_status = message
+            .split("status=")
+            .nth(1)
+            .and_then(|rest| rest.get(..3))
+            .and_then(|s| s.parse::<u16>().ok());
         if matches!(code.map(|c| c & 0xff), Some(5 | 6)) || message.contains("database is locked") {
             StoreError::Busy
+        } else if matches!(remote_status, Some(401 | 403)) {
+            StoreError::Unauthorized(message)
+        } else if matches!(e, libsql::Error::ConnectionFailed(_))
+            || matches!(remote_status, Some(500..=599))
+            || (matches!(e, libsql::Error::Hrana(_)) && message.contains("http error"))
+        {
+            StoreError::Unavailable(message)
         } else if let Some(i) = message.find("UNIQUE constraint failed: ") {
             let rest = &message[i + "UNIQUE constraint failed: ".len()..];
             let constraint = rest
@@ -121,14 +141,25 @@ impl Store {
                 }
             }
         };
+        // The first round trips (the remote token, the schema) happen here: their failure is a
+        // start-up failure, said as such.
+        let first_use = |e: StoreError| match e {
+            StoreError::Open(_) => e,
+            other => StoreError::Open(other.to_string()),
+        };
+        store.prepare().await.map_err(first_use)?;
+        Ok(store)
+    }
+
+    async fn prepare(&self) -> StoreResult<()> {
+        let store = self;
         let conn = store.conn().await?;
         if store.local {
             // WAL lets readers in every local process work while one writes. The mode is stored in
             // the file, so setting it once per process start is enough.
             conn.0.query("PRAGMA journal_mode=WAL", ()).await?;
         }
-        migrations::apply(&conn).await?;
-        Ok(store)
+        migrations::apply(&conn).await
     }
 
     /// A connection for one request.
@@ -143,6 +174,11 @@ impl Store {
             conn.execute("PRAGMA synchronous = NORMAL", ()).await?;
         }
         Ok(Conn(conn))
+    }
+
+    /// The schema version applied (the number of the last migration).
+    pub async fn schema_version(&self) -> StoreResult<i64> {
+        migrations::current_version(&self.conn().await?.0).await
     }
 
     /// A cheap round trip, for health checks.

@@ -1,0 +1,166 @@
+//! The production store: remote libSQL over its HTTP protocol (sqld, as Turso runs it), with JWT
+//! auth. Skipped, with a message, where `../shared/tools/sqld` is absent.
+
+use axum::http::StatusCode;
+use codechat::{
+    config::DatabaseConfig,
+    store::{Store, StoreError},
+};
+use codechat_api_tests::{sqld::Sqld, TestApp, PASSWORD};
+use serde_json::json;
+
+async fn remote_app(sqld: &Sqld) -> TestApp {
+    TestApp::with_env(&[
+        ("LIBSQL_URL", &sqld.url),
+        ("LIBSQL_AUTH_TOKEN", &sqld.token()),
+    ])
+    .await
+}
+
+#[tokio::test]
+async fn a_user_flow_runs_on_remote_libsql() {
+    let Some(sqld) = Sqld::start().await else {
+        return;
+    };
+    let app = remote_app(&sqld).await;
+    let t = app.register("remote@example.com").await;
+    assert_eq!(
+        app.get("/api/v1/users/me", Some(&t.access)).await.status,
+        StatusCode::OK
+    );
+    let turn = app
+        .chat(
+            &t.access,
+            json!({"message": "over the wire"}),
+            Some("remote-1"),
+        )
+        .await;
+    assert_eq!(turn.status, StatusCode::OK, "{}", turn.text());
+    let turn = turn.json();
+    let replay = app
+        .chat(
+            &t.access,
+            json!({"message": "over the wire"}),
+            Some("remote-1"),
+        )
+        .await
+        .json();
+    assert_eq!(
+        replay["assistant_message"]["id"],
+        turn["assistant_message"]["id"]
+    );
+    let id = turn["conversation_id"].as_str().unwrap();
+    let msgs = app
+        .get(
+            &format!("/api/v1/conversations/{id}/messages"),
+            Some(&t.access),
+        )
+        .await
+        .json();
+    assert_eq!(msgs["items"].as_array().unwrap().len(), 2);
+    let stream = app
+        .chat_stream(
+            &t.access,
+            json!({"conversation_id": id, "message": "and streamed"}),
+            None,
+        )
+        .await;
+    assert_eq!(stream.last().unwrap().event, "done");
+    assert_eq!(app.refresh(&t.refresh).await.status, StatusCode::OK);
+    assert_eq!(
+        app.delete(&format!("/api/v1/conversations/{id}"), Some(&t.access))
+            .await
+            .status,
+        StatusCode::NO_CONTENT
+    );
+    app.login("remote@example.com", "wrong password")
+        .await
+        .problem(StatusCode::UNAUTHORIZED);
+    assert_eq!(
+        app.login("remote@example.com", PASSWORD).await.status,
+        StatusCode::OK
+    );
+}
+
+#[tokio::test]
+async fn cold_starts_race_their_migrations_on_remote_libsql() {
+    let Some(sqld) = Sqld::start().await else {
+        return;
+    };
+    let config = DatabaseConfig::Remote {
+        url: sqld.url.clone(),
+        auth_token: sqld.token(),
+    };
+    let opens = (0..6).map(|_| {
+        let config = config.clone();
+        tokio::spawn(async move { Store::open(&config).await.map(|_| ()) })
+    });
+    for open in opens {
+        open.await.unwrap().unwrap();
+    }
+    let store = Store::open(&config).await.unwrap();
+    let fresh = tempfile::tempdir().unwrap();
+    let local = Store::open(&DatabaseConfig::LocalFile(fresh.path().join("db")))
+        .await
+        .unwrap();
+    assert_eq!(
+        store.schema_version().await.unwrap(),
+        local.schema_version().await.unwrap()
+    );
+}
+
+#[tokio::test]
+async fn a_missing_or_wrong_token_fails_start_up_clearly() {
+    let Some(sqld) = Sqld::start().await else {
+        return;
+    };
+    let other_key = "-----BEGIN PRIVATE KEY-----\nMC4CAQAwBQYDK2VwBCIEIE9vE2Mtbj9xPJb1T3kZQJ0Rk1n3Ke5bBvI3l2pQqRzE\n-----END PRIVATE KEY-----\n";
+    for token in [String::new(), codechat_api_tests::sqld::sign(other_key)] {
+        let config = DatabaseConfig::Remote {
+            url: sqld.url.clone(),
+            auth_token: token,
+        };
+        let err = Store::open(&config).await.err().expect("start-up fails");
+        assert!(matches!(err, StoreError::Open(_)), "{err:?}");
+        let text = err.to_string();
+        assert!(
+            text.contains("token") || text.contains("401") || text.contains("nauthorized"),
+            "{text}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn the_server_going_away_is_a_503_and_loses_nothing() {
+    let Some(mut sqld) = Sqld::start().await else {
+        return;
+    };
+    let app = remote_app(&sqld).await;
+    let t = app.register("gone@example.com").await;
+    let turn = app
+        .chat(&t.access, json!({"message": "kept"}), None)
+        .await
+        .json();
+    sqld.stop();
+    let res = app.get("/api/v1/users/me", Some(&t.access)).await;
+    let p = res.problem(StatusCode::SERVICE_UNAVAILABLE);
+    assert!(res.headers.contains_key("retry-after"), "{p}");
+    let res = app.chat(&t.access, json!({"message": "lost?"}), None).await;
+    res.problem(StatusCode::SERVICE_UNAVAILABLE);
+    sqld.restart().await;
+    // Back: what was committed is there, and the refused turn left nothing behind.
+    let id = turn["conversation_id"].as_str().unwrap();
+    let msgs = app
+        .get(
+            &format!("/api/v1/conversations/{id}/messages"),
+            Some(&t.access),
+        )
+        .await
+        .json();
+    assert_eq!(msgs["items"].as_array().unwrap().len(), 2, "{msgs}");
+    let list = app
+        .get("/api/v1/conversations", Some(&t.access))
+        .await
+        .json();
+    assert_eq!(list["items"].as_array().unwrap().len(), 1, "{list}");
+}
