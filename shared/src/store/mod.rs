@@ -151,10 +151,10 @@ impl Store {
         Ok(store)
     }
 
+    /// The journal mode (local files) and the schema.
     async fn prepare(&self) -> StoreResult<()> {
-        let store = self;
-        let conn = store.conn().await?;
-        if store.local {
+        let conn = self.conn().await?;
+        if self.local {
             // WAL lets readers in every local process work while one writes. The mode is stored in
             // the file, so setting it once per process start is enough.
             conn.0.query("PRAGMA journal_mode=WAL", ()).await?;
