@@ -239,12 +239,7 @@ async fn oauth2_password_form_issues_tokens() {
         .await;
     assert_eq!(res.status, StatusCode::OK, "{}", res.text());
     let tokens = Tokens::from(res.json());
-    assert_eq!(
-        app.get("/api/v1/users/me", Some(&tokens.access))
-            .await
-            .status,
-        StatusCode::OK
-    );
+    assert_eq!(app.me(&tokens.access).await.status, StatusCode::OK);
 
     let res = app
         .post_raw(
@@ -275,12 +270,7 @@ async fn refresh_rotates_and_reuse_revokes_the_family() {
     assert_eq!(res.status, StatusCode::OK, "{}", res.text());
     let second = Tokens::from(res.json());
     assert_ne!(second.refresh, first.refresh);
-    assert_eq!(
-        app.get("/api/v1/users/me", Some(&second.access))
-            .await
-            .status,
-        StatusCode::OK
-    );
+    assert_eq!(app.me(&second.access).await.status, StatusCode::OK);
 
     // Replaying the spent token is refused and takes its successor down with it.
     app.refresh(&first.refresh)
@@ -300,9 +290,7 @@ async fn refresh_rotates_and_reuse_revokes_the_family() {
 async fn access_and_refresh_tokens_are_not_interchangeable() {
     let app = TestApp::spawn().await;
     let t = app.register("fay@example.com").await;
-    app.get("/api/v1/users/me", Some(&t.refresh))
-        .await
-        .problem(StatusCode::UNAUTHORIZED);
+    app.me(&t.refresh).await.problem(StatusCode::UNAUTHORIZED);
     app.refresh(&t.access)
         .await
         .problem(StatusCode::UNAUTHORIZED);
@@ -327,15 +315,8 @@ async fn logout_ends_the_session() {
     app.refresh(&t.refresh)
         .await
         .problem(StatusCode::UNAUTHORIZED);
-    app.get("/api/v1/users/me", Some(&t.access))
-        .await
-        .problem(StatusCode::UNAUTHORIZED);
-    assert_eq!(
-        app.get("/api/v1/users/me", Some(&other_session.access))
-            .await
-            .status,
-        StatusCode::OK
-    );
+    app.me(&t.access).await.problem(StatusCode::UNAUTHORIZED);
+    assert_eq!(app.me(&other_session.access).await.status, StatusCode::OK);
     // Twice is fine (from a live session).
     let res = app.logout(&t.refresh, Some(&other_session.access)).await;
     assert_eq!(res.status, StatusCode::NO_CONTENT);
@@ -360,25 +341,17 @@ async fn logout_all_ends_every_session_at_once() {
         .await;
     assert_eq!(res.status, StatusCode::NO_CONTENT, "{}", res.text());
     for session in [&a, &b] {
-        app.get("/api/v1/users/me", Some(&session.access))
+        app.me(&session.access)
             .await
             .problem(StatusCode::UNAUTHORIZED);
         app.refresh(&session.refresh)
             .await
             .problem(StatusCode::UNAUTHORIZED);
     }
-    assert_eq!(
-        app.get("/api/v1/users/me", Some(&bystander.access))
-            .await
-            .status,
-        StatusCode::OK
-    );
+    assert_eq!(app.me(&bystander.access).await.status, StatusCode::OK);
     // A new login works, and so does its session.
     let c = Tokens::from(app.login("kim@example.com", PASSWORD).await.json());
-    assert_eq!(
-        app.get("/api/v1/users/me", Some(&c.access)).await.status,
-        StatusCode::OK
-    );
+    assert_eq!(app.me(&c.access).await.status, StatusCode::OK);
     assert_eq!(app.refresh(&c.refresh).await.status, StatusCode::OK);
     app.post("/api/v1/auth/logout-all", json!({}), None)
         .await
@@ -414,27 +387,20 @@ async fn a_login_interleaved_with_a_password_change_gets_a_dead_session() {
     let late = codechat::accounts::start_session(&conn, keys, &checked)
         .await
         .unwrap();
-    app.get("/api/v1/users/me", Some(&late.access_token))
+    app.me(&late.access_token)
         .await
         .problem(StatusCode::UNAUTHORIZED);
     app.refresh(&late.refresh_token)
         .await
         .problem(StatusCode::UNAUTHORIZED);
     // The change ended the session that made it too, at once.
-    app.get("/api/v1/users/me", Some(&t.access))
-        .await
-        .problem(StatusCode::UNAUTHORIZED);
+    app.me(&t.access).await.problem(StatusCode::UNAUTHORIZED);
     let fresh = Tokens::from(
         app.login("max@example.com", "another long secret")
             .await
             .json(),
     );
-    assert_eq!(
-        app.get("/api/v1/users/me", Some(&fresh.access))
-            .await
-            .status,
-        StatusCode::OK
-    );
+    assert_eq!(app.me(&fresh.access).await.status, StatusCode::OK);
 }
 
 /// Signs `claims` with `secret` and HS256.
@@ -463,10 +429,7 @@ async fn forged_tampered_expired_and_unsigned_tokens_are_refused() {
 
     // The harness can sign a valid token, so the failures below are about what they change.
     let valid = sign(&claims(now() + 60), JWT_SECRET.as_bytes());
-    assert_eq!(
-        app.get("/api/v1/users/me", Some(&valid)).await.status,
-        StatusCode::OK
-    );
+    assert_eq!(app.me(&valid).await.status, StatusCode::OK);
 
     let expired = sign(&claims(now() - 1), JWT_SECRET.as_bytes());
     let wrong_key = sign(
@@ -498,7 +461,7 @@ async fn forged_tampered_expired_and_unsigned_tokens_are_refused() {
         ("tampered", tampered),
         ("alg none", alg_none),
     ] {
-        let res = app.get("/api/v1/users/me", Some(&token)).await;
+        let res = app.me(&token).await;
         assert_eq!(res.status, StatusCode::UNAUTHORIZED, "{name}");
         assert_eq!(res.headers["www-authenticate"], "Bearer", "{name}");
         res.problem(StatusCode::UNAUTHORIZED);
@@ -529,9 +492,7 @@ async fn a_deactivated_user_is_shut_out_at_once() {
         .await
         .unwrap());
 
-    app.get("/api/v1/users/me", Some(&t.access))
-        .await
-        .problem(StatusCode::UNAUTHORIZED);
+    app.me(&t.access).await.problem(StatusCode::UNAUTHORIZED);
     app.refresh(&t.refresh)
         .await
         .problem(StatusCode::UNAUTHORIZED);

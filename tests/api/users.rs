@@ -17,10 +17,7 @@ async fn profile_updates_display_name() {
         .await;
     assert_eq!(res.status, StatusCode::OK, "{}", res.text());
     assert_eq!(res.json()["display_name"], "Kim K");
-    assert_eq!(
-        app.get("/api/v1/users/me", Some(&t.access)).await.json()["display_name"],
-        "Kim K"
-    );
+    assert_eq!(app.me(&t.access).await.json()["display_name"], "Kim K");
 
     let res = app
         .patch(

@@ -155,6 +155,11 @@ impl TestApp {
         self.send(req).await
     }
 
+    /// `GET /api/v1/users/me` with `token`: whether a token still opens the API.
+    pub async fn me(&self, token: &str) -> TestResponse {
+        self.get("/api/v1/users/me", Some(token)).await
+    }
+
     pub async fn login(&self, email: &str, password: &str) -> TestResponse {
         self.post(
             "/api/v1/auth/login",
