@@ -233,8 +233,7 @@ pub async fn verify_credentials(
     };
     match user {
         Some(user) if user.is_active => {
-            conn.clear_login_failures(FailureScope::Account, &email)
-                .await?;
+            guard.succeeded(conn).await?;
             Ok(user)
         }
         _ => {
@@ -250,6 +249,8 @@ struct FailureGuard<'a> {
     account: &'a str,
     ip: Option<String>,
     now: OffsetDateTime,
+    /// Whether the account has failures in the current window (a success then clears them).
+    account_failed: bool,
 }
 
 impl<'a> FailureGuard<'a> {
@@ -260,11 +261,12 @@ impl<'a> FailureGuard<'a> {
         account: &'a str,
         ip: Option<IpAddr>,
     ) -> Result<FailureGuard<'a>> {
-        let guard = FailureGuard {
+        let mut guard = FailureGuard {
             limits,
             account,
             ip: ip.map(|ip| ip.to_string()),
             now: OffsetDateTime::now_utc(),
+            account_failed: false,
         };
         let cutoff = guard.cutoff();
         let mut scopes = vec![(FailureScope::Account, account, limits.per_account)];
@@ -275,6 +277,7 @@ impl<'a> FailureGuard<'a> {
             let Some((failures, started)) = conn.login_failures(scope, key, &cutoff).await? else {
                 continue;
             };
+            guard.account_failed |= scope == FailureScope::Account;
             if failures >= limit as i64 {
                 let ends = crate::ids::parse_time(&started).unwrap_or(guard.now) + limits.window;
                 let wait = (ends - guard.now).whole_seconds().max(1) as u64;
@@ -286,6 +289,15 @@ impl<'a> FailureGuard<'a> {
             }
         }
         Ok(guard)
+    }
+
+    /// A success resets the account's counter; a login with no failures to reset writes nothing.
+    async fn succeeded(&self, conn: &Conn) -> Result<()> {
+        if self.account_failed {
+            conn.clear_login_failures(FailureScope::Account, self.account)
+                .await?;
+        }
+        Ok(())
     }
 
     fn cutoff(&self) -> String {

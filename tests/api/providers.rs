@@ -42,17 +42,6 @@ async fn bedrock_app(endpoint: &str) -> (TestApp, Tokens) {
 }
 
 /// The stored messages of a conversation.
-async fn messages(app: &TestApp, token: &str, conversation_id: &str) -> Vec<Value> {
-    let page = app
-        .get(
-            &format!("/api/v1/conversations/{conversation_id}/messages"),
-            Some(token),
-        )
-        .await
-        .json();
-    page["items"].as_array().unwrap().clone()
-}
-
 fn close(a: f64, b: f64) -> bool {
     (a - b).abs() < 1e-12
 }
@@ -217,7 +206,7 @@ async fn openai_persistent_5xx_is_a_502_and_the_failed_turn_is_stored() {
         .await
         .json();
     let id = list["items"][0]["id"].as_str().unwrap();
-    let msgs = messages(&app, &t.access, id).await;
+    let msgs = app.messages(&t.access, id).await;
     assert_eq!(msgs.len(), 2);
     assert_eq!(msgs[0]["content"], "are you there?");
     assert_eq!(msgs[1]["status"], "failed");
@@ -307,7 +296,7 @@ async fn the_first_delta_reaches_the_client_before_the_model_finishes() {
         .as_str()
         .unwrap()
         .to_string();
-    assert_eq!(messages(&app, &t.access, &id).await.len(), 1);
+    assert_eq!(app.messages(&t.access, &id).await.len(), 1);
 
     fake.send(fakes::openai_chunk("second"));
     fake.send(fakes::openai_end(5, 2, 0));
@@ -335,7 +324,7 @@ async fn a_stream_cut_in_the_middle_is_an_error_event_and_keeps_the_partial_text
     assert_eq!(last.event, "error");
     assert_eq!(last.data["status"], 502);
     let id = events[0].data["conversation_id"].as_str().unwrap();
-    let msgs = messages(&app, &t.access, id).await;
+    let msgs = app.messages(&t.access, id).await;
     assert_eq!(msgs[1]["status"], "failed");
     assert_eq!(msgs[1]["content"], "partial answer");
 }
@@ -363,11 +352,11 @@ async fn a_client_that_disconnects_leaves_an_incomplete_message() {
     let stored = eventually(|| {
         fake.send(fakes::openai_chunk("more "));
         let (app, token, id) = (&app, &t.access, &id);
-        async move { messages(app, token, id).await.len() == 2 }
+        async move { app.messages(token, id).await.len() == 2 }
     })
     .await;
     assert!(stored, "the turn ended and stored what it had");
-    let msgs = messages(&app, &t.access, &id).await;
+    let msgs = app.messages(&t.access, &id).await;
     assert_eq!(msgs[1]["status"], "incomplete");
     assert!(msgs[1]["content"].as_str().unwrap().starts_with("so far "));
 }
@@ -409,7 +398,7 @@ async fn a_streamed_turn_past_its_budget_ends_incomplete_with_the_text_so_far() 
     assert_eq!(last.data["status"], 504);
     assert_eq!(last.data["code"], "turn_budget_exceeded", "{}", last.data);
     let id = events[0].data["conversation_id"].as_str().unwrap();
-    let msgs = messages(&app, &t.access, id).await;
+    let msgs = app.messages(&t.access, id).await;
     assert_eq!(msgs[1]["status"], "incomplete");
     assert_eq!(msgs[1]["error"], "turn_budget_exceeded");
     assert!(msgs[1]["content"]
@@ -460,7 +449,7 @@ async fn retries_fit_the_turn_budget() {
         .await
         .json();
     let id = list["items"][0]["id"].as_str().unwrap();
-    let msgs = messages(&app, &t.access, id).await;
+    let msgs = app.messages(&t.access, id).await;
     assert_eq!(msgs[1]["status"], "incomplete");
 }
 
@@ -630,7 +619,7 @@ async fn bedrock_model_stream_error_mid_stream() {
         last.data
     );
     let id = events[0].data["conversation_id"].as_str().unwrap();
-    let msgs = messages(&app, &t.access, id).await;
+    let msgs = app.messages(&t.access, id).await;
     assert_eq!(msgs[1]["status"], "failed");
     assert_eq!(msgs[1]["content"], "half an");
     assert_eq!(

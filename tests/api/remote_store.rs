@@ -50,14 +50,8 @@ async fn a_user_flow_runs_on_remote_libsql() {
         turn["assistant_message"]["id"]
     );
     let id = turn["conversation_id"].as_str().unwrap();
-    let msgs = app
-        .get(
-            &format!("/api/v1/conversations/{id}/messages"),
-            Some(&t.access),
-        )
-        .await
-        .json();
-    assert_eq!(msgs["items"].as_array().unwrap().len(), 2);
+    let msgs = app.messages(&t.access, id).await;
+    assert_eq!(msgs.len(), 2, "{msgs:?}");
     let stream = app
         .chat_stream(
             &t.access,
@@ -150,14 +144,8 @@ async fn the_server_going_away_is_a_503_and_loses_nothing() {
     sqld.restart().await;
     // Back: what was committed is there, and the refused turn left nothing behind.
     let id = turn["conversation_id"].as_str().unwrap();
-    let msgs = app
-        .get(
-            &format!("/api/v1/conversations/{id}/messages"),
-            Some(&t.access),
-        )
-        .await
-        .json();
-    assert_eq!(msgs["items"].as_array().unwrap().len(), 2, "{msgs}");
+    let msgs = app.messages(&t.access, id).await;
+    assert_eq!(msgs.len(), 2, "{msgs:?}");
     let list = app
         .get("/api/v1/conversations", Some(&t.access))
         .await

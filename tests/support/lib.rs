@@ -155,6 +155,18 @@ impl TestApp {
         self.send(req).await
     }
 
+    /// The first page of a conversation's messages, oldest first.
+    pub async fn messages(&self, token: &str, conversation_id: &str) -> Vec<Value> {
+        let page = self
+            .get(
+                &format!("/api/v1/conversations/{conversation_id}/messages"),
+                Some(token),
+            )
+            .await
+            .json();
+        page["items"].as_array().expect("items").clone()
+    }
+
     /// `GET /api/v1/users/me` with `token`: whether a token still opens the API.
     pub async fn me(&self, token: &str) -> TestResponse {
         self.get("/api/v1/users/me", Some(token)).await

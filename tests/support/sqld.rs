@@ -41,21 +41,39 @@ impl Sqld {
             );
             return None;
         }
-        let port = TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .map(|a| a.port())
-            .expect("a free port");
         let mut sqld = Sqld {
             child: None,
-            port,
+            port: 0,
             dir: tempfile::tempdir().expect("temp dir"),
-            url: format!("http://127.0.0.1:{port}"),
+            url: String::new(),
         };
-        sqld.spawn().await;
+        sqld.spawn_on_a_free_port().await;
         Some(sqld)
     }
 
-    async fn spawn(&mut self) {
+    fn free_port() -> u16 {
+        TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .map(|a| a.port())
+            .expect("a free port")
+    }
+
+    /// The port is free when picked but not held, so a test running beside this one may take it
+    /// first: then our server exits (it cannot bind) while the other answers the health check. Only
+    /// a healthy port whose server is still ours counts.
+    async fn spawn_on_a_free_port(&mut self) {
+        for _ in 0..5 {
+            self.port = Self::free_port();
+            self.url = format!("http://127.0.0.1:{}", self.port);
+            if self.spawn().await {
+                return;
+            }
+        }
+        panic!("sqld did not come up on any of five ports");
+    }
+
+    /// Starts sqld on `self.port`; false if it exited instead (the port was taken).
+    async fn spawn(&mut self) -> bool {
         let child = Command::new(binary())
             .arg("--db-path")
             .arg(self.dir.path().join("data.sqld"))
@@ -68,8 +86,16 @@ impl Sqld {
             .expect("start sqld");
         self.child = Some(child);
         for _ in 0..200 {
+            let exited = self
+                .child
+                .as_mut()
+                .is_some_and(|c| c.try_wait().ok().flatten().is_some());
+            if exited {
+                self.child = None;
+                return false;
+            }
             if self.healthy().await {
-                return;
+                return true;
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
@@ -102,9 +128,14 @@ impl Sqld {
         }
     }
 
+    /// Starts it again on the same database and port (clients keep their URL).
     pub async fn restart(&mut self) {
         self.stop();
-        self.spawn().await;
+        assert!(
+            self.spawn().await,
+            "port {} was taken while sqld was down",
+            self.port
+        );
     }
 }
 
