@@ -214,3 +214,28 @@ async fn conversations_and_chat_events() {
     assert_eq!(res["statusCode"], 200, "{res}");
     assert_eq!(body_json(&res)["items"].as_array().unwrap().len(), 3);
 }
+
+/// Under `sam local start-api` (which cannot stream) the chat function runs lambda_http's buffered
+/// runtime: the same streamed turn arrives as one proxy answer holding the whole SSE body.
+#[tokio::test]
+async fn a_streamed_turn_through_the_buffered_runtime_is_one_whole_answer() {
+    let app = TestApp::spawn().await;
+    let token = app.register("sam-local@example.com").await.access;
+    let res = invoke(
+        &app,
+        &api::chat::FUNCTION,
+        "chat-stream.rest.json",
+        Some(&token),
+    )
+    .await;
+    assert_eq!(res["statusCode"], 200, "{res}");
+    let content_type = res["headers"]["content-type"]
+        .as_str()
+        .or(res["multiValueHeaders"]["content-type"][0].as_str())
+        .unwrap();
+    assert!(content_type.starts_with("text/event-stream"), "{res}");
+    assert_eq!(res["isBase64Encoded"], false);
+    let events = codechat_api_tests::parse_sse(res["body"].as_str().unwrap());
+    assert_eq!(events.first().unwrap().event, "meta");
+    assert_eq!(events.last().unwrap().event, "done", "{res}");
+}

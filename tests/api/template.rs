@@ -92,3 +92,117 @@ fn gateway_answers_are_problems_with_cors() {
     }
     assert!(section.contains("MISSING_AUTHENTICATION_TOKEN:\n          StatusCode: \"404\""));
 }
+
+/// The variables every function gets from `Globals` (name → value as written in the template).
+fn global_environment(template: &str) -> Vec<(String, String)> {
+    let globals = template
+        .split("\nGlobals:\n")
+        .nth(1)
+        .expect("Globals")
+        .split("\nResources:\n")
+        .next()
+        .unwrap();
+    let variables = globals
+        .split("      Variables:\n")
+        .nth(1)
+        .expect("Globals.Function.Environment.Variables");
+    variables
+        .lines()
+        .take_while(|l| l.starts_with("        ") || l.trim().is_empty())
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+        .map(|l| {
+            let (name, value) = l.split_once(':').expect("NAME: value");
+            (name.to_string(), value.trim().trim_matches('"').to_string())
+        })
+        .collect()
+}
+
+/// `sam local start-api` (no Docker here to run it): the env-vars file only names variables the
+/// template declares (SAM silently drops others), blanks every deploy-only reference, and the
+/// variables SAM would hand a function load into the local profile on the libSQL server container
+/// that samconfig's network and the README's command provide.
+#[tokio::test]
+async fn sam_local_env_file_fits_the_template_and_loads_the_local_profile() {
+    let template = repo_file("template.yaml");
+    let declared = global_environment(&template);
+    let file: serde_json::Value =
+        serde_json::from_str(&repo_file("events/env.local.json")).unwrap();
+    let overrides = file["Parameters"].as_object().expect("Parameters");
+    assert_eq!(file.as_object().unwrap().len(), 1, "only Parameters");
+    for name in overrides.keys() {
+        assert!(
+            declared.iter().any(|(n, _)| n == name),
+            "events/env.local.json sets {name}, which template.yaml's Globals do not declare"
+        );
+    }
+    for (name, value) in &declared {
+        if value.starts_with("!Ref") || value.starts_with("!If") {
+            assert!(
+                overrides.contains_key(name),
+                "{name} ({value}) needs AWS; the env file must set it"
+            );
+        }
+    }
+    assert_eq!(overrides["LIBSQL_AUTH_TOKEN_ARN"], "");
+    assert_eq!(overrides["JWT_SECRET_ARN"], "");
+
+    // What SAM hands the container: the template's values, the file's overrides, its own markers.
+    let mut env: std::collections::HashMap<String, String> = declared.into_iter().collect();
+    for (name, value) in overrides {
+        env.insert(name.clone(), value.as_str().expect("string").to_string());
+    }
+    env.insert("AWS_LAMBDA_RUNTIME_API".into(), "127.0.0.1:9001".into());
+    env.insert("AWS_SAM_LOCAL".into(), "true".into());
+    let config = codechat::config::Config::load(|k| env.get(k).cloned())
+        .await
+        .expect("the sam local environment loads");
+    assert_eq!(config.profile, codechat::config::Profile::Local);
+    assert!(
+        !config.bedrock_enabled,
+        "offline: no Bedrock without asking"
+    );
+    assert!(config.openai.is_none());
+    match &config.blobs {
+        codechat::config::BlobConfig::LocalDir(dir) => {
+            assert!(
+                dir.starts_with("/tmp"),
+                "the task root is read-only: {dir:?}"
+            )
+        }
+        other => panic!("{other:?}"),
+    }
+    let url = match &config.database {
+        codechat::config::DatabaseConfig::Remote { url, auth_token } => {
+            assert!(auth_token.is_empty());
+            url.clone()
+        }
+        other => panic!("every container must share one store, not {other:?}"),
+    };
+    let host = url
+        .trim_start_matches("http://")
+        .split(':')
+        .next()
+        .unwrap()
+        .to_string();
+
+    let samconfig = repo_file("samconfig.toml");
+    let section = samconfig
+        .split("[default.local_start_api.parameters]")
+        .nth(1)
+        .expect("samconfig.toml: [default.local_start_api.parameters]")
+        .split("\n[")
+        .next()
+        .unwrap();
+    assert!(section.contains("env_vars = \"events/env.local.json\""));
+    let network = section
+        .lines()
+        .find_map(|l| l.strip_prefix("docker_network = "))
+        .expect("docker_network")
+        .trim_matches('"');
+    let readme = repo_file("README.md");
+    assert!(
+        readme.contains(&format!("--network {network} --name {host}")),
+        "README starts the libSQL server as {host} on {network}"
+    );
+}

@@ -183,10 +183,18 @@ pub async fn run(function: &'static Function) -> Result<(), BoxError> {
         }
     };
     let in_lambda = std::env::var_os("AWS_LAMBDA_RUNTIME_API").is_some();
+    // `sam local start-api` sets AWS_SAM_LOCAL and only understands buffered proxy answers: there a
+    // streaming function answers in one piece (the whole SSE body at the end of the turn).
+    let can_stream = std::env::var_os("AWS_SAM_LOCAL").is_none();
     match function.transport {
-        Transport::Buffered(routes) if in_lambda => lambda_http::run(app(state, routes())).await,
-        Transport::Streaming(routes) if in_lambda => {
+        Transport::Streaming(routes) if in_lambda && can_stream => {
             lambda_http::run_with_streaming_response(app(state, routes())).await
+        }
+        Transport::Buffered(routes) | Transport::Streaming(routes) if in_lambda => {
+            lambda_http::run(app(state, routes())).await
+        }
+        Transport::Buffered(routes) | Transport::Streaming(routes) => {
+            serve_locally(name, app(state, routes())).await
         }
         Transport::WebSocket(handler) | Transport::Worker(handler) if in_lambda => {
             lambda_http::lambda_runtime::run(lambda_http::service_fn(
@@ -195,9 +203,6 @@ pub async fn run(function: &'static Function) -> Result<(), BoxError> {
                 },
             ))
             .await
-        }
-        Transport::Buffered(routes) | Transport::Streaming(routes) => {
-            serve_locally(name, app(state, routes())).await
         }
         // Locally an event function takes its event as the JSON body of `POST /`.
         Transport::WebSocket(handler) | Transport::Worker(handler) => {
