@@ -466,6 +466,151 @@ async fn in_process_chat(data: &Path) -> Vec<Row> {
     rows
 }
 
+/// The CPU Lambda gives a function of `memory_mb` (memory/1769 of one vCPU), enforced on this
+/// machine by a cgroup CFS quota, so CPU-bound routes (argon2) can be timed at each memory size.
+/// `None` when this machine lets us create no cgroup (then the section is skipped).
+struct CpuShare {
+    dir: PathBuf,
+    procs: &'static str,
+}
+
+impl CpuShare {
+    const PERIOD_US: u64 = 20_000;
+
+    fn new(memory_mb: u64) -> Option<CpuShare> {
+        let quota = Self::PERIOD_US * memory_mb / 1769;
+        let name = format!("codechat-bench-{}-{memory_mb}", std::process::id());
+        // cgroup v1 (a `cpu` hierarchy), else v2 with the cpu controller on.
+        let v1 = Path::new("/sys/fs/cgroup/cpu");
+        if v1.join("cpu.cfs_quota_us").exists() {
+            let dir = v1.join(name);
+            std::fs::create_dir_all(&dir).ok()?;
+            std::fs::write(dir.join("cpu.cfs_period_us"), Self::PERIOD_US.to_string()).ok()?;
+            std::fs::write(dir.join("cpu.cfs_quota_us"), quota.to_string()).ok()?;
+            return Some(CpuShare {
+                dir,
+                procs: "cgroup.procs",
+            });
+        }
+        let dir = Path::new("/sys/fs/cgroup").join(name);
+        std::fs::create_dir_all(&dir).ok()?;
+        let set = std::fs::write(dir.join("cpu.max"), format!("{quota} {}", Self::PERIOD_US));
+        match set {
+            Ok(()) => Some(CpuShare {
+                dir,
+                procs: "cgroup.procs",
+            }),
+            Err(_) => {
+                let _ = std::fs::remove_dir(&dir);
+                None
+            }
+        }
+    }
+
+    fn add(&self, pid: u32) -> bool {
+        std::fs::write(self.dir.join(self.procs), pid.to_string()).is_ok()
+    }
+}
+
+impl Drop for CpuShare {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir(&self.dir);
+    }
+}
+
+/// Lambda's price for arm64 (us-east-1): per GB-second, billed per started millisecond, plus per request.
+const ARM64_PRICE_PER_GB_SECOND: f64 = 0.000_013_333_4;
+const PRICE_PER_MILLION_REQUESTS: f64 = 0.20;
+
+/// Dollars per million invocations of a route taking `took` at `memory_mb`.
+fn cost_per_million(memory_mb: u64, took: Duration) -> f64 {
+    let billed_ms = (took.as_secs_f64() * 1000.0).ceil();
+    memory_mb as f64 / 1024.0 * billed_ms / 1000.0 * ARM64_PRICE_PER_GB_SECOND * 1e6
+        + PRICE_PER_MILLION_REQUESTS
+}
+
+/// The auth function (argon2 on register and login) at the CPU of each memory size it could be given.
+async fn auth_at_memory_sizes(binary: &Path, data: &Path) -> Option<Vec<(u64, Vec<Row>)>> {
+    let mut out = Vec::new();
+    for memory_mb in [128u64, 256, 512, 1024, 1769] {
+        let share = CpuShare::new(memory_mb)?;
+        let auth = Function::start(binary, "auth", data).await;
+        if !share.add(auth.child.id()?) {
+            return None;
+        }
+        let password = "bench password 123";
+        let email = |i: usize| format!("m{memory_mb}-{i}@bench.dev");
+        let n = 7;
+        let register = measure(
+            &auth,
+            "auth",
+            "POST /auth/register",
+            n,
+            |i| {
+                event(
+                    "POST",
+                    "/api/v1/auth/register",
+                    None,
+                    Some(json!({"email": email(i), "password": password})),
+                )
+            },
+            201,
+        )
+        .await;
+        let login = measure(
+            &auth,
+            "auth",
+            "POST /auth/login",
+            n,
+            |i| {
+                event(
+                    "POST",
+                    "/api/v1/auth/login",
+                    None,
+                    Some(json!({"email": email(i), "password": password})),
+                )
+            },
+            200,
+        )
+        .await;
+        let (res, _) = auth
+            .invoke(event(
+                "POST",
+                "/api/v1/auth/login",
+                None,
+                Some(json!({"email": email(0), "password": password})),
+            ))
+            .await;
+        let refresh = std::cell::RefCell::new(body(&res)["refresh_token"].as_str()?.to_string());
+        let mut times = Vec::new();
+        for _ in 0..30 {
+            let ev = event(
+                "POST",
+                "/api/v1/auth/refresh",
+                None,
+                Some(json!({"refresh_token": refresh.borrow().clone()})),
+            );
+            let (res, took) = auth.invoke(ev).await;
+            assert_eq!(status(&res), 200, "refresh: {res}");
+            *refresh.borrow_mut() = body(&res)["refresh_token"].as_str()?.to_string();
+            times.push(took);
+        }
+        times.sort();
+        let refresh = Row {
+            function: "auth",
+            route: "POST /auth/refresh".into(),
+            n: times.len(),
+            p50: percentile(&times, 0.5),
+            p90: percentile(&times, 0.9),
+        };
+        drop(auth);
+        // The killed process must have left the group before it can be removed.
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        out.push((memory_mb, vec![register, login, refresh]));
+    }
+    Some(out)
+}
+
 fn workspace_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
         .parent()
@@ -759,6 +904,7 @@ async fn main() {
     peaks.insert("conversations", conversations.peak_rss_kib());
 
     rows.extend(in_process_chat(&data).await);
+    let memory_sizes = auth_at_memory_sizes(&binary("auth"), &data).await;
 
     println!("\nCodeChat function benchmark (release, x86_64 here; Lambda runs arm64). Medians unless noted.\n");
     println!(
@@ -793,6 +939,32 @@ async fn main() {
             ms(r.p50),
             ms(r.p90)
         );
+    }
+    match &memory_sizes {
+        Some(sizes) => {
+            println!(
+                "\nauth at Lambda's CPU share per memory size (memory/1769 of a vCPU as a cgroup CFS quota):"
+            );
+            println!(
+                "{:<8} {:<22} {:>10} {:>10} {:>14}",
+                "MB", "route", "p50 ms", "p90 ms", "$ per million"
+            );
+            for (mb, rows) in sizes {
+                for r in rows {
+                    println!(
+                        "{:<8} {:<22} {:>10} {:>10} {:>14.2}",
+                        mb,
+                        r.route,
+                        ms(r.p50),
+                        ms(r.p90),
+                        cost_per_million(*mb, r.p50)
+                    );
+                }
+            }
+        }
+        None => println!(
+            "\nauth per memory size: skipped (no cgroup with a CPU quota could be made here)"
+        ),
     }
     println!("\ninit = process start until the first poll of the Runtime API ({COLD_STARTS} starts each);");
     println!("per-invoke = event handed out until the response is posted, through lambda_http and the router;");
