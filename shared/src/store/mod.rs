@@ -1,7 +1,12 @@
 //! The store: libSQL, local file or remote, and every SQL statement of the service.
 //!
-//! One [`Store`] (a `libsql::Database`) is built per process; each request opens its own [`Conn`],
-//! because a libSQL connection must not be shared between concurrent tasks. Queries live in the
+//! One [`Store`] (a `libsql::Database`) is built per process; each request takes its own [`Conn`],
+//! because a libSQL connection must not be shared between concurrent tasks. Connections go back to
+//! an idle list when dropped and live as long as the process: opening one per request cost a
+//! `PRAGMA` and, whenever the last connection closed, a WAL checkpoint and unlink (with fsyncs),
+//! and a WAL re-created by the next request. Only local connections are kept: a remote one is a
+//! handle on the shared HTTP client, free to make, and a kept one can hold a stream the server has
+//! since expired ("invalid baton"). Queries live in the
 //! submodules, one per table family, as methods on [`Conn`] named for what they do. Row types are
 //! plain data: API shapes live in `api/` and convert from them.
 
@@ -106,7 +111,13 @@ pub type StoreResult<T> = Result<T, StoreError>;
 pub struct Store {
     db: Arc<libsql::Database>,
     local: bool,
+    idle: Idle,
 }
+
+/// Connections not in use. Lambda serves one request at a time, so one is usually enough; the
+/// local server and the tests run requests concurrently and may need a few.
+type Idle = Arc<std::sync::Mutex<Vec<libsql::Connection>>>;
+const MAX_IDLE: usize = 8;
 
 /// How long a local writer waits for another process's write lock before answering "busy".
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
@@ -128,6 +139,7 @@ impl Store {
                 Store {
                     db: Arc::new(db),
                     local: true,
+                    idle: Idle::default(),
                 }
             }
             DatabaseConfig::Remote { url, auth_token } => {
@@ -138,6 +150,7 @@ impl Store {
                 Store {
                     db: Arc::new(db),
                     local: false,
+                    idle: Idle::default(),
                 }
             }
         };
@@ -162,18 +175,26 @@ impl Store {
         migrations::apply(&conn).await
     }
 
-    /// A connection for one request.
+    /// A connection for one request: an idle one, or a new one.
     pub async fn conn(&self) -> StoreResult<Conn> {
+        let idle = self.idle.lock().unwrap_or_else(|e| e.into_inner()).pop();
+        let conn = match idle {
+            Some(conn) => conn,
+            None => self.connect().await?,
+        };
+        Ok(Conn(conn, self.local.then(|| self.idle.clone())))
+    }
+
+    async fn connect(&self) -> StoreResult<libsql::Connection> {
         let conn = self.db.connect()?;
         if self.local {
             conn.busy_timeout(BUSY_TIMEOUT)?;
             // In WAL mode, NORMAL syncs at checkpoints rather than at every commit: a commit can be
             // lost to a power cut, never to a crash of the process, and the file never corrupts.
-            // That is the right trade for the embedded local database (production runs remote libSQL);
-            // each chat turn commits twice, and each fsync costs milliseconds.
+            // That is the right trade for the embedded local database (production runs remote libSQL).
             conn.execute("PRAGMA synchronous = NORMAL", ()).await?;
         }
-        Ok(Conn(conn))
+        Ok(conn)
     }
 
     /// The schema version applied (the number of the last migration).
@@ -190,8 +211,24 @@ impl Store {
     }
 }
 
-/// One request's connection; the query methods live in the submodules.
-pub struct Conn(libsql::Connection);
+/// One request's connection; the query methods live in the submodules. Dropping it hands the
+/// connection back to the store's idle list.
+pub struct Conn(libsql::Connection, Option<Idle>);
+
+impl Drop for Conn {
+    fn drop(&mut self) {
+        // Remote connections have no idle list; a connection left inside a transaction (an error
+        // between BEGIN and COMMIT) is not reused.
+        let Some(idle) = &self.1 else { return };
+        if !self.0.is_autocommit() {
+            return;
+        }
+        let mut idle = idle.lock().unwrap_or_else(|e| e.into_inner());
+        if idle.len() < MAX_IDLE {
+            idle.push(self.0.clone());
+        }
+    }
+}
 
 /// Reads a column, turning type mismatches into [`StoreError::Corrupt`].
 fn col<T: FromColumn>(row: &libsql::Row, idx: i32, name: &'static str) -> StoreResult<T> {
@@ -328,6 +365,42 @@ mod tests {
         assert_eq!(n, distinct);
         assert_eq!(n as usize, migrations::MIGRATIONS.len());
         store.ping().await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn local_connections_outlive_requests_so_the_wal_stays() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("db");
+        let store = Store::open(&DatabaseConfig::LocalFile(path.clone()))
+            .await
+            .unwrap();
+        let wal = dir.path().join("db-wal");
+        for i in 0..3 {
+            let conn = store.conn().await.unwrap();
+            conn.insert_user(NewUser {
+                email: &format!("u{i}@example.com"),
+                password_hash: "x",
+                display_name: "u",
+                role: Role::User,
+            })
+            .await
+            .unwrap();
+            drop(conn);
+            // Closing the last connection would checkpoint the WAL into the file and delete it.
+            assert!(wal.exists(), "request {i} closed the last connection");
+        }
+        assert_eq!(
+            store.idle.lock().unwrap().len(),
+            1,
+            "one connection serves them all"
+        );
+
+        // A connection dropped inside a transaction is not handed to the next request.
+        let conn = store.conn().await.unwrap();
+        conn.0.execute("BEGIN", ()).await.unwrap();
+        drop(conn);
+        assert!(store.idle.lock().unwrap().is_empty());
+        assert!(store.conn().await.unwrap().0.is_autocommit());
     }
 
     #[tokio::test]

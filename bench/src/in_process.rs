@@ -1,0 +1,109 @@
+//! Routes without any transport: every function's router driven in-process, so the figures are the
+//! routes' own cost (validation, store reads and writes, the offline model, JSON and SSE framing)
+//! with no Runtime API in between.
+
+use std::{
+    collections::HashMap,
+    path::Path,
+    time::{Duration, Instant},
+};
+
+use axum::Router;
+use http_body_util::BodyExt;
+use serde_json::{json, Value};
+use tower::ServiceExt;
+
+use crate::{percentile, Row, JWT_SECRET};
+
+pub struct InProcess {
+    app: Router,
+}
+
+impl InProcess {
+    /// The whole API on the local store under `data_dir` (the same file the function processes use).
+    pub async fn start(data_dir: &Path) -> InProcess {
+        let vars: HashMap<&str, String> = [
+            ("CODECHAT_PROFILE", "local".to_string()),
+            ("CODECHAT_DATA_DIR", data_dir.display().to_string()),
+            ("JWT_SECRET", JWT_SECRET.to_string()),
+            ("ECHO_DELAY_MS", "0".to_string()),
+        ]
+        .into_iter()
+        .collect();
+        let config = codechat::config::Config::load(|k| vars.get(k).cloned())
+            .await
+            .unwrap();
+        let state = codechat::AppState::new(config).await.unwrap();
+        InProcess {
+            app: codechat::http::app(state, codechat::api::all_routes()),
+        }
+    }
+
+    /// One request until its whole body is read: status and body.
+    pub async fn call(
+        &self,
+        method: &str,
+        path: &str,
+        token: Option<&str>,
+        body: Option<Value>,
+    ) -> (u16, Value) {
+        let mut req = axum::http::Request::builder().method(method).uri(path);
+        if let Some(t) = token {
+            req = req.header("authorization", format!("Bearer {t}"));
+        }
+        let req = match body {
+            Some(b) => req
+                .header("content-type", "application/json")
+                .body(axum::body::Body::from(b.to_string())),
+            None => req.body(axum::body::Body::empty()),
+        }
+        .unwrap();
+        let res = self.app.clone().oneshot(req).await.unwrap();
+        let status = res.status().as_u16();
+        let bytes = res.into_body().collect().await.unwrap().to_bytes();
+        (
+            status,
+            serde_json::from_slice(&bytes).unwrap_or(Value::Null),
+        )
+    }
+
+    /// Times `n` requests made by `make`, each expected to answer `expect`.
+    pub async fn measure(
+        &self,
+        route: &str,
+        n: usize,
+        mut make: impl FnMut(usize) -> (&'static str, String, Option<Value>),
+        token: &str,
+        expect: u16,
+    ) -> Row {
+        let mut times: Vec<Duration> = Vec::with_capacity(n);
+        for i in 0..n {
+            let (method, path, body) = make(i);
+            let started = Instant::now();
+            let (status, answer) = self.call(method, &path, Some(token), body).await;
+            times.push(started.elapsed());
+            assert_eq!(status, expect, "{route}: {answer}");
+        }
+        times.sort();
+        Row {
+            function: "in-process",
+            route: route.into(),
+            n,
+            p50: percentile(&times, 0.5),
+            p90: percentile(&times, 0.9),
+        }
+    }
+
+    pub async fn login(&self, email: &str, password: &str) -> String {
+        let (status, body) = self
+            .call(
+                "POST",
+                "/api/v1/auth/login",
+                None,
+                Some(json!({"email": email, "password": password})),
+            )
+            .await;
+        assert_eq!(status, 200, "{body}");
+        body["access_token"].as_str().unwrap().to_string()
+    }
+}
