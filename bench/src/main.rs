@@ -15,7 +15,6 @@
 mod cpu;
 mod in_process;
 mod load;
-mod remote;
 mod runtime;
 mod seed;
 
@@ -28,9 +27,9 @@ use std::{
 
 use serde_json::{json, Value};
 
+use codechat_api_tests::{proxy::LatencyProxy, sqld::Sqld};
 use cpu::{cost_per_million, CpuShare};
 use in_process::InProcess;
-use remote::{LatencyProxy, Sqld};
 use runtime::{body, event, status, Function, StoreTarget};
 use seed::{bench_user, seed_conversation, seed_conversations};
 
@@ -213,12 +212,13 @@ struct RemoteStore {
 
 impl RemoteStore {
     /// `None` when `../shared/tools/sqld` is absent.
-    async fn start(root: &Path, data: &Path) -> Option<RemoteStore> {
-        let sqld = Sqld::start(root, &data.join("sqld")).await?;
-        let proxy = LatencyProxy::start(sqld.addr, REMOTE_DELAY).await;
+    async fn start(data: &Path) -> Option<RemoteStore> {
+        let sqld = Sqld::start().await?;
+        let proxy = LatencyProxy::start(sqld.addr(), REMOTE_DELAY).await;
         let target = StoreTarget {
             data_dir: data.join("remote"),
-            libsql_url: Some(format!("http://{}", proxy.addr)),
+            libsql_url: Some(proxy.url()),
+            libsql_auth_token: Some(sqld.token()),
         };
         Some(RemoteStore {
             _sqld: sqld,
@@ -738,7 +738,7 @@ async fn main() {
     let memory_sizes = auth_at_memory_sizes(&binary("auth"), &data).await;
 
     eprintln!("bench: remote store");
-    let remote = RemoteStore::start(&root, &data).await;
+    let remote = RemoteStore::start(&data).await;
     let remote_rows = match &remote {
         Some(remote) => Some(remote_routes(remote, &binary).await),
         None => None,

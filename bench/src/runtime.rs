@@ -115,6 +115,7 @@ async fn init_error(body: axum::body::Bytes) {
 pub struct StoreTarget {
     pub data_dir: PathBuf,
     pub libsql_url: Option<String>,
+    pub libsql_auth_token: Option<String>,
 }
 
 impl StoreTarget {
@@ -122,6 +123,7 @@ impl StoreTarget {
         StoreTarget {
             data_dir: data_dir.to_path_buf(),
             libsql_url: None,
+            libsql_auth_token: None,
         }
     }
 }
@@ -179,6 +181,10 @@ impl Function {
             .env("CODECHAT_PROFILE", "local")
             .env("CODECHAT_DATA_DIR", &store.data_dir)
             .env("LIBSQL_URL", store.libsql_url.as_deref().unwrap_or(""))
+            .env(
+                "LIBSQL_AUTH_TOKEN",
+                store.libsql_auth_token.as_deref().unwrap_or(""),
+            )
             .env("JWT_SECRET", JWT_SECRET)
             .env("RUST_LOG", "info")
             .env("ECHO_DELAY_MS", "0")

@@ -34,10 +34,11 @@ pub async fn seed_conversation(
     let id = seeded_id(1, n);
     let tx = conn.transaction().await.unwrap();
     tx.execute(
-        "INSERT INTO conversations (id, user_id, title, model, message_count, created_at, updated_at, last_message_at, activity_at)
-         VALUES (?1, ?2, 'seeded', 'local/echo', ?3, '2026-01-01T00:00:00.000000Z', '2026-01-01T00:00:00.000000Z',
-                 '2026-01-01T00:00:00.000000Z', '2026-01-01T00:00:00.000000Z')",
-        libsql::params![id.clone(), user_id, messages as i64],
+        // The store's trigger counts the messages as they are inserted.
+        "INSERT INTO conversations (id, user_id, title, model, created_at, updated_at, activity_at)
+         VALUES (?1, ?2, 'seeded', 'local/echo', '2026-01-01T00:00:00.000000Z', '2026-01-01T00:00:00.000000Z',
+                 '2026-01-01T00:00:00.000000Z')",
+        libsql::params![id.clone(), user_id],
     )
     .await
     .unwrap();

@@ -70,6 +70,16 @@ async fn a_user_flow_runs_on_remote_libsql() {
     app.login("remote@example.com", "wrong password")
         .await
         .problem(StatusCode::UNAUTHORIZED);
+    // The server's constraint error names the field, as the local engine's does.
+    let again = app
+        .post(
+            "/api/v1/auth/register",
+            json!({"email": "remote@example.com", "password": PASSWORD}),
+            None,
+        )
+        .await;
+    let p = again.problem(StatusCode::CONFLICT);
+    assert_eq!(p["errors"][0]["field"], "email", "{p}");
     assert_eq!(
         app.login("remote@example.com", PASSWORD).await.status,
         StatusCode::OK
@@ -151,4 +161,68 @@ async fn the_server_going_away_is_a_503_and_loses_nothing() {
         .await
         .json();
     assert_eq!(list["items"].as_array().unwrap().len(), 1, "{list}");
+}
+
+/// Each statement against a remote store is a network round trip (and a transaction adds BEGIN
+/// and COMMIT): a chat turn is allowed 3 before the model call (the user, the conversation with its
+/// history, the user message) and 1 after it (the answer with its usage), counted by a proxy in
+/// front of the server.
+#[tokio::test]
+async fn a_chat_turn_costs_few_round_trips() {
+    use codechat_api_tests::proxy::LatencyProxy;
+    let Some(sqld) = Sqld::start().await else {
+        return;
+    };
+    let proxy = LatencyProxy::start(sqld.addr(), std::time::Duration::ZERO).await;
+    let app = TestApp::with_env(&[
+        ("LIBSQL_URL", &proxy.url()),
+        ("LIBSQL_AUTH_TOKEN", &sqld.token()),
+    ])
+    .await;
+    let t = app.register("trips@example.com").await;
+    let trips = |before: u64| proxy.requests() - before;
+
+    let before = proxy.requests();
+    let first = app.chat(&t.access, json!({"message": "new"}), None).await;
+    assert_eq!(first.status, StatusCode::OK, "{}", first.text());
+    // The user; the conversation started with its first message; the answer.
+    assert_eq!(trips(before), 3, "a turn in a new conversation");
+    let id = first.json()["conversation_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+
+    let before = proxy.requests();
+    let res = app
+        .chat(
+            &t.access,
+            json!({"conversation_id": id, "message": "again"}),
+            None,
+        )
+        .await;
+    assert_eq!(res.status, StatusCode::OK, "{}", res.text());
+    assert_eq!(trips(before), 4, "a turn in an existing conversation");
+
+    let before = proxy.requests();
+    let events = app
+        .chat_stream(
+            &t.access,
+            json!({"conversation_id": id, "message": "streamed"}),
+            None,
+        )
+        .await;
+    assert_eq!(events.last().unwrap().event, "done");
+    assert_eq!(trips(before), 4, "a streamed turn");
+
+    // Everything stored, counters included.
+    let msgs = app.messages(&t.access, &id).await;
+    assert_eq!(msgs.len(), 6, "{msgs:?}");
+    let c = app
+        .get(&format!("/api/v1/conversations/{id}"), Some(&t.access))
+        .await
+        .json();
+    assert_eq!(c["message_count"], 6, "{c}");
+    let before = proxy.requests();
+    assert_eq!(app.me(&t.access).await.status, StatusCode::OK);
+    assert_eq!(trips(before), 1, "GET /users/me");
 }

@@ -2,6 +2,7 @@
 //! in-process through the same router (and layers) the Lambda functions serve.
 
 pub mod fakes;
+pub mod proxy;
 pub mod sqld;
 
 use axum::{

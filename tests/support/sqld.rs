@@ -115,6 +115,10 @@ impl Sqld {
         answer.starts_with(b"HTTP/1.1 200")
     }
 
+    pub fn addr(&self) -> std::net::SocketAddr {
+        ([127, 0, 0, 1], self.port).into()
+    }
+
     /// A read-write token, as the deployment's `LIBSQL_AUTH_TOKEN`.
     pub fn token(&self) -> String {
         sign(PRIVATE_KEY)

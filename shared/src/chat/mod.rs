@@ -13,13 +13,13 @@ use tokio::{sync::mpsc, time::Instant};
 
 use crate::{
     config::Config,
-    conversations::{self, NewConversationInput, Title},
+    conversations::Title,
     error::{Error, FieldError, Result},
     ids::{ConversationId, MessageId, UserId},
     kinds::{MessageRole, MessageStatus},
     models::{Catalog, Model},
     providers::{ModelRequest, ProviderError, Providers, RetryPolicy, StreamEvent, TokenUsage},
-    store::{Conn, Conversation, Message, NewMessage, UsageRecord},
+    store::{Conn, Conversation, Message, NewConversation, NewMessage, UsageRecord},
 };
 
 /// The most messages read to build a turn's context. Older unsummarised messages beyond this are
@@ -83,13 +83,18 @@ pub async fn start(
     user_id: UserId,
     input: ChatInput,
 ) -> Result<Started> {
+    // The conversation and its recent history in one read; the history leaves room for this message.
     let existing = match input.conversation_id {
-        Some(id) => Some(conversations::get(conn, user_id, id).await?),
+        Some(id) => Some(
+            conn.turn_context(id, user_id, CONTEXT_MESSAGES - 1)
+                .await?
+                .ok_or(Error::NotFound)?,
+        ),
         None => None,
     };
     let model = match (input.model, &existing) {
         (Some(model), _) => model,
-        (None, Some(c)) => catalog.usable(&c.model)?.clone(),
+        (None, Some((c, _))) => catalog.usable(&c.model)?.clone(),
         (None, None) => catalog.usable(catalog.default_model())?.clone(),
     };
     let max_tokens = input
@@ -106,34 +111,37 @@ pub async fn start(
         .into());
     }
 
-    let conversation = match existing {
-        Some(c) => c,
+    // One statement stores the user message (and, for a new chat, the conversation with it).
+    let message = |conversation_id| NewMessage {
+        id: MessageId::new(),
+        conversation_id,
+        role: MessageRole::User,
+        content: &input.message,
+        status: MessageStatus::Complete,
+        model: None,
+        error: None,
+    };
+    let (conversation, user_message, mut history) = match existing {
+        Some((conversation, history)) => {
+            let stored = conn.append_message(message(conversation.id)).await?;
+            (conversation, stored, history)
+        }
         None => {
-            let new = NewConversationInput {
-                title: Title::from_message(&input.message),
-                model: model.clone(),
+            let title = Title::from_message(&input.message);
+            let new = NewConversation {
+                user_id,
+                title: title.as_str(),
+                model: &model.id,
+                agent_id: None,
+                project_id: None,
             };
-            conversations::create(conn, user_id, &new).await?
+            let (conversation, stored) = conn
+                .start_conversation(new, message(ConversationId::new()))
+                .await?;
+            (conversation, stored, Vec::new())
         }
     };
-    let user_message = conn
-        .append_message(NewMessage {
-            id: MessageId::new(),
-            conversation_id: conversation.id,
-            role: MessageRole::User,
-            content: &input.message,
-            status: MessageStatus::Complete,
-            model: None,
-            error: None,
-        })
-        .await?;
-    let history = conn
-        .recent_messages(
-            conversation.id,
-            conversation.summary_through_seq.unwrap_or(0),
-            CONTEXT_MESSAGES,
-        )
-        .await?;
+    history.push(user_message.clone());
     let mut plan = context::plan(
         &model,
         conversation.summary.as_deref(),

@@ -1,6 +1,10 @@
 //! Conversations: one row each, with the counters and the rolling summary a turn needs.
 
-use super::{col, collect, first, Conn, StoreError, StoreResult};
+use super::{
+    col, collect, first,
+    messages::{message_at, Message, NewMessage, MESSAGE_COLUMNS},
+    Conn, Row, StoreError, StoreResult,
+};
 use crate::ids::{ConversationId, UserId};
 
 #[derive(Debug, Clone)]
@@ -42,7 +46,7 @@ const CONVERSATION_COLUMNS: &str =
     "id, user_id, title, model, agent_id, project_id, summary, summary_through_seq, \
      message_count, created_at, updated_at, last_message_at, activity_at";
 
-fn conversation_from_row(row: &libsql::Row) -> StoreResult<Conversation> {
+fn conversation_from_row(row: &Row) -> StoreResult<Conversation> {
     Ok(Conversation {
         id: col(row, 0, "conversations.id")?,
         user_id: col(row, 1, "conversations.user_id")?,
@@ -60,6 +64,12 @@ fn conversation_from_row(row: &libsql::Row) -> StoreResult<Conversation> {
     })
 }
 
+/// [`CONVERSATION_COLUMNS`] of the table aliased `c`.
+const C_CONVERSATION_COLUMNS: &str =
+    "c.id, c.user_id, c.title, c.model, c.agent_id, c.project_id, c.summary, c.summary_through_seq, \
+     c.message_count, c.created_at, c.updated_at, c.last_message_at, c.activity_at";
+const CONVERSATION_COLUMN_COUNT: i32 = 13;
+
 /// Escapes `%`, `_` and `\` for `LIKE … ESCAPE '\'`.
 fn like_pattern(q: &str) -> String {
     let escaped = q
@@ -72,9 +82,7 @@ fn like_pattern(q: &str) -> String {
 impl Conn {
     pub async fn create_conversation(&self, new: NewConversation<'_>) -> StoreResult<Conversation> {
         let now = crate::ids::now();
-        let rows = self
-            .0
-            .query(
+        let rows = self.query(
                 &format!(
                     "INSERT INTO conversations (id, user_id, title, model, agent_id, project_id, created_at, updated_at, activity_at)
                      VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?7, ?7) RETURNING {CONVERSATION_COLUMNS}"
@@ -82,9 +90,93 @@ impl Conn {
                 libsql::params![ConversationId::new(), new.user_id, new.title, new.model, new.agent_id, new.project_id, now],
             )
             .await?;
-        first(rows, conversation_from_row)
-            .await?
-            .ok_or(StoreError::Corrupt("conversations"))
+        first(rows, conversation_from_row)?.ok_or(StoreError::Corrupt("conversations"))
+    }
+
+    /// A new conversation with its first message, in one statement (the `conversation_starts`
+    /// view's trigger): a conversation never exists without the message that started it.
+    pub async fn start_conversation(
+        &self,
+        new: NewConversation<'_>,
+        first_message: NewMessage<'_>,
+    ) -> StoreResult<(Conversation, Message)> {
+        let now = crate::ids::now();
+        let rows = self.query(
+                "INSERT INTO conversation_starts
+                     (conversation_id, user_id, title, model, agent_id, project_id, message_id, content, created_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)
+                 RETURNING (SELECT seq FROM messages WHERE messages.id = conversation_starts.message_id)",
+                libsql::params![
+                    first_message.conversation_id,
+                    new.user_id,
+                    new.title,
+                    new.model,
+                    new.agent_id,
+                    new.project_id,
+                    first_message.id,
+                    first_message.content,
+                    now.clone()
+                ],
+            )
+            .await?;
+        let seq = first(rows, |row| col(row, 0, "messages.seq"))?
+            .ok_or(StoreError::Corrupt("messages"))?;
+        let conversation = Conversation {
+            id: first_message.conversation_id,
+            user_id: new.user_id,
+            title: new.title.to_string(),
+            model: new.model.to_string(),
+            agent_id: new.agent_id.map(str::to_string),
+            project_id: new.project_id.map(str::to_string),
+            summary: None,
+            summary_through_seq: None,
+            message_count: 1,
+            created_at: now.clone(),
+            updated_at: now.clone(),
+            last_message_at: Some(now.clone()),
+            activity_at: now.clone(),
+        };
+        Ok((conversation, first_message.stored(seq, now)))
+    }
+
+    /// What a turn in an existing conversation needs, in one query: the conversation (if it
+    /// belongs to `user_id`) and its newest `limit` messages past the summary, oldest first.
+    pub async fn turn_context(
+        &self,
+        id: ConversationId,
+        user_id: UserId,
+        limit: u32,
+    ) -> StoreResult<Option<(Conversation, Vec<Message>)>> {
+        let rows = self
+            .query(
+                &format!(
+                    "SELECT {C_CONVERSATION_COLUMNS}, {MESSAGE_COLUMNS}
+                     FROM conversations c
+                     LEFT JOIN messages m ON m.seq IN (
+                         SELECT seq FROM messages
+                         WHERE conversation_id = c.id AND seq > COALESCE(c.summary_through_seq, 0)
+                         ORDER BY seq DESC LIMIT ?3)
+                     WHERE c.id = ?1 AND c.user_id = ?2
+                     ORDER BY m.seq"
+                ),
+                libsql::params![id, user_id, limit as i64],
+            )
+            .await?;
+        let mut context: Option<(Conversation, Vec<Message>)> = None;
+        for row in &rows {
+            if context.is_none() {
+                context = Some((conversation_from_row(row)?, Vec::new()));
+            }
+            // A conversation without messages comes as one row whose message columns are NULL.
+            let no_message = matches!(
+                row.0.get(CONVERSATION_COLUMN_COUNT as usize),
+                None | Some(libsql::Value::Null)
+            );
+            if let Some((_, messages)) = context.as_mut().filter(|_| !no_message) {
+                messages.push(message_at(row, CONVERSATION_COLUMN_COUNT)?);
+            }
+        }
+        Ok(context)
     }
 
     /// The conversation if it exists and belongs to `user_id`; another user's is simply not found.
@@ -93,14 +185,12 @@ impl Conn {
         id: ConversationId,
         user_id: UserId,
     ) -> StoreResult<Option<Conversation>> {
-        let rows = self
-            .0
-            .query(
+        let rows = self.query(
                 &format!("SELECT {CONVERSATION_COLUMNS} FROM conversations WHERE id = ?1 AND user_id = ?2"),
                 libsql::params![id, user_id],
             )
             .await?;
-        first(rows, conversation_from_row).await
+        first(rows, conversation_from_row)
     }
 
     /// Newest activity first; `after` is the (activity_at, id) of the last item of the previous page.
@@ -113,7 +203,6 @@ impl Conn {
     ) -> StoreResult<Vec<Conversation>> {
         let (after_at, after_id) = after.unzip();
         let rows = self
-            .0
             .query(
                 &format!(
                     "SELECT {CONVERSATION_COLUMNS} FROM conversations
@@ -132,7 +221,7 @@ impl Conn {
                 ],
             )
             .await?;
-        collect(rows, conversation_from_row).await
+        collect(rows, conversation_from_row)
     }
 
     pub async fn update_conversation(
@@ -145,9 +234,7 @@ impl Conn {
             Some(a) => (1, a),
             None => (0, None),
         };
-        let rows = self
-            .0
-            .query(
+        let rows = self.query(
                 &format!(
                     "UPDATE conversations SET title = COALESCE(?3, title), model = COALESCE(?4, model),
                          agent_id = CASE WHEN ?5 = 1 THEN ?6 ELSE agent_id END, updated_at = ?7
@@ -156,7 +243,7 @@ impl Conn {
                 libsql::params![id, user_id, changes.title, changes.model, set_agent, agent, crate::ids::now()],
             )
             .await?;
-        first(rows, conversation_from_row).await
+        first(rows, conversation_from_row)
     }
 
     /// Deletes a conversation with its messages, usage and idempotency records, all or nothing.
@@ -165,7 +252,7 @@ impl Conn {
         id: ConversationId,
         user_id: UserId,
     ) -> StoreResult<bool> {
-        let tx = self.0.transaction().await?;
+        let tx = self.db.transaction().await?;
         let n = tx
             .execute(
                 "DELETE FROM conversations WHERE id = ?1 AND user_id = ?2",
@@ -193,12 +280,11 @@ impl Conn {
         summary: &str,
         through_seq: i64,
     ) -> StoreResult<()> {
-        self.0
-            .execute(
-                "UPDATE conversations SET summary = ?2, summary_through_seq = ?3 WHERE id = ?1",
-                libsql::params![conversation_id, summary, through_seq],
-            )
-            .await?;
+        self.execute(
+            "UPDATE conversations SET summary = ?2, summary_through_seq = ?3 WHERE id = ?1",
+            libsql::params![conversation_id, summary, through_seq],
+        )
+        .await?;
         Ok(())
     }
 }

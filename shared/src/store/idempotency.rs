@@ -26,9 +26,7 @@ impl Conn {
     /// Claims a key that is free, or whose record has expired (it is replaced). False when a live
     /// record holds the key.
     pub async fn claim_idempotency_key(&self, claim: &NewClaim<'_>) -> StoreResult<bool> {
-        let n = self
-            .0
-            .execute(
+        let n = self.execute(
                 "INSERT INTO idempotency_keys (user_id, key, request, created_at, lease_until, expires_at)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6)
                  ON CONFLICT (user_id, key) DO UPDATE SET
@@ -55,7 +53,6 @@ impl Conn {
         key: &str,
     ) -> StoreResult<Option<IdempotencyRecord>> {
         let rows = self
-            .0
             .query(
                 "SELECT request, lease_until, status_code, response FROM idempotency_keys
                  WHERE user_id = ?1 AND key = ?2",
@@ -71,7 +68,6 @@ impl Conn {
                 answer: status.zip(response).map(|(s, r)| (s as u16, r)),
             })
         })
-        .await
     }
 
     /// Takes over a claim whose lease ran out before an answer was recorded (its run died).
@@ -83,7 +79,6 @@ impl Conn {
         lease_until: &str,
     ) -> StoreResult<bool> {
         let n = self
-            .0
             .execute(
                 "UPDATE idempotency_keys SET lease_until = ?4
                  WHERE user_id = ?1 AND key = ?2 AND response IS NULL AND lease_until <= ?3",
@@ -101,12 +96,11 @@ impl Conn {
         key: &str,
         conversation_id: ConversationId,
     ) -> StoreResult<()> {
-        self.0
-            .execute(
-                "UPDATE idempotency_keys SET conversation_id = ?3 WHERE user_id = ?1 AND key = ?2",
-                libsql::params![user_id, key, conversation_id],
-            )
-            .await?;
+        self.execute(
+            "UPDATE idempotency_keys SET conversation_id = ?3 WHERE user_id = ?1 AND key = ?2",
+            libsql::params![user_id, key, conversation_id],
+        )
+        .await?;
         Ok(())
     }
 
@@ -117,8 +111,7 @@ impl Conn {
         status: u16,
         response: &str,
     ) -> StoreResult<()> {
-        self.0
-            .execute(
+        self.execute(
                 "UPDATE idempotency_keys SET status_code = ?3, response = ?4 WHERE user_id = ?1 AND key = ?2",
                 libsql::params![user_id, key, status as i64, response],
             )
@@ -128,12 +121,11 @@ impl Conn {
 
     /// Frees a key whose request was refused before anything was stored.
     pub async fn release_idempotency_key(&self, user_id: UserId, key: &str) -> StoreResult<()> {
-        self.0
-            .execute(
-                "DELETE FROM idempotency_keys WHERE user_id = ?1 AND key = ?2 AND response IS NULL",
-                libsql::params![user_id, key],
-            )
-            .await?;
+        self.execute(
+            "DELETE FROM idempotency_keys WHERE user_id = ?1 AND key = ?2 AND response IS NULL",
+            libsql::params![user_id, key],
+        )
+        .await?;
         Ok(())
     }
 
@@ -143,12 +135,10 @@ impl Conn {
         user_id: UserId,
         now: &str,
     ) -> StoreResult<u64> {
-        Ok(self
-            .0
-            .execute(
-                "DELETE FROM idempotency_keys WHERE user_id = ?1 AND expires_at <= ?2",
-                libsql::params![user_id, now],
-            )
-            .await?)
+        self.execute(
+            "DELETE FROM idempotency_keys WHERE user_id = ?1 AND expires_at <= ?2",
+            libsql::params![user_id, now],
+        )
+        .await
     }
 }

@@ -26,7 +26,6 @@ impl Conn {
         window_cutoff: &str,
     ) -> StoreResult<Option<(i64, String)>> {
         let rows = self
-            .0
             .query(
                 "SELECT failures, window_start FROM login_failures
                  WHERE scope = ?1 AND key = ?2 AND window_start > ?3",
@@ -39,7 +38,6 @@ impl Conn {
                 col(row, 1, "login_failures.window_start")?,
             ))
         })
-        .await
     }
 
     /// Counts one failure: in the current window, or in a new one starting `now` if the last one
@@ -51,25 +49,23 @@ impl Conn {
         now: &str,
         window_cutoff: &str,
     ) -> StoreResult<()> {
-        self.0
-            .execute(
-                "INSERT INTO login_failures (scope, key, window_start, failures) VALUES (?1, ?2, ?3, 1)
+        self.execute(
+            "INSERT INTO login_failures (scope, key, window_start, failures) VALUES (?1, ?2, ?3, 1)
                  ON CONFLICT (scope, key) DO UPDATE SET
                      failures = CASE WHEN window_start <= ?4 THEN 1 ELSE failures + 1 END,
                      window_start = CASE WHEN window_start <= ?4 THEN ?3 ELSE window_start END",
-                libsql::params![scope.as_str(), key, now, window_cutoff],
-            )
-            .await?;
+            libsql::params![scope.as_str(), key, now, window_cutoff],
+        )
+        .await?;
         Ok(())
     }
 
     pub async fn clear_login_failures(&self, scope: FailureScope, key: &str) -> StoreResult<()> {
-        self.0
-            .execute(
-                "DELETE FROM login_failures WHERE scope = ?1 AND key = ?2",
-                libsql::params![scope.as_str(), key],
-            )
-            .await?;
+        self.execute(
+            "DELETE FROM login_failures WHERE scope = ?1 AND key = ?2",
+            libsql::params![scope.as_str(), key],
+        )
+        .await?;
         Ok(())
     }
 }

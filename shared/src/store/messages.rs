@@ -1,6 +1,6 @@
 //! Messages of a conversation, ordered by `seq` (the rowid); ids are for clients.
 
-use super::{col, collect, first, usage, Conn, StoreError, StoreResult, UsageRecord};
+use super::{col, collect, first, usage, Conn, Row, StoreError, StoreResult, UsageRecord};
 use crate::{
     ids::{ConversationId, MessageId, UserId},
     kinds::{MessageRole, MessageStatus},
@@ -30,79 +30,100 @@ pub struct NewMessage<'a> {
     pub error: Option<&'a str>,
 }
 
-const MESSAGE_COLUMNS: &str =
+impl NewMessage<'_> {
+    /// The row as stored, for writes whose statement can return only the generated `seq`.
+    pub(super) fn stored(&self, seq: i64, created_at: String) -> Message {
+        Message {
+            seq,
+            id: self.id,
+            conversation_id: self.conversation_id,
+            role: self.role,
+            content: self.content.to_string(),
+            status: self.status,
+            model: self.model.map(str::to_string),
+            error: self.error.map(str::to_string),
+            created_at,
+        }
+    }
+}
+
+pub(super) const MESSAGE_COLUMNS: &str =
     "m.seq, m.id, m.conversation_id, m.role, m.content, m.status, m.model, m.error, m.created_at";
 
-fn message_from_row(row: &libsql::Row) -> StoreResult<Message> {
+fn message_from_row(row: &Row) -> StoreResult<Message> {
+    message_at(row, 0)
+}
+
+/// The message whose [`MESSAGE_COLUMNS`] start at column `at`.
+pub(super) fn message_at(row: &Row, at: i32) -> StoreResult<Message> {
     Ok(Message {
-        seq: col(row, 0, "messages.seq")?,
-        id: col(row, 1, "messages.id")?,
-        conversation_id: col(row, 2, "messages.conversation_id")?,
-        role: col(row, 3, "messages.role")?,
-        content: col(row, 4, "messages.content")?,
-        status: col(row, 5, "messages.status")?,
-        model: col(row, 6, "messages.model")?,
-        error: col(row, 7, "messages.error")?,
-        created_at: col(row, 8, "messages.created_at")?,
+        seq: col(row, at, "messages.seq")?,
+        id: col(row, at + 1, "messages.id")?,
+        conversation_id: col(row, at + 2, "messages.conversation_id")?,
+        role: col(row, at + 3, "messages.role")?,
+        content: col(row, at + 4, "messages.content")?,
+        status: col(row, at + 5, "messages.status")?,
+        model: col(row, at + 6, "messages.model")?,
+        error: col(row, at + 7, "messages.error")?,
+        created_at: col(row, at + 8, "messages.created_at")?,
     })
 }
 
-/// Inserts a message and bumps its conversation's counters, inside `tx`.
-async fn insert_message(tx: &libsql::Transaction, new: &NewMessage<'_>) -> StoreResult<Message> {
-    let now = crate::ids::now();
-    let rows = tx
-        .query(
-            "INSERT INTO messages (id, conversation_id, role, content, status, model, error, created_at)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)
-             RETURNING seq, id, conversation_id, role, content, status, model, error, created_at",
-            libsql::params![
-                new.id,
-                new.conversation_id,
-                new.role.as_str(),
-                new.content,
-                new.status.as_str(),
-                new.model,
-                new.error,
-                now.clone()
-            ],
-        )
-        .await?;
-    let message = first(rows, message_from_row)
-        .await?
-        .ok_or(StoreError::Corrupt("messages"))?;
-    tx.execute(
-        "UPDATE conversations SET message_count = message_count + 1, last_message_at = ?2, activity_at = ?2, updated_at = ?2
-         WHERE id = ?1",
-        libsql::params![new.conversation_id, now],
-    )
-    .await?;
-    Ok(message)
-}
-
 impl Conn {
-    /// Appends a message and bumps the conversation's counters in one transaction.
+    /// Appends a message: one statement (the `messages_bump_conversation` trigger moves the
+    /// conversation's counters in it).
     pub async fn append_message(&self, new: NewMessage<'_>) -> StoreResult<Message> {
-        let tx = self.0.transaction().await?;
-        let message = insert_message(&tx, &new).await?;
-        tx.commit().await?;
-        Ok(message)
+        let rows = self.query(
+                "INSERT INTO messages (id, conversation_id, role, content, status, model, error, created_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)
+                 RETURNING seq, id, conversation_id, role, content, status, model, error, created_at",
+                libsql::params![
+                    new.id,
+                    new.conversation_id,
+                    new.role.as_str(),
+                    new.content,
+                    new.status.as_str(),
+                    new.model,
+                    new.error,
+                    crate::ids::now()
+                ],
+            )
+            .await?;
+        first(rows, message_from_row)?.ok_or(StoreError::Corrupt("messages"))
     }
 
-    /// Stores a turn's answer with its usage rows in one transaction: there is never an answer
-    /// without its cost, nor a cost without its answer.
+    /// Stores a turn's answer with its usage rows in one statement (the `messages_with_usage`
+    /// view's trigger): there is never an answer without its cost, nor a cost without its answer.
     pub async fn append_answer(
         &self,
         user_id: UserId,
         new: NewMessage<'_>,
         usage: &[UsageRecord],
     ) -> StoreResult<Message> {
-        let tx = self.0.transaction().await?;
-        let message = insert_message(&tx, &new).await?;
-        for row in usage {
-            usage::insert_usage(&tx, new.conversation_id, user_id, row).await?;
-        }
-        tx.commit().await?;
-        Ok(message)
+        let usage = usage::to_json(usage);
+        let created_at = crate::ids::now();
+        let rows = self.query(
+                "INSERT INTO messages_with_usage
+                     (id, conversation_id, user_id, role, content, status, model, error, created_at, usage)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)
+                 RETURNING (SELECT seq FROM messages WHERE messages.id = messages_with_usage.id)",
+                libsql::params![
+                    new.id,
+                    new.conversation_id,
+                    user_id,
+                    new.role.as_str(),
+                    new.content,
+                    new.status.as_str(),
+                    new.model,
+                    new.error,
+                    created_at.clone(),
+                    usage
+                ],
+            )
+            .await?;
+        let seq = first(rows, |row| col(row, 0, "messages.seq"))?
+            .ok_or(StoreError::Corrupt("messages"))?;
+        Ok(new.stored(seq, created_at))
     }
 
     /// Oldest first, after `after_seq`; one more than `limit` if there are more.
@@ -112,16 +133,14 @@ impl Conn {
         after_seq: Option<i64>,
         limit: u32,
     ) -> StoreResult<Vec<Message>> {
-        let rows = self
-            .0
-            .query(
+        let rows = self.query(
                 &format!(
                     "SELECT {MESSAGE_COLUMNS} FROM messages m WHERE conversation_id = ?1 AND seq > ?2 ORDER BY seq LIMIT ?3"
                 ),
                 libsql::params![conversation_id, after_seq.unwrap_or(0), limit as i64 + 1],
             )
             .await?;
-        collect(rows, message_from_row).await
+        collect(rows, message_from_row)
     }
 
     /// The newest `limit` messages after `after_seq`, oldest first: the context of a turn costs the
@@ -132,9 +151,7 @@ impl Conn {
         after_seq: i64,
         limit: u32,
     ) -> StoreResult<Vec<Message>> {
-        let rows = self
-            .0
-            .query(
+        let rows = self.query(
                 &format!(
                     "SELECT * FROM (
                          SELECT {MESSAGE_COLUMNS} FROM messages m WHERE conversation_id = ?1 AND seq > ?2 ORDER BY seq DESC LIMIT ?3
@@ -143,7 +160,7 @@ impl Conn {
                 libsql::params![conversation_id, after_seq, limit as i64],
             )
             .await?;
-        collect(rows, message_from_row).await
+        collect(rows, message_from_row)
     }
 
     /// Every message after `after_seq`, oldest first (export).
@@ -152,14 +169,12 @@ impl Conn {
         conversation_id: ConversationId,
         after_seq: i64,
     ) -> StoreResult<Vec<Message>> {
-        let rows = self
-            .0
-            .query(
+        let rows = self.query(
                 &format!("SELECT {MESSAGE_COLUMNS} FROM messages m WHERE conversation_id = ?1 AND seq > ?2 ORDER BY seq"),
                 libsql::params![conversation_id, after_seq],
             )
             .await?;
-        collect(rows, message_from_row).await
+        collect(rows, message_from_row)
     }
 
     /// A message, if it is in a conversation of `user_id`.
@@ -168,9 +183,7 @@ impl Conn {
         id: MessageId,
         user_id: UserId,
     ) -> StoreResult<Option<Message>> {
-        let rows = self
-            .0
-            .query(
+        let rows = self.query(
                 &format!(
                     "SELECT {MESSAGE_COLUMNS} FROM messages m JOIN conversations c ON c.id = m.conversation_id
                      WHERE m.id = ?1 AND c.user_id = ?2"
@@ -178,6 +191,6 @@ impl Conn {
                 libsql::params![id, user_id],
             )
             .await?;
-        first(rows, message_from_row).await
+        first(rows, message_from_row)
     }
 }

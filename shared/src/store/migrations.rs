@@ -8,7 +8,7 @@
 
 use libsql::TransactionBehavior;
 
-use super::{col, Conn, StoreError, StoreResult};
+use super::{col, rows, Conn, StoreError, StoreResult};
 
 macro_rules! migrations {
     ($($version:literal => $file:literal),+ $(,)?) => {
@@ -24,24 +24,30 @@ pub(crate) const MIGRATIONS: &[(i64, &str, &str)] = migrations![
     3 => "0003_idempotency_leases.sql",
     4 => "0004_session_epoch.sql",
     5 => "0005_login_failures.sql",
+    6 => "0006_one_statement_turn_writes.sql",
 ];
 
 pub(super) async fn apply(conn: &Conn) -> StoreResult<()> {
     let latest = MIGRATIONS.last().map(|m| m.0).unwrap_or(0);
-    conn.0
-        .execute(
+    // One read on the fast path (a cold start against a remote store pays a round trip per statement).
+    let applied = match current_version(conn).await {
+        Ok(version) => version,
+        Err(StoreError::Db(message)) if message.contains("no such table") => 0,
+        Err(e) => return Err(e),
+    };
+    if applied >= latest {
+        return Ok(());
+    }
+    conn.execute(
             "CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, applied_at TEXT NOT NULL)",
             (),
         )
         .await?;
-    if current_version(&conn.0).await? >= latest {
-        return Ok(());
-    }
     let tx = conn
-        .0
+        .db
         .transaction_with_behavior(TransactionBehavior::Immediate)
         .await?;
-    let applied = current_version(&tx).await?;
+    let applied = version_in(rows(tx.query(VERSION, ()).await?).await?)?;
     for (version, file, sql) in MIGRATIONS.iter().filter(|(v, _, _)| *v > applied) {
         tx.execute_batch(sql).await?;
         tx.execute(
@@ -55,18 +61,17 @@ pub(super) async fn apply(conn: &Conn) -> StoreResult<()> {
     Ok(())
 }
 
-pub(super) async fn current_version(conn: &libsql::Connection) -> StoreResult<i64> {
-    let mut rows = conn
-        .query(
-            "SELECT COALESCE(MAX(version), 0) FROM schema_migrations",
-            (),
-        )
-        .await?;
+const VERSION: &str = "SELECT COALESCE(MAX(version), 0) FROM schema_migrations";
+
+pub(super) async fn current_version(conn: &Conn) -> StoreResult<i64> {
+    version_in(conn.query(VERSION, ()).await?)
+}
+
+fn version_in(rows: Vec<super::Row>) -> StoreResult<i64> {
     let row = rows
-        .next()
-        .await?
+        .first()
         .ok_or(StoreError::Corrupt("schema_migrations"))?;
-    col(&row, 0, "schema_migrations.version")
+    col(row, 0, "schema_migrations.version")
 }
 
 #[cfg(test)]

@@ -15,6 +15,7 @@ mod idempotency;
 mod login_failures;
 mod messages;
 mod migrations;
+mod pipeline;
 mod tokens;
 mod usage;
 mod users;
@@ -69,19 +70,29 @@ impl From<libsql::Error> for StoreError {
             _ => None,
         };
         // Primary codes: 5 SQLITE_BUSY, 6 SQLITE_LOCKED; extended codes keep the primary in the low byte.
+        if matches!(code.map(|c| c & 0xff), Some(5 | 6)) {
+            return StoreError::Busy;
+        }
+        let unreachable = matches!(e, libsql::Error::ConnectionFailed(_))
+            || (matches!(e, libsql::Error::Hrana(_)) && message.contains("http error"));
+        StoreError::classify(message, unreachable)
+    }
+}
+
+impl StoreError {
+    /// Classifies an error by its text (as the local engine and the remote server word it);
+    /// `unreachable` when the request never got an answer from the server.
+    fn classify(message: String, unreachable: bool) -> Self {
         let remote_status = message
             .split("status=")
             .nth(1)
             .and_then(|rest| rest.get(..3))
             .and_then(|s| s.parse::<u16>().ok());
-        if matches!(code.map(|c| c & 0xff), Some(5 | 6)) || message.contains("database is locked") {
+        if message.contains("database is locked") {
             StoreError::Busy
         } else if matches!(remote_status, Some(401 | 403)) {
             StoreError::Unauthorized(message)
-        } else if matches!(e, libsql::Error::ConnectionFailed(_))
-            || matches!(remote_status, Some(500..=599))
-            || (matches!(e, libsql::Error::Hrana(_)) && message.contains("http error"))
-        {
+        } else if unreachable || matches!(remote_status, Some(500..=599)) {
             StoreError::Unavailable(message)
         } else if let Some(i) = message.find("UNIQUE constraint failed: ") {
             let rest = &message[i + "UNIQUE constraint failed: ".len()..];
@@ -112,6 +123,8 @@ pub struct Store {
     db: Arc<libsql::Database>,
     local: bool,
     idle: Idle,
+    /// Single statements against a remote store, one round trip each.
+    pipeline: Option<Arc<pipeline::Pipeline>>,
 }
 
 /// Connections not in use. Lambda serves one request at a time, so one is usually enough; the
@@ -140,6 +153,7 @@ impl Store {
                     db: Arc::new(db),
                     local: true,
                     idle: Idle::default(),
+                    pipeline: None,
                 }
             }
             DatabaseConfig::Remote { url, auth_token } => {
@@ -151,6 +165,7 @@ impl Store {
                     db: Arc::new(db),
                     local: false,
                     idle: Idle::default(),
+                    pipeline: Some(Arc::new(pipeline::Pipeline::new(url, auth_token)?)),
                 }
             }
         };
@@ -170,7 +185,7 @@ impl Store {
         if self.local {
             // WAL lets readers in every local process work while one writes. The mode is stored in
             // the file, so setting it once per process start is enough.
-            conn.0.query("PRAGMA journal_mode=WAL", ()).await?;
+            conn.db.query("PRAGMA journal_mode=WAL", ()).await?;
         }
         migrations::apply(&conn).await
     }
@@ -182,7 +197,11 @@ impl Store {
             Some(conn) => conn,
             None => self.connect().await?,
         };
-        Ok(Conn(conn, self.local.then(|| self.idle.clone())))
+        Ok(Conn {
+            db: conn,
+            idle: self.local.then(|| self.idle.clone()),
+            pipeline: self.pipeline.clone(),
+        })
     }
 
     async fn connect(&self) -> StoreResult<libsql::Connection> {
@@ -199,41 +218,93 @@ impl Store {
 
     /// The schema version applied (the number of the last migration).
     pub async fn schema_version(&self) -> StoreResult<i64> {
-        migrations::current_version(&self.conn().await?.0).await
+        migrations::current_version(&self.conn().await?).await
     }
 
     /// A cheap round trip, for health checks.
     pub async fn ping(&self) -> StoreResult<()> {
-        let conn = self.conn().await?;
-        let mut rows = conn.0.query("SELECT 1", ()).await?;
-        rows.next().await?;
+        self.conn().await?.query("SELECT 1", ()).await?;
         Ok(())
     }
 }
 
-/// One request's connection; the query methods live in the submodules. Dropping it hands the
+/// One request's connection; the query methods live in the submodules. Dropping it hands a local
 /// connection back to the store's idle list.
-pub struct Conn(libsql::Connection, Option<Idle>);
+pub struct Conn {
+    /// The libsql connection: every statement locally, transactions remotely.
+    db: libsql::Connection,
+    idle: Option<Idle>,
+    pipeline: Option<Arc<pipeline::Pipeline>>,
+}
+
+impl Conn {
+    /// Runs one statement and returns its rows. Outside a transaction a remote store answers it in
+    /// one round trip.
+    async fn query(
+        &self,
+        sql: &str,
+        params: impl libsql::params::IntoParams,
+    ) -> StoreResult<Vec<Row>> {
+        match &self.pipeline {
+            Some(pipeline) if self.db.is_autocommit() => {
+                Ok(pipeline.execute(sql, params.into_params()?).await?.0)
+            }
+            _ => rows(self.db.query(sql, params).await?).await,
+        }
+    }
+
+    /// Runs one statement and returns how many rows it changed.
+    async fn execute(
+        &self,
+        sql: &str,
+        params: impl libsql::params::IntoParams,
+    ) -> StoreResult<u64> {
+        match &self.pipeline {
+            Some(pipeline) if self.db.is_autocommit() => {
+                Ok(pipeline.execute(sql, params.into_params()?).await?.1)
+            }
+            _ => Ok(self.db.execute(sql, params).await?),
+        }
+    }
+}
 
 impl Drop for Conn {
     fn drop(&mut self) {
         // Remote connections have no idle list; a connection left inside a transaction (an error
         // between BEGIN and COMMIT) is not reused.
-        let Some(idle) = &self.1 else { return };
-        if !self.0.is_autocommit() {
+        let Some(idle) = &self.idle else { return };
+        if !self.db.is_autocommit() {
             return;
         }
         let mut idle = idle.lock().unwrap_or_else(|e| e.into_inner());
         if idle.len() < MAX_IDLE {
-            idle.push(self.0.clone());
+            idle.push(self.db.clone());
         }
     }
 }
 
+/// A result row: its values by column.
+pub(super) struct Row(Vec<libsql::Value>);
+
+/// Reads every row of a libsql result (statements inside a transaction, and the local store).
+async fn rows(mut rows: libsql::Rows) -> StoreResult<Vec<Row>> {
+    let columns = rows.column_count();
+    let mut out = Vec::new();
+    while let Some(row) = rows.next().await? {
+        let values = (0..columns)
+            .map(|i| row.get_value(i))
+            .collect::<Result<Vec<_>, _>>()?;
+        out.push(Row(values));
+    }
+    Ok(out)
+}
+
 /// Reads a column, turning type mismatches into [`StoreError::Corrupt`].
-fn col<T: FromColumn>(row: &libsql::Row, idx: i32, name: &'static str) -> StoreResult<T> {
-    row.get_value(idx)
+fn col<T: FromColumn>(row: &Row, idx: i32, name: &'static str) -> StoreResult<T> {
+    usize::try_from(idx)
         .ok()
+        .and_then(|i| row.0.get(i))
+        .cloned()
         .and_then(T::from_column)
         .ok_or(StoreError::Corrupt(name))
 }
@@ -303,26 +374,13 @@ impl FromColumn for bool {
 }
 
 /// Reads every row with `f`.
-async fn collect<T>(
-    mut rows: libsql::Rows,
-    f: fn(&libsql::Row) -> StoreResult<T>,
-) -> StoreResult<Vec<T>> {
-    let mut out = Vec::new();
-    while let Some(row) = rows.next().await? {
-        out.push(f(&row)?);
-    }
-    Ok(out)
+fn collect<T>(rows: Vec<Row>, f: fn(&Row) -> StoreResult<T>) -> StoreResult<Vec<T>> {
+    rows.iter().map(f).collect()
 }
 
 /// Reads the first row with `f`, if there is one.
-async fn first<T>(
-    mut rows: libsql::Rows,
-    f: fn(&libsql::Row) -> StoreResult<T>,
-) -> StoreResult<Option<T>> {
-    match rows.next().await? {
-        Some(row) => f(&row).map(Some),
-        None => Ok(None),
-    }
+fn first<T>(rows: Vec<Row>, f: fn(&Row) -> StoreResult<T>) -> StoreResult<Option<T>> {
+    rows.first().map(f).transpose()
 }
 
 impl<T: FromColumn> FromColumn for Option<T> {
@@ -352,16 +410,15 @@ mod tests {
         }
         let store = Store::open(&cfg).await.unwrap();
         let conn = store.conn().await.unwrap();
-        let mut rows = conn
-            .0
+        let rows = conn
             .query(
                 "SELECT COUNT(*), COUNT(DISTINCT version) FROM schema_migrations",
                 (),
             )
             .await
             .unwrap();
-        let row = rows.next().await.unwrap().unwrap();
-        let (n, distinct): (i64, i64) = (row.get(0).unwrap(), row.get(1).unwrap());
+        let n: i64 = col(&rows[0], 0, "count").unwrap();
+        let distinct: i64 = col(&rows[0], 1, "distinct").unwrap();
         assert_eq!(n, distinct);
         assert_eq!(n as usize, migrations::MIGRATIONS.len());
         store.ping().await.unwrap();
@@ -397,10 +454,10 @@ mod tests {
 
         // A connection dropped inside a transaction is not handed to the next request.
         let conn = store.conn().await.unwrap();
-        conn.0.execute("BEGIN", ()).await.unwrap();
+        conn.db.execute("BEGIN", ()).await.unwrap();
         drop(conn);
         assert!(store.idle.lock().unwrap().is_empty());
-        assert!(store.conn().await.unwrap().0.is_autocommit());
+        assert!(store.conn().await.unwrap().db.is_autocommit());
     }
 
     #[tokio::test]

@@ -29,18 +29,17 @@ const INSERT_REFRESH_TOKEN: &str =
 
 impl Conn {
     pub async fn insert_refresh_token(&self, new: &NewRefreshToken<'_>) -> StoreResult<()> {
-        self.0
-            .execute(
-                INSERT_REFRESH_TOKEN,
-                libsql::params![
-                    new.jti,
-                    new.user_id,
-                    new.family_id,
-                    new.expires_at,
-                    crate::ids::now()
-                ],
-            )
-            .await?;
+        self.execute(
+            INSERT_REFRESH_TOKEN,
+            libsql::params![
+                new.jti,
+                new.user_id,
+                new.family_id,
+                new.expires_at,
+                crate::ids::now()
+            ],
+        )
+        .await?;
         Ok(())
     }
 
@@ -53,7 +52,7 @@ impl Conn {
         successor: &NewRefreshToken<'_>,
     ) -> StoreResult<RefreshOutcome> {
         let now = crate::ids::now();
-        let tx = self.0.transaction().await?;
+        let tx = self.db.transaction().await?;
         let spent = tx
             .execute(
                 "UPDATE refresh_tokens SET used_at = ?4
@@ -78,21 +77,19 @@ impl Conn {
             return Ok(RefreshOutcome::Rotated);
         }
         tx.rollback().await?;
-        let mut rows = self
-            .0
+        let rows = self
             .query(
                 "SELECT family_id, expires_at > ?2 FROM refresh_tokens WHERE jti = ?1",
                 libsql::params![jti, now],
             )
             .await?;
-        let Some(row) = rows.next().await? else {
+        let Some(row) = rows.first() else {
             return Ok(RefreshOutcome::Unknown);
         };
-        let family_id: String = col(&row, 0, "refresh_tokens.family_id")?;
-        if col::<i64>(&row, 1, "refresh_tokens.expires_at")? == 0 {
+        let family_id: String = col(row, 0, "refresh_tokens.family_id")?;
+        if col::<i64>(row, 1, "refresh_tokens.expires_at")? == 0 {
             return Ok(RefreshOutcome::Unknown);
         }
-        drop(rows);
         self.revoke_refresh_family(&family_id).await?;
         Ok(RefreshOutcome::Reused)
     }
@@ -103,37 +100,33 @@ impl Conn {
         jti: &str,
         user_id: UserId,
     ) -> StoreResult<Option<String>> {
-        let mut rows = self
-            .0
+        let rows = self
             .query(
                 "SELECT family_id FROM refresh_tokens WHERE jti = ?1 AND user_id = ?2",
                 libsql::params![jti, user_id],
             )
             .await?;
-        match rows.next().await? {
-            Some(row) => Ok(Some(col(&row, 0, "refresh_tokens.family_id")?)),
-            None => Ok(None),
-        }
+        rows.first()
+            .map(|row| col(row, 0, "refresh_tokens.family_id"))
+            .transpose()
     }
 
     pub async fn revoke_refresh_family(&self, family_id: &str) -> StoreResult<()> {
-        self.0
-            .execute(
-                "UPDATE refresh_tokens SET revoked_at = ?2 WHERE family_id = ?1 AND revoked_at IS NULL",
-                libsql::params![family_id, crate::ids::now()],
-            )
-            .await?;
+        self.execute(
+            "UPDATE refresh_tokens SET revoked_at = ?2 WHERE family_id = ?1 AND revoked_at IS NULL",
+            libsql::params![family_id, crate::ids::now()],
+        )
+        .await?;
         Ok(())
     }
 
     /// Revokes every refresh token of a user (a password change).
     pub async fn revoke_user_refresh_tokens(&self, user_id: UserId) -> StoreResult<()> {
-        self.0
-            .execute(
-                "UPDATE refresh_tokens SET revoked_at = ?2 WHERE user_id = ?1 AND revoked_at IS NULL",
-                libsql::params![user_id, crate::ids::now()],
-            )
-            .await?;
+        self.execute(
+            "UPDATE refresh_tokens SET revoked_at = ?2 WHERE user_id = ?1 AND revoked_at IS NULL",
+            libsql::params![user_id, crate::ids::now()],
+        )
+        .await?;
         Ok(())
     }
 }

@@ -1,7 +1,7 @@
 //! Usage rows: one per model call, with its tokens and cost.
 
 use super::{col, collect, Conn, StoreResult};
-use crate::ids::{ConversationId, MessageId, UserId};
+use crate::ids::{ConversationId, MessageId};
 
 /// One model call's usage and cost, billed to a message.
 #[derive(Debug, Clone, PartialEq)]
@@ -26,40 +26,28 @@ pub struct UsageTotals {
     pub cost_usd: f64,
 }
 
-/// Inside the transaction that stores the message the usage is billed to.
-pub(super) async fn insert_usage(
-    tx: &libsql::Transaction,
-    conversation_id: ConversationId,
-    user_id: UserId,
-    row: &UsageRecord,
-) -> StoreResult<()> {
-    tx.execute(
-        "INSERT INTO usage (id, message_id, conversation_id, user_id, model, kind, input_tokens, output_tokens,
-             cached_tokens, cost_usd, created_at)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
-        libsql::params![
-            crate::ids::new_id(),
-            row.message_id,
-            conversation_id,
-            user_id,
-            row.model.as_str(),
-            row.kind.as_str(),
-            row.input_tokens,
-            row.output_tokens,
-            row.cached_tokens,
-            row.cost_usd,
-            crate::ids::now()
-        ],
-    )
-    .await?;
-    Ok(())
+/// The rows as the `messages_with_usage` view takes them (each with a new id).
+pub(super) fn to_json(rows: &[UsageRecord]) -> String {
+    let rows: Vec<serde_json::Value> = rows
+        .iter()
+        .map(|r| {
+            serde_json::json!({
+                "id": crate::ids::new_id(),
+                "model": r.model,
+                "kind": r.kind,
+                "input_tokens": r.input_tokens,
+                "output_tokens": r.output_tokens,
+                "cached_tokens": r.cached_tokens,
+                "cost_usd": r.cost_usd,
+            })
+        })
+        .collect();
+    serde_json::Value::Array(rows).to_string()
 }
 
 impl Conn {
     pub async fn message_usage(&self, message_id: MessageId) -> StoreResult<Vec<UsageRecord>> {
-        let rows = self
-            .0
-            .query(
+        let rows = self.query(
                 "SELECT message_id, model, kind, input_tokens, output_tokens, cached_tokens, cost_usd
                  FROM usage WHERE message_id = ?1 ORDER BY created_at, id",
                 [message_id],
@@ -76,7 +64,6 @@ impl Conn {
                 cost_usd: col(row, 6, "usage.cost_usd")?,
             })
         })
-        .await
     }
 
     /// Per-model totals of a conversation.
@@ -84,9 +71,7 @@ impl Conn {
         &self,
         conversation_id: ConversationId,
     ) -> StoreResult<Vec<UsageTotals>> {
-        let rows = self
-            .0
-            .query(
+        let rows = self.query(
                 "SELECT model, SUM(input_tokens), SUM(output_tokens), SUM(cached_tokens), SUM(cost_usd)
                  FROM usage WHERE conversation_id = ?1 GROUP BY model ORDER BY model",
                 [conversation_id],
@@ -101,6 +86,5 @@ impl Conn {
                 cost_usd: col(row, 4, "usage.cost_usd")?,
             })
         })
-        .await
     }
 }

@@ -1,6 +1,6 @@
 //! Accounts.
 
-use super::{col, first, Conn, StoreError, StoreResult};
+use super::{col, first, Conn, Row, StoreError, StoreResult};
 use crate::{ids::UserId, kinds::Role};
 
 #[derive(Debug, Clone)]
@@ -36,7 +36,7 @@ pub struct UserChanges<'a> {
 const USER_COLUMNS: &str =
     "id, email, password_hash, display_name, role, is_active, daily_token_limit, session_epoch, created_at, updated_at";
 
-fn user_from_row(row: &libsql::Row) -> StoreResult<User> {
+fn user_from_row(row: &Row) -> StoreResult<User> {
     Ok(User {
         id: col(row, 0, "users.id")?,
         email: col(row, 1, "users.email")?,
@@ -56,9 +56,7 @@ impl Conn {
     /// decides, so two concurrent registrations of one email cannot both succeed).
     pub async fn insert_user(&self, new: NewUser<'_>) -> StoreResult<User> {
         let now = crate::ids::now();
-        let rows = self
-            .0
-            .query(
+        let rows = self.query(
                 &format!(
                     "INSERT INTO users (id, email, password_hash, display_name, role, is_active, created_at, updated_at)
                      VALUES (?1, ?2, ?3, ?4, ?5, 1, ?6, ?6) RETURNING {USER_COLUMNS}"
@@ -66,31 +64,27 @@ impl Conn {
                 libsql::params![UserId::new(), new.email, new.password_hash, new.display_name, new.role.as_str(), now],
             )
             .await?;
-        first(rows, user_from_row)
-            .await?
-            .ok_or(StoreError::Corrupt("users"))
+        first(rows, user_from_row)?.ok_or(StoreError::Corrupt("users"))
     }
 
     pub async fn user_by_email(&self, email: &str) -> StoreResult<Option<User>> {
         let rows = self
-            .0
             .query(
                 &format!("SELECT {USER_COLUMNS} FROM users WHERE email = ?1"),
                 [email],
             )
             .await?;
-        first(rows, user_from_row).await
+        first(rows, user_from_row)
     }
 
     pub async fn user_by_id(&self, id: UserId) -> StoreResult<Option<User>> {
         let rows = self
-            .0
             .query(
                 &format!("SELECT {USER_COLUMNS} FROM users WHERE id = ?1"),
                 [id],
             )
             .await?;
-        first(rows, user_from_row).await
+        first(rows, user_from_row)
     }
 
     pub async fn update_user(
@@ -99,7 +93,6 @@ impl Conn {
         changes: UserChanges<'_>,
     ) -> StoreResult<Option<User>> {
         let rows = self
-            .0
             .query(
                 &format!(
                     "UPDATE users SET display_name = COALESCE(?2, display_name),
@@ -115,29 +108,24 @@ impl Conn {
                 ],
             )
             .await?;
-        first(rows, user_from_row).await
+        first(rows, user_from_row)
     }
 
     /// Whether any account is an admin (the bootstrap admin is granted only while none is).
     pub async fn admin_exists(&self) -> StoreResult<bool> {
         let rows = self
-            .0
             .query(
                 "SELECT EXISTS (SELECT 1 FROM users WHERE role = 'admin')",
                 (),
             )
             .await?;
-        Ok(first(rows, |row| col(row, 0, "users.role"))
-            .await?
-            .unwrap_or(false))
+        Ok(first(rows, |row| col(row, 0, "users.role"))?.unwrap_or(false))
     }
 
     /// Flips the active flag (tests today; the admin console with its issue). Deactivating ends
     /// every session.
     pub async fn set_user_active(&self, id: UserId, active: bool) -> StoreResult<bool> {
-        let n = self
-            .0
-            .execute(
+        let n = self.execute(
                 "UPDATE users SET is_active = ?2, session_epoch = session_epoch + (?2 = 0), updated_at = ?3
                  WHERE id = ?1",
                 libsql::params![id, active as i64, crate::ids::now()],
@@ -153,9 +141,7 @@ impl Conn {
         id: UserId,
         session_id: &str,
     ) -> StoreResult<Option<(User, bool)>> {
-        let rows = self
-            .0
-            .query(
+        let rows = self.query(
                 &format!(
                     "SELECT {USER_COLUMNS}, EXISTS (
                          SELECT 1 FROM refresh_tokens WHERE family_id = ?2 AND revoked_at IS NOT NULL
@@ -170,13 +156,12 @@ impl Conn {
                 col(row, 10, "refresh_tokens.revoked_at")?,
             ))
         })
-        .await
     }
 
     /// "Log out everywhere": the epoch moves on (every access and refresh token dies) and every
     /// refresh token is revoked, in one transaction.
     pub async fn end_all_sessions(&self, id: UserId) -> StoreResult<()> {
-        let tx = self.0.transaction().await?;
+        let tx = self.db.transaction().await?;
         let now = crate::ids::now();
         tx.execute(
             "UPDATE users SET session_epoch = session_epoch + 1, updated_at = ?2 WHERE id = ?1",

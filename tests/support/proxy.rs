@@ -1,11 +1,9 @@
-//! The production store for the bench: the libSQL server (`../shared/tools/sqld`) on loopback,
-//! reached through a proxy that delays every chunk by a fixed time each way (a network round trip)
-//! and counts the HTTP requests that pass, i.e. the store round trips a route costs.
+//! A TCP proxy in front of a server: it holds every chunk for a fixed delay in each direction (a
+//! network's round-trip time) and counts the HTTP/1.1 requests that pass, i.e. the round trips a
+//! client makes to a remote libSQL server.
 
 use std::{
     net::SocketAddr,
-    path::{Path, PathBuf},
-    process::Stdio,
     sync::{
         atomic::{AtomicU64, Ordering},
         Arc,
@@ -19,60 +17,6 @@ use tokio::{
     sync::mpsc,
     time::Instant,
 };
-
-pub struct Sqld {
-    _child: tokio::process::Child,
-    pub addr: SocketAddr,
-}
-
-impl Sqld {
-    /// Starts sqld with a fresh database under `dir`, or `None` when the binary is absent.
-    pub async fn start(root: &Path, dir: &Path) -> Option<Sqld> {
-        let binary: PathBuf = root.join("../shared/tools/sqld");
-        if !binary.exists() {
-            return None;
-        }
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .ok()?
-            .port();
-        let addr: SocketAddr = ([127, 0, 0, 1], port).into();
-        std::fs::create_dir_all(dir).ok()?;
-        let child = tokio::process::Command::new(binary)
-            .arg("--db-path")
-            .arg(dir.join("data.sqld"))
-            .args(["--http-listen-addr", &addr.to_string()])
-            .current_dir(dir)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .kill_on_drop(true)
-            .spawn()
-            .ok()?;
-        for _ in 0..200 {
-            if healthy(addr).await {
-                return Some(Sqld {
-                    _child: child,
-                    addr,
-                });
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-        None
-    }
-}
-
-async fn healthy(addr: SocketAddr) -> bool {
-    let Ok(mut s) = TcpStream::connect(addr).await else {
-        return false;
-    };
-    let request = format!("GET /health HTTP/1.1\r\nhost: {addr}\r\nconnection: close\r\n\r\n");
-    if s.write_all(request.as_bytes()).await.is_err() {
-        return false;
-    }
-    let mut answer = Vec::new();
-    let _ = s.read_to_end(&mut answer).await;
-    answer.starts_with(b"HTTP/1.1 200")
-}
 
 /// A TCP proxy that holds every chunk for `delay` in each direction and counts HTTP/1.1 requests.
 pub struct LatencyProxy {
@@ -105,6 +49,11 @@ impl LatencyProxy {
             }
         });
         LatencyProxy { addr, requests }
+    }
+
+    /// The proxy as `LIBSQL_URL`.
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
     }
 
     /// Requests that have passed so far.
