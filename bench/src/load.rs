@@ -11,7 +11,7 @@ use std::{
 use serde_json::json;
 
 use crate::{
-    percentile,
+    ms, percentile,
     runtime::{body, event, status, Function, StoreTarget},
 };
 
@@ -24,6 +24,8 @@ pub struct LoadReport {
     pub per_second: f64,
     pub p50: Duration,
     pub p99: Duration,
+    /// The first unexpected answer, to say what went wrong.
+    pub first_error: Option<String>,
 }
 
 struct Client {
@@ -74,7 +76,7 @@ impl Client {
 
     /// Step `k` of the mix: 1 login, 5 chat turns (one of them in a new conversation), 4 page reads
     /// in every 10. Returns the time taken and whether the answer was the expected success.
-    async fn step(&mut self, k: usize) -> (Duration, u64, bool) {
+    async fn step(&mut self, k: usize) -> (Duration, u64, bool, Option<String>) {
         let (f, ev, expect) = match k % 10 {
             0 => (
                 &self.auth,
@@ -129,7 +131,8 @@ impl Client {
         if k.is_multiple_of(10) && code == 200 {
             self.token = body(&res)["access_token"].as_str().unwrap().to_string();
         }
-        (took, code, code == expect)
+        let error = (code != expect).then(|| format!("{code}: {}", body(&res)));
+        (took, code, code == expect, error)
     }
 }
 
@@ -181,5 +184,33 @@ pub async fn run(
         per_second: samples.len() as f64 / elapsed.as_secs_f64(),
         p50: percentile(&times, 0.5),
         p99: percentile(&times, 0.99),
+        first_error: samples.iter().find_map(|s| s.3.clone()),
+    }
+}
+
+pub fn print(loads: &[(&str, LoadReport)], duration: Duration) {
+    println!(
+        "\nInstances at once ({}s of a mix per row: 1 login, 5 chat turns, 4 page reads in 10):",
+        duration.as_secs()
+    );
+    println!(
+        "{:<14} {:>4} {:>9} {:>9} {:>10} {:>10} {:>7} {:>6}",
+        "store", "N", "requests", "req/s", "p50 ms", "p99 ms", "errors", "503s"
+    );
+    for (label, r) in loads {
+        println!(
+            "{:<14} {:>4} {:>9} {:>9.1} {:>10} {:>10} {:>7} {:>6}",
+            label,
+            r.instances,
+            r.requests,
+            r.per_second,
+            ms(r.p50),
+            ms(r.p99),
+            r.errors,
+            r.busy
+        );
+        if let Some(e) = &r.first_error {
+            println!("    first error: {e}");
+        }
     }
 }

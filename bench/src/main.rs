@@ -10,7 +10,8 @@
 //! - N instances at once (N = 1, 8, 32) on one shared store, local and remote: throughput, p50/p99, errors;
 //! - the machine's load before and after, since these machines are shared and noisy.
 //!
-//! Run: `cargo run --release -p bench` (builds the function binaries in release mode first).
+//! Run: `cargo run --release -p bench` (builds the function binaries in release mode first);
+//! `-- --load-only` runs only the instances-at-once section.
 
 mod cpu;
 mod in_process;
@@ -227,7 +228,8 @@ impl RemoteStore {
         })
     }
 
-    /// Invokes `n` events made by `make`; the median round trips per invoke and the median time.
+    /// Invokes `n` events made by `make`, showing each answer to `seen`; the median round trips
+    /// per invoke and the median time.
     async fn trips(
         &self,
         f: &Function,
@@ -235,26 +237,25 @@ impl RemoteStore {
         n: usize,
         mut make: impl FnMut(usize) -> Value,
         expect: u64,
-    ) -> (TripRow, Vec<Value>) {
+        mut seen: impl FnMut(&Value),
+    ) -> TripRow {
         let mut counts = Vec::with_capacity(n);
         let mut times = Vec::with_capacity(n);
-        let mut answers = Vec::with_capacity(n);
         for i in 0..n {
             let before = self.proxy.requests();
             let (res, took) = f.invoke(make(i)).await;
             assert_eq!(status(&res), expect, "remote {route}: {res}");
             counts.push(self.proxy.requests() - before);
             times.push(took);
-            answers.push(res);
+            seen(&res);
         }
         counts.sort();
         times.sort();
-        let row = TripRow {
+        TripRow {
             route: route.into(),
             trips: counts[counts.len() / 2],
             p50: percentile(&times, 0.5),
-        };
-        (row, answers)
+        }
     }
 }
 
@@ -282,47 +283,50 @@ async fn remote_routes(remote: &RemoteStore, binary: &dyn Fn(&str) -> PathBuf) -
         |i: usize| Some(json!({"email": format!("remote{i}@bench.dev"), "password": PASSWORD}));
     let register = |i| event("POST", "/api/v1/auth/register", None, credentials(i));
     let login = |i| event("POST", "/api/v1/auth/login", None, credentials(i));
+    let ignore = |_: &Value| {};
     rows.push(
         remote
-            .trips(&auth, "POST /auth/register", 5, register, 201)
-            .await
-            .0,
+            .trips(&auth, "POST /auth/register", 5, register, 201, ignore)
+            .await,
     );
-    let (row, answers) = remote.trips(&auth, "POST /auth/login", 5, login, 200).await;
-    rows.push(row);
-    let tokens = body(&answers[0]);
-    let access = tokens["access_token"].as_str().unwrap().to_string();
+    let tokens = RefCell::new(Value::Null);
+    let keep = |res: &Value| *tokens.borrow_mut() = body(res);
+    rows.push(
+        remote
+            .trips(&auth, "POST /auth/login", 5, login, 200, keep)
+            .await,
+    );
+    let access = tokens.borrow()["access_token"]
+        .as_str()
+        .unwrap()
+        .to_string();
     // Each refresh spends the token the previous answer gave.
-    let refresh = RefCell::new(tokens["refresh_token"].as_str().unwrap().to_string());
-    let mut counts = Vec::new();
-    let mut times = Vec::new();
-    for _ in 0..REMOTE_INVOKES {
-        let ev = event(
+    let refresh = |_| {
+        let token = tokens.borrow()["refresh_token"].clone();
+        event(
             "POST",
             "/api/v1/auth/refresh",
             None,
-            Some(json!({"refresh_token": refresh.borrow().clone()})),
-        );
-        let before = remote.proxy.requests();
-        let (res, took) = auth.invoke(ev).await;
-        assert_eq!(status(&res), 200, "remote refresh: {res}");
-        counts.push(remote.proxy.requests() - before);
-        times.push(took);
-        *refresh.borrow_mut() = body(&res)["refresh_token"].as_str().unwrap().to_string();
-    }
-    counts.sort();
-    times.sort();
-    rows.push(TripRow {
-        route: "POST /auth/refresh".into(),
-        trips: counts[counts.len() / 2],
-        p50: percentile(&times, 0.5),
-    });
+            Some(json!({"refresh_token": token})),
+        )
+    };
+    rows.push(
+        remote
+            .trips(
+                &auth,
+                "POST /auth/refresh",
+                REMOTE_INVOKES,
+                refresh,
+                200,
+                keep,
+            )
+            .await,
+    );
     let me = |_| event("GET", "/api/v1/users/me", Some(&access), None);
     rows.push(
         remote
-            .trips(&users, "GET /users/me", REMOTE_INVOKES, me, 200)
-            .await
-            .0,
+            .trips(&users, "GET /users/me", REMOTE_INVOKES, me, 200, ignore)
+            .await,
     );
     let new_chat = |i: usize| {
         event(
@@ -332,20 +336,27 @@ async fn remote_routes(remote: &RemoteStore, binary: &dyn Fn(&str) -> PathBuf) -
             Some(json!({"message": format!("new {i}")})),
         )
     };
-    let (row, answers) = remote
-        .trips(
-            &chat,
-            "POST /chat, new conversation",
-            REMOTE_INVOKES,
-            new_chat,
-            200,
-        )
-        .await;
-    rows.push(row);
-    let conversation = body(&answers[0])["conversation_id"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let conversation = RefCell::new(String::new());
+    let remember = |res: &Value| {
+        let id = body(res)["conversation_id"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string();
+        *conversation.borrow_mut() = id;
+    };
+    rows.push(
+        remote
+            .trips(
+                &chat,
+                "POST /chat, new conversation",
+                REMOTE_INVOKES,
+                new_chat,
+                200,
+                remember,
+            )
+            .await,
+    );
+    let conversation = conversation.into_inner();
     for (route, stream) in [("POST /chat", false), ("POST /chat stream", true)] {
         let turn = |i: usize| {
             event(
@@ -359,18 +370,23 @@ async fn remote_routes(remote: &RemoteStore, binary: &dyn Fn(&str) -> PathBuf) -
         };
         rows.push(
             remote
-                .trips(&chat, route, REMOTE_INVOKES, turn, 200)
-                .await
-                .0,
+                .trips(&chat, route, REMOTE_INVOKES, turn, 200, ignore)
+                .await,
         );
     }
     let messages = format!("/api/v1/conversations/{conversation}/messages");
     let page = |_| event("GET", &messages, Some(&access), None);
     rows.push(
         remote
-            .trips(&conversations, "messages page 1", REMOTE_INVOKES, page, 200)
-            .await
-            .0,
+            .trips(
+                &conversations,
+                "messages page 1",
+                REMOTE_INVOKES,
+                page,
+                200,
+                ignore,
+            )
+            .await,
     );
     let list = |_| event("GET", "/api/v1/conversations", Some(&access), None);
     rows.push(
@@ -381,11 +397,35 @@ async fn remote_routes(remote: &RemoteStore, binary: &dyn Fn(&str) -> PathBuf) -
                 REMOTE_INVOKES,
                 list,
                 200,
+                ignore,
             )
-            .await
-            .0,
+            .await,
     );
     rows
+}
+
+/// N instances of the auth, chat and conversations functions at once, on the local file and on
+/// the remote store.
+async fn instances_at_once(
+    binary: &dyn Fn(&str) -> PathBuf,
+    data: &Path,
+    remote: Option<&RemoteStore>,
+) -> Vec<(&'static str, load::LoadReport)> {
+    let mut stores = vec![("local file", StoreTarget::local(&data.join("load")))];
+    if let Some(remote) = remote {
+        stores.push(("remote libSQL", remote.target.clone()));
+    }
+    let mut loads = Vec::new();
+    for (label, store) in &stores {
+        for n in [1, 8, 32] {
+            let tag = label.replace(' ', "-");
+            loads.push((
+                *label,
+                load::run(binary, store, &tag, n, LOAD_DURATION).await,
+            ));
+        }
+    }
+    loads
 }
 
 fn workspace_root() -> PathBuf {
@@ -423,6 +463,18 @@ async fn main() {
     let data = std::env::temp_dir().join(format!("codechat-bench-{}", std::process::id()));
     std::fs::create_dir_all(&data).unwrap();
     let local = StoreTarget::local(&data);
+    if std::env::args().any(|a| a == "--load-only") {
+        let remote = RemoteStore::start(&data).await;
+        let loads = instances_at_once(&binary, &data, remote.as_ref()).await;
+        println!(
+            "Machine before: {noise_before}; after: {}.",
+            machine_noise()
+        );
+        load::print(&loads, LOAD_DURATION);
+        drop(remote);
+        let _ = std::fs::remove_dir_all(&data);
+        return;
+    }
 
     eprintln!("bench: cold starts");
     // A fresh process each time; the database file already exists after the first.
@@ -745,19 +797,7 @@ async fn main() {
     };
 
     eprintln!("bench: instances at once");
-    let mut loads = Vec::new();
-    let mut stores = vec![("local file", StoreTarget::local(&data.join("load")))];
-    if let Some(remote) = &remote {
-        stores.push(("remote libSQL", remote.target.clone()));
-    }
-    for (label, store) in &stores {
-        for n in [1, 8, 32] {
-            loads.push((
-                *label,
-                load::run(&binary, store, &label.replace(' ', "-"), n, LOAD_DURATION).await,
-            ));
-        }
-    }
+    let loads = instances_at_once(&binary, &data, remote.as_ref()).await;
     let noise_after = machine_noise();
 
     println!("\nCodeChat function benchmark (release, x86_64 here; Lambda runs arm64). Medians unless noted.");
@@ -844,27 +884,7 @@ async fn main() {
         }
         None => println!("\nRemote libSQL: skipped (../shared/tools/sqld is absent)"),
     }
-    println!(
-        "\nInstances at once ({}s of a mix per row: 1 login, 5 chat turns, 4 page reads in 10):",
-        LOAD_DURATION.as_secs()
-    );
-    println!(
-        "{:<14} {:>4} {:>9} {:>9} {:>10} {:>10} {:>7} {:>6}",
-        "store", "N", "requests", "req/s", "p50 ms", "p99 ms", "errors", "503s"
-    );
-    for (label, r) in &loads {
-        println!(
-            "{:<14} {:>4} {:>9} {:>9.1} {:>10} {:>10} {:>7} {:>6}",
-            label,
-            r.instances,
-            r.requests,
-            r.per_second,
-            ms(r.p50),
-            ms(r.p99),
-            r.errors,
-            r.busy
-        );
-    }
+    load::print(&loads, LOAD_DURATION);
     println!("\ninit = process start until the first poll of the Runtime API ({COLD_STARTS} starts each).");
     drop(remote);
     let _ = std::fs::remove_dir_all(&data);
