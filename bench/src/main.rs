@@ -4,7 +4,7 @@
 //! Nagle off) which hands out API Gateway events and times the answers. Printed, medians unless noted:
 //! - init (process spawn until the first poll), peak RSS and binary size per function;
 //! - per-invoke time per route on the local store, and the same routes in-process (no transport);
-//! - one argon2 hash, and the auth routes at the CPU Lambda gives each memory size, with their price;
+//! - the auth routes (argon2) at the CPU Lambda gives each memory size, with their price;
 //! - store round trips per route against the libSQL server (`../shared/tools/sqld`) through a proxy
 //!   adding 5 ms each way, and their time;
 //! - N instances at once (N = 1, 8, 32) on one shared store, local and remote: throughput, p50/p99, errors;
@@ -23,7 +23,7 @@ use std::{
     cell::RefCell,
     collections::HashMap,
     path::{Path, PathBuf},
-    time::{Duration, Instant},
+    time::Duration,
 };
 
 use serde_json::{json, Value};
@@ -775,17 +775,6 @@ async fn main() {
     }
     drop(app);
 
-    eprintln!("bench: argon2");
-    let mut hashes = Vec::new();
-    for _ in 0..HASHING_INVOKES {
-        let started = Instant::now();
-        codechat::auth::password::hash(PASSWORD.to_string())
-            .await
-            .unwrap();
-        hashes.push(started.elapsed());
-    }
-    let hash = Row::from_times("argon2", "one hash (m=19 MiB, t=2, p=1)", hashes);
-
     eprintln!("bench: auth per memory size");
     let memory_sizes = auth_at_memory_sizes(&binary("auth"), &data).await;
 
@@ -849,7 +838,6 @@ async fn main() {
         "In-process (request to the router until the whole body is read, no transport):",
         &in_process,
     );
-    print_rows("Password hashing in-process:", &[hash]);
     match &memory_sizes {
         Some(sizes) => {
             println!("\nauth at Lambda's CPU share per memory size (memory/1769 of a vCPU as a cgroup CFS quota):");
