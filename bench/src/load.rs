@@ -126,7 +126,10 @@ impl Client {
                 200,
             ),
         };
-        let (res, took) = f.invoke(ev).await;
+        let Some((res, took)) = f.try_invoke(ev).await else {
+            let error = Some("no answer within 30 s".to_string());
+            return (Duration::from_secs(30), 0, false, error);
+        };
         let code = status(&res);
         if k.is_multiple_of(10) && code == 200 {
             self.token = body(&res)["access_token"].as_str().unwrap().to_string();

@@ -785,12 +785,8 @@ async fn main() {
         None => None,
     };
 
-    eprintln!("bench: instances at once");
-    let loads = instances_at_once(&binary, &data, remote.as_ref()).await;
-    let noise_after = machine_noise();
-
     println!("\nCodeChat function benchmark (release, x86_64 here; Lambda runs arm64). Medians unless noted.");
-    println!("Machine before: {noise_before}; after: {noise_after}.\n");
+    println!("Machine before: {noise_before}.\n");
     println!(
         "{:<14} {:>10} {:>10} {:>10}",
         "function", "init ms", "peak RSS", "binary"
@@ -872,8 +868,13 @@ async fn main() {
         }
         None => println!("\nRemote libSQL: skipped (../shared/tools/sqld is absent)"),
     }
-    load::print(&loads, LOAD_DURATION);
     println!("\ninit = process start until the first poll of the Runtime API ({COLD_STARTS} starts each).");
+
+    // Last, after everything else is printed: the heaviest section on a small machine.
+    eprintln!("bench: instances at once");
+    let loads = instances_at_once(&binary, &data, remote.as_ref()).await;
+    load::print(&loads, LOAD_DURATION);
+    println!("\nMachine after: {}.", machine_noise());
     drop(remote);
     let _ = std::fs::remove_dir_all(&data);
 }

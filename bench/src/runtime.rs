@@ -204,16 +204,21 @@ impl Function {
 
     /// Sends one event; returns the response and how long the function took to answer it.
     pub async fn invoke(&self, event: Value) -> (Value, Duration) {
+        self.try_invoke(event).await.expect("an answer within 30 s")
+    }
+
+    /// Like [`Function::invoke`], or `None` when no answer came within 30 s.
+    pub async fn try_invoke(&self, event: Value) -> Option<(Value, Duration)> {
         let id = format!("req-{}", uuid_like());
         let (tx, rx) = oneshot::channel();
         self.pending.lock().await.insert(id.clone(), tx);
         let started = Instant::now();
-        self.events.send(Invocation { id, event }).await.unwrap();
+        self.events.send(Invocation { id, event }).await.ok()?;
         let response = tokio::time::timeout(Duration::from_secs(30), rx)
             .await
-            .expect("response in time")
-            .unwrap();
-        (response, started.elapsed())
+            .ok()?
+            .ok()?;
+        Some((response, started.elapsed()))
     }
 
     pub fn peak_rss_kib(&self) -> u64 {
