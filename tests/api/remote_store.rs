@@ -166,7 +166,7 @@ async fn the_server_going_away_is_a_503_and_loses_nothing() {
 /// Each statement against a remote store is a network round trip (and a transaction adds BEGIN
 /// and COMMIT): a chat turn is allowed 3 before the model call (the user, the conversation with its
 /// history, the user message) and 1 after it (the answer with its usage), counted by a proxy in
-/// front of the server.
+/// front of the server. Today a new conversation costs exactly 3 and an existing one 4.
 #[tokio::test]
 async fn a_chat_turn_costs_few_round_trips() {
     use codechat_api_tests::proxy::LatencyProxy;
@@ -186,7 +186,11 @@ async fn a_chat_turn_costs_few_round_trips() {
     let first = app.chat(&t.access, json!({"message": "new"}), None).await;
     assert_eq!(first.status, StatusCode::OK, "{}", first.text());
     // The user; the conversation started with its first message; the answer.
-    assert_eq!(trips(before), 3, "a turn in a new conversation");
+    let n = trips(before);
+    assert!(
+        (1..=3).contains(&n),
+        "a turn in a new conversation: {n} round trips"
+    );
     let id = first.json()["conversation_id"]
         .as_str()
         .unwrap()
@@ -201,7 +205,11 @@ async fn a_chat_turn_costs_few_round_trips() {
         )
         .await;
     assert_eq!(res.status, StatusCode::OK, "{}", res.text());
-    assert_eq!(trips(before), 4, "a turn in an existing conversation");
+    let n = trips(before);
+    assert!(
+        (1..=4).contains(&n),
+        "a turn in an existing conversation: {n} round trips"
+    );
 
     let before = proxy.requests();
     let events = app
@@ -212,7 +220,8 @@ async fn a_chat_turn_costs_few_round_trips() {
         )
         .await;
     assert_eq!(events.last().unwrap().event, "done");
-    assert_eq!(trips(before), 4, "a streamed turn");
+    let n = trips(before);
+    assert!((1..=4).contains(&n), "a streamed turn: {n} round trips");
 
     // Everything stored, counters included.
     let msgs = app.messages(&t.access, &id).await;
@@ -224,5 +233,5 @@ async fn a_chat_turn_costs_few_round_trips() {
     assert_eq!(c["message_count"], 6, "{c}");
     let before = proxy.requests();
     assert_eq!(app.me(&t.access).await.status, StatusCode::OK);
-    assert_eq!(trips(before), 1, "GET /users/me");
+    assert_eq!(trips(before), 1, "GET /users/me reads the user once");
 }
