@@ -13,6 +13,7 @@ use serde_json::json;
 use crate::{
     ms, percentile,
     runtime::{body, event, status, Function, StoreTarget},
+    seed::bench_user,
 };
 
 pub struct LoadReport {
@@ -37,23 +38,12 @@ struct Client {
     conversation: String,
 }
 
-const PASSWORD: &str = "bench password 123";
-
 impl Client {
     async fn start(binary: &dyn Fn(&str) -> PathBuf, store: &StoreTarget, email: String) -> Client {
         let auth = Function::start(&binary("auth"), "auth", store).await;
         let chat = Function::start(&binary("chat"), "chat", store).await;
         let conversations = Function::start(&binary("conversations"), "conversations", store).await;
-        let (res, _) = auth
-            .invoke(event(
-                "POST",
-                "/api/v1/auth/register",
-                None,
-                Some(json!({"email": email, "password": PASSWORD})),
-            ))
-            .await;
-        assert_eq!(status(&res), 201, "register: {res}");
-        let token = body(&res)["access_token"].as_str().unwrap().to_string();
+        let (_, token) = bench_user(&auth, &email).await;
         let (res, _) = chat
             .invoke(event(
                 "POST",
@@ -84,7 +74,7 @@ impl Client {
                     "POST",
                     "/api/v1/auth/login",
                     None,
-                    Some(json!({"email": self.email, "password": PASSWORD})),
+                    Some(json!({"email": self.email, "password": crate::PASSWORD})),
                 ),
                 200,
             ),

@@ -2,7 +2,7 @@
 
 use serde_json::json;
 
-use crate::runtime::{body, event, Function};
+use crate::runtime::{body, event, status, Function};
 
 pub async fn bench_user(auth: &Function, email: &str) -> (String, String) {
     let (res, _) = auth
@@ -10,9 +10,10 @@ pub async fn bench_user(auth: &Function, email: &str) -> (String, String) {
             "POST",
             "/api/v1/auth/register",
             None,
-            Some(json!({"email": email, "password": "bench password 123"})),
+            Some(json!({"email": email, "password": crate::PASSWORD})),
         ))
         .await;
+    assert_eq!(status(&res), 201, "register {email}: {res}");
     let b = body(&res);
     (
         b["user"]["id"].as_str().unwrap().to_string(),

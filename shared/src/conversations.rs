@@ -1,5 +1,5 @@
 //! Conversations as their owner manages them: create, list, rename, switch model, delete, export.
-//! Chat turns create conversations through [`create`] too: one creation path, one title rule.
+//! Chat turns start conversations through [`start`]: the same rows as [`create`], one title rule.
 
 use crate::{
     error::{Error, FieldError, Result},
@@ -8,7 +8,8 @@ use crate::{
     models::Model,
     pagination::{Page, Paginated},
     store::{
-        Conn, Conversation, ConversationChanges, Message, NewConversation, UsageRecord, UsageTotals,
+        Conn, Conversation, ConversationChanges, Message, NewConversation, NewMessage, UsageRecord,
+        UsageTotals,
     },
     text,
 };
@@ -85,20 +86,39 @@ pub struct Changes {
     pub agent_id: Option<Option<String>>,
 }
 
+impl NewConversationInput {
+    fn row(&self, user_id: UserId) -> NewConversation<'_> {
+        NewConversation {
+            user_id,
+            title: self.title.as_str(),
+            model: &self.model.id,
+            agent_id: None,
+            project_id: None,
+        }
+    }
+}
+
+/// An empty conversation (`POST /conversations`).
 #[tracing::instrument(level = "debug", skip_all)]
 pub async fn create(
     conn: &Conn,
     user_id: UserId,
     input: &NewConversationInput,
 ) -> Result<Conversation> {
+    Ok(conn.create_conversation(input.row(user_id)).await?)
+}
+
+/// A conversation started by its first message (a chat turn without a conversation), stored
+/// together with it.
+#[tracing::instrument(level = "debug", skip_all)]
+pub async fn start(
+    conn: &Conn,
+    user_id: UserId,
+    input: &NewConversationInput,
+    first_message: NewMessage<'_>,
+) -> Result<(Conversation, Message)> {
     Ok(conn
-        .create_conversation(NewConversation {
-            user_id,
-            title: input.title.as_str(),
-            model: &input.model.id,
-            agent_id: None,
-            project_id: None,
-        })
+        .start_conversation(input.row(user_id), first_message)
         .await?)
 }
 

@@ -422,3 +422,40 @@ async fn long_histories_are_summarised_and_the_summary_is_billed() {
     let input = second.json()["usage"]["input_tokens"].as_i64().unwrap();
     assert!(input < 8192, "{input}");
 }
+
+/// A conversation created empty (`POST /conversations`) takes its first turn: the turn reads a
+/// conversation with no history, keeps its title and model, and counts both messages.
+#[tokio::test]
+async fn the_first_turn_of_an_empty_conversation() {
+    let app = TestApp::spawn().await;
+    let t = app.register("empty-first@example.com").await;
+    let c = app
+        .post(
+            "/api/v1/conversations",
+            json!({"title": "Named first"}),
+            Some(&t.access),
+        )
+        .await
+        .json();
+    let id = c["id"].as_str().unwrap();
+    let res = app
+        .chat(
+            &t.access,
+            json!({"conversation_id": id, "message": "hello there"}),
+            None,
+        )
+        .await;
+    assert_eq!(res.status, StatusCode::OK, "{}", res.text());
+    assert_eq!(res.json()["conversation_id"], id);
+    assert!(res.json()["assistant_message"]["content"]
+        .as_str()
+        .unwrap()
+        .contains("hello there"));
+    let c = app
+        .get(&format!("/api/v1/conversations/{id}"), Some(&t.access))
+        .await
+        .json();
+    assert_eq!(c["title"], "Named first");
+    assert_eq!(c["message_count"], 2, "{c}");
+    assert_eq!(app.messages(&t.access, id).await.len(), 2);
+}

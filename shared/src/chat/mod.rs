@@ -13,13 +13,13 @@ use tokio::{sync::mpsc, time::Instant};
 
 use crate::{
     config::Config,
-    conversations::Title,
+    conversations::{self, NewConversationInput, Title},
     error::{Error, FieldError, Result},
     ids::{ConversationId, MessageId, UserId},
     kinds::{MessageRole, MessageStatus},
     models::{Catalog, Model},
     providers::{ModelRequest, ProviderError, Providers, RetryPolicy, StreamEvent, TokenUsage},
-    store::{Conn, Conversation, Message, NewConversation, NewMessage, UsageRecord},
+    store::{Conn, Conversation, Message, NewMessage, UsageRecord},
 };
 
 /// The most messages read to build a turn's context. Older unsummarised messages beyond this are
@@ -127,17 +127,12 @@ pub async fn start(
             (conversation, stored, history)
         }
         None => {
-            let title = Title::from_message(&input.message);
-            let new = NewConversation {
-                user_id,
-                title: title.as_str(),
-                model: &model.id,
-                agent_id: None,
-                project_id: None,
+            let new = NewConversationInput {
+                title: Title::from_message(&input.message),
+                model: model.clone(),
             };
-            let (conversation, stored) = conn
-                .start_conversation(new, message(ConversationId::new()))
-                .await?;
+            let first = message(ConversationId::new());
+            let (conversation, stored) = conversations::start(conn, user_id, &new, first).await?;
             (conversation, stored, Vec::new())
         }
     };

@@ -2,7 +2,7 @@
 
 use super::{
     col, collect, first,
-    messages::{message_at, Message, NewMessage, MESSAGE_COLUMNS},
+    messages::{message_at, Message, NewMessage, MESSAGE_COLUMNS, MESSAGE_COLUMN_COUNT},
     Conn, Row, StoreError, StoreResult,
 };
 use crate::ids::{ConversationId, UserId};
@@ -68,7 +68,7 @@ fn conversation_from_row(row: &Row) -> StoreResult<Conversation> {
 const C_CONVERSATION_COLUMNS: &str =
     "c.id, c.user_id, c.title, c.model, c.agent_id, c.project_id, c.summary, c.summary_through_seq, \
      c.message_count, c.created_at, c.updated_at, c.last_message_at, c.activity_at";
-const CONVERSATION_COLUMN_COUNT: i32 = 13;
+const CONVERSATION_COLUMN_COUNT: usize = 13;
 
 /// Escapes `%`, `_` and `\` for `LIKE … ESCAPE '\'`.
 fn like_pattern(q: &str) -> String {
@@ -140,43 +140,45 @@ impl Conn {
     }
 
     /// What a turn in an existing conversation needs, in one query: the conversation (if it
-    /// belongs to `user_id`) and its newest `limit` messages past the summary, oldest first.
+    /// belongs to `user_id`) and its newest `limit` messages past the summary, oldest first. The
+    /// conversation comes as the first row and each message as a row of its own (the other side's
+    /// columns NULL), so its columns are not repeated on every message.
     pub async fn turn_context(
         &self,
         id: ConversationId,
         user_id: UserId,
         limit: u32,
     ) -> StoreResult<Option<(Conversation, Vec<Message>)>> {
+        let no_message = ["NULL"; MESSAGE_COLUMN_COUNT].join(", ");
+        let no_conversation = ["NULL"; CONVERSATION_COLUMN_COUNT].join(", ");
         let rows = self
             .query(
                 &format!(
-                    "SELECT {C_CONVERSATION_COLUMNS}, {MESSAGE_COLUMNS}
-                     FROM conversations c
-                     LEFT JOIN messages m ON m.seq IN (
+                    "SELECT {C_CONVERSATION_COLUMNS}, {no_message}, 0 AS k
+                     FROM conversations c WHERE c.id = ?1 AND c.user_id = ?2
+                     UNION ALL
+                     SELECT {no_conversation}, {MESSAGE_COLUMNS}, m.seq
+                     FROM messages m
+                     WHERE m.seq IN (
                          SELECT seq FROM messages
-                         WHERE conversation_id = c.id AND seq > COALESCE(c.summary_through_seq, 0)
+                         WHERE conversation_id = ?1 AND seq > (
+                             SELECT COALESCE(summary_through_seq, 0) FROM conversations
+                             WHERE id = ?1 AND user_id = ?2)
                          ORDER BY seq DESC LIMIT ?3)
-                     WHERE c.id = ?1 AND c.user_id = ?2
-                     ORDER BY m.seq"
+                     ORDER BY k"
                 ),
                 libsql::params![id, user_id, limit as i64],
             )
             .await?;
-        let mut context: Option<(Conversation, Vec<Message>)> = None;
-        for row in &rows {
-            if context.is_none() {
-                context = Some((conversation_from_row(row)?, Vec::new()));
-            }
-            // A conversation without messages comes as one row whose message columns are NULL.
-            let no_message = matches!(
-                row.0.get(CONVERSATION_COLUMN_COUNT as usize),
-                None | Some(libsql::Value::Null)
-            );
-            if let Some((_, messages)) = context.as_mut().filter(|_| !no_message) {
-                messages.push(message_at(row, CONVERSATION_COLUMN_COUNT)?);
-            }
-        }
-        Ok(context)
+        let mut rows = rows.iter();
+        let Some(first) = rows.next() else {
+            return Ok(None);
+        };
+        let conversation = conversation_from_row(first)?;
+        let messages = rows
+            .map(|row| message_at(row, CONVERSATION_COLUMN_COUNT as i32))
+            .collect::<StoreResult<Vec<_>>>()?;
+        Ok(Some((conversation, messages)))
     }
 
     /// The conversation if it exists and belongs to `user_id`; another user's is simply not found.

@@ -47,6 +47,7 @@ impl NewMessage<'_> {
     }
 }
 
+pub(super) const MESSAGE_COLUMN_COUNT: usize = 9;
 pub(super) const MESSAGE_COLUMNS: &str =
     "m.seq, m.id, m.conversation_id, m.role, m.content, m.status, m.model, m.error, m.created_at";
 
@@ -138,26 +139,6 @@ impl Conn {
                     "SELECT {MESSAGE_COLUMNS} FROM messages m WHERE conversation_id = ?1 AND seq > ?2 ORDER BY seq LIMIT ?3"
                 ),
                 libsql::params![conversation_id, after_seq.unwrap_or(0), limit as i64 + 1],
-            )
-            .await?;
-        collect(rows, message_from_row)
-    }
-
-    /// The newest `limit` messages after `after_seq`, oldest first: the context of a turn costs the
-    /// same however long the conversation is.
-    pub async fn recent_messages(
-        &self,
-        conversation_id: ConversationId,
-        after_seq: i64,
-        limit: u32,
-    ) -> StoreResult<Vec<Message>> {
-        let rows = self.query(
-                &format!(
-                    "SELECT * FROM (
-                         SELECT {MESSAGE_COLUMNS} FROM messages m WHERE conversation_id = ?1 AND seq > ?2 ORDER BY seq DESC LIMIT ?3
-                     ) ORDER BY seq"
-                ),
-                libsql::params![conversation_id, after_seq, limit as i64],
             )
             .await?;
         collect(rows, message_from_row)

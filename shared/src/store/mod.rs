@@ -121,10 +121,16 @@ pub type StoreResult<T> = Result<T, StoreError>;
 #[derive(Clone)]
 pub struct Store {
     db: Arc<libsql::Database>,
-    local: bool,
-    idle: Idle,
-    /// Single statements against a remote store, one round trip each.
-    pipeline: Option<Arc<pipeline::Pipeline>>,
+    kind: Kind,
+}
+
+/// What differs between the two stores, shared by the store and each of its connections.
+#[derive(Clone)]
+enum Kind {
+    /// A file: connections are kept for the process's life.
+    Local(Idle),
+    /// A server: single statements go over the pipeline, one round trip each.
+    Remote(Arc<pipeline::Pipeline>),
 }
 
 /// Connections not in use. Lambda serves one request at a time, so one is usually enough; the
@@ -151,9 +157,7 @@ impl Store {
                     .map_err(open_err)?;
                 Store {
                     db: Arc::new(db),
-                    local: true,
-                    idle: Idle::default(),
-                    pipeline: None,
+                    kind: Kind::Local(Idle::default()),
                 }
             }
             DatabaseConfig::Remote { url, auth_token } => {
@@ -163,9 +167,7 @@ impl Store {
                     .map_err(open_err)?;
                 Store {
                     db: Arc::new(db),
-                    local: false,
-                    idle: Idle::default(),
-                    pipeline: Some(Arc::new(pipeline::Pipeline::new(url, auth_token)?)),
+                    kind: Kind::Remote(Arc::new(pipeline::Pipeline::new(url, auth_token)?)),
                 }
             }
         };
@@ -182,7 +184,7 @@ impl Store {
     /// The journal mode (local files) and the schema.
     async fn prepare(&self) -> StoreResult<()> {
         let conn = self.conn().await?;
-        if self.local {
+        if let Kind::Local(_) = self.kind {
             // WAL lets readers in every local process work while one writes. The mode is stored in
             // the file, so setting it once per process start is enough.
             conn.db.query("PRAGMA journal_mode=WAL", ()).await?;
@@ -192,21 +194,23 @@ impl Store {
 
     /// A connection for one request: an idle one, or a new one.
     pub async fn conn(&self) -> StoreResult<Conn> {
-        let idle = self.idle.lock().unwrap_or_else(|e| e.into_inner()).pop();
-        let conn = match idle {
-            Some(conn) => conn,
+        let idle = match &self.kind {
+            Kind::Local(idle) => idle.lock().unwrap_or_else(|e| e.into_inner()).pop(),
+            Kind::Remote(_) => None,
+        };
+        let db = match idle {
+            Some(db) => db,
             None => self.connect().await?,
         };
         Ok(Conn {
-            db: conn,
-            idle: self.local.then(|| self.idle.clone()),
-            pipeline: self.pipeline.clone(),
+            db,
+            kind: self.kind.clone(),
         })
     }
 
     async fn connect(&self) -> StoreResult<libsql::Connection> {
         let conn = self.db.connect()?;
-        if self.local {
+        if let Kind::Local(_) = self.kind {
             conn.busy_timeout(BUSY_TIMEOUT)?;
             // In WAL mode, NORMAL syncs at checkpoints rather than at every commit: a commit can be
             // lost to a power cut, never to a crash of the process, and the file never corrupts.
@@ -233,8 +237,7 @@ impl Store {
 pub struct Conn {
     /// The libsql connection: every statement locally, transactions remotely.
     db: libsql::Connection,
-    idle: Option<Idle>,
-    pipeline: Option<Arc<pipeline::Pipeline>>,
+    kind: Kind,
 }
 
 impl Conn {
@@ -245,8 +248,8 @@ impl Conn {
         sql: &str,
         params: impl libsql::params::IntoParams,
     ) -> StoreResult<Vec<Row>> {
-        match &self.pipeline {
-            Some(pipeline) if self.db.is_autocommit() => {
+        match &self.kind {
+            Kind::Remote(pipeline) if self.db.is_autocommit() => {
                 Ok(pipeline.execute(sql, params.into_params()?).await?.0)
             }
             _ => rows(self.db.query(sql, params).await?).await,
@@ -259,8 +262,8 @@ impl Conn {
         sql: &str,
         params: impl libsql::params::IntoParams,
     ) -> StoreResult<u64> {
-        match &self.pipeline {
-            Some(pipeline) if self.db.is_autocommit() => {
+        match &self.kind {
+            Kind::Remote(pipeline) if self.db.is_autocommit() => {
                 Ok(pipeline.execute(sql, params.into_params()?).await?.1)
             }
             _ => Ok(self.db.execute(sql, params).await?),
@@ -272,7 +275,9 @@ impl Drop for Conn {
     fn drop(&mut self) {
         // Remote connections have no idle list; a connection left inside a transaction (an error
         // between BEGIN and COMMIT) is not reused.
-        let Some(idle) = &self.idle else { return };
+        let Kind::Local(idle) = &self.kind else {
+            return;
+        };
         if !self.db.is_autocommit() {
             return;
         }
@@ -304,39 +309,38 @@ fn col<T: FromColumn>(row: &Row, idx: i32, name: &'static str) -> StoreResult<T>
     usize::try_from(idx)
         .ok()
         .and_then(|i| row.0.get(i))
-        .cloned()
         .and_then(T::from_column)
         .ok_or(StoreError::Corrupt(name))
 }
 
 /// The column types the store reads (libsql's own conversion trait is sealed).
 trait FromColumn: Sized {
-    fn from_column(v: libsql::Value) -> Option<Self>;
+    fn from_column(v: &libsql::Value) -> Option<Self>;
 }
 
 impl FromColumn for String {
-    fn from_column(v: libsql::Value) -> Option<Self> {
+    fn from_column(v: &libsql::Value) -> Option<Self> {
         match v {
-            libsql::Value::Text(s) => Some(s),
+            libsql::Value::Text(s) => Some(s.clone()),
             _ => None,
         }
     }
 }
 
 impl FromColumn for i64 {
-    fn from_column(v: libsql::Value) -> Option<Self> {
+    fn from_column(v: &libsql::Value) -> Option<Self> {
         match v {
-            libsql::Value::Integer(n) => Some(n),
+            libsql::Value::Integer(n) => Some(*n),
             _ => None,
         }
     }
 }
 
 impl FromColumn for f64 {
-    fn from_column(v: libsql::Value) -> Option<Self> {
+    fn from_column(v: &libsql::Value) -> Option<Self> {
         match v {
-            libsql::Value::Real(x) => Some(x),
-            libsql::Value::Integer(n) => Some(n as f64),
+            libsql::Value::Real(x) => Some(*x),
+            libsql::Value::Integer(n) => Some(*n as f64),
             _ => None,
         }
     }
@@ -345,7 +349,7 @@ impl FromColumn for f64 {
 macro_rules! parsed_column {
     ($($t:ty => $parse:expr),+ $(,)?) => {$(
         impl FromColumn for $t {
-            fn from_column(v: libsql::Value) -> Option<Self> {
+            fn from_column(v: &libsql::Value) -> Option<Self> {
                 match v {
                     libsql::Value::Text(s) => $parse(s.as_str()),
                     _ => None,
@@ -365,9 +369,9 @@ parsed_column!(
 );
 
 impl FromColumn for bool {
-    fn from_column(v: libsql::Value) -> Option<Self> {
+    fn from_column(v: &libsql::Value) -> Option<Self> {
         match v {
-            libsql::Value::Integer(n) => Some(n != 0),
+            libsql::Value::Integer(n) => Some(*n != 0),
             _ => None,
         }
     }
@@ -384,7 +388,7 @@ fn first<T>(rows: Vec<Row>, f: fn(&Row) -> StoreResult<T>) -> StoreResult<Option
 }
 
 impl<T: FromColumn> FromColumn for Option<T> {
-    fn from_column(v: libsql::Value) -> Option<Self> {
+    fn from_column(v: &libsql::Value) -> Option<Self> {
         match v {
             libsql::Value::Null => Some(None),
             other => T::from_column(other).map(Some),
@@ -446,8 +450,11 @@ mod tests {
             // Closing the last connection would checkpoint the WAL into the file and delete it.
             assert!(wal.exists(), "request {i} closed the last connection");
         }
+        let Kind::Local(idle) = &store.kind else {
+            panic!("a local store")
+        };
         assert_eq!(
-            store.idle.lock().unwrap().len(),
+            idle.lock().unwrap().len(),
             1,
             "one connection serves them all"
         );
@@ -456,7 +463,7 @@ mod tests {
         let conn = store.conn().await.unwrap();
         conn.db.execute("BEGIN", ()).await.unwrap();
         drop(conn);
-        assert!(store.idle.lock().unwrap().is_empty());
+        assert!(idle.lock().unwrap().is_empty());
         assert!(store.conn().await.unwrap().db.is_autocommit());
     }
 

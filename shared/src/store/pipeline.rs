@@ -155,3 +155,41 @@ fn value(cell: &Json) -> StoreResult<libsql::Value> {
         _ => return Err(bad()),
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn values_survive_the_wire_format() {
+        let values = [
+            libsql::Value::Null,
+            libsql::Value::Integer(-9_007_199_254_740_993),
+            libsql::Value::Real(0.000_123_4),
+            libsql::Value::Text("héllo \"quoted\"\n".into()),
+            libsql::Value::Blob(vec![0, 255, 7, 1]),
+        ];
+        for v in values {
+            // Integers travel as strings: no precision lost beyond 2^53.
+            assert_eq!(value(&arg(&v)).unwrap(), v);
+        }
+        // The server may pad base64; both forms read.
+        let padded = json!({"type": "blob", "base64": "AP8HAQ=="});
+        assert_eq!(
+            value(&padded).unwrap(),
+            libsql::Value::Blob(vec![0, 255, 7, 1])
+        );
+        assert!(value(&json!({"type": "integer", "value": "x"})).is_err());
+    }
+
+    #[test]
+    fn statement_errors_map_like_the_local_engine() {
+        let busy = json!({"message": "database is locked", "code": "SQLITE_BUSY"});
+        assert!(matches!(sql_error(&busy), StoreError::Busy));
+        let unique = json!({
+            "message": "SQLite error: UNIQUE constraint failed: users.email",
+            "code": "SQLITE_CONSTRAINT"
+        });
+        assert!(sql_error(&unique).is_unique("users.email"));
+    }
+}
