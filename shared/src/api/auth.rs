@@ -23,8 +23,9 @@ pub const FUNCTION: Function = Function {
     transport: Transport::Buffered(routes),
     // argon2 is CPU-bound and Lambda's CPU grows with memory (1769 MB = one vCPU): measured by the
     // bench (auth per memory size), a register or login costs about the same per request from 128 to
-    // 1769 MB ($0.84–0.97 per million) while taking 0.42 s at 128 MB, 0.1 s at 512 and 0.05 s at
-    // 1024; a refresh costs least from 256 to 1024 MB. 1024 MB: logins in ~50 ms at the lowest price.
+    // 1769 MB ($0.76–0.97 per million over two runs) while taking 0.4 s at 128 MB, 0.1 s at 512 and
+    // 0.04–0.05 s at 1024; a refresh costs the same everywhere (p90 38 ms at 128 MB). 1024 MB: fast
+    // logins at about the lowest price.
     limits: Limits {
         timeout_secs: 29,
         memory_mb: 1024,
