@@ -94,6 +94,19 @@ impl InProcess {
         }
     }
 
+    pub async fn register(&self, email: &str, password: &str) -> String {
+        let (status, body) = self
+            .call(
+                "POST",
+                "/api/v1/auth/register",
+                None,
+                Some(json!({"email": email, "password": password})),
+            )
+            .await;
+        assert_eq!(status, 201, "{body}");
+        body["access_token"].as_str().unwrap().to_string()
+    }
+
     pub async fn login(&self, email: &str, password: &str) -> String {
         let (status, body) = self
             .call(

@@ -11,7 +11,8 @@
 //! - the machine's load before and after, since these machines are shared and noisy.
 //!
 //! Run: `cargo run --release -p bench` (builds the function binaries in release mode first);
-//! `-- --load-only` runs only the instances-at-once section.
+//! `-- --load-only` runs only the instances-at-once section; `-- --in-process-only` only the chat
+//! turn in-process (no release binaries are built), for profiling.
 
 mod cpu;
 mod in_process;
@@ -435,8 +436,102 @@ fn workspace_root() -> PathBuf {
         .to_path_buf()
 }
 
+/// The chat turn in-process: a new conversation; a turn in a conversation of 20 messages (a fresh
+/// one each time, so every turn sees the same history); and turns that keep adding to one
+/// conversation, whose history grows to 400 messages (the JSON turns) and 800 (the streamed ones).
+async fn chat_in_process(app: &InProcess, token: &str) -> Vec<Row> {
+    let mut rows = Vec::new();
+    let turn = |conversation: Option<&str>, message: String, stream: bool| {
+        let mut body = json!({"message": message, "stream": stream});
+        if let Some(c) = conversation {
+            body["conversation_id"] = json!(c);
+        }
+        ("POST", "/api/v1/chat".to_string(), Some(body))
+    };
+    let (_, first) = app
+        .call(
+            "POST",
+            "/api/v1/chat",
+            Some(token),
+            Some(json!({"message": "warm up"})),
+        )
+        .await;
+    let growing = first["conversation_id"].as_str().unwrap().to_string();
+    rows.push(
+        app.measure(
+            "POST /chat, new conversation",
+            CHAT_INVOKES,
+            |i| turn(None, format!("new {i}"), false),
+            token,
+            200,
+        )
+        .await,
+    );
+    let mut twenty = Vec::with_capacity(CHAT_INVOKES);
+    for i in 0..CHAT_INVOKES {
+        let (_, answer) = app
+            .call(
+                "POST",
+                "/api/v1/chat",
+                Some(token),
+                Some(json!({"message": format!("seed {i}")})),
+            )
+            .await;
+        let id = answer["conversation_id"].as_str().unwrap().to_string();
+        for t in 1..10 {
+            let (method, path, body) = turn(Some(&id), format!("seed {i}.{t}"), false);
+            app.call(method, &path, Some(token), body).await;
+        }
+        twenty.push(id);
+    }
+    rows.push(
+        app.measure(
+            "POST /chat, 20-message conversation",
+            CHAT_INVOKES,
+            |i| turn(Some(&twenty[i]), format!("turn {i}"), false),
+            token,
+            200,
+        )
+        .await,
+    );
+    for (route, stream) in [
+        ("POST /chat, history growing to 400", false),
+        ("POST /chat stream, growing to 800", true),
+    ] {
+        rows.push(
+            app.measure(
+                route,
+                CHAT_INVOKES,
+                |i| turn(Some(&growing), format!("turn {i}"), stream),
+                token,
+                200,
+            )
+            .await,
+        );
+    }
+    rows
+}
+
 #[tokio::main]
 async fn main() {
+    if std::env::args().any(|a| a == "--in-process-only") {
+        // The chat routes alone, for profiling a turn: no release binaries are started.
+        let data = std::env::temp_dir().join(format!("codechat-bench-{}", std::process::id()));
+        let app = InProcess::start(&data).await;
+        let token = app.register("u0@bench.dev", PASSWORD).await;
+        let rows = chat_in_process(&app, &token).await;
+        for r in rows {
+            println!(
+                "{:<44} {:>5} {:>10} {:>10}",
+                r.route,
+                r.n,
+                ms(r.p50),
+                ms(r.p90)
+            );
+        }
+        let _ = std::fs::remove_dir_all(&data);
+        return;
+    }
     let noise_before = machine_noise();
     // Every function of the service, from its one list: a new function is built, started and
     // measured for init time and size without touching this file.
@@ -722,35 +817,7 @@ async fn main() {
     eprintln!("bench: in-process");
     let app = InProcess::start(&data).await;
     let token = app.login("u0@bench.dev", PASSWORD).await;
-    let mut in_process = Vec::new();
-    let (_, first) = app
-        .call(
-            "POST",
-            "/api/v1/chat",
-            Some(&token),
-            Some(json!({"message": "warm up"})),
-        )
-        .await;
-    let conversation = first["conversation_id"].as_str().unwrap().to_string();
-    in_process.push(
-        app.measure(
-            "POST /chat, new conversation",
-            CHAT_INVOKES,
-            |i| {
-                (
-                    "POST",
-                    "/api/v1/chat".into(),
-                    Some(json!({"message": format!("new {i}")})),
-                )
-            },
-            &token,
-            200,
-        )
-        .await,
-    );
-    for (route, stream) in [("POST /chat", false), ("POST /chat stream", true)] {
-        in_process.push(app.measure(route, CHAT_INVOKES, |i| ("POST", "/api/v1/chat".into(), Some(json!({"conversation_id": conversation, "message": format!("turn {i}"), "stream": stream}))), &token, 200).await);
-    }
+    let mut in_process = chat_in_process(&app, &token).await;
     in_process.push(
         app.measure(
             "GET /users/me",

@@ -38,11 +38,31 @@ impl Pipeline {
     }
 
     /// Runs one statement (autocommit) and returns its rows and the number of rows it changed.
+    ///
+    /// A statement refused as busy did not run (autocommit: nothing of it was applied), so it is
+    /// retried a few times after a short, jittered pause before the caller sees `Busy`: the server
+    /// answers busy at once when another stream holds the write lock, where the local engine would
+    /// have waited for it.
     pub(super) async fn execute(
         &self,
         sql: &str,
         params: libsql::params::Params,
     ) -> StoreResult<(Vec<Row>, u64)> {
+        let body = Self::body(sql, params)?;
+        let mut pause = BUSY_FIRST_PAUSE;
+        for _ in 1..BUSY_ATTEMPTS {
+            match self.send(&body).await {
+                Err(StoreError::Busy) => {
+                    tokio::time::sleep(jittered(pause)).await;
+                    pause *= 2;
+                }
+                done => return done,
+            }
+        }
+        self.send(&body).await
+    }
+
+    fn body(sql: &str, params: libsql::params::Params) -> StoreResult<Json> {
         let args = match params {
             libsql::params::Params::None => Vec::new(),
             libsql::params::Params::Positional(values) => values.iter().map(arg).collect(),
@@ -50,14 +70,17 @@ impl Pipeline {
                 return Err(StoreError::Db("named parameters are not used".into()))
             }
         };
-        let body = json!({
+        Ok(json!({
             "baton": null,
             "requests": [
                 {"type": "execute", "stmt": {"sql": sql, "args": args, "want_rows": true}},
                 {"type": "close"},
             ],
-        });
-        let mut request = self.http.post(&self.url).json(&body);
+        }))
+    }
+
+    async fn send(&self, body: &Json) -> StoreResult<(Vec<Row>, u64)> {
+        let mut request = self.http.post(&self.url).json(body);
         if let Some(auth) = &self.auth {
             request = request.header(reqwest::header::AUTHORIZATION, auth);
         }
@@ -99,6 +122,20 @@ impl Pipeline {
         let changed = result["affected_row_count"].as_u64().unwrap_or(0);
         Ok((rows, changed))
     }
+}
+
+/// Busy answers are retried this many times in all, pausing 25, 50, 100 ms (jittered) between.
+const BUSY_ATTEMPTS: u32 = 4;
+const BUSY_FIRST_PAUSE: Duration = Duration::from_millis(25);
+
+/// Between half and all of `pause`, so that instances refused together do not retry together.
+fn jittered(pause: Duration) -> Duration {
+    let mut byte = [0u8; 1];
+    let fraction = match getrandom::fill(&mut byte) {
+        Ok(()) => 0.5 + byte[0] as f64 / 510.0,
+        Err(_) => 0.75,
+    };
+    pause.mul_f64(fraction)
 }
 
 /// A statement's error as the libsql crate would report it, so one mapping serves both clients.
