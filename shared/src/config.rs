@@ -51,15 +51,38 @@ impl std::fmt::Debug for DatabaseConfig {
     }
 }
 
+/// The types accepted when `ALLOWED_UPLOAD_TYPES` is not set: common images, PDF, and text
+/// (plain, Markdown, CSV, JSON, and source code, which browsers label `text/*` or as below).
+pub const DEFAULT_ALLOWED_UPLOAD_TYPES: &str = "image/png,image/jpeg,image/gif,image/webp,application/pdf,text/*,application/json,application/xml,application/yaml,application/x-yaml,application/toml,application/javascript,application/typescript,application/x-sh,application/sql";
+
 #[derive(Debug, Clone)]
 pub enum BlobConfig {
     LocalDir(PathBuf),
     /// In Lambda without `S3_BUCKET`: the task root is read-only, so there is no local fallback.
     NotConfigured,
-    S3 {
-        bucket: String,
-        endpoint_url: Option<String>,
-    },
+    S3(S3Config),
+}
+
+/// The bucket and how to reach it. Credentials and region come from the SDK's default chain (the
+/// execution role in Lambda) unless given, as tests and S3-compatible servers do.
+#[derive(Clone)]
+pub struct S3Config {
+    pub bucket: String,
+    /// An S3-compatible server (MinIO, s3s, moto…): buckets are then addressed path-style.
+    pub endpoint_url: Option<String>,
+    pub region: Option<String>,
+    pub credentials: Option<(String, String, Option<String>)>,
+}
+
+impl std::fmt::Debug for S3Config {
+    // The credentials never reach a log line.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("S3Config")
+            .field("bucket", &self.bucket)
+            .field("endpoint_url", &self.endpoint_url)
+            .field("region", &self.region)
+            .finish_non_exhaustive()
+    }
 }
 
 #[derive(Clone)]
@@ -95,6 +118,15 @@ pub struct Config {
     pub refresh_token_ttl: Duration,
     pub max_json_body_bytes: usize,
     pub max_message_chars: usize,
+    /// Largest file taken inline by `POST /attachments` (multipart). 4 MiB by default: base64 makes
+    /// it 5.6 MB, under Lambda's 6 MB event limit with room for headers and the multipart framing.
+    pub max_inline_upload_bytes: u64,
+    /// Largest file taken through a presigned upload.
+    pub max_upload_bytes: u64,
+    /// Media types accepted for uploads; `type/*` allows a family.
+    pub allowed_upload_types: Vec<String>,
+    /// How long a presigned upload URL stays valid.
+    pub upload_url_ttl: Duration,
     pub bootstrap_admin_email: Option<String>,
     /// `None` allows any origin (tokens travel in headers, never cookies); otherwise an allow-list.
     pub cors_allowed_origins: Option<Vec<String>>,
@@ -229,10 +261,12 @@ impl Config {
         }
 
         let blobs = match var("S3_BUCKET") {
-            Some(bucket) => BlobConfig::S3 {
+            Some(bucket) => BlobConfig::S3(S3Config {
                 bucket,
                 endpoint_url: var("S3_ENDPOINT_URL"),
-            },
+                region: var("AWS_REGION"),
+                credentials: aws_credentials(&var),
+            }),
             None if local => BlobConfig::LocalDir(data_dir.join("blobs")),
             None => BlobConfig::NotConfigured,
         };
@@ -262,6 +296,15 @@ impl Config {
             )?),
             max_json_body_bytes: number(&var, "MAX_JSON_BODY_BYTES", 1024 * 1024)?,
             max_message_chars: number(&var, "MAX_MESSAGE_CHARS", 32_000)?,
+            max_inline_upload_bytes: number(&var, "MAX_INLINE_UPLOAD_BYTES", 4 * 1024 * 1024)?,
+            max_upload_bytes: number(&var, "MAX_UPLOAD_BYTES", 100 * 1024 * 1024)?,
+            allowed_upload_types: var("ALLOWED_UPLOAD_TYPES")
+                .unwrap_or_else(|| DEFAULT_ALLOWED_UPLOAD_TYPES.to_string())
+                .split(',')
+                .map(|t| t.trim().to_ascii_lowercase())
+                .filter(|t| !t.is_empty())
+                .collect(),
+            upload_url_ttl: Duration::from_secs(number(&var, "UPLOAD_URL_TTL_SECONDS", 15 * 60)?),
             bootstrap_admin_email: var("BOOTSTRAP_ADMIN_EMAIL"),
             cors_allowed_origins: var("CORS_ALLOWED_ORIGINS").filter(|v| v.trim() != "*").map(
                 |v| {
@@ -279,9 +322,7 @@ impl Config {
             bedrock: BedrockConfig {
                 region: var("BEDROCK_REGION").or_else(|| var("AWS_REGION")),
                 endpoint_url: var("BEDROCK_ENDPOINT_URL"),
-                credentials: var("AWS_ACCESS_KEY_ID")
-                    .zip(var("AWS_SECRET_ACCESS_KEY"))
-                    .map(|(k, s)| (k, s, var("AWS_SESSION_TOKEN"))),
+                credentials: aws_credentials(&var),
             },
             openai,
             default_model: var("DEFAULT_MODEL").unwrap_or_else(|| "local/echo".into()),
@@ -319,6 +360,16 @@ impl Config {
             data_dir,
         })
     }
+}
+
+/// Static AWS credentials when the environment names them (tests, S3-compatible servers); else the
+/// SDK's default chain applies.
+fn aws_credentials(
+    var: &impl Fn(&str) -> Option<String>,
+) -> Option<(String, String, Option<String>)> {
+    var("AWS_ACCESS_KEY_ID")
+        .zip(var("AWS_SECRET_ACCESS_KEY"))
+        .map(|(k, s)| (k, s, var("AWS_SESSION_TOKEN")))
 }
 
 fn secret_source(var: &impl Fn(&str) -> Option<String>, name: &str) -> Option<SecretSource> {

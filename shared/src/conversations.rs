@@ -162,11 +162,22 @@ pub async fn update(
 }
 
 /// The delete itself is scoped to the owner, so no read comes first.
-pub async fn delete(conn: &Conn, user_id: UserId, id: ConversationId) -> Result<()> {
-    match conn.delete_conversation(id, user_id).await? {
-        true => Ok(()),
-        false => Err(Error::NotFound),
+/// Deletes the conversation with its messages, usage and attachments (rows in one transaction,
+/// then the attachments' blobs: a blob left by a failure is unreachable, never a dangling row).
+pub async fn delete(
+    conn: &Conn,
+    blobs: &crate::blobs::BlobStore,
+    user_id: UserId,
+    id: ConversationId,
+) -> Result<()> {
+    let attached = conn.attachments_of_conversation(id).await?;
+    if !conn.delete_conversation(id, user_id).await? {
+        return Err(Error::NotFound);
     }
+    for attachment in attached.iter().filter(|a| a.user_id == user_id) {
+        crate::attachments::remove_blob(blobs, attachment).await;
+    }
+    Ok(())
 }
 
 pub async fn messages(

@@ -9,7 +9,7 @@ use axum::{
 };
 use serde::Serialize;
 
-use crate::store::StoreError;
+use crate::{blobs::BlobError, store::StoreError};
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
@@ -100,6 +100,8 @@ pub enum Error {
     },
     #[error(transparent)]
     Store(#[from] StoreError),
+    #[error(transparent)]
+    Blobs(#[from] crate::blobs::BlobError),
     #[error("internal error: {0}")]
     Internal(String),
 }
@@ -131,6 +133,8 @@ impl Error {
                 StatusCode::SERVICE_UNAVAILABLE
             }
             Error::Store(_) | Error::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            Error::Blobs(BlobError::Missing) => StatusCode::NOT_FOUND,
+            Error::Blobs(_) => StatusCode::SERVICE_UNAVAILABLE,
         }
     }
 
@@ -154,6 +158,9 @@ impl Error {
             Error::Provider { .. } => "provider-error",
             Error::Store(StoreError::Busy | StoreError::Unavailable(_)) => "unavailable",
             Error::Store(_) | Error::Internal(_) => "internal",
+            Error::Blobs(BlobError::Missing) => "not-found",
+            Error::Blobs(BlobError::NotConfigured) => "blobs-not-configured",
+            Error::Blobs(_) => "unavailable",
         }
     }
 
@@ -173,6 +180,9 @@ impl Error {
                 "the database is busy or unreachable; retry shortly".to_string()
             }
             Error::Store(_) | Error::Internal(_) => "an internal error occurred".to_string(),
+            Error::Blobs(BlobError::Io(_)) => {
+                "the file store is unreachable; retry shortly".to_string()
+            }
             other => other.to_string(),
         };
         Problem {
@@ -228,7 +238,8 @@ impl IntoResponse for Error {
             } => {
                 headers.insert(header::RETRY_AFTER, HeaderValue::from(*retry_after_secs));
             }
-            Error::Store(StoreError::Busy | StoreError::Unavailable(_)) => {
+            Error::Store(StoreError::Busy | StoreError::Unavailable(_))
+            | Error::Blobs(BlobError::Io(_)) => {
                 headers.insert(header::RETRY_AFTER, HeaderValue::from(1));
             }
             _ => {}

@@ -77,6 +77,10 @@ uuid_id!(
     /// A message of a conversation.
     MessageId
 );
+uuid_id!(
+    /// A file uploaded to send with chat messages.
+    AttachmentId
+);
 
 /// A new UUIDv7 as text, for ids that never travel typed: token `jti`s and families, usage rows,
 /// request ids.

@@ -39,6 +39,11 @@ text_enum!(
     MessageStatus { Complete = "complete", Incomplete = "incomplete", Failed = "failed" }
 );
 
+text_enum!(
+    /// An attachment is `pending` from a presigned upload until it is completed (checked), then `ready`.
+    AttachmentStatus { Pending = "pending", Ready = "ready" }
+);
+
 #[cfg(test)]
 mod tests {
     use super::*;

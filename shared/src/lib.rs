@@ -24,6 +24,7 @@
 
 pub mod accounts;
 pub mod api;
+pub mod attachments;
 pub mod auth;
 pub mod blobs;
 pub mod chat;

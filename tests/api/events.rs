@@ -239,3 +239,46 @@ async fn a_streamed_turn_through_the_buffered_runtime_is_one_whole_answer() {
     assert_eq!(events.first().unwrap().event, "meta");
     assert_eq!(events.last().unwrap().event, "done", "{res}");
 }
+
+/// A multipart upload as API Gateway delivers it (binary media type: the body base64-encoded in the
+/// event): the file's bytes arrive intact.
+#[tokio::test]
+async fn a_binary_upload_event_keeps_its_bytes() {
+    let app = TestApp::spawn().await;
+    let token = app.register("uploads@example.com").await.access;
+    let res = invoke(
+        &app,
+        &api::attachments::FUNCTION,
+        "attachments-upload.rest.json",
+        Some(&token),
+    )
+    .await;
+    assert_eq!(res["statusCode"], 201, "{res}");
+    let attachment = body_json(&res);
+    assert_eq!(attachment["filename"], "pixel.png");
+    assert_eq!(attachment["content_type"], "image/png");
+
+    let event: Value =
+        serde_json::from_str(&repo_file("events/attachments-upload.rest.json")).unwrap();
+    use base64::Engine;
+    let body = base64::engine::general_purpose::STANDARD
+        .decode(event["body"].as_str().unwrap())
+        .unwrap();
+    let start = body
+        .windows(8)
+        .position(|w| w == b"\x89PNG\r\n\x1a\n")
+        .unwrap();
+    let end = body
+        .windows(8)
+        .position(|w| w == b"IEND\xaeB`\x82")
+        .unwrap()
+        + 8;
+    let png = &body[start..end];
+    assert_eq!(attachment["size"], png.len());
+
+    let id = attachment["id"].as_str().unwrap();
+    let res = app
+        .get(&format!("/api/v1/attachments/{id}/content"), Some(&token))
+        .await;
+    assert_eq!(&res.body[..], png);
+}

@@ -3,6 +3,7 @@
 
 pub mod fakes;
 pub mod proxy;
+pub mod s3;
 pub mod sqld;
 
 use axum::{

@@ -355,7 +355,7 @@ async fn delete_conversation(
 ) -> Result<StatusCode> {
     record_conversation(id);
     let conn = state.store().conn().await?;
-    conversations::delete(&conn, user.id, id).await?;
+    conversations::delete(&conn, state.blobs(), user.id, id).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 

@@ -3,6 +3,7 @@
 //! Each handler carries its `#[utoipa::path]`, and each group's router is an `OpenApiRouter`, so the
 //! served routes and the documented routes come from one declaration and cannot drift.
 
+pub mod attachments;
 pub mod auth;
 pub mod chat;
 pub mod conversations;
@@ -29,11 +30,12 @@ use crate::{function::Function, state::AppState};
 /// Every function of the service. Adding one: its module here (with its `FUNCTION`), its
 /// `functions/<name>/src/main.rs`, its resource in `template.yaml`, its paths in the watch router
 /// (`Cargo.toml`), and an entry in this list. `tests/api/functions.rs` fails while any is missing.
-pub const FUNCTIONS: [&Function; 6] = [
+pub const FUNCTIONS: [&Function; 7] = [
     &auth::FUNCTION,
     &users::FUNCTION,
     &conversations::FUNCTION,
     &chat::FUNCTION,
+    &attachments::FUNCTION,
     &models::FUNCTION,
     &health::FUNCTION,
 ];
@@ -67,6 +69,7 @@ pub fn openapi() -> &'static utoipa::openapi::OpenApi {
         (name = "users", description = "The current user's profile"),
         (name = "conversations", description = "Conversations, messages, usage and export"),
         (name = "chat", description = "Chat turns, whole or streamed (Server-Sent Events)"),
+        (name = "attachments", description = "Files to send with chat messages: inline and presigned uploads"),
         (name = "models", description = "The models catalog"),
         (name = "service", description = "Health and documentation"),
     ),

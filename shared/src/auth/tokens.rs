@@ -113,6 +113,60 @@ impl TokenKeys {
     }
 }
 
+/// What a local upload URL allows: one PUT of exactly `size` bytes of `content_type` to one
+/// pending attachment of one user, until `exp`. The URL carries it signed, so the PUT needs no
+/// bearer header (as a presigned S3 URL needs none).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UploadGrant {
+    pub sub: UserId,
+    pub aid: crate::ids::AttachmentId,
+    pub size: u64,
+    pub content_type: String,
+    pub exp: u64,
+    /// Always `upload`: neither an access nor a refresh token can pass for a grant, nor the reverse
+    /// (their claims differ in shape and `typ`).
+    typ: String,
+}
+
+const UPLOAD_TYP: &str = "upload";
+
+impl UploadGrant {
+    pub fn new(
+        sub: UserId,
+        aid: crate::ids::AttachmentId,
+        size: u64,
+        content_type: &str,
+        expires_at: SystemTime,
+    ) -> Self {
+        UploadGrant {
+            sub,
+            aid,
+            size,
+            content_type: content_type.to_string(),
+            exp: unix(expires_at),
+            typ: UPLOAD_TYP.to_string(),
+        }
+    }
+}
+
+impl TokenKeys {
+    pub fn sign_upload(&self, grant: &UploadGrant) -> Result<String> {
+        jsonwebtoken::encode(&Header::new(Algorithm::HS256), grant, &self.encoding)
+            .map_err(|e| Error::Internal(format!("token signing failed: {e}")))
+    }
+
+    /// The grant, if the signature, algorithm, expiry and kind hold.
+    pub fn verify_upload(&self, token: &str) -> Result<UploadGrant> {
+        let grant = jsonwebtoken::decode::<UploadGrant>(token, &self.decoding, &self.validation)
+            .map_err(|_| Error::Unauthorized("the upload URL is invalid or expired"))?
+            .claims;
+        if grant.typ != UPLOAD_TYP {
+            return Err(Error::Unauthorized("the upload URL is invalid or expired"));
+        }
+        Ok(grant)
+    }
+}
+
 fn unix(t: SystemTime) -> u64 {
     t.duration_since(UNIX_EPOCH)
         .map(|d| d.as_secs())

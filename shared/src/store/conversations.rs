@@ -248,7 +248,8 @@ impl Conn {
         first(rows, conversation_from_row)
     }
 
-    /// Deletes a conversation with its messages, usage and idempotency records, all or nothing.
+    /// Deletes a conversation with its messages, usage, idempotency records and attachment rows, all
+    /// or nothing.
     pub async fn delete_conversation(
         &self,
         id: ConversationId,
@@ -265,7 +266,7 @@ impl Conn {
             tx.rollback().await?;
             return Ok(false);
         }
-        for table in ["messages", "usage", "idempotency_keys"] {
+        for table in ["messages", "usage", "idempotency_keys", "attachments"] {
             tx.execute(
                 &format!("DELETE FROM {table} WHERE conversation_id = ?1"),
                 [id],

@@ -25,6 +25,7 @@ pub(crate) const MIGRATIONS: &[(i64, &str, &str)] = migrations![
     4 => "0004_session_epoch.sql",
     5 => "0005_login_failures.sql",
     6 => "0006_one_statement_turn_writes.sql",
+    7 => "0007_attachments.sql",
 ];
 
 pub(super) async fn apply(conn: &Conn) -> StoreResult<()> {

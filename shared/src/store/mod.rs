@@ -10,6 +10,7 @@
 //! submodules, one per table family, as methods on [`Conn`] named for what they do. Row types are
 //! plain data: API shapes live in `api/` and convert from them.
 
+mod attachments;
 mod conversations;
 mod idempotency;
 mod login_failures;
@@ -24,10 +25,11 @@ use std::{sync::Arc, time::Duration};
 
 use crate::{
     config::DatabaseConfig,
-    ids::{ConversationId, MessageId, UserId},
-    kinds::{MessageRole, MessageStatus, Role},
+    ids::{AttachmentId, ConversationId, MessageId, UserId},
+    kinds::{AttachmentStatus, MessageRole, MessageStatus, Role},
 };
 
+pub use attachments::{Attachment, NewAttachment};
 pub use conversations::{Conversation, ConversationChanges, NewConversation};
 pub use idempotency::{IdempotencyRecord, NewClaim};
 pub use login_failures::FailureScope;
@@ -363,6 +365,8 @@ parsed_column!(
     UserId => |s: &str| s.parse().ok(),
     ConversationId => |s: &str| s.parse().ok(),
     MessageId => |s: &str| s.parse().ok(),
+    AttachmentId => |s: &str| s.parse().ok(),
+    AttachmentStatus => AttachmentStatus::parse,
     Role => Role::parse,
     MessageRole => MessageRole::parse,
     MessageStatus => MessageStatus::parse,

@@ -1,0 +1,634 @@
+//! Attachments through HTTP, on both blob stores: the local directory, and S3 (a real S3-protocol
+//! server on loopback that checks signatures, presigned URLs included). Every scenario runs on both.
+
+use axum::{
+    body::Body,
+    http::{header, Method, Request, StatusCode},
+};
+use codechat_api_tests::{request, s3::S3Server, TestApp, TestResponse};
+use serde_json::{json, Value};
+
+const PNG: &[u8] =
+    b"\x89PNG\r\n\x1a\n\0\0\0\rIHDR\0\0\0\x01\0\0\0\x01\x08\x06\0\0\0\x1f\x15\xc4\x89";
+
+/// An app on the local store, or on S3 (with the server kept alive beside it).
+struct Setup {
+    app: TestApp,
+    s3: Option<S3Server>,
+}
+
+impl Setup {
+    async fn local(extra: &[(&str, &str)]) -> Setup {
+        Setup {
+            app: TestApp::with_env(extra).await,
+            s3: None,
+        }
+    }
+
+    async fn s3(extra: &[(&str, &str)]) -> Setup {
+        let s3 = S3Server::start().await;
+        let mut env: Vec<(&str, String)> = s3.env();
+        env.extend(extra.iter().map(|(k, v)| (*k, v.to_string())));
+        let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        Setup {
+            app: TestApp::with_env(&env).await,
+            s3: Some(s3),
+        }
+    }
+
+    async fn both(extra: &[(&str, &str)]) -> [Setup; 2] {
+        [Setup::local(extra).await, Setup::s3(extra).await]
+    }
+
+    fn name(&self) -> &'static str {
+        match self.s3 {
+            Some(_) => "s3",
+            None => "local",
+        }
+    }
+
+    /// Every blob key the store holds.
+    fn blobs(&self) -> Vec<String> {
+        match &self.s3 {
+            Some(s3) => s3.keys(),
+            None => {
+                let root = self.app.data_dir().join("blobs");
+                let mut keys = Vec::new();
+                let mut stack = vec![root.clone()];
+                while let Some(dir) = stack.pop() {
+                    for entry in std::fs::read_dir(&dir).into_iter().flatten().flatten() {
+                        let path = entry.path();
+                        if path.is_dir() {
+                            stack.push(path);
+                        } else {
+                            keys.push(
+                                path.strip_prefix(&root)
+                                    .unwrap()
+                                    .to_string_lossy()
+                                    .to_string(),
+                            );
+                        }
+                    }
+                }
+                keys.sort();
+                keys
+            }
+        }
+    }
+}
+
+fn multipart(parts: &[(&str, Option<&str>, Option<&str>, &[u8])]) -> (String, Vec<u8>) {
+    let boundary = "codechat-test-boundary-7d3f";
+    let mut body = Vec::new();
+    for (name, filename, content_type, bytes) in parts {
+        body.extend_from_slice(format!("--{boundary}\r\n").as_bytes());
+        let mut disposition = format!("Content-Disposition: form-data; name=\"{name}\"");
+        if let Some(f) = filename {
+            disposition.push_str(&format!("; filename=\"{f}\""));
+        }
+        body.extend_from_slice(disposition.as_bytes());
+        body.extend_from_slice(b"\r\n");
+        if let Some(t) = content_type {
+            body.extend_from_slice(format!("Content-Type: {t}\r\n").as_bytes());
+        }
+        body.extend_from_slice(b"\r\n");
+        body.extend_from_slice(bytes);
+        body.extend_from_slice(b"\r\n");
+    }
+    body.extend_from_slice(format!("--{boundary}--\r\n").as_bytes());
+    (format!("multipart/form-data; boundary={boundary}"), body)
+}
+
+async fn upload(
+    app: &TestApp,
+    token: &str,
+    filename: &str,
+    content_type: &str,
+    bytes: &[u8],
+) -> TestResponse {
+    let (ct, body) = multipart(&[("file", Some(filename), Some(content_type), bytes)]);
+    app.send(
+        Request::builder()
+            .method(Method::POST)
+            .uri("/api/v1/attachments")
+            .header(header::AUTHORIZATION, format!("Bearer {token}"))
+            .header(header::CONTENT_TYPE, ct)
+            .body(Body::from(body))
+            .unwrap(),
+    )
+    .await
+}
+
+fn sha256_hex(bytes: &[u8]) -> String {
+    use sha2::Digest;
+    sha2::Sha256::digest(bytes)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+/// The bytes of an attachment as a client gets them: straight from the local store, or by
+/// following the redirect to the presigned GET.
+async fn content(setup: &Setup, token: &str, id: &str) -> (Vec<u8>, String, String) {
+    let res = setup
+        .app
+        .get(&format!("/api/v1/attachments/{id}/content"), Some(token))
+        .await;
+    match &setup.s3 {
+        None => {
+            assert_eq!(res.status, StatusCode::OK, "{}", res.text());
+            let header = |h| {
+                res.headers
+                    .get(h)
+                    .map(|v| v.to_str().unwrap().to_string())
+                    .unwrap_or_default()
+            };
+            (
+                res.body.to_vec(),
+                header(header::CONTENT_TYPE),
+                header(header::CONTENT_DISPOSITION),
+            )
+        }
+        Some(_) => {
+            assert_eq!(res.status, StatusCode::FOUND, "{}", res.text());
+            let url = res.headers[header::LOCATION].to_str().unwrap();
+            let got = reqwest::get(url).await.unwrap();
+            assert_eq!(got.status(), 200);
+            let header = |h| {
+                got.headers()
+                    .get(h)
+                    .map(|v| v.to_str().unwrap().to_string())
+                    .unwrap_or_default()
+            };
+            let (ct, cd) = (
+                header(header::CONTENT_TYPE),
+                header(header::CONTENT_DISPOSITION),
+            );
+            (got.bytes().await.unwrap().to_vec(), ct, cd)
+        }
+    }
+}
+
+#[tokio::test]
+async fn an_inline_upload_round_trips_and_deletes_on_both_stores() {
+    for setup in Setup::both(&[]).await {
+        let app = &setup.app;
+        let token = app.register("files@example.com").await.access;
+        let text = "# Notes\n\nSome *markdown* é.\n".as_bytes();
+        let res = upload(app, &token, "../../notes.md", "text/markdown", text).await;
+        assert_eq!(
+            res.status,
+            StatusCode::CREATED,
+            "{}: {}",
+            setup.name(),
+            res.text()
+        );
+        let a = res.json();
+        let id = a["id"].as_str().unwrap().to_string();
+        assert_eq!(a["filename"], "notes.md", "path parts never survive");
+        assert_eq!(a["content_type"], "text/markdown");
+        assert_eq!(a["size"], text.len());
+        assert_eq!(a["sha256"], sha256_hex(text));
+        assert_eq!(a["status"], "ready");
+
+        let user_id = app.me(&token).await.json()["id"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        assert_eq!(
+            setup.blobs(),
+            vec![format!("attachments/{user_id}/{id}")],
+            "{}",
+            setup.name()
+        );
+
+        let got = app
+            .get(&format!("/api/v1/attachments/{id}"), Some(&token))
+            .await;
+        assert_eq!(got.json(), a);
+        let (bytes, ct, cd) = content(&setup, &token, &id).await;
+        assert_eq!(bytes, text, "{}", setup.name());
+        assert!(ct.starts_with("text/markdown"), "{ct}");
+        assert_eq!(cd, "attachment; filename*=UTF-8''notes.md");
+
+        let listed = app.get("/api/v1/attachments", Some(&token)).await.json();
+        assert_eq!(listed["items"][0]["id"], id.as_str());
+
+        let res = app
+            .delete(&format!("/api/v1/attachments/{id}"), Some(&token))
+            .await;
+        assert_eq!(res.status, StatusCode::NO_CONTENT);
+        app.get(&format!("/api/v1/attachments/{id}"), Some(&token))
+            .await
+            .problem(StatusCode::NOT_FOUND);
+        assert!(
+            setup.blobs().is_empty(),
+            "{}: {:?}",
+            setup.name(),
+            setup.blobs()
+        );
+    }
+}
+
+#[tokio::test]
+async fn the_inline_limit_holds_at_its_edge_and_a_refused_upload_keeps_nothing() {
+    for setup in Setup::both(&[("MAX_INLINE_UPLOAD_BYTES", "1024")]).await {
+        let app = &setup.app;
+        let token = app.register("edge@example.com").await.access;
+        let at_limit = vec![b'a'; 1024];
+        let res = upload(app, &token, "a.txt", "text/plain", &at_limit).await;
+        assert_eq!(res.status, StatusCode::CREATED, "{}", res.text());
+        let kept = setup.blobs();
+
+        let over = vec![b'a'; 1025];
+        upload(app, &token, "b.txt", "text/plain", &over)
+            .await
+            .problem(StatusCode::PAYLOAD_TOO_LARGE);
+        assert_eq!(
+            setup.blobs(),
+            kept,
+            "{}: no blob from the refused upload",
+            setup.name()
+        );
+        let listed = app.get("/api/v1/attachments", Some(&token)).await.json();
+        assert_eq!(listed["items"].as_array().unwrap().len(), 1);
+    }
+}
+
+#[tokio::test]
+async fn types_are_sniffed_and_bad_parts_are_refused() {
+    for setup in Setup::both(&[]).await {
+        let app = &setup.app;
+        let token = app.register("types@example.com").await.access;
+        let ok = upload(app, &token, "pixel.png", "image/png", PNG).await;
+        assert_eq!(ok.status, StatusCode::CREATED, "{}", ok.text());
+        // No type but a telling name: guessed from the name, then sniffed.
+        let guessed = upload(
+            app,
+            &token,
+            "main.rs",
+            "application/octet-stream",
+            b"fn main() {}\n",
+        )
+        .await;
+        assert_eq!(guessed.status, StatusCode::CREATED, "{}", guessed.text());
+        assert_eq!(guessed.json()["content_type"], "text/x-rust");
+        let kept = setup.blobs();
+
+        let lying = upload(app, &token, "fake.png", "image/png", b"just text").await;
+        assert_eq!(lying.invalid_fields(), vec!["content_type"]);
+        let pdf_as_text = upload(
+            app,
+            &token,
+            "doc.txt",
+            "text/plain",
+            b"%PDF-1.7\n\0\x01\x02binary",
+        )
+        .await;
+        assert_eq!(pdf_as_text.invalid_fields(), vec!["content_type"]);
+        let exe = upload(
+            app,
+            &token,
+            "tool.exe",
+            "application/x-msdownload",
+            b"MZ\x90\0",
+        )
+        .await;
+        assert_eq!(exe.invalid_fields(), vec!["content_type"]);
+        let empty = upload(app, &token, "empty.txt", "text/plain", b"").await;
+        assert_eq!(empty.invalid_fields(), vec!["file"]);
+        let nameless = upload(app, &token, "../", "text/plain", b"x").await;
+        assert_eq!(nameless.invalid_fields(), vec!["filename"]);
+
+        let (ct, body) = multipart(&[("note", None, None, b"no file here")]);
+        let missing = app
+            .send(
+                Request::builder()
+                    .method(Method::POST)
+                    .uri("/api/v1/attachments")
+                    .header(header::AUTHORIZATION, format!("Bearer {token}"))
+                    .header(header::CONTENT_TYPE, ct)
+                    .body(Body::from(body))
+                    .unwrap(),
+            )
+            .await;
+        assert_eq!(missing.invalid_fields(), vec!["file"]);
+        let (ct, body) = multipart(&[
+            ("file", Some("a.txt"), Some("text/plain"), b"one"),
+            ("file", Some("b.txt"), Some("text/plain"), b"two"),
+        ]);
+        let two = app
+            .send(
+                Request::builder()
+                    .method(Method::POST)
+                    .uri("/api/v1/attachments")
+                    .header(header::AUTHORIZATION, format!("Bearer {token}"))
+                    .header(header::CONTENT_TYPE, ct)
+                    .body(Body::from(body))
+                    .unwrap(),
+            )
+            .await;
+        assert_eq!(two.invalid_fields(), vec!["file"]);
+        let json = app
+            .post("/api/v1/attachments", json!({"file": "x"}), Some(&token))
+            .await;
+        json.problem(StatusCode::UNSUPPORTED_MEDIA_TYPE);
+
+        assert_eq!(
+            setup.blobs(),
+            kept,
+            "{}: refused uploads keep nothing",
+            setup.name()
+        );
+        let listed = app.get("/api/v1/attachments", Some(&token)).await.json();
+        assert_eq!(listed["items"].as_array().unwrap().len(), 2);
+    }
+}
+
+/// PUTs `bytes` to an upload target as a client would (a real HTTP request for S3, the router for
+/// the local store's URL), with `headers` overriding the ones the target asks for.
+async fn put_upload(
+    setup: &Setup,
+    upload: &Value,
+    bytes: &[u8],
+    overrides: &[(&str, &str)],
+) -> u16 {
+    let url = upload["url"].as_str().unwrap();
+    let mut headers: Vec<(String, String)> = upload["headers"]
+        .as_object()
+        .unwrap()
+        .iter()
+        .map(|(k, v)| (k.to_lowercase(), v.as_str().unwrap().to_string()))
+        .filter(|(k, _)| !overrides.iter().any(|(o, _)| o == k))
+        .collect();
+    headers.extend(
+        overrides
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string())),
+    );
+    match &setup.s3 {
+        Some(_) => {
+            let client = reqwest::Client::new();
+            let mut req = client.put(url).body(bytes.to_vec());
+            for (k, v) in headers.iter().filter(|(k, _)| k != "content-length") {
+                req = req.header(k, v);
+            }
+            req.send().await.unwrap().status().as_u16()
+        }
+        None => {
+            let path = url.split_once("//").unwrap().1;
+            let path = &path[path.find('/').unwrap()..];
+            let mut req = Request::builder().method(Method::PUT).uri(path);
+            for (k, v) in headers.iter().filter(|(k, _)| k != "content-length") {
+                req = req.header(k.as_str(), v.as_str());
+            }
+            setup
+                .app
+                .send(req.body(Body::from(bytes.to_vec())).unwrap())
+                .await
+                .status
+                .as_u16()
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_presigned_upload_is_checked_then_completed_on_both_stores() {
+    for setup in Setup::both(&[]).await {
+        let app = &setup.app;
+        let token = app.register("big@example.com").await.access;
+        let bytes: Vec<u8> = "line of a large text file\n".repeat(400).into_bytes();
+        let res = app
+            .post(
+                "/api/v1/attachments/uploads",
+                json!({"filename": "big.txt", "content_type": "text/plain", "size": bytes.len()}),
+                Some(&token),
+            )
+            .await;
+        assert_eq!(res.status, StatusCode::CREATED, "{}", res.text());
+        let started = res.json();
+        let id = started["attachment"]["id"].as_str().unwrap().to_string();
+        assert_eq!(started["attachment"]["status"], "pending");
+        assert_eq!(started["upload"]["method"], "PUT");
+        let upload = &started["upload"];
+
+        // Completing before any PUT: nothing there yet.
+        let early = app
+            .post(
+                &format!("/api/v1/attachments/{id}/complete"),
+                json!({}),
+                Some(&token),
+            )
+            .await;
+        early.problem(StatusCode::CONFLICT);
+
+        // The store itself refuses bytes other than those the URL was made for.
+        let wrong_type = put_upload(&setup, upload, &bytes, &[("content-type", "image/png")]).await;
+        assert_eq!(wrong_type, 403, "{}: another type", setup.name());
+        let shorter = put_upload(&setup, upload, &bytes[1..], &[]).await;
+        assert!(
+            shorter >= 400,
+            "{}: another length answered {shorter}",
+            setup.name()
+        );
+        assert!(
+            setup.blobs().is_empty(),
+            "{}: {:?}",
+            setup.name(),
+            setup.blobs()
+        );
+
+        let ok = put_upload(&setup, upload, &bytes, &[]).await;
+        assert!(ok == 200 || ok == 204, "{}: {ok}", setup.name());
+        let done = app
+            .post(
+                &format!("/api/v1/attachments/{id}/complete"),
+                json!({}),
+                Some(&token),
+            )
+            .await;
+        assert_eq!(done.status, StatusCode::OK, "{}", done.text());
+        let done = done.json();
+        assert_eq!(done["status"], "ready");
+        assert_eq!(done["sha256"], sha256_hex(&bytes));
+        // Completing again is safe and changes nothing.
+        let again = app
+            .post(
+                &format!("/api/v1/attachments/{id}/complete"),
+                json!({}),
+                Some(&token),
+            )
+            .await;
+        assert_eq!(again.json(), done);
+
+        let user_id = app.me(&token).await.json()["id"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        assert_eq!(
+            setup.blobs(),
+            vec![format!("attachments/{user_id}/{id}")],
+            "{}",
+            setup.name()
+        );
+        let (got, _, _) = content(&setup, &token, &id).await;
+        assert_eq!(got, bytes);
+    }
+}
+
+#[tokio::test]
+async fn a_completed_upload_that_is_not_what_it_claimed_is_removed() {
+    for setup in Setup::both(&[]).await {
+        let app = &setup.app;
+        let token = app.register("liar@example.com").await.access;
+        let bytes = b"plain text, not a PDF at all";
+        let started = app
+            .post(
+                "/api/v1/attachments/uploads",
+                json!({"filename": "doc.pdf", "content_type": "application/pdf", "size": bytes.len()}),
+                Some(&token),
+            )
+            .await
+            .json();
+        let id = started["attachment"]["id"].as_str().unwrap().to_string();
+        let put = put_upload(&setup, &started["upload"], bytes, &[]).await;
+        assert!(put == 200 || put == 204, "{}: {put}", setup.name());
+        let res = app
+            .post(
+                &format!("/api/v1/attachments/{id}/complete"),
+                json!({}),
+                Some(&token),
+            )
+            .await;
+        assert_eq!(res.invalid_fields(), vec!["content_type"]);
+        assert!(
+            setup.blobs().is_empty(),
+            "{}: {:?}",
+            setup.name(),
+            setup.blobs()
+        );
+        app.get(&format!("/api/v1/attachments/{id}"), Some(&token))
+            .await
+            .problem(StatusCode::NOT_FOUND);
+    }
+}
+
+#[tokio::test]
+async fn upload_requests_are_validated_and_limited() {
+    let setup = Setup::local(&[("MAX_UPLOAD_BYTES", "5000")]).await;
+    let app = &setup.app;
+    let token = app.register("limits@example.com").await.access;
+    let start = |body: Value| app.post("/api/v1/attachments/uploads", body, Some(&token));
+    let ok = start(json!({"filename": "a.txt", "content_type": "text/plain", "size": 5000})).await;
+    assert_eq!(ok.status, StatusCode::CREATED, "{}", ok.text());
+    let over =
+        start(json!({"filename": "a.txt", "content_type": "text/plain", "size": 5001})).await;
+    assert_eq!(over.invalid_fields(), vec!["size"]);
+    let bad =
+        start(json!({"filename": "", "content_type": "application/x-msdownload", "size": 0})).await;
+    let mut fields = bad.invalid_fields();
+    fields.sort();
+    assert_eq!(fields, vec!["content_type", "filename", "size"]);
+}
+
+#[tokio::test]
+async fn the_local_upload_url_is_bound_to_its_token() {
+    let setup = Setup::local(&[]).await;
+    let app = &setup.app;
+    let token = app.register("tok@example.com").await.access;
+    let started = app
+        .post(
+            "/api/v1/attachments/uploads",
+            json!({"filename": "a.txt", "content_type": "text/plain", "size": 3}),
+            Some(&token),
+        )
+        .await
+        .json();
+    let url = started["upload"]["url"].as_str().unwrap();
+    assert!(url.starts_with("http://"), "{url}");
+    let path = &url[url.find("/api/").unwrap()..];
+    let (base, _) = path.split_once("?token=").unwrap();
+    let put = |uri: String| {
+        app.send(
+            Request::builder()
+                .method(Method::PUT)
+                .uri(uri)
+                .header(header::CONTENT_TYPE, "text/plain")
+                .body(Body::from("abc"))
+                .unwrap(),
+        )
+    };
+    put(base.to_string())
+        .await
+        .problem(StatusCode::UNAUTHORIZED);
+    put(format!("{base}?token=forged"))
+        .await
+        .problem(StatusCode::UNAUTHORIZED);
+    // An access token is not an upload grant.
+    put(format!("{base}?token={token}"))
+        .await
+        .problem(StatusCode::UNAUTHORIZED);
+    // A grant for one upload does not open another.
+    let other = app
+        .post(
+            "/api/v1/attachments/uploads",
+            json!({"filename": "b.txt", "content_type": "text/plain", "size": 3}),
+            Some(&token),
+        )
+        .await
+        .json();
+    let other_id = other["attachment"]["id"].as_str().unwrap();
+    let grant = path.split_once("?token=").unwrap().1;
+    put(format!(
+        "/api/v1/attachments/uploads/{other_id}?token={grant}"
+    ))
+    .await
+    .problem(StatusCode::FORBIDDEN);
+    assert_eq!(put(path.to_string()).await.status, StatusCode::NO_CONTENT);
+}
+
+#[tokio::test]
+async fn another_users_attachment_is_not_found() {
+    let setup = Setup::local(&[]).await;
+    let app = &setup.app;
+    let owner = app.register("owner@example.com").await.access;
+    let other = app.register("other@example.com").await.access;
+    let id = upload(app, &owner, "a.txt", "text/plain", b"mine")
+        .await
+        .json()["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    for (method, path) in [
+        (Method::GET, format!("/api/v1/attachments/{id}")),
+        (Method::GET, format!("/api/v1/attachments/{id}/content")),
+        (Method::POST, format!("/api/v1/attachments/{id}/complete")),
+        (Method::DELETE, format!("/api/v1/attachments/{id}")),
+    ] {
+        let res = app
+            .send(request(method.clone(), &path, Some(&other), None))
+            .await;
+        res.problem(StatusCode::NOT_FOUND);
+    }
+    let listed = app.get("/api/v1/attachments", Some(&other)).await.json();
+    assert!(listed["items"].as_array().unwrap().is_empty());
+    app.get("/api/v1/attachments/not-an-id", Some(&owner))
+        .await
+        .problem(StatusCode::NOT_FOUND);
+    app.get("/api/v1/attachments", None)
+        .await
+        .problem(StatusCode::UNAUTHORIZED);
+    assert_eq!(
+        app.get(&format!("/api/v1/attachments/{id}"), Some(&owner))
+            .await
+            .status,
+        StatusCode::OK
+    );
+}
+
+#[tokio::test]
+async fn health_checks_the_s3_bucket() {
+    let setup = Setup::s3(&[]).await;
+    let health = setup.app.get("/api/v1/health", None).await.json();
+    assert_eq!(health["checks"]["blobs"], "ok", "{health}");
+}
