@@ -127,6 +127,10 @@ pub struct Config {
     pub allowed_upload_types: Vec<String>,
     /// How long a presigned upload URL stays valid.
     pub upload_url_ttl: Duration,
+    /// Attachments per chat message.
+    pub max_chat_attachments: usize,
+    /// Largest attachment sent to a model (Bedrock takes documents up to 4.5 MB, images 3.75 MB).
+    pub max_chat_attachment_bytes: u64,
     pub bootstrap_admin_email: Option<String>,
     /// `None` allows any origin (tokens travel in headers, never cookies); otherwise an allow-list.
     pub cors_allowed_origins: Option<Vec<String>>,
@@ -305,6 +309,8 @@ impl Config {
                 .filter(|t| !t.is_empty())
                 .collect(),
             upload_url_ttl: Duration::from_secs(number(&var, "UPLOAD_URL_TTL_SECONDS", 15 * 60)?),
+            max_chat_attachments: number(&var, "MAX_CHAT_ATTACHMENTS", 10)?,
+            max_chat_attachment_bytes: number(&var, "MAX_CHAT_ATTACHMENT_BYTES", 4_500_000)?,
             bootstrap_admin_email: var("BOOTSTRAP_ADMIN_EMAIL"),
             cors_allowed_origins: var("CORS_ALLOWED_ORIGINS").filter(|v| v.trim() != "*").map(
                 |v| {

@@ -632,3 +632,288 @@ async fn health_checks_the_s3_bucket() {
     let health = setup.app.get("/api/v1/health", None).await.json();
     assert_eq!(health["checks"]["blobs"], "ok", "{health}");
 }
+
+async fn upload_id(
+    app: &TestApp,
+    token: &str,
+    filename: &str,
+    content_type: &str,
+    bytes: &[u8],
+) -> String {
+    let res = upload(app, token, filename, content_type, bytes).await;
+    assert_eq!(res.status, StatusCode::CREATED, "{}", res.text());
+    res.json()["id"].as_str().unwrap().to_string()
+}
+
+#[tokio::test]
+async fn attachments_go_with_one_chat_message_and_show_on_it() {
+    let setup = Setup::local(&[("MAX_CHAT_ATTACHMENTS", "2")]).await;
+    let app = &setup.app;
+    let token = app.register("chatfiles@example.com").await.access;
+    let notes = upload_id(
+        app,
+        &token,
+        "notes.md",
+        "text/markdown",
+        b"# Plan\n- ship\n",
+    )
+    .await;
+    let pixel = upload_id(app, &token, "pixel.png", "image/png", PNG).await;
+
+    let res = app
+        .chat(
+            &token,
+            json!({"message": "Read these", "attachment_ids": [notes, pixel]}),
+            None,
+        )
+        .await;
+    assert_eq!(res.status, StatusCode::OK, "{}", res.text());
+    let turn = res.json();
+    let answer = turn["assistant_message"]["content"].as_str().unwrap();
+    assert!(
+        answer.contains("notes.md (14 bytes, text/markdown)"),
+        "{answer}"
+    );
+    assert!(
+        answer.contains(&format!("pixel.png ({} bytes, image/png)", PNG.len())),
+        "{answer}"
+    );
+    let sent = &turn["user_message"]["attachments"];
+    assert_eq!(sent[0]["id"], notes.as_str());
+    assert_eq!(sent[1]["filename"], "pixel.png");
+
+    let conversation = turn["conversation_id"].as_str().unwrap().to_string();
+    let messages = app.messages(&token, &conversation).await;
+    assert_eq!(messages[0]["attachments"], *sent);
+    assert!(
+        messages[1].get("attachments").is_none(),
+        "answers carry none"
+    );
+    let a = app
+        .get(&format!("/api/v1/attachments/{notes}"), Some(&token))
+        .await
+        .json();
+    assert_eq!(a["conversation_id"], conversation.as_str());
+    assert_eq!(a["message_id"], turn["user_message"]["id"]);
+
+    // Refused, naming the id, and nothing stored: sent before, unknown, another user's, pending,
+    // too many.
+    let other = app.register("someone@example.com").await.access;
+    let theirs = upload_id(app, &other, "theirs.txt", "text/plain", b"not yours").await;
+    let pending = app
+        .post(
+            "/api/v1/attachments/uploads",
+            json!({"filename": "p.txt", "content_type": "text/plain", "size": 3}),
+            Some(&token),
+        )
+        .await
+        .json()["attachment"]["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let fresh = upload_id(app, &token, "fresh.txt", "text/plain", b"fresh").await;
+    for (ids, field) in [
+        (json!([notes]), "attachment_ids[0]"),
+        (
+            json!([fresh, "01900000-0000-7000-8000-000000000000"]),
+            "attachment_ids[1]",
+        ),
+        (json!([theirs]), "attachment_ids[0]"),
+        (json!([pending]), "attachment_ids[0]"),
+        (json!(["nonsense"]), "attachment_ids[0]"),
+        (json!([fresh, notes, pixel]), "attachment_ids"),
+    ] {
+        let res = app
+            .chat(
+                &token,
+                json!({"conversation_id": conversation, "message": "again", "attachment_ids": ids}),
+                None,
+            )
+            .await;
+        assert!(
+            res.invalid_fields().contains(&field.to_string()),
+            "{ids}: {}",
+            res.text()
+        );
+    }
+    assert_eq!(
+        app.messages(&token, &conversation).await.len(),
+        2,
+        "nothing stored"
+    );
+    let f = app
+        .get(&format!("/api/v1/attachments/{fresh}"), Some(&token))
+        .await
+        .json();
+    assert!(f["message_id"].is_null(), "a refused turn attaches nothing");
+}
+
+#[tokio::test]
+async fn deleting_a_conversation_deletes_its_attachments_on_both_stores() {
+    for setup in Setup::both(&[]).await {
+        let app = &setup.app;
+        let token = app.register("cascade@example.com").await.access;
+        let sent = upload_id(app, &token, "a.txt", "text/plain", b"sent").await;
+        let kept = upload_id(app, &token, "b.txt", "text/plain", b"kept").await;
+        let turn = app
+            .chat(
+                &token,
+                json!({"message": "with a file", "attachment_ids": [sent]}),
+                None,
+            )
+            .await
+            .json();
+        let conversation = turn["conversation_id"].as_str().unwrap();
+        assert_eq!(setup.blobs().len(), 2);
+        let res = app
+            .delete(
+                &format!("/api/v1/conversations/{conversation}"),
+                Some(&token),
+            )
+            .await;
+        assert_eq!(res.status, StatusCode::NO_CONTENT);
+        app.get(&format!("/api/v1/attachments/{sent}"), Some(&token))
+            .await
+            .problem(StatusCode::NOT_FOUND);
+        assert_eq!(
+            app.get(&format!("/api/v1/attachments/{kept}"), Some(&token))
+                .await
+                .status,
+            StatusCode::OK
+        );
+        let user_id = app.me(&token).await.json()["id"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        assert_eq!(
+            setup.blobs(),
+            vec![format!("attachments/{user_id}/{kept}")],
+            "{}",
+            setup.name()
+        );
+    }
+}
+
+const PDF: &[u8] =
+    b"%PDF-1.4\n1 0 obj << /Type /Catalog >> endobj\ntrailer << /Root 1 0 R >>\n%%EOF\n";
+
+fn b64(bytes: &[u8]) -> String {
+    use base64::Engine;
+    base64::engine::general_purpose::STANDARD.encode(bytes)
+}
+
+#[tokio::test]
+async fn bedrock_receives_image_and_document_blocks() {
+    use wiremock::{
+        matchers::{method, path_regex},
+        Mock, MockServer, ResponseTemplate,
+    };
+    let server = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(path_regex("^/model/[^/]+/converse$"))
+        .respond_with(
+            ResponseTemplate::new(200)
+                .set_body_json(codechat_api_tests::fakes::bedrock_converse("Seen", 50, 2)),
+        )
+        .mount(&server)
+        .await;
+    let setup = Setup::local(&[
+        ("BEDROCK_ENABLED", "true"),
+        ("BEDROCK_ENDPOINT_URL", &server.uri()),
+        ("AWS_REGION", "us-east-1"),
+        ("AWS_ACCESS_KEY_ID", "AKIDTEST"),
+        ("AWS_SECRET_ACCESS_KEY", "secret"),
+        ("DEFAULT_MODEL", "bedrock/claude-sonnet-4"),
+    ])
+    .await;
+    let app = &setup.app;
+    let token = app.register("bedrock-files@example.com").await.access;
+    let image = upload_id(app, &token, "chart.png", "image/png", PNG).await;
+    let pdf = upload_id(app, &token, "Q3 report (final).pdf", "application/pdf", PDF).await;
+    let notes = upload_id(app, &token, "notes.md", "text/markdown", b"# Notes").await;
+    let res = app
+        .chat(
+            &token,
+            json!({"message": "Summarise", "attachment_ids": [image, pdf, notes]}),
+            None,
+        )
+        .await;
+    assert_eq!(res.status, StatusCode::OK, "{}", res.text());
+
+    let body: Value = server.received_requests().await.unwrap()[0]
+        .body_json()
+        .unwrap();
+    let content = &body["messages"][0]["content"];
+    assert_eq!(
+        content[0],
+        json!({"image": {"format": "png", "source": {"bytes": b64(PNG)}}})
+    );
+    assert_eq!(
+        content[1],
+        json!({"document": {"format": "pdf", "name": "Q3 report (final) pdf (2)", "source": {"bytes": b64(PDF)}}})
+    );
+    assert_eq!(
+        content[2],
+        json!({"document": {"format": "md", "name": "notes md (3)", "source": {"bytes": b64(b"# Notes")}}})
+    );
+    assert_eq!(content[3], json!({"text": "Summarise"}));
+}
+
+#[tokio::test]
+async fn openai_receives_image_and_file_parts_within_the_models_capabilities() {
+    use wiremock::{
+        matchers::{method, path},
+        Mock, MockServer, ResponseTemplate,
+    };
+    let server = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(path("/v1/chat/completions"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(
+            codechat_api_tests::fakes::openai_completion("Seen", 50, 2, 0),
+        ))
+        .mount(&server)
+        .await;
+    let base = format!("{}/v1", server.uri());
+    let setup = Setup::local(&[
+        ("OPENAI_BASE_URL", &base),
+        ("OPENAI_API_KEY", "sk-test"),
+        ("DEFAULT_MODEL", "openai/gpt-4o-mini"),
+    ])
+    .await;
+    let app = &setup.app;
+    let token = app.register("openai-files@example.com").await.access;
+    let image = upload_id(app, &token, "chart.png", "image/png", PNG).await;
+    let notes = upload_id(app, &token, "notes.md", "text/markdown", b"# Notes").await;
+    let pdf = upload_id(app, &token, "report.pdf", "application/pdf", PDF).await;
+
+    // gpt-4o-mini reads images but not documents (the catalog says so): the PDF is refused.
+    let refused = app
+        .chat(
+            &token,
+            json!({"message": "Read", "attachment_ids": [pdf]}),
+            None,
+        )
+        .await;
+    assert_eq!(refused.invalid_fields(), vec!["attachment_ids[0]"]);
+    assert!(server.received_requests().await.unwrap().is_empty());
+
+    let res = app
+        .chat(
+            &token,
+            json!({"message": "Describe", "attachment_ids": [image, notes]}),
+            None,
+        )
+        .await;
+    assert_eq!(res.status, StatusCode::OK, "{}", res.text());
+    let body: Value = server.received_requests().await.unwrap()[0]
+        .body_json()
+        .unwrap();
+    assert_eq!(
+        body["messages"][1]["content"],
+        json!([
+            {"type": "image_url", "image_url": {"url": format!("data:image/png;base64,{}", b64(PNG))}},
+            {"type": "text", "text": "File notes.md:\n# Notes"},
+            {"type": "text", "text": "Describe"},
+        ])
+    );
+}

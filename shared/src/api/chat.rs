@@ -23,7 +23,7 @@ use crate::{
         ApiJson,
     },
     idempotency::{self, Begin, IdempotencyKey},
-    ids::ConversationId,
+    ids::{AttachmentId, ConversationId},
     state::AppState,
 };
 
@@ -84,16 +84,28 @@ impl TryFrom<(ChatRequest, &AppState)> for ChatInput {
         if body.max_tokens == Some(0) {
             errors.push(FieldError::new("max_tokens", "must be at least 1"));
         }
-        // Agents and attachments arrive with their own capabilities; until then no id names one.
+        // Agents arrive with their own capability; until then no id names one.
         if body.agent_id.is_some() {
             errors.push(FieldError::new("agent_id", "no such agent"));
         }
-        if body
-            .attachment_ids
-            .as_ref()
-            .is_some_and(|ids| !ids.is_empty())
-        {
-            errors.push(FieldError::new("attachment_ids", "no such attachment"));
+        let mut attachment_ids = Vec::new();
+        let max_attachments = state.config().max_chat_attachments;
+        let raw_ids = body.attachment_ids.unwrap_or_default();
+        if raw_ids.len() > max_attachments {
+            errors.push(FieldError::new(
+                "attachment_ids",
+                format!("at most {max_attachments} attachments per message"),
+            ));
+        }
+        for (i, raw) in raw_ids.iter().enumerate() {
+            match raw.parse::<AttachmentId>() {
+                Ok(id) if !attachment_ids.contains(&id) => attachment_ids.push(id),
+                Ok(_) => {}
+                Err(_) => errors.push(FieldError::new(
+                    format!("attachment_ids[{i}]"),
+                    "no such attachment",
+                )),
+            }
         }
         let model = body
             .model
@@ -106,6 +118,10 @@ impl TryFrom<(ChatRequest, &AppState)> for ChatInput {
             model,
             temperature: body.temperature,
             max_tokens: body.max_tokens,
+            attachments: chat::AttachmentsInput {
+                ids: attachment_ids,
+                max_bytes: state.config().max_chat_attachment_bytes,
+            },
         })
     }
 }
@@ -173,7 +189,7 @@ async fn post_chat(
     };
 
     let started = match ChatInput::try_from((body, &state)) {
-        Ok(input) => chat::start(&conn, state.catalog(), user.id, input).await,
+        Ok(input) => chat::start(&conn, state.catalog(), state.blobs(), user.id, input).await,
         Err(e) => Err(e),
     };
     let started = match started {

@@ -14,7 +14,7 @@ use crate::{
     error::{Error, FieldError, FieldErrors, Problem, Result},
     function::{Function, Limits, Transport},
     http::{record_conversation, ApiJson, ApiQuery},
-    ids::{ConversationId, MessageId},
+    ids::{AttachmentId, ConversationId, MessageId},
     kinds::{MessageRole, MessageStatus},
     models::Catalog,
     pagination::{PageQuery, Paginated},
@@ -90,6 +90,19 @@ pub struct MessageOut {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
     pub created_at: String,
+    /// The files sent with the message (user messages that had any).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub attachments: Vec<MessageAttachment>,
+}
+
+/// An attachment as a message lists it; `GET /attachments/{id}` has the rest.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct MessageAttachment {
+    #[schema(value_type = String)]
+    pub id: AttachmentId,
+    pub filename: String,
+    pub content_type: String,
+    pub size: i64,
 }
 
 impl From<Message> for MessageOut {
@@ -103,6 +116,16 @@ impl From<Message> for MessageOut {
             model: m.model,
             error: m.error,
             created_at: m.created_at,
+            attachments: m
+                .attachments
+                .into_iter()
+                .map(|a| MessageAttachment {
+                    id: a.id,
+                    filename: a.filename,
+                    content_type: a.content_type,
+                    size: a.size,
+                })
+                .collect(),
         }
     }
 }

@@ -104,6 +104,7 @@ fn turns(messages: &[&Message]) -> Vec<Turn> {
             _ => out.push(Turn {
                 speaker,
                 text: m.content.clone(),
+                files: Vec::new(),
             }),
         }
     }
@@ -137,6 +138,7 @@ pub fn summary_request(model: &Model, previous: Option<&str>, older: &[Message])
         )),
         turns: vec![Turn {
             speaker: Speaker::User,
+            files: Vec::new(),
             text: transcript,
         }],
         temperature: Some(0.0),

@@ -12,14 +12,18 @@ use std::time::Duration;
 use tokio::{sync::mpsc, time::Instant};
 
 use crate::{
+    blobs::{BlobKey, BlobStore},
     config::Config,
     conversations::{self, NewConversationInput, Title},
-    error::{Error, FieldError, Result},
-    ids::{ConversationId, MessageId, UserId},
-    kinds::{MessageRole, MessageStatus},
+    error::{Error, FieldError, FieldErrors, Result},
+    ids::{AttachmentId, ConversationId, MessageId, UserId},
+    kinds::{AttachmentStatus, MessageRole, MessageStatus},
     models::{Catalog, Model},
-    providers::{ModelRequest, ProviderError, Providers, RetryPolicy, StreamEvent, TokenUsage},
-    store::{Conn, Conversation, Message, NewMessage, UsageRecord},
+    providers::{
+        FileKind, FilePart, ModelRequest, ProviderError, Providers, RetryPolicy, StreamEvent,
+        TokenUsage,
+    },
+    store::{AttachmentRef, Conn, Conversation, Message, NewMessage, UsageRecord},
 };
 
 /// The most messages read to build a turn's context. Older unsummarised messages beyond this are
@@ -34,6 +38,14 @@ pub struct ChatInput {
     pub model: Option<Model>,
     pub temperature: Option<f32>,
     pub max_tokens: Option<u32>,
+    pub attachments: AttachmentsInput,
+}
+
+/// The attachments to send with the message (distinct ids), and the largest one a model is sent.
+#[derive(Debug, Default)]
+pub struct AttachmentsInput {
+    pub ids: Vec<AttachmentId>,
+    pub max_bytes: u64,
 }
 
 /// How a turn treats its provider: retries before any output, the longest silence in a stream, and
@@ -80,6 +92,7 @@ pub struct Outcome {
 pub async fn start(
     conn: &Conn,
     catalog: &Catalog,
+    blobs: &BlobStore,
     user_id: UserId,
     input: ChatInput,
 ) -> Result<Started> {
@@ -111,6 +124,11 @@ pub async fn start(
         .into());
     }
 
+    // The files are checked and read before anything is stored: a refused or unreadable one
+    // leaves no message behind.
+    let (attached, files) =
+        attachment_files(conn, blobs, user_id, &model, &input.attachments).await?;
+
     // One statement stores the user message (and, for a new chat, the conversation with it).
     let message = |conversation_id| NewMessage {
         id: MessageId::new(),
@@ -121,7 +139,7 @@ pub async fn start(
         model: None,
         error: None,
     };
-    let (conversation, user_message, mut history) = match existing {
+    let (conversation, mut user_message, mut history) = match existing {
         Some((conversation, history)) => {
             let stored = conn.append_message(message(conversation.id)).await?;
             (conversation, stored, history)
@@ -136,6 +154,12 @@ pub async fn start(
             (conversation, stored, Vec::new())
         }
     };
+    if !attached.is_empty() {
+        let ids: Vec<AttachmentId> = attached.iter().map(|a| a.id).collect();
+        conn.attach_to_message(user_id, &ids, conversation.id, user_message.id)
+            .await?;
+        user_message.attachments = attached;
+    }
     history.push(user_message.clone());
     let mut plan = context::plan(
         &model,
@@ -144,6 +168,9 @@ pub async fn start(
         max_tokens,
         input.temperature,
     );
+    if let Some(last) = plan.request.turns.last_mut() {
+        last.files = files;
+    }
     // A long newest message may leave less room than asked for: the answer gets what fits.
     plan.request.max_tokens = context::answer_room(&model, &plan.request).clamp(1, max_tokens);
     Ok(Started {
@@ -152,6 +179,82 @@ pub async fn start(
         model,
         plan,
     })
+}
+
+/// The attachments named for a message, checked (the user's own, ready, not sent before, within the
+/// size a model takes, of a kind the model reads) and read from the blob store.
+async fn attachment_files(
+    conn: &Conn,
+    blobs: &BlobStore,
+    user_id: UserId,
+    model: &Model,
+    input: &AttachmentsInput,
+) -> Result<(Vec<AttachmentRef>, Vec<FilePart>)> {
+    if input.ids.is_empty() {
+        return Ok((Vec::new(), Vec::new()));
+    }
+    let found = conn.attachments_by_ids(user_id, &input.ids).await?;
+    let mut errors = FieldErrors::default();
+    let mut chosen = Vec::new();
+    for (i, id) in input.ids.iter().enumerate() {
+        let field = format!("attachment_ids[{i}]");
+        let Some(a) = found.iter().find(|a| a.id == *id) else {
+            errors.push(FieldError::new(field, "no such attachment"));
+            continue;
+        };
+        let kind = if a.content_type.starts_with("image/") {
+            FileKind::Image
+        } else if a.content_type == "application/pdf" {
+            FileKind::Pdf
+        } else {
+            FileKind::Text
+        };
+        let problem = if a.status != AttachmentStatus::Ready {
+            Some("is not complete yet".to_string())
+        } else if a.message_id.is_some() {
+            Some("was already sent with another message".to_string())
+        } else if a.size as u64 > input.max_bytes {
+            Some(format!(
+                "is larger than the {} bytes a model is sent",
+                input.max_bytes
+            ))
+        } else if kind == FileKind::Image && !model.capabilities.vision {
+            Some(format!(
+                "is an image, and {} does not read images",
+                model.id
+            ))
+        } else if kind == FileKind::Pdf && !model.capabilities.documents {
+            Some(format!(
+                "is a PDF, and {} does not read documents",
+                model.id
+            ))
+        } else {
+            None
+        };
+        match problem {
+            Some(p) => errors.push(FieldError::new(field, p)),
+            None => chosen.push((a, kind)),
+        }
+    }
+    errors.finish()?;
+    let mut refs = Vec::with_capacity(chosen.len());
+    let mut files = Vec::with_capacity(chosen.len());
+    for (a, kind) in chosen {
+        let bytes = blobs.read_all(&BlobKey::attachment(user_id, a.id)).await?;
+        refs.push(AttachmentRef {
+            id: a.id,
+            filename: a.filename.clone(),
+            content_type: a.content_type.clone(),
+            size: a.size,
+        });
+        files.push(FilePart {
+            name: a.filename.clone(),
+            media_type: a.content_type.clone(),
+            kind,
+            bytes: bytes.into(),
+        });
+    }
+    Ok((refs, files))
 }
 
 /// Calls the model and stores the answer. With `deltas`, the answer is streamed: each text delta is

@@ -88,11 +88,14 @@ impl Bedrock {
             .turns
             .iter()
             .map(|t| {
-                Message::builder()
-                    .role(match t.speaker {
-                        Speaker::User => ConversationRole::User,
-                        Speaker::Assistant => ConversationRole::Assistant,
-                    })
+                let mut message = Message::builder().role(match t.speaker {
+                    Speaker::User => ConversationRole::User,
+                    Speaker::Assistant => ConversationRole::Assistant,
+                });
+                for (i, file) in t.files.iter().enumerate() {
+                    message = message.content(file_block(i, file)?);
+                }
+                message
                     .content(ContentBlock::Text(t.text.clone()))
                     .build()
                     .map_err(|e| ProviderError::Rejected(e.to_string()))
@@ -268,4 +271,63 @@ where
         }
         _ => ProviderError::Unavailable(DisplayErrorContext(&e).to_string()),
     }
+}
+
+/// A file as a Converse content block: images as `image`, PDFs and text as `document`.
+fn file_block(index: usize, file: &super::FilePart) -> Result<ContentBlock, ProviderError> {
+    use aws_sdk_bedrockruntime::{
+        primitives::Blob,
+        types::{
+            DocumentBlock, DocumentFormat, DocumentSource, ImageBlock, ImageFormat, ImageSource,
+        },
+    };
+    let rejected =
+        |e: aws_sdk_bedrockruntime::error::BuildError| ProviderError::Rejected(e.to_string());
+    let bytes = Blob::new(file.bytes.to_vec());
+    Ok(match file.kind {
+        super::FileKind::Image => ContentBlock::Image(
+            ImageBlock::builder()
+                .format(match file.media_type.as_str() {
+                    "image/png" => ImageFormat::Png,
+                    "image/gif" => ImageFormat::Gif,
+                    "image/webp" => ImageFormat::Webp,
+                    _ => ImageFormat::Jpeg,
+                })
+                .source(ImageSource::Bytes(bytes))
+                .build()
+                .map_err(rejected)?,
+        ),
+        super::FileKind::Pdf | super::FileKind::Text => ContentBlock::Document(
+            DocumentBlock::builder()
+                .format(match (file.kind, file.media_type.as_str()) {
+                    (super::FileKind::Pdf, _) => DocumentFormat::Pdf,
+                    (_, "text/markdown") => DocumentFormat::Md,
+                    (_, "text/csv") => DocumentFormat::Csv,
+                    (_, "text/html") => DocumentFormat::Html,
+                    _ => DocumentFormat::Txt,
+                })
+                .name(document_name(index, &file.name))
+                .source(DocumentSource::Bytes(bytes))
+                .build()
+                .map_err(rejected)?,
+        ),
+    })
+}
+
+/// Converse takes document names of letters, digits, single spaces, hyphens, parentheses and square
+/// brackets, unique within the request: other characters become spaces, and the position makes
+/// the name unique.
+fn document_name(index: usize, filename: &str) -> String {
+    let mut name = String::new();
+    for c in filename.chars() {
+        let c = if c.is_ascii_alphanumeric() || "-()[]".contains(c) {
+            c
+        } else {
+            ' '
+        };
+        if !(c == ' ' && (name.is_empty() || name.ends_with(' '))) {
+            name.push(c);
+        }
+    }
+    format!("{} ({})", name.trim_end(), index + 1)
 }

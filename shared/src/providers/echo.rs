@@ -19,19 +19,28 @@ impl Echo {
     }
 
     fn reply(request: &ModelRequest) -> String {
-        let last = request
+        let last_turn = request
             .turns
             .iter()
             .rev()
-            .find(|t| t.speaker == Speaker::User)
-            .map(|t| t.text.as_str())
-            .unwrap_or("");
+            .find(|t| t.speaker == Speaker::User);
+        let last = last_turn.map(|t| t.text.as_str()).unwrap_or("");
         // A summarisation request asks for a summary; answer with a deterministic digest.
         if request.purpose == Purpose::Summary {
             let words: Vec<&str> = last.split_whitespace().take(40).collect();
             return format!("Summary (offline echo model): {}", words.join(" "));
         }
-        format!("Echo (offline model, no AI): {last}")
+        let mut reply = format!("Echo (offline model, no AI): {last}");
+        // Files are acknowledged by name and size, so the attachment flow is visible offline.
+        let files = last_turn.map(|t| t.files.as_slice()).unwrap_or_default();
+        if !files.is_empty() {
+            let listed: Vec<String> = files
+                .iter()
+                .map(|f| format!("{} ({} bytes, {})", f.name, f.bytes.len(), f.media_type))
+                .collect();
+            reply.push_str(&format!("\n\nAttachments received: {}", listed.join(", ")));
+        }
+        reply
     }
 
     /// The reply, cut to the request's output budget.
@@ -93,6 +102,7 @@ mod tests {
             turns: vec![Turn {
                 speaker: Speaker::User,
                 text: text.into(),
+                files: Vec::new(),
             }],
             temperature: None,
             max_tokens: 100,

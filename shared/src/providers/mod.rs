@@ -28,6 +28,28 @@ pub enum Speaker {
 pub struct Turn {
     pub speaker: Speaker,
     pub text: String,
+    /// Files sent with this turn (the newest user turn only).
+    pub files: Vec<FilePart>,
+}
+
+/// How a file reaches a model.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FileKind {
+    /// Image content (vision models): PNG, JPEG, GIF or WebP.
+    Image,
+    /// A PDF document (models with document input).
+    Pdf,
+    /// UTF-8 text (plain, Markdown, CSV, JSON, source code): a document where the provider takes
+    /// them, else text.
+    Text,
+}
+
+#[derive(Debug, Clone)]
+pub struct FilePart {
+    pub name: String,
+    pub media_type: String,
+    pub kind: FileKind,
+    pub bytes: bytes::Bytes,
 }
 
 /// Rough token count (four characters a token): what the offline model reports, what context

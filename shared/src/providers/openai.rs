@@ -42,7 +42,11 @@ impl OpenAi {
                 Speaker::User => "user",
                 Speaker::Assistant => "assistant",
             };
-            messages.push(json!({"role": role, "content": turn.text}));
+            if turn.files.is_empty() {
+                messages.push(json!({"role": role, "content": turn.text}));
+            } else {
+                messages.push(json!({"role": role, "content": content_parts(turn)}));
+            }
         }
         let mut body = json!({
             "model": model.provider_model_id,
@@ -284,4 +288,35 @@ mod tests {
             })
         );
     }
+}
+
+/// A turn with files as Chat Completions content parts: images as data URLs, PDFs as `file` parts,
+/// text files as text (named), then the message itself.
+fn content_parts(turn: &super::Turn) -> Value {
+    use base64::Engine;
+    let data_url = |f: &super::FilePart| {
+        format!(
+            "data:{};base64,{}",
+            f.media_type,
+            base64::engine::general_purpose::STANDARD.encode(&f.bytes)
+        )
+    };
+    let mut parts: Vec<Value> = turn
+        .files
+        .iter()
+        .map(|f| match f.kind {
+            super::FileKind::Image => {
+                json!({"type": "image_url", "image_url": {"url": data_url(f)}})
+            }
+            super::FileKind::Pdf => {
+                json!({"type": "file", "file": {"filename": f.name, "file_data": data_url(f)}})
+            }
+            super::FileKind::Text => json!({
+                "type": "text",
+                "text": format!("File {}:\n{}", f.name, String::from_utf8_lossy(&f.bytes)),
+            }),
+        })
+        .collect();
+    parts.push(json!({"type": "text", "text": turn.text}));
+    Value::Array(parts)
 }

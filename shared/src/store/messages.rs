@@ -17,6 +17,17 @@ pub struct Message {
     pub model: Option<String>,
     pub error: Option<String>,
     pub created_at: String,
+    /// The files sent with the message (user messages only).
+    pub attachments: Vec<AttachmentRef>,
+}
+
+/// An attachment as a message shows it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize)]
+pub struct AttachmentRef {
+    pub id: crate::ids::AttachmentId,
+    pub filename: String,
+    pub content_type: String,
+    pub size: i64,
 }
 
 pub struct NewMessage<'a> {
@@ -43,13 +54,19 @@ impl NewMessage<'_> {
             model: self.model.map(str::to_string),
             error: self.error.map(str::to_string),
             created_at,
+            attachments: Vec::new(),
         }
     }
 }
 
-pub(super) const MESSAGE_COLUMN_COUNT: usize = 9;
+pub(super) const MESSAGE_COLUMN_COUNT: usize = 10;
+/// The last column lists the message's attachments as JSON (an index probe per message; `[]` for
+/// most), so a page of messages shows them without a second query.
 pub(super) const MESSAGE_COLUMNS: &str =
-    "m.seq, m.id, m.conversation_id, m.role, m.content, m.status, m.model, m.error, m.created_at";
+    "m.seq, m.id, m.conversation_id, m.role, m.content, m.status, m.model, m.error, m.created_at,
+     (SELECT json_group_array(json_object('id', a.id, 'filename', a.filename,
+                                          'content_type', a.content_type, 'size', a.size))
+      FROM attachments a WHERE a.message_id = m.id)";
 
 fn message_from_row(row: &Row) -> StoreResult<Message> {
     message_at(row, 0)
@@ -67,6 +84,10 @@ pub(super) fn message_at(row: &Row, at: i32) -> StoreResult<Message> {
         model: col(row, at + 6, "messages.model")?,
         error: col(row, at + 7, "messages.error")?,
         created_at: col(row, at + 8, "messages.created_at")?,
+        attachments: {
+            let json: String = col(row, at + 9, "messages.attachments")?;
+            serde_json::from_str(&json).map_err(|_| StoreError::Corrupt("messages.attachments"))?
+        },
     })
 }
 
@@ -77,7 +98,7 @@ impl Conn {
         let rows = self.query(
                 "INSERT INTO messages (id, conversation_id, role, content, status, model, error, created_at)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)
-                 RETURNING seq, id, conversation_id, role, content, status, model, error, created_at",
+                 RETURNING seq, id, conversation_id, role, content, status, model, error, created_at, '[]'",
                 libsql::params![
                     new.id,
                     new.conversation_id,
