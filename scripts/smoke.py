@@ -113,6 +113,7 @@ def flow():
     renamed = expect("patch me", 200, call("PATCH", "/users/me", {"display_name": "Smoke"}, token=login["access_token"]))
     assert renamed["display_name"] == "Smoke", renamed
     chat_flow(login["access_token"])
+    attachments_flow(login["access_token"])
     refreshed = expect("refresh", 200, call("POST", "/auth/refresh", {"refresh_token": login["refresh_token"]}))
     expect("refresh reuse", 401, call("POST", "/auth/refresh", {"refresh_token": login["refresh_token"]}))
     fresh = expect("login again", 200, call("POST", "/auth/login", {"email": email, "password": password}))
@@ -165,6 +166,51 @@ def chat_flow(token):
     usage = expect("usage", 200, call("GET", f"/conversations/{conversation_id}/usage", token=token))
     assert usage["total"]["output_tokens"] > 0, usage
     expect("chat too long", 422, call("POST", "/chat", {"message": "x" * 32001}, token=token))
+
+
+PNG = (b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR\x00\x00\x00\x01\x00\x00\x00\x01\x08\x06\x00\x00\x00\x1f\x15\xc4\x89"
+       b"\x00\x00\x00\rIDATx\x9cc\xf8\xff\xff?\x00\x05\xfe\x02\xfe\xa75\x81\x84\x00\x00\x00\x00IEND\xaeB`\x82")
+
+
+def raw_call(method, url, data, headers):
+    req = urllib.request.Request(url, data=data, method=method, headers=headers)
+    try:
+        with urllib.request.urlopen(req, timeout=120) as res:
+            return res.status, res.headers, res.read()
+    except urllib.error.HTTPError as e:
+        return e.code, e.headers, e.read()
+
+
+def attachments_flow(token):
+    """An inline upload (multipart, binary bytes), a presigned-style upload to the URL the API hands
+    out, the bytes read back, the file sent with a chat message, and deleted."""
+    boundary = "smoke-" + uuid.uuid4().hex
+    body = (f"--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"pixel.png\"\r\n"
+            f"Content-Type: image/png\r\n\r\n").encode() + PNG + f"\r\n--{boundary}--\r\n".encode()
+    auth = {"Authorization": f"Bearer {token}"}
+    inline = expect("inline upload (binary)", 201, raw_call(
+        "POST", BASE + "/attachments", body, {**auth, "Content-Type": f"multipart/form-data; boundary={boundary}"}))
+    assert inline["size"] == len(PNG) and inline["content_type"] == "image/png", inline
+    code, _, got = raw_call("GET", BASE + f"/attachments/{inline['id']}/content", None, auth)
+    assert code == 200 and got == PNG, (code, got[:50])
+    print("smoke: ok   attachment content round trip")
+
+    text = ("A larger text file.\n" * 500).encode()
+    started = expect("start upload", 201, call("POST", "/attachments/uploads",
+                                               {"filename": "big.txt", "content_type": "text/plain", "size": len(text)}, token=token))
+    upload = started["upload"]
+    code, _, raw = raw_call(upload["method"], upload["url"], text, upload["headers"])
+    assert code in (200, 204), (code, raw[:300])
+    print(f"smoke: ok   PUT to the upload URL -> {code}")
+    done = expect("complete upload", 200, call("POST", f"/attachments/{started['attachment']['id']}/complete", {}, token=token))
+    assert done["status"] == "ready", done
+
+    turn = expect("chat with attachments", 200, call("POST", "/chat", {
+        "message": "What is in these?", "attachment_ids": [inline["id"], done["id"]]}, token=token))
+    answer = turn["assistant_message"]["content"]
+    assert "pixel.png" in answer and "big.txt" in answer, answer
+    expect("delete attachment", 204, call("DELETE", f"/attachments/{inline['id']}", token=token))
+    expect("deleted attachment", 404, call("GET", f"/attachments/{inline['id']}", token=token))
 
 
 def start_sqld():
