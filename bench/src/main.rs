@@ -4,6 +4,7 @@
 //! Nagle off) which hands out API Gateway events and times the answers. Printed, medians unless noted:
 //! - init (process spawn until the first poll), peak RSS and binary size per function;
 //! - per-invoke time per route on the local store, and the same routes in-process (no transport);
+//! - attachments: a 5 MiB inline upload (time, RSS growth) on both blob stores, the presigned flow;
 //! - the auth routes (argon2) at the CPU Lambda gives each memory size, with their price;
 //! - store round trips per route against the libSQL server (`../shared/tools/sqld`) through a proxy
 //!   adding 5 ms each way, and their time;
@@ -11,14 +12,16 @@
 //! - the machine's load before and after, since these machines are shared and noisy.
 //!
 //! Run: `cargo run --release -p bench` (builds the function binaries in release mode first);
-//! `-- --load-only` runs only the instances-at-once section; `-- --in-process-only` only the chat
-//! turn in-process (no release binaries are built), for profiling.
+//! `-- --load-only` runs only the instances-at-once section, `-- --uploads-only` only the
+//! attachments, `-- --in-process-only` only the chat turn in-process (no release binaries are
+//! built), for profiling.
 
 mod cpu;
 mod in_process;
 mod load;
 mod runtime;
 mod seed;
+mod uploads;
 
 use std::{
     cell::RefCell,
@@ -221,6 +224,7 @@ impl RemoteStore {
             data_dir: data.join("remote"),
             libsql_url: Some(proxy.url()),
             libsql_auth_token: Some(sqld.token()),
+            env: Vec::new(),
         };
         Some(RemoteStore {
             _sqld: sqld,
@@ -558,6 +562,11 @@ async fn main() {
     let data = std::env::temp_dir().join(format!("codechat-bench-{}", std::process::id()));
     std::fs::create_dir_all(&data).unwrap();
     let local = StoreTarget::local(&data);
+    if std::env::args().any(|a| a == "--uploads-only") {
+        uploads::print(&uploads::measure(&binary, &data).await);
+        let _ = std::fs::remove_dir_all(&data);
+        return;
+    }
     if std::env::args().any(|a| a == "--load-only") {
         let remote = RemoteStore::start(&data).await;
         let loads = instances_at_once(&binary, &data, remote.as_ref()).await;
@@ -842,6 +851,9 @@ async fn main() {
     }
     drop(app);
 
+    eprintln!("bench: attachments");
+    let upload_rows = uploads::measure(&binary, &data).await;
+
     eprintln!("bench: auth per memory size");
     let memory_sizes = auth_at_memory_sizes(&binary("auth"), &data).await;
 
@@ -935,6 +947,7 @@ async fn main() {
         }
         None => println!("\nRemote libSQL: skipped (../shared/tools/sqld is absent)"),
     }
+    uploads::print(&upload_rows);
     println!("\ninit = process start until the first poll of the Runtime API ({COLD_STARTS} starts each).");
 
     // Last, after everything else is printed: the heaviest section on a small machine.

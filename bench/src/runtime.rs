@@ -116,6 +116,8 @@ pub struct StoreTarget {
     pub data_dir: PathBuf,
     pub libsql_url: Option<String>,
     pub libsql_auth_token: Option<String>,
+    /// More environment for the function (the blob store, limits).
+    pub env: Vec<(String, String)>,
 }
 
 impl StoreTarget {
@@ -124,6 +126,7 @@ impl StoreTarget {
             data_dir: data_dir.to_path_buf(),
             libsql_url: None,
             libsql_auth_token: None,
+            env: Vec::new(),
         }
     }
 }
@@ -184,6 +187,7 @@ impl Function {
             .env("JWT_SECRET", JWT_SECRET)
             .env("RUST_LOG", "info")
             .env("ECHO_DELAY_MS", "0")
+            .envs(store.env.iter().map(|(k, v)| (k, v)))
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .kill_on_drop(true)

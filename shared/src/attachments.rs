@@ -330,7 +330,7 @@ pub async fn upload_inline(
                     limit: rules.max_inline_bytes as usize,
                 });
             }
-            writer.write(&chunk).await.map_err(blob_error)?;
+            writer.write(chunk).await.map_err(blob_error)?;
         }
         if seen.size == 0 {
             return Err(Error::invalid("file", "is empty"));
@@ -507,7 +507,7 @@ pub async fn receive_upload(
                     "the body is longer than the upload URL was made for",
                 ));
             }
-            writer.write(&chunk).await.map_err(blob_error)?;
+            writer.write(chunk).await.map_err(blob_error)?;
         }
         if size != grant.size {
             return Err(Error::Forbidden(

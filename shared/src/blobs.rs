@@ -89,17 +89,19 @@ enum Sink {
         target: PathBuf,
         file: tokio::fs::File,
     },
-    /// S3 takes one PUT of a known length; callers bound what they write (the inline limit).
-    Memory(bytes::BytesMut),
+    /// S3 takes one PUT of a known length; callers bound what they write (the inline limit). The
+    /// chunks are kept as they came: a file that arrives in one chunk (a Lambda event's body) is
+    /// sent without a copy.
+    Memory(Vec<Bytes>),
 }
 
 impl BlobWriter<'_> {
-    pub async fn write(&mut self, chunk: &[u8]) -> Result<(), BlobError> {
+    pub async fn write(&mut self, chunk: Bytes) -> Result<(), BlobError> {
         use tokio::io::AsyncWriteExt;
         match &mut self.sink {
-            Sink::File { file, .. } => file.write_all(chunk).await.map_err(io),
-            Sink::Memory(buf) => {
-                buf.extend_from_slice(chunk);
+            Sink::File { file, .. } => file.write_all(&chunk).await.map_err(io),
+            Sink::Memory(chunks) => {
+                chunks.push(chunk);
                 Ok(())
             }
         }
@@ -124,10 +126,12 @@ impl BlobWriter<'_> {
                 }
                 done.map_err(io)
             }
-            Sink::Memory(buf) => {
-                self.store
-                    .put(&self.key, &self.content_type, buf.freeze())
-                    .await
+            Sink::Memory(mut chunks) => {
+                let whole = match chunks.len() {
+                    1 => chunks.remove(0),
+                    _ => chunks.concat().into(),
+                };
+                self.store.put(&self.key, &self.content_type, whole).await
             }
         }
     }
@@ -274,7 +278,7 @@ impl BlobStore {
                 }
             }
             Backend::NotConfigured => return Err(BlobError::NotConfigured),
-            Backend::S3 { .. } => Sink::Memory(bytes::BytesMut::new()),
+            Backend::S3 { .. } => Sink::Memory(Vec::new()),
         };
         Ok(BlobWriter {
             store: self,

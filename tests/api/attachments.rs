@@ -917,3 +917,50 @@ async fn openai_receives_image_and_file_parts_within_the_models_capabilities() {
         ])
     );
 }
+
+#[tokio::test]
+async fn pending_uploads_past_their_deadline_are_swept_with_their_blobs() {
+    let setup = Setup::local(&[]).await;
+    let app = &setup.app;
+    let token = app.register("sweep@example.com").await.access;
+    let start = || {
+        app.post(
+            "/api/v1/attachments/uploads",
+            json!({"filename": "a.txt", "content_type": "text/plain", "size": 3}),
+            Some(&token),
+        )
+    };
+    let abandoned = start().await.json();
+    assert_eq!(
+        put_upload(&setup, &abandoned["upload"], b"abc", &[]).await,
+        204
+    );
+    assert_eq!(setup.blobs().len(), 1);
+    let id = abandoned["attachment"]["id"].as_str().unwrap().to_string();
+
+    // Its deadline passes (as if a day went by): the next upload to start sweeps it.
+    let db = libsql::Builder::new_local(app.data_dir().join("codechat.db"))
+        .build()
+        .await
+        .unwrap();
+    db.connect()
+        .unwrap()
+        .execute(
+            "UPDATE attachments SET expires_at = '2000-01-01T00:00:00.000000Z' WHERE id = ?1",
+            [id.as_str()],
+        )
+        .await
+        .unwrap();
+    let next = start().await;
+    assert_eq!(next.status, StatusCode::CREATED);
+    app.get(&format!("/api/v1/attachments/{id}"), Some(&token))
+        .await
+        .problem(StatusCode::NOT_FOUND);
+    assert!(setup.blobs().is_empty(), "{:?}", setup.blobs());
+    let listed = app.get("/api/v1/attachments", Some(&token)).await.json();
+    assert_eq!(
+        listed["items"].as_array().unwrap().len(),
+        1,
+        "the new one stays"
+    );
+}
