@@ -28,6 +28,21 @@ impl BlobKey {
         BlobKey(format!("uploads/{user}/{id}"))
     }
 
+    /// A project's binary file (a fresh id per write: a replaced file's old blob is removed after
+    /// the row points at the new one).
+    pub fn project_file(
+        user: impl std::fmt::Display,
+        project: impl std::fmt::Display,
+        id: impl std::fmt::Display,
+    ) -> Self {
+        BlobKey(format!("projects/{user}/{project}/{id}"))
+    }
+
+    /// A key this service made and stored in a row, read back.
+    pub fn stored(key: &str) -> Self {
+        BlobKey(key.to_string())
+    }
+
     pub fn as_str(&self) -> &str {
         &self.0
     }

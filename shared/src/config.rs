@@ -127,6 +127,14 @@ pub struct Config {
     pub allowed_upload_types: Vec<String>,
     /// How long a presigned upload URL stays valid.
     pub upload_url_ttl: Duration,
+    /// Largest project file (a PUT's body, an import's or an archive's entry).
+    pub max_project_file_bytes: u64,
+    /// Files in a project (and entries in an uploaded zip).
+    pub max_zip_entries: usize,
+    /// Bytes in a project (and inflated bytes of an uploaded zip, counted while inflating).
+    pub max_zip_uncompressed_bytes: u64,
+    /// Largest `POST /projects/import` body.
+    pub max_project_import_bytes: usize,
     /// Attachments per chat message.
     pub max_chat_attachments: usize,
     /// Largest attachment sent to a model (Bedrock takes documents up to 4.5 MB, images 3.75 MB).
@@ -309,6 +317,14 @@ impl Config {
                 .filter(|t| !t.is_empty())
                 .collect(),
             upload_url_ttl: Duration::from_secs(number(&var, "UPLOAD_URL_TTL_SECONDS", 15 * 60)?),
+            max_project_file_bytes: number(&var, "MAX_PROJECT_FILE_BYTES", 4 * 1024 * 1024)?,
+            max_zip_entries: number(&var, "MAX_ZIP_ENTRIES", 10_000)?,
+            max_zip_uncompressed_bytes: number(
+                &var,
+                "MAX_ZIP_UNCOMPRESSED_BYTES",
+                200 * 1024 * 1024,
+            )?,
+            max_project_import_bytes: number(&var, "MAX_PROJECT_IMPORT_BYTES", 6_000_000)?,
             max_chat_attachments: number(&var, "MAX_CHAT_ATTACHMENTS", 10)?,
             max_chat_attachment_bytes: number(&var, "MAX_CHAT_ATTACHMENT_BYTES", 4_500_000)?,
             bootstrap_admin_email: var("BOOTSTRAP_ADMIN_EMAIL"),

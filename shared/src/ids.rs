@@ -81,6 +81,10 @@ uuid_id!(
     /// A file uploaded to send with chat messages.
     AttachmentId
 );
+uuid_id!(
+    /// A code workspace.
+    ProjectId
+);
 
 /// A new UUIDv7 as text, for ids that never travel typed: token `jti`s and families, usage rows,
 /// request ids.

@@ -38,6 +38,7 @@ pub mod ids;
 pub mod kinds;
 pub mod models;
 pub mod pagination;
+pub mod projects;
 pub mod providers;
 pub mod state;
 pub mod store;

@@ -282,3 +282,40 @@ async fn a_binary_upload_event_keeps_its_bytes() {
         .await;
     assert_eq!(&res.body[..], png);
 }
+
+/// A project created through a REST event, then a file written through the greedy `{path+}`
+/// resource with a base64 body: the path spans segments and the bytes arrive intact.
+#[tokio::test]
+async fn project_events_reach_the_wildcard_file_route() {
+    let app = TestApp::spawn().await;
+    let token = app.register("projects-events@example.com").await.access;
+    let res = invoke(
+        &app,
+        &api::projects::FUNCTION,
+        "projects-create.rest.json",
+        Some(&token),
+    )
+    .await;
+    assert_eq!(res["statusCode"], 201, "{res}");
+    let project = body_json(&res)["id"].as_str().unwrap().to_string();
+
+    ignore_stage_in_path();
+    let text = repo_file("events/projects-file-put.rest.json")
+        .replace("REPLACE_WITH_ACCESS_TOKEN", &token)
+        .replace("REPLACE_WITH_PROJECT_ID", &project);
+    let payload: LambdaRequest = serde_json::from_str(&text).unwrap();
+    let response = Adapter::from(app.function(&api::projects::FUNCTION))
+        .oneshot(LambdaEvent::new(payload, Context::default()))
+        .await
+        .unwrap();
+    let res = serde_json::to_value(response).unwrap();
+    assert_eq!(res["statusCode"], 200, "{res}");
+    assert_eq!(body_json(&res)["path"], "src/app/main.rs");
+    let got = app
+        .get(
+            &format!("/api/v1/projects/{project}/files/src/app/main.rs"),
+            Some(&token),
+        )
+        .await;
+    assert_eq!(&got.body[..], b"fn main() {}\n");
+}

@@ -65,7 +65,8 @@ fn in_template() -> BTreeMap<String, TemplateFunction> {
         } else if function.is_none() {
             continue;
         } else if let Some(p) = line.strip_prefix("Path: ") {
-            path = Some(p.trim().to_string());
+            // A greedy `{name+}` is the OpenAPI document's `{name}`.
+            path = Some(p.trim().replace("+}", "}"));
         } else if let Some(m) = line.strip_prefix("Method: ") {
             let p = path.take().expect("Method: without Path:");
             entry(&mut table, &function)
@@ -112,9 +113,11 @@ fn in_watch_router() -> (Paths, BTreeMap<String, String>) {
             "{line}: route every method of a path to one function (\"path\" = \"function\")"
         );
         let function = function.trim_matches('"').to_string();
-        if path == "/" || path.contains("{*") {
+        if path == "/" || path.starts_with("/{*") {
             catch_alls.insert(path, function);
         } else {
+            // A wildcard `{*name}` (a path that spans segments) is the OpenAPI document's `{name}`.
+            let path = path.replace("{*", "{");
             paths.entry(function).or_default().insert(path);
         }
     }

@@ -8,6 +8,7 @@ mod events;
 mod functions;
 mod limits;
 mod modules;
+mod projects;
 mod providers;
 mod remote_store;
 mod service;

@@ -10,6 +10,7 @@ pub mod conversations;
 mod extract;
 pub mod health;
 pub mod models;
+pub mod projects;
 pub mod users;
 
 use std::sync::OnceLock;
@@ -30,12 +31,13 @@ use crate::{function::Function, state::AppState};
 /// Every function of the service. Adding one: its module here (with its `FUNCTION`), its
 /// `functions/<name>/src/main.rs`, its resource in `template.yaml`, its paths in the watch router
 /// (`Cargo.toml`), and an entry in this list. `tests/api/functions.rs` fails while any is missing.
-pub const FUNCTIONS: [&Function; 7] = [
+pub const FUNCTIONS: [&Function; 8] = [
     &auth::FUNCTION,
     &users::FUNCTION,
     &conversations::FUNCTION,
     &chat::FUNCTION,
     &attachments::FUNCTION,
+    &projects::FUNCTION,
     &models::FUNCTION,
     &health::FUNCTION,
 ];
@@ -70,6 +72,7 @@ pub fn openapi() -> &'static utoipa::openapi::OpenApi {
         (name = "conversations", description = "Conversations, messages, usage and export"),
         (name = "chat", description = "Chat turns, whole or streamed (Server-Sent Events)"),
         (name = "attachments", description = "Files to send with chat messages: inline and presigned uploads"),
+        (name = "projects", description = "Code workspaces: files, tree, JSON export and import"),
         (name = "models", description = "The models catalog"),
         (name = "service", description = "Health and documentation"),
     ),

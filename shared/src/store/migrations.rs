@@ -26,6 +26,7 @@ pub(crate) const MIGRATIONS: &[(i64, &str, &str)] = migrations![
     5 => "0005_login_failures.sql",
     6 => "0006_one_statement_turn_writes.sql",
     7 => "0007_attachments.sql",
+    8 => "0008_projects.sql",
 ];
 
 pub(super) async fn apply(conn: &Conn) -> StoreResult<()> {

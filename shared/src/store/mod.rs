@@ -17,6 +17,7 @@ mod login_failures;
 mod messages;
 mod migrations;
 mod pipeline;
+mod projects;
 mod tokens;
 mod usage;
 mod users;
@@ -25,7 +26,7 @@ use std::{sync::Arc, time::Duration};
 
 use crate::{
     config::DatabaseConfig,
-    ids::{AttachmentId, ConversationId, MessageId, UserId},
+    ids::{AttachmentId, ConversationId, MessageId, ProjectId, UserId},
     kinds::{AttachmentStatus, MessageRole, MessageStatus, Role},
 };
 
@@ -34,6 +35,7 @@ pub use conversations::{Conversation, ConversationChanges, NewConversation};
 pub use idempotency::{IdempotencyRecord, NewClaim};
 pub use login_failures::FailureScope;
 pub use messages::{AttachmentRef, Message, NewMessage};
+pub use projects::{NewProjectFile, Project, ProjectFile};
 pub use tokens::{NewRefreshToken, RefreshOutcome};
 pub use usage::{UsageRecord, UsageTotals};
 pub use users::{NewUser, User, UserChanges};
@@ -366,6 +368,7 @@ parsed_column!(
     ConversationId => |s: &str| s.parse().ok(),
     MessageId => |s: &str| s.parse().ok(),
     AttachmentId => |s: &str| s.parse().ok(),
+    ProjectId => |s: &str| s.parse().ok(),
     AttachmentStatus => AttachmentStatus::parse,
     Role => Role::parse,
     MessageRole => MessageRole::parse,

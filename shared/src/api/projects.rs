@@ -1,0 +1,369 @@
+use axum::{
+    body::Body,
+    extract::{DefaultBodyLimit, Path, State},
+    http::{header, HeaderValue, StatusCode},
+    response::{IntoResponse, Response},
+    Json,
+};
+use http_body_util::BodyExt;
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
+use utoipa_axum::{
+    router::{OpenApiRouter, UtoipaMethodRouter},
+    routes,
+};
+
+use super::{CurrentUser, IdPath};
+use crate::{
+    error::{Error, FieldError, Problem, Result},
+    function::{Function, Limits, Transport},
+    http::{parse_json, ApiJson, ApiQuery},
+    ids::ProjectId,
+    pagination::{PageQuery, Paginated},
+    projects::{self, ProjectDump, ProjectLimits, ProjectPath, TreeNode},
+    state::AppState,
+    store::{Project, ProjectFile},
+};
+
+pub const FUNCTION: Function = Function {
+    name: "projects",
+    transport: Transport::Buffered(routes),
+    limits: Limits::API,
+};
+
+/// The one route whose last parameter spans segments (`src/main.rs`): axum matches it as a
+/// wildcard, the OpenAPI document (and API Gateway's `{path+}`) name it `{path}`.
+const FILE_ROUTE: &str = "/api/v1/projects/{id}/files/{*path}";
+
+/// Projects, their files and tree, JSON export and import.
+pub fn routes() -> OpenApiRouter<AppState> {
+    let router = OpenApiRouter::new()
+        .routes(routes!(create_project, list_projects))
+        .routes(routes!(get_project, patch_project, delete_project))
+        .routes(routes!(project_tree))
+        .routes(routes!(export_project))
+        .routes(routes!(import_project))
+        // File bodies and imports count their bytes against their own limits.
+        .layer(DefaultBodyLimit::disable());
+    with_wildcard(router, routes!(read_file, write_file, delete_file))
+}
+
+fn with_wildcard(
+    router: OpenApiRouter<AppState>,
+    (schemas, paths, method_router): UtoipaMethodRouter<AppState>,
+) -> OpenApiRouter<AppState> {
+    let mut router = router.route(FILE_ROUTE, method_router.layer(DefaultBodyLimit::disable()));
+    let doc = router.get_openapi_mut();
+    for (path, item) in paths.paths {
+        doc.paths.paths.insert(path, item);
+    }
+    doc.components
+        .get_or_insert_with(Default::default)
+        .schemas
+        .extend(schemas);
+    router
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ProjectOut {
+    #[schema(value_type = String)]
+    id: ProjectId,
+    name: String,
+    description: Option<String>,
+    file_count: i64,
+    total_bytes: i64,
+    created_at: String,
+    updated_at: String,
+}
+
+impl From<Project> for ProjectOut {
+    fn from(p: Project) -> Self {
+        ProjectOut {
+            id: p.id,
+            name: p.name,
+            description: p.description,
+            file_count: p.file_count,
+            total_bytes: p.total_bytes,
+            created_at: p.created_at,
+            updated_at: p.updated_at,
+        }
+    }
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+struct FileOut {
+    path: String,
+    size: i64,
+    sha256: String,
+    /// `text` (kept in the store) or `binary` (in the blob store).
+    kind: &'static str,
+    updated_at: String,
+}
+
+impl From<ProjectFile> for FileOut {
+    fn from(f: ProjectFile) -> Self {
+        FileOut {
+            kind: if f.text.is_some() { "text" } else { "binary" },
+            path: f.path,
+            size: f.size,
+            sha256: f.sha256,
+            updated_at: f.updated_at,
+        }
+    }
+}
+
+type ProjectPage = Paginated<ProjectOut>;
+
+#[derive(Debug, Deserialize, ToSchema)]
+struct CreateProject {
+    name: String,
+    description: Option<String>,
+}
+
+#[utoipa::path(post, path = "/api/v1/projects", tag = "projects", security(("bearer" = [])), request_body = CreateProject,
+    responses((status = 201, body = ProjectOut), (status = 401, body = Problem), (status = 422, body = Problem)))]
+async fn create_project(
+    State(state): State<AppState>,
+    CurrentUser(user): CurrentUser,
+    ApiJson(body): ApiJson<CreateProject>,
+) -> Result<(StatusCode, Json<ProjectOut>)> {
+    let conn = state.store().conn().await?;
+    let project = projects::create(&conn, user.id, &body.name, body.description.as_deref()).await?;
+    Ok((StatusCode::CREATED, Json(project.into())))
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+struct ListQuery {
+    /// Items per page: 1 to 100; default 20.
+    limit: Option<String>,
+    /// The `next_cursor` of the previous page.
+    cursor: Option<String>,
+}
+
+/// The user's projects, newest first.
+#[utoipa::path(get, path = "/api/v1/projects", tag = "projects", security(("bearer" = [])), params(ListQuery),
+    responses((status = 200, body = ProjectPage), (status = 401, body = Problem), (status = 422, body = Problem)))]
+async fn list_projects(
+    State(state): State<AppState>,
+    CurrentUser(user): CurrentUser,
+    ApiQuery(query): ApiQuery<ListQuery>,
+) -> Result<Json<ProjectPage>> {
+    let page = PageQuery {
+        limit: query.limit,
+        cursor: query.cursor,
+    }
+    .parse()?;
+    let conn = state.store().conn().await?;
+    Ok(Json(
+        projects::list(&conn, user.id, page).await?.map(Into::into),
+    ))
+}
+
+#[utoipa::path(get, path = "/api/v1/projects/{id}", tag = "projects", security(("bearer" = [])),
+    params(("id" = String, Path, description = "Project id")),
+    responses((status = 200, body = ProjectOut), (status = 404, body = Problem)))]
+async fn get_project(
+    State(state): State<AppState>,
+    CurrentUser(user): CurrentUser,
+    IdPath(id): IdPath<ProjectId>,
+) -> Result<Json<ProjectOut>> {
+    let conn = state.store().conn().await?;
+    Ok(Json(projects::get(&conn, user.id, id).await?.into()))
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+struct PatchProject {
+    name: Option<String>,
+    /// A string sets it, `null` clears it, absent leaves it.
+    #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<String>)]
+    description: Option<Option<String>>,
+}
+
+/// Tells an absent field (None) from an explicit null (Some(None)).
+fn present<'de, D: serde::Deserializer<'de>>(
+    d: D,
+) -> std::result::Result<Option<Option<String>>, D::Error> {
+    Ok(Some(Option::<String>::deserialize(d)?))
+}
+
+#[utoipa::path(patch, path = "/api/v1/projects/{id}", tag = "projects", security(("bearer" = [])), request_body = PatchProject,
+    params(("id" = String, Path, description = "Project id")),
+    responses((status = 200, body = ProjectOut), (status = 404, body = Problem), (status = 422, body = Problem)))]
+async fn patch_project(
+    State(state): State<AppState>,
+    CurrentUser(user): CurrentUser,
+    IdPath(id): IdPath<ProjectId>,
+    ApiJson(body): ApiJson<PatchProject>,
+) -> Result<Json<ProjectOut>> {
+    let conn = state.store().conn().await?;
+    let description = body.description.as_ref().map(|d| d.as_deref());
+    Ok(Json(
+        projects::update(&conn, user.id, id, body.name.as_deref(), description)
+            .await?
+            .into(),
+    ))
+}
+
+/// Deletes the project with all its files.
+#[utoipa::path(delete, path = "/api/v1/projects/{id}", tag = "projects", security(("bearer" = [])),
+    params(("id" = String, Path, description = "Project id")),
+    responses((status = 204), (status = 404, body = Problem)))]
+async fn delete_project(
+    State(state): State<AppState>,
+    CurrentUser(user): CurrentUser,
+    IdPath(id): IdPath<ProjectId>,
+) -> Result<StatusCode> {
+    let conn = state.store().conn().await?;
+    projects::delete(&conn, state.blobs(), user.id, id).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// The files as a nested tree: directories first, then files, by name; sizes summed per directory.
+#[utoipa::path(get, path = "/api/v1/projects/{id}/tree", tag = "projects", security(("bearer" = [])),
+    params(("id" = String, Path, description = "Project id")),
+    responses((status = 200, body = TreeNode), (status = 404, body = Problem)))]
+async fn project_tree(
+    State(state): State<AppState>,
+    CurrentUser(user): CurrentUser,
+    IdPath(id): IdPath<ProjectId>,
+) -> Result<Json<TreeNode>> {
+    let conn = state.store().conn().await?;
+    Ok(Json(projects::tree(&conn, user.id, id).await?))
+}
+
+/// The project as JSON: metadata and every file (text as UTF-8, binaries base64).
+#[utoipa::path(get, path = "/api/v1/projects/{id}/export", tag = "projects", security(("bearer" = [])),
+    params(("id" = String, Path, description = "Project id")),
+    responses((status = 200, body = ProjectDump), (status = 404, body = Problem)))]
+async fn export_project(
+    State(state): State<AppState>,
+    CurrentUser(user): CurrentUser,
+    IdPath(id): IdPath<ProjectId>,
+) -> Result<Json<ProjectDump>> {
+    let conn = state.store().conn().await?;
+    Ok(Json(
+        projects::export(&conn, state.blobs(), user.id, id).await?,
+    ))
+}
+
+/// Reads a body whole, up to `limit` bytes (413 past it).
+async fn body_bytes(body: Body, limit: usize) -> Result<bytes::Bytes> {
+    http_body_util::Limited::new(body, limit)
+        .collect()
+        .await
+        .map(|c| c.to_bytes())
+        .map_err(
+            |e| match e.downcast_ref::<http_body_util::LengthLimitError>() {
+                Some(_) => Error::PayloadTooLarge { limit },
+                None => Error::BadRequest("the request body could not be read".into()),
+            },
+        )
+}
+
+/// A new project from an export (`GET /projects/{id}/export`'s JSON), up to `MAX_PROJECT_IMPORT_BYTES`.
+#[utoipa::path(post, path = "/api/v1/projects/import", tag = "projects", security(("bearer" = [])), request_body = ProjectDump,
+    responses((status = 201, body = ProjectOut), (status = 413, body = Problem), (status = 415, body = Problem), (status = 422, body = Problem)))]
+async fn import_project(
+    State(state): State<AppState>,
+    CurrentUser(user): CurrentUser,
+    headers: axum::http::HeaderMap,
+    body: Body,
+) -> Result<(StatusCode, Json<ProjectOut>)> {
+    let is_json = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| {
+            v.split(';')
+                .next()
+                .unwrap_or("")
+                .trim()
+                .eq_ignore_ascii_case("application/json")
+        });
+    if !is_json {
+        return Err(Error::UnsupportedMediaType(
+            "the body must be JSON (Content-Type: application/json)",
+        ));
+    }
+    let bytes = body_bytes(body, state.config().max_project_import_bytes).await?;
+    let dump: ProjectDump = parse_json(&bytes)?;
+    let limits = ProjectLimits::from(state.config());
+    let conn = state.store().conn().await?;
+    let project = projects::import(&conn, state.blobs(), &limits, user.id, dump).await?;
+    Ok((StatusCode::CREATED, Json(project.into())))
+}
+
+type FilePath =
+    std::result::Result<Path<(String, String)>, axum::extract::rejection::PathRejection>;
+
+/// The project id and file path of a file route, checked before any query.
+fn file_target(raw: FilePath) -> Result<(ProjectId, ProjectPath)> {
+    let Path((id, path)) = raw.map_err(|_| Error::NotFound)?;
+    let id = id.parse().map_err(|_| Error::NotFound)?;
+    let path = ProjectPath::parse(&path).map_err(|rule| FieldError::new("path", rule))?;
+    Ok((id, path))
+}
+
+/// A file's bytes: `text/plain; charset=utf-8` for text, `application/octet-stream` for binaries.
+#[utoipa::path(get, path = "/api/v1/projects/{id}/files/{path}", tag = "projects", security(("bearer" = [])),
+    params(("id" = String, Path, description = "Project id"), ("path" = String, Path, description = "The file's path; may span segments (src/main.rs)")),
+    responses((status = 200, description = "The file's bytes"), (status = 404, body = Problem), (status = 422, body = Problem)))]
+async fn read_file(
+    State(state): State<AppState>,
+    CurrentUser(user): CurrentUser,
+    target: FilePath,
+) -> Result<Response> {
+    let (id, path) = file_target(target)?;
+    let conn = state.store().conn().await?;
+    let content = projects::read_file(&conn, state.blobs(), user.id, id, &path).await?;
+    let content_type = match content.file.text {
+        Some(_) => "text/plain; charset=utf-8",
+        None => "application/octet-stream",
+    };
+    let mut response = Body::from(content.bytes).into_response();
+    let headers = response.headers_mut();
+    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+    headers.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    if let Ok(etag) = HeaderValue::from_str(&format!("\"{}\"", content.file.sha256)) {
+        headers.insert(header::ETAG, etag);
+    }
+    Ok(response)
+}
+
+/// Creates or replaces a file with the raw request body (up to `MAX_PROJECT_FILE_BYTES`).
+#[utoipa::path(put, path = "/api/v1/projects/{id}/files/{path}", tag = "projects", security(("bearer" = [])),
+    params(("id" = String, Path, description = "Project id"), ("path" = String, Path, description = "The file's path; may span segments (src/main.rs)")),
+    request_body(content = Vec<u8>, content_type = "application/octet-stream"),
+    responses((status = 200, body = FileOut), (status = 404, body = Problem), (status = 409, body = Problem), (status = 413, body = Problem), (status = 422, body = Problem)))]
+async fn write_file(
+    State(state): State<AppState>,
+    CurrentUser(user): CurrentUser,
+    target: FilePath,
+    body: Body,
+) -> Result<Json<FileOut>> {
+    let (id, path) = file_target(target)?;
+    let limits = ProjectLimits::from(state.config());
+    let bytes = body_bytes(body, limits.max_file_bytes as usize).await?;
+    let conn = state.store().conn().await?;
+    let file =
+        projects::write_file(&conn, state.blobs(), &limits, user.id, id, &path, bytes).await?;
+    Ok(Json(file.into()))
+}
+
+#[utoipa::path(delete, path = "/api/v1/projects/{id}/files/{path}", tag = "projects", security(("bearer" = [])),
+    params(("id" = String, Path, description = "Project id"), ("path" = String, Path, description = "The file's path; may span segments (src/main.rs)")),
+    responses((status = 204), (status = 404, body = Problem), (status = 422, body = Problem)))]
+async fn delete_file(
+    State(state): State<AppState>,
+    CurrentUser(user): CurrentUser,
+    target: FilePath,
+) -> Result<StatusCode> {
+    let (id, path) = file_target(target)?;
+    let conn = state.store().conn().await?;
+    projects::delete_file(&conn, state.blobs(), user.id, id, &path).await?;
+    Ok(StatusCode::NO_CONTENT)
+}

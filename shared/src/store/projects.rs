@@ -1,0 +1,286 @@
+//! Projects and their files.
+
+use super::{col, collect, first, Conn, Row, StoreError, StoreResult};
+use crate::ids::{ProjectId, UserId};
+
+#[derive(Debug, Clone)]
+pub struct Project {
+    pub id: ProjectId,
+    pub user_id: UserId,
+    pub name: String,
+    pub description: Option<String>,
+    pub file_count: i64,
+    pub total_bytes: i64,
+    pub created_at: String,
+    pub updated_at: String,
+}
+
+/// A file of a project: its text, or where its bytes are.
+#[derive(Debug, Clone)]
+pub struct ProjectFile {
+    pub path: String,
+    pub size: i64,
+    pub sha256: String,
+    pub text: Option<String>,
+    pub blob_key: Option<String>,
+    pub updated_at: String,
+}
+
+pub struct NewProjectFile<'a> {
+    pub path: &'a str,
+    pub size: i64,
+    pub sha256: &'a str,
+    pub text: Option<&'a str>,
+    pub blob_key: Option<&'a str>,
+}
+
+const PROJECT_COLUMNS: &str =
+    "id, user_id, name, description, file_count, total_bytes, created_at, updated_at";
+
+fn project_from_row(row: &Row) -> StoreResult<Project> {
+    Ok(Project {
+        id: col(row, 0, "projects.id")?,
+        user_id: col(row, 1, "projects.user_id")?,
+        name: col(row, 2, "projects.name")?,
+        description: col(row, 3, "projects.description")?,
+        file_count: col(row, 4, "projects.file_count")?,
+        total_bytes: col(row, 5, "projects.total_bytes")?,
+        created_at: col(row, 6, "projects.created_at")?,
+        updated_at: col(row, 7, "projects.updated_at")?,
+    })
+}
+
+const FILE_COLUMNS: &str = "path, size, sha256, text, blob_key, updated_at";
+
+fn file_from_row(row: &Row) -> StoreResult<ProjectFile> {
+    Ok(ProjectFile {
+        path: col(row, 0, "project_files.path")?,
+        size: col(row, 1, "project_files.size")?,
+        sha256: col(row, 2, "project_files.sha256")?,
+        text: col(row, 3, "project_files.text")?,
+        blob_key: col(row, 4, "project_files.blob_key")?,
+        updated_at: col(row, 5, "project_files.updated_at")?,
+    })
+}
+
+impl Conn {
+    /// A new project with `files` (a JSON array of `{path, size, sha256, text, blob_key}`), all or
+    /// nothing: two statements in one transaction, however many files.
+    pub async fn insert_project(
+        &self,
+        id: ProjectId,
+        user_id: UserId,
+        name: &str,
+        description: Option<&str>,
+        files_json: &str,
+    ) -> StoreResult<Project> {
+        let now = crate::ids::now();
+        let tx = self.db.transaction().await?;
+        tx.execute(
+            "INSERT INTO projects (id, user_id, name, description, created_at, updated_at)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?5)",
+            libsql::params![id, user_id, name, description, now.clone()],
+        )
+        .await?;
+        tx.execute(
+            "INSERT INTO project_files (project_id, path, size, sha256, text, blob_key, updated_at)
+             SELECT ?1, f.value ->> 'path', f.value ->> 'size', f.value ->> 'sha256',
+                    f.value ->> 'text', f.value ->> 'blob_key', ?2
+             FROM json_each(?3) AS f",
+            libsql::params![id, now, files_json],
+        )
+        .await?;
+        let rows = super::rows(
+            tx.query(
+                &format!("SELECT {PROJECT_COLUMNS} FROM projects WHERE id = ?1"),
+                [id],
+            )
+            .await?,
+        )
+        .await?;
+        tx.commit().await?;
+        first(rows, project_from_row)?.ok_or(StoreError::Corrupt("projects"))
+    }
+
+    /// The project if it exists and belongs to `user_id`.
+    pub async fn project(&self, id: ProjectId, user_id: UserId) -> StoreResult<Option<Project>> {
+        let rows = self
+            .query(
+                &format!("SELECT {PROJECT_COLUMNS} FROM projects WHERE id = ?1 AND user_id = ?2"),
+                libsql::params![id, user_id],
+            )
+            .await?;
+        first(rows, project_from_row)
+    }
+
+    /// Newest first; `after` is the last id of the previous page.
+    pub async fn list_projects(
+        &self,
+        user_id: UserId,
+        after: Option<ProjectId>,
+        limit: u32,
+    ) -> StoreResult<Vec<Project>> {
+        let rows = self
+            .query(
+                &format!(
+                    "SELECT {PROJECT_COLUMNS} FROM projects WHERE user_id = ?1 AND (?2 IS NULL OR id < ?2)
+                     ORDER BY id DESC LIMIT ?3"
+                ),
+                libsql::params![user_id, after, limit as i64 + 1],
+            )
+            .await?;
+        collect(rows, project_from_row)
+    }
+
+    pub async fn update_project(
+        &self,
+        id: ProjectId,
+        user_id: UserId,
+        name: Option<&str>,
+        description: Option<Option<&str>>,
+    ) -> StoreResult<Option<Project>> {
+        let (set_description, description) = match description {
+            Some(d) => (1, d),
+            None => (0, None),
+        };
+        let rows = self
+            .query(
+                &format!(
+                    "UPDATE projects SET name = COALESCE(?3, name),
+                         description = CASE WHEN ?4 = 1 THEN ?5 ELSE description END, updated_at = ?6
+                     WHERE id = ?1 AND user_id = ?2 RETURNING {PROJECT_COLUMNS}"
+                ),
+                libsql::params![id, user_id, name, set_description, description, crate::ids::now()],
+            )
+            .await?;
+        first(rows, project_from_row)
+    }
+
+    /// Deletes the project and its file rows, all or nothing; answers the blob keys its files used
+    /// (for the caller to remove), or `None` if there was no such project of `user_id`.
+    pub async fn delete_project(
+        &self,
+        id: ProjectId,
+        user_id: UserId,
+    ) -> StoreResult<Option<Vec<String>>> {
+        let tx = self.db.transaction().await?;
+        let n = tx
+            .execute(
+                "DELETE FROM projects WHERE id = ?1 AND user_id = ?2",
+                libsql::params![id, user_id],
+            )
+            .await?;
+        if n == 0 {
+            tx.rollback().await?;
+            return Ok(None);
+        }
+        let rows = super::rows(
+            tx.query(
+                "DELETE FROM project_files WHERE project_id = ?1 RETURNING blob_key",
+                [id],
+            )
+            .await?,
+        )
+        .await?;
+        tx.commit().await?;
+        let keys = rows
+            .iter()
+            .map(|r| col::<Option<String>>(r, 0, "project_files.blob_key"))
+            .collect::<StoreResult<Vec<_>>>()?;
+        Ok(Some(keys.into_iter().flatten().collect()))
+    }
+
+    pub async fn project_file(
+        &self,
+        project_id: ProjectId,
+        path: &str,
+    ) -> StoreResult<Option<ProjectFile>> {
+        let rows = self
+            .query(
+                &format!(
+                    "SELECT {FILE_COLUMNS} FROM project_files WHERE project_id = ?1 AND path = ?2"
+                ),
+                libsql::params![project_id, path],
+            )
+            .await?;
+        first(rows, file_from_row)
+    }
+
+    /// Writes a file (creating or replacing it) in one statement; the project's counters follow.
+    pub async fn put_project_file(
+        &self,
+        project_id: ProjectId,
+        file: NewProjectFile<'_>,
+    ) -> StoreResult<ProjectFile> {
+        let rows = self
+            .query(
+                &format!(
+                    "INSERT INTO project_files (project_id, path, size, sha256, text, blob_key, updated_at)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
+                     ON CONFLICT (project_id, path) DO UPDATE SET size = excluded.size,
+                         sha256 = excluded.sha256, text = excluded.text, blob_key = excluded.blob_key,
+                         updated_at = excluded.updated_at
+                     RETURNING {FILE_COLUMNS}"
+                ),
+                libsql::params![
+                    project_id,
+                    file.path,
+                    file.size,
+                    file.sha256,
+                    file.text,
+                    file.blob_key,
+                    crate::ids::now()
+                ],
+            )
+            .await?;
+        first(rows, file_from_row)?.ok_or(StoreError::Corrupt("project_files"))
+    }
+
+    /// Removes a file and answers what it was (so the caller removes its blob).
+    pub async fn delete_project_file(
+        &self,
+        project_id: ProjectId,
+        path: &str,
+    ) -> StoreResult<Option<ProjectFile>> {
+        let rows = self
+            .query(
+                &format!(
+                    "DELETE FROM project_files WHERE project_id = ?1 AND path = ?2 RETURNING {FILE_COLUMNS}"
+                ),
+                libsql::params![project_id, path],
+            )
+            .await?;
+        first(rows, file_from_row)
+    }
+
+    /// Every file's path and size, in path order (the tree).
+    pub async fn project_paths(&self, project_id: ProjectId) -> StoreResult<Vec<(String, i64)>> {
+        let rows = self
+            .query(
+                "SELECT path, size FROM project_files WHERE project_id = ?1 ORDER BY path",
+                [project_id],
+            )
+            .await?;
+        rows.iter()
+            .map(|r| {
+                Ok((
+                    col(r, 0, "project_files.path")?,
+                    col(r, 1, "project_files.size")?,
+                ))
+            })
+            .collect()
+    }
+
+    /// Every file with its content, in path order (export).
+    pub async fn project_files(&self, project_id: ProjectId) -> StoreResult<Vec<ProjectFile>> {
+        let rows = self
+            .query(
+                &format!(
+                    "SELECT {FILE_COLUMNS} FROM project_files WHERE project_id = ?1 ORDER BY path"
+                ),
+                [project_id],
+            )
+            .await?;
+        collect(rows, file_from_row)
+    }
+}
