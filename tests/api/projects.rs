@@ -363,3 +363,220 @@ async fn a_bad_import_creates_nothing() {
         .await;
     assert_eq!(wrong.invalid_fields(), vec!["format"]);
 }
+
+/// A zip built in memory: `(name, bytes)` files, deflated.
+fn zip_of(files: &[(&str, &[u8])]) -> Vec<u8> {
+    use std::io::Write;
+    let mut w = zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));
+    let options = zip::write::SimpleFileOptions::default()
+        .compression_method(zip::CompressionMethod::Deflated);
+    for (name, bytes) in files {
+        w.start_file(*name, options).unwrap();
+        w.write_all(bytes).unwrap();
+    }
+    w.finish().unwrap().into_inner()
+}
+
+async fn upload_zip(app: &TestApp, token: &str, filename: &str, bytes: &[u8]) -> TestResponse {
+    let boundary = "zip-boundary-0c1d";
+    let mut body = format!(
+        "--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"{filename}\"\r\nContent-Type: application/zip\r\n\r\n"
+    )
+    .into_bytes();
+    body.extend_from_slice(bytes);
+    body.extend_from_slice(format!("\r\n--{boundary}--\r\n").as_bytes());
+    app.send(
+        Request::builder()
+            .method(Method::POST)
+            .uri("/api/v1/projects/upload")
+            .header(header::AUTHORIZATION, format!("Bearer {token}"))
+            .header(
+                header::CONTENT_TYPE,
+                format!("multipart/form-data; boundary={boundary}"),
+            )
+            .body(Body::from(body))
+            .unwrap(),
+    )
+    .await
+}
+
+#[tokio::test]
+async fn a_zip_becomes_a_project_with_its_real_tree() {
+    let app = TestApp::spawn().await;
+    let token = app.register("zip@example.com").await.access;
+    let inner = zip_of(&[("x.txt", b"nested")]);
+    let archive = {
+        use std::io::Write;
+        let mut w = zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));
+        let o = zip::write::SimpleFileOptions::default()
+            .compression_method(zip::CompressionMethod::Deflated);
+        w.add_directory("src/", o).unwrap();
+        for (name, bytes) in [
+            ("src/main.rs", b"fn main() {}\n".as_slice()),
+            ("logo.png", PNG),
+            ("vendor/dep.zip", &inner),
+            ("README.md", b"# Zipped\n"),
+        ] {
+            w.start_file(name, o).unwrap();
+            w.write_all(bytes).unwrap();
+        }
+        w.finish().unwrap().into_inner()
+    };
+    let res = upload_zip(&app, &token, "demo.zip", &archive).await;
+    assert_eq!(res.status, StatusCode::CREATED, "{}", res.text());
+    let p = res.json();
+    assert_eq!(p["name"], "demo");
+    assert_eq!(p["file_count"], 4);
+    let id = p["id"].as_str().unwrap();
+    let logo = app
+        .get(
+            &format!("/api/v1/projects/{id}/files/logo.png"),
+            Some(&token),
+        )
+        .await;
+    assert_eq!(&logo.body[..], PNG);
+    let nested = app
+        .get(
+            &format!("/api/v1/projects/{id}/files/vendor/dep.zip"),
+            Some(&token),
+        )
+        .await;
+    assert_eq!(
+        &nested.body[..],
+        &inner[..],
+        "a nested archive is a plain binary file"
+    );
+    let tree = app
+        .get(&format!("/api/v1/projects/{id}/tree"), Some(&token))
+        .await
+        .json();
+    let names: Vec<&str> = tree["children"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, vec!["src", "vendor", "README.md", "logo.png"]);
+}
+
+/// Sets the "encrypted" flag of every entry, in the local and the central headers.
+fn mark_encrypted(mut zip: Vec<u8>) -> Vec<u8> {
+    let mut i = 0;
+    while i + 10 < zip.len() {
+        match &zip[i..i + 4] {
+            b"PK\x03\x04" => zip[i + 6] |= 1,
+            b"PK\x01\x02" => zip[i + 8] |= 1,
+            _ => {}
+        }
+        i += 1;
+    }
+    zip
+}
+
+/// Rewrites every entry's declared uncompressed size to `size`, in both headers.
+fn lie_about_sizes(mut zip: Vec<u8>, size: u32) -> Vec<u8> {
+    let mut i = 0;
+    while i + 30 < zip.len() {
+        match &zip[i..i + 4] {
+            b"PK\x03\x04" => zip[i + 22..i + 26].copy_from_slice(&size.to_le_bytes()),
+            b"PK\x01\x02" => zip[i + 24..i + 28].copy_from_slice(&size.to_le_bytes()),
+            _ => {}
+        }
+        i += 1;
+    }
+    zip
+}
+
+#[tokio::test]
+async fn hostile_zips_are_refused_naming_the_entry_and_leave_nothing() {
+    let app = TestApp::with_env(&[
+        ("MAX_ZIP_ENTRIES", "3"),
+        ("MAX_ZIP_UNCOMPRESSED_BYTES", "3000000"),
+        ("MAX_PROJECT_FILE_BYTES", "20000000"),
+    ])
+    .await;
+    let token = app.register("hostile@example.com").await.access;
+    let symlink = {
+        let mut w = zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));
+        w.add_symlink(
+            "link",
+            "/etc/passwd",
+            zip::write::SimpleFileOptions::default(),
+        )
+        .unwrap();
+        w.finish().unwrap().into_inner()
+    };
+    let bomb = zip_of(&[("ok.txt", b"fine"), ("zeros.bin", &vec![0u8; 2_000_000])]);
+    assert!(
+        bomb.len() < 10_000,
+        "the bomb compresses {}:1",
+        2_000_000 / bomb.len()
+    );
+    let noise: Vec<u8> = (0..1_600_000u32)
+        .map(|i| (i.wrapping_mul(2654435761) >> 13) as u8)
+        .collect();
+    let cases: Vec<(&str, Vec<u8>, &str)> = vec![
+        (
+            "traversal",
+            zip_of(&[("ok.txt", b"fine"), ("../evil.txt", b"x")]),
+            "../evil.txt",
+        ),
+        (
+            "absolute",
+            zip_of(&[("/etc/cron.d/x", b"x")]),
+            "/etc/cron.d/x",
+        ),
+        ("backslash", zip_of(&[("a\\b.txt", b"x")]), "a\\\\b.txt"),
+        ("symlink", symlink, "symbolic links"),
+        (
+            "encrypted",
+            mark_encrypted(zip_of(&[("secret.txt", b"x")])),
+            "encrypted",
+        ),
+        (
+            "too many",
+            zip_of(&[("a", b"1"), ("b", b"2"), ("c", b"3"), ("d", b"4")]),
+            "at most 3",
+        ),
+        (
+            "too large in all",
+            zip_of(&[("n1.bin", &noise), ("n2.bin", &noise)]),
+            "in all",
+        ),
+        ("bomb", bomb, "zeros.bin"),
+        (
+            "lying sizes",
+            lie_about_sizes(
+                zip_of(&[("ok.txt", b"fine"), ("big.txt", &vec![b'a'; 100_000])]),
+                5,
+            ),
+            "big.txt",
+        ),
+        (
+            "not a zip",
+            b"just some text, not an archive".to_vec(),
+            "not a zip",
+        ),
+    ];
+    for (what, archive, named) in cases {
+        let res = upload_zip(&app, &token, "x.zip", &archive).await;
+        let problem = res.problem(StatusCode::UNPROCESSABLE_ENTITY);
+        let message = problem["errors"][0]["message"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string();
+        assert!(message.contains(named), "{what}: {message}");
+        assert!(
+            app.get("/api/v1/projects", Some(&token)).await.json()["items"]
+                .as_array()
+                .unwrap()
+                .is_empty(),
+            "{what}"
+        );
+        assert!(
+            blob_files(&app).is_empty(),
+            "{what}: {:?}",
+            blob_files(&app)
+        );
+    }
+}

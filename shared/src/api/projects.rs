@@ -43,6 +43,7 @@ pub fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(project_tree))
         .routes(routes!(export_project))
         .routes(routes!(import_project))
+        .routes(routes!(upload_project))
         // File bodies and imports count their bytes against their own limits.
         .layer(DefaultBodyLimit::disable());
     with_wildcard(router, routes!(read_file, write_file, delete_file))
@@ -296,6 +297,80 @@ async fn import_project(
 
 type FilePath =
     std::result::Result<Path<(String, String)>, axum::extract::rejection::PathRejection>;
+
+#[derive(ToSchema)]
+#[allow(dead_code)] // describes the multipart body for the OpenAPI document
+struct ZipUpload {
+    /// The zip archive.
+    #[schema(value_type = String, format = Binary)]
+    file: Vec<u8>,
+    /// The project's name; the archive's file name (without `.zip`) when absent.
+    name: Option<String>,
+}
+
+/// A new project from a zip archive (multipart/form-data: `file`, optional `name`), up to
+/// `MAX_INLINE_UPLOAD_BYTES`. Every entry is checked while it is inflated; a refusal names the
+/// entry and the rule, and nothing is kept.
+#[utoipa::path(post, path = "/api/v1/projects/upload", tag = "projects", security(("bearer" = [])),
+    request_body(content = ZipUpload, content_type = "multipart/form-data"),
+    responses((status = 201, body = ProjectOut), (status = 413, body = Problem), (status = 415, body = Problem), (status = 422, body = Problem)))]
+async fn upload_project(
+    State(state): State<AppState>,
+    CurrentUser(user): CurrentUser,
+    multipart: std::result::Result<
+        axum::extract::Multipart,
+        axum::extract::multipart::MultipartRejection,
+    >,
+) -> Result<(StatusCode, Json<ProjectOut>)> {
+    let mut multipart = multipart.map_err(|_| {
+        Error::UnsupportedMediaType("the body must be multipart/form-data with a `file` part")
+    })?;
+    let malformed = |e: axum::extract::multipart::MultipartError| {
+        Error::BadRequest(format!(
+            "the multipart body is malformed: {}",
+            e.body_text()
+        ))
+    };
+    let limit = state.config().max_inline_upload_bytes;
+    let (mut archive, mut filename, mut name) = (None, None, None);
+    while let Some(mut field) = multipart.next_field().await.map_err(malformed)? {
+        match field.name() {
+            Some("file") => {
+                filename = field.file_name().map(str::to_string);
+                let mut bytes = bytes::BytesMut::new();
+                while let Some(chunk) = field.chunk().await.map_err(malformed)? {
+                    if (bytes.len() + chunk.len()) as u64 > limit {
+                        return Err(Error::PayloadTooLarge {
+                            limit: limit as usize,
+                        });
+                    }
+                    bytes.extend_from_slice(&chunk);
+                }
+                archive = Some(bytes.freeze());
+            }
+            Some("name") => name = Some(field.text().await.map_err(malformed)?),
+            _ => {}
+        }
+    }
+    let archive = archive
+        .ok_or_else(|| Error::invalid("file", "is required (a multipart part named `file`)"))?;
+    let name = name.or_else(|| {
+        filename.map(|f| {
+            let base = f.rsplit(['/', '\\']).next().unwrap_or("").to_string();
+            base.strip_suffix(".zip")
+                .map(str::to_string)
+                .unwrap_or(base)
+        })
+    });
+    let name = name
+        .filter(|n| !n.trim().is_empty())
+        .unwrap_or_else(|| "Uploaded project".into());
+    let rules = projects::archive::ZipRules::from(state.config());
+    let conn = state.store().conn().await?;
+    let project =
+        projects::archive::unpack(&conn, state.blobs(), &rules, user.id, &name, archive).await?;
+    Ok((StatusCode::CREATED, Json(project.into())))
+}
 
 /// The project id and file path of a file route, checked before any query.
 fn file_target(raw: FilePath) -> Result<(ProjectId, ProjectPath)> {

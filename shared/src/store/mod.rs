@@ -35,7 +35,7 @@ pub use conversations::{Conversation, ConversationChanges, NewConversation};
 pub use idempotency::{IdempotencyRecord, NewClaim};
 pub use login_failures::FailureScope;
 pub use messages::{AttachmentRef, Message, NewMessage};
-pub use projects::{NewProjectFile, Project, ProjectFile};
+pub use projects::{NewProjectFile, Project, ProjectFile, ProjectWriter};
 pub use tokens::{NewRefreshToken, RefreshOutcome};
 pub use usage::{UsageRecord, UsageTotals};
 pub use users::{NewUser, User, UserChanges};

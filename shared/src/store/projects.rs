@@ -64,16 +64,15 @@ fn file_from_row(row: &Row) -> StoreResult<ProjectFile> {
 }
 
 impl Conn {
-    /// A new project with `files` (a JSON array of `{path, size, sha256, text, blob_key}`), all or
-    /// nothing: two statements in one transaction, however many files.
-    pub async fn insert_project(
+    /// Starts a new project inside a transaction: nobody sees it until [`ProjectWriter::commit`],
+    /// and dropping the writer first leaves nothing.
+    pub async fn begin_project(
         &self,
         id: ProjectId,
         user_id: UserId,
         name: &str,
         description: Option<&str>,
-        files_json: &str,
-    ) -> StoreResult<Project> {
+    ) -> StoreResult<ProjectWriter> {
         let now = crate::ids::now();
         let tx = self.db.transaction().await?;
         tx.execute(
@@ -82,24 +81,7 @@ impl Conn {
             libsql::params![id, user_id, name, description, now.clone()],
         )
         .await?;
-        tx.execute(
-            "INSERT INTO project_files (project_id, path, size, sha256, text, blob_key, updated_at)
-             SELECT ?1, f.value ->> 'path', f.value ->> 'size', f.value ->> 'sha256',
-                    f.value ->> 'text', f.value ->> 'blob_key', ?2
-             FROM json_each(?3) AS f",
-            libsql::params![id, now, files_json],
-        )
-        .await?;
-        let rows = super::rows(
-            tx.query(
-                &format!("SELECT {PROJECT_COLUMNS} FROM projects WHERE id = ?1"),
-                [id],
-            )
-            .await?,
-        )
-        .await?;
-        tx.commit().await?;
-        first(rows, project_from_row)?.ok_or(StoreError::Corrupt("projects"))
+        Ok(ProjectWriter { tx, id, now })
     }
 
     /// The project if it exists and belongs to `user_id`.
@@ -282,5 +264,43 @@ impl Conn {
             )
             .await?;
         collect(rows, file_from_row)
+    }
+}
+
+/// A project being created: its files go in batches, all in one transaction.
+pub struct ProjectWriter {
+    tx: libsql::Transaction,
+    id: ProjectId,
+    now: String,
+}
+
+impl ProjectWriter {
+    /// Adds files given as a JSON array of `{path, size, sha256, text, blob_key}`: one statement
+    /// however many.
+    pub async fn add_files(&self, files_json: &str) -> StoreResult<()> {
+        self.tx
+            .execute(
+                "INSERT INTO project_files (project_id, path, size, sha256, text, blob_key, updated_at)
+                 SELECT ?1, f.value ->> 'path', f.value ->> 'size', f.value ->> 'sha256',
+                        f.value ->> 'text', f.value ->> 'blob_key', ?2
+                 FROM json_each(?3) AS f",
+                libsql::params![self.id, self.now.clone(), files_json],
+            )
+            .await?;
+        Ok(())
+    }
+
+    pub async fn commit(self) -> StoreResult<Project> {
+        let rows = super::rows(
+            self.tx
+                .query(
+                    &format!("SELECT {PROJECT_COLUMNS} FROM projects WHERE id = ?1"),
+                    [self.id],
+                )
+                .await?,
+        )
+        .await?;
+        self.tx.commit().await?;
+        first(rows, project_from_row)?.ok_or(StoreError::Corrupt("projects"))
     }
 }

@@ -5,6 +5,8 @@
 //! tools). Text files (UTF-8 without NUL) are kept in the store, so the tree, search and the coding
 //! agent read them without the blob store; binaries go to the blob store under keys made from ids.
 
+pub mod archive;
+
 use std::collections::BTreeMap;
 
 use base64::Engine;
@@ -17,7 +19,7 @@ use crate::{
     error::{Error, FieldError, FieldErrors, Result},
     ids::{ProjectId, UserId},
     pagination::{Page, Paginated},
-    store::{Conn, NewProjectFile, Project, ProjectFile},
+    store::{Conn, NewProjectFile, Project, ProjectFile, ProjectWriter},
     text,
 };
 
@@ -92,7 +94,7 @@ impl From<&Config> for ProjectLimits {
     }
 }
 
-fn parse_name(raw: &str) -> std::result::Result<String, FieldError> {
+pub(crate) fn parse_name(raw: &str) -> std::result::Result<String, FieldError> {
     let name = raw.trim();
     if name.is_empty() || name.chars().count() > NAME_MAX_CHARS || text::has_hidden_characters(name)
     {
@@ -140,15 +142,10 @@ pub async fn create(
     let description = description.and_then(|d| errors.take(parse_description(d)));
     errors.finish()?;
     let name = name.unwrap_or_default();
-    Ok(conn
-        .insert_project(
-            ProjectId::new(),
-            user_id,
-            &name,
-            description.as_deref(),
-            "[]",
-        )
-        .await?)
+    let writer = conn
+        .begin_project(ProjectId::new(), user_id, &name, description.as_deref())
+        .await?;
+    Ok(writer.commit().await?)
 }
 
 pub async fn get(conn: &Conn, user_id: UserId, id: ProjectId) -> Result<Project> {
@@ -455,8 +452,99 @@ pub async fn export(
     })
 }
 
-/// A new project from files already checked: binaries are written to the blob store first, then
-/// the project and every file row in one transaction. If anything fails, the blobs written go.
+/// Text rows are sent to the store in batches of about this many bytes.
+const BATCH_BYTES: usize = 1024 * 1024;
+
+/// A project being filled: binaries go to the blob store as they come, text rows in batches, all
+/// inside the project's transaction. [`Filling::finish`] makes it visible; [`Filling::abandon`]
+/// (or any error) leaves nothing, blobs included.
+struct Filling<'a> {
+    writer: ProjectWriter,
+    blobs: &'a BlobStore,
+    user_id: UserId,
+    id: ProjectId,
+    batch: Vec<serde_json::Value>,
+    batch_bytes: usize,
+    written: Vec<BlobKey>,
+}
+
+impl<'a> Filling<'a> {
+    async fn start(
+        conn: &Conn,
+        blobs: &'a BlobStore,
+        user_id: UserId,
+        name: &str,
+        description: Option<&str>,
+    ) -> Result<Filling<'a>> {
+        let id = ProjectId::new();
+        let writer = conn.begin_project(id, user_id, name, description).await?;
+        Ok(Filling {
+            writer,
+            blobs,
+            user_id,
+            id,
+            batch: Vec::new(),
+            batch_bytes: 0,
+            written: Vec::new(),
+        })
+    }
+
+    async fn add(&mut self, path: &ProjectPath, bytes: bytes::Bytes) -> Result<()> {
+        let sha256 = sha256_hex(&bytes);
+        let (text, key) = if is_text(&bytes) {
+            (Some(String::from_utf8_lossy(&bytes).into_owned()), None)
+        } else {
+            let key = blob_key(self.user_id, self.id);
+            self.blobs
+                .put(&key, "application/octet-stream", bytes.clone())
+                .await?;
+            self.written.push(key.clone());
+            (None, Some(key.as_str().to_string()))
+        };
+        self.batch_bytes += path.as_str().len() + text.as_ref().map(String::len).unwrap_or(0) + 128;
+        self.batch.push(serde_json::json!({
+            "path": path.as_str(), "size": bytes.len(), "sha256": sha256,
+            "text": text, "blob_key": key,
+        }));
+        if self.batch_bytes >= BATCH_BYTES {
+            self.flush().await?;
+        }
+        Ok(())
+    }
+
+    async fn flush(&mut self) -> Result<()> {
+        if self.batch.is_empty() {
+            return Ok(());
+        }
+        let rows = serde_json::Value::Array(std::mem::take(&mut self.batch)).to_string();
+        self.batch_bytes = 0;
+        Ok(self.writer.add_files(&rows).await?)
+    }
+
+    async fn finish(mut self) -> Result<Project> {
+        let done = match self.flush().await {
+            Ok(()) => self.writer.commit().await.map_err(Error::from),
+            Err(e) => Err(e),
+        };
+        if done.is_err() {
+            remove_blobs(self.blobs, &self.written).await;
+        }
+        done
+    }
+
+    async fn abandon(self) {
+        drop(self.writer);
+        remove_blobs(self.blobs, &self.written).await;
+    }
+}
+
+async fn remove_blobs(blobs: &BlobStore, keys: &[BlobKey]) {
+    for key in keys {
+        let _ = blobs.delete(key).await;
+    }
+}
+
+/// A new project from files already checked.
 pub async fn create_with_files(
     conn: &Conn,
     blobs: &BlobStore,
@@ -465,44 +553,14 @@ pub async fn create_with_files(
     description: Option<&str>,
     files: Vec<(ProjectPath, bytes::Bytes)>,
 ) -> Result<Project> {
-    let id = ProjectId::new();
-    let mut written: Vec<BlobKey> = Vec::new();
-    let result: Result<Project> = async {
-        let mut rows = Vec::with_capacity(files.len());
-        for (path, bytes) in &files {
-            let sha256 = sha256_hex(bytes);
-            let (text, key) = if is_text(bytes) {
-                (Some(String::from_utf8_lossy(bytes).into_owned()), None)
-            } else {
-                let key = blob_key(user_id, id);
-                blobs
-                    .put(&key, "application/octet-stream", bytes.clone())
-                    .await?;
-                written.push(key.clone());
-                (None, Some(key.as_str().to_string()))
-            };
-            rows.push(serde_json::json!({
-                "path": path.as_str(), "size": bytes.len(), "sha256": sha256,
-                "text": text, "blob_key": key,
-            }));
-        }
-        Ok(conn
-            .insert_project(
-                id,
-                user_id,
-                name,
-                description,
-                &serde_json::Value::Array(rows).to_string(),
-            )
-            .await?)
-    }
-    .await;
-    if result.is_err() {
-        for key in &written {
-            let _ = blobs.delete(key).await;
+    let mut filling = Filling::start(conn, blobs, user_id, name, description).await?;
+    for (path, bytes) in files {
+        if let Err(e) = filling.add(&path, bytes).await {
+            filling.abandon().await;
+            return Err(e);
         }
     }
-    result
+    filling.finish().await
 }
 
 /// Checks a dump (format, name, every path, encodings, duplicates, limits) and creates the project.
