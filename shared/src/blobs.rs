@@ -71,8 +71,10 @@ pub struct BlobMeta {
     pub size: u64,
 }
 
+/// Cheap to clone: clones share the backend (and its S3 client).
+#[derive(Clone)]
 pub struct BlobStore {
-    backend: Backend,
+    backend: std::sync::Arc<Backend>,
 }
 
 enum Backend {
@@ -221,17 +223,19 @@ impl BlobStore {
                 client: OnceCell::new(),
             },
         };
-        Ok(BlobStore { backend })
+        Ok(BlobStore {
+            backend: std::sync::Arc::new(backend),
+        })
     }
 
     /// Whether uploads go straight to the store through presigned URLs (S3), or through the
     /// attachments function itself (the local directory).
     pub fn presigns(&self) -> bool {
-        matches!(self.backend, Backend::S3 { .. })
+        matches!(*self.backend, Backend::S3 { .. })
     }
 
     async fn s3(&self) -> Result<(&S3Client, &str), BlobError> {
-        match &self.backend {
+        match &*self.backend {
             Backend::S3 { config, client } => {
                 let client = client.get_or_init(|| build_client(config)).await;
                 Ok((client, &config.bucket))
@@ -246,7 +250,7 @@ impl BlobStore {
 
     /// For `/health`, cheaply (metadata, never a write): `ok`, `not_configured`, or why not.
     pub async fn check(&self) -> Result<&'static str, String> {
-        match &self.backend {
+        match &*self.backend {
             Backend::Local { root } => match tokio::fs::metadata(root).await {
                 Ok(m) if m.is_dir() => Ok("ok"),
                 Ok(_) => Err(format!("{} is not a directory", root.display())),
@@ -277,7 +281,7 @@ impl BlobStore {
         key: &BlobKey,
         content_type: &str,
     ) -> Result<BlobWriter<'_>, BlobError> {
-        let sink = match &self.backend {
+        let sink = match &*self.backend {
             Backend::Local { root } => {
                 let path = Self::path(root, key);
                 let dir = path
@@ -310,7 +314,7 @@ impl BlobStore {
         content_type: &str,
         bytes: Bytes,
     ) -> Result<(), BlobError> {
-        match &self.backend {
+        match &*self.backend {
             Backend::Local { root } => {
                 let path = Self::path(root, key);
                 let dir = path
@@ -348,7 +352,7 @@ impl BlobStore {
 
     /// The blob's size, or `None` when it is not there.
     pub async fn head(&self, key: &BlobKey) -> Result<Option<BlobMeta>, BlobError> {
-        match &self.backend {
+        match &*self.backend {
             Backend::Local { root } => match tokio::fs::metadata(Self::path(root, key)).await {
                 Ok(m) => Ok(Some(BlobMeta { size: m.len() })),
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
@@ -376,7 +380,7 @@ impl BlobStore {
 
     /// Reads the blob from its start.
     pub async fn read(&self, key: &BlobKey) -> Result<BlobReader, BlobError> {
-        match &self.backend {
+        match &*self.backend {
             Backend::Local { root } => match tokio::fs::File::open(Self::path(root, key)).await {
                 Ok(f) => Ok(BlobReader::File(f)),
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => Err(BlobError::Missing),
@@ -414,7 +418,7 @@ impl BlobStore {
 
     /// Moves a blob to another key (a server-side copy on S3: the bytes never pass through here).
     pub async fn rename(&self, from: &BlobKey, to: &BlobKey) -> Result<(), BlobError> {
-        match &self.backend {
+        match &*self.backend {
             Backend::Local { root } => {
                 let target = Self::path(root, to);
                 if let Some(dir) = target.parent() {
@@ -447,7 +451,7 @@ impl BlobStore {
 
     /// Removes the blob; one that is already gone is not an error (deletes are retried safely).
     pub async fn delete(&self, key: &BlobKey) -> Result<(), BlobError> {
-        match &self.backend {
+        match &*self.backend {
             Backend::Local { root } => match tokio::fs::remove_file(Self::path(root, key)).await {
                 Ok(()) => Ok(()),
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),

@@ -580,3 +580,70 @@ async fn hostile_zips_are_refused_naming_the_entry_and_leave_nothing() {
         );
     }
 }
+
+#[tokio::test]
+async fn the_archive_round_trips_byte_for_byte() {
+    let app = TestApp::spawn().await;
+    let token = app.register("archive@example.com").await.access;
+    let id = new_project(&app, &token, "Zip me").await;
+    let files: [(&str, &[u8]); 3] = [
+        ("src/main.rs", b"fn main() {}\n"),
+        ("img/logo.png", PNG),
+        ("notes/é.md", "# é\n".as_bytes()),
+    ];
+    for (path, bytes) in files {
+        assert_eq!(
+            put_file(&app, &token, &id, path, bytes).await.status,
+            StatusCode::OK
+        );
+    }
+    let res = app
+        .get(&format!("/api/v1/projects/{id}/archive"), Some(&token))
+        .await;
+    assert_eq!(res.status, StatusCode::OK, "{}", res.text());
+    assert_eq!(res.headers[header::CONTENT_TYPE], "application/zip");
+    assert_eq!(
+        res.headers[header::CONTENT_DISPOSITION],
+        "attachment; filename*=UTF-8''Zip%20me.zip"
+    );
+    let mut archive = zip::ZipArchive::new(std::io::Cursor::new(res.body.to_vec())).unwrap();
+    let mut seen = Vec::new();
+    for i in 0..archive.len() {
+        use std::io::Read;
+        let mut entry = archive.by_index(i).unwrap();
+        let mut bytes = Vec::new();
+        entry.read_to_end(&mut bytes).unwrap();
+        seen.push((entry.name().unwrap().to_string(), bytes));
+    }
+    seen.sort();
+    let mut expected: Vec<(String, Vec<u8>)> = files
+        .iter()
+        .map(|(p, b)| (p.to_string(), b.to_vec()))
+        .collect();
+    expected.sort();
+    assert_eq!(seen, expected);
+
+    // The archive uploads back into the same project, file for file.
+    let back = upload_zip(&app, &token, "Zip me.zip", &res.body).await;
+    assert_eq!(back.status, StatusCode::CREATED, "{}", back.text());
+    let copy = back.json()["id"].as_str().unwrap().to_string();
+    let strip = |mut dump: Value| {
+        dump["name"] = json!("");
+        dump
+    };
+    let a = app
+        .get(&format!("/api/v1/projects/{id}/export"), Some(&token))
+        .await
+        .json();
+    let b = app
+        .get(&format!("/api/v1/projects/{copy}/export"), Some(&token))
+        .await
+        .json();
+    assert_eq!(strip(a), strip(b));
+    app.get(
+        "/api/v1/projects/00000000-0000-7000-8000-000000000000/archive",
+        Some(&token),
+    )
+    .await
+    .problem(StatusCode::NOT_FOUND);
+}

@@ -42,6 +42,7 @@ pub fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(get_project, patch_project, delete_project))
         .routes(routes!(project_tree))
         .routes(routes!(export_project))
+        .routes(routes!(project_archive))
         .routes(routes!(import_project))
         .routes(routes!(upload_project))
         // File bodies and imports count their bytes against their own limits.
@@ -247,6 +248,33 @@ async fn export_project(
     Ok(Json(
         projects::export(&conn, state.blobs(), user.id, id).await?,
     ))
+}
+
+/// The project as a zip (deflated), produced file by file as it is sent.
+#[utoipa::path(get, path = "/api/v1/projects/{id}/archive", tag = "projects", security(("bearer" = [])),
+    params(("id" = String, Path, description = "Project id")),
+    responses((status = 200, description = "application/zip"), (status = 404, body = Problem)))]
+async fn project_archive(
+    State(state): State<AppState>,
+    CurrentUser(user): CurrentUser,
+    IdPath(id): IdPath<ProjectId>,
+) -> Result<Response> {
+    let conn = state.store().conn().await?;
+    let (name, chunks) = projects::archive::zip_stream(&conn, state.blobs(), user.id, id).await?;
+    let stream = futures_util::stream::unfold(chunks, |mut rx| async move {
+        rx.recv().await.map(|chunk| (chunk, rx))
+    });
+    let mut response = Body::from_stream(stream).into_response();
+    let headers = response.headers_mut();
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/zip"),
+    );
+    let disposition = crate::attachments::content_disposition(&format!("{name}.zip"));
+    if let Ok(v) = HeaderValue::from_str(&disposition) {
+        headers.insert(header::CONTENT_DISPOSITION, v);
+    }
+    Ok(response)
 }
 
 /// Reads a body whole, up to `limit` bytes (413 past it).

@@ -154,3 +154,90 @@ pub async fn unpack(
     }
     filling.finish().await
 }
+
+/// A shared buffer the zip writer fills and the response drains after each file.
+#[derive(Clone, Default)]
+struct Drain(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl std::io::Write for Drain {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0
+            .lock()
+            .map_err(|_| std::io::Error::other("poisoned"))?
+            .extend_from_slice(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl Drain {
+    fn take(&self) -> bytes::Bytes {
+        self.0
+            .lock()
+            .map(|mut b| std::mem::take(&mut *b).into())
+            .unwrap_or_default()
+    }
+}
+
+/// The project as a zip, produced file by file as the response is read: memory holds one file and
+/// its compressed form, whatever the project's size. The owner check runs before the first byte.
+pub async fn zip_stream(
+    conn: &Conn,
+    blobs: &BlobStore,
+    user_id: UserId,
+    id: crate::ids::ProjectId,
+) -> Result<(
+    String,
+    tokio::sync::mpsc::Receiver<std::io::Result<bytes::Bytes>>,
+)> {
+    let project = super::get(conn, user_id, id).await?;
+    let files = conn.project_files(id).await?;
+    let (tx, rx) = tokio::sync::mpsc::channel(2);
+    let blobs = blobs.clone();
+    tokio::spawn(async move {
+        use std::io::Write;
+        let drain = Drain::default();
+        let mut zip = zip::ZipWriter::new_stream(drain.clone());
+        let options = zip::write::SimpleFileOptions::default()
+            .compression_method(zip::CompressionMethod::Deflated);
+        for file in files {
+            let bytes: bytes::Bytes = match (file.text, file.blob_key) {
+                (Some(text), _) => text.into(),
+                (None, Some(key)) => {
+                    match blobs.read_all(&crate::blobs::BlobKey::stored(&key)).await {
+                        Ok(b) => b.into(),
+                        Err(e) => {
+                            let _ = tx.send(Err(std::io::Error::other(e.to_string()))).await;
+                            return;
+                        }
+                    }
+                }
+                (None, None) => continue,
+            };
+            let written = zip
+                .start_file(file.path.as_str(), options)
+                .map_err(std::io::Error::other)
+                .and_then(|()| zip.write_all(&bytes));
+            if let Err(e) = written {
+                let _ = tx.send(Err(e)).await;
+                return;
+            }
+            let chunk = drain.take();
+            if !chunk.is_empty() && tx.send(Ok(chunk)).await.is_err() {
+                return; // the client went away
+            }
+        }
+        match zip.finish() {
+            Ok(_) => {
+                let _ = tx.send(Ok(drain.take())).await;
+            }
+            Err(e) => {
+                let _ = tx.send(Err(std::io::Error::other(e))).await;
+            }
+        }
+    });
+    Ok((project.name, rx))
+}
