@@ -114,6 +114,7 @@ def flow():
     assert renamed["display_name"] == "Smoke", renamed
     chat_flow(login["access_token"])
     attachments_flow(login["access_token"])
+    projects_flow(login["access_token"])
     refreshed = expect("refresh", 200, call("POST", "/auth/refresh", {"refresh_token": login["refresh_token"]}))
     expect("refresh reuse", 401, call("POST", "/auth/refresh", {"refresh_token": login["refresh_token"]}))
     fresh = expect("login again", 200, call("POST", "/auth/login", {"email": email, "password": password}))
@@ -211,6 +212,20 @@ def attachments_flow(token):
     assert "pixel.png" in answer and "big.txt" in answer, answer
     expect("delete attachment", 204, call("DELETE", f"/attachments/{inline['id']}", token=token))
     expect("deleted attachment", 404, call("GET", f"/attachments/{inline['id']}", token=token))
+
+
+def projects_flow(token):
+    """A project, a file at a nested path (the wildcard route through the watch router), the tree,
+    and the project as a zip."""
+    project = expect("create project", 201, call("POST", "/projects", {"name": "Smoke project"}, token=token))
+    code, _, raw = raw_call("PUT", BASE + f"/projects/{project['id']}/files/src/app/main.rs", b"fn main() {}\n",
+                            {"Authorization": f"Bearer {token}", "Content-Type": "application/octet-stream"})
+    assert code == 200, (code, raw[:300])
+    tree = expect("project tree", 200, call("GET", f"/projects/{project['id']}/tree", token=token))
+    assert tree["children"][0]["children"][0]["children"][0]["path"] == "src/app/main.rs", tree
+    code, headers, raw = raw_call("GET", BASE + f"/projects/{project['id']}/archive", None, {"Authorization": f"Bearer {token}"})
+    assert code == 200 and raw[:4] == b"PK\x03\x04", (code, raw[:40])
+    print("smoke: ok   project archive is a zip")
 
 
 def start_sqld():
