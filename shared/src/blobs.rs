@@ -531,20 +531,7 @@ impl BlobStore {
 }
 
 async fn build_client(config: &S3Config) -> S3Client {
-    use aws_sdk_s3::config::{Credentials, Region};
-    let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest());
-    if let Some(region) = &config.region {
-        loader = loader.region(Region::new(region.clone()));
-    }
-    if let Some((key, secret, token)) = &config.credentials {
-        loader = loader.credentials_provider(Credentials::new(
-            key,
-            secret,
-            token.clone(),
-            None,
-            "environment",
-        ));
-    }
+    let loader = crate::aws::loader(config.region.as_deref(), config.credentials.as_ref());
     let sdk = loader.load().await;
     let mut s3 = aws_sdk_s3::config::Builder::from(&sdk);
     if let Some(url) = &config.endpoint_url {

@@ -26,6 +26,7 @@ pub mod accounts;
 pub mod api;
 pub mod attachments;
 pub mod auth;
+pub mod aws;
 pub mod blobs;
 pub mod chat;
 pub mod config;

@@ -51,33 +51,12 @@ impl Setup {
     fn blobs(&self) -> Vec<String> {
         match &self.s3 {
             Some(s3) => s3.keys(),
-            None => {
-                let root = self.app.data_dir().join("blobs");
-                let mut keys = Vec::new();
-                let mut stack = vec![root.clone()];
-                while let Some(dir) = stack.pop() {
-                    for entry in std::fs::read_dir(&dir).into_iter().flatten().flatten() {
-                        let path = entry.path();
-                        if path.is_dir() {
-                            stack.push(path);
-                        } else {
-                            keys.push(
-                                path.strip_prefix(&root)
-                                    .unwrap()
-                                    .to_string_lossy()
-                                    .to_string(),
-                            );
-                        }
-                    }
-                }
-                keys.sort();
-                keys
-            }
+            None => codechat_api_tests::files_under(&self.app.data_dir().join("blobs")),
         }
     }
 }
 
-fn multipart(parts: &[(&str, Option<&str>, Option<&str>, &[u8])]) -> (String, Vec<u8>) {
+fn multipart(parts: &[Part<'_>]) -> (String, Vec<u8>) {
     let boundary = "codechat-test-boundary-7d3f";
     let mut body = Vec::new();
     for (name, filename, content_type, bytes) in parts {
@@ -106,7 +85,18 @@ async fn upload(
     content_type: &str,
     bytes: &[u8],
 ) -> TestResponse {
-    let (ct, body) = multipart(&[("file", Some(filename), Some(content_type), bytes)]);
+    post_multipart(
+        app,
+        token,
+        &[("file", Some(filename), Some(content_type), bytes)],
+    )
+    .await
+}
+
+type Part<'a> = (&'a str, Option<&'a str>, Option<&'a str>, &'a [u8]);
+
+async fn post_multipart(app: &TestApp, token: &str, parts: &[Part<'_>]) -> TestResponse {
+    let (ct, body) = multipart(parts);
     app.send(
         Request::builder()
             .method(Method::POST)
@@ -300,34 +290,17 @@ async fn types_are_sniffed_and_bad_parts_are_refused() {
         let nameless = upload(app, &token, "../", "text/plain", b"x").await;
         assert_eq!(nameless.invalid_fields(), vec!["filename"]);
 
-        let (ct, body) = multipart(&[("note", None, None, b"no file here")]);
-        let missing = app
-            .send(
-                Request::builder()
-                    .method(Method::POST)
-                    .uri("/api/v1/attachments")
-                    .header(header::AUTHORIZATION, format!("Bearer {token}"))
-                    .header(header::CONTENT_TYPE, ct)
-                    .body(Body::from(body))
-                    .unwrap(),
-            )
-            .await;
+        let missing = post_multipart(app, &token, &[("note", None, None, b"no file here")]).await;
         assert_eq!(missing.invalid_fields(), vec!["file"]);
-        let (ct, body) = multipart(&[
-            ("file", Some("a.txt"), Some("text/plain"), b"one"),
-            ("file", Some("b.txt"), Some("text/plain"), b"two"),
-        ]);
-        let two = app
-            .send(
-                Request::builder()
-                    .method(Method::POST)
-                    .uri("/api/v1/attachments")
-                    .header(header::AUTHORIZATION, format!("Bearer {token}"))
-                    .header(header::CONTENT_TYPE, ct)
-                    .body(Body::from(body))
-                    .unwrap(),
-            )
-            .await;
+        let two = post_multipart(
+            app,
+            &token,
+            &[
+                ("file", Some("a.txt"), Some("text/plain"), b"one"),
+                ("file", Some("b.txt"), Some("text/plain"), b"two"),
+            ],
+        )
+        .await;
         assert_eq!(two.invalid_fields(), vec!["file"]);
         let json = app
             .post("/api/v1/attachments", json!({"file": "x"}), Some(&token))

@@ -217,7 +217,7 @@ async fn bad_turn_parameters_are_named() {
         (json!({"message": "hi", "agent_id": "x"}), "agent_id"),
         (
             json!({"message": "hi", "attachment_ids": ["x"]}),
-            "attachment_ids",
+            "attachment_ids[0]",
         ),
         (json!({"message": 5}), "message"),
         (json!({}), "message"),

@@ -39,26 +39,7 @@ async fn new_project(app: &TestApp, token: &str, name: &str) -> String {
 }
 
 fn blob_files(app: &TestApp) -> Vec<String> {
-    let root = app.data_dir().join("blobs");
-    let mut found = Vec::new();
-    let mut stack = vec![root.clone()];
-    while let Some(dir) = stack.pop() {
-        for entry in std::fs::read_dir(&dir).into_iter().flatten().flatten() {
-            if entry.path().is_dir() {
-                stack.push(entry.path());
-            } else {
-                found.push(
-                    entry
-                        .path()
-                        .strip_prefix(&root)
-                        .unwrap()
-                        .to_string_lossy()
-                        .to_string(),
-                );
-            }
-        }
-    }
-    found
+    codechat_api_tests::files_under(&app.data_dir().join("blobs"))
 }
 
 #[tokio::test]

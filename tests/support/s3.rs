@@ -58,27 +58,10 @@ impl S3Server {
         ]
     }
 
-    /// The keys of every object in the bucket (straight from the server's directory).
+    /// The keys of every object in the bucket (straight from the server's directory: s3s-fs keeps
+    /// each object as a file under the bucket's directory, its metadata elsewhere).
     pub fn keys(&self) -> Vec<String> {
-        let root = self.dir.path().join(BUCKET);
-        let mut keys = Vec::new();
-        let mut stack = vec![root.clone()];
-        while let Some(dir) = stack.pop() {
-            for entry in std::fs::read_dir(&dir).into_iter().flatten().flatten() {
-                let path = entry.path();
-                if path.is_dir() {
-                    stack.push(path);
-                } else if let Ok(rel) = path.strip_prefix(&root) {
-                    let key = rel.to_string_lossy().to_string();
-                    // s3s-fs keeps metadata and upload scratch files beside the objects.
-                    if !key.contains(".s3s") && !key.starts_with('.') {
-                        keys.push(key);
-                    }
-                }
-            }
-        }
-        keys.sort();
-        keys
+        crate::files_under(&self.dir.path().join(BUCKET))
     }
 }
 

@@ -180,28 +180,15 @@ async fn upload_attachment(
     Ok((StatusCode::CREATED, Json(attachment.into())))
 }
 
-#[derive(Debug, Deserialize, IntoParams)]
-#[into_params(parameter_in = Query)]
-struct ListQuery {
-    /// Items per page: 1 to 100; default 20.
-    limit: Option<String>,
-    /// The `next_cursor` of the previous page.
-    cursor: Option<String>,
-}
-
 /// The user's attachments, newest first.
-#[utoipa::path(get, path = "/api/v1/attachments", tag = "attachments", security(("bearer" = [])), params(ListQuery),
+#[utoipa::path(get, path = "/api/v1/attachments", tag = "attachments", security(("bearer" = [])), params(PageQuery),
     responses((status = 200, body = AttachmentPage), (status = 401, body = Problem), (status = 422, body = Problem)))]
 async fn list_attachments(
     State(state): State<AppState>,
     CurrentUser(user): CurrentUser,
-    ApiQuery(query): ApiQuery<ListQuery>,
+    ApiQuery(query): ApiQuery<PageQuery>,
 ) -> Result<Json<AttachmentPage>> {
-    let page = PageQuery {
-        limit: query.limit,
-        cursor: query.cursor,
-    }
-    .parse()?;
+    let page = query.parse()?;
     let conn = state.store().conn().await?;
     Ok(Json(
         attachments::list(&conn, user.id, page)

@@ -7,7 +7,7 @@ use axum::{
 };
 use http_body_util::BodyExt;
 use serde::{Deserialize, Serialize};
-use utoipa::{IntoParams, ToSchema};
+use utoipa::ToSchema;
 use utoipa_axum::{
     router::{OpenApiRouter, UtoipaMethodRouter},
     routes,
@@ -134,28 +134,15 @@ async fn create_project(
     Ok((StatusCode::CREATED, Json(project.into())))
 }
 
-#[derive(Debug, Deserialize, IntoParams)]
-#[into_params(parameter_in = Query)]
-struct ListQuery {
-    /// Items per page: 1 to 100; default 20.
-    limit: Option<String>,
-    /// The `next_cursor` of the previous page.
-    cursor: Option<String>,
-}
-
 /// The user's projects, newest first.
-#[utoipa::path(get, path = "/api/v1/projects", tag = "projects", security(("bearer" = [])), params(ListQuery),
+#[utoipa::path(get, path = "/api/v1/projects", tag = "projects", security(("bearer" = [])), params(PageQuery),
     responses((status = 200, body = ProjectPage), (status = 401, body = Problem), (status = 422, body = Problem)))]
 async fn list_projects(
     State(state): State<AppState>,
     CurrentUser(user): CurrentUser,
-    ApiQuery(query): ApiQuery<ListQuery>,
+    ApiQuery(query): ApiQuery<PageQuery>,
 ) -> Result<Json<ProjectPage>> {
-    let page = PageQuery {
-        limit: query.limit,
-        cursor: query.cursor,
-    }
-    .parse()?;
+    let page = query.parse()?;
     let conn = state.store().conn().await?;
     Ok(Json(
         projects::list(&conn, user.id, page).await?.map(Into::into),

@@ -188,6 +188,7 @@ mod tests {
             model: None,
             error: None,
             created_at: String::new(),
+            attachments: Vec::new(),
         }
     }
 

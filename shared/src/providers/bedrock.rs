@@ -5,7 +5,6 @@
 use std::time::Duration;
 
 use aws_sdk_bedrockruntime::{
-    config::{Credentials, Region},
     error::{DisplayErrorContext, ProvideErrorMetadata, SdkError},
     types::{
         error::ConverseStreamOutputError, ContentBlock, ContentBlockDelta, ConversationRole,
@@ -55,20 +54,9 @@ pub struct Bedrock {
 
 impl Bedrock {
     pub async fn new(settings: &Settings) -> Self {
-        let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest())
-            .retry_config(aws_config::retry::RetryConfig::disabled());
-        if let Some(region) = &settings.region {
-            loader = loader.region(Region::new(region.clone()));
-        }
-        if let Some((key, secret, token)) = &settings.credentials {
-            loader = loader.credentials_provider(Credentials::new(
-                key,
-                secret,
-                token.clone(),
-                None,
-                "environment",
-            ));
-        }
+        let mut loader =
+            crate::aws::loader(settings.region.as_deref(), settings.credentials.as_ref())
+                .retry_config(aws_config::retry::RetryConfig::disabled());
         if let Some(url) = &settings.endpoint_url {
             loader = loader.endpoint_url(url);
         }
