@@ -13,12 +13,13 @@
 //!
 //! Run: `cargo run --release -p bench` (builds the function binaries in release mode first);
 //! `-- --load-only` runs only the instances-at-once section, `-- --uploads-only` only the
-//! attachments, `-- --in-process-only` only the chat turn in-process (no release binaries are
+//! attachments and projects, `-- --in-process-only` only the chat turn in-process (no release binaries are
 //! built), for profiling.
 
 mod cpu;
 mod in_process;
 mod load;
+mod projects;
 mod runtime;
 mod seed;
 mod uploads;
@@ -564,6 +565,7 @@ async fn main() {
     let local = StoreTarget::local(&data);
     if std::env::args().any(|a| a == "--uploads-only") {
         uploads::print(&uploads::measure(&binary, &data).await);
+        projects::print(&projects::measure(&binary, &data).await);
         let _ = std::fs::remove_dir_all(&data);
         return;
     }
@@ -853,6 +855,7 @@ async fn main() {
 
     eprintln!("bench: attachments");
     let upload_rows = uploads::measure(&binary, &data).await;
+    let project_rows = projects::measure(&binary, &data).await;
 
     eprintln!("bench: auth per memory size");
     let memory_sizes = auth_at_memory_sizes(&binary("auth"), &data).await;
@@ -948,6 +951,7 @@ async fn main() {
         None => println!("\nRemote libSQL: skipped (../shared/tools/sqld is absent)"),
     }
     uploads::print(&upload_rows);
+    projects::print(&project_rows);
     println!("\ninit = process start until the first poll of the Runtime API ({COLD_STARTS} starts each).");
 
     // Last, after everything else is printed: the heaviest section on a small machine.

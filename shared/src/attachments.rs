@@ -17,7 +17,7 @@ use crate::{
     config::Config,
     error::{Error, FieldError, FieldErrors, Result},
     ids::{AttachmentId, UserId},
-    kinds::AttachmentStatus,
+    kinds::{AttachmentStatus, UploadPurpose},
     pagination::{Page, Paginated},
     store::{Attachment, Conn, NewAttachment},
 };
@@ -39,6 +39,7 @@ pub struct UploadRules {
     pub max_upload_bytes: u64,
     pub allowed_types: Vec<String>,
     pub url_ttl: Duration,
+    pub purpose: UploadPurpose,
 }
 
 impl From<&Config> for UploadRules {
@@ -48,6 +49,18 @@ impl From<&Config> for UploadRules {
             max_upload_bytes: config.max_upload_bytes,
             allowed_types: config.allowed_upload_types.clone(),
             url_ttl: config.upload_url_ttl,
+            purpose: UploadPurpose::Attachment,
+        }
+    }
+}
+
+impl UploadRules {
+    /// The rules of a project's zip upload: the same sizes and URL life, zip archives only.
+    pub fn project_archives(config: &Config) -> Self {
+        UploadRules {
+            allowed_types: vec!["application/zip".into()],
+            purpose: UploadPurpose::Project,
+            ..UploadRules::from(config)
         }
     }
 }
@@ -121,6 +134,7 @@ pub enum Sniffed {
     Gif,
     Webp,
     Pdf,
+    Zip,
     /// UTF-8 without NUL bytes.
     Text,
     /// Anything else.
@@ -139,6 +153,8 @@ impl Sniffed {
             Sniffed::Webp
         } else if first.starts_with(b"%PDF-") {
             Sniffed::Pdf
+        } else if first.starts_with(b"PK\x03\x04") || first.starts_with(b"PK\x05\x06") {
+            Sniffed::Zip
         } else if is_text(first) {
             Sniffed::Text
         } else {
@@ -153,6 +169,7 @@ impl Sniffed {
             Sniffed::Gif => "a GIF image",
             Sniffed::Webp => "a WebP image",
             Sniffed::Pdf => "a PDF document",
+            Sniffed::Zip => "a zip archive",
             Sniffed::Text => "text",
             Sniffed::Binary => "binary data",
         }
@@ -179,6 +196,7 @@ pub fn check_type(declared: &str, sniffed: Sniffed) -> Result<(), FieldError> {
         "image/gif" => Some(Sniffed::Gif),
         "image/webp" => Some(Sniffed::Webp),
         "application/pdf" => Some(Sniffed::Pdf),
+        "application/zip" => Some(Sniffed::Zip),
         t if is_text_type(t) => Some(Sniffed::Text),
         _ => None,
     };
@@ -357,6 +375,7 @@ pub async fn upload_inline(
             sha256: Some(&sha256),
             status: AttachmentStatus::Ready,
             expires_at: None,
+            purpose: UploadPurpose::Attachment,
         })
         .await;
     match stored {
@@ -454,6 +473,7 @@ pub async fn start_upload(
             sha256: None,
             status: AttachmentStatus::Pending,
             expires_at: Some(&sweep_after),
+            purpose: rules.purpose,
         })
         .await?;
     Ok((attachment, target))
@@ -533,8 +553,10 @@ pub async fn complete(
     blobs: &BlobStore,
     user_id: UserId,
     id: AttachmentId,
+    purpose: UploadPurpose,
 ) -> Result<Attachment> {
     let pending = match conn.attachment(id, user_id).await? {
+        Some(a) if a.purpose != purpose => return Err(Error::NotFound),
         Some(a) if a.status == AttachmentStatus::Ready => return Ok(a),
         Some(a) => a,
         None => return Err(Error::NotFound),
@@ -586,8 +608,12 @@ pub async fn complete(
     }
 }
 
+/// An attachment (a project's zip upload is not one).
 pub async fn get(conn: &Conn, user_id: UserId, id: AttachmentId) -> Result<Attachment> {
-    conn.attachment(id, user_id).await?.ok_or(Error::NotFound)
+    conn.attachment(id, user_id)
+        .await?
+        .filter(|a| a.purpose == UploadPurpose::Attachment)
+        .ok_or(Error::NotFound)
 }
 
 /// The user's attachments, newest first.
@@ -602,8 +628,20 @@ pub async fn list(
     Ok(Paginated::from_rows(rows, page.limit, |a| a.id))
 }
 
-/// Removes the row, then the blob (an orphaned blob is harmless, a row without its blob is not).
+/// Removes an attachment: the row, then the blob (an orphaned blob is harmless, a row without its
+/// blob is not).
 pub async fn delete(
+    conn: &Conn,
+    blobs: &BlobStore,
+    user_id: UserId,
+    id: AttachmentId,
+) -> Result<()> {
+    get(conn, user_id, id).await?;
+    discard(conn, blobs, user_id, id).await
+}
+
+/// Removes an upload of any purpose, row then blob.
+pub async fn discard(
     conn: &Conn,
     blobs: &BlobStore,
     user_id: UserId,
@@ -706,6 +744,7 @@ mod tests {
                 .map(str::to_string)
                 .collect(),
             url_ttl: Duration::from_secs(60),
+            purpose: UploadPurpose::Attachment,
         }
     }
 

@@ -133,6 +133,8 @@ pub struct Config {
     pub max_zip_entries: usize,
     /// Bytes in a project (and inflated bytes of an uploaded zip, counted while inflating).
     pub max_zip_uncompressed_bytes: u64,
+    /// Largest zip a presigned project upload unpacks inside the completing request.
+    pub max_unpack_in_request_bytes: u64,
     /// Largest compression ratio of a zip entry (inflated bytes per compressed byte).
     pub max_zip_ratio: u64,
     /// Largest `POST /projects/import` body.
@@ -328,6 +330,11 @@ impl Config {
             )?,
             max_project_import_bytes: number(&var, "MAX_PROJECT_IMPORT_BYTES", 6_000_000)?,
             max_zip_ratio: number(&var, "MAX_ZIP_RATIO", 100)?,
+            max_unpack_in_request_bytes: number(
+                &var,
+                "MAX_UNPACK_IN_REQUEST_BYTES",
+                20 * 1024 * 1024,
+            )?,
             max_chat_attachments: number(&var, "MAX_CHAT_ATTACHMENTS", 10)?,
             max_chat_attachment_bytes: number(&var, "MAX_CHAT_ATTACHMENT_BYTES", 4_500_000)?,
             bootstrap_admin_email: var("BOOTSTRAP_ADMIN_EMAIL"),

@@ -44,6 +44,11 @@ text_enum!(
     AttachmentStatus { Pending = "pending", Ready = "ready" }
 );
 
+text_enum!(
+    /// What an upload is for: an attachment, or the zip of a new project.
+    UploadPurpose { Attachment = "attachment", Project = "project" }
+);
+
 #[cfg(test)]
 mod tests {
     use super::*;

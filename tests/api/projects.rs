@@ -628,3 +628,178 @@ async fn the_archive_round_trips_byte_for_byte() {
     .await
     .problem(StatusCode::NOT_FOUND);
 }
+
+/// PUTs `bytes` to an upload target: over real HTTP to S3, through the router for the local URL.
+async fn put_to(app: &TestApp, upload: &Value, bytes: &[u8], s3: bool) -> u16 {
+    let url = upload["url"].as_str().unwrap();
+    let headers: Vec<(String, String)> = upload["headers"]
+        .as_object()
+        .unwrap()
+        .iter()
+        .filter(|(k, _)| k.as_str() != "content-length")
+        .map(|(k, v)| (k.clone(), v.as_str().unwrap().to_string()))
+        .collect();
+    if s3 {
+        let mut req = reqwest::Client::new().put(url).body(bytes.to_vec());
+        for (k, v) in headers {
+            req = req.header(k, v);
+        }
+        return req.send().await.unwrap().status().as_u16();
+    }
+    let path = &url[url.find("/api/").unwrap()..];
+    let mut req = Request::builder().method(Method::PUT).uri(path);
+    for (k, v) in &headers {
+        req = req.header(k.as_str(), v.as_str());
+    }
+    app.send(req.body(Body::from(bytes.to_vec())).unwrap())
+        .await
+        .status
+        .as_u16()
+}
+
+#[tokio::test]
+async fn a_presigned_zip_upload_becomes_a_project_on_both_stores() {
+    let s3 = codechat_api_tests::s3::S3Server::start().await;
+    let s3_env: Vec<(&str, String)> = s3.env();
+    let s3_env: Vec<(&str, &str)> = s3_env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    for (app, on_s3) in [
+        (TestApp::spawn().await, false),
+        (TestApp::with_env(&s3_env).await, true),
+    ] {
+        let token = app.register("bigzip@example.com").await.access;
+        let archive = zip_of(&[("src/lib.rs", b"pub fn f() {}\n"), ("logo.png", PNG)]);
+        let start = |filename: &str, size: usize| {
+            app.post(
+                "/api/v1/projects/uploads",
+                json!({"filename": filename, "size": size}),
+                Some(&token),
+            )
+        };
+        let res = start("big.zip", archive.len()).await;
+        assert_eq!(res.status, StatusCode::CREATED, "{}", res.text());
+        let started = res.json();
+        let id = started["upload_id"].as_str().unwrap().to_string();
+        let put = put_to(&app, &started["upload"], &archive, on_s3).await;
+        assert!(put == 200 || put == 204, "{on_s3}: {put}");
+        // A project upload is not an attachment.
+        app.get(&format!("/api/v1/attachments/{id}"), Some(&token))
+            .await
+            .problem(StatusCode::NOT_FOUND);
+        assert!(
+            app.get("/api/v1/attachments", Some(&token)).await.json()["items"]
+                .as_array()
+                .unwrap()
+                .is_empty()
+        );
+        let done = app
+            .post(
+                &format!("/api/v1/projects/uploads/{id}/complete"),
+                json!({}),
+                Some(&token),
+            )
+            .await;
+        assert_eq!(done.status, StatusCode::CREATED, "{on_s3}: {}", done.text());
+        let project = done.json();
+        assert_eq!(
+            (project["name"].as_str(), project["file_count"].as_i64()),
+            (Some("big"), Some(2))
+        );
+        let pid = project["id"].as_str().unwrap();
+        let logo = app
+            .get(
+                &format!("/api/v1/projects/{pid}/files/logo.png"),
+                Some(&token),
+            )
+            .await;
+        assert_eq!(&logo.body[..], PNG);
+        // The upload is gone once unpacked.
+        app.post(
+            &format!("/api/v1/projects/uploads/{id}/complete"),
+            json!({}),
+            Some(&token),
+        )
+        .await
+        .problem(StatusCode::NOT_FOUND);
+
+        // Bytes that are not a zip: refused, and nothing stays (no project, no upload).
+        let text = b"not a zip, just text".to_vec();
+        let started = start("fake.zip", text.len()).await.json();
+        let id = started["upload_id"].as_str().unwrap().to_string();
+        let put = put_to(&app, &started["upload"], &text, on_s3).await;
+        assert!(put == 200 || put == 204, "{on_s3}: {put}");
+        let refused = app
+            .post(
+                &format!("/api/v1/projects/uploads/{id}/complete"),
+                json!({}),
+                Some(&token),
+            )
+            .await;
+        assert_eq!(refused.invalid_fields(), vec!["content_type"], "{on_s3}");
+        let listed = app.get("/api/v1/projects", Some(&token)).await.json();
+        assert_eq!(listed["items"].as_array().unwrap().len(), 1, "{on_s3}");
+        // An attachment cannot be completed as a project upload.
+        let started = app
+            .post(
+                "/api/v1/attachments/uploads",
+                json!({"filename": "a.txt", "content_type": "text/plain", "size": 3}),
+                Some(&token),
+            )
+            .await
+            .json();
+        let attachment = started["attachment"]["id"].as_str().unwrap();
+        app.post(
+            &format!("/api/v1/projects/uploads/{attachment}/complete"),
+            json!({}),
+            Some(&token),
+        )
+        .await
+        .problem(StatusCode::NOT_FOUND);
+    }
+    let blobs = s3.keys();
+    assert!(
+        blobs.iter().all(|k| k.starts_with("projects/")),
+        "{blobs:?}"
+    );
+}
+
+#[tokio::test]
+async fn a_zip_past_the_in_request_unpack_limit_is_refused_and_removed() {
+    let archive = zip_of(&[("a.txt", b"a"), ("b.txt", b"b")]);
+    let limit = archive.len().to_string();
+    let app = TestApp::with_env(&[("MAX_UNPACK_IN_REQUEST_BYTES", &limit)]).await;
+    let token = app.register("unpack-limit@example.com").await.access;
+    for (extra, expect) in [
+        (0usize, StatusCode::CREATED),
+        (1, StatusCode::PAYLOAD_TOO_LARGE),
+    ] {
+        let mut bytes = archive.clone();
+        // A zip may carry trailing bytes after its end record; one more byte crosses the line.
+        bytes.extend(std::iter::repeat_n(b' ', extra));
+        let started = app
+            .post(
+                "/api/v1/projects/uploads",
+                json!({"filename": "x.zip", "size": bytes.len()}),
+                Some(&token),
+            )
+            .await
+            .json();
+        let id = started["upload_id"].as_str().unwrap().to_string();
+        assert_eq!(put_to(&app, &started["upload"], &bytes, false).await, 204);
+        let res = app
+            .post(
+                &format!("/api/v1/projects/uploads/{id}/complete"),
+                json!({}),
+                Some(&token),
+            )
+            .await;
+        assert_eq!(res.status, expect, "{}", res.text());
+    }
+    assert_eq!(
+        app.get("/api/v1/projects", Some(&token)).await.json()["items"]
+            .as_array()
+            .unwrap()
+            .len(),
+        1
+    );
+    assert!(blob_files(&app).is_empty(), "{:?}", blob_files(&app));
+}

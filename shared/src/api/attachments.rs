@@ -19,7 +19,7 @@ use crate::{
     function::{Function, Limits, Transport},
     http::{ApiJson, ApiQuery},
     ids::{AttachmentId, ConversationId, MessageId},
-    kinds::AttachmentStatus,
+    kinds::{AttachmentStatus, UploadPurpose},
     pagination::{PageQuery, Paginated},
     state::AppState,
     store::Attachment,
@@ -206,13 +206,24 @@ struct StartUpload {
 }
 
 #[derive(Debug, Serialize, ToSchema)]
-struct UploadOut {
+pub(super) struct UploadOut {
     /// Always `PUT`.
     method: &'static str,
     url: String,
     /// Headers to send with the PUT, exactly: they are part of the signature.
     headers: BTreeMap<String, String>,
     expires_at: String,
+}
+
+impl From<attachments::UploadTarget> for UploadOut {
+    fn from(target: attachments::UploadTarget) -> Self {
+        UploadOut {
+            method: "PUT",
+            url: target.url,
+            headers: target.headers.into_iter().collect(),
+            expires_at: crate::ids::format_time(target.expires_at.into()),
+        }
+    }
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -222,7 +233,7 @@ struct StartedUpload {
 }
 
 /// Where this function is reached, for the local store's upload URL.
-fn base_url(headers: &HeaderMap) -> String {
+pub(super) fn base_url(headers: &HeaderMap) -> String {
     let host = headers
         .get(header::HOST)
         .and_then(|v| v.to_str().ok())
@@ -266,12 +277,7 @@ async fn start_upload(
         StatusCode::CREATED,
         Json(StartedUpload {
             attachment: attachment.into(),
-            upload: UploadOut {
-                method: "PUT",
-                url: target.url,
-                headers: target.headers.into_iter().collect(),
-                expires_at: crate::ids::format_time(target.expires_at.into()),
-            },
+            upload: target.into(),
         }),
     ))
 }
@@ -329,7 +335,7 @@ async fn complete_upload(
 ) -> Result<Json<AttachmentOut>> {
     let conn = state.store().conn().await?;
     Ok(Json(
-        attachments::complete(&conn, state.blobs(), user.id, id)
+        attachments::complete(&conn, state.blobs(), user.id, id, UploadPurpose::Attachment)
             .await?
             .into(),
     ))

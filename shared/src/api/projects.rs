@@ -45,6 +45,8 @@ pub fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(project_archive))
         .routes(routes!(import_project))
         .routes(routes!(upload_project))
+        .routes(routes!(start_project_upload))
+        .routes(routes!(complete_project_upload))
         // File bodies and imports count their bytes against their own limits.
         .layer(DefaultBodyLimit::disable());
     with_wildcard(router, routes!(read_file, write_file, delete_file))
@@ -384,6 +386,91 @@ async fn upload_project(
     let conn = state.store().conn().await?;
     let project =
         projects::archive::unpack(&conn, state.blobs(), &rules, user.id, &name, archive).await?;
+    Ok((StatusCode::CREATED, Json(project.into())))
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+struct StartProjectUpload {
+    /// The zip's file name (the project's name by default, without `.zip`).
+    filename: String,
+    /// Exact size in bytes, up to `MAX_UPLOAD_BYTES`.
+    size: u64,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+struct StartedProjectUpload {
+    /// Complete it with `POST /projects/uploads/{upload_id}/complete` once the PUT is done.
+    #[schema(value_type = String)]
+    upload_id: crate::ids::AttachmentId,
+    upload: super::attachments::UploadOut,
+}
+
+/// Starts a presigned upload of a zip (for archives past the inline limit): PUT it to `upload.url`
+/// with `upload.headers`, then complete it.
+#[utoipa::path(post, path = "/api/v1/projects/uploads", tag = "projects", security(("bearer" = [])), request_body = StartProjectUpload,
+    responses((status = 201, body = StartedProjectUpload), (status = 401, body = Problem), (status = 422, body = Problem)))]
+async fn start_project_upload(
+    State(state): State<AppState>,
+    CurrentUser(user): CurrentUser,
+    headers: axum::http::HeaderMap,
+    ApiJson(body): ApiJson<StartProjectUpload>,
+) -> Result<(StatusCode, Json<StartedProjectUpload>)> {
+    let rules = crate::attachments::UploadRules::project_archives(state.config());
+    let conn = state.store().conn().await?;
+    let (upload, target) = projects::archive::start_upload(
+        &conn,
+        state.blobs(),
+        state.tokens(),
+        &rules,
+        user.id,
+        &body.filename,
+        body.size,
+        &super::attachments::base_url(&headers),
+    )
+    .await?;
+    Ok((
+        StatusCode::CREATED,
+        Json(StartedProjectUpload {
+            upload_id: upload.id,
+            upload: target.into(),
+        }),
+    ))
+}
+
+#[derive(Debug, Default, Deserialize, ToSchema)]
+struct CompleteProjectUpload {
+    /// The project's name; the zip's file name without `.zip` when absent.
+    name: Option<String>,
+}
+
+/// Checks the uploaded zip and unpacks it into a new project (the same rules as an inline upload),
+/// up to `MAX_UNPACK_IN_REQUEST_BYTES`. The upload is removed whatever the outcome.
+#[utoipa::path(post, path = "/api/v1/projects/uploads/{id}/complete", tag = "projects", security(("bearer" = [])),
+    request_body(content = Option<CompleteProjectUpload>, description = "Optional"),
+    params(("id" = String, Path, description = "The upload id")),
+    responses((status = 201, body = ProjectOut), (status = 404, body = Problem), (status = 409, body = Problem), (status = 413, body = Problem), (status = 422, body = Problem)))]
+async fn complete_project_upload(
+    State(state): State<AppState>,
+    CurrentUser(user): CurrentUser,
+    IdPath(id): IdPath<crate::ids::AttachmentId>,
+    body: bytes::Bytes,
+) -> Result<(StatusCode, Json<ProjectOut>)> {
+    let options: CompleteProjectUpload = match body.is_empty() {
+        true => CompleteProjectUpload::default(),
+        false => parse_json(&body)?,
+    };
+    let rules = projects::archive::ZipRules::from(state.config());
+    let conn = state.store().conn().await?;
+    let project = projects::archive::complete_upload(
+        &conn,
+        state.blobs(),
+        &rules,
+        state.config().max_unpack_in_request_bytes,
+        user.id,
+        id,
+        options.name.as_deref(),
+    )
+    .await?;
     Ok((StatusCode::CREATED, Json(project.into())))
 }
 

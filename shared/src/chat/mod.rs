@@ -17,7 +17,7 @@ use crate::{
     conversations::{self, NewConversationInput, Title},
     error::{Error, FieldError, FieldErrors, Result},
     ids::{AttachmentId, ConversationId, MessageId, UserId},
-    kinds::{AttachmentStatus, MessageRole, MessageStatus},
+    kinds::{AttachmentStatus, MessageRole, MessageStatus, UploadPurpose},
     models::{Catalog, Model},
     providers::{
         FileKind, FilePart, ModelRequest, ProviderError, Providers, RetryPolicy, StreamEvent,
@@ -198,7 +198,10 @@ async fn attachment_files(
     let mut chosen = Vec::new();
     for (i, id) in input.ids.iter().enumerate() {
         let field = format!("attachment_ids[{i}]");
-        let Some(a) = found.iter().find(|a| a.id == *id) else {
+        let Some(a) = found
+            .iter()
+            .find(|a| a.id == *id && a.purpose == UploadPurpose::Attachment)
+        else {
             errors.push(FieldError::new(field, "no such attachment"));
             continue;
         };

@@ -155,6 +155,81 @@ pub async fn unpack(
     filling.finish().await
 }
 
+/// Starts a presigned upload of a project's zip: the attachments' upload machinery (URL, checks,
+/// expiry sweep) with the purpose `project`, so the zip never lists or sends as an attachment.
+pub async fn start_upload(
+    conn: &Conn,
+    blobs: &BlobStore,
+    keys: &crate::auth::tokens::TokenKeys,
+    rules: &crate::attachments::UploadRules,
+    user_id: UserId,
+    filename: &str,
+    size: u64,
+    local_base: &str,
+) -> Result<(crate::store::Attachment, crate::attachments::UploadTarget)> {
+    crate::attachments::start_upload(
+        conn,
+        blobs,
+        keys,
+        rules,
+        user_id,
+        crate::attachments::UploadRequest {
+            filename,
+            content_type: "application/zip",
+            size,
+        },
+        local_base,
+    )
+    .await
+}
+
+/// Completes a presigned project upload: checks the object (size, zip magic, SHA-256), unpacks it
+/// under the same rules as an inline upload, and removes the upload. A zip past
+/// `max_unpack_bytes` is refused with 413 (unpacking it needs more than one request's time and
+/// memory). Whatever happens, the uploaded zip does not stay.
+#[allow(clippy::too_many_arguments)]
+pub async fn complete_upload(
+    conn: &Conn,
+    blobs: &BlobStore,
+    rules: &ZipRules,
+    max_unpack_bytes: u64,
+    user_id: UserId,
+    id: crate::ids::AttachmentId,
+    name: Option<&str>,
+) -> Result<Project> {
+    let upload = crate::attachments::complete(
+        conn,
+        blobs,
+        user_id,
+        id,
+        crate::kinds::UploadPurpose::Project,
+    )
+    .await?;
+    let unpacked = async {
+        if upload.size as u64 > max_unpack_bytes {
+            return Err(Error::PayloadTooLarge {
+                limit: max_unpack_bytes as usize,
+            });
+        }
+        let key = crate::blobs::BlobKey::attachment(user_id, id);
+        let archive = blobs.read_all(&key).await?;
+        let name = match name {
+            Some(n) => n.to_string(),
+            None => upload
+                .filename
+                .strip_suffix(".zip")
+                .unwrap_or(&upload.filename)
+                .to_string(),
+        };
+        unpack(conn, blobs, rules, user_id, &name, archive.into()).await
+    }
+    .await;
+    if let Err(e) = crate::attachments::discard(conn, blobs, user_id, id).await {
+        tracing::warn!(error = %e, "a completed project upload was not removed");
+    }
+    unpacked
+}
+
 /// A shared buffer the zip writer fills and the response drains after each file.
 #[derive(Clone, Default)]
 struct Drain(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);

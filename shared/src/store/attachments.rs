@@ -3,7 +3,7 @@
 use super::{col, collect, first, Conn, Row, StoreResult};
 use crate::{
     ids::{AttachmentId, ConversationId, MessageId, UserId},
-    kinds::AttachmentStatus,
+    kinds::{AttachmentStatus, UploadPurpose},
 };
 
 #[derive(Debug, Clone)]
@@ -19,6 +19,7 @@ pub struct Attachment {
     pub message_id: Option<MessageId>,
     pub created_at: String,
     pub expires_at: Option<String>,
+    pub purpose: UploadPurpose,
 }
 
 pub struct NewAttachment<'a> {
@@ -31,9 +32,10 @@ pub struct NewAttachment<'a> {
     pub sha256: Option<&'a str>,
     pub status: AttachmentStatus,
     pub expires_at: Option<&'a str>,
+    pub purpose: UploadPurpose,
 }
 
-const COLUMNS: &str = "id, user_id, filename, content_type, size, sha256, status, conversation_id, message_id, created_at, expires_at";
+const COLUMNS: &str = "id, user_id, filename, content_type, size, sha256, status, conversation_id, message_id, created_at, expires_at, purpose";
 
 fn attachment_from_row(row: &Row) -> StoreResult<Attachment> {
     Ok(Attachment {
@@ -48,6 +50,7 @@ fn attachment_from_row(row: &Row) -> StoreResult<Attachment> {
         message_id: col(row, 8, "attachments.message_id")?,
         created_at: col(row, 9, "attachments.created_at")?,
         expires_at: col(row, 10, "attachments.expires_at")?,
+        purpose: col(row, 11, "attachments.purpose")?,
     })
 }
 
@@ -64,8 +67,8 @@ impl Conn {
         let rows = self
             .query(
                 &format!(
-                    "INSERT INTO attachments (id, user_id, filename, content_type, size, sha256, status, created_at, expires_at)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9) RETURNING {COLUMNS}"
+                    "INSERT INTO attachments (id, user_id, filename, content_type, size, sha256, status, created_at, expires_at, purpose)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10) RETURNING {COLUMNS}"
                 ),
                 libsql::params![
                     new.id,
@@ -76,7 +79,8 @@ impl Conn {
                     new.sha256,
                     new.status.as_str(),
                     crate::ids::now(),
-                    new.expires_at
+                    new.expires_at,
+                    new.purpose.as_str()
                 ],
             )
             .await?;
@@ -109,7 +113,7 @@ impl Conn {
             .query(
                 &format!(
                     "SELECT {COLUMNS} FROM attachments
-                     WHERE user_id = ?1 AND (?2 IS NULL OR id < ?2)
+                     WHERE user_id = ?1 AND purpose = 'attachment' AND (?2 IS NULL OR id < ?2)
                      ORDER BY id DESC LIMIT ?3"
                 ),
                 libsql::params![user_id, after, limit as i64 + 1],
@@ -221,7 +225,8 @@ impl Conn {
         self.execute(
             &format!(
                 "UPDATE attachments SET conversation_id = ?2, message_id = ?3
-                 WHERE user_id = ?1 AND status = 'ready' AND message_id IS NULL AND id IN ({})",
+                 WHERE user_id = ?1 AND status = 'ready' AND message_id IS NULL
+                   AND purpose = 'attachment' AND id IN ({})",
                 placeholders(4, ids.len())
             ),
             params,

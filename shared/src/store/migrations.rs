@@ -27,6 +27,7 @@ pub(crate) const MIGRATIONS: &[(i64, &str, &str)] = migrations![
     6 => "0006_one_statement_turn_writes.sql",
     7 => "0007_attachments.sql",
     8 => "0008_projects.sql",
+    9 => "0009_upload_purpose.sql",
 ];
 
 pub(super) async fn apply(conn: &Conn) -> StoreResult<()> {

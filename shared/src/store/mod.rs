@@ -27,7 +27,7 @@ use std::{sync::Arc, time::Duration};
 use crate::{
     config::DatabaseConfig,
     ids::{AttachmentId, ConversationId, MessageId, ProjectId, UserId},
-    kinds::{AttachmentStatus, MessageRole, MessageStatus, Role},
+    kinds::{AttachmentStatus, MessageRole, MessageStatus, Role, UploadPurpose},
 };
 
 pub use attachments::{Attachment, NewAttachment};
@@ -370,6 +370,7 @@ parsed_column!(
     AttachmentId => |s: &str| s.parse().ok(),
     ProjectId => |s: &str| s.parse().ok(),
     AttachmentStatus => AttachmentStatus::parse,
+    UploadPurpose => UploadPurpose::parse,
     Role => Role::parse,
     MessageRole => MessageRole::parse,
     MessageStatus => MessageStatus::parse,
