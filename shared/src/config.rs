@@ -135,6 +135,9 @@ pub struct Config {
     pub max_zip_uncompressed_bytes: u64,
     /// Largest zip a presigned project upload unpacks inside the completing request.
     pub max_unpack_in_request_bytes: u64,
+    /// Whether large project zips are unpacked by the `unpacker` worker (deployed: the stored object's
+    /// event triggers it) rather than by a background task of the projects function (locally).
+    pub unpack_in_worker: bool,
     /// Largest compression ratio of a zip entry (inflated bytes per compressed byte).
     pub max_zip_ratio: u64,
     /// Largest `POST /projects/import` body.
@@ -330,6 +333,10 @@ impl Config {
             )?,
             max_project_import_bytes: number(&var, "MAX_PROJECT_IMPORT_BYTES", 6_000_000)?,
             max_zip_ratio: number(&var, "MAX_ZIP_RATIO", 100)?,
+            unpack_in_worker: match var("UNPACK_IN_WORKER").as_deref() {
+                Some(v) => parse_bool("UNPACK_IN_WORKER", v)?,
+                None => false,
+            },
             max_unpack_in_request_bytes: number(
                 &var,
                 "MAX_UNPACK_IN_REQUEST_BYTES",

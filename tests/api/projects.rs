@@ -762,16 +762,14 @@ async fn a_presigned_zip_upload_becomes_a_project_on_both_stores() {
     );
 }
 
+/// At the line a zip unpacks inside the request (201); one byte past it, after it (202).
 #[tokio::test]
-async fn a_zip_past_the_in_request_unpack_limit_is_refused_and_removed() {
+async fn the_in_request_unpack_line_holds_at_its_edge() {
     let archive = zip_of(&[("a.txt", b"a"), ("b.txt", b"b")]);
     let limit = archive.len().to_string();
     let app = TestApp::with_env(&[("MAX_UNPACK_IN_REQUEST_BYTES", &limit)]).await;
     let token = app.register("unpack-limit@example.com").await.access;
-    for (extra, expect) in [
-        (0usize, StatusCode::CREATED),
-        (1, StatusCode::PAYLOAD_TOO_LARGE),
-    ] {
+    for (extra, expect) in [(0usize, StatusCode::CREATED), (1, StatusCode::ACCEPTED)] {
         let mut bytes = archive.clone();
         // A zip may carry trailing bytes after its end record; one more byte crosses the line.
         bytes.extend(std::iter::repeat_n(b' ', extra));
@@ -794,12 +792,112 @@ async fn a_zip_past_the_in_request_unpack_limit_is_refused_and_removed() {
             .await;
         assert_eq!(res.status, expect, "{}", res.text());
     }
-    assert_eq!(
+    let both = codechat_api_tests::eventually(|| async {
         app.get("/api/v1/projects", Some(&token)).await.json()["items"]
             .as_array()
             .unwrap()
-            .len(),
-        1
-    );
-    assert!(blob_files(&app).is_empty(), "{:?}", blob_files(&app));
+            .len()
+            == 2
+    })
+    .await;
+    assert!(both);
+    let left = codechat_api_tests::eventually(|| async { blob_files(&app).is_empty() }).await;
+    assert!(left, "{:?}", blob_files(&app));
+}
+
+/// Past the in-request line the completion answers 202 and the zip is unpacked next: locally by a
+/// background task, deployed by the unpacker worker on the checked object's event (fed here as
+/// EventBridge delivers it, twice, since delivery is at least once).
+#[tokio::test]
+async fn a_large_zip_is_unpacked_after_the_request_locally_and_by_the_worker() {
+    let archive = zip_of(&[("src/lib.rs", b"pub fn f() {}\n"), ("logo.png", PNG)]);
+    let bomb = zip_of(&[("zeros.bin", &vec![0u8; 2_000_000])]);
+    for in_worker in [false, true] {
+        let mut env = vec![("MAX_UNPACK_IN_REQUEST_BYTES", "10")];
+        if in_worker {
+            env.push(("UNPACK_IN_WORKER", "true"));
+        }
+        let app = TestApp::with_env(&env).await;
+        let token = app.register("later@example.com").await.access;
+        let user_id = app.me(&token).await.json()["id"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        let mut outcomes = Vec::new();
+        for bytes in [&archive, &bomb] {
+            let started = app
+                .post(
+                    "/api/v1/projects/uploads",
+                    json!({"filename": "later.zip", "size": bytes.len()}),
+                    Some(&token),
+                )
+                .await
+                .json();
+            let id = started["upload_id"].as_str().unwrap().to_string();
+            let status_url = format!("/api/v1/projects/uploads/{id}");
+            assert_eq!(
+                app.get(&status_url, Some(&token)).await.json()["status"],
+                "pending"
+            );
+            assert_eq!(put_to(&app, &started["upload"], bytes, false).await, 204);
+            let res = app
+                .post(
+                    &format!("/api/v1/projects/uploads/{id}/complete"),
+                    json!({}),
+                    Some(&token),
+                )
+                .await;
+            assert_eq!(res.status, StatusCode::ACCEPTED, "{}", res.text());
+            assert_eq!(res.headers[header::LOCATION], status_url.as_str());
+            if in_worker {
+                assert_eq!(res.json()["status"], "unpacking");
+                let event = codechat_api_tests::repo_file("events/unpacker-object-created.json")
+                    .replace("REPLACE_WITH_USER_ID", &user_id)
+                    .replace("REPLACE_WITH_UPLOAD_ID", &id);
+                let event: Value = serde_json::from_str(&event).unwrap();
+                let codechat::function::Transport::Worker(handler) =
+                    codechat::api::unpacker::FUNCTION.transport
+                else {
+                    panic!("the unpacker is a worker");
+                };
+                for _ in 0..2 {
+                    let answer = handler(app.state.clone(), event.clone()).await.unwrap();
+                    assert_eq!(answer["uploads"], 1);
+                }
+            }
+            let finished = codechat_api_tests::eventually(|| async {
+                let s = app.get(&status_url, Some(&token)).await.json();
+                s["status"] == "done" || s["status"] == "failed"
+            })
+            .await;
+            assert!(finished, "in_worker={in_worker}");
+            outcomes.push(app.get(&status_url, Some(&token)).await.json());
+        }
+        assert_eq!(outcomes[0]["status"], "done", "{}", outcomes[0]);
+        let project = outcomes[0]["project_id"].as_str().unwrap();
+        let logo = app
+            .get(
+                &format!("/api/v1/projects/{project}/files/logo.png"),
+                Some(&token),
+            )
+            .await;
+        assert_eq!(&logo.body[..], PNG);
+        assert_eq!(outcomes[1]["status"], "failed");
+        assert!(
+            outcomes[1]["error"].as_str().unwrap().contains("zeros.bin"),
+            "{}",
+            outcomes[1]
+        );
+        let projects = app.get("/api/v1/projects", Some(&token)).await.json();
+        assert_eq!(
+            projects["items"].as_array().unwrap().len(),
+            1,
+            "the refused zip made nothing"
+        );
+        let blobs = blob_files(&app);
+        assert!(
+            blobs.iter().all(|k| k.starts_with("projects/")),
+            "zips removed: {blobs:?}"
+        );
+    }
 }

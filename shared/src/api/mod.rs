@@ -11,6 +11,7 @@ mod extract;
 pub mod health;
 pub mod models;
 pub mod projects;
+pub mod unpacker;
 pub mod users;
 
 use std::sync::OnceLock;
@@ -31,13 +32,14 @@ use crate::{function::Function, state::AppState};
 /// Every function of the service. Adding one: its module here (with its `FUNCTION`), its
 /// `functions/<name>/src/main.rs`, its resource in `template.yaml`, its paths in the watch router
 /// (`Cargo.toml`), and an entry in this list. `tests/api/functions.rs` fails while any is missing.
-pub const FUNCTIONS: [&Function; 8] = [
+pub const FUNCTIONS: [&Function; 9] = [
     &auth::FUNCTION,
     &users::FUNCTION,
     &conversations::FUNCTION,
     &chat::FUNCTION,
     &attachments::FUNCTION,
     &projects::FUNCTION,
+    &unpacker::FUNCTION,
     &models::FUNCTION,
     &health::FUNCTION,
 ];

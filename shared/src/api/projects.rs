@@ -47,6 +47,7 @@ pub fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(upload_project))
         .routes(routes!(start_project_upload))
         .routes(routes!(complete_project_upload))
+        .routes(routes!(project_upload_status))
         // File bodies and imports count their bytes against their own limits.
         .layer(DefaultBodyLimit::disable());
     with_wildcard(router, routes!(read_file, write_file, delete_file))
@@ -443,25 +444,54 @@ struct CompleteProjectUpload {
     name: Option<String>,
 }
 
-/// Checks the uploaded zip and unpacks it into a new project (the same rules as an inline upload),
-/// up to `MAX_UNPACK_IN_REQUEST_BYTES`. The upload is removed whatever the outcome.
+#[derive(Debug, Serialize, ToSchema)]
+struct UploadStatusOut {
+    #[schema(value_type = String)]
+    upload_id: crate::ids::AttachmentId,
+    /// `pending` (not completed), `unpacking`, `done` or `failed`.
+    status: &'static str,
+    #[schema(value_type = Option<String>)]
+    project_id: Option<ProjectId>,
+    /// Why the archive was refused, naming the entry and the rule.
+    error: Option<String>,
+    /// Where to ask again.
+    status_url: String,
+}
+
+fn status_out(
+    id: crate::ids::AttachmentId,
+    status: projects::archive::UploadStatus,
+) -> UploadStatusOut {
+    UploadStatusOut {
+        upload_id: id,
+        status: status.status,
+        project_id: status.project_id,
+        error: status.error,
+        status_url: format!("/api/v1/projects/uploads/{id}"),
+    }
+}
+
+/// Checks the uploaded zip (size, zip magic, SHA-256). Up to `MAX_UNPACK_IN_REQUEST_BYTES` it is
+/// unpacked at once (201 with the project; the same rules as an inline upload); larger ones answer
+/// 202 with a status URL and are unpacked next (the `unpacker` worker deployed, a background task
+/// locally).
 #[utoipa::path(post, path = "/api/v1/projects/uploads/{id}/complete", tag = "projects", security(("bearer" = [])),
     request_body(content = Option<CompleteProjectUpload>, description = "Optional"),
     params(("id" = String, Path, description = "The upload id")),
-    responses((status = 201, body = ProjectOut), (status = 404, body = Problem), (status = 409, body = Problem), (status = 413, body = Problem), (status = 422, body = Problem)))]
+    responses((status = 201, body = ProjectOut), (status = 202, body = UploadStatusOut), (status = 404, body = Problem), (status = 409, body = Problem), (status = 422, body = Problem)))]
 async fn complete_project_upload(
     State(state): State<AppState>,
     CurrentUser(user): CurrentUser,
     IdPath(id): IdPath<crate::ids::AttachmentId>,
     body: bytes::Bytes,
-) -> Result<(StatusCode, Json<ProjectOut>)> {
+) -> Result<Response> {
     let options: CompleteProjectUpload = match body.is_empty() {
         true => CompleteProjectUpload::default(),
         false => parse_json(&body)?,
     };
     let rules = projects::archive::ZipRules::from(state.config());
     let conn = state.store().conn().await?;
-    let project = projects::archive::complete_upload(
+    let completed = projects::archive::complete_upload(
         &conn,
         state.blobs(),
         &rules,
@@ -471,7 +501,52 @@ async fn complete_project_upload(
         options.name.as_deref(),
     )
     .await?;
-    Ok((StatusCode::CREATED, Json(project.into())))
+    match completed {
+        projects::archive::Completed::Project(project) => {
+            Ok((StatusCode::CREATED, Json(ProjectOut::from(project))).into_response())
+        }
+        projects::archive::Completed::Unpacking(_) => {
+            if !state.config().unpack_in_worker {
+                let state = state.clone();
+                let user_id = user.id;
+                tokio::spawn(async move {
+                    let unpacked = async {
+                        let conn = state.store().conn().await?;
+                        projects::archive::unpack_stored(&conn, state.blobs(), &rules, user_id, id)
+                            .await
+                    };
+                    if let Err(e) = unpacked.await {
+                        tracing::error!(error = %e, "unpacking a project upload failed");
+                    }
+                });
+            }
+            let status = projects::archive::upload_status(&conn, user.id, id).await?;
+            let out = status_out(id, status);
+            let location = HeaderValue::from_str(&out.status_url)
+                .map_err(|e| Error::Internal(e.to_string()))?;
+            Ok((
+                StatusCode::ACCEPTED,
+                [(header::LOCATION, location)],
+                Json(out),
+            )
+                .into_response())
+        }
+    }
+}
+
+/// Where a project upload is: `pending`, `unpacking`, `done` (with `project_id`) or `failed` (with
+/// `error`).
+#[utoipa::path(get, path = "/api/v1/projects/uploads/{id}", tag = "projects", security(("bearer" = [])),
+    params(("id" = String, Path, description = "The upload id")),
+    responses((status = 200, body = UploadStatusOut), (status = 404, body = Problem)))]
+async fn project_upload_status(
+    State(state): State<AppState>,
+    CurrentUser(user): CurrentUser,
+    IdPath(id): IdPath<crate::ids::AttachmentId>,
+) -> Result<Json<UploadStatusOut>> {
+    let conn = state.store().conn().await?;
+    let status = projects::archive::upload_status(&conn, user.id, id).await?;
+    Ok(Json(status_out(id, status)))
 }
 
 /// The project id and file path of a file route, checked before any query.

@@ -183,10 +183,18 @@ pub async fn start_upload(
     .await
 }
 
-/// Completes a presigned project upload: checks the object (size, zip magic, SHA-256), unpacks it
-/// under the same rules as an inline upload, and removes the upload. A zip past
-/// `max_unpack_bytes` is refused with 413 (unpacking it needs more than one request's time and
-/// memory). Whatever happens, the uploaded zip does not stay.
+/// How completing a project upload ended.
+pub enum Completed {
+    /// Unpacked inside the request.
+    Project(Project),
+    /// Checked and kept: too large to unpack inside the request, it is unpacked next (the
+    /// unpacker worker on the stored object's event, or a background task locally).
+    Unpacking(crate::store::Attachment),
+}
+
+/// Completes a presigned project upload: checks the object (size, zip magic, SHA-256), then
+/// unpacks it under the same rules as an inline upload when it is at most `max_unpack_bytes`
+/// (removing the upload whatever the outcome), or leaves it for [`unpack_stored`].
 #[allow(clippy::too_many_arguments)]
 pub async fn complete_upload(
     conn: &Conn,
@@ -196,7 +204,7 @@ pub async fn complete_upload(
     user_id: UserId,
     id: crate::ids::AttachmentId,
     name: Option<&str>,
-) -> Result<Project> {
+) -> Result<Completed> {
     let upload = crate::attachments::complete(
         conn,
         blobs,
@@ -205,29 +213,108 @@ pub async fn complete_upload(
         crate::kinds::UploadPurpose::Project,
     )
     .await?;
-    let unpacked = async {
-        if upload.size as u64 > max_unpack_bytes {
-            return Err(Error::PayloadTooLarge {
-                limit: max_unpack_bytes as usize,
-            });
-        }
-        let key = crate::blobs::BlobKey::attachment(user_id, id);
-        let archive = blobs.read_all(&key).await?;
-        let name = match name {
-            Some(n) => n.to_string(),
-            None => upload
-                .filename
-                .strip_suffix(".zip")
-                .unwrap_or(&upload.filename)
-                .to_string(),
-        };
-        unpack(conn, blobs, rules, user_id, &name, archive.into()).await
+    if upload.size as u64 > max_unpack_bytes {
+        return Ok(Completed::Unpacking(upload));
     }
-    .await;
+    let unpacked = unpack_upload(conn, blobs, rules, &upload, name).await;
     if let Err(e) = crate::attachments::discard(conn, blobs, user_id, id).await {
         tracing::warn!(error = %e, "a completed project upload was not removed");
     }
-    unpacked
+    unpacked.map(Completed::Project)
+}
+
+async fn unpack_upload(
+    conn: &Conn,
+    blobs: &BlobStore,
+    rules: &ZipRules,
+    upload: &crate::store::Attachment,
+    name: Option<&str>,
+) -> Result<Project> {
+    let key = crate::blobs::BlobKey::attachment(upload.user_id, upload.id);
+    let archive = blobs.read_all(&key).await?;
+    let name = match name {
+        Some(n) => n.to_string(),
+        None => upload
+            .filename
+            .strip_suffix(".zip")
+            .unwrap_or(&upload.filename)
+            .to_string(),
+    };
+    unpack(conn, blobs, rules, upload.user_id, &name, archive.into()).await
+}
+
+/// Unpacks a completed project upload left for later, once: a repeated call (S3 delivers events
+/// at least once) or an upload that is not a completed project zip does nothing. The outcome (the
+/// project, or why it was refused) is recorded on the upload for its status; the zip is removed.
+/// Fails only when the store or the blob store does, so that the event is delivered again.
+pub async fn unpack_stored(
+    conn: &Conn,
+    blobs: &BlobStore,
+    rules: &ZipRules,
+    user_id: UserId,
+    id: crate::ids::AttachmentId,
+) -> Result<()> {
+    let Some(upload) = conn.attachment(id, user_id).await? else {
+        return Ok(());
+    };
+    let waiting = upload.purpose == crate::kinds::UploadPurpose::Project
+        && upload.status == crate::kinds::AttachmentStatus::Ready
+        && upload.project_id.is_none()
+        && upload.unpack_error.is_none();
+    if !waiting {
+        return Ok(());
+    }
+    let (project, refusal) = match unpack_upload(conn, blobs, rules, &upload, None).await {
+        Ok(p) => (Some(p.id), None),
+        Err(e @ (Error::Store(_) | Error::Blobs(_) | Error::Internal(_))) => return Err(e),
+        Err(e) => (None, Some(refusal_text(&e))),
+    };
+    conn.record_unpack(id, project, refusal.as_deref()).await?;
+    let key = crate::blobs::BlobKey::attachment(user_id, id);
+    if let Err(e) = blobs.delete(&key).await {
+        tracing::warn!(error = %e, "an unpacked project upload's zip was not removed");
+    }
+    Ok(())
+}
+
+/// A refusal as the status shows it: the problem's detail and its first field message.
+fn refusal_text(e: &Error) -> String {
+    let problem = e.problem();
+    match problem.errors.first() {
+        Some(f) => format!("{}: {}", f.field, f.message),
+        None => problem.detail,
+    }
+}
+
+/// Where a project upload is: `pending` (not completed), `unpacking`, `done` (with the project)
+/// or `failed` (with why).
+pub struct UploadStatus {
+    pub status: &'static str,
+    pub project_id: Option<crate::ids::ProjectId>,
+    pub error: Option<String>,
+}
+
+pub async fn upload_status(
+    conn: &Conn,
+    user_id: UserId,
+    id: crate::ids::AttachmentId,
+) -> Result<UploadStatus> {
+    let upload = conn
+        .attachment(id, user_id)
+        .await?
+        .filter(|a| a.purpose == crate::kinds::UploadPurpose::Project)
+        .ok_or(Error::NotFound)?;
+    let status = match (&upload.status, &upload.project_id, &upload.unpack_error) {
+        (crate::kinds::AttachmentStatus::Pending, _, _) => "pending",
+        (_, Some(_), _) => "done",
+        (_, _, Some(_)) => "failed",
+        _ => "unpacking",
+    };
+    Ok(UploadStatus {
+        status,
+        project_id: upload.project_id,
+        error: upload.unpack_error,
+    })
 }
 
 /// A shared buffer the zip writer fills and the response drains after each file.

@@ -2,7 +2,7 @@
 
 use super::{col, collect, first, Conn, Row, StoreResult};
 use crate::{
-    ids::{AttachmentId, ConversationId, MessageId, UserId},
+    ids::{AttachmentId, ConversationId, MessageId, ProjectId, UserId},
     kinds::{AttachmentStatus, UploadPurpose},
 };
 
@@ -20,6 +20,10 @@ pub struct Attachment {
     pub created_at: String,
     pub expires_at: Option<String>,
     pub purpose: UploadPurpose,
+    /// A project upload unpacked after its completion: the project it became…
+    pub project_id: Option<ProjectId>,
+    /// …or why it was refused.
+    pub unpack_error: Option<String>,
 }
 
 pub struct NewAttachment<'a> {
@@ -35,7 +39,7 @@ pub struct NewAttachment<'a> {
     pub purpose: UploadPurpose,
 }
 
-const COLUMNS: &str = "id, user_id, filename, content_type, size, sha256, status, conversation_id, message_id, created_at, expires_at, purpose";
+const COLUMNS: &str = "id, user_id, filename, content_type, size, sha256, status, conversation_id, message_id, created_at, expires_at, purpose, project_id, unpack_error";
 
 fn attachment_from_row(row: &Row) -> StoreResult<Attachment> {
     Ok(Attachment {
@@ -51,6 +55,8 @@ fn attachment_from_row(row: &Row) -> StoreResult<Attachment> {
         created_at: col(row, 9, "attachments.created_at")?,
         expires_at: col(row, 10, "attachments.expires_at")?,
         purpose: col(row, 11, "attachments.purpose")?,
+        project_id: col(row, 12, "attachments.project_id")?,
+        unpack_error: col(row, 13, "attachments.unpack_error")?,
     })
 }
 
@@ -157,6 +163,24 @@ impl Conn {
             )
             .await?;
         first(rows, attachment_from_row)
+    }
+
+    /// Records how unpacking a completed project upload ended, once: `false` if it was recorded
+    /// before (a repeated event).
+    pub async fn record_unpack(
+        &self,
+        id: AttachmentId,
+        project_id: Option<ProjectId>,
+        error: Option<&str>,
+    ) -> StoreResult<bool> {
+        let n = self
+            .execute(
+                "UPDATE attachments SET project_id = ?2, unpack_error = ?3
+                 WHERE id = ?1 AND purpose = 'project' AND project_id IS NULL AND unpack_error IS NULL",
+                libsql::params![id, project_id, error],
+            )
+            .await?;
+        Ok(n > 0)
     }
 
     /// Pending uploads past their deadline, any user's, oldest first: the sweep's work list.

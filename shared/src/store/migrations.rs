@@ -28,6 +28,7 @@ pub(crate) const MIGRATIONS: &[(i64, &str, &str)] = migrations![
     7 => "0007_attachments.sql",
     8 => "0008_projects.sql",
     9 => "0009_upload_purpose.sql",
+    10 => "0010_upload_outcomes.sql",
 ];
 
 pub(super) async fn apply(conn: &Conn) -> StoreResult<()> {
