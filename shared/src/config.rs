@@ -135,6 +135,8 @@ pub struct Config {
     pub max_zip_uncompressed_bytes: u64,
     /// Largest zip a presigned project upload unpacks inside the completing request.
     pub max_unpack_in_request_bytes: u64,
+    /// Model calls the coding agent may make in one turn (tool calls and the answer).
+    pub max_agent_steps: u32,
     /// Whether large project zips are unpacked by the `unpacker` worker (deployed: the stored object's
     /// event triggers it) rather than by a background task of the projects function (locally).
     pub unpack_in_worker: bool,
@@ -333,6 +335,7 @@ impl Config {
             )?,
             max_project_import_bytes: number(&var, "MAX_PROJECT_IMPORT_BYTES", 6_000_000)?,
             max_zip_ratio: number(&var, "MAX_ZIP_RATIO", 100)?,
+            max_agent_steps: number(&var, "MAX_AGENT_STEPS", 8u32)?.clamp(1, 50),
             unpack_in_worker: match var("UNPACK_IN_WORKER").as_deref() {
                 Some(v) => parse_bool("UNPACK_IN_WORKER", v)?,
                 None => false,

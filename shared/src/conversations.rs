@@ -76,6 +76,9 @@ impl Default for Title {
 pub struct NewConversationInput {
     pub title: Title,
     pub model: Model,
+    /// The project the conversation works on (the coding agent's); checked to be the user's own
+    /// when the conversation is created.
+    pub project_id: Option<crate::ids::ProjectId>,
 }
 
 #[derive(Debug, Default)]
@@ -87,13 +90,24 @@ pub struct Changes {
 }
 
 impl NewConversationInput {
-    fn row(&self, user_id: UserId) -> NewConversation<'_> {
+    fn row<'a>(&'a self, user_id: UserId, project_id: Option<&'a str>) -> NewConversation<'a> {
         NewConversation {
             user_id,
             title: self.title.as_str(),
             model: &self.model.id,
             agent_id: None,
-            project_id: None,
+            project_id,
+        }
+    }
+
+    /// The project, if one is named, as stored: it must be the user's own (else 422).
+    async fn checked_project(&self, conn: &Conn, user_id: UserId) -> Result<Option<String>> {
+        match self.project_id {
+            None => Ok(None),
+            Some(id) => match conn.project(id, user_id).await? {
+                Some(_) => Ok(Some(id.to_string())),
+                None => Err(Error::invalid("project_id", "no such project")),
+            },
         }
     }
 }
@@ -105,7 +119,10 @@ pub async fn create(
     user_id: UserId,
     input: &NewConversationInput,
 ) -> Result<Conversation> {
-    Ok(conn.create_conversation(input.row(user_id)).await?)
+    let project = input.checked_project(conn, user_id).await?;
+    Ok(conn
+        .create_conversation(input.row(user_id, project.as_deref()))
+        .await?)
 }
 
 /// A conversation started by its first message (a chat turn without a conversation), stored
@@ -117,8 +134,9 @@ pub async fn start(
     input: &NewConversationInput,
     first_message: NewMessage<'_>,
 ) -> Result<(Conversation, Message)> {
+    let project = input.checked_project(conn, user_id).await?;
     Ok(conn
-        .start_conversation(input.row(user_id), first_message)
+        .start_conversation(input.row(user_id, project.as_deref()), first_message)
         .await?)
 }
 

@@ -1,5 +1,6 @@
 //! Black-box tests of the whole API, through HTTP requests to the routers.
 
+mod agent;
 mod attachments;
 mod auth;
 mod chat;

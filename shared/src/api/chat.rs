@@ -51,6 +51,9 @@ struct ChatRequest {
     model: Option<String>,
     agent_id: Option<String>,
     attachment_ids: Option<Vec<String>>,
+    /// For a new conversation: the user's project it works on. With a model that calls tools, the
+    /// coding agent reads and changes the project's files.
+    project_id: Option<String>,
     temperature: Option<f32>,
     max_tokens: Option<u32>,
     /// Answer with Server-Sent Events (`meta`, `delta`, `done`, `error`); so does `Accept: text/event-stream`.
@@ -111,6 +114,12 @@ impl TryFrom<(ChatRequest, &AppState)> for ChatInput {
             .model
             .as_deref()
             .and_then(|m| errors.take(state.catalog().usable(m)).cloned());
+        let project_id = body.project_id.as_deref().and_then(|p| {
+            errors.take(
+                p.parse()
+                    .map_err(|_| FieldError::new("project_id", "no such project")),
+            )
+        });
         errors.finish()?;
         Ok(ChatInput {
             conversation_id,
@@ -122,6 +131,7 @@ impl TryFrom<(ChatRequest, &AppState)> for ChatInput {
                 ids: attachment_ids,
                 max_bytes: state.config().max_chat_attachment_bytes,
             },
+            project_id,
         })
     }
 }
@@ -209,7 +219,16 @@ async fn post_chat(
 
     let settings = state.turn_settings();
     if !stream {
-        let result = chat::run(&conn, state.providers(), settings, user.id, started, None).await;
+        let result = chat::run(
+            &conn,
+            state.providers(),
+            state.blobs(),
+            settings,
+            user.id,
+            started,
+            None,
+        )
+        .await;
         let (status, answer, _) = finish(result)?;
         if let Some(claim) = claim {
             claim.complete(&conn, status.as_u16(), &answer).await?;
@@ -226,13 +245,12 @@ async fn post_chat(
     ));
     let user_id = user.id;
     let turn = async move {
-        let (deltas, mut delta_rx) = mpsc::channel::<String>(64);
+        let (deltas, mut delta_rx) = mpsc::channel::<chat::TurnEvent>(64);
         let relay = {
             let events = events.clone();
             tokio::spawn(async move {
-                while let Some(text) = delta_rx.recv().await {
-                    let delta = sse::event("delta", &serde_json::json!({ "text": text }));
-                    if events.send(delta).await.is_err() {
+                while let Some(event) = delta_rx.recv().await {
+                    if events.send(turn_event(event)).await.is_err() {
                         break;
                     }
                 }
@@ -241,6 +259,7 @@ async fn post_chat(
         let result = chat::run(
             &conn,
             state.providers(),
+            state.blobs(),
             settings,
             user_id,
             started,
@@ -267,6 +286,24 @@ async fn post_chat(
             tracing::error!(error = %e, "the chat turn task failed");
         }
     }))
+}
+
+/// A turn's event as SSE: `delta` text, and the coding agent's `tool_call`, `tool_result` and
+/// `file_changed` between the deltas.
+fn turn_event(event: chat::TurnEvent) -> Event {
+    use serde_json::json;
+    match event {
+        chat::TurnEvent::Delta(text) => sse::event("delta", &json!({ "text": text })),
+        chat::TurnEvent::ToolCall(call) => sse::event(
+            "tool_call",
+            &json!({"id": call.id, "name": call.name, "input": call.input}),
+        ),
+        chat::TurnEvent::ToolResult(output) => sse::event(
+            "tool_result",
+            &json!({"id": output.call_id, "content": output.content, "is_error": output.is_error}),
+        ),
+        chat::TurnEvent::FileChanged(change) => sse::event("file_changed", &json!(change)),
+    }
 }
 
 /// A finished turn as it is answered and recorded for replays: status, JSON body, and the event that

@@ -93,6 +93,10 @@ pub struct MessageOut {
     /// The files sent with the message (user messages that had any).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub attachments: Vec<MessageAttachment>,
+    /// The project files the coding agent changed in this turn (answers that changed any).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schema(value_type = Vec<Object>)]
+    pub changes: Vec<crate::store::FileChange>,
 }
 
 /// An attachment as a message lists it; `GET /attachments/{id}` has the rest.
@@ -126,6 +130,7 @@ impl From<Message> for MessageOut {
                     size: a.size,
                 })
                 .collect(),
+            changes: m.changes,
         }
     }
 }
@@ -218,13 +223,18 @@ impl TryFrom<(CreateConversation, &Catalog)> for NewConversationInput {
         if body.agent_id.is_some() {
             errors.push(no_agent());
         }
-        if body.project_id.is_some() {
-            errors.push(FieldError::new("project_id", "no such project"));
-        }
+        let project_id = body.project_id.as_deref().and_then(|p| {
+            errors.take(
+                p.parse()
+                    .map_err(|_| FieldError::new("project_id", "no such project")),
+            )
+        });
         match (title, model) {
-            (Some(title), Some(model)) => errors
-                .finish()
-                .map(|()| NewConversationInput { title, model }),
+            (Some(title), Some(model)) => errors.finish().map(|()| NewConversationInput {
+                title,
+                model,
+                project_id,
+            }),
             _ => Err(errors.into()),
         }
     }

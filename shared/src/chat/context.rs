@@ -64,6 +64,7 @@ pub fn plan(
             temperature,
             max_tokens,
             purpose: Purpose::Chat,
+            tools: Vec::new(),
         },
         to_summarise,
     }
@@ -101,11 +102,7 @@ fn turns(messages: &[&Message]) -> Vec<Turn> {
                 last.text.push_str(&m.content);
             }
             None if speaker == Speaker::Assistant => {}
-            _ => out.push(Turn {
-                speaker,
-                text: m.content.clone(),
-                files: Vec::new(),
-            }),
+            _ => out.push(Turn::new(speaker, m.content.clone())),
         }
     }
     out
@@ -136,14 +133,11 @@ pub fn summary_request(model: &Model, previous: Option<&str>, older: &[Message])
         system: Some(format!(
             "{SUMMARY_INSTRUCTION}: keep facts, decisions, names, code identifiers and open questions. Answer with the summary only."
         )),
-        turns: vec![Turn {
-            speaker: Speaker::User,
-            files: Vec::new(),
-            text: transcript,
-        }],
+        turns: vec![Turn::new(Speaker::User, transcript)],
         temperature: Some(0.0),
         max_tokens,
         purpose: Purpose::Summary,
+        tools: Vec::new(),
     }
 }
 
@@ -189,6 +183,7 @@ mod tests {
             error: None,
             created_at: String::new(),
             attachments: Vec::new(),
+            changes: Vec::new(),
         }
     }
 

@@ -5,6 +5,7 @@
 //! stored as `failed` (or `incomplete` with the text so far when the client went away), and the
 //! caller gets a 502/504 problem.
 
+pub mod agent;
 pub mod context;
 
 use std::time::Duration;
@@ -39,6 +40,8 @@ pub struct ChatInput {
     pub temperature: Option<f32>,
     pub max_tokens: Option<u32>,
     pub attachments: AttachmentsInput,
+    /// For a new conversation: the project it works on (the coding agent's).
+    pub project_id: Option<crate::ids::ProjectId>,
 }
 
 /// The attachments to send with the message (distinct ids), and the largest one a model is sent.
@@ -56,6 +59,9 @@ pub struct TurnSettings {
     pub retry: RetryPolicy,
     pub stream_idle_timeout: Duration,
     pub budget: Duration,
+    /// Model calls the coding agent may make in one turn.
+    pub max_agent_steps: u32,
+    pub project_limits: crate::projects::ProjectLimits,
 }
 
 impl From<&Config> for TurnSettings {
@@ -67,6 +73,8 @@ impl From<&Config> for TurnSettings {
             },
             stream_idle_timeout: config.stream_idle_timeout,
             budget: config.turn_budget,
+            max_agent_steps: config.max_agent_steps,
+            project_limits: crate::projects::ProjectLimits::from(config),
         }
     }
 }
@@ -77,6 +85,8 @@ pub struct Started {
     pub user_message: Message,
     model: Model,
     plan: context::Plan,
+    /// The project the coding agent works on, when the turn has tools.
+    project: Option<crate::ids::ProjectId>,
 }
 
 pub struct Outcome {
@@ -138,6 +148,7 @@ pub async fn start(
         status: MessageStatus::Complete,
         model: None,
         error: None,
+        changes: &[],
     };
     let (conversation, mut user_message, mut history) = match existing {
         Some((conversation, history)) => {
@@ -148,6 +159,7 @@ pub async fn start(
             let new = NewConversationInput {
                 title: Title::from_message(&input.message),
                 model: model.clone(),
+                project_id: input.project_id,
             };
             let first = message(ConversationId::new());
             let (conversation, stored) = conversations::start(conn, user_id, &new, first).await?;
@@ -171,6 +183,18 @@ pub async fn start(
     if let Some(last) = plan.request.turns.last_mut() {
         last.files = files;
     }
+    // A conversation on a project, with a model that calls tools: the coding agent.
+    let project = conversation
+        .project_id
+        .as_deref()
+        .and_then(|p| p.parse::<crate::ids::ProjectId>().ok())
+        .filter(|_| model.capabilities.tools);
+    if let Some(project_id) = project {
+        let view = agent::project_view(conn, user_id, project_id).await?;
+        let system = plan.request.system.take().unwrap_or_default();
+        plan.request.system = Some(format!("{system}\n\n{view}"));
+        plan.request.tools = agent::tools();
+    }
     // A long newest message may leave less room than asked for: the answer gets what fits.
     plan.request.max_tokens = context::answer_room(&model, &plan.request).clamp(1, max_tokens);
     Ok(Started {
@@ -178,6 +202,7 @@ pub async fn start(
         user_message,
         model,
         plan,
+        project,
     })
 }
 
@@ -266,16 +291,18 @@ async fn attachment_files(
 pub async fn run(
     conn: &Conn,
     providers: &Providers,
+    blobs: &BlobStore,
     settings: TurnSettings,
     user_id: UserId,
     started: Started,
-    deltas: Option<mpsc::Sender<String>>,
+    deltas: Option<mpsc::Sender<TurnEvent>>,
 ) -> Result<Outcome> {
     let Started {
         conversation,
         user_message,
         model,
         mut plan,
+        project,
     } = started;
     let deadline = Instant::now() + settings.budget;
     let mut usage_rows = Vec::new();
@@ -298,9 +325,29 @@ pub async fn run(
         }
     }
 
-    let (text, result) = match &deltas {
-        Some(tx) => stream_answer(providers, settings, deadline, &model, &plan.request, tx).await,
-        None => {
+    let mut changes = Vec::new();
+    let (text, result) = match (&deltas, project) {
+        (_, Some(project_id)) => {
+            let ws = agent::Workspace {
+                conn,
+                blobs,
+                limits: settings.project_limits,
+                user_id,
+                project_id,
+            };
+            let turn = AgentTurn {
+                providers,
+                settings,
+                deadline,
+                model: &model,
+                events: deltas.as_ref(),
+            };
+            turn.run(&ws, &mut plan.request, &mut changes).await
+        }
+        (Some(tx), None) => {
+            stream_answer(providers, settings, deadline, &model, &plan.request, tx).await
+        }
+        (None, None) => {
             let call = settings
                 .retry
                 .run(|| providers.complete(&model, &plan.request));
@@ -324,6 +371,7 @@ pub async fn run(
             TokenUsage::default(),
         ),
         Err(TurnEnd::Provider(e)) => (MessageStatus::Failed, Some(provider_error(e)), estimate()),
+        Err(TurnEnd::Failed(e)) => (MessageStatus::Failed, Some(e), estimate()),
     };
     usage_rows.push(("chat", usage));
 
@@ -334,6 +382,7 @@ pub async fn run(
         text: &text,
         status,
         error: failure.as_ref().and_then(Error::code),
+        changes: &changes,
     };
     let (assistant_message, usage) = store_answer(conn, user_id, answer, &usage_rows).await?;
     match failure {
@@ -353,6 +402,92 @@ enum TurnEnd {
     /// The turn's budget ran out.
     OutOfTime,
     Provider(ProviderError),
+    /// The store or the blob store failed while a tool ran.
+    Failed(Error),
+}
+
+/// What a streamed turn sends as it goes: text, and the coding agent's steps.
+#[derive(Debug, Clone)]
+pub enum TurnEvent {
+    Delta(String),
+    ToolCall(crate::providers::ToolCall),
+    ToolResult(crate::providers::ToolOutput),
+    FileChanged(crate::store::FileChange),
+}
+
+/// The coding agent's loop: call the model with the tools; run the calls it makes (each through
+/// the project's rules), give it their outputs, and again, until it answers without calling a tool
+/// or the step limit is reached. Calls are not streamed (a tool call must be whole to run); the
+/// steps stream as events, and the answer as one delta.
+struct AgentTurn<'a> {
+    providers: &'a Providers,
+    settings: TurnSettings,
+    deadline: Instant,
+    model: &'a Model,
+    events: Option<&'a mpsc::Sender<TurnEvent>>,
+}
+
+impl AgentTurn<'_> {
+    async fn emit(&self, event: TurnEvent) {
+        // A client that left does not stop the agent: its changes and answer are stored.
+        if let Some(tx) = self.events {
+            let _ = tx.send(event).await;
+        }
+    }
+
+    async fn run(
+        &self,
+        ws: &agent::Workspace<'_>,
+        request: &mut ModelRequest,
+        changes: &mut Vec<crate::store::FileChange>,
+    ) -> (String, std::result::Result<TokenUsage, TurnEnd>) {
+        let mut total = TokenUsage::default();
+        for _ in 0..self.settings.max_agent_steps {
+            let call = self
+                .settings
+                .retry
+                .run(|| self.providers.complete(self.model, request));
+            let completion = match tokio::time::timeout_at(self.deadline, call).await {
+                Ok(Ok(c)) => c,
+                Ok(Err(e)) => return (String::new(), Err(TurnEnd::Provider(e))),
+                Err(_) => return (String::new(), Err(TurnEnd::OutOfTime)),
+            };
+            total.input_tokens += completion.usage.input_tokens;
+            total.output_tokens += completion.usage.output_tokens;
+            total.cached_tokens += completion.usage.cached_tokens;
+            if completion.tool_calls.is_empty() {
+                self.emit(TurnEvent::Delta(completion.text.clone())).await;
+                return (completion.text, Ok(total));
+            }
+            let mut outputs = Vec::with_capacity(completion.tool_calls.len());
+            for call in &completion.tool_calls {
+                self.emit(TurnEvent::ToolCall(call.clone())).await;
+                let (output, change) = match agent::run_tool(ws, call).await {
+                    Ok(done) => done,
+                    Err(e) => return (String::new(), Err(TurnEnd::Failed(e))),
+                };
+                self.emit(TurnEvent::ToolResult(output.clone())).await;
+                if let Some(change) = change {
+                    self.emit(TurnEvent::FileChanged(change.clone())).await;
+                    changes.push(change);
+                }
+                outputs.push(output);
+            }
+            let mut asked =
+                crate::providers::Turn::new(crate::providers::Speaker::Assistant, completion.text);
+            asked.tool_calls = completion.tool_calls;
+            let mut answered = crate::providers::Turn::new(crate::providers::Speaker::User, "");
+            answered.tool_outputs = outputs;
+            request.turns.push(asked);
+            request.turns.push(answered);
+        }
+        let text = format!(
+            "Stopped after {} steps without a final answer (the agent's step limit).",
+            self.settings.max_agent_steps
+        );
+        self.emit(TurnEvent::Delta(text.clone())).await;
+        (text, Ok(total))
+    }
 }
 
 async fn stream_answer(
@@ -361,7 +496,7 @@ async fn stream_answer(
     deadline: Instant,
     model: &Model,
     request: &ModelRequest,
-    tx: &mpsc::Sender<String>,
+    tx: &mpsc::Sender<TurnEvent>,
 ) -> (String, std::result::Result<TokenUsage, TurnEnd>) {
     let mut text = String::new();
     let start = settings.retry.run(|| providers.stream(model, request));
@@ -391,7 +526,7 @@ async fn stream_answer(
         match event {
             StreamEvent::Delta(d) => {
                 text.push_str(&d);
-                if tx.send(d).await.is_err() {
+                if tx.send(TurnEvent::Delta(d)).await.is_err() {
                     return (text, Err(TurnEnd::ClientGone));
                 }
             }
@@ -450,6 +585,7 @@ struct Answer<'a> {
     status: MessageStatus,
     /// The stable code of the turn's failure, stored on the message.
     error: Option<&'static str>,
+    changes: &'a [crate::store::FileChange],
 }
 
 /// Stores the answer with its usage rows (the chat row last) in one transaction.
@@ -484,6 +620,7 @@ async fn store_answer(
                 status: answer.status,
                 model: Some(&answer.model.id),
                 error: answer.error,
+                changes: answer.changes,
             },
             &rows,
         )

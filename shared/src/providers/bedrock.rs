@@ -40,11 +40,12 @@ impl From<&Config> for Settings {
     }
 }
 
-/// A Converse call's system prompt, messages and inference settings.
+/// A Converse call's system prompt, messages, inference settings and tools.
 type CallParts = (
     Option<Vec<SystemContentBlock>>,
     Vec<Message>,
     InferenceConfiguration,
+    Option<aws_sdk_bedrockruntime::types::ToolConfiguration>,
 );
 
 pub struct Bedrock {
@@ -80,11 +81,21 @@ impl Bedrock {
                     Speaker::User => ConversationRole::User,
                     Speaker::Assistant => ConversationRole::Assistant,
                 });
+                for output in &t.tool_outputs {
+                    message = message.content(tool_result_block(output)?);
+                }
                 for (i, file) in t.files.iter().enumerate() {
                     message = message.content(file_block(i, file)?);
                 }
+                // Converse refuses empty text blocks; a turn of tool calls or outputs may have none.
+                let only_tools = !(t.tool_calls.is_empty() && t.tool_outputs.is_empty());
+                if !(t.text.is_empty() && only_tools) {
+                    message = message.content(ContentBlock::Text(t.text.clone()));
+                }
+                for call in &t.tool_calls {
+                    message = message.content(tool_use_block(call)?);
+                }
                 message
-                    .content(ContentBlock::Text(t.text.clone()))
                     .build()
                     .map_err(|e| ProviderError::Rejected(e.to_string()))
             })
@@ -93,7 +104,12 @@ impl Bedrock {
             .max_tokens(request.max_tokens.min(i32::MAX as u32) as i32)
             .set_temperature(request.temperature)
             .build();
-        Ok((system, messages, inference))
+        Ok((
+            system,
+            messages,
+            inference,
+            tool_configuration(&request.tools)?,
+        ))
     }
 
     pub async fn complete(
@@ -101,7 +117,7 @@ impl Bedrock {
         model: &Model,
         request: &ModelRequest,
     ) -> Result<Completion, ProviderError> {
-        let (system, messages, inference) = Self::parts(request)?;
+        let (system, messages, inference, tools) = Self::parts(request)?;
         let call = self
             .client
             .converse()
@@ -109,19 +125,30 @@ impl Bedrock {
             .set_system(system)
             .set_messages(Some(messages))
             .inference_config(inference)
+            .set_tool_config(tools)
             .send();
         let out = tokio::time::timeout(self.timeout, call)
             .await
             .map_err(|_| ProviderError::Timeout)?
             .map_err(classify)?;
-        let text = match out.output() {
-            Some(ConverseOutput::Message(m)) => m
-                .content()
-                .iter()
-                .filter_map(|b| b.as_text().ok())
-                .cloned()
-                .collect::<Vec<_>>()
-                .join(""),
+        let (text, tool_calls) = match out.output() {
+            Some(ConverseOutput::Message(m)) => (
+                m.content()
+                    .iter()
+                    .filter_map(|b| b.as_text().ok())
+                    .cloned()
+                    .collect::<Vec<_>>()
+                    .join(""),
+                m.content()
+                    .iter()
+                    .filter_map(|b| b.as_tool_use().ok())
+                    .map(|t| super::ToolCall {
+                        id: t.tool_use_id().to_string(),
+                        name: t.name().to_string(),
+                        input: json_of(t.input()),
+                    })
+                    .collect(),
+            ),
             _ => {
                 return Err(ProviderError::Unavailable(
                     "the answer has no message".into(),
@@ -132,6 +159,7 @@ impl Bedrock {
             text,
             usage: out.usage().map(usage).unwrap_or_default(),
             stop_reason: Some(out.stop_reason().as_str().to_string()),
+            tool_calls,
         })
     }
 
@@ -140,7 +168,7 @@ impl Bedrock {
         model: &Model,
         request: &ModelRequest,
     ) -> Result<EventStream, ProviderError> {
-        let (system, messages, inference) = Self::parts(request)?;
+        let (system, messages, inference, _tools) = Self::parts(request)?;
         let call = self
             .client
             .converse_stream()
@@ -318,4 +346,91 @@ fn document_name(index: usize, filename: &str) -> String {
         }
     }
     format!("{} ({})", name.trim_end(), index + 1)
+}
+
+fn tool_configuration(
+    tools: &[super::ToolSpec],
+) -> Result<Option<aws_sdk_bedrockruntime::types::ToolConfiguration>, ProviderError> {
+    use aws_sdk_bedrockruntime::types::{
+        Tool, ToolConfiguration, ToolInputSchema, ToolSpecification,
+    };
+    if tools.is_empty() {
+        return Ok(None);
+    }
+    let rejected =
+        |e: aws_sdk_bedrockruntime::error::BuildError| ProviderError::Rejected(e.to_string());
+    let mut config = ToolConfiguration::builder();
+    for t in tools {
+        config = config.tools(Tool::ToolSpec(
+            ToolSpecification::builder()
+                .name(t.name)
+                .description(t.description)
+                .input_schema(ToolInputSchema::Json(document_of(&t.input_schema)))
+                .build()
+                .map_err(rejected)?,
+        ));
+    }
+    config.build().map(Some).map_err(rejected)
+}
+
+fn tool_use_block(call: &super::ToolCall) -> Result<ContentBlock, ProviderError> {
+    aws_sdk_bedrockruntime::types::ToolUseBlock::builder()
+        .tool_use_id(&call.id)
+        .name(&call.name)
+        .input(document_of(&call.input))
+        .build()
+        .map(ContentBlock::ToolUse)
+        .map_err(|e| ProviderError::Rejected(e.to_string()))
+}
+
+fn tool_result_block(output: &super::ToolOutput) -> Result<ContentBlock, ProviderError> {
+    use aws_sdk_bedrockruntime::types::{
+        ToolResultBlock, ToolResultContentBlock, ToolResultStatus,
+    };
+    ToolResultBlock::builder()
+        .tool_use_id(&output.call_id)
+        .content(ToolResultContentBlock::Text(output.content.clone()))
+        .status(if output.is_error {
+            ToolResultStatus::Error
+        } else {
+            ToolResultStatus::Success
+        })
+        .build()
+        .map(ContentBlock::ToolResult)
+        .map_err(|e| ProviderError::Rejected(e.to_string()))
+}
+
+/// JSON as the SDK's document type (tool schemas and inputs).
+fn document_of(v: &serde_json::Value) -> aws_smithy_types::Document {
+    use aws_smithy_types::{Document, Number};
+    match v {
+        serde_json::Value::Null => Document::Null,
+        serde_json::Value::Bool(b) => Document::Bool(*b),
+        serde_json::Value::Number(n) => Document::Number(match (n.as_u64(), n.as_i64()) {
+            (Some(u), _) => Number::PosInt(u),
+            (None, Some(i)) => Number::NegInt(i),
+            _ => Number::Float(n.as_f64().unwrap_or(0.0)),
+        }),
+        serde_json::Value::String(s) => Document::String(s.clone()),
+        serde_json::Value::Array(a) => Document::Array(a.iter().map(document_of).collect()),
+        serde_json::Value::Object(o) => {
+            Document::Object(o.iter().map(|(k, v)| (k.clone(), document_of(v))).collect())
+        }
+    }
+}
+
+fn json_of(d: &aws_smithy_types::Document) -> serde_json::Value {
+    use aws_smithy_types::{Document, Number};
+    match d {
+        Document::Null => serde_json::Value::Null,
+        Document::Bool(b) => serde_json::Value::Bool(*b),
+        Document::Number(Number::PosInt(u)) => serde_json::json!(u),
+        Document::Number(Number::NegInt(i)) => serde_json::json!(i),
+        Document::Number(Number::Float(f)) => serde_json::json!(f),
+        Document::String(s) => serde_json::Value::String(s.clone()),
+        Document::Array(a) => serde_json::Value::Array(a.iter().map(json_of).collect()),
+        Document::Object(o) => {
+            serde_json::Value::Object(o.iter().map(|(k, v)| (k.clone(), json_of(v))).collect())
+        }
+    }
 }

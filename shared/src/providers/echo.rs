@@ -6,7 +6,9 @@ use std::time::Duration;
 
 use tokio::sync::mpsc;
 
-use super::{Completion, EventStream, ModelRequest, Purpose, Speaker, StreamEvent, TokenUsage};
+use super::{
+    Completion, EventStream, ModelRequest, Purpose, Speaker, StreamEvent, TokenUsage, ToolCall,
+};
 
 pub struct Echo {
     /// Pause between streamed words, so streaming is visible on a laptop; zero in tests.
@@ -58,12 +60,105 @@ impl Echo {
     }
 
     pub fn complete(&self, request: &ModelRequest) -> Completion {
+        if !request.tools.is_empty() {
+            if let Some(step) = Self::tool_step(request) {
+                return step;
+            }
+        }
         let (text, stop_reason) = Self::bounded_reply(request);
         Completion {
             usage: TokenUsage::estimate(request, &text),
             text,
             stop_reason,
+            tool_calls: Vec::new(),
         }
+    }
+
+    /// The offline tool protocol, so the agent's loop runs without keys. In the newest user message,
+    /// `/list [prefix]`, `/read path`, `/search text`, `/delete path` call those tools, and
+    /// `/write path` writes the lines after it (up to a line `/end`, or the message's end). After
+    /// the tools answered, the reply lists what each returned (its first line).
+    fn tool_step(request: &ModelRequest) -> Option<Completion> {
+        let last = request.turns.last()?;
+        if last.speaker != Speaker::User {
+            return None;
+        }
+        if !last.tool_outputs.is_empty() {
+            let lines: Vec<String> = last
+                .tool_outputs
+                .iter()
+                .map(|o| {
+                    let first = o.content.lines().next().unwrap_or("");
+                    let state = if o.is_error { "error" } else { "ok" };
+                    format!("- {state}: {first}")
+                })
+                .collect();
+            let text = format!(
+                "Echo (offline model, no AI) ran the tools:\n{}",
+                lines.join("\n")
+            );
+            return Some(Completion {
+                usage: TokenUsage::estimate(request, &text),
+                text,
+                stop_reason: Some("end_turn".into()),
+                tool_calls: Vec::new(),
+            });
+        }
+        let calls = Self::commands(&last.text);
+        if calls.is_empty() {
+            return None;
+        }
+        Some(Completion {
+            usage: TokenUsage::estimate(request, ""),
+            text: String::new(),
+            stop_reason: Some("tool_use".into()),
+            tool_calls: calls,
+        })
+    }
+
+    fn commands(text: &str) -> Vec<ToolCall> {
+        let mut calls = Vec::new();
+        let mut lines = text.lines().peekable();
+        while let Some(line) = lines.next() {
+            let (command, arg) = line.trim().split_once(' ').unwrap_or((line.trim(), ""));
+            let arg = arg.trim();
+            let (name, input) = match command {
+                "/list" => ("list_files", serde_json::json!({ "prefix": arg })),
+                "/read" => ("read_file", serde_json::json!({ "path": arg })),
+                "/search" => ("search_files", serde_json::json!({ "query": arg })),
+                "/delete" => ("delete_file", serde_json::json!({ "path": arg })),
+                "/write" => {
+                    let mut content = String::new();
+                    while let Some(next) = lines.peek() {
+                        if next.trim() == "/end" {
+                            lines.next();
+                            break;
+                        }
+                        if next.trim_start().starts_with('/') && Self::is_command(next) {
+                            break;
+                        }
+                        content.push_str(lines.next().unwrap_or_default());
+                        content.push('\n');
+                    }
+                    (
+                        "write_file",
+                        serde_json::json!({ "path": arg, "content": content }),
+                    )
+                }
+                _ => continue,
+            };
+            calls.push(ToolCall {
+                id: format!("echo-{}", calls.len() + 1),
+                name: name.into(),
+                input,
+            });
+        }
+        calls
+    }
+
+    fn is_command(line: &str) -> bool {
+        let word = line.trim().split(' ').next().unwrap_or("");
+        matches!(word, "/list" | "/read" | "/search" | "/delete" | "/write")
     }
 
     pub fn stream(&self, request: &ModelRequest) -> EventStream {
@@ -99,14 +194,11 @@ mod tests {
     fn request(text: &str) -> ModelRequest {
         ModelRequest {
             system: None,
-            turns: vec![Turn {
-                speaker: Speaker::User,
-                text: text.into(),
-                files: Vec::new(),
-            }],
+            turns: vec![Turn::new(Speaker::User, text)],
             temperature: None,
             max_tokens: 100,
             purpose: Purpose::Chat,
+            tools: Vec::new(),
         }
     }
 

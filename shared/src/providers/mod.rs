@@ -30,6 +30,47 @@ pub struct Turn {
     pub text: String,
     /// Files sent with this turn (the newest user turn only).
     pub files: Vec<FilePart>,
+    /// Tools the model called in this (assistant) turn.
+    pub tool_calls: Vec<ToolCall>,
+    /// What those calls returned, in the (user) turn that follows.
+    pub tool_outputs: Vec<ToolOutput>,
+}
+
+impl Turn {
+    pub fn new(speaker: Speaker, text: impl Into<String>) -> Self {
+        Turn {
+            speaker,
+            text: text.into(),
+            files: Vec::new(),
+            tool_calls: Vec::new(),
+            tool_outputs: Vec::new(),
+        }
+    }
+}
+
+/// A tool a model may call: its name, what it does, and the JSON schema of its input.
+#[derive(Debug, Clone)]
+pub struct ToolSpec {
+    pub name: &'static str,
+    pub description: &'static str,
+    pub input_schema: serde_json::Value,
+}
+
+/// A model's call of a tool.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ToolCall {
+    /// The provider's id for the call, echoed with its output.
+    pub id: String,
+    pub name: String,
+    pub input: serde_json::Value,
+}
+
+/// What a tool call returned.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ToolOutput {
+    pub call_id: String,
+    pub content: String,
+    pub is_error: bool,
 }
 
 /// How a file reaches a model.
@@ -74,6 +115,8 @@ pub struct ModelRequest {
     pub temperature: Option<f32>,
     pub max_tokens: u32,
     pub purpose: Purpose,
+    /// Tools the model may call (empty: none).
+    pub tools: Vec<ToolSpec>,
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -107,6 +150,8 @@ pub struct Completion {
     pub text: String,
     pub usage: TokenUsage,
     pub stop_reason: Option<String>,
+    /// Tools the model wants called before it answers (then `text` may be empty).
+    pub tool_calls: Vec<ToolCall>,
 }
 
 #[derive(Debug, Clone, PartialEq)]

@@ -8,6 +8,7 @@ use tokio::sync::mpsc;
 
 use super::{
     Completion, EventStream, ModelRequest, ProviderError, Speaker, StreamEvent, TokenUsage,
+    ToolCall,
 };
 use crate::{config::OpenAiConfig, models::Model};
 
@@ -42,10 +43,30 @@ impl OpenAi {
                 Speaker::User => "user",
                 Speaker::Assistant => "assistant",
             };
-            if turn.files.is_empty() {
-                messages.push(json!({"role": role, "content": turn.text}));
-            } else {
+            // Tool outputs answer the previous turn's calls, one `tool` message each.
+            for output in &turn.tool_outputs {
+                messages.push(json!({
+                    "role": "tool", "tool_call_id": output.call_id, "content": output.content,
+                }));
+            }
+            if !turn.tool_calls.is_empty() {
+                let calls: Vec<Value> = turn
+                    .tool_calls
+                    .iter()
+                    .map(|c| {
+                        json!({
+                            "id": c.id, "type": "function",
+                            "function": {"name": c.name, "arguments": c.input.to_string()},
+                        })
+                    })
+                    .collect();
+                let content = (!turn.text.is_empty()).then_some(turn.text.as_str());
+                messages
+                    .push(json!({"role": "assistant", "content": content, "tool_calls": calls}));
+            } else if !turn.files.is_empty() {
                 messages.push(json!({"role": role, "content": content_parts(turn)}));
+            } else if !(turn.text.is_empty() && !turn.tool_outputs.is_empty()) {
+                messages.push(json!({"role": role, "content": turn.text}));
             }
         }
         let mut body = json!({
@@ -59,6 +80,17 @@ impl OpenAi {
         }
         if stream {
             body["stream_options"] = json!({"include_usage": true});
+        }
+        if !request.tools.is_empty() {
+            let tools: Vec<Value> = request
+                .tools
+                .iter()
+                .map(|t| json!({
+                    "type": "function",
+                    "function": {"name": t.name, "description": t.description, "parameters": t.input_schema},
+                }))
+                .collect();
+            body["tools"] = Value::Array(tools);
         }
         body
     }
@@ -107,13 +139,38 @@ impl OpenAi {
             .map_err(|_| ProviderError::Timeout)?
             .map_err(|e| ProviderError::Unavailable(format!("unreadable answer: {e}")))?;
         let choice = &v["choices"][0];
-        let text = choice["message"]["content"].as_str().ok_or_else(|| {
-            ProviderError::Unavailable("the answer has no message content".into())
-        })?;
+        let tool_calls: Vec<ToolCall> = choice["message"]["tool_calls"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|c| ToolCall {
+                id: c["id"].as_str().unwrap_or_default().to_string(),
+                name: c["function"]["name"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_string(),
+                // Arguments arrive as a JSON string; a malformed one reaches the tool as a string,
+                // which refuses it, and the model sees why.
+                input: c["function"]["arguments"]
+                    .as_str()
+                    .map(|a| serde_json::from_str(a).unwrap_or_else(|_| Value::String(a.into())))
+                    .unwrap_or(Value::Null),
+            })
+            .collect();
+        let text = match choice["message"]["content"].as_str() {
+            Some(t) => t,
+            None if !tool_calls.is_empty() => "",
+            None => {
+                return Err(ProviderError::Unavailable(
+                    "the answer has no message content".into(),
+                ))
+            }
+        };
         Ok(Completion {
             text: text.to_string(),
             usage: usage(&v["usage"]),
             stop_reason: choice["finish_reason"].as_str().map(str::to_owned),
+            tool_calls,
         })
     }
 

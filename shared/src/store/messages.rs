@@ -19,6 +19,20 @@ pub struct Message {
     pub created_at: String,
     /// The files sent with the message (user messages only).
     pub attachments: Vec<AttachmentRef>,
+    /// The project files the coding agent changed in this turn (answers only).
+    pub changes: Vec<FileChange>,
+}
+
+/// A project file the coding agent changed.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct FileChange {
+    pub path: String,
+    /// `created`, `updated` or `deleted`.
+    pub action: String,
+    pub before_size: Option<i64>,
+    pub after_size: Option<i64>,
+    /// The new content's SHA-256 (none for a deletion).
+    pub sha256: Option<String>,
 }
 
 /// An attachment as a message shows it.
@@ -39,6 +53,7 @@ pub struct NewMessage<'a> {
     pub status: MessageStatus,
     pub model: Option<&'a str>,
     pub error: Option<&'a str>,
+    pub changes: &'a [FileChange],
 }
 
 impl NewMessage<'_> {
@@ -55,18 +70,20 @@ impl NewMessage<'_> {
             error: self.error.map(str::to_string),
             created_at,
             attachments: Vec::new(),
+            changes: self.changes.to_vec(),
         }
     }
 }
 
-pub(super) const MESSAGE_COLUMN_COUNT: usize = 10;
+pub(super) const MESSAGE_COLUMN_COUNT: usize = 11;
 /// The last column lists the message's attachments as JSON (an index probe per message; `[]` for
 /// most), so a page of messages shows them without a second query.
 pub(super) const MESSAGE_COLUMNS: &str =
     "m.seq, m.id, m.conversation_id, m.role, m.content, m.status, m.model, m.error, m.created_at,
      (SELECT json_group_array(json_object('id', a.id, 'filename', a.filename,
                                           'content_type', a.content_type, 'size', a.size))
-      FROM attachments a WHERE a.message_id = m.id)";
+      FROM attachments a WHERE a.message_id = m.id),
+     m.changes";
 
 fn message_from_row(row: &Row) -> StoreResult<Message> {
     message_at(row, 0)
@@ -88,6 +105,12 @@ pub(super) fn message_at(row: &Row, at: i32) -> StoreResult<Message> {
             let json: String = col(row, at + 9, "messages.attachments")?;
             serde_json::from_str(&json).map_err(|_| StoreError::Corrupt("messages.attachments"))?
         },
+        changes: match col::<Option<String>>(row, at + 10, "messages.changes")? {
+            Some(json) => {
+                serde_json::from_str(&json).map_err(|_| StoreError::Corrupt("messages.changes"))?
+            }
+            None => Vec::new(),
+        },
     })
 }
 
@@ -98,7 +121,7 @@ impl Conn {
         let rows = self.query(
                 "INSERT INTO messages (id, conversation_id, role, content, status, model, error, created_at)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)
-                 RETURNING seq, id, conversation_id, role, content, status, model, error, created_at, '[]'",
+                 RETURNING seq, id, conversation_id, role, content, status, model, error, created_at, '[]', changes",
                 libsql::params![
                     new.id,
                     new.conversation_id,
@@ -126,8 +149,8 @@ impl Conn {
         let created_at = crate::ids::now();
         let rows = self.query(
                 "INSERT INTO messages_with_usage
-                     (id, conversation_id, user_id, role, content, status, model, error, created_at, usage)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)
+                     (id, conversation_id, user_id, role, content, status, model, error, created_at, usage, changes)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)
                  RETURNING (SELECT seq FROM messages WHERE messages.id = messages_with_usage.id)",
                 libsql::params![
                     new.id,
@@ -139,7 +162,8 @@ impl Conn {
                     new.model,
                     new.error,
                     created_at.clone(),
-                    usage
+                    usage,
+                    (!new.changes.is_empty()).then(|| serde_json::to_string(new.changes).unwrap_or_default())
                 ],
             )
             .await?;

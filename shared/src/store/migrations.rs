@@ -29,6 +29,7 @@ pub(crate) const MIGRATIONS: &[(i64, &str, &str)] = migrations![
     8 => "0008_projects.sql",
     9 => "0009_upload_purpose.sql",
     10 => "0010_upload_outcomes.sql",
+    11 => "0011_message_changes.sql",
 ];
 
 pub(super) async fn apply(conn: &Conn) -> StoreResult<()> {

@@ -34,7 +34,7 @@ pub use attachments::{Attachment, NewAttachment};
 pub use conversations::{Conversation, ConversationChanges, NewConversation};
 pub use idempotency::{IdempotencyRecord, NewClaim};
 pub use login_failures::FailureScope;
-pub use messages::{AttachmentRef, Message, NewMessage};
+pub use messages::{AttachmentRef, FileChange, Message, NewMessage};
 pub use projects::{NewProjectFile, Project, ProjectFile, ProjectWriter};
 pub use tokens::{NewRefreshToken, RefreshOutcome};
 pub use usage::{UsageRecord, UsageTotals};

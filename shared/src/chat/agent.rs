@@ -1,0 +1,257 @@
+//! The coding agent: a turn in a conversation tied to a project, with a model that can call tools,
+//! sees the project's file list and may list, read, search, write and delete its files. Every path
+//! goes through [`ProjectPath`] and every write through the file routes' own rules
+//! ([`projects::write_file`]); a refused call becomes an error the model reads, never a write.
+
+use serde_json::{json, Value};
+
+use crate::{
+    blobs::BlobStore,
+    ids::{ProjectId, UserId},
+    projects::{self, ProjectLimits, ProjectPath},
+    providers::{ToolCall, ToolOutput, ToolSpec},
+    store::{Conn, FileChange},
+};
+
+/// Paths listed in the system prompt; the model lists or searches for the rest.
+const PROMPT_PATHS: usize = 200;
+/// The longest tool output sent back to the model, in characters.
+const MAX_OUTPUT_CHARS: usize = 64 * 1024;
+/// Matches a search returns at most.
+const MAX_MATCHES: usize = 50;
+
+/// What the agent works on, and its limits.
+pub struct Workspace<'a> {
+    pub conn: &'a Conn,
+    pub blobs: &'a BlobStore,
+    pub limits: ProjectLimits,
+    pub user_id: UserId,
+    pub project_id: ProjectId,
+}
+
+pub fn tools() -> Vec<ToolSpec> {
+    let path = json!({"type": "string", "description": "A relative path inside the project, e.g. src/main.rs"});
+    vec![
+        ToolSpec {
+            name: "list_files",
+            description:
+                "List the project's files (path and size), optionally under a path prefix.",
+            input_schema: json!({"type": "object", "properties": {"prefix": {"type": "string"}}}),
+        },
+        ToolSpec {
+            name: "read_file",
+            description: "Read a file of the project.",
+            input_schema: json!({"type": "object", "properties": {"path": path}, "required": ["path"]}),
+        },
+        ToolSpec {
+            name: "write_file",
+            description: "Create or replace a file of the project with the given content.",
+            input_schema: json!({"type": "object", "properties": {"path": path, "content": {"type": "string"}}, "required": ["path", "content"]}),
+        },
+        ToolSpec {
+            name: "delete_file",
+            description: "Delete a file of the project.",
+            input_schema: json!({"type": "object", "properties": {"path": path}, "required": ["path"]}),
+        },
+        ToolSpec {
+            name: "search_files",
+            description:
+                "Find lines containing a text (case-insensitive) in the project's text files.",
+            input_schema: json!({"type": "object", "properties": {"query": {"type": "string"}}, "required": ["query"]}),
+        },
+    ]
+}
+
+/// The system prompt's addition: what the project holds and how to change it.
+pub async fn project_view(
+    conn: &Conn,
+    user_id: UserId,
+    project_id: ProjectId,
+) -> crate::error::Result<String> {
+    let project = projects::get(conn, user_id, project_id).await?;
+    let paths = conn.project_paths(project_id).await?;
+    let mut view = format!(
+        "You are working in the project \"{}\" ({} files). Use the tools to list, read, search, \
+         write and delete its files; write whole files. Files:\n",
+        project.name, project.file_count
+    );
+    for (path, size) in paths.iter().take(PROMPT_PATHS) {
+        view.push_str(&format!("- {path} ({size} bytes)\n"));
+    }
+    if paths.len() > PROMPT_PATHS {
+        view.push_str(&format!(
+            "… and {} more (list_files shows them)\n",
+            paths.len() - PROMPT_PATHS
+        ));
+    }
+    Ok(view)
+}
+
+fn text_arg<'v>(input: &'v Value, name: &str) -> Result<&'v str, String> {
+    input[name]
+        .as_str()
+        .ok_or_else(|| format!("the input needs a string `{name}`"))
+}
+
+fn path_arg(input: &Value) -> Result<ProjectPath, String> {
+    let raw = text_arg(input, "path")?;
+    ProjectPath::parse(raw).map_err(|rule| format!("the path {raw:?} {rule}"))
+}
+
+fn cut(mut text: String) -> String {
+    if text.chars().count() > MAX_OUTPUT_CHARS {
+        text = text.chars().take(MAX_OUTPUT_CHARS).collect();
+        text.push_str("\n… (cut)");
+    }
+    text
+}
+
+/// Runs one call. Refusals (bad input, a path that breaks a rule, a missing file, a limit) are
+/// outputs marked as errors for the model; store and blob failures end the turn.
+pub async fn run_tool(
+    ws: &Workspace<'_>,
+    call: &ToolCall,
+) -> crate::error::Result<(ToolOutput, Option<FileChange>)> {
+    use crate::error::Error;
+    let outcome: Result<(String, Option<FileChange>), String> = match call.name.as_str() {
+        "list_files" => {
+            let prefix = call.input["prefix"].as_str().unwrap_or("");
+            let listed: Vec<String> = ws
+                .conn
+                .project_paths(ws.project_id)
+                .await?
+                .into_iter()
+                .filter(|(p, _)| p.starts_with(prefix))
+                .map(|(p, size)| format!("{p} ({size} bytes)"))
+                .collect();
+            Ok((
+                format!("{} files\n{}", listed.len(), listed.join("\n")),
+                None,
+            ))
+        }
+        "read_file" => match path_arg(&call.input) {
+            Err(e) => Err(e),
+            Ok(path) => {
+                match projects::read_file(ws.conn, ws.blobs, ws.user_id, ws.project_id, &path).await
+                {
+                    Ok(content) => Ok(match content.file.text {
+                        Some(text) => (text, None),
+                        None => (
+                            format!(
+                                "{} is a binary file of {} bytes",
+                                path.as_str(),
+                                content.file.size
+                            ),
+                            None,
+                        ),
+                    }),
+                    Err(Error::NotFound) => Err(format!("{} does not exist", path.as_str())),
+                    Err(e) => return Err(e),
+                }
+            }
+        },
+        "write_file" => match (path_arg(&call.input), text_arg(&call.input, "content")) {
+            (Err(e), _) | (_, Err(e)) => Err(e),
+            (Ok(path), Ok(content)) => {
+                let before = ws.conn.project_file(ws.project_id, path.as_str()).await?;
+                let written = projects::write_file(
+                    ws.conn,
+                    ws.blobs,
+                    &ws.limits,
+                    ws.user_id,
+                    ws.project_id,
+                    &path,
+                    bytes::Bytes::copy_from_slice(content.as_bytes()),
+                )
+                .await;
+                match written {
+                    Ok(file) => Ok((
+                        format!("wrote {} ({} bytes)", file.path, file.size),
+                        Some(FileChange {
+                            path: file.path,
+                            action: if before.is_some() {
+                                "updated"
+                            } else {
+                                "created"
+                            }
+                            .into(),
+                            before_size: before.map(|b| b.size),
+                            after_size: Some(file.size),
+                            sha256: Some(file.sha256),
+                        }),
+                    )),
+                    Err(
+                        e @ (Error::PayloadTooLarge { .. }
+                        | Error::Conflict(_)
+                        | Error::Validation(_)),
+                    ) => Err(e.to_string()),
+                    Err(e) => return Err(e),
+                }
+            }
+        },
+        "delete_file" => match path_arg(&call.input) {
+            Err(e) => Err(e),
+            Ok(path) => {
+                let before = ws.conn.project_file(ws.project_id, path.as_str()).await?;
+                match projects::delete_file(ws.conn, ws.blobs, ws.user_id, ws.project_id, &path)
+                    .await
+                {
+                    Ok(()) => Ok((
+                        format!("deleted {}", path.as_str()),
+                        Some(FileChange {
+                            path: path.as_str().to_string(),
+                            action: "deleted".into(),
+                            before_size: before.map(|b| b.size),
+                            after_size: None,
+                            sha256: None,
+                        }),
+                    )),
+                    Err(Error::NotFound) => Err(format!("{} does not exist", path.as_str())),
+                    Err(e) => return Err(e),
+                }
+            }
+        },
+        "search_files" => match text_arg(&call.input, "query") {
+            Err(e) => Err(e),
+            Ok(query) if query.trim().is_empty() => Err("the query is empty".into()),
+            Ok(query) => {
+                let needle = query.to_lowercase();
+                let mut matches = Vec::new();
+                'files: for file in ws.conn.project_files(ws.project_id).await? {
+                    let Some(text) = file.text else { continue };
+                    for (n, line) in text.lines().enumerate() {
+                        if line.to_lowercase().contains(&needle) {
+                            matches.push(format!("{}:{}: {}", file.path, n + 1, line.trim()));
+                            if matches.len() >= MAX_MATCHES {
+                                break 'files;
+                            }
+                        }
+                    }
+                }
+                Ok((
+                    format!("{} matches\n{}", matches.len(), matches.join("\n")),
+                    None,
+                ))
+            }
+        },
+        other => Err(format!("there is no tool named {other:?}")),
+    };
+    Ok(match outcome {
+        Ok((content, change)) => (
+            ToolOutput {
+                call_id: call.id.clone(),
+                content: cut(content),
+                is_error: false,
+            },
+            change,
+        ),
+        Err(message) => (
+            ToolOutput {
+                call_id: call.id.clone(),
+                content: message,
+                is_error: true,
+            },
+            None,
+        ),
+    })
+}
