@@ -226,6 +226,11 @@ def projects_flow(token):
     code, headers, raw = raw_call("GET", BASE + f"/projects/{project['id']}/archive", None, {"Authorization": f"Bearer {token}"})
     assert code == 200 and raw[:4] == b"PK\x03\x04", (code, raw[:40])
     print("smoke: ok   project archive is a zip")
+    turn = expect("coding agent turn (local/echo)", 200, call("POST", "/chat", {
+        "message": "/write src/smoke.rs\nfn smoke() {}\n/end", "project_id": project["id"]}, token=token))
+    assert turn["assistant_message"]["changes"][0]["path"] == "src/smoke.rs", turn
+    code, _, raw = raw_call("GET", BASE + f"/projects/{project['id']}/files/src/smoke.rs", None, {"Authorization": f"Bearer {token}"})
+    assert code == 200 and raw == b"fn smoke() {}\n", (code, raw)
 
 
 def start_sqld():

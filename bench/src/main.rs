@@ -472,6 +472,42 @@ async fn chat_in_process(app: &InProcess, token: &str) -> Vec<Row> {
         )
         .await,
     );
+    // The coding agent on local/echo: a new conversation on a project, one tool step (a read) and
+    // the answer, against the plain new-conversation turn above.
+    let (_, project) = app
+        .call(
+            "POST",
+            "/api/v1/projects",
+            Some(token),
+            Some(json!({"name": "bench"})),
+        )
+        .await;
+    let project = project["id"].as_str().unwrap().to_string();
+    let (status, _) = app
+        .call(
+            "POST",
+            "/api/v1/chat",
+            Some(token),
+            Some(json!({"message": "/write src/main.rs\nfn main() {}\n", "project_id": project})),
+        )
+        .await;
+    assert_eq!(status, 200);
+    rows.push(
+        app.measure(
+            "POST /chat, agent: one tool step (read)",
+            CHAT_INVOKES,
+            |_| {
+                (
+                    "POST",
+                    "/api/v1/chat".to_string(),
+                    Some(json!({"message": "/read src/main.rs", "project_id": project})),
+                )
+            },
+            token,
+            200,
+        )
+        .await,
+    );
     let mut twenty = Vec::with_capacity(CHAT_INVOKES);
     for i in 0..CHAT_INVOKES {
         let (_, answer) = app
