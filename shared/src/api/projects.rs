@@ -385,8 +385,15 @@ async fn upload_project(
         .unwrap_or_else(|| "Uploaded project".into());
     let rules = projects::archive::ZipRules::from(state.config());
     let conn = state.store().conn().await?;
-    let project =
-        projects::archive::unpack(&conn, state.blobs(), &rules, user.id, &name, archive).await?;
+    let project = projects::archive::unpack(
+        &conn,
+        state.blobs(),
+        &rules,
+        user.id,
+        &name,
+        std::io::Cursor::new(archive),
+    )
+    .await?;
     Ok((StatusCode::CREATED, Json(project.into())))
 }
 

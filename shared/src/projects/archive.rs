@@ -7,7 +7,7 @@
 //! entry is in; any refusal leaves no row and no blob. Memory holds the archive (bounded by the
 //! upload limit) and one entry at a time (bounded by the file limit).
 
-use std::io::{Cursor, Read};
+use std::io::{Read, Seek};
 
 use super::{Filling, ProjectLimits, ProjectPath};
 use crate::{
@@ -43,7 +43,7 @@ fn refused(entry: &str, rule: impl std::fmt::Display) -> Error {
 
 /// One entry, read and checked; `None` for directories.
 fn read_entry(
-    archive: &mut zip::ZipArchive<Cursor<bytes::Bytes>>,
+    archive: &mut zip::ZipArchive<impl Read + Seek>,
     index: usize,
     rules: &ZipRules,
     total: &mut u64,
@@ -110,17 +110,18 @@ fn read_entry(
     Ok(Some((path, bytes)))
 }
 
-/// A new project named `name` from the zip in `archive`.
+/// A new project named `name` from the zip in `archive` (in memory for an inline upload, a
+/// temporary file for a presigned one).
 pub async fn unpack(
     conn: &Conn,
     blobs: &BlobStore,
     rules: &ZipRules,
     user_id: UserId,
     name: &str,
-    archive: bytes::Bytes,
+    archive: impl Read + Seek + Send,
 ) -> Result<Project> {
     let name = super::parse_name(name)?;
-    let mut archive = zip::ZipArchive::new(Cursor::new(archive))
+    let mut archive = zip::ZipArchive::new(archive)
         .map_err(|_| Error::invalid("file", "is not a zip archive"))?;
     if archive.len() > rules.limits.max_files {
         return Err(Error::invalid(
@@ -230,8 +231,6 @@ async fn unpack_upload(
     upload: &crate::store::Attachment,
     name: Option<&str>,
 ) -> Result<Project> {
-    let key = crate::blobs::BlobKey::attachment(upload.user_id, upload.id);
-    let archive = blobs.read_all(&key).await?;
     let name = match name {
         Some(n) => n.to_string(),
         None => upload
@@ -240,7 +239,37 @@ async fn unpack_upload(
             .unwrap_or(&upload.filename)
             .to_string(),
     };
-    unpack(conn, blobs, rules, upload.user_id, &name, archive.into()).await
+    // The zip goes to a temporary file (Lambda's /tmp), so memory holds one entry at a time
+    // whatever the archive's size.
+    let temp = std::env::temp_dir().join(format!("codechat-unpack-{}.zip", upload.id));
+    let unpacked = async {
+        let key = crate::blobs::BlobKey::attachment(upload.user_id, upload.id);
+        let mut reader = blobs.read(&key).await?;
+        let io =
+            |e: std::io::Error| Error::Internal(format!("unpacking through a temporary file: {e}"));
+        let mut file = tokio::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .open(&temp)
+            .await
+            .map_err(io)?;
+        while let Some(chunk) = reader.chunk().await? {
+            tokio::io::AsyncWriteExt::write_all(&mut file, &chunk)
+                .await
+                .map_err(io)?;
+        }
+        tokio::io::AsyncWriteExt::flush(&mut file)
+            .await
+            .map_err(io)?;
+        let mut file = file.into_std().await;
+        std::io::Seek::rewind(&mut file).map_err(io)?;
+        unpack(conn, blobs, rules, upload.user_id, &name, file).await
+    }
+    .await;
+    let _ = tokio::fs::remove_file(&temp).await;
+    unpacked
 }
 
 /// Unpacks a completed project upload left for later, once: a repeated call (S3 delivers events
