@@ -4,12 +4,9 @@
 
 use std::{path::Path, time::Duration};
 
-use base64::Engine;
-use serde_json::json;
-
 use crate::{
     percentile,
-    runtime::{body, event, status, Function, StoreTarget},
+    runtime::{body, event, multipart_event, status, Function, StoreTarget},
     seed::bench_user,
 };
 
@@ -40,18 +37,13 @@ fn archive(files: usize) -> Vec<u8> {
 }
 
 fn upload_event(token: &str, zip: &[u8]) -> serde_json::Value {
-    let boundary = "bench-zip-2b7e";
-    let mut body = format!(
-        "--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"bench.zip\"\r\nContent-Type: application/zip\r\n\r\n"
+    multipart_event(
+        "/api/v1/projects/upload",
+        token,
+        "bench.zip",
+        "application/zip",
+        zip,
     )
-    .into_bytes();
-    body.extend_from_slice(zip);
-    body.extend_from_slice(format!("\r\n--{boundary}--\r\n").as_bytes());
-    let mut e = event("POST", "/api/v1/projects/upload", Some(token), None);
-    e["headers"]["content-type"] = json!(format!("multipart/form-data; boundary={boundary}"));
-    e["body"] = json!(base64::engine::general_purpose::STANDARD.encode(&body));
-    e["isBase64Encoded"] = json!(true);
-    e
 }
 
 const UNPACKS: usize = 5;

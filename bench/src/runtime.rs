@@ -265,6 +265,30 @@ pub fn event(method: &str, path: &str, token: Option<&str>, body: Option<Value>)
     })
 }
 
+/// A REST API event carrying one file as `multipart/form-data` (part `file`), base64-encoded as
+/// API Gateway sends binary bodies.
+pub fn multipart_event(
+    path: &str,
+    token: &str,
+    filename: &str,
+    content_type: &str,
+    bytes: &[u8],
+) -> Value {
+    use base64::Engine;
+    let boundary = "bench-boundary-5f1c";
+    let mut body = format!(
+        "--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"{filename}\"\r\nContent-Type: {content_type}\r\n\r\n"
+    )
+    .into_bytes();
+    body.extend_from_slice(bytes);
+    body.extend_from_slice(format!("\r\n--{boundary}--\r\n").as_bytes());
+    let mut e = event("POST", path, Some(token), None);
+    e["headers"]["content-type"] = json!(format!("multipart/form-data; boundary={boundary}"));
+    e["body"] = json!(base64::engine::general_purpose::STANDARD.encode(&body));
+    e["isBase64Encoded"] = json!(true);
+    e
+}
+
 pub fn status(response: &Value) -> u64 {
     response["statusCode"].as_u64().unwrap_or(0)
 }

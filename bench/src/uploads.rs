@@ -5,12 +5,11 @@
 
 use std::{path::Path, time::Duration};
 
-use base64::Engine;
 use serde_json::{json, Value};
 
 use crate::{
     percentile,
-    runtime::{body, event, status, Function, StoreTarget},
+    runtime::{body, event, multipart_event, status, Function, StoreTarget},
     seed::bench_user,
 };
 use codechat_api_tests::s3::S3Server;
@@ -40,20 +39,8 @@ fn file(size: usize) -> Vec<u8> {
     bytes
 }
 
-/// A REST API event carrying a multipart upload, base64-encoded as API Gateway sends binary bodies.
 fn upload_event(token: &str, bytes: &[u8]) -> Value {
-    let boundary = "bench-boundary-5f1c";
-    let mut body = format!(
-        "--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"big.png\"\r\nContent-Type: image/png\r\n\r\n"
-    )
-    .into_bytes();
-    body.extend_from_slice(bytes);
-    body.extend_from_slice(format!("\r\n--{boundary}--\r\n").as_bytes());
-    let mut e = event("POST", "/api/v1/attachments", Some(token), None);
-    e["headers"]["content-type"] = json!(format!("multipart/form-data; boundary={boundary}"));
-    e["body"] = json!(base64::engine::general_purpose::STANDARD.encode(&body));
-    e["isBase64Encoded"] = json!(true);
-    e
+    multipart_event("/api/v1/attachments", token, "big.png", "image/png", bytes)
 }
 
 async fn inline(binary: &Path, auth: &Path, label: &str, store: &StoreTarget) -> UploadRow {

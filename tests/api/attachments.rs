@@ -318,53 +318,6 @@ async fn types_are_sniffed_and_bad_parts_are_refused() {
     }
 }
 
-/// PUTs `bytes` to an upload target as a client would (a real HTTP request for S3, the router for
-/// the local store's URL), with `headers` overriding the ones the target asks for.
-async fn put_upload(
-    setup: &Setup,
-    upload: &Value,
-    bytes: &[u8],
-    overrides: &[(&str, &str)],
-) -> u16 {
-    let url = upload["url"].as_str().unwrap();
-    let mut headers: Vec<(String, String)> = upload["headers"]
-        .as_object()
-        .unwrap()
-        .iter()
-        .map(|(k, v)| (k.to_lowercase(), v.as_str().unwrap().to_string()))
-        .filter(|(k, _)| !overrides.iter().any(|(o, _)| o == k))
-        .collect();
-    headers.extend(
-        overrides
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string())),
-    );
-    match &setup.s3 {
-        Some(_) => {
-            let client = reqwest::Client::new();
-            let mut req = client.put(url).body(bytes.to_vec());
-            for (k, v) in headers.iter().filter(|(k, _)| k != "content-length") {
-                req = req.header(k, v);
-            }
-            req.send().await.unwrap().status().as_u16()
-        }
-        None => {
-            let path = url.split_once("//").unwrap().1;
-            let path = &path[path.find('/').unwrap()..];
-            let mut req = Request::builder().method(Method::PUT).uri(path);
-            for (k, v) in headers.iter().filter(|(k, _)| k != "content-length") {
-                req = req.header(k.as_str(), v.as_str());
-            }
-            setup
-                .app
-                .send(req.body(Body::from(bytes.to_vec())).unwrap())
-                .await
-                .status
-                .as_u16()
-        }
-    }
-}
-
 #[tokio::test]
 async fn a_presigned_upload_is_checked_then_completed_on_both_stores() {
     for setup in Setup::both(&[]).await {
@@ -396,9 +349,12 @@ async fn a_presigned_upload_is_checked_then_completed_on_both_stores() {
         early.problem(StatusCode::CONFLICT);
 
         // The store itself refuses bytes other than those the URL was made for.
-        let wrong_type = put_upload(&setup, upload, &bytes, &[("content-type", "image/png")]).await;
+        let wrong_type = setup
+            .app
+            .put_upload(upload, &bytes, &[("content-type", "image/png")])
+            .await;
         assert_eq!(wrong_type, 403, "{}: another type", setup.name());
-        let shorter = put_upload(&setup, upload, &bytes[1..], &[]).await;
+        let shorter = setup.app.put_upload(upload, &bytes[1..], &[]).await;
         assert!(
             shorter >= 400,
             "{}: another length answered {shorter}",
@@ -411,7 +367,7 @@ async fn a_presigned_upload_is_checked_then_completed_on_both_stores() {
             setup.blobs()
         );
 
-        let ok = put_upload(&setup, upload, &bytes, &[]).await;
+        let ok = setup.app.put_upload(upload, &bytes, &[]).await;
         assert!(ok == 200 || ok == 204, "{}: {ok}", setup.name());
         let done = app
             .post(
@@ -464,7 +420,7 @@ async fn a_completed_upload_that_is_not_what_it_claimed_is_removed() {
             .await
             .json();
         let id = started["attachment"]["id"].as_str().unwrap().to_string();
-        let put = put_upload(&setup, &started["upload"], bytes, &[]).await;
+        let put = setup.app.put_upload(&started["upload"], bytes, &[]).await;
         assert!(put == 200 || put == 204, "{}: {put}", setup.name());
         let res = app
             .post(
@@ -905,7 +861,10 @@ async fn pending_uploads_past_their_deadline_are_swept_with_their_blobs() {
     };
     let abandoned = start().await.json();
     assert_eq!(
-        put_upload(&setup, &abandoned["upload"], b"abc", &[]).await,
+        setup
+            .app
+            .put_upload(&abandoned["upload"], b"abc", &[])
+            .await,
         204
     );
     assert_eq!(setup.blobs().len(), 1);

@@ -629,34 +629,6 @@ async fn the_archive_round_trips_byte_for_byte() {
     .problem(StatusCode::NOT_FOUND);
 }
 
-/// PUTs `bytes` to an upload target: over real HTTP to S3, through the router for the local URL.
-async fn put_to(app: &TestApp, upload: &Value, bytes: &[u8], s3: bool) -> u16 {
-    let url = upload["url"].as_str().unwrap();
-    let headers: Vec<(String, String)> = upload["headers"]
-        .as_object()
-        .unwrap()
-        .iter()
-        .filter(|(k, _)| k.as_str() != "content-length")
-        .map(|(k, v)| (k.clone(), v.as_str().unwrap().to_string()))
-        .collect();
-    if s3 {
-        let mut req = reqwest::Client::new().put(url).body(bytes.to_vec());
-        for (k, v) in headers {
-            req = req.header(k, v);
-        }
-        return req.send().await.unwrap().status().as_u16();
-    }
-    let path = &url[url.find("/api/").unwrap()..];
-    let mut req = Request::builder().method(Method::PUT).uri(path);
-    for (k, v) in &headers {
-        req = req.header(k.as_str(), v.as_str());
-    }
-    app.send(req.body(Body::from(bytes.to_vec())).unwrap())
-        .await
-        .status
-        .as_u16()
-}
-
 #[tokio::test]
 async fn a_presigned_zip_upload_becomes_a_project_on_both_stores() {
     let s3 = codechat_api_tests::s3::S3Server::start().await;
@@ -679,7 +651,7 @@ async fn a_presigned_zip_upload_becomes_a_project_on_both_stores() {
         assert_eq!(res.status, StatusCode::CREATED, "{}", res.text());
         let started = res.json();
         let id = started["upload_id"].as_str().unwrap().to_string();
-        let put = put_to(&app, &started["upload"], &archive, on_s3).await;
+        let put = app.put_upload(&started["upload"], &archive, &[]).await;
         assert!(put == 200 || put == 204, "{on_s3}: {put}");
         // A project upload is not an attachment.
         app.get(&format!("/api/v1/attachments/{id}"), Some(&token))
@@ -725,7 +697,7 @@ async fn a_presigned_zip_upload_becomes_a_project_on_both_stores() {
         let text = b"not a zip, just text".to_vec();
         let started = start("fake.zip", text.len()).await.json();
         let id = started["upload_id"].as_str().unwrap().to_string();
-        let put = put_to(&app, &started["upload"], &text, on_s3).await;
+        let put = app.put_upload(&started["upload"], &text, &[]).await;
         assert!(put == 200 || put == 204, "{on_s3}: {put}");
         let refused = app
             .post(
@@ -782,7 +754,7 @@ async fn the_in_request_unpack_line_holds_at_its_edge() {
             .await
             .json();
         let id = started["upload_id"].as_str().unwrap().to_string();
-        assert_eq!(put_to(&app, &started["upload"], &bytes, false).await, 204);
+        assert_eq!(app.put_upload(&started["upload"], &bytes, &[]).await, 204);
         let res = app
             .post(
                 &format!("/api/v1/projects/uploads/{id}/complete"),
@@ -839,7 +811,7 @@ async fn a_large_zip_is_unpacked_after_the_request_locally_and_by_the_worker() {
                 app.get(&status_url, Some(&token)).await.json()["status"],
                 "pending"
             );
-            assert_eq!(put_to(&app, &started["upload"], bytes, false).await, 204);
+            assert_eq!(app.put_upload(&started["upload"], bytes, &[]).await, 204);
             let res = app
                 .post(
                     &format!("/api/v1/projects/uploads/{id}/complete"),

@@ -395,3 +395,52 @@ pub fn files_under(root: &std::path::Path) -> Vec<String> {
     found.sort();
     found
 }
+
+impl TestApp {
+    /// PUTs `bytes` to an upload target (`{url, headers}` as the API hands it out), as a client
+    /// would: over real HTTP when the URL is the S3 server's, through the router when it is the
+    /// local store's signed URL. `overrides` replace or add headers.
+    pub async fn put_upload(
+        &self,
+        upload: &Value,
+        bytes: &[u8],
+        overrides: &[(&str, &str)],
+    ) -> u16 {
+        let url = upload["url"].as_str().expect("upload url");
+        let mut headers: Vec<(String, String)> = upload["headers"]
+            .as_object()
+            .expect("upload headers")
+            .iter()
+            .map(|(k, v)| (k.to_lowercase(), v.as_str().unwrap_or_default().to_string()))
+            .filter(|(k, _)| k != "content-length" && !overrides.iter().any(|(o, _)| o == k))
+            .collect();
+        headers.extend(
+            overrides
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string())),
+        );
+        match url.find("/api/v1/") {
+            Some(at) => {
+                let mut req = Request::builder().method(Method::PUT).uri(&url[at..]);
+                for (k, v) in &headers {
+                    req = req.header(k.as_str(), v.as_str());
+                }
+                self.send(req.body(Body::from(bytes.to_vec())).unwrap())
+                    .await
+                    .status
+                    .as_u16()
+            }
+            None => {
+                let mut req = reqwest::Client::new().put(url).body(bytes.to_vec());
+                for (k, v) in headers {
+                    req = req.header(k, v);
+                }
+                req.send()
+                    .await
+                    .expect("the S3 server answers")
+                    .status()
+                    .as_u16()
+            }
+        }
+    }
+}
