@@ -348,3 +348,103 @@ async fn bedrock_tool_use_and_results_go_as_converse_blocks() {
         json!({"toolResult": {"toolUseId": "tu-1", "content": [{"text": "1 matches\nsrc/main.rs:1: fn main() { println!(\"hi\"); }"}], "status": "success"}})
     );
 }
+
+fn bedrock_tool_uses(uses: &[(&str, &str, Value)]) -> Value {
+    let content: Vec<Value> = uses
+        .iter()
+        .map(
+            |(id, name, input)| json!({"toolUse": {"toolUseId": id, "name": name, "input": input}}),
+        )
+        .collect();
+    json!({
+        "output": {"message": {"role": "assistant", "content": content}},
+        "stopReason": "tool_use",
+        "usage": {"inputTokens": 50, "outputTokens": 5, "totalTokens": 55},
+        "metrics": {"latencyMs": 10}
+    })
+}
+
+/// Read, then write, over Bedrock's wire format; a traversal in the same step comes back to the
+/// model as an error result and writes nothing.
+#[tokio::test]
+async fn bedrock_reads_then_writes_and_a_traversal_is_a_tool_error() {
+    let server = MockServer::start().await;
+    for reply in [
+        bedrock_tool_uses(&[
+            ("r1", "read_file", json!({"path": "src/main.rs"})),
+            (
+                "w0",
+                "write_file",
+                json!({"path": "../outside.rs", "content": "x"}),
+            ),
+        ]),
+        bedrock_tool_uses(&[(
+            "w1",
+            "write_file",
+            json!({"path": "src/main.rs", "content": "fn main() {}\n"}),
+        )]),
+        fakes::bedrock_converse("Done.", 60, 2),
+    ] {
+        Mock::given(method("POST"))
+            .and(path_regex("^/model/[^/]+/converse$"))
+            .respond_with(ResponseTemplate::new(200).set_body_json(reply))
+            .up_to_n_times(1)
+            .mount(&server)
+            .await;
+    }
+    let app = TestApp::with_env(&[
+        ("BEDROCK_ENABLED", "true"),
+        ("BEDROCK_ENDPOINT_URL", &server.uri()),
+        ("AWS_REGION", "us-east-1"),
+        ("AWS_ACCESS_KEY_ID", "AKIDTEST"),
+        ("AWS_SECRET_ACCESS_KEY", "secret"),
+        ("DEFAULT_MODEL", "bedrock/claude-sonnet-4"),
+    ])
+    .await;
+    let token = app.register("bedrock-writes@example.com").await.access;
+    let project = project_with_main(&app, &token).await;
+    let res = app
+        .chat(
+            &token,
+            json!({"message": "Simplify", "project_id": project}),
+            None,
+        )
+        .await;
+    assert_eq!(res.status, StatusCode::OK, "{}", res.text());
+    let turn = res.json();
+    let changes = turn["assistant_message"]["changes"]
+        .as_array()
+        .unwrap()
+        .clone();
+    assert_eq!(changes.len(), 1, "{changes:?}");
+    assert_eq!(changes[0]["path"], "src/main.rs");
+    assert_eq!(
+        file(&app, &token, &project, "src/main.rs").await.1,
+        "fn main() {}\n"
+    );
+    assert_eq!(
+        file(&app, &token, &project, "outside.rs").await.0,
+        StatusCode::NOT_FOUND
+    );
+
+    let sent: Vec<Value> = server
+        .received_requests()
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.body_json().unwrap())
+        .collect();
+    let results = &sent[1]["messages"].as_array().unwrap().last().unwrap()["content"];
+    assert_eq!(results[0]["toolResult"]["status"], "success");
+    assert_eq!(
+        results[0]["toolResult"]["content"][0]["text"],
+        "fn main() { println!(\"hi\"); }\n"
+    );
+    assert_eq!(results[1]["toolResult"]["toolUseId"], "w0");
+    assert_eq!(results[1]["toolResult"]["status"], "error");
+    assert!(results[1]["toolResult"]["content"][0]["text"]
+        .as_str()
+        .unwrap()
+        .contains("must not contain . or .. segments"));
+    assert_eq!(turn["usage"]["input_tokens"], 160, "three calls billed");
+}
