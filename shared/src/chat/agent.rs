@@ -217,7 +217,11 @@ pub async fn run_tool(
             Ok(query) => {
                 let needle = query.to_lowercase();
                 let mut matches = Vec::new();
-                'files: for file in ws.conn.project_files(ws.project_id).await? {
+                let files = ws
+                    .conn
+                    .project_text_files_containing(ws.project_id, query, MAX_MATCHES as u32)
+                    .await?;
+                'files: for file in files {
                     let Some(text) = file.text else { continue };
                     for (n, line) in text.lines().enumerate() {
                         if line.to_lowercase().contains(&needle) {

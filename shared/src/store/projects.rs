@@ -253,6 +253,28 @@ impl Conn {
             .collect()
     }
 
+    /// Text files whose content contains `needle` (ASCII case folded, as SQLite's `lower` does), in
+    /// path order, at most `limit`: the filter runs in the store, so a search never loads the
+    /// whole project.
+    pub async fn project_text_files_containing(
+        &self,
+        project_id: ProjectId,
+        needle: &str,
+        limit: u32,
+    ) -> StoreResult<Vec<ProjectFile>> {
+        let rows = self
+            .query(
+                &format!(
+                    "SELECT {FILE_COLUMNS} FROM project_files
+                     WHERE project_id = ?1 AND text IS NOT NULL AND instr(lower(text), lower(?2)) > 0
+                     ORDER BY path LIMIT ?3"
+                ),
+                libsql::params![project_id, needle, limit as i64],
+            )
+            .await?;
+        collect(rows, file_from_row)
+    }
+
     /// Every file with its content, in path order (export).
     pub async fn project_files(&self, project_id: ProjectId) -> StoreResult<Vec<ProjectFile>> {
         let rows = self
