@@ -684,16 +684,27 @@ async fn a_presigned_zip_upload_becomes_a_project_on_both_stores() {
             )
             .await;
         assert_eq!(&logo.body[..], PNG);
-        // The upload is gone once unpacked.
-        app.post(
-            &format!("/api/v1/projects/uploads/{id}/complete"),
-            json!({}),
-            Some(&token),
-        )
-        .await
-        .problem(StatusCode::NOT_FOUND);
+        // Completing again (a retry) answers the same project, and its status says so.
+        let again = app
+            .post(
+                &format!("/api/v1/projects/uploads/{id}/complete"),
+                json!({}),
+                Some(&token),
+            )
+            .await;
+        assert_eq!(again.status, StatusCode::CREATED, "{}", again.text());
+        assert_eq!(again.json()["id"], project["id"]);
+        let status = app
+            .get(&format!("/api/v1/projects/uploads/{id}"), Some(&token))
+            .await
+            .json();
+        assert_eq!(
+            (status["status"].as_str(), status["project_id"].as_str()),
+            (Some("done"), Some(pid))
+        );
 
-        // Bytes that are not a zip: refused, and nothing stays (no project, no upload).
+        // Bytes that are not a zip: refused at the check, and nothing stays (no project, no upload:
+        // completing it again is a 404, as for an attachment refused at its check).
         let text = b"not a zip, just text".to_vec();
         let started = start("fake.zip", text.len()).await.json();
         let id = started["upload_id"].as_str().unwrap().to_string();
@@ -707,6 +718,14 @@ async fn a_presigned_zip_upload_becomes_a_project_on_both_stores() {
             )
             .await;
         assert_eq!(refused.invalid_fields(), vec!["content_type"], "{on_s3}");
+        let again = app
+            .post(
+                &format!("/api/v1/projects/uploads/{id}/complete"),
+                json!({}),
+                Some(&token),
+            )
+            .await;
+        again.problem(StatusCode::NOT_FOUND);
         let listed = app.get("/api/v1/projects", Some(&token)).await.json();
         assert_eq!(listed["items"].as_array().unwrap().len(), 1, "{on_s3}");
         // An attachment cannot be completed as a project upload.
@@ -872,4 +891,52 @@ async fn a_large_zip_is_unpacked_after_the_request_locally_and_by_the_worker() {
             "zips removed: {blobs:?}"
         );
     }
+}
+
+/// A completion refused while unpacking keeps its refusal: a retry answers it again, the status
+/// says `failed`, and the zip is gone.
+#[tokio::test]
+async fn a_retried_completion_answers_the_first_outcome() {
+    let app = TestApp::with_env(&[("MAX_PROJECT_FILE_BYTES", "20000000")]).await;
+    let token = app.register("retry-unpack@example.com").await.access;
+    let bomb = zip_of(&[("zeros.bin", &vec![0u8; 2_000_000])]);
+    let started = app
+        .post(
+            "/api/v1/projects/uploads",
+            json!({"filename": "bomb.zip", "size": bomb.len()}),
+            Some(&token),
+        )
+        .await
+        .json();
+    let id = started["upload_id"].as_str().unwrap().to_string();
+    assert_eq!(app.put_upload(&started["upload"], &bomb, &[]).await, 204);
+    let complete = format!("/api/v1/projects/uploads/{id}/complete");
+    let first = app
+        .post(&complete, json!({}), Some(&token))
+        .await
+        .problem(StatusCode::UNPROCESSABLE_ENTITY);
+    let again = app
+        .post(&complete, json!({}), Some(&token))
+        .await
+        .problem(StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(first["errors"], again["errors"]);
+    assert!(
+        first["errors"][0]["message"]
+            .as_str()
+            .unwrap()
+            .contains("zeros.bin"),
+        "{first}"
+    );
+    let status = app
+        .get(&format!("/api/v1/projects/uploads/{id}"), Some(&token))
+        .await
+        .json();
+    assert_eq!(status["status"], "failed");
+    assert!(blob_files(&app).is_empty(), "{:?}", blob_files(&app));
+    assert!(
+        app.get("/api/v1/projects", Some(&token)).await.json()["items"]
+            .as_array()
+            .unwrap()
+            .is_empty()
+    );
 }

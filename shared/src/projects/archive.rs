@@ -214,12 +214,37 @@ pub async fn complete_upload(
         crate::kinds::UploadPurpose::Project,
     )
     .await?;
+    // A retried completion answers what the first one did.
+    if let Some(project_id) = upload.project_id {
+        return Ok(Completed::Project(
+            super::get(conn, user_id, project_id).await?,
+        ));
+    }
+    if let Some(refusal) = &upload.unpack_error {
+        let (field, message) = refusal.split_once(": ").unwrap_or(("file", refusal));
+        return Err(Error::invalid(field, message));
+    }
     if upload.size as u64 > max_unpack_bytes {
         return Ok(Completed::Unpacking(upload));
     }
     let unpacked = unpack_upload(conn, blobs, rules, &upload, name).await;
-    if let Err(e) = crate::attachments::discard(conn, blobs, user_id, id).await {
-        tracing::warn!(error = %e, "a completed project upload was not removed");
+    match &unpacked {
+        Ok(project) => {
+            conn.record_unpack(id, Some(project.id), None).await?;
+        }
+        Err(e @ (Error::Store(_) | Error::Blobs(_) | Error::Internal(_))) => {
+            // Not the archive's fault: the upload stays, so completing again retries.
+            tracing::warn!(error = %e, "unpacking a completed project upload failed");
+            return unpacked.map(Completed::Project);
+        }
+        Err(e) => {
+            conn.record_unpack(id, None, Some(&refusal_text(e))).await?;
+        }
+    }
+    // The outcome is on the upload's row (for retries and its status); the zip itself goes.
+    let key = crate::blobs::BlobKey::attachment(user_id, id);
+    if let Err(e) = blobs.delete(&key).await {
+        tracing::warn!(error = %e, "a completed project upload's zip was not removed");
     }
     unpacked.map(Completed::Project)
 }
