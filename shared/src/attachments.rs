@@ -13,7 +13,7 @@ use sha2::{Digest, Sha256};
 
 use crate::{
     auth::tokens::{TokenKeys, UploadGrant},
-    blobs::{BlobError, BlobKey, BlobReader, BlobStore},
+    blobs::{BlobError, BlobKey, BlobReader, BlobStore, BlobWriter},
     config::Config,
     error::{Error, FieldError, FieldErrors, Result},
     ids::{AttachmentId, UserId},
@@ -264,10 +264,6 @@ pub fn is_text_type(mime: &str) -> bool {
         )
 }
 
-fn blob_error(e: BlobError) -> Error {
-    Error::Blobs(e)
-}
-
 /// Hashes, counts and samples the bytes of one file as they pass.
 struct Inspector {
     hasher: Sha256,
@@ -309,7 +305,37 @@ pub trait Chunks: Send {
 
 impl Chunks for BlobReader {
     async fn next_chunk(&mut self) -> Result<Option<bytes::Bytes>> {
-        self.chunk().await.map_err(blob_error)
+        self.chunk().await.map_err(Error::from)
+    }
+}
+
+/// Streams `body` into `writer` through `seen` (hash, size, first bytes), refusing with `over`
+/// as soon as more than `max` bytes came. The caller finishes or aborts the writer.
+async fn pour(
+    writer: &mut BlobWriter<'_>,
+    body: &mut impl Chunks,
+    seen: &mut Inspector,
+    max: u64,
+    over: impl Fn() -> Error,
+) -> Result<()> {
+    while let Some(chunk) = body.next_chunk().await? {
+        seen.feed(&chunk);
+        if seen.size > max {
+            return Err(over());
+        }
+        writer.write(chunk).await?;
+    }
+    Ok(())
+}
+
+/// Keeps what `writer` wrote when `checked` passed, and leaves nothing when it did not.
+async fn settle(writer: BlobWriter<'_>, checked: Result<()>) -> Result<()> {
+    match checked {
+        Ok(()) => Ok(writer.finish().await?),
+        Err(e) => {
+            writer.abort().await;
+            Err(e)
+        }
     }
 }
 
@@ -338,30 +364,18 @@ pub async fn upload_inline(
     let mut writer = blobs
         .writer(&key, &content_type)
         .await
-        .map_err(blob_error)?;
+        .map_err(Error::from)?;
     let mut seen = Inspector::new();
-    let streamed: Result<()> = async {
-        while let Some(chunk) = body.next_chunk().await? {
-            seen.feed(&chunk);
-            if seen.size > rules.max_inline_bytes {
-                return Err(Error::PayloadTooLarge {
-                    limit: rules.max_inline_bytes as usize,
-                });
-            }
-            writer.write(chunk).await.map_err(blob_error)?;
-        }
-        if seen.size == 0 {
-            return Err(Error::invalid("file", "is empty"));
-        }
-        check_type(&content_type, Sniffed::of(&seen.head))?;
-        Ok(())
-    }
-    .await;
-    if let Err(e) = streamed {
-        writer.abort().await;
-        return Err(e);
-    }
-    writer.finish().await.map_err(blob_error)?;
+    let limit = rules.max_inline_bytes;
+    let over = || Error::PayloadTooLarge {
+        limit: limit as usize,
+    };
+    let checked = match pour(&mut writer, body, &mut seen, limit, over).await {
+        Ok(()) if seen.size == 0 => Err(Error::invalid("file", "is empty")),
+        Ok(()) => check_type(&content_type, Sniffed::of(&seen.head)).map_err(Error::from),
+        Err(e) => Err(e),
+    };
+    settle(writer, checked).await?;
 
     let size = seen.size;
     let sha256 = seen.sha256_hex();
@@ -439,7 +453,7 @@ pub async fn start_upload(
     let target = match blobs
         .presign_put(&key, &content_type, request.size, rules.url_ttl)
         .await
-        .map_err(blob_error)?
+        .map_err(Error::from)?
     {
         Some(put) => UploadTarget {
             url: put.url,
@@ -517,33 +531,16 @@ pub async fn receive_upload(
     let mut writer = blobs
         .writer(&key, &grant.content_type)
         .await
-        .map_err(blob_error)?;
-    let mut size = 0u64;
-    let streamed: Result<()> = async {
-        while let Some(chunk) = body.next_chunk().await? {
-            size += chunk.len() as u64;
-            if size > grant.size {
-                return Err(Error::Forbidden(
-                    "the body is longer than the upload URL was made for",
-                ));
-            }
-            writer.write(chunk).await.map_err(blob_error)?;
-        }
-        if size != grant.size {
-            return Err(Error::Forbidden(
-                "the body is shorter than the upload URL was made for",
-            ));
-        }
-        Ok(())
-    }
-    .await;
-    match streamed {
-        Ok(()) => writer.finish().await.map_err(blob_error),
-        Err(e) => {
-            writer.abort().await;
-            Err(e)
-        }
-    }
+        .map_err(Error::from)?;
+    let mut seen = Inspector::new();
+    let over = || Error::Forbidden("the body is longer than the upload URL was made for");
+    let checked = match pour(&mut writer, body, &mut seen, grant.size, over).await {
+        Ok(()) if seen.size != grant.size => Err(Error::Forbidden(
+            "the body is shorter than the upload URL was made for",
+        )),
+        other => other,
+    };
+    settle(writer, checked).await
 }
 
 /// Checks an uploaded object and makes the attachment ready. Completing a ready attachment again
@@ -569,7 +566,7 @@ pub async fn complete(
                 "nothing has been uploaded yet: PUT the file to the upload URL first",
             ))
         }
-        Err(e) => return Err(blob_error(e)),
+        Err(e) => return Err(e.into()),
     };
     let mut seen = Inspector::new();
     while let Some(chunk) = reader.next_chunk().await? {
@@ -597,7 +594,7 @@ pub async fn complete(
     blobs
         .rename(&key, &BlobKey::attachment(user_id, id))
         .await
-        .map_err(blob_error)?;
+        .map_err(Error::from)?;
     match conn
         .complete_attachment(id, user_id, &seen.sha256_hex())
         .await?
@@ -720,14 +717,14 @@ pub async fn content(blobs: &BlobStore, attachment: &Attachment) -> Result<Conte
             DOWNLOAD_URL_TTL,
         )
         .await
-        .map_err(blob_error)?
+        .map_err(Error::from)?
     {
         return Ok(Content::Redirect(url));
     }
     match blobs.read(&key).await {
         Ok(reader) => Ok(Content::Stream(reader)),
         Err(BlobError::Missing) => Err(Error::NotFound),
-        Err(e) => Err(blob_error(e)),
+        Err(e) => Err(e.into()),
     }
 }
 

@@ -65,12 +65,6 @@ pub struct PresignedPut {
     pub headers: Vec<(String, String)>,
 }
 
-/// What a blob is, from its metadata.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct BlobMeta {
-    pub size: u64,
-}
-
 /// Cheap to clone: clones share the backend (and its S3 client).
 #[derive(Clone)]
 pub struct BlobStore {
@@ -148,7 +142,9 @@ impl BlobWriter<'_> {
                     1 => chunks.remove(0),
                     _ => chunks.concat().into(),
                 };
-                self.store.put(&self.key, &self.content_type, whole).await
+                self.store
+                    .put_object(&self.key, &self.content_type, whole)
+                    .await
             }
         }
     }
@@ -203,6 +199,11 @@ impl BlobReader {
 
 fn io(e: impl std::fmt::Display) -> BlobError {
     BlobError::Io(e.to_string())
+}
+
+/// An S3 call's failure with its service error and cause (never a key or a signature).
+fn s3_error<E: std::error::Error + 'static>(e: E) -> BlobError {
+    io(aws_sdk_s3::error::DisplayErrorContext(e))
 }
 
 /// Whether an S3 error means the object is not there.
@@ -315,67 +316,40 @@ impl BlobStore {
         bytes: Bytes,
     ) -> Result<(), BlobError> {
         match &*self.backend {
-            Backend::Local { root } => {
-                let path = Self::path(root, key);
-                let dir = path
-                    .parent()
-                    .ok_or_else(|| io("a key without a directory"))?;
-                tokio::fs::create_dir_all(dir).await.map_err(io)?;
-                let temp = path.with_extension(format!("part-{}", uuid::Uuid::now_v7()));
-                let written = async {
-                    tokio::fs::write(&temp, &bytes).await?;
-                    tokio::fs::rename(&temp, &path).await
+            Backend::Local { .. } => {
+                let mut writer = self.writer(key, content_type).await?;
+                match writer.write(bytes).await {
+                    Ok(()) => writer.finish().await,
+                    Err(e) => {
+                        writer.abort().await;
+                        Err(e)
+                    }
                 }
-                .await;
-                if written.is_err() {
-                    let _ = tokio::fs::remove_file(&temp).await;
-                }
-                written.map_err(io)
             }
             Backend::NotConfigured => Err(BlobError::NotConfigured),
-            Backend::S3 { .. } => {
-                let (client, bucket) = self.s3().await?;
-                client
-                    .put_object()
-                    .bucket(bucket)
-                    .key(key.as_str())
-                    .content_type(content_type)
-                    .content_length(bytes.len() as i64)
-                    .body(ByteStream::from(bytes))
-                    .send()
-                    .await
-                    .map(|_| ())
-                    .map_err(|e| io(aws_sdk_s3::error::DisplayErrorContext(e)))
-            }
+            Backend::S3 { .. } => self.put_object(key, content_type, bytes).await,
         }
     }
 
-    /// The blob's size, or `None` when it is not there.
-    pub async fn head(&self, key: &BlobKey) -> Result<Option<BlobMeta>, BlobError> {
-        match &*self.backend {
-            Backend::Local { root } => match tokio::fs::metadata(Self::path(root, key)).await {
-                Ok(m) => Ok(Some(BlobMeta { size: m.len() })),
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-                Err(e) => Err(io(e)),
-            },
-            Backend::NotConfigured => Err(BlobError::NotConfigured),
-            Backend::S3 { .. } => {
-                let (client, bucket) = self.s3().await?;
-                match client
-                    .head_object()
-                    .bucket(bucket)
-                    .key(key.as_str())
-                    .send()
-                    .await
-                {
-                    Ok(o) => Ok(Some(BlobMeta {
-                        size: o.content_length().unwrap_or(0).max(0) as u64,
-                    })),
-                    Err(e) if e.as_service_error().is_some_and(|s| s.is_not_found()) => Ok(None),
-                    Err(e) => Err(io(aws_sdk_s3::error::DisplayErrorContext(e))),
-                }
-            }
-        }
+    /// One S3 PUT of a whole object.
+    async fn put_object(
+        &self,
+        key: &BlobKey,
+        content_type: &str,
+        bytes: Bytes,
+    ) -> Result<(), BlobError> {
+        let (client, bucket) = self.s3().await?;
+        client
+            .put_object()
+            .bucket(bucket)
+            .key(key.as_str())
+            .content_type(content_type)
+            .content_length(bytes.len() as i64)
+            .body(ByteStream::from(bytes))
+            .send()
+            .await
+            .map(|_| ())
+            .map_err(s3_error)
     }
 
     /// Reads the blob from its start.
@@ -400,7 +374,7 @@ impl BlobStore {
                     Err(e) if e.as_service_error().is_some_and(s3_missing) => {
                         Err(BlobError::Missing)
                     }
-                    Err(e) => Err(io(aws_sdk_s3::error::DisplayErrorContext(e))),
+                    Err(e) => Err(s3_error(e)),
                 }
             }
         }
@@ -442,7 +416,7 @@ impl BlobStore {
                     .await
                     .map_err(|e| match e.as_service_error() {
                         Some(s) if s3_missing(s) => BlobError::Missing,
-                        _ => io(aws_sdk_s3::error::DisplayErrorContext(e)),
+                        _ => s3_error(e),
                     })?;
                 self.delete(from).await
             }
@@ -467,7 +441,7 @@ impl BlobStore {
                     .send()
                     .await
                     .map(|_| ())
-                    .map_err(|e| io(aws_sdk_s3::error::DisplayErrorContext(e)))
+                    .map_err(s3_error)
             }
         }
     }
@@ -494,7 +468,7 @@ impl BlobStore {
             .content_length(size as i64)
             .presigned(PresigningConfig::expires_in(expires_in).map_err(io)?)
             .await
-            .map_err(|e| io(aws_sdk_s3::error::DisplayErrorContext(e)))?;
+            .map_err(s3_error)?;
         Ok(Some(PresignedPut {
             url: presigned.uri().to_string(),
             headers: presigned
@@ -525,7 +499,7 @@ impl BlobStore {
             .response_content_disposition(content_disposition)
             .presigned(PresigningConfig::expires_in(expires_in).map_err(io)?)
             .await
-            .map_err(|e| io(aws_sdk_s3::error::DisplayErrorContext(e)))?;
+            .map_err(s3_error)?;
         Ok(Some(presigned.uri().to_string()))
     }
 }

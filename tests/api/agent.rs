@@ -189,12 +189,7 @@ async fn openai_tool_calls_loop_until_the_answer() {
             .await;
     }
     let base = format!("{}/v1", server.uri());
-    let app = TestApp::with_env(&[
-        ("OPENAI_BASE_URL", &base),
-        ("OPENAI_API_KEY", "sk-test"),
-        ("DEFAULT_MODEL", "openai/gpt-4o-mini"),
-    ])
-    .await;
+    let app = TestApp::with_openai_fake(&base, &[]).await;
     let token = app.register("openai-agent@example.com").await.access;
     let project = project_with_main(&app, &token).await;
     let res = app
@@ -257,13 +252,7 @@ async fn the_step_limit_ends_a_turn_that_only_calls_tools() {
         .mount(&server)
         .await;
     let base = format!("{}/v1", server.uri());
-    let app = TestApp::with_env(&[
-        ("OPENAI_BASE_URL", &base),
-        ("OPENAI_API_KEY", "sk-test"),
-        ("DEFAULT_MODEL", "openai/gpt-4o-mini"),
-        ("MAX_AGENT_STEPS", "3"),
-    ])
-    .await;
+    let app = TestApp::with_openai_fake(&base, &[("MAX_AGENT_STEPS", "3")]).await;
     let token = app.register("loop@example.com").await.access;
     let project = project_with_main(&app, &token).await;
     let res = app
@@ -301,15 +290,7 @@ async fn bedrock_tool_use_and_results_go_as_converse_blocks() {
             .mount(&server)
             .await;
     }
-    let app = TestApp::with_env(&[
-        ("BEDROCK_ENABLED", "true"),
-        ("BEDROCK_ENDPOINT_URL", &server.uri()),
-        ("AWS_REGION", "us-east-1"),
-        ("AWS_ACCESS_KEY_ID", "AKIDTEST"),
-        ("AWS_SECRET_ACCESS_KEY", "secret"),
-        ("DEFAULT_MODEL", "bedrock/claude-sonnet-4"),
-    ])
-    .await;
+    let app = TestApp::with_bedrock_fake(&server.uri(), &[]).await;
     let token = app.register("bedrock-agent@example.com").await.access;
     let project = project_with_main(&app, &token).await;
     let res = app
@@ -392,15 +373,7 @@ async fn bedrock_reads_then_writes_and_a_traversal_is_a_tool_error() {
             .mount(&server)
             .await;
     }
-    let app = TestApp::with_env(&[
-        ("BEDROCK_ENABLED", "true"),
-        ("BEDROCK_ENDPOINT_URL", &server.uri()),
-        ("AWS_REGION", "us-east-1"),
-        ("AWS_ACCESS_KEY_ID", "AKIDTEST"),
-        ("AWS_SECRET_ACCESS_KEY", "secret"),
-        ("DEFAULT_MODEL", "bedrock/claude-sonnet-4"),
-    ])
-    .await;
+    let app = TestApp::with_bedrock_fake(&server.uri(), &[]).await;
     let token = app.register("bedrock-writes@example.com").await.access;
     let project = project_with_main(&app, &token).await;
     let res = app

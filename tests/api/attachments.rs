@@ -746,16 +746,7 @@ async fn bedrock_receives_image_and_document_blocks() {
         )
         .mount(&server)
         .await;
-    let setup = Setup::local(&[
-        ("BEDROCK_ENABLED", "true"),
-        ("BEDROCK_ENDPOINT_URL", &server.uri()),
-        ("AWS_REGION", "us-east-1"),
-        ("AWS_ACCESS_KEY_ID", "AKIDTEST"),
-        ("AWS_SECRET_ACCESS_KEY", "secret"),
-        ("DEFAULT_MODEL", "bedrock/claude-sonnet-4"),
-    ])
-    .await;
-    let app = &setup.app;
+    let app = &TestApp::with_bedrock_fake(&server.uri(), &[]).await;
     let token = app.register("bedrock-files@example.com").await.access;
     let image = upload_id(app, &token, "chart.png", "image/png", PNG).await;
     let pdf = upload_id(app, &token, "Q3 report (final).pdf", "application/pdf", PDF).await;
@@ -803,13 +794,7 @@ async fn openai_receives_image_and_file_parts_within_the_models_capabilities() {
         .mount(&server)
         .await;
     let base = format!("{}/v1", server.uri());
-    let setup = Setup::local(&[
-        ("OPENAI_BASE_URL", &base),
-        ("OPENAI_API_KEY", "sk-test"),
-        ("DEFAULT_MODEL", "openai/gpt-4o-mini"),
-    ])
-    .await;
-    let app = &setup.app;
+    let app = &TestApp::with_openai_fake(&base, &[]).await;
     let token = app.register("openai-files@example.com").await.access;
     let image = upload_id(app, &token, "chart.png", "image/png", PNG).await;
     let notes = upload_id(app, &token, "notes.md", "text/markdown", b"# Notes").await;

@@ -764,16 +764,7 @@ async fn the_in_request_unpack_line_holds_at_its_edge() {
         let mut bytes = archive.clone();
         // A zip may carry trailing bytes after its end record; one more byte crosses the line.
         bytes.extend(std::iter::repeat_n(b' ', extra));
-        let started = app
-            .post(
-                "/api/v1/projects/uploads",
-                json!({"filename": "x.zip", "size": bytes.len()}),
-                Some(&token),
-            )
-            .await
-            .json();
-        let id = started["upload_id"].as_str().unwrap().to_string();
-        assert_eq!(app.put_upload(&started["upload"], &bytes, &[]).await, 204);
+        let id = upload_zip_presigned(&app, &token, "x.zip", &bytes).await;
         let res = app
             .post(
                 &format!("/api/v1/projects/uploads/{id}/complete"),
@@ -794,6 +785,21 @@ async fn the_in_request_unpack_line_holds_at_its_edge() {
     assert!(both);
     let left = codechat_api_tests::eventually(|| async { blob_files(&app).is_empty() }).await;
     assert!(left, "{:?}", blob_files(&app));
+}
+
+/// Starts a presigned zip upload and PUTs `bytes` to its URL; answers the upload id.
+async fn upload_zip_presigned(app: &TestApp, token: &str, filename: &str, bytes: &[u8]) -> String {
+    let started = app
+        .post(
+            "/api/v1/projects/uploads",
+            json!({"filename": filename, "size": bytes.len()}),
+            Some(token),
+        )
+        .await
+        .json();
+    let put = app.put_upload(&started["upload"], bytes, &[]).await;
+    assert!(put == 200 || put == 204, "{put}");
+    started["upload_id"].as_str().unwrap().to_string()
 }
 
 /// Past the in-request line the completion answers 202 and the zip is unpacked next: locally by a
@@ -900,16 +906,7 @@ async fn a_retried_completion_answers_the_first_outcome() {
     let app = TestApp::with_env(&[("MAX_PROJECT_FILE_BYTES", "20000000")]).await;
     let token = app.register("retry-unpack@example.com").await.access;
     let bomb = zip_of(&[("zeros.bin", &vec![0u8; 2_000_000])]);
-    let started = app
-        .post(
-            "/api/v1/projects/uploads",
-            json!({"filename": "bomb.zip", "size": bomb.len()}),
-            Some(&token),
-        )
-        .await
-        .json();
-    let id = started["upload_id"].as_str().unwrap().to_string();
-    assert_eq!(app.put_upload(&started["upload"], &bomb, &[]).await, 204);
+    let id = upload_zip_presigned(&app, &token, "bomb.zip", &bomb).await;
     let complete = format!("/api/v1/projects/uploads/{id}/complete");
     let first = app
         .post(&complete, json!({}), Some(&token))
@@ -939,4 +936,54 @@ async fn a_retried_completion_answers_the_first_outcome() {
             .unwrap()
             .is_empty()
     );
+}
+
+/// Two deliveries of the same event at once (S3 delivers at least once) unpack the zip once: the
+/// first run claims the upload, the other finds it claimed.
+#[tokio::test]
+async fn concurrent_deliveries_unpack_once() {
+    let app = TestApp::with_env(&[
+        ("MAX_UNPACK_IN_REQUEST_BYTES", "10"),
+        ("UNPACK_IN_WORKER", "true"),
+    ])
+    .await;
+    let token = app.register("twice@example.com").await.access;
+    let user_id = app.me(&token).await.json()["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let archive = zip_of(&[("a.txt", b"a"), ("b.txt", b"b")]);
+    let id = upload_zip_presigned(&app, &token, "twice.zip", &archive).await;
+    let res = app
+        .post(
+            &format!("/api/v1/projects/uploads/{id}/complete"),
+            json!({}),
+            Some(&token),
+        )
+        .await;
+    assert_eq!(res.status, StatusCode::ACCEPTED, "{}", res.text());
+    let event: Value = serde_json::from_str(
+        &codechat_api_tests::repo_file("events/unpacker-object-created.json")
+            .replace("REPLACE_WITH_USER_ID", &user_id)
+            .replace("REPLACE_WITH_UPLOAD_ID", &id),
+    )
+    .unwrap();
+    let codechat::function::Transport::Worker(handler) =
+        codechat::api::unpacker::FUNCTION.transport
+    else {
+        panic!("the unpacker is a worker");
+    };
+    let (a, b) = tokio::join!(
+        handler(app.state.clone(), event.clone()),
+        handler(app.state.clone(), event.clone())
+    );
+    a.unwrap();
+    b.unwrap();
+    let projects = app.get("/api/v1/projects", Some(&token)).await.json();
+    assert_eq!(projects["items"].as_array().unwrap().len(), 1, "{projects}");
+    let status = app
+        .get(&format!("/api/v1/projects/uploads/{id}"), Some(&token))
+        .await
+        .json();
+    assert_eq!(status["status"], "done");
 }

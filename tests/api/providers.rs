@@ -16,27 +16,13 @@ use wiremock::{
 };
 
 async fn openai_app(base_url: &str, extra: &[(&str, &str)]) -> (TestApp, Tokens) {
-    let mut env = vec![
-        ("OPENAI_BASE_URL", base_url),
-        ("OPENAI_API_KEY", "sk-test"),
-        ("DEFAULT_MODEL", "openai/gpt-4o-mini"),
-    ];
-    env.extend_from_slice(extra);
-    let app = TestApp::with_env(&env).await;
+    let app = TestApp::with_openai_fake(base_url, extra).await;
     let t = app.register("p@example.com").await;
     (app, t)
 }
 
 async fn bedrock_app(endpoint: &str) -> (TestApp, Tokens) {
-    let app = TestApp::with_env(&[
-        ("BEDROCK_ENABLED", "true"),
-        ("BEDROCK_ENDPOINT_URL", endpoint),
-        ("AWS_REGION", "us-east-1"),
-        ("AWS_ACCESS_KEY_ID", "AKIDTEST"),
-        ("AWS_SECRET_ACCESS_KEY", "secret"),
-        ("DEFAULT_MODEL", "bedrock/claude-sonnet-4"),
-    ])
-    .await;
+    let app = TestApp::with_bedrock_fake(endpoint, &[]).await;
     let t = app.register("b@example.com").await;
     (app, t)
 }

@@ -444,3 +444,32 @@ impl TestApp {
         }
     }
 }
+
+impl TestApp {
+    /// An app whose Bedrock client talks to a fake at `endpoint` (static test credentials), with
+    /// Claude Sonnet as the default model, and `extra` settings.
+    pub async fn with_bedrock_fake(endpoint: &str, extra: &[(&str, &str)]) -> Self {
+        let mut env = vec![
+            ("BEDROCK_ENABLED", "true"),
+            ("BEDROCK_ENDPOINT_URL", endpoint),
+            ("AWS_REGION", "us-east-1"),
+            ("AWS_ACCESS_KEY_ID", "AKIDTEST"),
+            ("AWS_SECRET_ACCESS_KEY", "secret"),
+            ("DEFAULT_MODEL", "bedrock/claude-sonnet-4"),
+        ];
+        env.extend_from_slice(extra);
+        Self::with_env(&env).await
+    }
+
+    /// An app whose OpenAI-compatible client talks to a fake at `base_url` (`…/v1`), with
+    /// gpt-4o-mini as the default model, and `extra` settings.
+    pub async fn with_openai_fake(base_url: &str, extra: &[(&str, &str)]) -> Self {
+        let mut env = vec![
+            ("OPENAI_BASE_URL", base_url),
+            ("OPENAI_API_KEY", "sk-test"),
+            ("DEFAULT_MODEL", "openai/gpt-4o-mini"),
+        ];
+        env.extend_from_slice(extra);
+        Self::with_env(&env).await
+    }
+}

@@ -608,8 +608,9 @@ async fn write_file(
     let limits = ProjectLimits::from(state.config());
     let bytes = body_bytes(body, limits.max_file_bytes as usize).await?;
     let conn = state.store().conn().await?;
-    let file =
-        projects::write_file(&conn, state.blobs(), &limits, user.id, id, &path, bytes).await?;
+    let file = projects::write_file(&conn, state.blobs(), &limits, user.id, id, &path, bytes)
+        .await?
+        .file;
     Ok(Json(file.into()))
 }
 

@@ -153,7 +153,6 @@ pub async fn run_tool(
         "write_file" => match (path_arg(&call.input), text_arg(&call.input, "content")) {
             (Err(e), _) | (_, Err(e)) => Err(e),
             (Ok(path), Ok(content)) => {
-                let before = ws.conn.project_file(ws.project_id, path.as_str()).await?;
                 let written = projects::write_file(
                     ws.conn,
                     ws.blobs,
@@ -165,17 +164,19 @@ pub async fn run_tool(
                 )
                 .await;
                 match written {
-                    Ok(file) => Ok((
+                    Ok(projects::Written {
+                        file,
+                        replaced_size,
+                    }) => Ok((
                         format!("wrote {} ({} bytes)", file.path, file.size),
                         Some(FileChange {
                             path: file.path,
-                            action: if before.is_some() {
-                                "updated"
-                            } else {
-                                "created"
+                            action: match replaced_size {
+                                Some(_) => "updated",
+                                None => "created",
                             }
                             .into(),
-                            before_size: before.map(|b| b.size),
+                            before_size: replaced_size,
                             after_size: Some(file.size),
                             sha256: Some(file.sha256),
                         }),
@@ -192,16 +193,15 @@ pub async fn run_tool(
         "delete_file" => match path_arg(&call.input) {
             Err(e) => Err(e),
             Ok(path) => {
-                let before = ws.conn.project_file(ws.project_id, path.as_str()).await?;
                 match projects::delete_file(ws.conn, ws.blobs, ws.user_id, ws.project_id, &path)
                     .await
                 {
-                    Ok(()) => Ok((
-                        format!("deleted {}", path.as_str()),
+                    Ok(gone) => Ok((
+                        format!("deleted {}", gone.path),
                         Some(FileChange {
-                            path: path.as_str().to_string(),
+                            path: gone.path,
                             action: "deleted".into(),
-                            before_size: before.map(|b| b.size),
+                            before_size: Some(gone.size),
                             after_size: None,
                             sha256: None,
                         }),

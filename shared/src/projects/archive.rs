@@ -227,26 +227,63 @@ pub async fn complete_upload(
     if upload.size as u64 > max_unpack_bytes {
         return Ok(Completed::Unpacking(upload));
     }
-    let unpacked = unpack_upload(conn, blobs, rules, &upload, name).await;
-    match &unpacked {
-        Ok(project) => {
-            conn.record_unpack(id, Some(project.id), None).await?;
-        }
+    match unpack_once(conn, blobs, rules, &upload, name).await? {
+        Some(outcome) => outcome.map(Completed::Project),
+        // Another request is unpacking it right now.
+        None => Ok(Completed::Unpacking(upload)),
+    }
+}
+
+/// How long a run holds its claim on an upload: past the worker's 15-minute timeout.
+const UNPACK_LEASE: std::time::Duration = std::time::Duration::from_secs(16 * 60);
+
+/// Unpacks a completed project upload if this run can claim it, and records the outcome on the
+/// upload (the project, or the refusal) and removes the zip. `None` when it is not to be unpacked
+/// by this run (done, refused, or claimed by another); `Some(Err(refusal))` when the archive was
+/// refused. A failure of the store or the blob store gives the claim back and is the error.
+async fn unpack_once(
+    conn: &Conn,
+    blobs: &BlobStore,
+    rules: &ZipRules,
+    upload: &crate::store::Attachment,
+    name: Option<&str>,
+) -> Result<Option<Result<Project>>> {
+    let now = std::time::SystemTime::now();
+    let claimed = conn
+        .claim_unpack(
+            upload.id,
+            &crate::ids::format_time(now.into()),
+            &crate::ids::format_time((now + UNPACK_LEASE).into()),
+        )
+        .await?;
+    if !claimed {
+        return Ok(None);
+    }
+    let outcome = match unpack_upload(conn, blobs, rules, upload, name).await {
         Err(e @ (Error::Store(_) | Error::Blobs(_) | Error::Internal(_))) => {
-            // Not the archive's fault: the upload stays, so completing again retries.
-            tracing::warn!(error = %e, "unpacking a completed project upload failed");
-            return unpacked.map(Completed::Project);
+            if let Err(release) = conn.release_unpack(upload.id).await {
+                tracing::warn!(error = %release, "an unpack claim was not given back");
+            }
+            return Err(e);
         }
-        Err(e) => {
-            conn.record_unpack(id, None, Some(&refusal_text(e))).await?;
+        outcome => outcome,
+    };
+    match &outcome {
+        Ok(project) => {
+            conn.record_unpack(upload.id, Some(project.id), None)
+                .await?
         }
-    }
+        Err(refusal) => {
+            conn.record_unpack(upload.id, None, Some(&refusal_text(refusal)))
+                .await?
+        }
+    };
     // The outcome is on the upload's row (for retries and its status); the zip itself goes.
-    let key = crate::blobs::BlobKey::attachment(user_id, id);
+    let key = crate::blobs::BlobKey::attachment(upload.user_id, upload.id);
     if let Err(e) = blobs.delete(&key).await {
-        tracing::warn!(error = %e, "a completed project upload's zip was not removed");
+        tracing::warn!(error = %e, "an unpacked project upload's zip was not removed");
     }
-    unpacked.map(Completed::Project)
+    Ok(Some(outcome))
 }
 
 async fn unpack_upload(
@@ -297,8 +334,8 @@ async fn unpack_upload(
     unpacked
 }
 
-/// Unpacks a completed project upload left for later, once: a repeated call (S3 delivers events
-/// at least once) or an upload that is not a completed project zip does nothing. The outcome (the
+/// Unpacks a completed project upload left for later, once: a repeated or concurrent call (S3
+/// delivers events at least once) or an upload that is not a completed project zip does nothing. The outcome (the
 /// project, or why it was refused) is recorded on the upload for its status; the zip is removed.
 /// Fails only when the store or the blob store does, so that the event is delivered again.
 pub async fn unpack_stored(
@@ -311,23 +348,7 @@ pub async fn unpack_stored(
     let Some(upload) = conn.attachment(id, user_id).await? else {
         return Ok(());
     };
-    let waiting = upload.purpose == crate::kinds::UploadPurpose::Project
-        && upload.status == crate::kinds::AttachmentStatus::Ready
-        && upload.project_id.is_none()
-        && upload.unpack_error.is_none();
-    if !waiting {
-        return Ok(());
-    }
-    let (project, refusal) = match unpack_upload(conn, blobs, rules, &upload, None).await {
-        Ok(p) => (Some(p.id), None),
-        Err(e @ (Error::Store(_) | Error::Blobs(_) | Error::Internal(_))) => return Err(e),
-        Err(e) => (None, Some(refusal_text(&e))),
-    };
-    conn.record_unpack(id, project, refusal.as_deref()).await?;
-    let key = crate::blobs::BlobKey::attachment(user_id, id);
-    if let Err(e) = blobs.delete(&key).await {
-        tracing::warn!(error = %e, "an unpacked project upload's zip was not removed");
-    }
+    unpack_once(conn, blobs, rules, &upload, None).await?;
     Ok(())
 }
 

@@ -131,6 +131,30 @@ fn blob_key(user_id: UserId, project_id: ProjectId) -> BlobKey {
     BlobKey::project_file(user_id, project_id, uuid::Uuid::now_v7())
 }
 
+/// Where a file's content goes: text (UTF-8 without NUL) stays in the row; a binary is written
+/// to the blob store first, under a fresh key the row will name.
+async fn place(
+    blobs: &BlobStore,
+    user_id: UserId,
+    project_id: ProjectId,
+    bytes: &bytes::Bytes,
+) -> Result<(Option<String>, Option<BlobKey>)> {
+    if is_text(bytes) {
+        return Ok((Some(String::from_utf8_lossy(bytes).into_owned()), None));
+    }
+    let key = blob_key(user_id, project_id);
+    blobs
+        .put(&key, "application/octet-stream", bytes.clone())
+        .await?;
+    Ok((None, Some(key)))
+}
+
+/// A file as written, and the size of the one it replaced.
+pub struct Written {
+    pub file: ProjectFile,
+    pub replaced_size: Option<i64>,
+}
+
 pub async fn create(
     conn: &Conn,
     user_id: UserId,
@@ -241,7 +265,7 @@ pub async fn write_file(
     id: ProjectId,
     path: &ProjectPath,
     bytes: bytes::Bytes,
-) -> Result<ProjectFile> {
+) -> Result<Written> {
     if bytes.len() as u64 > limits.max_file_bytes {
         return Err(Error::PayloadTooLarge {
             limit: limits.max_file_bytes as usize,
@@ -261,66 +285,54 @@ pub async fn write_file(
         ));
     }
     let sha256 = sha256_hex(&bytes);
-    let stored = if is_text(&bytes) {
-        let text = std::str::from_utf8(&bytes).unwrap_or_default();
-        conn.put_project_file(
+    let (text, key) = place(blobs, user_id, id, &bytes).await?;
+    let stored = conn
+        .put_project_file(
             id,
             NewProjectFile {
                 path: path.as_str(),
                 size: bytes.len() as i64,
                 sha256: &sha256,
-                text: Some(text),
-                blob_key: None,
+                text: text.as_deref(),
+                blob_key: key.as_ref().map(BlobKey::as_str),
             },
         )
-        .await?
-    } else {
-        let key = blob_key(user_id, id);
-        blobs
-            .put(&key, "application/octet-stream", bytes.clone())
-            .await?;
-        let row = conn
-            .put_project_file(
-                id,
-                NewProjectFile {
-                    path: path.as_str(),
-                    size: bytes.len() as i64,
-                    sha256: &sha256,
-                    text: None,
-                    blob_key: Some(key.as_str()),
-                },
-            )
-            .await;
-        match row {
-            Ok(row) => row,
-            Err(e) => {
-                let _ = blobs.delete(&key).await;
-                return Err(e.into());
-            }
+        .await;
+    let file = match (stored, key) {
+        (Ok(file), _) => file,
+        (Err(e), Some(key)) => {
+            let _ = blobs.delete(&key).await;
+            return Err(e.into());
         }
+        (Err(e), None) => return Err(e.into()),
     };
+    let replaced_size = previous.as_ref().map(|p| p.size);
     if let Some(old) = previous.and_then(|p| p.blob_key) {
         remove_blob(blobs, &old).await;
     }
-    Ok(stored)
+    Ok(Written {
+        file,
+        replaced_size,
+    })
 }
 
+/// Removes a file; answers what it was.
 pub async fn delete_file(
     conn: &Conn,
     blobs: &BlobStore,
     user_id: UserId,
     id: ProjectId,
     path: &ProjectPath,
-) -> Result<()> {
+) -> Result<ProjectFile> {
     get(conn, user_id, id).await?;
     let gone = conn
         .delete_project_file(id, path.as_str())
         .await?
         .ok_or(Error::NotFound)?;
-    if let Some(key) = gone.blob_key {
-        remove_blob(blobs, &key).await;
+    if let Some(key) = &gone.blob_key {
+        remove_blob(blobs, key).await;
     }
-    Ok(())
+    Ok(gone)
 }
 
 /// A directory or a file of the tree.
@@ -491,16 +503,11 @@ impl<'a> Filling<'a> {
 
     async fn add(&mut self, path: &ProjectPath, bytes: bytes::Bytes) -> Result<()> {
         let sha256 = sha256_hex(&bytes);
-        let (text, key) = if is_text(&bytes) {
-            (Some(String::from_utf8_lossy(&bytes).into_owned()), None)
-        } else {
-            let key = blob_key(self.user_id, self.id);
-            self.blobs
-                .put(&key, "application/octet-stream", bytes.clone())
-                .await?;
+        let (text, key) = place(self.blobs, self.user_id, self.id, &bytes).await?;
+        if let Some(key) = &key {
             self.written.push(key.clone());
-            (None, Some(key.as_str().to_string()))
-        };
+        }
+        let key = key.map(|k| k.as_str().to_string());
         self.batch_bytes += path.as_str().len() + text.as_ref().map(String::len).unwrap_or(0) + 128;
         self.batch.push(serde_json::json!({
             "path": path.as_str(), "size": bytes.len(), "sha256": sha256,

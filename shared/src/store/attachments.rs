@@ -165,6 +165,36 @@ impl Conn {
         first(rows, attachment_from_row)
     }
 
+    /// Claims a completed project upload for unpacking until `until`: `false` when it is already
+    /// unpacked or refused, or another run holds a claim that has not expired.
+    pub async fn claim_unpack(
+        &self,
+        id: AttachmentId,
+        now: &str,
+        until: &str,
+    ) -> StoreResult<bool> {
+        let n = self
+            .execute(
+                "UPDATE attachments SET unpack_lease_until = ?3
+                 WHERE id = ?1 AND purpose = 'project' AND status = 'ready'
+                   AND project_id IS NULL AND unpack_error IS NULL
+                   AND (unpack_lease_until IS NULL OR unpack_lease_until < ?2)",
+                libsql::params![id, now, until],
+            )
+            .await?;
+        Ok(n > 0)
+    }
+
+    /// Gives a claim back (the run failed for a reason that is not the archive's).
+    pub async fn release_unpack(&self, id: AttachmentId) -> StoreResult<()> {
+        self.execute(
+            "UPDATE attachments SET unpack_lease_until = NULL WHERE id = ?1",
+            [id],
+        )
+        .await?;
+        Ok(())
+    }
+
     /// Records how unpacking a completed project upload ended, once: `false` if it was recorded
     /// before (a repeated event).
     pub async fn record_unpack(
@@ -256,27 +286,6 @@ impl Conn {
             params,
         )
         .await
-    }
-
-    /// The attachments of these messages, for showing them on each message.
-    pub async fn attachments_of_messages(
-        &self,
-        message_ids: &[MessageId],
-    ) -> StoreResult<Vec<Attachment>> {
-        if message_ids.is_empty() {
-            return Ok(Vec::new());
-        }
-        let params: Vec<libsql::Value> = message_ids.iter().map(|&id| id.into()).collect();
-        let rows = self
-            .query(
-                &format!(
-                    "SELECT {COLUMNS} FROM attachments WHERE message_id IN ({}) ORDER BY id",
-                    placeholders(1, message_ids.len())
-                ),
-                params,
-            )
-            .await?;
-        collect(rows, attachment_from_row)
     }
 
     /// Every attachment of a conversation: deleting it removes their rows and blobs too.

@@ -30,6 +30,7 @@ pub(crate) const MIGRATIONS: &[(i64, &str, &str)] = migrations![
     9 => "0009_upload_purpose.sql",
     10 => "0010_upload_outcomes.sql",
     11 => "0011_message_changes.sql",
+    12 => "0012_unpack_lease.sql",
 ];
 
 pub(super) async fn apply(conn: &Conn) -> StoreResult<()> {
