@@ -421,3 +421,50 @@ async fn bedrock_reads_then_writes_and_a_traversal_is_a_tool_error() {
         .contains("must not contain . or .. segments"));
     assert_eq!(turn["usage"]["input_tokens"], 160, "three calls billed");
 }
+
+/// The provider fails after a step that wrote a file: the turn is a 502, and the failed answer
+/// still records the change that was made (the file stays written).
+#[tokio::test]
+async fn a_provider_failure_mid_loop_keeps_the_record_of_what_changed() {
+    let server = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(path("/v1/chat/completions"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(openai_tool_call(
+            "call_w",
+            "write_file",
+            json!({"path": "notes.md", "content": "# kept\n"}),
+        )))
+        .up_to_n_times(1)
+        .mount(&server)
+        .await;
+    Mock::given(method("POST"))
+        .and(path("/v1/chat/completions"))
+        .respond_with(
+            ResponseTemplate::new(400)
+                .set_body_json(fakes::openai_error("bad request", "invalid_request_error")),
+        )
+        .mount(&server)
+        .await;
+    let base = format!("{}/v1", server.uri());
+    let app = TestApp::with_openai_fake(&base, &[]).await;
+    let token = app.register("agent-fails@example.com").await.access;
+    let project = project_with_main(&app, &token).await;
+    let res = app
+        .chat(
+            &token,
+            json!({"message": "Write notes", "project_id": project}),
+            None,
+        )
+        .await;
+    let problem = res.problem(StatusCode::BAD_GATEWAY);
+    assert_eq!(problem["code"], "provider_rejected");
+    assert_eq!(file(&app, &token, &project, "notes.md").await.1, "# kept\n");
+    let conversations = app.get("/api/v1/conversations", Some(&token)).await.json();
+    let conversation = conversations["items"][0]["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let messages = app.messages(&token, &conversation).await;
+    assert_eq!(messages[1]["status"], "failed");
+    assert_eq!(messages[1]["changes"][0]["path"], "notes.md");
+}
