@@ -149,6 +149,13 @@ pub struct Config {
     /// Largest attachment sent to a model (Bedrock takes documents up to 4.5 MB, images 3.75 MB).
     pub max_chat_attachment_bytes: u64,
     pub bootstrap_admin_email: Option<String>,
+    /// The daily token budget of users without their own (`daily_token_limit` null); `None`
+    /// (unset) means no budget.
+    pub default_daily_token_limit: Option<i64>,
+    /// Chat turns a user may start per minute; `None` (unset or 0) means no limit.
+    pub turns_per_minute: Option<u32>,
+    /// Longest agent system prompt, in characters.
+    pub max_system_prompt_chars: usize,
     /// `None` allows any origin (tokens travel in headers, never cookies); otherwise an allow-list.
     pub cors_allowed_origins: Option<Vec<String>>,
     pub bedrock_enabled: bool,
@@ -348,6 +355,15 @@ impl Config {
             max_chat_attachments: number(&var, "MAX_CHAT_ATTACHMENTS", 10)?,
             max_chat_attachment_bytes: number(&var, "MAX_CHAT_ATTACHMENT_BYTES", 4_500_000)?,
             bootstrap_admin_email: var("BOOTSTRAP_ADMIN_EMAIL"),
+            default_daily_token_limit: var("DEFAULT_DAILY_TOKEN_LIMIT")
+                .map(|_| {
+                    number(&var, "DEFAULT_DAILY_TOKEN_LIMIT", 0u64)
+                        .map(|n| n.min(i64::MAX as u64) as i64)
+                })
+                .transpose()?,
+            turns_per_minute: Some(number(&var, "RATE_LIMIT_TURNS_PER_MINUTE", 0u32)?)
+                .filter(|n| *n > 0),
+            max_system_prompt_chars: number(&var, "MAX_SYSTEM_PROMPT_CHARS", 32_000)?,
             cors_allowed_origins: var("CORS_ALLOWED_ORIGINS").filter(|v| v.trim() != "*").map(
                 |v| {
                     v.split(',')

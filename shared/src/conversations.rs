@@ -5,7 +5,7 @@ use crate::{
     error::{Error, FieldError, Result},
     ids::{ConversationId, MessageId, UserId},
     kinds::{MessageRole, MessageStatus},
-    models::Model,
+    models::{Catalog, Model},
     pagination::{Page, Paginated},
     store::{
         Conn, Conversation, ConversationChanges, Message, NewConversation, NewMessage, UsageRecord,
@@ -71,14 +71,17 @@ impl Default for Title {
     }
 }
 
-/// A new conversation, checked: the model is usable in this deployment.
+/// A new conversation, checked: the model (if named) is usable in this deployment.
 #[derive(Debug)]
 pub struct NewConversationInput {
     pub title: Title,
-    pub model: Model,
+    /// `None`: the agent's model, else the deployment's default.
+    pub model: Option<Model>,
     /// The project the conversation works on (the coding agent's); checked to be the user's own
     /// when the conversation is created.
     pub project_id: Option<crate::ids::ProjectId>,
+    /// The agent the conversation uses, checked to be the user's own and active.
+    pub agent_id: Option<crate::ids::AgentId>,
 }
 
 #[derive(Debug, Default)]
@@ -86,18 +89,44 @@ pub struct Changes {
     pub title: Option<Title>,
     pub model: Option<Model>,
     /// `Some(None)` clears the agent.
-    pub agent_id: Option<Option<String>>,
+    pub agent_id: Option<Option<crate::ids::AgentId>>,
 }
 
 impl NewConversationInput {
-    fn row<'a>(&'a self, user_id: UserId, project_id: Option<&'a str>) -> NewConversation<'a> {
+    fn row<'a>(
+        &'a self,
+        user_id: UserId,
+        model: &'a str,
+        project_id: Option<&'a str>,
+        agent_id: Option<&'a str>,
+    ) -> NewConversation<'a> {
         NewConversation {
             user_id,
             title: self.title.as_str(),
-            model: &self.model.id,
-            agent_id: None,
+            model,
+            agent_id,
             project_id,
         }
+    }
+
+    /// The model: the one named, else the agent's (checked to be the user's own and active), else
+    /// the default.
+    async fn checked_model(
+        &self,
+        conn: &Conn,
+        catalog: &Catalog,
+        user_id: UserId,
+    ) -> Result<Model> {
+        let agent = match self.agent_id {
+            Some(id) => Some(crate::agents::usable(conn, user_id, id).await?),
+            None => None,
+        };
+        let id = match (&self.model, &agent) {
+            (Some(m), _) => return Ok(m.clone()),
+            (None, Some(a)) => a.model.as_str(),
+            (None, None) => catalog.default_model(),
+        };
+        Ok(catalog.usable(id)?.clone())
     }
 
     /// The project, if one is named, as stored: it must be the user's own (else 422).
@@ -116,27 +145,35 @@ impl NewConversationInput {
 #[tracing::instrument(level = "debug", skip_all)]
 pub async fn create(
     conn: &Conn,
+    catalog: &Catalog,
     user_id: UserId,
     input: &NewConversationInput,
 ) -> Result<Conversation> {
+    let model = input.checked_model(conn, catalog, user_id).await?;
     let project = input.checked_project(conn, user_id).await?;
+    let agent = input.agent_id.map(|a| a.to_string());
     Ok(conn
-        .create_conversation(input.row(user_id, project.as_deref()))
+        .create_conversation(input.row(user_id, &model.id, project.as_deref(), agent.as_deref()))
         .await?)
 }
 
 /// A conversation started by its first message (a chat turn without a conversation), stored
-/// together with it.
+/// together with it. The turn has resolved the model and the agent.
 #[tracing::instrument(level = "debug", skip_all)]
 pub async fn start(
     conn: &Conn,
     user_id: UserId,
     input: &NewConversationInput,
+    model: &Model,
     first_message: NewMessage<'_>,
 ) -> Result<(Conversation, Message)> {
     let project = input.checked_project(conn, user_id).await?;
+    let agent = input.agent_id.map(|a| a.to_string());
     Ok(conn
-        .start_conversation(input.row(user_id, project.as_deref()), first_message)
+        .start_conversation(
+            input.row(user_id, &model.id, project.as_deref(), agent.as_deref()),
+            first_message,
+        )
         .await?)
 }
 
@@ -166,13 +203,17 @@ pub async fn update(
     id: ConversationId,
     changes: Changes,
 ) -> Result<Conversation> {
+    if let Some(Some(agent_id)) = changes.agent_id {
+        crate::agents::usable(conn, user_id, agent_id).await?;
+    }
+    let agent_id = changes.agent_id.map(|a| a.map(|a| a.to_string()));
     conn.update_conversation(
         id,
         user_id,
         ConversationChanges {
             title: changes.title.as_ref().map(Title::as_str),
             model: changes.model.as_ref().map(|m| m.id.as_str()),
-            agent_id: changes.agent_id.as_ref().map(|a| a.as_deref()),
+            agent_id: agent_id.as_ref().map(|a| a.as_deref()),
         },
     )
     .await?

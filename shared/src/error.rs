@@ -91,6 +91,14 @@ pub enum Error {
         detail: String,
         retry_after_secs: u64,
     },
+    /// A budget or rate limit refused a chat turn; `code` names it (`daily_token_limit`,
+    /// `rate_limit`).
+    #[error("{detail}")]
+    Limited {
+        code: &'static str,
+        detail: String,
+        retry_after_secs: u64,
+    },
     /// The model provider failed (after retries where they were safe). Clients get the stable
     /// `code` and a generic message; the provider's own text goes to the log only.
     #[error("{message}")]
@@ -123,7 +131,7 @@ impl Error {
             Error::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             Error::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Error::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
-            Error::TooManyRequests { .. } => StatusCode::TOO_MANY_REQUESTS,
+            Error::TooManyRequests { .. } | Error::Limited { .. } => StatusCode::TOO_MANY_REQUESTS,
             Error::Provider {
                 code: "timeout" | "turn_budget_exceeded",
                 ..
@@ -151,6 +159,7 @@ impl Error {
             Error::UnsupportedMediaType(_) => "unsupported-media-type",
             Error::MethodNotAllowed(_) => "method-not-allowed",
             Error::TooManyRequests { .. } => "too-many-requests",
+            Error::Limited { .. } => "quota-exceeded",
             Error::Provider {
                 code: "timeout" | "turn_budget_exceeded",
                 ..
@@ -167,7 +176,7 @@ impl Error {
     /// The stable code of errors that have one (provider failures).
     pub fn code(&self) -> Option<&'static str> {
         match self {
-            Error::Provider { code, .. } => Some(code),
+            Error::Provider { code, .. } | Error::Limited { code, .. } => Some(code),
             _ => None,
         }
     }
@@ -212,7 +221,8 @@ pub struct Problem {
     pub errors: Vec<FieldError>,
     /// A stable machine-readable code where the type has several causes (provider failures:
     /// `provider_unavailable`, `provider_throttled`, `provider_rejected`, `provider_stream_failed`,
-    /// `provider_not_configured`, `timeout`, `turn_budget_exceeded`).
+    /// `provider_not_configured`, `timeout`, `turn_budget_exceeded`; refused turns:
+    /// `daily_token_limit`, `rate_limit`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub code: Option<&'static str>,
 }
@@ -234,6 +244,9 @@ impl IntoResponse for Error {
                 headers.insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
             }
             Error::TooManyRequests {
+                retry_after_secs, ..
+            }
+            | Error::Limited {
                 retry_after_secs, ..
             } => {
                 headers.insert(header::RETRY_AFTER, HeaderValue::from(*retry_after_secs));

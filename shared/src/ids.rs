@@ -85,6 +85,10 @@ uuid_id!(
     /// A code workspace.
     ProjectId
 );
+uuid_id!(
+    /// A configured assistant.
+    AgentId
+);
 
 /// A new UUIDv7 as text, for ids that never travel typed: token `jti`s and families, usage rows,
 /// request ids.

@@ -49,6 +49,11 @@ text_enum!(
     UploadPurpose { Attachment = "attachment", Project = "project" }
 );
 
+text_enum!(
+    /// Whether an agent takes new turns.
+    AgentStatus { Active = "active", Inactive = "inactive" }
+);
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -9,7 +9,8 @@
 //!   field in one 422.
 //! - **SQL** in [`store`], one module per table family, as methods on [`store::Conn`] that return
 //!   plain row types (no serde, no schemas).
-//! - **Domain logic** in one module per feature: [`accounts`], [`conversations`], [`chat`]. Domain
+//! - **Domain logic** in one module per feature: [`accounts`], [`conversations`], [`chat`],
+//!   [`agents`], [`admin`], [`quotas`]. Domain
 //!   functions take what they use (`&Conn`, `&Catalog`, `&Providers`, settings), never the whole
 //!   [`AppState`].
 //! - **Infrastructure** at the root: [`config`], [`http`] (layers, extractors, SSE, the runner),
@@ -23,6 +24,8 @@
 //! re-exports below are for the binaries and tests). `tests/api/modules.rs` fails on a cycle.
 
 pub mod accounts;
+pub mod admin;
+pub mod agents;
 pub mod api;
 pub mod attachments;
 pub mod auth;
@@ -41,6 +44,7 @@ pub mod models;
 pub mod pagination;
 pub mod projects;
 pub mod providers;
+pub mod quotas;
 pub mod state;
 pub mod store;
 pub mod text;

@@ -85,6 +85,10 @@ impl AppState {
         TurnSettings::from(&self.0.config)
     }
 
+    pub fn quota_settings(&self) -> crate::quotas::QuotaSettings {
+        crate::quotas::QuotaSettings::from(&self.0.config)
+    }
+
     pub fn login_limits(&self) -> LoginLimits {
         let c = &self.0.config;
         LoginLimits {

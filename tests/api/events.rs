@@ -319,3 +319,47 @@ async fn project_events_reach_the_wildcard_file_route() {
         .await;
     assert_eq!(&got.body[..], b"fn main() {}\n");
 }
+
+#[tokio::test]
+async fn agents_and_admin_events() {
+    let app = TestApp::with_env(&[("BOOTSTRAP_ADMIN_EMAIL", "root@example.com")]).await;
+    let admin = app.register("root@example.com").await.access;
+    let user = app.register("agent-events@example.com").await.access;
+
+    let res = invoke(
+        &app,
+        &api::agents::FUNCTION,
+        "agents-create.rest.json",
+        Some(&user),
+    )
+    .await;
+    assert_eq!(res["statusCode"], 201, "{res}");
+    let agent = body_json(&res);
+    assert_eq!(agent["name"], "Reviewer");
+    assert_eq!(
+        agent["tools"],
+        serde_json::json!(["list_files", "read_file"])
+    );
+
+    // The query string reaches the admin router; a user is refused, the admin answered.
+    let res = invoke(
+        &app,
+        &api::admin::FUNCTION,
+        "admin-usage.rest.json",
+        Some(&user),
+    )
+    .await;
+    assert_eq!(res["statusCode"], 403, "{res}");
+    let res = invoke(
+        &app,
+        &api::admin::FUNCTION,
+        "admin-usage.rest.json",
+        Some(&admin),
+    )
+    .await;
+    assert_eq!(res["statusCode"], 200, "{res}");
+    let report = body_json(&res);
+    assert_eq!(report["group_by"], "model");
+    assert_eq!(report["from"], "2026-01-01T00:00:00.000000Z");
+    assert_eq!(report["to"], "2027-01-01T00:00:00.000000Z");
+}

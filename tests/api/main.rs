@@ -1,6 +1,8 @@
 //! Black-box tests of the whole API, through HTTP requests to the routers.
 
+mod admin;
 mod agent;
+mod agents;
 mod attachments;
 mod auth;
 mod chat;
@@ -11,6 +13,7 @@ mod limits;
 mod modules;
 mod projects;
 mod providers;
+mod quotas;
 mod remote_store;
 mod service;
 mod template;

@@ -24,6 +24,7 @@ use crate::{
     },
     idempotency::{self, Begin, IdempotencyKey},
     ids::{AttachmentId, ConversationId},
+    quotas::Budget,
     state::AppState,
 };
 
@@ -49,6 +50,8 @@ struct ChatRequest {
     message: String,
     /// A catalog model id; defaults to the conversation's model.
     model: Option<String>,
+    /// One of the user's active agents: its system prompt, model and parameters apply (the
+    /// request's own `model`, `temperature` and `max_tokens` win). Without it, the conversation's.
     agent_id: Option<String>,
     attachment_ids: Option<Vec<String>>,
     /// For a new conversation: the user's project it works on. With a model that calls tools, the
@@ -87,10 +90,12 @@ impl TryFrom<(ChatRequest, &AppState)> for ChatInput {
         if body.max_tokens == Some(0) {
             errors.push(FieldError::new("max_tokens", "must be at least 1"));
         }
-        // Agents arrive with their own capability; until then no id names one.
-        if body.agent_id.is_some() {
-            errors.push(FieldError::new("agent_id", "no such agent"));
-        }
+        let agent_id = body.agent_id.as_deref().and_then(|a| {
+            errors.take(
+                a.parse()
+                    .map_err(|_| FieldError::new("agent_id", "no such agent")),
+            )
+        });
         let mut attachment_ids = Vec::new();
         let max_attachments = state.config().max_chat_attachments;
         let raw_ids = body.attachment_ids.unwrap_or_default();
@@ -125,6 +130,7 @@ impl TryFrom<(ChatRequest, &AppState)> for ChatInput {
             conversation_id,
             message: body.message,
             model,
+            agent_id,
             temperature: body.temperature,
             max_tokens: body.max_tokens,
             attachments: chat::AttachmentsInput {
@@ -165,6 +171,7 @@ impl From<Outcome> for ChatResponse {
     responses(
         (status = 200, body = ChatResponse, description = "The turn; or `text/event-stream` events `meta`, `delta`, `done`, `error` when streaming"),
         (status = 404, body = Problem), (status = 409, body = Problem), (status = 413, body = Problem), (status = 422, body = Problem),
+        (status = 429, body = Problem, description = "Over the daily token budget (`code: daily_token_limit`) or the turn rate limit (`code: rate_limit`); `Retry-After` says when to retry"),
         (status = 502, body = Problem), (status = 504, body = Problem)))]
 async fn post_chat(
     State(state): State<AppState>,
@@ -199,7 +206,10 @@ async fn post_chat(
     };
 
     let started = match ChatInput::try_from((body, &state)) {
-        Ok(input) => chat::start(&conn, state.catalog(), state.blobs(), user.id, input).await,
+        Ok(input) => {
+            let budget = Budget::of(&user, state.quota_settings());
+            chat::start(&conn, state.catalog(), state.blobs(), &budget, input).await
+        }
         Err(e) => Err(e),
     };
     let started = match started {

@@ -97,6 +97,9 @@ pub struct MessageOut {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schema(value_type = Vec<Object>)]
     pub changes: Vec<crate::store::FileChange>,
+    /// The agent in force when the answer was made (answers made with one).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub agent_id: Option<String>,
 }
 
 /// An attachment as a message lists it; `GET /attachments/{id}` has the rest.
@@ -119,6 +122,7 @@ impl From<Message> for MessageOut {
             status: m.status,
             model: m.model,
             error: m.error,
+            agent_id: m.agent_id,
             created_at: m.created_at,
             attachments: m
                 .attachments
@@ -204,7 +208,6 @@ struct CreateConversation {
     project_id: Option<String>,
 }
 
-/// Agents and projects arrive with their own capabilities; until then no id can name one.
 fn no_agent() -> FieldError {
     FieldError::new("agent_id", "no such agent")
 }
@@ -218,24 +221,28 @@ impl TryFrom<(CreateConversation, &Catalog)> for NewConversationInput {
             Some(t) => errors.take(Title::parse(t)),
             None => Some(Title::default()),
         };
-        let model_id = body.model.as_deref().unwrap_or(catalog.default_model());
-        let model = errors.take(catalog.usable(model_id)).cloned();
-        if body.agent_id.is_some() {
-            errors.push(no_agent());
-        }
+        let model = body
+            .model
+            .as_deref()
+            .and_then(|m| errors.take(catalog.usable(m)).cloned());
+        let agent_id = body
+            .agent_id
+            .as_deref()
+            .and_then(|a| errors.take(a.parse().map_err(|_| no_agent())));
         let project_id = body.project_id.as_deref().and_then(|p| {
             errors.take(
                 p.parse()
                     .map_err(|_| FieldError::new("project_id", "no such project")),
             )
         });
-        match (title, model) {
-            (Some(title), Some(model)) => errors.finish().map(|()| NewConversationInput {
+        match title {
+            Some(title) => errors.finish().map(|()| NewConversationInput {
                 title,
                 model,
                 project_id,
+                agent_id,
             }),
-            _ => Err(errors.into()),
+            None => Err(errors.into()),
         }
     }
 }
@@ -263,14 +270,19 @@ impl TryFrom<(PatchConversation, &Catalog)> for Changes {
             .model
             .as_deref()
             .and_then(|m| errors.take(catalog.usable(m)).cloned());
-        if matches!(body.agent_id, Some(Some(_))) {
-            errors.push(no_agent());
+        let agent_id = match body.agent_id {
+            Some(Some(raw)) => errors
+                .take(raw.parse().map_err(|_| no_agent()))
+                .map(|id| Some(Some(id))),
+            Some(None) => Some(Some(None)),
+            None => None,
         }
+        .flatten();
         errors.finish()?;
         Ok(Changes {
             title,
             model,
-            agent_id: body.agent_id,
+            agent_id,
         })
     }
 }
@@ -321,7 +333,7 @@ async fn create_conversation(
 ) -> Result<(StatusCode, Json<ConversationOut>)> {
     let input = NewConversationInput::try_from((body, state.catalog()))?;
     let conn = state.store().conn().await?;
-    let conversation = conversations::create(&conn, user.id, &input).await?;
+    let conversation = conversations::create(&conn, state.catalog(), user.id, &input).await?;
     record_conversation(conversation.id);
     Ok((StatusCode::CREATED, Json(conversation.into())))
 }

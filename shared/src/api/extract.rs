@@ -36,6 +36,22 @@ impl FromRequestParts<AppState> for CurrentUser {
     }
 }
 
+/// The authenticated user, who must be an admin: the role is read from the stored account on every
+/// request (the token's `role` claim opens nothing), so a demotion holds from the next request.
+pub struct AdminUser(pub User);
+
+impl FromRequestParts<AppState> for AdminUser {
+    type Rejection = Error;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Error> {
+        let CurrentUser(user) = CurrentUser::from_request_parts(parts, state).await?;
+        if user.role != crate::kinds::Role::Admin {
+            return Err(Error::Forbidden("this route is for admins"));
+        }
+        Ok(AdminUser(user))
+    }
+}
+
 /// The one path parameter of a route, parsed as an id before any query runs. Anything that is not
 /// an id answers the same 404 as an id that names nothing (or another user's row).
 pub struct IdPath<T>(pub T);

@@ -3,6 +3,8 @@
 //! Each handler carries its `#[utoipa::path]`, and each group's router is an `OpenApiRouter`, so the
 //! served routes and the documented routes come from one declaration and cannot drift.
 
+pub mod admin;
+pub mod agents;
 pub mod attachments;
 pub mod auth;
 pub mod chat;
@@ -24,7 +26,7 @@ use utoipa::{
 };
 use utoipa_axum::router::OpenApiRouter;
 
-pub use extract::{ClientIp, CurrentUser, IdPath};
+pub use extract::{AdminUser, ClientIp, CurrentUser, IdPath};
 pub use users::UserOut;
 
 use crate::{function::Function, state::AppState};
@@ -32,7 +34,7 @@ use crate::{function::Function, state::AppState};
 /// Every function of the service. Adding one: its module here (with its `FUNCTION`), its
 /// `functions/<name>/src/main.rs`, its resource in `template.yaml`, its paths in the watch router
 /// (`Cargo.toml`), and an entry in this list. `tests/api/functions.rs` fails while any is missing.
-pub const FUNCTIONS: [&Function; 9] = [
+pub const FUNCTIONS: [&Function; 11] = [
     &auth::FUNCTION,
     &users::FUNCTION,
     &conversations::FUNCTION,
@@ -40,6 +42,8 @@ pub const FUNCTIONS: [&Function; 9] = [
     &attachments::FUNCTION,
     &projects::FUNCTION,
     &unpacker::FUNCTION,
+    &agents::FUNCTION,
+    &admin::FUNCTION,
     &models::FUNCTION,
     &health::FUNCTION,
 ];
@@ -75,6 +79,8 @@ pub fn openapi() -> &'static utoipa::openapi::OpenApi {
         (name = "chat", description = "Chat turns, whole or streamed (Server-Sent Events)"),
         (name = "attachments", description = "Files to send with chat messages: inline and presigned uploads"),
         (name = "projects", description = "Code workspaces: files, tree, JSON export and import"),
+        (name = "agents", description = "Configured assistants: system prompt, model, parameters, tools"),
+        (name = "admin", description = "Admin console (role admin): users, any conversation, usage reports, audit log"),
         (name = "models", description = "The models catalog"),
         (name = "service", description = "Health and documentation"),
     ),

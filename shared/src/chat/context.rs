@@ -37,12 +37,13 @@ fn usable(m: &Message) -> bool {
 /// message). The newest messages that fit the budget go verbatim; the rest are to be summarised.
 pub fn plan(
     model: &Model,
+    base_system: &str,
     summary: Option<&str>,
     history: &[Message],
     max_tokens: u32,
     temperature: Option<f32>,
 ) -> Plan {
-    let system = system_prompt(summary);
+    let system = system_prompt(base_system, summary);
     let budget = history_budget(model, max_tokens, &system);
     let usable: Vec<&Message> = history.iter().filter(|m| usable(m)).collect();
     let mut used = 0u64;
@@ -79,10 +80,12 @@ pub fn answer_room(model: &Model, request: &ModelRequest) -> u32 {
         .min(u32::MAX as u64) as u32
 }
 
-pub fn system_prompt(summary: Option<&str>) -> String {
+/// The system prompt: `base` (the agent's, or [`DEFAULT_SYSTEM_PROMPT`], with the project's view)
+/// and the summary of older turns.
+pub fn system_prompt(base: &str, summary: Option<&str>) -> String {
     match summary {
-        Some(s) => format!("{DEFAULT_SYSTEM_PROMPT}\n\nSummary of the earlier conversation:\n{s}"),
-        None => DEFAULT_SYSTEM_PROMPT.to_string(),
+        Some(s) => format!("{base}\n\nSummary of the earlier conversation:\n{s}"),
+        None => base.to_string(),
     }
 }
 
@@ -184,6 +187,7 @@ mod tests {
             created_at: String::new(),
             attachments: Vec::new(),
             changes: Vec::new(),
+            agent_id: None,
         }
     }
 
@@ -194,7 +198,14 @@ mod tests {
             msg(2, MessageRole::Assistant, 40),
             msg(3, MessageRole::User, 40),
         ];
-        let p = plan(&model(10_000), None, &history, 100, None);
+        let p = plan(
+            &model(10_000),
+            DEFAULT_SYSTEM_PROMPT,
+            None,
+            &history,
+            100,
+            None,
+        );
         assert!(p.to_summarise.is_empty());
         assert_eq!(p.request.turns.len(), 3);
         assert_eq!(p.request.turns[2].speaker, Speaker::User);
@@ -210,7 +221,14 @@ mod tests {
             msg(4, MessageRole::Assistant, 3000),
             msg(5, MessageRole::User, 100),
         ];
-        let p = plan(&model(2000), None, &history, 100, None);
+        let p = plan(
+            &model(2000),
+            DEFAULT_SYSTEM_PROMPT,
+            None,
+            &history,
+            100,
+            None,
+        );
         let summarised: Vec<i64> = p.to_summarise.iter().map(|m| m.seq).collect();
         assert_eq!(summarised, [1, 2]);
         assert_eq!(p.request.turns.len(), 3);
@@ -224,7 +242,14 @@ mod tests {
             msg(4, MessageRole::Assistant, 5000),
             msg(5, MessageRole::User, 100),
         ];
-        let p = plan(&model(2000), None, &history, 100, None);
+        let p = plan(
+            &model(2000),
+            DEFAULT_SYSTEM_PROMPT,
+            None,
+            &history,
+            100,
+            None,
+        );
         assert_eq!(
             p.to_summarise.iter().map(|m| m.seq).collect::<Vec<_>>(),
             [1, 2, 3]
@@ -237,6 +262,7 @@ mod tests {
     fn the_answer_gets_the_room_left_in_the_window() {
         let p = plan(
             &model(2000),
+            DEFAULT_SYSTEM_PROMPT,
             None,
             &[msg(1, MessageRole::User, 4000)],
             100,
@@ -247,6 +273,7 @@ mod tests {
         assert!((600..=744).contains(&room), "{room}");
         let p = plan(
             &model(2000),
+            DEFAULT_SYSTEM_PROMPT,
             None,
             &[msg(1, MessageRole::User, 8000)],
             100,
@@ -258,7 +285,14 @@ mod tests {
     #[test]
     fn the_new_message_always_goes_and_turns_alternate() {
         let history = [msg(1, MessageRole::User, 50_000)];
-        let p = plan(&model(2000), None, &history, 100, None);
+        let p = plan(
+            &model(2000),
+            DEFAULT_SYSTEM_PROMPT,
+            None,
+            &history,
+            100,
+            None,
+        );
         assert_eq!(p.request.turns.len(), 1);
         let mut failed = msg(2, MessageRole::Assistant, 0);
         failed.status = MessageStatus::Failed;
@@ -267,7 +301,14 @@ mod tests {
             failed,
             msg(3, MessageRole::User, 10),
         ];
-        let p = plan(&model(10_000), Some("earlier"), &history, 100, None);
+        let p = plan(
+            &model(10_000),
+            DEFAULT_SYSTEM_PROMPT,
+            Some("earlier"),
+            &history,
+            100,
+            None,
+        );
         assert_eq!(
             p.request.turns.len(),
             1,

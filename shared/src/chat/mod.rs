@@ -13,17 +13,19 @@ use std::time::Duration;
 use tokio::{sync::mpsc, time::Instant};
 
 use crate::{
+    agents,
     blobs::{BlobKey, BlobStore},
     config::Config,
     conversations::{self, NewConversationInput, Title},
     error::{Error, FieldError, FieldErrors, Result},
-    ids::{AttachmentId, ConversationId, MessageId, UserId},
+    ids::{AgentId, AttachmentId, ConversationId, MessageId, UserId},
     kinds::{AttachmentStatus, MessageRole, MessageStatus, UploadPurpose},
     models::{Catalog, Model},
     providers::{
         FileKind, FilePart, ModelRequest, ProviderError, Providers, RetryPolicy, StreamEvent,
         TokenUsage,
     },
+    quotas::{self, Budget, Holds},
     store::{AttachmentRef, Conn, Conversation, Message, NewMessage, UsageRecord},
 };
 
@@ -37,6 +39,8 @@ pub struct ChatInput {
     pub conversation_id: Option<ConversationId>,
     pub message: String,
     pub model: Option<Model>,
+    /// The agent for this turn; without one, the conversation's.
+    pub agent_id: Option<AgentId>,
     pub temperature: Option<f32>,
     pub max_tokens: Option<u32>,
     pub attachments: AttachmentsInput,
@@ -85,8 +89,14 @@ pub struct Started {
     pub user_message: Message,
     model: Model,
     plan: context::Plan,
+    /// The system prompt before any summary: the agent's (or the default) with the project's view.
+    base_system: String,
+    /// The agent in force, recorded on the answer.
+    agent_id: Option<AgentId>,
     /// The project the coding agent works on, when the turn has tools.
     project: Option<crate::ids::ProjectId>,
+    /// The turn's reservation against the user's daily budget.
+    holds: Holds,
 }
 
 pub struct Outcome {
@@ -96,16 +106,19 @@ pub struct Outcome {
     pub usage: UsageRecord,
 }
 
-/// Resolves the conversation and model, and stores the user message (and, for a new chat, the
-/// conversation) before any model is called.
+/// Resolves the conversation, agent and model, reserves the turn's maximum cost against the user's
+/// budget, and stores the user message (and, for a new chat, the conversation) before any model is
+/// called. A refused turn (bad input, over budget) stores nothing.
 #[tracing::instrument(level = "debug", skip_all)]
 pub async fn start(
     conn: &Conn,
     catalog: &Catalog,
     blobs: &BlobStore,
-    user_id: UserId,
+    budget: &Budget,
     input: ChatInput,
 ) -> Result<Started> {
+    let user_id = budget.user_id;
+    quotas::count_turn(conn, budget).await?;
     // The conversation and its recent history in one read; the history leaves room for this message.
     let existing = match input.conversation_id {
         Some(id) => Some(
@@ -115,13 +128,25 @@ pub async fn start(
         ),
         None => None,
     };
-    let model = match (input.model, &existing) {
-        (Some(model), _) => model,
-        (None, Some((c, _))) => catalog.usable(&c.model)?.clone(),
-        (None, None) => catalog.usable(catalog.default_model())?.clone(),
+    // The request's agent, else the conversation's; a deleted or inactive one refuses new turns.
+    let agent_id = input.agent_id.or_else(|| {
+        existing
+            .as_ref()
+            .and_then(|(c, _)| c.agent_id.as_deref()?.parse().ok())
+    });
+    let agent = match agent_id {
+        Some(id) => Some(agents::usable(conn, user_id, id).await?),
+        None => None,
+    };
+    let model = match (input.model, &agent, &existing) {
+        (Some(model), _, _) => model,
+        (None, Some(a), _) => catalog.usable(&a.model)?.clone(),
+        (None, None, Some((c, _))) => catalog.usable(&c.model)?.clone(),
+        (None, None, None) => catalog.usable(catalog.default_model())?.clone(),
     };
     let max_tokens = input
         .max_tokens
+        .or_else(|| agent.as_ref()?.max_tokens.map(|n| n as u32))
         .unwrap_or_else(|| model.max_output_tokens.min(4096));
     if max_tokens == 0 || max_tokens > model.max_output_tokens {
         return Err(FieldError::new(
@@ -133,77 +158,145 @@ pub async fn start(
         )
         .into());
     }
+    let temperature = input
+        .temperature
+        .or_else(|| agent.as_ref()?.temperature.map(|t| t as f32));
 
     // The files are checked and read before anything is stored: a refused or unreadable one
     // leaves no message behind.
     let (attached, files) =
         attachment_files(conn, blobs, user_id, &model, &input.attachments).await?;
 
-    // One statement stores the user message (and, for a new chat, the conversation with it).
-    let message = |conversation_id| NewMessage {
+    // A conversation on a project, with a model that calls tools: the coding agent, with the
+    // agent's tools when an agent is in force (none: a plain chat).
+    let tools: Vec<_> = agent::tools()
+        .into_iter()
+        .filter(|t| {
+            agent
+                .as_ref()
+                .is_none_or(|a| a.tools.iter().any(|n| n == t.name))
+        })
+        .collect();
+    let project_id = match &existing {
+        Some((c, _)) => c.project_id.as_deref().and_then(|p| p.parse().ok()),
+        None => input.project_id,
+    };
+    let project = project_id.filter(|_| model.capabilities.tools && !tools.is_empty());
+    let mut base_system = agent
+        .as_ref()
+        .map(|a| a.system_prompt.clone())
+        .unwrap_or_else(|| context::DEFAULT_SYSTEM_PROMPT.to_string());
+    if let Some(project_id) = project {
+        let view = match agent::project_view(conn, user_id, project_id).await {
+            Err(Error::NotFound) => Err(Error::invalid("project_id", "no such project")),
+            other => other,
+        }?;
+        base_system = format!("{base_system}\n\n{view}");
+    }
+
+    // The plan is made before the message is stored, so its cost can be reserved first.
+    let (conversation, mut history) = match existing {
+        Some((c, history)) => (Some(c), history),
+        None => (None, Vec::new()),
+    };
+    let summary = conversation.as_ref().and_then(|c| c.summary.clone());
+    let new_message = NewMessage {
         id: MessageId::new(),
-        conversation_id,
+        conversation_id: conversation
+            .as_ref()
+            .map_or_else(ConversationId::new, |c| c.id),
         role: MessageRole::User,
         content: &input.message,
         status: MessageStatus::Complete,
         model: None,
         error: None,
         changes: &[],
+        agent_id: None,
     };
-    let (conversation, mut user_message, mut history) = match existing {
-        Some((conversation, history)) => {
-            let stored = conn.append_message(message(conversation.id)).await?;
-            (conversation, stored, history)
-        }
-        None => {
-            let new = NewConversationInput {
-                title: Title::from_message(&input.message),
-                model: model.clone(),
-                project_id: input.project_id,
-            };
-            let first = message(ConversationId::new());
-            let (conversation, stored) = conversations::start(conn, user_id, &new, first).await?;
-            (conversation, stored, Vec::new())
-        }
-    };
-    if !attached.is_empty() {
-        let ids: Vec<AttachmentId> = attached.iter().map(|a| a.id).collect();
-        conn.attach_to_message(user_id, &ids, conversation.id, user_message.id)
-            .await?;
-        user_message.attachments = attached;
-    }
-    history.push(user_message.clone());
+    history.push(Message {
+        seq: i64::MAX,
+        id: new_message.id,
+        conversation_id: new_message.conversation_id,
+        role: MessageRole::User,
+        content: input.message.clone(),
+        status: MessageStatus::Complete,
+        model: None,
+        error: None,
+        created_at: String::new(),
+        attachments: Vec::new(),
+        changes: Vec::new(),
+        agent_id: None,
+    });
     let mut plan = context::plan(
         &model,
-        conversation.summary.as_deref(),
+        &base_system,
+        summary.as_deref(),
         &history,
         max_tokens,
-        input.temperature,
+        temperature,
     );
     if let Some(last) = plan.request.turns.last_mut() {
         last.files = files;
     }
-    // A conversation on a project, with a model that calls tools: the coding agent.
-    let project = conversation
-        .project_id
-        .as_deref()
-        .and_then(|p| p.parse::<crate::ids::ProjectId>().ok())
-        .filter(|_| model.capabilities.tools);
-    if let Some(project_id) = project {
-        let view = agent::project_view(conn, user_id, project_id).await?;
-        let system = plan.request.system.take().unwrap_or_default();
-        plan.request.system = Some(format!("{system}\n\n{view}"));
-        plan.request.tools = agent::tools();
+    if project.is_some() {
+        plan.request.tools = tools;
     }
     // A long newest message may leave less room than asked for: the answer gets what fits.
     plan.request.max_tokens = context::answer_room(&model, &plan.request).clamp(1, max_tokens);
-    Ok(Started {
-        conversation,
-        user_message,
-        model,
-        plan,
-        project,
-    })
+
+    let mut cost =
+        TokenUsage::estimate(&plan.request, "").input_tokens + plan.request.max_tokens as u64;
+    if !plan.to_summarise.is_empty() {
+        let request = context::summary_request(&model, summary.as_deref(), &plan.to_summarise);
+        cost += TokenUsage::estimate(&request, "").input_tokens + request.max_tokens as u64;
+    }
+    let holds = quotas::reserve(conn, budget, cost).await?;
+
+    let stored = match conversation {
+        Some(conversation) => conn
+            .append_message(new_message)
+            .await
+            .map(|m| (conversation, m))
+            .map_err(Error::from),
+        None => {
+            let new = NewConversationInput {
+                title: Title::from_message(&input.message),
+                model: Some(model.clone()),
+                project_id: input.project_id,
+                agent_id: input.agent_id,
+            };
+            conversations::start(conn, user_id, &new, &model, new_message).await
+        }
+    };
+    let stored = match stored {
+        Ok((conversation, mut user_message)) if !attached.is_empty() => {
+            let ids: Vec<AttachmentId> = attached.iter().map(|a| a.id).collect();
+            conn.attach_to_message(user_id, &ids, conversation.id, user_message.id)
+                .await
+                .map(|_| {
+                    user_message.attachments = attached;
+                    (conversation, user_message)
+                })
+                .map_err(Error::from)
+        }
+        other => other,
+    };
+    match stored {
+        Ok((conversation, user_message)) => Ok(Started {
+            conversation,
+            user_message,
+            model,
+            plan,
+            base_system,
+            agent_id,
+            project,
+            holds,
+        }),
+        Err(e) => {
+            holds.release(conn).await;
+            Err(e)
+        }
+    }
 }
 
 /// The attachments named for a message, checked (the user's own, ready, not sent before, within the
@@ -302,7 +395,10 @@ pub async fn run(
         user_message,
         model,
         mut plan,
+        base_system,
+        agent_id,
         project,
+        mut holds,
     } = started;
     let deadline = Instant::now() + settings.budget;
     let mut usage_rows = Vec::new();
@@ -320,7 +416,7 @@ pub async fn run(
             ),
         );
         if let Ok(Some((summary, usage))) = summary.await {
-            plan.request.system = Some(context::system_prompt(Some(&summary)));
+            plan.request.system = Some(context::system_prompt(&base_system, Some(&summary)));
             usage_rows.push(("summary", usage));
         }
     }
@@ -342,7 +438,8 @@ pub async fn run(
                 model: &model,
                 events: deltas.as_ref(),
             };
-            turn.run(&ws, &mut plan.request, &mut changes).await
+            turn.run(&ws, &mut plan.request, &mut changes, &mut holds)
+                .await
         }
         (Some(tx), None) => {
             stream_answer(providers, settings, deadline, &model, &plan.request, tx).await
@@ -376,6 +473,7 @@ pub async fn run(
     usage_rows.push(("chat", usage));
 
     // If the answer cannot be stored, the store error is the turn's error; the user message remains.
+    let agent_id = agent_id.map(|a| a.to_string());
     let answer = Answer {
         conversation_id: conversation.id,
         model: &model,
@@ -383,8 +481,16 @@ pub async fn run(
         status,
         error: failure.as_ref().and_then(Error::code),
         changes: &changes,
+        agent_id: agent_id.as_deref(),
     };
-    let (assistant_message, usage) = store_answer(conn, user_id, answer, &usage_rows).await?;
+    let (assistant_message, usage) =
+        match store_answer(conn, user_id, answer, &usage_rows, holds.ids()).await {
+            Ok(stored) => stored,
+            Err(e) => {
+                holds.release(conn).await;
+                return Err(e);
+            }
+        };
     match failure {
         None => Ok(Outcome {
             conversation_id: conversation.id,
@@ -440,9 +546,19 @@ impl AgentTurn<'_> {
         ws: &agent::Workspace<'_>,
         request: &mut ModelRequest,
         changes: &mut Vec<crate::store::FileChange>,
+        holds: &mut Holds,
     ) -> (String, std::result::Result<TokenUsage, TurnEnd>) {
         let mut total = TokenUsage::default();
-        for _ in 0..self.settings.max_agent_steps {
+        for step in 0..self.settings.max_agent_steps {
+            // The turn's reservation covers its first call; each further call reserves its own
+            // maximum cost, and a budget that cannot take it ends the turn.
+            if step > 0 {
+                let cost =
+                    TokenUsage::estimate(request, "").input_tokens + request.max_tokens as u64;
+                if let Err(e) = holds.extend(ws.conn, cost).await {
+                    return (String::new(), Err(TurnEnd::Failed(e)));
+                }
+            }
             let call = self
                 .settings
                 .retry
@@ -586,15 +702,18 @@ struct Answer<'a> {
     /// The stable code of the turn's failure, stored on the message.
     error: Option<&'static str>,
     changes: &'a [crate::store::FileChange],
+    agent_id: Option<&'a str>,
 }
 
-/// Stores the answer with its usage rows (the chat row last) in one transaction.
+/// Stores the answer with its usage rows (the chat row last) in one statement, which also settles
+/// the turn's quota holds.
 #[tracing::instrument(level = "debug", skip_all)]
 async fn store_answer(
     conn: &Conn,
     user_id: UserId,
     answer: Answer<'_>,
     usage_rows: &[(&str, TokenUsage)],
+    holds: &[String],
 ) -> Result<(Message, UsageRecord)> {
     let id = MessageId::new();
     let mut rows: Vec<UsageRecord> = usage_rows
@@ -621,8 +740,10 @@ async fn store_answer(
                 model: Some(&answer.model.id),
                 error: answer.error,
                 changes: answer.changes,
+                agent_id: answer.agent_id,
             },
             &rows,
+            holds,
         )
         .await?;
     let chat_row = rows.pop().expect("the chat usage row is always the last");

@@ -71,7 +71,7 @@ const C_CONVERSATION_COLUMNS: &str =
 const CONVERSATION_COLUMN_COUNT: usize = 13;
 
 /// Escapes `%`, `_` and `\` for `LIKE … ESCAPE '\'`.
-fn like_pattern(q: &str) -> String {
+pub(super) fn like_pattern(q: &str) -> String {
     let escaped = q
         .replace('\\', "\\\\")
         .replace('%', "\\%")
@@ -190,6 +190,20 @@ impl Conn {
         let rows = self.query(
                 &format!("SELECT {CONVERSATION_COLUMNS} FROM conversations WHERE id = ?1 AND user_id = ?2"),
                 libsql::params![id, user_id],
+            )
+            .await?;
+        first(rows, conversation_from_row)
+    }
+
+    /// Any user's conversation (the admin console; owner checks are the caller's).
+    pub async fn conversation_by_id(
+        &self,
+        id: ConversationId,
+    ) -> StoreResult<Option<Conversation>> {
+        let rows = self
+            .query(
+                &format!("SELECT {CONVERSATION_COLUMNS} FROM conversations WHERE id = ?1"),
+                [id],
             )
             .await?;
         first(rows, conversation_from_row)

@@ -21,6 +21,8 @@ pub struct Message {
     pub attachments: Vec<AttachmentRef>,
     /// The project files the coding agent changed in this turn (answers only).
     pub changes: Vec<FileChange>,
+    /// The agent in force when the answer was made (answers only).
+    pub agent_id: Option<String>,
 }
 
 /// A project file the coding agent changed.
@@ -54,6 +56,7 @@ pub struct NewMessage<'a> {
     pub model: Option<&'a str>,
     pub error: Option<&'a str>,
     pub changes: &'a [FileChange],
+    pub agent_id: Option<&'a str>,
 }
 
 impl NewMessage<'_> {
@@ -71,11 +74,12 @@ impl NewMessage<'_> {
             created_at,
             attachments: Vec::new(),
             changes: self.changes.to_vec(),
+            agent_id: self.agent_id.map(str::to_string),
         }
     }
 }
 
-pub(super) const MESSAGE_COLUMN_COUNT: usize = 11;
+pub(super) const MESSAGE_COLUMN_COUNT: usize = 12;
 /// The last column lists the message's attachments as JSON (an index probe per message; `[]` for
 /// most), so a page of messages shows them without a second query.
 pub(super) const MESSAGE_COLUMNS: &str =
@@ -83,7 +87,7 @@ pub(super) const MESSAGE_COLUMNS: &str =
      (SELECT json_group_array(json_object('id', a.id, 'filename', a.filename,
                                           'content_type', a.content_type, 'size', a.size))
       FROM attachments a WHERE a.message_id = m.id),
-     m.changes";
+     m.changes, m.agent_id";
 
 fn message_from_row(row: &Row) -> StoreResult<Message> {
     message_at(row, 0)
@@ -111,6 +115,7 @@ pub(super) fn message_at(row: &Row, at: i32) -> StoreResult<Message> {
             }
             None => Vec::new(),
         },
+        agent_id: col(row, at + 11, "messages.agent_id")?,
     })
 }
 
@@ -121,7 +126,7 @@ impl Conn {
         let rows = self.query(
                 "INSERT INTO messages (id, conversation_id, role, content, status, model, error, created_at)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)
-                 RETURNING seq, id, conversation_id, role, content, status, model, error, created_at, '[]', changes",
+                 RETURNING seq, id, conversation_id, role, content, status, model, error, created_at, '[]', changes, agent_id",
                 libsql::params![
                     new.id,
                     new.conversation_id,
@@ -139,18 +144,22 @@ impl Conn {
 
     /// Stores a turn's answer with its usage rows in one statement (the `messages_with_usage`
     /// view's trigger): there is never an answer without its cost, nor a cost without its answer.
+    /// The same statement gives back the turn's quota `holds`, now that its real usage counts.
     pub async fn append_answer(
         &self,
         user_id: UserId,
         new: NewMessage<'_>,
         usage: &[UsageRecord],
+        holds: &[String],
     ) -> StoreResult<Message> {
         let usage = usage::to_json(usage);
+        let holds = serde_json::to_string(holds).unwrap_or_else(|_| "[]".into());
         let created_at = crate::ids::now();
         let rows = self.query(
                 "INSERT INTO messages_with_usage
-                     (id, conversation_id, user_id, role, content, status, model, error, created_at, usage, changes)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)
+                     (id, conversation_id, user_id, role, content, status, model, error, created_at, usage, changes,
+                      agent_id, holds)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)
                  RETURNING (SELECT seq FROM messages WHERE messages.id = messages_with_usage.id)",
                 libsql::params![
                     new.id,
@@ -163,7 +172,9 @@ impl Conn {
                     new.error,
                     created_at.clone(),
                     usage,
-                    (!new.changes.is_empty()).then(|| serde_json::to_string(new.changes).unwrap_or_default())
+                    (!new.changes.is_empty()).then(|| serde_json::to_string(new.changes).unwrap_or_default()),
+                    new.agent_id,
+                    holds
                 ],
             )
             .await?;

@@ -10,6 +10,8 @@
 //! submodules, one per table family, as methods on [`Conn`] named for what they do. Row types are
 //! plain data: API shapes live in `api/` and convert from them.
 
+mod admin;
+mod agents;
 mod attachments;
 mod conversations;
 mod idempotency;
@@ -18,6 +20,7 @@ mod messages;
 mod migrations;
 mod pipeline;
 mod projects;
+mod quotas;
 mod tokens;
 mod usage;
 mod users;
@@ -26,16 +29,22 @@ use std::{sync::Arc, time::Duration};
 
 use crate::{
     config::DatabaseConfig,
-    ids::{AttachmentId, ConversationId, MessageId, ProjectId, UserId},
-    kinds::{AttachmentStatus, MessageRole, MessageStatus, Role, UploadPurpose},
+    ids::{AgentId, AttachmentId, ConversationId, MessageId, ProjectId, UserId},
+    kinds::{AgentStatus, AttachmentStatus, MessageRole, MessageStatus, Role, UploadPurpose},
 };
 
+pub use admin::{
+    AdminUpdate, AuditEntry, NewAuditEntry, UsageGroup, UsageReportRow, UserAdminChanges,
+    UserFilter,
+};
+pub use agents::{Agent, AgentChanges, NewAgent};
 pub use attachments::{Attachment, NewAttachment};
 pub use conversations::{Conversation, ConversationChanges, NewConversation};
 pub use idempotency::{IdempotencyRecord, NewClaim};
 pub use login_failures::FailureScope;
 pub use messages::{AttachmentRef, FileChange, Message, NewMessage};
 pub use projects::{NewProjectFile, Project, ProjectFile, ProjectWriter};
+pub use quotas::{HoldRequest, RateOutcome};
 pub use tokens::{NewRefreshToken, RefreshOutcome};
 pub use usage::{UsageRecord, UsageTotals};
 pub use users::{NewUser, User, UserChanges};
@@ -369,6 +378,8 @@ parsed_column!(
     MessageId => |s: &str| s.parse().ok(),
     AttachmentId => |s: &str| s.parse().ok(),
     ProjectId => |s: &str| s.parse().ok(),
+    AgentId => |s: &str| s.parse().ok(),
+    AgentStatus => AgentStatus::parse,
     AttachmentStatus => AttachmentStatus::parse,
     UploadPurpose => UploadPurpose::parse,
     Role => Role::parse,

@@ -33,10 +33,10 @@ pub struct UserChanges<'a> {
     pub password_hash: Option<&'a str>,
 }
 
-const USER_COLUMNS: &str =
+pub(super) const USER_COLUMNS: &str =
     "id, email, password_hash, display_name, role, is_active, daily_token_limit, session_epoch, created_at, updated_at";
 
-fn user_from_row(row: &Row) -> StoreResult<User> {
+pub(super) fn user_from_row(row: &Row) -> StoreResult<User> {
     Ok(User {
         id: col(row, 0, "users.id")?,
         email: col(row, 1, "users.email")?,

@@ -1,0 +1,236 @@
+//! The admin console: every account, any conversation, usage reports, and the audit log of what
+//! admins did. Whether the caller is an admin is decided from the stored account (the extractor's
+//! job), never from a token's claim.
+
+use time::{macros::format_description, Date, Duration, OffsetDateTime, Time};
+
+use crate::{
+    error::{Error, FieldError, FieldErrors, Result},
+    ids::{ConversationId, UserId},
+    pagination::{Page, Paginated},
+    store::{
+        AdminUpdate, AuditEntry, Conn, Conversation, Message, NewAuditEntry, UsageGroup,
+        UsageReportRow, User, UserAdminChanges, UserFilter,
+    },
+};
+
+/// The longest window a usage report covers.
+pub const MAX_REPORT_DAYS: i64 = 366;
+/// The window when `from` is not given: the 30 days before `to`.
+const DEFAULT_REPORT_DAYS: i64 = 30;
+
+pub async fn list_users(
+    conn: &Conn,
+    actor: &User,
+    filter: &UserFilter<'_>,
+    page: Page<(String, String)>,
+) -> Result<Paginated<User>> {
+    record(conn, actor, "users.list", "user", String::new()).await?;
+    let rows = conn
+        .admin_list_users(filter, page.after, page.limit)
+        .await?;
+    Ok(Paginated::from_rows(rows, page.limit, |u| {
+        (u.created_at.clone(), u.id.to_string())
+    }))
+}
+
+/// Changes an account's role, active flag or budget, with its audit entry. Leaving no active
+/// admin is refused (409).
+pub async fn update_user(
+    conn: &Conn,
+    actor: &User,
+    id: UserId,
+    changes: UserAdminChanges,
+) -> Result<User> {
+    let details = serde_json::json!({
+        "role": changes.role.map(|r| r.as_str()),
+        "is_active": changes.is_active,
+        "daily_token_limit": changes.daily_token_limit,
+    });
+    let audit = NewAuditEntry {
+        actor_id: actor.id,
+        action: "user.update",
+        target_type: Some("user"),
+        target_id: Some(id.to_string()),
+        details: Some(details),
+    };
+    match conn.admin_update_user(id, &changes, audit).await? {
+        AdminUpdate::Updated(user) => Ok(user),
+        AdminUpdate::NotFound => Err(Error::NotFound),
+        AdminUpdate::LastAdmin => Err(Error::Conflict(
+            "this would leave no active admin; make another account admin first",
+        )),
+    }
+}
+
+/// Any user's conversations, newest activity first; an unknown user is 404.
+pub async fn user_conversations(
+    conn: &Conn,
+    actor: &User,
+    id: UserId,
+    page: Page<(String, String)>,
+) -> Result<Paginated<Conversation>> {
+    conn.user_by_id(id).await?.ok_or(Error::NotFound)?;
+    record(
+        conn,
+        actor,
+        "user.conversations.read",
+        "user",
+        id.to_string(),
+    )
+    .await?;
+    let rows = conn
+        .list_conversations(id, None, page.after, page.limit)
+        .await?;
+    Ok(Paginated::from_rows(rows, page.limit, |c| {
+        (c.activity_at.clone(), c.id.to_string())
+    }))
+}
+
+/// Any conversation's messages, oldest first.
+pub async fn conversation_messages(
+    conn: &Conn,
+    actor: &User,
+    id: ConversationId,
+    page: Page<i64>,
+) -> Result<Paginated<Message>> {
+    conn.conversation_by_id(id).await?.ok_or(Error::NotFound)?;
+    record(
+        conn,
+        actor,
+        "conversation.messages.read",
+        "conversation",
+        id.to_string(),
+    )
+    .await?;
+    let rows = conn.list_messages(id, page.after, page.limit).await?;
+    Ok(Paginated::from_rows(rows, page.limit, |m| m.seq))
+}
+
+/// A usage report's window: `[from, to)` in UTC.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Window {
+    pub from: OffsetDateTime,
+    pub to: OffsetDateTime,
+}
+
+impl Window {
+    /// Parses `from` and `to`, each RFC 3339 or `YYYY-MM-DD` (UTC; a date `to` includes its whole
+    /// day). `to` defaults to now and `from` to 30 days before it; the window must be non-empty and
+    /// at most [`MAX_REPORT_DAYS`] long.
+    pub fn parse(from: Option<&str>, to: Option<&str>, now: OffsetDateTime) -> Result<Self> {
+        let mut errors = FieldErrors::default();
+        let to = match to {
+            None => Some(now),
+            Some(raw) => errors.take(instant("to", raw, true)),
+        };
+        let from = match (from, to) {
+            (Some(raw), _) => errors.take(instant("from", raw, false)),
+            (None, Some(to)) => Some(to - Duration::days(DEFAULT_REPORT_DAYS)),
+            (None, None) => None,
+        };
+        errors.finish()?;
+        let (Some(from), Some(to)) = (from, to) else {
+            return Err(Error::invalid("from", "is not a date"));
+        };
+        if from >= to {
+            return Err(Error::invalid("to", "must be after `from`"));
+        }
+        if to - from > Duration::days(MAX_REPORT_DAYS) {
+            return Err(Error::invalid(
+                "from",
+                format!("the window is at most {MAX_REPORT_DAYS} days"),
+            ));
+        }
+        Ok(Window { from, to })
+    }
+}
+
+fn instant(
+    field: &str,
+    raw: &str,
+    end_of_day: bool,
+) -> std::result::Result<OffsetDateTime, FieldError> {
+    let raw = raw.trim();
+    if let Some(t) = crate::ids::parse_time(raw) {
+        return Ok(t.to_offset(time::UtcOffset::UTC));
+    }
+    let date = Date::parse(raw, format_description!("[year]-[month]-[day]")).map_err(|_| {
+        FieldError::new(field, "must be an RFC 3339 time or a YYYY-MM-DD date (UTC)")
+    })?;
+    let start = date.with_time(Time::MIDNIGHT).assume_utc();
+    Ok(if end_of_day {
+        start + Duration::days(1)
+    } else {
+        start
+    })
+}
+
+pub async fn usage_report(
+    conn: &Conn,
+    actor: &User,
+    window: &Window,
+    group: UsageGroup,
+) -> Result<Vec<UsageReportRow>> {
+    let rows = conn
+        .usage_report(
+            &crate::ids::format_time(window.from),
+            &crate::ids::format_time(window.to),
+            group,
+        )
+        .await?;
+    record(conn, actor, "usage.report", "usage", String::new()).await?;
+    Ok(rows)
+}
+
+pub async fn audit_log(conn: &Conn, page: Page<(String, String)>) -> Result<Paginated<AuditEntry>> {
+    let rows = conn.list_audit(page.after, page.limit).await?;
+    Ok(Paginated::from_rows(rows, page.limit, |e| {
+        (e.created_at.clone(), e.id.clone())
+    }))
+}
+
+/// Writes an audit entry for an admin's read of others' data.
+async fn record(
+    conn: &Conn,
+    actor: &User,
+    action: &str,
+    target_type: &str,
+    target_id: String,
+) -> Result<()> {
+    conn.insert_audit(NewAuditEntry {
+        actor_id: actor.id,
+        action,
+        target_type: Some(target_type),
+        target_id: (!target_id.is_empty()).then_some(target_id),
+        details: None,
+    })
+    .await?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn windows_take_dates_and_times_and_refuse_bad_ones() {
+        let now = time::macros::datetime!(2026-12-01 12:00:00 UTC);
+        let w = Window::parse(Some("2026-11-01"), Some("2026-11-30"), now).unwrap();
+        assert_eq!(w.from, time::macros::datetime!(2026-11-01 00:00:00 UTC));
+        assert_eq!(w.to, time::macros::datetime!(2026-12-01 00:00:00 UTC));
+        let w = Window::parse(Some("2026-11-01T10:00:00+02:00"), None, now).unwrap();
+        assert_eq!(w.from, time::macros::datetime!(2026-11-01 08:00:00 UTC));
+        assert_eq!(w.to, now);
+        let w = Window::parse(None, None, now).unwrap();
+        assert_eq!(w.to - w.from, Duration::days(30));
+        for (from, to) in [
+            (Some("yesterday"), None),
+            (Some("2026-13-01"), None),
+            (Some("2026-11-02"), Some("2026-11-01")),
+            (Some("2024-01-01"), Some("2026-01-01")),
+        ] {
+            assert!(Window::parse(from, to, now).is_err(), "{from:?} {to:?}");
+        }
+    }
+}
