@@ -27,6 +27,10 @@ impl InProcess {
             ("CODECHAT_DATA_DIR", data_dir.display().to_string()),
             ("JWT_SECRET", JWT_SECRET.to_string()),
             ("ECHO_DELAY_MS", "0".to_string()),
+            (
+                "BOOTSTRAP_ADMIN_EMAIL",
+                crate::quotas::ADMIN_EMAIL.to_string(),
+            ),
         ]
         .into_iter()
         .collect();
@@ -105,6 +109,19 @@ impl InProcess {
             .await;
         assert_eq!(status, 201, "{body}");
         body["access_token"].as_str().unwrap().to_string()
+    }
+
+    /// Registers `email`, or `None` if it is taken.
+    pub async fn try_register(&self, email: &str, password: &str) -> Option<String> {
+        let (status, body) = self
+            .call(
+                "POST",
+                "/api/v1/auth/register",
+                None,
+                Some(json!({"email": email, "password": password})),
+            )
+            .await;
+        (status == 201).then(|| body["access_token"].as_str().unwrap().to_string())
     }
 
     pub async fn login(&self, email: &str, password: &str) -> String {

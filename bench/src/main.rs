@@ -4,6 +4,7 @@
 //! Nagle off) which hands out API Gateway events and times the answers. Printed, medians unless noted:
 //! - init (process spawn until the first poll), peak RSS and binary size per function;
 //! - per-invoke time per route on the local store, and the same routes in-process (no transport);
+//! - what a daily token budget adds to a chat turn, and the admin usage report over 100k and 1M rows;
 //! - attachments: a 5 MiB inline upload (time, RSS growth) on both blob stores, the presigned flow;
 //! - the auth routes (argon2) at the CPU Lambda gives each memory size, with their price;
 //! - store round trips per route against the libSQL server (`../shared/tools/sqld`) through a proxy
@@ -14,12 +15,13 @@
 //! Run: `cargo run --release -p bench` (builds the function binaries in release mode first);
 //! `-- --load-only` runs only the instances-at-once section, `-- --uploads-only` only the
 //! attachments and projects, `-- --in-process-only` only the chat turn in-process (no release binaries are
-//! built), for profiling.
+//! built), for profiling, `-- --quotas-only` only the budget and usage-report figures.
 
 mod cpu;
 mod in_process;
 mod load;
 mod projects;
+mod quotas;
 mod runtime;
 mod seed;
 mod uploads;
@@ -555,6 +557,16 @@ async fn chat_in_process(app: &InProcess, token: &str) -> Vec<Row> {
 
 #[tokio::main]
 async fn main() {
+    if std::env::args().any(|a| a == "--quotas-only") {
+        // Budgets on a chat turn and the admin usage report: no release binaries are started.
+        let data = std::env::temp_dir().join(format!("codechat-bench-{}", std::process::id()));
+        let app = InProcess::start(&data).await;
+        for r in quotas::measure(&app, &data).await {
+            println!("{:<44} {:>5} {:>10} {:>10}", r.route, r.n, ms(r.p50), ms(r.p90));
+        }
+        let _ = std::fs::remove_dir_all(&data);
+        return;
+    }
     if std::env::args().any(|a| a == "--in-process-only") {
         // The chat routes alone, for profiling a turn: no release binaries are started.
         let data = std::env::temp_dir().join(format!("codechat-bench-{}", std::process::id()));
@@ -875,6 +887,7 @@ async fn main() {
         )
         .await,
     );
+    in_process.extend(quotas::measure(&app, &data).await);
     for (label, path, token) in &pages {
         in_process.push(
             app.measure(

@@ -391,3 +391,61 @@ async fn inactive_and_deleted_agents_refuse_new_turns_and_keep_history() {
     assert_eq!(res.status, StatusCode::OK, "{}", res.text());
     assert!(res.json()["assistant_message"].get("agent_id").is_none());
 }
+
+#[tokio::test]
+async fn an_agent_on_a_project_offers_only_its_own_tools() {
+    let server = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(path("/v1/chat/completions"))
+        .respond_with(
+            ResponseTemplate::new(200).set_body_json(fakes::openai_completion("Done.", 40, 3, 0)),
+        )
+        .mount(&server)
+        .await;
+    let app = app_with_fake(&server).await;
+    let t = app.register("agent-tools@example.com").await;
+    let project = app
+        .post("/api/v1/projects", json!({"name": "P"}), Some(&t.access))
+        .await
+        .json()["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let reader = app
+        .post(
+            "/api/v1/agents",
+            reviewer("openai/gpt-4o-mini"),
+            Some(&t.access),
+        )
+        .await
+        .json();
+    let mut plain = reviewer("openai/gpt-4o-mini");
+    plain["tools"] = json!([]);
+    let plain = app.post("/api/v1/agents", plain, Some(&t.access)).await.json();
+
+    for agent in [&reader, &plain] {
+        let res = app
+            .chat(
+                &t.access,
+                json!({"message": "Look", "project_id": project, "agent_id": agent["id"]}),
+                None,
+            )
+            .await;
+        assert_eq!(res.status, StatusCode::OK, "{}", res.text());
+    }
+    let sent = sent_requests(&server).await;
+    let names: Vec<&str> = sent[0]["tools"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["function"]["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["list_files", "read_file"]);
+    let system = sent[0]["messages"][0]["content"].as_str().unwrap();
+    assert!(
+        system.starts_with("You are a terse Rust reviewer.") && system.contains("project \"P\""),
+        "{system}"
+    );
+    assert!(sent[1].get("tools").is_none(), "{}", sent[1]);
+    assert_eq!(sent[1]["messages"][0]["content"], "You are a terse Rust reviewer.");
+}
