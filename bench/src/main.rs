@@ -562,7 +562,13 @@ async fn main() {
         let data = std::env::temp_dir().join(format!("codechat-bench-{}", std::process::id()));
         let app = InProcess::start(&data).await;
         for r in quotas::measure(&app, &data).await {
-            println!("{:<44} {:>5} {:>10} {:>10}", r.route, r.n, ms(r.p50), ms(r.p90));
+            println!(
+                "{:<44} {:>5} {:>10} {:>10}",
+                r.route,
+                r.n,
+                ms(r.p50),
+                ms(r.p90)
+            );
         }
         let _ = std::fs::remove_dir_all(&data);
         return;

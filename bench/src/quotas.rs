@@ -42,7 +42,9 @@ pub async fn measure(app: &InProcess, data: &Path) -> Vec<Row> {
         let token = if i % 2 == 0 { &free } else { &budgeted };
         let body = json!({"message": format!("budget {i}")});
         let started = Instant::now();
-        let (status, answer) = app.call("POST", "/api/v1/chat", Some(token), Some(body)).await;
+        let (status, answer) = app
+            .call("POST", "/api/v1/chat", Some(token), Some(body))
+            .await;
         let took = started.elapsed();
         assert_eq!(status, 200, "{answer}");
         if i % 2 == 0 { &mut without } else { &mut with }.push(took);
@@ -65,9 +67,8 @@ pub async fn measure(app: &InProcess, data: &Path) -> Vec<Row> {
     for total in [100_000u64, 1_000_000] {
         seed_usage(&raw, total).await;
         for group in ["user", "model", "day"] {
-            let path = format!(
-                "/api/v1/admin/usage?group_by={group}&from=2026-01-01&to=2026-12-31"
-            );
+            let path =
+                format!("/api/v1/admin/usage?group_by={group}&from=2026-01-01&to=2026-12-31");
             let mut row = app
                 .measure(
                     "",
@@ -92,7 +93,11 @@ async fn reservation(db_path: &Path) -> Row {
     .await
     .unwrap();
     let conn = store.conn().await.unwrap();
-    let user = conn.user_by_email("budget@bench.dev").await.unwrap().unwrap();
+    let user = conn
+        .user_by_email("budget@bench.dev")
+        .await
+        .unwrap()
+        .unwrap();
     let budget = codechat::quotas::Budget {
         user_id: user.id,
         daily_limit: Some(1_000_000_000_000),
@@ -105,7 +110,9 @@ async fn reservation(db_path: &Path) -> Row {
     let mut times = Vec::with_capacity(RESERVATIONS);
     for _ in 0..RESERVATIONS {
         let started = Instant::now();
-        let holds = codechat::quotas::reserve(&conn, &budget, 4096).await.unwrap();
+        let holds = codechat::quotas::reserve(&conn, &budget, 4096)
+            .await
+            .unwrap();
         holds.release(&conn).await;
         times.push(started.elapsed());
     }
@@ -114,10 +121,7 @@ async fn reservation(db_path: &Path) -> Row {
 
 /// Usage rows up to `total` (of 200 users, 4 models, spread over 2026), in one transaction.
 async fn seed_usage(conn: &libsql::Connection, total: u64) {
-    let mut rows = conn
-        .query("SELECT COUNT(*) FROM usage", ())
-        .await
-        .unwrap();
+    let mut rows = conn.query("SELECT COUNT(*) FROM usage", ()).await.unwrap();
     let have: u64 = rows.next().await.unwrap().unwrap().get::<i64>(0).unwrap() as u64;
     if have >= total {
         return;

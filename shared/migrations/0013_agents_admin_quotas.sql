@@ -99,7 +99,55 @@ CREATE TABLE admin_audit (
 );
 CREATE INDEX admin_audit_created ON admin_audit(created_at DESC, id DESC);
 
--- The usage report reads only this index (a covering scan of the window).
+-- The usage report: whole UTC days come from this rollup (one row per day, user and model, kept by
+-- triggers equal to the usage rows, deletions included), the partial days at a window's ends from
+-- the usage rows through a covering index. Its cost follows the groups, not the rows.
+CREATE TABLE usage_days (
+    day TEXT NOT NULL,
+    user_id TEXT NOT NULL,
+    model TEXT NOT NULL,
+    calls INTEGER NOT NULL,
+    input_tokens INTEGER NOT NULL,
+    output_tokens INTEGER NOT NULL,
+    cached_tokens INTEGER NOT NULL,
+    cost_usd REAL NOT NULL,
+    PRIMARY KEY (day, user_id, model)
+) WITHOUT ROWID;
+
+INSERT INTO usage_days
+SELECT substr(created_at, 1, 10), user_id, model, COUNT(*), SUM(input_tokens), SUM(output_tokens),
+       SUM(cached_tokens), SUM(cost_usd)
+FROM usage GROUP BY 1, 2, 3;
+
+CREATE TRIGGER usage_days_insert AFTER INSERT ON usage
+BEGIN
+    INSERT INTO usage_days
+    VALUES (substr(NEW.created_at, 1, 10), NEW.user_id, NEW.model, 1, NEW.input_tokens,
+            NEW.output_tokens, NEW.cached_tokens, NEW.cost_usd)
+    ON CONFLICT (day, user_id, model) DO UPDATE SET
+        calls = calls + 1,
+        input_tokens = input_tokens + excluded.input_tokens,
+        output_tokens = output_tokens + excluded.output_tokens,
+        cached_tokens = cached_tokens + excluded.cached_tokens,
+        cost_usd = cost_usd + excluded.cost_usd;
+END;
+
+-- A deleted conversation's usage leaves the report (as its rows leave the table); it stays billed
+-- against the day's budget (token_days), or deleting would give budget back.
+CREATE TRIGGER usage_days_delete AFTER DELETE ON usage
+BEGIN
+    UPDATE usage_days SET
+        calls = calls - 1,
+        input_tokens = input_tokens - OLD.input_tokens,
+        output_tokens = output_tokens - OLD.output_tokens,
+        cached_tokens = cached_tokens - OLD.cached_tokens,
+        cost_usd = cost_usd - OLD.cost_usd
+    WHERE day = substr(OLD.created_at, 1, 10) AND user_id = OLD.user_id AND model = OLD.model;
+    DELETE FROM usage_days
+    WHERE day = substr(OLD.created_at, 1, 10) AND user_id = OLD.user_id AND model = OLD.model
+      AND calls <= 0;
+END;
+
 CREATE INDEX usage_report ON usage(created_at, user_id, model, input_tokens, output_tokens,
                                    cached_tokens, cost_usd);
 

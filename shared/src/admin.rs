@@ -9,8 +9,8 @@ use crate::{
     ids::{ConversationId, UserId},
     pagination::{Page, Paginated},
     store::{
-        AdminUpdate, AuditEntry, Conn, Conversation, Message, NewAuditEntry, UsageGroup,
-        UsageReportRow, User, UserAdminChanges, UserFilter,
+        AdminUpdate, AuditEntry, Conn, Conversation, Message, NewAuditEntry, ReportRanges,
+        UsageGroup, UsageReportRow, User, UserAdminChanges, UserFilter,
     },
 };
 
@@ -115,6 +115,31 @@ pub struct Window {
 }
 
 impl Window {
+    /// Where the report reads the window: whole UTC days from the daily rollup, the partial days
+    /// at either end from the usage rows.
+    pub fn ranges(&self) -> ReportRanges {
+        let fmt = crate::ids::format_time;
+        let midnight = |t: OffsetDateTime| t.date().with_time(Time::MIDNIGHT).assume_utc();
+        let first_day = match midnight(self.from) {
+            d if d == self.from => d,
+            d => d + Duration::days(1),
+        };
+        let end_day = midnight(self.to);
+        if first_day >= end_day {
+            let none = (fmt(self.to), fmt(self.to));
+            return ReportRanges {
+                head: (fmt(self.from), fmt(self.to)),
+                tail: none,
+                days: (String::new(), String::new()),
+            };
+        }
+        ReportRanges {
+            head: (fmt(self.from), fmt(first_day)),
+            tail: (fmt(end_day), fmt(self.to)),
+            days: (first_day.date().to_string(), end_day.date().to_string()),
+        }
+    }
+
     /// Parses `from` and `to`, each RFC 3339 or `YYYY-MM-DD` (UTC; a date `to` includes its whole
     /// day). `to` defaults to now and `from` to 30 days before it; the window must be non-empty and
     /// at most [`MAX_REPORT_DAYS`] long.
@@ -172,13 +197,7 @@ pub async fn usage_report(
     window: &Window,
     group: UsageGroup,
 ) -> Result<Vec<UsageReportRow>> {
-    let rows = conn
-        .usage_report(
-            &crate::ids::format_time(window.from),
-            &crate::ids::format_time(window.to),
-            group,
-        )
-        .await?;
+    let rows = conn.usage_report(&window.ranges(), group).await?;
     record(conn, actor, "usage.report", "usage", String::new()).await?;
     Ok(rows)
 }
@@ -232,5 +251,53 @@ mod tests {
         ] {
             assert!(Window::parse(from, to, now).is_err(), "{from:?} {to:?}");
         }
+    }
+
+    #[test]
+    fn whole_days_come_from_the_rollup_and_partial_ones_from_the_rows() {
+        let now = time::macros::datetime!(2026-12-01 12:00:00 UTC);
+        let w = Window::parse(Some("2026-11-01"), Some("2026-11-30"), now).unwrap();
+        let r = w.ranges();
+        assert_eq!(r.days, ("2026-11-01".into(), "2026-12-01".into()));
+        assert_eq!(r.head.0, r.head.1, "no partial first day");
+        assert_eq!(r.tail.0, r.tail.1, "no partial last day");
+        let w = Window::parse(
+            Some("2026-11-01T06:00:00Z"),
+            Some("2026-11-03T07:30:00Z"),
+            now,
+        )
+        .unwrap();
+        let r = w.ranges();
+        assert_eq!(r.days, ("2026-11-02".into(), "2026-11-03".into()));
+        assert_eq!(
+            r.head,
+            (
+                "2026-11-01T06:00:00.000000Z".into(),
+                "2026-11-02T00:00:00.000000Z".into()
+            )
+        );
+        assert_eq!(
+            r.tail,
+            (
+                "2026-11-03T00:00:00.000000Z".into(),
+                "2026-11-03T07:30:00.000000Z".into()
+            )
+        );
+        // Within one day: the rows only.
+        let w = Window::parse(
+            Some("2026-11-01T06:00:00Z"),
+            Some("2026-11-01T08:00:00Z"),
+            now,
+        )
+        .unwrap();
+        let r = w.ranges();
+        assert_eq!(r.days.0, r.days.1);
+        assert_eq!(
+            r.head,
+            (
+                crate::ids::format_time(w.from),
+                crate::ids::format_time(w.to)
+            )
+        );
     }
 }

@@ -396,6 +396,29 @@ async fn the_usage_report_sums_the_usage_rows_by_user_model_and_day() {
     assert_eq!(before["items"], json!([]));
     assert_eq!(before["total"]["calls"], 0);
 
+    // Whole days (the rollup) and a window ending now (the rows) agree, also after a conversation
+    // and its usage rows are deleted.
+    let calls = |report: Value| report["total"]["calls"].as_i64().unwrap();
+    let whole_day = format!("/api/v1/admin/usage?from={today}&to={today}");
+    let to_now = "/api/v1/admin/usage";
+    assert_eq!(calls(app.get(to_now, Some(&admin.access)).await.json()), 3);
+    let ben_conversation = app
+        .get("/api/v1/conversations", Some(&b.access))
+        .await
+        .json()["items"][0]["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    app.delete(
+        &format!("/api/v1/conversations/{ben_conversation}"),
+        Some(&b.access),
+    )
+    .await;
+    for url in [whole_day.as_str(), to_now] {
+        let report = app.get(url, Some(&admin.access)).await.json();
+        assert_eq!(calls(report.clone()), 2, "{url}: {report}");
+    }
+
     for (query, fields) in [
         ("group_by=week", vec!["group_by"]),
         ("from=yesterday", vec!["from"]),

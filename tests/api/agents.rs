@@ -421,7 +421,10 @@ async fn an_agent_on_a_project_offers_only_its_own_tools() {
         .json();
     let mut plain = reviewer("openai/gpt-4o-mini");
     plain["tools"] = json!([]);
-    let plain = app.post("/api/v1/agents", plain, Some(&t.access)).await.json();
+    let plain = app
+        .post("/api/v1/agents", plain, Some(&t.access))
+        .await
+        .json();
 
     for agent in [&reader, &plain] {
         let res = app
@@ -447,5 +450,8 @@ async fn an_agent_on_a_project_offers_only_its_own_tools() {
         "{system}"
     );
     assert!(sent[1].get("tools").is_none(), "{}", sent[1]);
-    assert_eq!(sent[1]["messages"][0]["content"], "You are a terse Rust reviewer.");
+    assert_eq!(
+        sent[1]["messages"][0]["content"],
+        "You are a terse Rust reviewer."
+    );
 }

@@ -235,3 +235,80 @@ async fn a_chat_turn_costs_few_round_trips() {
     assert_eq!(app.me(&t.access).await.status, StatusCode::OK);
     assert_eq!(trips(before), 1, "GET /users/me reads the user once");
 }
+
+/// Daily budgets on the production store: two app instances (each its own store client) share the
+/// server, and 30 streamed turns at once with room for 10 turns' maximum never overspend.
+#[tokio::test]
+async fn budgets_hold_across_instances_on_remote_libsql() {
+    let Some(sqld) = Sqld::start().await else {
+        return;
+    };
+    let env = [
+        ("LIBSQL_URL", sqld.url.clone()),
+        ("LIBSQL_AUTH_TOKEN", sqld.token()),
+        ("ECHO_DELAY_MS", "50".to_string()),
+        ("BOOTSTRAP_ADMIN_EMAIL", "boss@example.com".to_string()),
+    ];
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let (a, b) = (TestApp::with_env(&env).await, TestApp::with_env(&env).await);
+    let admin = a.register("boss@example.com").await;
+    let t = a.register("budgeted@example.com").await;
+    let user_url = format!("/api/v1/admin/users/{}", t.user["id"].as_str().unwrap());
+    let turn = json!({"message": "remote quota", "max_tokens": 64, "stream": true});
+    a.patch(
+        &user_url,
+        json!({"daily_token_limit": 1}),
+        Some(&admin.access),
+    )
+    .await;
+    let refused = b.chat(&t.access, turn.clone(), None).await;
+    let detail = refused.problem(StatusCode::TOO_MANY_REQUESTS)["detail"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let reserved: i64 = detail
+        .split("up to ")
+        .nth(1)
+        .unwrap()
+        .split(' ')
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap();
+    let limit = 10 * reserved;
+    a.patch(
+        &user_url,
+        json!({"daily_token_limit": limit}),
+        Some(&admin.access),
+    )
+    .await;
+
+    let turns = (0..30).map(|i| {
+        let app = if i % 2 == 0 { &a } else { &b };
+        app.chat(&t.access, turn.clone(), None)
+    });
+    let statuses: Vec<u16> = futures_util::future::join_all(turns)
+        .await
+        .iter()
+        .map(|r| r.status.as_u16())
+        .collect();
+    let ok = statuses.iter().filter(|s| **s == 200).count();
+    assert_eq!(
+        ok + statuses.iter().filter(|s| **s == 429).count(),
+        30,
+        "{statuses:?}"
+    );
+    assert!((10..30).contains(&ok), "{statuses:?}");
+    let report = a
+        .get("/api/v1/admin/usage?group_by=user", Some(&admin.access))
+        .await
+        .json();
+    let billed: i64 = report["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|g| g["key"] == t.user["id"])
+        .map(|g| g["input_tokens"].as_i64().unwrap() + g["output_tokens"].as_i64().unwrap())
+        .sum();
+    assert!(billed <= limit, "billed {billed} of {limit}");
+}

@@ -58,6 +58,15 @@ pub enum UsageGroup {
     Day,
 }
 
+/// What a usage report reads: the usage rows of two time ranges (the partial days at the window's
+/// ends; empty as `[t, t)`) and the whole days `[first, end)` (`YYYY-MM-DD`) of the rollup.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReportRanges {
+    pub head: (String, String),
+    pub tail: (String, String),
+    pub days: (String, String),
+}
+
 #[derive(Debug, Clone)]
 pub struct UsageReportRow {
     pub key: String,
@@ -215,35 +224,54 @@ impl Conn {
         collect(rows, audit_from_row)
     }
 
-    /// Tokens and cost of the usage rows made in `[from, to)`, grouped. The `usage_report` index
-    /// covers every column read, so the report scans the window's index entries only.
+    /// Tokens and cost of the usage rows in a window, grouped: the whole days of `ranges` from the
+    /// `usage_days` rollup, its partial days from the usage rows (the covering `usage_report`
+    /// index). The rollup equals the rows it sums (triggers keep it), so the answer is the rows'
+    /// sum, at a cost that follows the number of groups rather than of rows.
     pub async fn usage_report(
         &self,
-        from: &str,
-        to: &str,
+        ranges: &ReportRanges,
         group: UsageGroup,
     ) -> StoreResult<Vec<UsageReportRow>> {
-        let key = match group {
-            UsageGroup::User => "user_id",
-            UsageGroup::Model => "model",
-            UsageGroup::Day => "substr(created_at, 1, 10)",
+        let (key, day_key) = match group {
+            UsageGroup::User => ("user_id", "user_id"),
+            UsageGroup::Model => ("model", "model"),
+            UsageGroup::Day => ("substr(created_at, 1, 10)", "day"),
         };
         let label = match group {
             UsageGroup::User => "(SELECT email FROM users WHERE users.id = g.key)",
             _ => "NULL",
         };
+        let raw = |from: &str, to: &str| {
+            format!(
+                "SELECT {key} AS key, COUNT(*) AS calls, SUM(input_tokens) AS input,
+                        SUM(output_tokens) AS output, SUM(cached_tokens) AS cached,
+                        SUM(cost_usd) AS cost
+                 FROM usage INDEXED BY usage_report
+                 WHERE created_at >= {from} AND created_at < {to} GROUP BY 1"
+            )
+        };
         let rows = self
             .query(
                 &format!(
-                    "SELECT g.key, {label}, g.calls, g.input, g.output, g.cached, g.cost FROM (
-                         SELECT {key} AS key, COUNT(*) AS calls, SUM(input_tokens) AS input,
-                                SUM(output_tokens) AS output, SUM(cached_tokens) AS cached,
-                                SUM(cost_usd) AS cost
-                         FROM usage INDEXED BY usage_report
-                         WHERE created_at >= ?1 AND created_at < ?2 GROUP BY 1
-                     ) g ORDER BY g.key"
+                    "SELECT g.key, {label}, SUM(g.calls), SUM(g.input), SUM(g.output),
+                            SUM(g.cached), SUM(g.cost) FROM (
+                         {} UNION ALL {} UNION ALL
+                         SELECT {day_key}, SUM(calls), SUM(input_tokens), SUM(output_tokens),
+                                SUM(cached_tokens), SUM(cost_usd)
+                         FROM usage_days WHERE day >= ?5 AND day < ?6 GROUP BY 1
+                     ) g GROUP BY g.key ORDER BY g.key",
+                    raw("?1", "?2"),
+                    raw("?3", "?4")
                 ),
-                libsql::params![from, to],
+                libsql::params![
+                    ranges.head.0.as_str(),
+                    ranges.head.1.as_str(),
+                    ranges.tail.0.as_str(),
+                    ranges.tail.1.as_str(),
+                    ranges.days.0.as_str(),
+                    ranges.days.1.as_str()
+                ],
             )
             .await?;
         collect(rows, |row| {

@@ -34,8 +34,8 @@ use crate::{
 };
 
 pub use admin::{
-    AdminUpdate, AuditEntry, NewAuditEntry, UsageGroup, UsageReportRow, UserAdminChanges,
-    UserFilter,
+    AdminUpdate, AuditEntry, NewAuditEntry, ReportRanges, UsageGroup, UsageReportRow,
+    UserAdminChanges, UserFilter,
 };
 pub use agents::{Agent, AgentChanges, NewAgent};
 pub use attachments::{Attachment, NewAttachment};
