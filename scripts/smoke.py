@@ -12,6 +12,7 @@ import subprocess
 import sys
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 import uuid
 
@@ -115,6 +116,7 @@ def flow():
     chat_flow(login["access_token"])
     attachments_flow(login["access_token"])
     projects_flow(login["access_token"])
+    agents_admin_flow(login["access_token"], reg["user"]["id"], email)
     refreshed = expect("refresh", 200, call("POST", "/auth/refresh", {"refresh_token": login["refresh_token"]}))
     expect("refresh reuse", 401, call("POST", "/auth/refresh", {"refresh_token": login["refresh_token"]}))
     fresh = expect("login again", 200, call("POST", "/auth/login", {"email": email, "password": password}))
@@ -167,6 +169,39 @@ def chat_flow(token):
     usage = expect("usage", 200, call("GET", f"/conversations/{conversation_id}/usage", token=token))
     assert usage["total"]["output_tokens"] > 0, usage
     expect("chat too long", 422, call("POST", "/chat", {"message": "x" * 32001}, token=token))
+
+
+ADMIN_EMAIL = "smoke-admin@example.com"
+
+
+def agents_admin_flow(token, user_id, email):
+    """An agent answers a turn; the bootstrap admin (BOOTSTRAP_ADMIN_EMAIL, set by main) finds the
+    user, blocks their chat with a budget of 0, gives the default back, and reads the usage and
+    audit log."""
+    agent = expect("create agent", 201, call("POST", "/agents", {
+        "name": "Smoke agent", "system_prompt": "Answer briefly.", "model": "local/echo", "max_tokens": 256,
+    }, token=token))
+    turn = expect("chat with agent", 200, call("POST", "/chat", {"message": "hi agent", "agent_id": agent["id"]}, token=token))
+    assert turn["assistant_message"]["agent_id"] == agent["id"], turn
+    expect("admin route as a user", 403, call("GET", "/admin/users", token=token))
+    password = "smoke admin password"
+    code, _, raw = call("POST", "/auth/register", {"email": ADMIN_EMAIL, "password": password})
+    # 409: an earlier run on this data directory registered it.
+    if code not in (201, 409):
+        sys.exit(f"smoke: register the admin: {code} {raw[:300]!r}")
+    admin = expect("admin login", 200, call("POST", "/auth/login", {"email": ADMIN_EMAIL, "password": password}))["access_token"]
+    found = expect("admin finds the user", 200, call("GET", "/admin/users?q=" + urllib.parse.quote(email), token=admin))
+    assert [u["id"] for u in found["items"]] == [user_id], found
+    expect("admin blocks chat", 200, call("PATCH", f"/admin/users/{user_id}", {"daily_token_limit": 0}, token=admin))
+    code, headers, raw = call("POST", "/chat", {"message": "over budget"}, token=token)
+    expect("chat over budget", 429, (code, headers, raw))
+    assert int(headers["Retry-After"]) > 0, headers
+    expect("admin restores the default budget", 200, call("PATCH", f"/admin/users/{user_id}", {"daily_token_limit": None}, token=admin))
+    expect("chat within budget", 200, call("POST", "/chat", {"message": "back"}, token=token))
+    report = expect("usage report", 200, call("GET", "/admin/usage?group_by=user", token=admin))
+    assert any(g["key"] == user_id and g["calls"] >= 3 for g in report["items"]), report
+    audit = expect("audit log", 200, call("GET", "/admin/audit", token=admin))
+    assert any(e["action"] == "user.update" and e["target_id"] == user_id for e in audit["items"]), audit
 
 
 PNG = (b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR\x00\x00\x00\x01\x00\x00\x00\x01\x08\x06\x00\x00\x00\x1f\x15\xc4\x89"
@@ -259,7 +294,7 @@ def start_sqld():
 
 
 def main():
-    env = dict(os.environ, PORT=str(PORT))
+    env = dict(os.environ, PORT=str(PORT), BOOTSTRAP_ADMIN_EMAIL=ADMIN_EMAIL)
     sqld = None
     if "--sqld" in sys.argv:
         sqld, url = start_sqld()
