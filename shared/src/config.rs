@@ -156,6 +156,12 @@ pub struct Config {
     pub turns_per_minute: Option<u32>,
     /// Longest agent system prompt, in characters.
     pub max_system_prompt_chars: usize,
+    /// Largest knowledge document (its text's UTF-8 bytes); the JSON body limit applies too.
+    pub max_document_bytes: usize,
+    /// Longest knowledge chunk, in estimated tokens.
+    pub knowledge_chunk_tokens: usize,
+    /// Tokens of knowledge sources a chat turn may add to the model's context.
+    pub knowledge_context_tokens: usize,
     /// `None` allows any origin (tokens travel in headers, never cookies); otherwise an allow-list.
     pub cors_allowed_origins: Option<Vec<String>>,
     pub bedrock_enabled: bool,
@@ -364,6 +370,10 @@ impl Config {
             turns_per_minute: Some(number(&var, "RATE_LIMIT_TURNS_PER_MINUTE", 0u32)?)
                 .filter(|n| *n > 0),
             max_system_prompt_chars: number(&var, "MAX_SYSTEM_PROMPT_CHARS", 32_000)?,
+            max_document_bytes: number(&var, "MAX_DOCUMENT_BYTES", 512 * 1024)?,
+            knowledge_chunk_tokens: number(&var, "KNOWLEDGE_CHUNK_TOKENS", 200usize)?
+                .clamp(20, 2000),
+            knowledge_context_tokens: number(&var, "KNOWLEDGE_CONTEXT_TOKENS", 1500)?,
             cors_allowed_origins: var("CORS_ALLOWED_ORIGINS").filter(|v| v.trim() != "*").map(
                 |v| {
                     v.split(',')

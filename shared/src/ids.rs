@@ -89,6 +89,10 @@ uuid_id!(
     /// A configured assistant.
     AgentId
 );
+uuid_id!(
+    /// A knowledge document.
+    DocumentId
+);
 
 /// A new UUIDv7 as text, for ids that never travel typed: token `jti`s and families, usage rows,
 /// request ids.

@@ -10,7 +10,7 @@
 //! - **SQL** in [`store`], one module per table family, as methods on [`store::Conn`] that return
 //!   plain row types (no serde, no schemas).
 //! - **Domain logic** in one module per feature: [`accounts`], [`conversations`], [`chat`],
-//!   [`agents`], [`admin`], [`quotas`]. Domain
+//!   [`agents`], [`admin`], [`quotas`], [`knowledge`]. Domain
 //!   functions take what they use (`&Conn`, `&Catalog`, `&Providers`, settings), never the whole
 //!   [`AppState`].
 //! - **Infrastructure** at the root: [`config`], [`http`] (layers, extractors, SSE, the runner),
@@ -40,6 +40,7 @@ pub mod http;
 pub mod idempotency;
 pub mod ids;
 pub mod kinds;
+pub mod knowledge;
 pub mod models;
 pub mod pagination;
 pub mod projects;

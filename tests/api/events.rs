@@ -363,3 +363,26 @@ async fn agents_and_admin_events() {
     assert_eq!(report["from"], "2026-01-01T00:00:00.000000Z");
     assert_eq!(report["to"], "2027-01-01T00:00:00.000000Z");
 }
+
+#[tokio::test]
+async fn knowledge_event_indexes_a_document() {
+    let app = TestApp::spawn().await;
+    let user = app.register("knowledge-events@example.com").await.access;
+    let res = invoke(
+        &app,
+        &api::knowledge::FUNCTION,
+        "knowledge-create.rest.json",
+        Some(&user),
+    )
+    .await;
+    assert_eq!(res["statusCode"], 201, "{res}");
+    let doc = body_json(&res);
+    assert_eq!(doc["title"], "Lighthouses");
+    assert_eq!(doc["chunk_count"], 2);
+    let hits = app
+        .get("/api/v1/knowledge/search?q=fresnel", Some(&user))
+        .await
+        .json();
+    assert_eq!(hits["items"][0]["document_id"], doc["id"]);
+    assert_eq!(hits["items"][0]["heading"], "Lighthouses › Lenses");
+}

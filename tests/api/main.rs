@@ -9,6 +9,7 @@ mod chat;
 mod conversations;
 mod events;
 mod functions;
+mod knowledge;
 mod limits;
 mod modules;
 mod projects;

@@ -52,6 +52,47 @@ async fn a_user_flow_runs_on_remote_libsql() {
     let id = turn["conversation_id"].as_str().unwrap();
     let msgs = app.messages(&t.access, id).await;
     assert_eq!(msgs.len(), 2, "{msgs:?}");
+    // Knowledge on the server: the document and its chunks in one transaction, FTS5 and the
+    // vector index (sqld is libSQL), and a turn that cites it.
+    let doc = app
+        .post(
+            "/api/v1/knowledge/documents",
+            json!({"title": "Wire", "content": "# Wire\n\nHrana carries statements over HTTP."}),
+            Some(&t.access),
+        )
+        .await;
+    assert_eq!(doc.status, StatusCode::CREATED, "{}", doc.text());
+    let doc = doc.json();
+    let hits = app
+        .get(
+            "/api/v1/knowledge/search?q=hrana%20statements",
+            Some(&t.access),
+        )
+        .await
+        .json();
+    assert_eq!(hits["items"][0]["document_id"], doc["id"], "{hits}");
+    let cited = app
+        .chat(
+            &t.access,
+            json!({"message": "what carries statements?", "knowledge": true}),
+            None,
+        )
+        .await
+        .json();
+    assert_eq!(
+        cited["assistant_message"]["citations"][0]["title"], "Wire",
+        "{cited}"
+    );
+    let gone = app
+        .delete(
+            &format!(
+                "/api/v1/knowledge/documents/{}",
+                doc["id"].as_str().unwrap()
+            ),
+            Some(&t.access),
+        )
+        .await;
+    assert_eq!(gone.status, StatusCode::NO_CONTENT);
     let stream = app
         .chat_stream(
             &t.access,

@@ -59,6 +59,9 @@ struct ChatRequest {
     project_id: Option<String>,
     temperature: Option<f32>,
     max_tokens: Option<u32>,
+    /// Retrieve from the user's knowledge documents before answering: the best chunks go to the
+    /// model as numbered sources and the answer carries `citations`. Default: the agent's setting.
+    knowledge: Option<bool>,
     /// Answer with Server-Sent Events (`meta`, `delta`, `done`, `error`); so does `Accept: text/event-stream`.
     #[serde(default, skip_serializing)]
     stream: Option<bool>,
@@ -138,6 +141,8 @@ impl TryFrom<(ChatRequest, &AppState)> for ChatInput {
                 max_bytes: state.config().max_chat_attachment_bytes,
             },
             project_id,
+            knowledge: body.knowledge,
+            knowledge_tokens: state.config().knowledge_context_tokens,
         })
     }
 }

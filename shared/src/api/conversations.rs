@@ -100,6 +100,11 @@ pub struct MessageOut {
     /// The agent in force when the answer was made (answers made with one).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub agent_id: Option<String>,
+    /// The knowledge sources the answer was given, numbered from 1 in this order (answers made
+    /// with knowledge): `document_id`, `title`, `chunk`, `heading`, `score`, `snippet`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schema(value_type = Vec<Object>)]
+    pub citations: Vec<crate::store::Citation>,
 }
 
 /// An attachment as a message lists it; `GET /attachments/{id}` has the rest.
@@ -135,6 +140,7 @@ impl From<Message> for MessageOut {
                 })
                 .collect(),
             changes: m.changes,
+            citations: m.citations,
         }
     }
 }

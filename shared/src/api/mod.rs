@@ -11,6 +11,7 @@ pub mod chat;
 pub mod conversations;
 mod extract;
 pub mod health;
+pub mod knowledge;
 pub mod models;
 pub mod projects;
 pub mod unpacker;
@@ -34,7 +35,7 @@ use crate::{function::Function, state::AppState};
 /// Every function of the service. Adding one: its module here (with its `FUNCTION`), its
 /// `functions/<name>/src/main.rs`, its resource in `template.yaml`, its paths in the watch router
 /// (`Cargo.toml`), and an entry in this list. `tests/api/functions.rs` fails while any is missing.
-pub const FUNCTIONS: [&Function; 11] = [
+pub const FUNCTIONS: [&Function; 12] = [
     &auth::FUNCTION,
     &users::FUNCTION,
     &conversations::FUNCTION,
@@ -44,6 +45,7 @@ pub const FUNCTIONS: [&Function; 11] = [
     &unpacker::FUNCTION,
     &agents::FUNCTION,
     &admin::FUNCTION,
+    &knowledge::FUNCTION,
     &models::FUNCTION,
     &health::FUNCTION,
 ];
@@ -81,6 +83,7 @@ pub fn openapi() -> &'static utoipa::openapi::OpenApi {
         (name = "projects", description = "Code workspaces: files, tree, JSON export and import"),
         (name = "agents", description = "Configured assistants: system prompt, model, parameters, tools"),
         (name = "admin", description = "Admin console (role admin): users, any conversation, usage reports, audit log"),
+        (name = "knowledge", description = "Documents chunked and indexed (full text and vectors), hybrid search"),
         (name = "models", description = "The models catalog"),
         (name = "service", description = "Health and documentation"),
     ),

@@ -188,6 +188,7 @@ mod tests {
             attachments: Vec::new(),
             changes: Vec::new(),
             agent_id: None,
+            citations: Vec::new(),
         }
     }
 

@@ -20,13 +20,14 @@ use crate::{
     error::{Error, FieldError, FieldErrors, Result},
     ids::{AgentId, AttachmentId, ConversationId, MessageId, UserId},
     kinds::{AttachmentStatus, MessageRole, MessageStatus, UploadPurpose},
+    knowledge,
     models::{Catalog, Model},
     providers::{
         FileKind, FilePart, ModelRequest, ProviderError, Providers, RetryPolicy, StreamEvent,
         TokenUsage,
     },
     quotas::{self, Budget, Holds},
-    store::{AttachmentRef, Conn, Conversation, Message, NewMessage, UsageRecord},
+    store::{AttachmentRef, Citation, Conn, Conversation, Message, NewMessage, UsageRecord},
 };
 
 /// The most messages read to build a turn's context. Older unsummarised messages beyond this are
@@ -46,6 +47,10 @@ pub struct ChatInput {
     pub attachments: AttachmentsInput,
     /// For a new conversation: the project it works on (the coding agent's).
     pub project_id: Option<crate::ids::ProjectId>,
+    /// Retrieve from the user's knowledge before the model call; `None` follows the agent.
+    pub knowledge: Option<bool>,
+    /// Tokens the retrieved sources may take in the context.
+    pub knowledge_tokens: usize,
 }
 
 /// The attachments to send with the message (distinct ids), and the largest one a model is sent.
@@ -97,6 +102,8 @@ pub struct Started {
     project: Option<crate::ids::ProjectId>,
     /// The turn's reservation against the user's daily budget.
     holds: Holds,
+    /// The knowledge sources given to the model, recorded on the answer.
+    citations: Vec<Citation>,
 }
 
 pub struct Outcome {
@@ -193,6 +200,20 @@ pub async fn start(
         }?;
         base_system = format!("{base_system}\n\n{view}");
     }
+    // Retrieval runs before the model call (whatever the model), so sources and citations work
+    // with every provider; the request's `knowledge` wins over the agent's.
+    let mut citations = Vec::new();
+    if input
+        .knowledge
+        .unwrap_or_else(|| agent.as_ref().is_some_and(|a| a.knowledge))
+    {
+        if let Some((sources, cited)) =
+            knowledge::context_for(conn, user_id, &input.message, input.knowledge_tokens).await?
+        {
+            base_system = format!("{base_system}\n\n{sources}");
+            citations = cited;
+        }
+    }
 
     // The plan is made before the message is stored, so its cost can be reserved first.
     let (conversation, mut history) = match existing {
@@ -212,6 +233,7 @@ pub async fn start(
         error: None,
         changes: &[],
         agent_id: None,
+        citations: &[],
     };
     history.push(Message {
         seq: i64::MAX,
@@ -226,6 +248,7 @@ pub async fn start(
         attachments: Vec::new(),
         changes: Vec::new(),
         agent_id: None,
+        citations: Vec::new(),
     });
     let mut plan = context::plan(
         &model,
@@ -291,6 +314,7 @@ pub async fn start(
             agent_id,
             project,
             holds,
+            citations,
         }),
         Err(e) => {
             holds.release(conn).await;
@@ -399,6 +423,7 @@ pub async fn run(
         agent_id,
         project,
         mut holds,
+        citations,
     } = started;
     let deadline = Instant::now() + settings.budget;
     let mut usage_rows = Vec::new();
@@ -482,6 +507,7 @@ pub async fn run(
         error: failure.as_ref().and_then(Error::code),
         changes: &changes,
         agent_id: agent_id.as_deref(),
+        citations: &citations,
     };
     let (assistant_message, usage) =
         match store_answer(conn, user_id, answer, &usage_rows, holds.ids()).await {
@@ -703,6 +729,7 @@ struct Answer<'a> {
     error: Option<&'static str>,
     changes: &'a [crate::store::FileChange],
     agent_id: Option<&'a str>,
+    citations: &'a [Citation],
 }
 
 /// Stores the answer with its usage rows (the chat row last) in one statement, which also settles
@@ -741,6 +768,7 @@ async fn store_answer(
                 error: answer.error,
                 changes: answer.changes,
                 agent_id: answer.agent_id,
+                citations: answer.citations,
             },
             &rows,
             holds,

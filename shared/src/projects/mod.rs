@@ -116,7 +116,7 @@ fn parse_description(raw: &str) -> std::result::Result<String, FieldError> {
     Ok(raw.trim().to_string())
 }
 
-fn sha256_hex(bytes: &[u8]) -> String {
+pub(crate) fn sha256_hex(bytes: &[u8]) -> String {
     Sha256::digest(bytes)
         .iter()
         .map(|b| format!("{b:02x}"))

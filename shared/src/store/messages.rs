@@ -23,6 +23,21 @@ pub struct Message {
     pub changes: Vec<FileChange>,
     /// The agent in force when the answer was made (answers only).
     pub agent_id: Option<String>,
+    /// The knowledge chunks the answer was given as numbered sources (answers only).
+    pub citations: Vec<Citation>,
+}
+
+/// A knowledge chunk given to the model as source `[n]` (n = its place in the list, from 1).
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct Citation {
+    pub document_id: String,
+    pub title: String,
+    /// The chunk's position in its document, from 0.
+    pub chunk: i64,
+    pub heading: String,
+    /// The fused retrieval score (reciprocal rank fusion of full-text and vector ranks).
+    pub score: f64,
+    pub snippet: String,
 }
 
 /// A project file the coding agent changed.
@@ -57,6 +72,7 @@ pub struct NewMessage<'a> {
     pub error: Option<&'a str>,
     pub changes: &'a [FileChange],
     pub agent_id: Option<&'a str>,
+    pub citations: &'a [Citation],
 }
 
 impl NewMessage<'_> {
@@ -75,11 +91,12 @@ impl NewMessage<'_> {
             attachments: Vec::new(),
             changes: self.changes.to_vec(),
             agent_id: self.agent_id.map(str::to_string),
+            citations: self.citations.to_vec(),
         }
     }
 }
 
-pub(super) const MESSAGE_COLUMN_COUNT: usize = 12;
+pub(super) const MESSAGE_COLUMN_COUNT: usize = 13;
 /// The last column lists the message's attachments as JSON (an index probe per message; `[]` for
 /// most), so a page of messages shows them without a second query.
 pub(super) const MESSAGE_COLUMNS: &str =
@@ -87,7 +104,7 @@ pub(super) const MESSAGE_COLUMNS: &str =
      (SELECT json_group_array(json_object('id', a.id, 'filename', a.filename,
                                           'content_type', a.content_type, 'size', a.size))
       FROM attachments a WHERE a.message_id = m.id),
-     m.changes, m.agent_id";
+     m.changes, m.agent_id, m.citations";
 
 fn message_from_row(row: &Row) -> StoreResult<Message> {
     message_at(row, 0)
@@ -116,6 +133,11 @@ pub(super) fn message_at(row: &Row, at: i32) -> StoreResult<Message> {
             None => Vec::new(),
         },
         agent_id: col(row, at + 11, "messages.agent_id")?,
+        citations: match col::<Option<String>>(row, at + 12, "messages.citations")? {
+            Some(json) => serde_json::from_str(&json)
+                .map_err(|_| StoreError::Corrupt("messages.citations"))?,
+            None => Vec::new(),
+        },
     })
 }
 
@@ -126,7 +148,7 @@ impl Conn {
         let rows = self.query(
                 "INSERT INTO messages (id, conversation_id, role, content, status, model, error, created_at)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)
-                 RETURNING seq, id, conversation_id, role, content, status, model, error, created_at, '[]', changes, agent_id",
+                 RETURNING seq, id, conversation_id, role, content, status, model, error, created_at, '[]', changes, agent_id, citations",
                 libsql::params![
                     new.id,
                     new.conversation_id,
@@ -158,8 +180,8 @@ impl Conn {
         let rows = self.query(
                 "INSERT INTO messages_with_usage
                      (id, conversation_id, user_id, role, content, status, model, error, created_at, usage, changes,
-                      agent_id, holds)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)
+                      agent_id, holds, citations)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)
                  RETURNING (SELECT seq FROM messages WHERE messages.id = messages_with_usage.id)",
                 libsql::params![
                     new.id,
@@ -174,7 +196,8 @@ impl Conn {
                     usage,
                     (!new.changes.is_empty()).then(|| serde_json::to_string(new.changes).unwrap_or_default()),
                     new.agent_id,
-                    holds
+                    holds,
+                    (!new.citations.is_empty()).then(|| serde_json::to_string(new.citations).unwrap_or_default())
                 ],
             )
             .await?;

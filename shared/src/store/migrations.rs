@@ -32,6 +32,7 @@ pub(crate) const MIGRATIONS: &[(i64, &str, &str)] = migrations![
     11 => "0011_message_changes.sql",
     12 => "0012_unpack_lease.sql",
     13 => "0013_agents_admin_quotas.sql",
+    14 => "0014_knowledge.sql",
 ];
 
 pub(super) async fn apply(conn: &Conn) -> StoreResult<()> {

@@ -15,6 +15,7 @@ mod agents;
 mod attachments;
 mod conversations;
 mod idempotency;
+mod knowledge;
 mod login_failures;
 mod messages;
 mod migrations;
@@ -29,7 +30,7 @@ use std::{sync::Arc, time::Duration};
 
 use crate::{
     config::DatabaseConfig,
-    ids::{AgentId, AttachmentId, ConversationId, MessageId, ProjectId, UserId},
+    ids::{AgentId, AttachmentId, ConversationId, DocumentId, MessageId, ProjectId, UserId},
     kinds::{AgentStatus, AttachmentStatus, MessageRole, MessageStatus, Role, UploadPurpose},
 };
 
@@ -41,8 +42,9 @@ pub use agents::{Agent, AgentChanges, NewAgent};
 pub use attachments::{Attachment, NewAttachment};
 pub use conversations::{Conversation, ConversationChanges, NewConversation};
 pub use idempotency::{IdempotencyRecord, NewClaim};
+pub use knowledge::{ChunkHit, Document, NewChunk, NewDocument};
 pub use login_failures::FailureScope;
-pub use messages::{AttachmentRef, FileChange, Message, NewMessage};
+pub use messages::{AttachmentRef, Citation, FileChange, Message, NewMessage};
 pub use projects::{NewProjectFile, Project, ProjectFile, ProjectWriter};
 pub use quotas::{HoldRequest, RateOutcome};
 pub use tokens::{NewRefreshToken, RefreshOutcome};
@@ -379,6 +381,7 @@ parsed_column!(
     AttachmentId => |s: &str| s.parse().ok(),
     ProjectId => |s: &str| s.parse().ok(),
     AgentId => |s: &str| s.parse().ok(),
+    DocumentId => |s: &str| s.parse().ok(),
     AgentStatus => AgentStatus::parse,
     AttachmentStatus => AttachmentStatus::parse,
     UploadPurpose => UploadPurpose::parse,

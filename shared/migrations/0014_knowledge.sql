@@ -1,0 +1,79 @@
+-- Knowledge: a user's documents, cut into chunks that carry their position and heading path.
+CREATE TABLE documents (
+    id TEXT PRIMARY KEY,
+    user_id TEXT NOT NULL REFERENCES users(id) ON DELETE CASCADE,
+    title TEXT NOT NULL,
+    content_type TEXT NOT NULL,
+    size INTEGER NOT NULL,
+    sha256 TEXT NOT NULL,
+    chunk_count INTEGER NOT NULL,
+    -- the embedder whose vectors the chunks hold (vectors of two embedders are not comparable)
+    embedder TEXT,
+    created_at TEXT NOT NULL,
+    updated_at TEXT NOT NULL
+);
+CREATE INDEX documents_user_created ON documents(user_id, created_at DESC, id DESC);
+
+-- `user_id` is copied onto each chunk so that retrieval filters by owner inside the query, in the
+-- same statement that ranks, for full-text and vector search alike.
+CREATE TABLE chunks (
+    id INTEGER PRIMARY KEY,
+    document_id TEXT NOT NULL REFERENCES documents(id) ON DELETE CASCADE,
+    user_id TEXT NOT NULL,
+    ord INTEGER NOT NULL,
+    heading TEXT NOT NULL,
+    content TEXT NOT NULL,
+    tokens INTEGER NOT NULL,
+    -- 256 dimensions: the offline embedder's size, and a size Titan v2 and OpenAI's
+    -- text-embedding-3 models produce on request (`dimensions`).
+    embedding F32_BLOB(256)
+);
+CREATE INDEX chunks_document ON chunks(document_id, ord);
+CREATE INDEX chunks_user ON chunks(user_id);
+CREATE INDEX chunks_embedding ON chunks(libsql_vector_idx(embedding, 'metric=cosine'));
+
+-- Porter stemming over unicode61: questions are prose ("indexing" should find "indexed"); trigram
+-- would find substrings but triples the index and does not stem. Code search is the projects'.
+CREATE VIRTUAL TABLE chunks_fts USING fts5(
+    heading, content, content = 'chunks', content_rowid = 'id', tokenize = 'porter unicode61'
+);
+
+CREATE TRIGGER chunks_fts_insert AFTER INSERT ON chunks
+BEGIN
+    INSERT INTO chunks_fts (rowid, heading, content) VALUES (NEW.id, NEW.heading, NEW.content);
+END;
+
+CREATE TRIGGER chunks_fts_delete AFTER DELETE ON chunks
+BEGIN
+    INSERT INTO chunks_fts (chunks_fts, rowid, heading, content)
+    VALUES ('delete', OLD.id, OLD.heading, OLD.content);
+END;
+
+-- The sources an answer was given (JSON array of citations), shown with the message.
+ALTER TABLE messages ADD COLUMN citations TEXT;
+
+DROP TRIGGER messages_with_usage_insert;
+DROP VIEW messages_with_usage;
+
+CREATE VIEW messages_with_usage AS
+SELECT m.id, m.conversation_id, u.user_id, m.role, m.content, m.status, m.model, m.error,
+       m.created_at, m.changes, m.agent_id, m.citations, NULL AS usage, NULL AS holds
+FROM messages m JOIN usage u ON u.message_id = m.id
+WHERE 0;
+
+CREATE TRIGGER messages_with_usage_insert INSTEAD OF INSERT ON messages_with_usage
+BEGIN
+    INSERT INTO messages (id, conversation_id, role, content, status, model, error, created_at,
+                          changes, agent_id, citations)
+    VALUES (NEW.id, NEW.conversation_id, NEW.role, NEW.content, NEW.status, NEW.model, NEW.error,
+            NEW.created_at, NEW.changes, NEW.agent_id, NEW.citations);
+    INSERT INTO usage (id, message_id, conversation_id, user_id, model, kind, input_tokens,
+                       output_tokens, cached_tokens, cost_usd, created_at)
+    SELECT json_extract(value, '$.id'), NEW.id, NEW.conversation_id, NEW.user_id,
+           json_extract(value, '$.model'), json_extract(value, '$.kind'),
+           json_extract(value, '$.input_tokens'), json_extract(value, '$.output_tokens'),
+           json_extract(value, '$.cached_tokens'), json_extract(value, '$.cost_usd'),
+           NEW.created_at
+    FROM json_each(NEW.usage);
+    DELETE FROM quota_holds WHERE id IN (SELECT value FROM json_each(COALESCE(NEW.holds, '[]')));
+END;

@@ -1,0 +1,340 @@
+//! Knowledge: a user's documents, chunked and indexed in the store (FTS5 always, vectors from the
+//! embedder), and hybrid retrieval (BM25 and vector ranks fused by reciprocal rank fusion) that
+//! search and chat turns use. Every retrieval is filtered to the owner inside its statement.
+
+pub mod chunking;
+pub mod embedder;
+
+use crate::{
+    error::{Error, FieldError, FieldErrors, Result},
+    ids::{DocumentId, UserId},
+    pagination::{Page, Paginated},
+    providers::estimate_tokens,
+    store::{ChunkHit, Citation, Conn, Document, NewChunk, NewDocument},
+};
+use chunking::ChunkSize;
+
+const MAX_TITLE_CHARS: usize = 200;
+/// Content types a document may have (its text is taken as is; Markdown headings make sections).
+pub const CONTENT_TYPES: [&str; 2] = ["text/plain", "text/markdown"];
+/// Reciprocal rank fusion's constant: ranks beyond the first few differ little.
+const RRF_K: f64 = 60.0;
+/// Results either search contributes before fusion, per result asked for.
+const CANDIDATES_PER_RESULT: u32 = 3;
+/// Neighbours the vector index is asked for before the owner filter, per result asked for.
+const ANN_OVERSAMPLE: u32 = 10;
+/// Characters of a chunk shown as a result's snippet.
+const SNIPPET_CHARS: usize = 240;
+
+/// A document as the client gave it, checked by [`NewDocumentInput::check`].
+#[derive(Debug)]
+pub struct NewDocumentInput {
+    pub title: String,
+    pub content: String,
+    pub content_type: String,
+}
+
+impl NewDocumentInput {
+    /// Trims the title, checks every field (naming each bad one in one 422) and the size (413).
+    pub fn check(mut self, max_bytes: usize) -> Result<Self> {
+        if self.content.len() > max_bytes {
+            return Err(Error::PayloadTooLarge { limit: max_bytes });
+        }
+        let mut errors = FieldErrors::default();
+        self.title = self.title.trim().to_string();
+        if let Err(e) = check_title(&self.title) {
+            errors.push(e);
+        }
+        self.content_type = self.content_type.trim().to_ascii_lowercase();
+        if !CONTENT_TYPES.contains(&self.content_type.as_str()) {
+            errors.push(FieldError::new(
+                "content_type",
+                format!("must be one of {}", CONTENT_TYPES.join(", ")),
+            ));
+        }
+        if self.content.trim().is_empty() {
+            errors.push(FieldError::new("content", "must not be empty"));
+        } else if embedder::words(&self.content).is_empty() {
+            errors.push(FieldError::new("content", "has no words to index"));
+        }
+        errors.finish()?;
+        Ok(self)
+    }
+}
+
+fn check_title(title: &str) -> std::result::Result<(), FieldError> {
+    if title.is_empty() || title.chars().count() > MAX_TITLE_CHARS {
+        return Err(FieldError::new(
+            "title",
+            format!("must be 1 to {MAX_TITLE_CHARS} characters"),
+        ));
+    }
+    Ok(())
+}
+
+/// Chunks, embeds and stores a checked document in one transaction.
+pub async fn create(
+    conn: &Conn,
+    user_id: UserId,
+    input: &NewDocumentInput,
+    size: ChunkSize,
+) -> Result<Document> {
+    let markdown = input.content_type == "text/markdown";
+    let chunks: Vec<NewChunk> = chunking::chunk(&input.content, markdown, size)
+        .into_iter()
+        .enumerate()
+        .map(|(i, c)| {
+            let vector = embedder::embed(&format!("{}\n{}", c.heading, c.content));
+            // A chunk of stop words only has no direction; it is found by full text alone.
+            let embedding = vector
+                .iter()
+                .any(|x| *x != 0.0)
+                .then(|| embedder::to_json(&vector));
+            NewChunk {
+                ord: i as i64,
+                tokens: estimate_tokens(&c.content) as i64,
+                heading: c.heading,
+                content: c.content,
+                embedding,
+            }
+        })
+        .collect();
+    Ok(conn
+        .insert_document(
+            NewDocument {
+                user_id,
+                title: &input.title,
+                content_type: &input.content_type,
+                size: input.content.len() as i64,
+                sha256: &crate::projects::sha256_hex(input.content.as_bytes()),
+                embedder: Some(embedder::LOCAL_EMBEDDER),
+            },
+            &chunks,
+        )
+        .await?)
+}
+
+/// The user's document, or 404 (also for another user's).
+pub async fn get(conn: &Conn, user_id: UserId, id: DocumentId) -> Result<Document> {
+    conn.document(id, user_id).await?.ok_or(Error::NotFound)
+}
+
+pub async fn list(
+    conn: &Conn,
+    user_id: UserId,
+    page: Page<(String, String)>,
+) -> Result<Paginated<Document>> {
+    let rows = conn.list_documents(user_id, page.after, page.limit).await?;
+    Ok(Paginated::from_rows(rows, page.limit, |d| {
+        (d.created_at.clone(), d.id.to_string())
+    }))
+}
+
+pub async fn rename(conn: &Conn, user_id: UserId, id: DocumentId, title: &str) -> Result<Document> {
+    let title = title.trim();
+    check_title(title).map_err(Error::from)?;
+    conn.rename_document(id, user_id, title)
+        .await?
+        .ok_or(Error::NotFound)
+}
+
+pub async fn delete(conn: &Conn, user_id: UserId, id: DocumentId) -> Result<()> {
+    if conn.delete_document(id, user_id).await? {
+        Ok(())
+    } else {
+        Err(Error::NotFound)
+    }
+}
+
+/// A retrieved chunk with its fused score.
+#[derive(Debug, Clone)]
+pub struct Hit {
+    pub chunk: ChunkHit,
+    pub score: f64,
+    /// A piece of the chunk around the first query word it holds.
+    pub snippet: String,
+}
+
+impl Hit {
+    pub fn citation(&self) -> Citation {
+        Citation {
+            document_id: self.chunk.document_id.to_string(),
+            title: self.chunk.title.clone(),
+            chunk: self.chunk.ord,
+            heading: self.chunk.heading.clone(),
+            score: self.score,
+            snippet: self.snippet.clone(),
+        }
+    }
+}
+
+/// The user's `limit` best chunks for `query`: FTS5 BM25 and vector ranks fused by reciprocal
+/// rank fusion. A query without a word to search for is a 422 on `field`.
+pub async fn search(
+    conn: &Conn,
+    user_id: UserId,
+    query: &str,
+    limit: u32,
+    field: &str,
+) -> Result<Vec<Hit>> {
+    let words = embedder::words(query);
+    if words.is_empty() {
+        return Err(Error::invalid(field, "must contain a word to search for"));
+    }
+    let candidates = limit * CANDIDATES_PER_RESULT;
+    // Each word quoted (FTS5 syntax in the query is text, not operators), any of them may match.
+    let fts_query = words
+        .iter()
+        .map(|w| format!("\"{w}\""))
+        .collect::<Vec<_>>()
+        .join(" OR ");
+    let by_text = conn
+        .search_chunks_text(user_id, &fts_query, candidates)
+        .await?;
+    let vector = embedder::to_json(&embedder::embed(query));
+    let by_vector = conn
+        .search_chunks_vector(user_id, &vector, candidates, candidates * ANN_OVERSAMPLE)
+        .await?;
+    Ok(fuse(&[by_text, by_vector], limit as usize)
+        .into_iter()
+        .map(|(chunk, score)| Hit {
+            snippet: snippet(&chunk.content, &words),
+            chunk,
+            score,
+        })
+        .collect())
+}
+
+/// Reciprocal rank fusion: each list gives a chunk 1 / (k + rank); the best sums first (ties by
+/// chunk id, so equal scores order the same every time).
+fn fuse(lists: &[Vec<ChunkHit>], limit: usize) -> Vec<(ChunkHit, f64)> {
+    let mut scored: Vec<(ChunkHit, f64)> = Vec::new();
+    for list in lists {
+        for (rank, hit) in list.iter().enumerate() {
+            let add = 1.0 / (RRF_K + rank as f64 + 1.0);
+            match scored.iter_mut().find(|(h, _)| h.chunk_id == hit.chunk_id) {
+                Some((_, score)) => *score += add,
+                None => scored.push((hit.clone(), add)),
+            }
+        }
+    }
+    scored.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.chunk_id.cmp(&b.0.chunk_id)));
+    scored.truncate(limit);
+    scored
+}
+
+/// About [`SNIPPET_CHARS`] of `content`, starting a little before the first query word it holds.
+fn snippet(content: &str, words: &[String]) -> String {
+    let lower = content.to_lowercase();
+    let at = words
+        .iter()
+        .filter_map(|w| lower.find(w.as_str()))
+        .min()
+        .unwrap_or(0);
+    // `lower` can differ in length from `content` for some scripts; fall back to the start.
+    let at = if lower.len() == content.len() { at } else { 0 };
+    let chars: Vec<char> = content.chars().collect();
+    let start_char = content[..floor_boundary(content, at)]
+        .chars()
+        .count()
+        .saturating_sub(40);
+    let end_char = (start_char + SNIPPET_CHARS).min(chars.len());
+    let mut out: String = chars[start_char..end_char].iter().collect();
+    out = out.split_whitespace().collect::<Vec<_>>().join(" ");
+    if start_char > 0 {
+        out.insert(0, '…');
+    }
+    if end_char < chars.len() {
+        out.push('…');
+    }
+    out
+}
+
+fn floor_boundary(s: &str, mut i: usize) -> usize {
+    i = i.min(s.len());
+    while !s.is_char_boundary(i) {
+        i -= 1;
+    }
+    i
+}
+
+/// What a chat turn is given from the user's knowledge: numbered sources for the system prompt,
+/// as many of the best chunks as fit in `max_tokens`, and their citations in the same order.
+pub async fn context_for(
+    conn: &Conn,
+    user_id: UserId,
+    question: &str,
+    max_tokens: usize,
+) -> Result<Option<(String, Vec<Citation>)>> {
+    // A question without a searchable word retrieves nothing rather than refusing the turn.
+    if embedder::words(question).is_empty() {
+        return Ok(None);
+    }
+    let hits = search(conn, user_id, question, 5, "message").await?;
+    let mut text = String::from(
+        "Sources from the user's knowledge base follow. Use them when they answer the question and \
+         cite them by number, like [1]. Say so when they do not.",
+    );
+    let mut citations = Vec::new();
+    let mut used = estimate_tokens(&text) as usize;
+    for hit in hits {
+        let n = citations.len() + 1;
+        let heading = if hit.chunk.heading.is_empty() {
+            String::new()
+        } else {
+            format!(" › {}", hit.chunk.heading)
+        };
+        let source = format!(
+            "\n\n[{n}] {}{heading}\n{}",
+            hit.chunk.title, hit.chunk.content
+        );
+        let cost = estimate_tokens(&source) as usize;
+        if used + cost > max_tokens {
+            break;
+        }
+        used += cost;
+        text.push_str(&source);
+        citations.push(hit.citation());
+    }
+    Ok((!citations.is_empty()).then_some((text, citations)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn snippets_start_near_the_first_word_and_mark_cuts() {
+        let long = format!("{} whale {}", "x ".repeat(200), "y ".repeat(200));
+        let s = snippet(&long, &["whale".to_string()]);
+        assert!(
+            s.starts_with('…') && s.ends_with('…') && s.contains("whale"),
+            "{s}"
+        );
+        assert_eq!(snippet("short text", &["none".into()]), "short text");
+        assert_eq!(snippet("ÄÖÜ straße", &["straße".into()]), "ÄÖÜ straße");
+    }
+
+    #[test]
+    fn checks_name_each_field_and_size_is_413() {
+        let input = NewDocumentInput {
+            title: " ".into(),
+            content: "  ".into(),
+            content_type: "application/pdf".into(),
+        };
+        let err = input.check(100).unwrap_err();
+        let text = format!("{err:?}");
+        for field in ["title", "content", "content_type"] {
+            assert!(text.contains(field), "{text}");
+        }
+        let big = NewDocumentInput {
+            title: "t".into(),
+            content: "a".repeat(101),
+            content_type: "text/plain".into(),
+        };
+        assert!(matches!(
+            big.check(100),
+            Err(Error::PayloadTooLarge { limit: 100 })
+        ));
+    }
+}

@@ -1,0 +1,259 @@
+//! Knowledge documents and their chunks: full-text (FTS5) and vector (libSQL `vector_top_k`)
+//! retrieval, each filtered to the owner inside the statement that ranks.
+
+use super::{col, collect, first, Conn, Row, StoreError, StoreResult};
+use crate::ids::{DocumentId, UserId};
+
+#[derive(Debug, Clone)]
+pub struct Document {
+    pub id: DocumentId,
+    pub user_id: UserId,
+    pub title: String,
+    pub content_type: String,
+    pub size: i64,
+    pub sha256: String,
+    pub chunk_count: i64,
+    pub embedder: Option<String>,
+    pub created_at: String,
+    pub updated_at: String,
+}
+
+pub struct NewDocument<'a> {
+    pub user_id: UserId,
+    pub title: &'a str,
+    pub content_type: &'a str,
+    pub size: i64,
+    pub sha256: &'a str,
+    pub embedder: Option<&'a str>,
+}
+
+/// A chunk as it is stored; `embedding` is its vector as a JSON array (what `vector32` reads).
+#[derive(Debug, serde::Serialize)]
+pub struct NewChunk {
+    pub ord: i64,
+    pub heading: String,
+    pub content: String,
+    pub tokens: i64,
+    pub embedding: Option<String>,
+}
+
+/// A chunk found by a search, with its document's title.
+#[derive(Debug, Clone)]
+pub struct ChunkHit {
+    pub chunk_id: i64,
+    pub document_id: DocumentId,
+    pub title: String,
+    pub ord: i64,
+    pub heading: String,
+    pub content: String,
+}
+
+const DOCUMENT_COLUMNS: &str = "id, user_id, title, content_type, size, sha256, chunk_count, \
+     embedder, created_at, updated_at";
+
+fn document_from_row(row: &Row) -> StoreResult<Document> {
+    Ok(Document {
+        id: col(row, 0, "documents.id")?,
+        user_id: col(row, 1, "documents.user_id")?,
+        title: col(row, 2, "documents.title")?,
+        content_type: col(row, 3, "documents.content_type")?,
+        size: col(row, 4, "documents.size")?,
+        sha256: col(row, 5, "documents.sha256")?,
+        chunk_count: col(row, 6, "documents.chunk_count")?,
+        embedder: col(row, 7, "documents.embedder")?,
+        created_at: col(row, 8, "documents.created_at")?,
+        updated_at: col(row, 9, "documents.updated_at")?,
+    })
+}
+
+const HIT_COLUMNS: &str = "c.id, c.document_id, d.title, c.ord, c.heading, c.content";
+
+fn hit_from_row(row: &Row) -> StoreResult<ChunkHit> {
+    Ok(ChunkHit {
+        chunk_id: col(row, 0, "chunks.id")?,
+        document_id: col(row, 1, "chunks.document_id")?,
+        title: col(row, 2, "documents.title")?,
+        ord: col(row, 3, "chunks.ord")?,
+        heading: col(row, 4, "chunks.heading")?,
+        content: col(row, 5, "chunks.content")?,
+    })
+}
+
+impl Conn {
+    /// Stores a document with all its chunks, all or nothing: the chunks go in one statement.
+    pub async fn insert_document(
+        &self,
+        new: NewDocument<'_>,
+        chunks: &[NewChunk],
+    ) -> StoreResult<Document> {
+        let id = DocumentId::new();
+        let now = crate::ids::now();
+        let chunks_json =
+            serde_json::to_string(chunks).map_err(|e| StoreError::Db(e.to_string()))?;
+        let tx = self.db.transaction().await?;
+        let rows = super::rows(
+            tx.query(
+                &format!(
+                    "INSERT INTO documents (id, user_id, title, content_type, size, sha256, chunk_count,
+                         embedder, created_at, updated_at)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?9) RETURNING {DOCUMENT_COLUMNS}"
+                ),
+                libsql::params![
+                    id,
+                    new.user_id,
+                    new.title,
+                    new.content_type,
+                    new.size,
+                    new.sha256,
+                    chunks.len() as i64,
+                    new.embedder,
+                    now
+                ],
+            )
+            .await?,
+        )
+        .await?;
+        tx.execute(
+            "INSERT INTO chunks (document_id, user_id, ord, heading, content, tokens, embedding)
+             SELECT ?1, ?2, json_extract(value, '$.ord'), json_extract(value, '$.heading'),
+                    json_extract(value, '$.content'), json_extract(value, '$.tokens'),
+                    CASE WHEN json_extract(value, '$.embedding') IS NULL THEN NULL
+                         ELSE vector32(json_extract(value, '$.embedding')) END
+             FROM json_each(?3)",
+            libsql::params![id, new.user_id, chunks_json],
+        )
+        .await?;
+        tx.commit().await?;
+        first(rows, document_from_row)?.ok_or(StoreError::Corrupt("documents"))
+    }
+
+    /// The document if it belongs to `user_id`; another user's is simply not found.
+    pub async fn document(&self, id: DocumentId, user_id: UserId) -> StoreResult<Option<Document>> {
+        let rows = self
+            .query(
+                &format!("SELECT {DOCUMENT_COLUMNS} FROM documents WHERE id = ?1 AND user_id = ?2"),
+                libsql::params![id, user_id],
+            )
+            .await?;
+        first(rows, document_from_row)
+    }
+
+    /// Newest first; `after` is the (created_at, id) of the previous page's last document.
+    pub async fn list_documents(
+        &self,
+        user_id: UserId,
+        after: Option<(String, String)>,
+        limit: u32,
+    ) -> StoreResult<Vec<Document>> {
+        let (after_at, after_id) = after.unzip();
+        let rows = self
+            .query(
+                &format!(
+                    "SELECT {DOCUMENT_COLUMNS} FROM documents
+                     WHERE user_id = ?1 AND (?2 IS NULL OR (created_at, id) < (?2, ?3))
+                     ORDER BY created_at DESC, id DESC LIMIT ?4"
+                ),
+                libsql::params![user_id, after_at, after_id, limit as i64 + 1],
+            )
+            .await?;
+        collect(rows, document_from_row)
+    }
+
+    pub async fn rename_document(
+        &self,
+        id: DocumentId,
+        user_id: UserId,
+        title: &str,
+    ) -> StoreResult<Option<Document>> {
+        let rows = self
+            .query(
+                &format!(
+                    "UPDATE documents SET title = ?3, updated_at = ?4 WHERE id = ?1 AND user_id = ?2
+                     RETURNING {DOCUMENT_COLUMNS}"
+                ),
+                libsql::params![id, user_id, title, crate::ids::now()],
+            )
+            .await?;
+        first(rows, document_from_row)
+    }
+
+    /// Deletes the document with its chunks (their full-text rows and vectors go with them).
+    pub async fn delete_document(&self, id: DocumentId, user_id: UserId) -> StoreResult<bool> {
+        let tx = self.db.transaction().await?;
+        tx.execute(
+            "DELETE FROM chunks WHERE document_id = (SELECT id FROM documents WHERE id = ?1 AND user_id = ?2)",
+            libsql::params![id, user_id],
+        )
+        .await?;
+        let n = tx
+            .execute(
+                "DELETE FROM documents WHERE id = ?1 AND user_id = ?2",
+                libsql::params![id, user_id],
+            )
+            .await?;
+        tx.commit().await?;
+        Ok(n == 1)
+    }
+
+    /// The user's chunks that match an FTS5 query, best BM25 first (a heading match weighs double).
+    pub async fn search_chunks_text(
+        &self,
+        user_id: UserId,
+        fts_query: &str,
+        limit: u32,
+    ) -> StoreResult<Vec<ChunkHit>> {
+        let rows = self
+            .query(
+                &format!(
+                    "SELECT {HIT_COLUMNS} FROM chunks_fts
+                     JOIN chunks c ON c.id = chunks_fts.rowid
+                     JOIN documents d ON d.id = c.document_id
+                     WHERE chunks_fts MATCH ?1 AND c.user_id = ?2
+                     ORDER BY bm25(chunks_fts, 2.0, 1.0) LIMIT ?3"
+                ),
+                libsql::params![fts_query, user_id, limit as i64],
+            )
+            .await?;
+        collect(rows, hit_from_row)
+    }
+
+    /// The user's chunks nearest to `vector` (a JSON array) by cosine distance. The vector index
+    /// is asked for `candidates` neighbours across all users and the owner filter applied in the
+    /// same statement; when that leaves fewer than `limit` (another user's chunks crowd the
+    /// neighbourhood, or the user has few), an exact scan of the user's own chunks answers.
+    pub async fn search_chunks_vector(
+        &self,
+        user_id: UserId,
+        vector: &str,
+        limit: u32,
+        candidates: u32,
+    ) -> StoreResult<Vec<ChunkHit>> {
+        let rows = self
+            .query(
+                &format!(
+                    "SELECT {HIT_COLUMNS} FROM vector_top_k('chunks_embedding', vector32(?1), ?3) AS v
+                     JOIN chunks c ON c.id = v.id
+                     JOIN documents d ON d.id = c.document_id
+                     WHERE c.user_id = ?2
+                     ORDER BY vector_distance_cos(c.embedding, vector32(?1)) LIMIT ?4"
+                ),
+                libsql::params![vector, user_id, candidates.max(limit) as i64, limit as i64],
+            )
+            .await?;
+        if rows.len() as u32 >= limit {
+            return collect(rows, hit_from_row);
+        }
+        let rows = self
+            .query(
+                &format!(
+                    "SELECT {HIT_COLUMNS} FROM chunks c
+                     JOIN documents d ON d.id = c.document_id
+                     WHERE c.user_id = ?2 AND c.embedding IS NOT NULL
+                     ORDER BY vector_distance_cos(c.embedding, vector32(?1)) LIMIT ?3"
+                ),
+                libsql::params![vector, user_id, limit as i64],
+            )
+            .await?;
+        collect(rows, hit_from_row)
+    }
+}

@@ -1,0 +1,396 @@
+//! Knowledge: documents CRUD and limits, hybrid search (ranking on a labelled set, isolation
+//! through full text and vectors), and chat turns that retrieve and cite.
+
+use axum::http::StatusCode;
+use codechat_api_tests::{fakes, TestApp};
+use serde_json::{json, Value};
+use wiremock::{
+    matchers::{method, path},
+    Mock, MockServer, ResponseTemplate,
+};
+
+async fn add(app: &TestApp, token: &str, title: &str, content: &str) -> Value {
+    let res = app
+        .post(
+            "/api/v1/knowledge/documents",
+            json!({"title": title, "content": content}),
+            Some(token),
+        )
+        .await;
+    assert_eq!(res.status, StatusCode::CREATED, "{}", res.text());
+    res.json()
+}
+
+async fn search(app: &TestApp, token: &str, q: &str) -> Vec<Value> {
+    let res = app
+        .get(
+            &format!("/api/v1/knowledge/search?q={}", urlencode(q)),
+            Some(token),
+        )
+        .await;
+    assert_eq!(res.status, StatusCode::OK, "{}", res.text());
+    res.json()["items"].as_array().unwrap().clone()
+}
+
+fn urlencode(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'a'..=b'z' | b'A'..=b'Z' | b'0'..=b'9' | b'-' | b'_' | b'.' => (b as char).to_string(),
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn documents_crud_is_owner_only_and_checked() {
+    let app = TestApp::with_env(&[("MAX_DOCUMENT_BYTES", "2000")]).await;
+    let t = app.register("docs@example.com").await.access;
+    let other = app.register("other-docs@example.com").await.access;
+
+    let doc = add(
+        &app,
+        &t,
+        "  Lighthouses ",
+        "# Lighthouses\n\nA lighthouse keeper trims the wick.\n\n## Lenses\n\nFresnel lenses bend light.",
+    )
+    .await;
+    assert_eq!(doc["title"], "Lighthouses");
+    assert_eq!(doc["content_type"], "text/markdown");
+    assert_eq!(doc["status"], "ready");
+    assert_eq!(doc["chunk_count"], 2);
+    assert_eq!(doc["embedder"], "local/hashed-ngrams-256");
+    let id = doc["id"].as_str().unwrap().to_string();
+    let second = add(&app, &t, "Plain", "just some words").await;
+
+    let page = app
+        .get("/api/v1/knowledge/documents?limit=1", Some(&t))
+        .await
+        .json();
+    assert_eq!(page["items"][0]["id"], second["id"], "newest first");
+    let cursor = page["next_cursor"].as_str().unwrap();
+    let page = app
+        .get(
+            &format!("/api/v1/knowledge/documents?limit=1&cursor={cursor}"),
+            Some(&t),
+        )
+        .await
+        .json();
+    assert_eq!(page["items"][0]["id"], id.as_str());
+
+    // Another user's document is 404 for every verb, and their list is empty.
+    let url = format!("/api/v1/knowledge/documents/{id}");
+    assert_eq!(
+        app.get(&url, Some(&other)).await.status,
+        StatusCode::NOT_FOUND
+    );
+    let res = app.patch(&url, json!({"title": "x"}), Some(&other)).await;
+    assert_eq!(res.status, StatusCode::NOT_FOUND);
+    assert_eq!(
+        app.delete(&url, Some(&other)).await.status,
+        StatusCode::NOT_FOUND
+    );
+    let list = app
+        .get("/api/v1/knowledge/documents", Some(&other))
+        .await
+        .json();
+    assert_eq!(list["items"], json!([]));
+    assert!(search(&app, &other, "lighthouse").await.is_empty());
+    assert_eq!(
+        app.get("/api/v1/knowledge/documents", None).await.status,
+        StatusCode::UNAUTHORIZED
+    );
+
+    let renamed = app
+        .patch(&url, json!({"title": "Lights"}), Some(&t))
+        .await
+        .json();
+    assert_eq!(renamed["title"], "Lights");
+    let res = app.patch(&url, json!({"title": " "}), Some(&t)).await;
+    assert_eq!(res.invalid_fields(), ["title"]);
+
+    // Every bad field is named; nothing is stored.
+    let res = app
+        .post(
+            "/api/v1/knowledge/documents",
+            json!({"title": "", "content": " ", "content_type": "application/pdf"}),
+            Some(&t),
+        )
+        .await;
+    let mut fields = res.invalid_fields();
+    fields.sort();
+    assert_eq!(fields, ["content", "content_type", "title"]);
+    let res = app
+        .post(
+            "/api/v1/knowledge/documents",
+            json!({"title": "t", "content": "the of and"}),
+            Some(&t),
+        )
+        .await;
+    assert_eq!(res.invalid_fields(), ["content"]);
+    // The size limit at its edge: 2000 bytes go in, 2001 are 413.
+    let edge = "word ".repeat(400);
+    assert_eq!(edge.len(), 2000);
+    add(&app, &t, "Edge", &edge).await;
+    let res = app
+        .post(
+            "/api/v1/knowledge/documents",
+            json!({"title": "t", "content": format!("{edge}x")}),
+            Some(&t),
+        )
+        .await;
+    res.problem(StatusCode::PAYLOAD_TOO_LARGE);
+    let list = app
+        .get("/api/v1/knowledge/documents", Some(&t))
+        .await
+        .json();
+    assert_eq!(list["items"].as_array().unwrap().len(), 3);
+
+    // Search finds the chunk under its heading; bad queries are 422.
+    let hits = search(&app, &t, "fresnel lens").await;
+    assert_eq!(hits[0]["document_id"], id.as_str());
+    assert_eq!(hits[0]["heading"], "Lighthouses › Lenses");
+    assert_eq!(hits[0]["chunk"], 1);
+    assert!(hits[0]["snippet"].as_str().unwrap().contains("Fresnel"));
+    let res = app.get("/api/v1/knowledge/search?q=the", Some(&t)).await;
+    assert_eq!(res.invalid_fields(), ["q"]);
+    let res = app
+        .get("/api/v1/knowledge/search?q=light&limit=0", Some(&t))
+        .await;
+    assert_eq!(res.invalid_fields(), ["limit"]);
+    // FTS5 syntax is text, not an operator (no 500 from a stray quote or NEAR).
+    let res = app
+        .get("/api/v1/knowledge/search?q=%22lens%20NEAR(%20*", Some(&t))
+        .await;
+    assert_eq!(res.status, StatusCode::OK, "{}", res.text());
+
+    // Deleting takes the chunks with it: neither full text nor vectors find them.
+    assert_eq!(
+        app.delete(&url, Some(&t)).await.status,
+        StatusCode::NO_CONTENT
+    );
+    assert_eq!(app.get(&url, Some(&t)).await.status, StatusCode::NOT_FOUND);
+    let hits = search(&app, &t, "fresnel lighthouse keeper").await;
+    assert!(
+        hits.iter().all(|h| h["document_id"] != id.as_str()),
+        "{hits:?}"
+    );
+}
+
+/// Ten short documents on distinct subjects and a question for each, worded differently from the
+/// document (other inflections, other word order).
+const LABELLED: [(&str, &str, &str); 10] = [
+    ("Whaling", "The harpooner stood in the bow as the boat closed on the sperm whale. Whalers boiled blubber into oil aboard the ship.", "how was oil made from whales"),
+    ("Beekeeping", "Worker bees gather nectar and turn it into honey inside wax combs. The beekeeper smokes the hive before lifting the frames.", "why does a beekeeper use smoke on hives"),
+    ("Volcanoes", "Magma rises through the crust and erupts as lava. Ash clouds from an eruption can ground aircraft for days.", "what happens when a volcano erupts"),
+    ("Chess openings", "The Sicilian Defence answers e4 with c5. Openings aim to develop knights and bishops and castle the king early.", "which defence replies to e4 in chess"),
+    ("Bread", "Sourdough bread rises with a starter of wild yeast. Knead the dough, let it prove overnight and bake it in a hot oven.", "how long should sourdough dough prove"),
+    ("Rust ownership", "Every value in Rust has one owner. Borrowing lends a reference; the borrow checker rejects a mutable borrow alongside shared ones.", "what does the borrow checker reject"),
+    ("Lighthouses", "A lighthouse keeper tended the lamp through the night. Fresnel lenses focus the beam so ships see it from far away.", "who kept the lamp lit in a lighthouse"),
+    ("Orbits", "A satellite in low orbit circles the Earth in about ninety minutes. Higher orbits are slower; geostationary satellites match the planet's rotation.", "how fast do satellites orbit the earth"),
+    ("Violins", "Luthiers carve violin tops from spruce and backs from maple. The varnish affects how the instrument sounds.", "what wood are violins made from"),
+    ("Tea", "Green tea leaves are steamed or pan-fired to stop oxidation. Black tea is fully oxidised before drying.", "difference between green and black tea processing"),
+];
+
+#[tokio::test]
+async fn hybrid_search_ranks_the_labelled_set_and_stays_within_the_owner() {
+    let app = TestApp::spawn().await;
+    let t = app.register("rank@example.com").await.access;
+    let mut ids = Vec::new();
+    for (title, content, _) in LABELLED {
+        ids.push(
+            add(&app, &t, title, content).await["id"]
+                .as_str()
+                .unwrap()
+                .to_string(),
+        );
+    }
+    let mut found = 0;
+    for (i, (_, _, question)) in LABELLED.iter().enumerate() {
+        let hits = search(&app, &t, question).await;
+        let top3: Vec<&str> = hits
+            .iter()
+            .take(3)
+            .map(|h| h["document_id"].as_str().unwrap())
+            .collect();
+        if top3.contains(&ids[i].as_str()) {
+            found += 1;
+        } else {
+            eprintln!(
+                "missed: {question:?} -> {:?}",
+                hits.iter().take(3).map(|h| &h["title"]).collect::<Vec<_>>()
+            );
+        }
+        let scores: Vec<f64> = hits.iter().map(|h| h["score"].as_f64().unwrap()).collect();
+        assert!(
+            scores.windows(2).all(|w| w[0] >= w[1]),
+            "best first: {scores:?}"
+        );
+    }
+    assert!(
+        found >= 9,
+        "the expected document was in the top 3 for {found} of 10 questions"
+    );
+
+    // Another user with many chunks of their own, the same words included: the first user's
+    // results are only theirs, through full text and through the vector index (whose nearest
+    // neighbours across users are now mostly the other's).
+    let other = app.register("crowd@example.com").await.access;
+    for i in 0..30 {
+        let (title, content, _) = LABELLED[i % 10];
+        add(&app, &other, &format!("{title} copy {i}"), content).await;
+    }
+    for (_, _, question) in LABELLED {
+        for hit in search(&app, &t, question).await {
+            assert!(
+                ids.contains(&hit["document_id"].as_str().unwrap().to_string()),
+                "{hit}"
+            );
+        }
+    }
+    // A query sharing no word with the user's documents still answers from the user's own
+    // chunks only (vector neighbours), never the other user's.
+    let other_only = add(&app, &other, "Zebras", "zebra stripes savannah herds").await;
+    let hits = search(&app, &t, "zebra stripes savannah").await;
+    assert!(
+        !hits.is_empty(),
+        "vector neighbours answer when no word matches"
+    );
+    assert!(
+        hits.iter()
+            .all(|h| ids.contains(&h["document_id"].as_str().unwrap().to_string())),
+        "{hits:?}"
+    );
+    assert!(hits.iter().all(|h| h["document_id"] != other_only["id"]));
+    assert_eq!(
+        search(&app, &other, "zebra stripes").await[0]["document_id"],
+        other_only["id"]
+    );
+}
+
+#[tokio::test]
+async fn chat_with_knowledge_sends_numbered_sources_and_cites_them() {
+    let server = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(path("/v1/chat/completions"))
+        .respond_with(
+            ResponseTemplate::new(200).set_body_json(fakes::openai_completion(
+                "Spruce and maple [1].",
+                80,
+                5,
+                0,
+            )),
+        )
+        .mount(&server)
+        .await;
+    let app = TestApp::with_openai_fake(
+        &format!("{}/v1", server.uri()),
+        &[("DEFAULT_MODEL", "local/echo")],
+    )
+    .await;
+    let t = app.register("cite@example.com").await.access;
+    let mut ids = Vec::new();
+    for (title, content, _) in LABELLED {
+        ids.push(
+            add(&app, &t, title, content).await["id"]
+                .as_str()
+                .unwrap()
+                .to_string(),
+        );
+    }
+
+    // Without knowledge nothing is retrieved.
+    let res = app
+        .post(
+            "/api/v1/chat",
+            json!({"message": "what wood are violins made from"}),
+            Some(&t),
+        )
+        .await;
+    assert_eq!(res.status, StatusCode::OK, "{}", res.text());
+    assert!(res.json()["assistant_message"].get("citations").is_none());
+
+    // With it, the model is given numbered sources and the answer carries their citations.
+    let res = app
+        .post(
+            "/api/v1/chat",
+            json!({"message": "what wood are violins made from", "knowledge": true, "model": "openai/gpt-4o-mini"}),
+            Some(&t),
+        )
+        .await;
+    assert_eq!(res.status, StatusCode::OK, "{}", res.text());
+    let body = res.json();
+    let citations = body["assistant_message"]["citations"]
+        .as_array()
+        .unwrap()
+        .clone();
+    assert_eq!(
+        citations[0]["document_id"],
+        ids[8].as_str(),
+        "{citations:?}"
+    );
+    assert_eq!(citations[0]["title"], "Violins");
+    assert_eq!(citations[0]["chunk"], 0);
+    assert!(citations[0]["score"].as_f64().unwrap() > 0.0);
+    let sent: Value = server.received_requests().await.unwrap()[0]
+        .body_json()
+        .unwrap();
+    let system = sent["messages"][0]["content"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    assert!(
+        system.contains("[1] Violins") && system.contains("spruce"),
+        "{sent}"
+    );
+    // Stored with the message, shown when the conversation is read.
+    let conversation = body["conversation_id"].as_str().unwrap();
+    let messages = app.messages(&t, conversation).await;
+    assert_eq!(messages[1]["citations"], Value::Array(citations.clone()));
+
+    // An agent with knowledge retrieves on its own; streamed, `done` carries the citations.
+    let agent = app
+        .post(
+            "/api/v1/agents",
+            json!({"name": "Librarian", "system_prompt": "Answer from the sources.", "model": "local/echo", "knowledge": true}),
+            Some(&t),
+        )
+        .await
+        .json();
+    let events = app
+        .chat_stream(
+            &t,
+            json!({"message": "why does a beekeeper use smoke", "agent_id": agent["id"]}),
+            None,
+        )
+        .await;
+    let done = &events
+        .iter()
+        .find(|e| e.event == "done")
+        .expect("a done event")
+        .data;
+    assert_eq!(
+        done["assistant_message"]["citations"][0]["title"], "Beekeeping",
+        "{done}"
+    );
+    // The request can turn the agent's retrieval off.
+    let res = app
+        .post(
+            "/api/v1/chat",
+            json!({"message": "why does a beekeeper use smoke", "agent_id": agent["id"], "knowledge": false}),
+            Some(&t),
+        )
+        .await;
+    assert!(res.json()["assistant_message"].get("citations").is_none());
+
+    // Another user asking with knowledge gets nothing of the first user's.
+    let other = app.register("cite-other@example.com").await.access;
+    let res = app
+        .post(
+            "/api/v1/chat",
+            json!({"message": "what wood are violins made from", "knowledge": true}),
+            Some(&other),
+        )
+        .await;
+    assert_eq!(res.status, StatusCode::OK);
+    assert!(res.json()["assistant_message"].get("citations").is_none());
+}
