@@ -117,6 +117,7 @@ def flow():
     attachments_flow(login["access_token"])
     projects_flow(login["access_token"])
     agents_admin_flow(login["access_token"], reg["user"]["id"], email)
+    knowledge_flow()
     refreshed = expect("refresh", 200, call("POST", "/auth/refresh", {"refresh_token": login["refresh_token"]}))
     expect("refresh reuse", 401, call("POST", "/auth/refresh", {"refresh_token": login["refresh_token"]}))
     fresh = expect("login again", 200, call("POST", "/auth/login", {"email": email, "password": password}))
@@ -202,6 +203,23 @@ def agents_admin_flow(token, user_id, email):
     assert any(g["key"] == user_id and g["calls"] >= 3 for g in report["items"]), report
     audit = expect("audit log", 200, call("GET", "/admin/audit", token=admin))
     assert any(e["action"] == "user.update" and e["target_id"] == user_id for e in audit["items"]), audit
+
+
+def knowledge_flow():
+    """The README's corpus command loads the sample documents; a question with knowledge cites them."""
+    email, password = f"reader-{uuid.uuid4().hex[:8]}@example.com", "smoke reader password"
+    subprocess.run([sys.executable, os.path.join(ROOT, "scripts", "load-corpus"), "--base", BASE,
+                    "--email", email, "--password", password], check=True)
+    token = expect("reader login", 200, call("POST", "/auth/login", {"email": email, "password": password}))["access_token"]
+    docs = expect("documents", 200, call("GET", "/knowledge/documents", token=token))
+    assert len(docs["items"]) == 3, docs
+    hits = expect("search", 200, call("GET", "/knowledge/search?q=" + urllib.parse.quote("tortoise hare race"), token=token))
+    assert hits["items"][0]["heading"].endswith("The Tortoise and the Hare"), hits
+    turn = expect("chat with knowledge", 200, call("POST", "/chat", {
+        "message": "Who won the race between the tortoise and the hare?", "knowledge": True}, token=token))
+    citations = turn["assistant_message"]["citations"]
+    assert citations and citations[0]["title"] == "Fables of Aesop, retold", citations
+    expect("delete document", 204, call("DELETE", f"/knowledge/documents/{docs['items'][0]['id']}", token=token))
 
 
 PNG = (b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR\x00\x00\x00\x01\x00\x00\x00\x01\x08\x06\x00\x00\x00\x1f\x15\xc4\x89"

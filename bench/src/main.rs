@@ -15,10 +15,12 @@
 //! Run: `cargo run --release -p bench` (builds the function binaries in release mode first);
 //! `-- --load-only` runs only the instances-at-once section, `-- --uploads-only` only the
 //! attachments and projects, `-- --in-process-only` only the chat turn in-process (no release binaries are
-//! built), for profiling, `-- --quotas-only` only the budget and usage-report figures.
+//! built), for profiling, `-- --quotas-only` only the budget and usage-report figures,
+//! `-- --knowledge-only` only indexing and retrieval at 1k and 100k chunks.
 
 mod cpu;
 mod in_process;
+mod knowledge;
 mod load;
 mod projects;
 mod quotas;
@@ -557,6 +559,22 @@ async fn chat_in_process(app: &InProcess, token: &str) -> Vec<Row> {
 
 #[tokio::main]
 async fn main() {
+    if std::env::args().any(|a| a == "--knowledge-only") {
+        // Indexing and retrieval at 1k and 100k chunks: no release binaries are started.
+        let data = std::env::temp_dir().join(format!("codechat-bench-{}", std::process::id()));
+        let app = InProcess::start(&data).await;
+        for r in knowledge::measure(&app).await {
+            println!(
+                "{:<78} {:>5} {:>10} {:>10}",
+                r.route,
+                r.n,
+                ms(r.p50),
+                ms(r.p90)
+            );
+        }
+        let _ = std::fs::remove_dir_all(&data);
+        return;
+    }
     if std::env::args().any(|a| a == "--quotas-only") {
         // Budgets on a chat turn and the admin usage report: no release binaries are started.
         let data = std::env::temp_dir().join(format!("codechat-bench-{}", std::process::id()));
@@ -894,6 +912,7 @@ async fn main() {
         .await,
     );
     in_process.extend(quotas::measure(&app, &data).await);
+    in_process.extend(knowledge::measure(&app).await);
     for (label, path, token) in &pages {
         in_process.push(
             app.measure(

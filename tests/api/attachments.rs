@@ -5,7 +5,7 @@ use axum::{
     body::Body,
     http::{header, Method, Request, StatusCode},
 };
-use codechat_api_tests::{request, s3::S3Server, TestApp, TestResponse};
+use codechat_api_tests::{request, s3::S3Server, Part, TestApp, TestResponse};
 use serde_json::{json, Value};
 
 const PNG: &[u8] =
@@ -56,28 +56,6 @@ impl Setup {
     }
 }
 
-fn multipart(parts: &[Part<'_>]) -> (String, Vec<u8>) {
-    let boundary = "codechat-test-boundary-7d3f";
-    let mut body = Vec::new();
-    for (name, filename, content_type, bytes) in parts {
-        body.extend_from_slice(format!("--{boundary}\r\n").as_bytes());
-        let mut disposition = format!("Content-Disposition: form-data; name=\"{name}\"");
-        if let Some(f) = filename {
-            disposition.push_str(&format!("; filename=\"{f}\""));
-        }
-        body.extend_from_slice(disposition.as_bytes());
-        body.extend_from_slice(b"\r\n");
-        if let Some(t) = content_type {
-            body.extend_from_slice(format!("Content-Type: {t}\r\n").as_bytes());
-        }
-        body.extend_from_slice(b"\r\n");
-        body.extend_from_slice(bytes);
-        body.extend_from_slice(b"\r\n");
-    }
-    body.extend_from_slice(format!("--{boundary}--\r\n").as_bytes());
-    (format!("multipart/form-data; boundary={boundary}"), body)
-}
-
 async fn upload(
     app: &TestApp,
     token: &str,
@@ -93,20 +71,9 @@ async fn upload(
     .await
 }
 
-type Part<'a> = (&'a str, Option<&'a str>, Option<&'a str>, &'a [u8]);
-
 async fn post_multipart(app: &TestApp, token: &str, parts: &[Part<'_>]) -> TestResponse {
-    let (ct, body) = multipart(parts);
-    app.send(
-        Request::builder()
-            .method(Method::POST)
-            .uri("/api/v1/attachments")
-            .header(header::AUTHORIZATION, format!("Bearer {token}"))
-            .header(header::CONTENT_TYPE, ct)
-            .body(Body::from(body))
-            .unwrap(),
-    )
-    .await
+    app.post_multipart("/api/v1/attachments", token, parts)
+        .await
 }
 
 fn sha256_hex(bytes: &[u8]) -> String {

@@ -394,3 +394,298 @@ async fn chat_with_knowledge_sends_numbered_sources_and_cites_them() {
     assert_eq!(res.status, StatusCode::OK);
     assert!(res.json()["assistant_message"].get("citations").is_none());
 }
+
+#[tokio::test]
+async fn an_agent_searches_knowledge_mid_turn_with_its_tool() {
+    let server = MockServer::start().await;
+    let tool_call = json!({
+        "id": "chatcmpl-tools", "object": "chat.completion", "created": 1, "model": "gpt-4o-mini",
+        "choices": [{"index": 0, "finish_reason": "tool_calls", "message": {
+            "role": "assistant", "content": null,
+            "tool_calls": [{"id": "call_1", "type": "function", "function": {
+                "name": "search_knowledge", "arguments": json!({"query": "violin wood"}).to_string()}}]
+        }}],
+        "usage": {"prompt_tokens": 100, "completion_tokens": 10, "total_tokens": 110}
+    });
+    for reply in [
+        tool_call,
+        fakes::openai_completion("Spruce tops, maple backs.", 150, 6, 0),
+    ] {
+        Mock::given(method("POST"))
+            .and(path("/v1/chat/completions"))
+            .respond_with(ResponseTemplate::new(200).set_body_json(reply))
+            .up_to_n_times(1)
+            .mount(&server)
+            .await;
+    }
+    let app = TestApp::with_openai_fake(&format!("{}/v1", server.uri()), &[]).await;
+    let t = app.register("tool-search@example.com").await.access;
+    let other = app.register("tool-other@example.com").await.access;
+    for (title, content, _) in LABELLED {
+        add(&app, &t, title, content).await;
+    }
+    add(
+        &app,
+        &other,
+        "Secret violins",
+        "violin wood secret of the other user",
+    )
+    .await;
+    let agent = app
+        .post(
+            "/api/v1/agents",
+            json!({"name": "Researcher", "system_prompt": "Search before answering.",
+                   "model": "openai/gpt-4o-mini", "tools": ["search_knowledge"]}),
+            Some(&t),
+        )
+        .await
+        .json();
+    let res = app
+        .post(
+            "/api/v1/chat",
+            json!({"message": "What are violins made of?", "agent_id": agent["id"]}),
+            Some(&t),
+        )
+        .await;
+    assert_eq!(res.status, StatusCode::OK, "{}", res.text());
+    assert_eq!(
+        res.json()["assistant_message"]["content"],
+        "Spruce tops, maple backs."
+    );
+    let sent: Vec<Value> = server
+        .received_requests()
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.body_json().unwrap())
+        .collect();
+    // Only the agent's tool is offered (no project: no file tools).
+    let offered: Vec<&str> = sent[0]["tools"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["function"]["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(offered, ["search_knowledge"]);
+    let output = sent[1]["messages"]
+        .as_array()
+        .unwrap()
+        .last()
+        .unwrap()
+        .clone();
+    assert_eq!(output["role"], "tool");
+    let text = output["content"].as_str().unwrap();
+    assert!(text.starts_with("[1] Violins"), "{text}");
+    assert!(
+        !text.contains("Secret"),
+        "another user's document reached the tool: {text}"
+    );
+}
+
+/// A one-page PDF showing `lines` in Helvetica (a standard font, WinAnsi), with a correct xref.
+fn pdf(lines: &[&str]) -> Vec<u8> {
+    let mut content = String::from("BT /F1 12 Tf 72 720 Td 14 TL\n");
+    for line in lines {
+        let escaped = line
+            .replace('\\', "\\\\")
+            .replace('(', "\\(")
+            .replace(')', "\\)");
+        content.push_str(&format!("({escaped}) Tj T*\n"));
+    }
+    content.push_str("ET");
+    let objects = [
+        "<< /Type /Catalog /Pages 2 0 R >>".to_string(),
+        "<< /Type /Pages /Kids [3 0 R] /Count 1 >>".to_string(),
+        "<< /Type /Page /Parent 2 0 R /MediaBox [0 0 612 792] /Resources << /Font << /F1 4 0 R >> >> /Contents 5 0 R >>".to_string(),
+        "<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica /Encoding /WinAnsiEncoding >>".to_string(),
+        format!("<< /Length {} >>\nstream\n{content}\nendstream", content.len()),
+    ];
+    let mut out = b"%PDF-1.4\n".to_vec();
+    let mut offsets = Vec::new();
+    for (i, object) in objects.iter().enumerate() {
+        offsets.push(out.len());
+        out.extend_from_slice(format!("{} 0 obj\n{object}\nendobj\n", i + 1).as_bytes());
+    }
+    let xref = out.len();
+    out.extend_from_slice(
+        format!("xref\n0 {}\n0000000000 65535 f \n", objects.len() + 1).as_bytes(),
+    );
+    for offset in offsets {
+        out.extend_from_slice(format!("{offset:010} 00000 n \n").as_bytes());
+    }
+    out.extend_from_slice(
+        format!(
+            "trailer\n<< /Size {} /Root 1 0 R >>\nstartxref\n{xref}\n%%EOF\n",
+            objects.len() + 1
+        )
+        .as_bytes(),
+    );
+    out
+}
+
+const DOCUMENTS: &str = "/api/v1/knowledge/documents";
+
+#[tokio::test]
+async fn documents_come_from_text_markdown_and_pdf_files_and_attachments() {
+    let app = TestApp::with_env(&[("MAX_INLINE_UPLOAD_BYTES", "20000")]).await;
+    let t = app.register("files@example.com").await.access;
+    let other = app.register("files-other@example.com").await.access;
+
+    let md = b"# Kettles\n\nThe kettle whistles when the water boils.";
+    let res = app
+        .post_multipart(
+            DOCUMENTS,
+            &t,
+            &[(
+                "file",
+                Some("kettles.md"),
+                Some("application/octet-stream"),
+                md,
+            )],
+        )
+        .await;
+    assert_eq!(res.status, StatusCode::CREATED, "{}", res.text());
+    let doc = res.json();
+    assert_eq!(doc["title"], "kettles");
+    assert_eq!(doc["content_type"], "text/markdown");
+
+    let bytes = pdf(&[
+        "The lighthouse keeper trims the wick at dusk.",
+        "Fresnel lenses focus the beam (far out to sea).",
+    ]);
+    let res = app
+        .post_multipart(
+            DOCUMENTS,
+            &t,
+            &[
+                ("title", None, None, b"Keeper's log"),
+                ("file", Some("log.pdf"), Some("application/pdf"), &bytes),
+            ],
+        )
+        .await;
+    assert_eq!(res.status, StatusCode::CREATED, "{}", res.text());
+    let log = res.json();
+    assert_eq!(log["title"], "Keeper's log");
+    assert_eq!(log["content_type"], "application/pdf");
+    let hits = search(&app, &t, "fresnel lenses").await;
+    assert_eq!(hits[0]["document_id"], log["id"], "{hits:?}");
+
+    // Refusals store nothing: a PDF without text, a file that is not a PDF, another kind of
+    // file, a file over the inline limit (at its edge), no file at all.
+    let blank = pdf(&[]);
+    let res = app
+        .post_multipart(
+            DOCUMENTS,
+            &t,
+            &[("file", Some("scan.pdf"), Some("application/pdf"), &blank)],
+        )
+        .await;
+    assert_eq!(res.invalid_fields(), ["file"], "{}", res.text());
+    assert!(res.text().contains("no extractable text"), "{}", res.text());
+    let res = app
+        .post_multipart(
+            DOCUMENTS,
+            &t,
+            &[("file", Some("bad.pdf"), None, b"%PDF-1.7 not really")],
+        )
+        .await;
+    assert_eq!(res.invalid_fields(), ["file"], "{}", res.text());
+    let res = app
+        .post_multipart(
+            DOCUMENTS,
+            &t,
+            &[(
+                "file",
+                Some("x.png"),
+                Some("image/png"),
+                b"\x89PNG\r\n\x1a\n",
+            )],
+        )
+        .await;
+    res.problem(StatusCode::UNSUPPORTED_MEDIA_TYPE);
+    let edge = "word ".repeat(4000);
+    assert_eq!(edge.len(), 20000);
+    let res = app
+        .post_multipart(
+            DOCUMENTS,
+            &t,
+            &[(
+                "file",
+                Some("edge.txt"),
+                Some("text/plain"),
+                edge.as_bytes(),
+            )],
+        )
+        .await;
+    assert_eq!(res.status, StatusCode::CREATED, "{}", res.text());
+    let over = format!("{edge}x");
+    let res = app
+        .post_multipart(
+            DOCUMENTS,
+            &t,
+            &[(
+                "file",
+                Some("over.txt"),
+                Some("text/plain"),
+                over.as_bytes(),
+            )],
+        )
+        .await;
+    res.problem(StatusCode::PAYLOAD_TOO_LARGE);
+    let res = app
+        .post_multipart(DOCUMENTS, &t, &[("note", None, None, b"no file")])
+        .await;
+    assert_eq!(res.invalid_fields(), ["file"]);
+
+    // From a ready attachment of the user's; another user's is not found.
+    let res = app
+        .post_multipart(
+            "/api/v1/attachments",
+            &t,
+            &[(
+                "file",
+                Some("recipe.txt"),
+                Some("text/plain"),
+                b"Knead the sourdough and let it prove.",
+            )],
+        )
+        .await;
+    assert_eq!(res.status, StatusCode::CREATED, "{}", res.text());
+    let attachment = res.json()["id"].as_str().unwrap().to_string();
+    let res = app
+        .post(DOCUMENTS, json!({"attachment_id": attachment}), Some(&t))
+        .await;
+    assert_eq!(res.status, StatusCode::CREATED, "{}", res.text());
+    let recipe = res.json();
+    assert_eq!(recipe["title"], "recipe");
+    assert_eq!(recipe["content_type"], "text/plain");
+    assert_eq!(
+        search(&app, &t, "sourdough").await[0]["document_id"],
+        recipe["id"]
+    );
+    let res = app
+        .post(
+            DOCUMENTS,
+            json!({"attachment_id": attachment}),
+            Some(&other),
+        )
+        .await;
+    assert_eq!(res.invalid_fields(), ["attachment_id"]);
+    let res = app
+        .post(
+            DOCUMENTS,
+            json!({"attachment_id": attachment, "content": "x", "title": "x"}),
+            Some(&t),
+        )
+        .await;
+    assert_eq!(res.invalid_fields(), ["attachment_id"]);
+    let res = app.post(DOCUMENTS, json!({"title": "x"}), Some(&t)).await;
+    assert_eq!(res.invalid_fields(), ["content"]);
+
+    let list = app.get(DOCUMENTS, Some(&t)).await.json();
+    assert_eq!(list["items"].as_array().unwrap().len(), 4, "{list}");
+    assert_eq!(
+        app.get(DOCUMENTS, Some(&other)).await.json()["items"],
+        json!([])
+    );
+}

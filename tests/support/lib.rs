@@ -143,6 +143,24 @@ impl TestApp {
         self.send(request(Method::DELETE, path, token, None)).await
     }
 
+    /// A multipart/form-data body of `parts`, with a token.
+    pub async fn post_multipart(
+        &self,
+        path: &str,
+        token: &str,
+        parts: &[Part<'_>],
+    ) -> TestResponse {
+        let (content_type, body) = multipart(parts);
+        self.send(
+            Request::post(path)
+                .header(header::AUTHORIZATION, format!("Bearer {token}"))
+                .header(header::CONTENT_TYPE, content_type)
+                .body(Body::from(body))
+                .unwrap(),
+        )
+        .await
+    }
+
     /// A raw body with the given content type.
     pub async fn post_raw(
         &self,
@@ -472,4 +490,30 @@ impl TestApp {
         env.extend_from_slice(extra);
         Self::with_env(&env).await
     }
+}
+
+/// A multipart part: name, file name, content type, bytes.
+pub type Part<'a> = (&'a str, Option<&'a str>, Option<&'a str>, &'a [u8]);
+
+/// A multipart/form-data body: its Content-Type (with the boundary) and bytes.
+pub fn multipart(parts: &[Part<'_>]) -> (String, Vec<u8>) {
+    let boundary = "codechat-test-boundary-7d3f";
+    let mut body = Vec::new();
+    for (name, filename, content_type, bytes) in parts {
+        body.extend_from_slice(format!("--{boundary}\r\n").as_bytes());
+        let mut disposition = format!("Content-Disposition: form-data; name=\"{name}\"");
+        if let Some(f) = filename {
+            disposition.push_str(&format!("; filename=\"{f}\""));
+        }
+        body.extend_from_slice(disposition.as_bytes());
+        body.extend_from_slice(b"\r\n");
+        if let Some(t) = content_type {
+            body.extend_from_slice(format!("Content-Type: {t}\r\n").as_bytes());
+        }
+        body.extend_from_slice(b"\r\n");
+        body.extend_from_slice(bytes);
+        body.extend_from_slice(b"\r\n");
+    }
+    body.extend_from_slice(format!("--{boundary}--\r\n").as_bytes());
+    (format!("multipart/form-data; boundary={boundary}"), body)
 }

@@ -1,4 +1,9 @@
-use axum::{extract::State, http::StatusCode, Json};
+use axum::{
+    body::Body,
+    extract::{DefaultBodyLimit, FromRequest, Multipart, Request, State},
+    http::{header, StatusCode},
+    Json,
+};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::{router::OpenApiRouter, routes};
@@ -8,7 +13,7 @@ use crate::{
     error::{Error, Problem, Result},
     function::{Function, Limits, Transport},
     http::{ApiJson, ApiQuery},
-    ids::DocumentId,
+    ids::{AttachmentId, DocumentId},
     knowledge::{self, chunking::ChunkSize, NewDocumentInput},
     pagination::{PageQuery, Paginated},
     state::AppState,
@@ -23,8 +28,10 @@ pub const FUNCTION: Function = Function {
 
 /// Knowledge documents and search.
 pub fn routes() -> OpenApiRouter<AppState> {
+    // Uploads count their bytes against their own limits (JSON, or a multipart file).
+    let (schemas, paths, documents) = routes!(create_document, list_documents);
     OpenApiRouter::new()
-        .routes(routes!(create_document, list_documents))
+        .routes((schemas, paths, documents.layer(DefaultBodyLimit::disable())))
         .routes(routes!(get_document, patch_document, delete_document))
         .routes(routes!(search_knowledge))
 }
@@ -64,13 +71,27 @@ impl From<Document> for DocumentOut {
     }
 }
 
+/// Either `content` (with `title`) or `attachment_id`.
 #[derive(Debug, Deserialize, ToSchema)]
 struct CreateDocument {
-    title: String,
+    /// Required with `content`; from an attachment, its file name by default.
+    title: Option<String>,
     /// The document's text, up to `MAX_DOCUMENT_BYTES`.
-    content: String,
+    content: Option<String>,
     /// `text/plain` or `text/markdown` (headings make sections); default `text/markdown`.
     content_type: Option<String>,
+    /// A ready attachment of the user's (`.txt`, `.md` or `.pdf`) to take the text from.
+    attachment_id: Option<String>,
+}
+
+#[derive(ToSchema)]
+#[allow(dead_code)] // describes the multipart body for the OpenAPI document
+struct DocumentUpload {
+    /// A `.txt`, `.md` or `.pdf` file, up to `MAX_INLINE_UPLOAD_BYTES`.
+    #[schema(value_type = String, format = Binary)]
+    file: Vec<u8>,
+    /// The file's name without its extension by default.
+    title: Option<String>,
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
@@ -106,21 +127,81 @@ struct SearchResults {
 
 type DocumentPage = Paginated<DocumentOut>;
 
-/// Adds a document: its text is chunked and indexed before the answer.
-#[utoipa::path(post, path = "/api/v1/knowledge/documents", tag = "knowledge", security(("bearer" = [])), request_body = CreateDocument,
-    responses((status = 201, body = DocumentOut), (status = 401, body = Problem), (status = 413, body = Problem), (status = 422, body = Problem)))]
+/// Adds a document: JSON text, JSON `attachment_id`, or a multipart `file` (.txt, .md, .pdf). Its
+/// text is chunked and indexed before the answer.
+#[utoipa::path(post, path = "/api/v1/knowledge/documents", tag = "knowledge", security(("bearer" = [])),
+    request_body(content(
+        (CreateDocument = "application/json"),
+        (DocumentUpload = "multipart/form-data"),
+    )),
+    responses((status = 201, body = DocumentOut), (status = 401, body = Problem), (status = 413, body = Problem),
+        (status = 415, body = Problem), (status = 422, body = Problem)))]
 async fn create_document(
     State(state): State<AppState>,
     CurrentUser(user): CurrentUser,
-    ApiJson(body): ApiJson<CreateDocument>,
+    req: Request,
 ) -> Result<(StatusCode, Json<DocumentOut>)> {
     let config = state.config();
-    let input = NewDocumentInput {
-        title: body.title,
-        content: body.content,
-        content_type: body.content_type.unwrap_or_else(|| "text/markdown".into()),
-    }
-    .check(config.max_document_bytes)?;
+    let is_multipart = req
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| {
+            v.trim_start()
+                .to_ascii_lowercase()
+                .starts_with("multipart/form-data")
+        });
+    let max_bytes = config.max_document_bytes;
+    let input = if is_multipart {
+        from_multipart(&state, req).await?.check(max_bytes)?
+    } else {
+        let limit = config.max_json_body_bytes;
+        let req = req.map(|b| Body::new(http_body_util::Limited::new(b, limit)));
+        let ApiJson(body) = ApiJson::<CreateDocument>::from_request(req, &state).await?;
+        match (body.content, body.attachment_id) {
+            (Some(content), None) => NewDocumentInput::from_text(
+                body.title,
+                content,
+                body.content_type.as_deref(),
+                max_bytes,
+            )?,
+            (None, Some(raw)) => {
+                let id: AttachmentId = raw
+                    .parse()
+                    .map_err(|_| Error::invalid("attachment_id", "no such attachment"))?;
+                let conn = state.store().conn().await?;
+                let (bytes, attachment) = knowledge::attachment_bytes(
+                    &conn,
+                    state.blobs(),
+                    user.id,
+                    id,
+                    config.max_inline_upload_bytes,
+                )
+                .await?;
+                NewDocumentInput::from_file(
+                    bytes,
+                    Some(&attachment.content_type),
+                    &attachment.filename,
+                    body.title,
+                    "attachment_id",
+                )
+                .await?
+                .check(max_bytes)?
+            }
+            (Some(_), Some(_)) => {
+                return Err(Error::invalid(
+                    "attachment_id",
+                    "give either content or attachment_id, not both",
+                ))
+            }
+            (None, None) => {
+                return Err(Error::invalid(
+                    "content",
+                    "is required (or attachment_id, or a multipart file)",
+                ))
+            }
+        }
+    };
     let size = ChunkSize {
         max_tokens: config.knowledge_chunk_tokens,
         overlap_tokens: config.knowledge_chunk_tokens / 7,
@@ -128,6 +209,57 @@ async fn create_document(
     let conn = state.store().conn().await?;
     let document = knowledge::create(&conn, user.id, &input, size).await?;
     Ok((StatusCode::CREATED, Json(document.into())))
+}
+
+/// A document from a multipart body: a `file` part up to `MAX_INLINE_UPLOAD_BYTES` and an
+/// optional `title` part.
+async fn from_multipart(state: &AppState, req: Request) -> Result<NewDocumentInput> {
+    let limit = state.config().max_inline_upload_bytes;
+    // Room for the multipart framing and a title beyond the file itself.
+    let req = req.map(|b| Body::new(http_body_util::Limited::new(b, limit as usize + 64 * 1024)));
+    let mut multipart = Multipart::from_request(req, state).await.map_err(|_| {
+        Error::UnsupportedMediaType("the body must be multipart/form-data with a `file` part")
+    })?;
+    let too_large = Error::PayloadTooLarge {
+        limit: limit as usize,
+    };
+    let malformed = |e: axum::extract::multipart::MultipartError| {
+        if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            Error::PayloadTooLarge {
+                limit: limit as usize,
+            }
+        } else {
+            Error::BadRequest(format!(
+                "the multipart body is malformed: {}",
+                e.body_text()
+            ))
+        }
+    };
+    let (mut file, mut title) = (None, None);
+    while let Some(mut field) = multipart.next_field().await.map_err(malformed)? {
+        match field.name() {
+            Some("file") => {
+                if file.is_some() {
+                    return Err(Error::invalid("file", "only one file per document"));
+                }
+                let filename = field.file_name().unwrap_or("").to_string();
+                let declared = field.content_type().map(str::to_string);
+                let mut bytes = bytes::BytesMut::new();
+                while let Some(chunk) = field.chunk().await.map_err(malformed)? {
+                    if (bytes.len() + chunk.len()) as u64 > limit {
+                        return Err(too_large);
+                    }
+                    bytes.extend_from_slice(&chunk);
+                }
+                file = Some((bytes.freeze(), filename, declared));
+            }
+            Some("title") => title = Some(field.text().await.map_err(malformed)?),
+            _ => {}
+        }
+    }
+    let (bytes, filename, declared) =
+        file.ok_or_else(|| Error::invalid("file", "is required (a multipart part named `file`)"))?;
+    NewDocumentInput::from_file(bytes, declared.as_deref(), &filename, title, "file").await
 }
 
 /// The user's documents, newest first.

@@ -1,13 +1,16 @@
-//! The coding agent: a turn in a conversation tied to a project, with a model that can call tools,
-//! sees the project's file list and may list, read, search, write and delete its files. Every path
-//! goes through [`ProjectPath`] and every write through the file routes' own rules
-//! ([`projects::write_file`]); a refused call becomes an error the model reads, never a write.
+//! The agent's tools. The coding agent: a turn in a conversation tied to a project, with a model
+//! that can call tools, sees the project's file list and may list, read, search, write and delete
+//! its files. Every path goes through [`ProjectPath`] and every write through the file routes' own
+//! rules ([`projects::write_file`]); a refused call becomes an error the model reads, never a
+//! write. An agent may also search the user's knowledge (`search_knowledge`), with or without a
+//! project.
 
 use serde_json::{json, Value};
 
 use crate::{
     blobs::BlobStore,
     ids::{ProjectId, UserId},
+    knowledge,
     projects::{self, ProjectLimits, ProjectPath},
     providers::{ToolCall, ToolOutput, ToolSpec},
     store::{Conn, FileChange},
@@ -19,6 +22,10 @@ const PROMPT_PATHS: usize = 200;
 const MAX_OUTPUT_CHARS: usize = 64 * 1024;
 /// Matches a search returns at most.
 const MAX_MATCHES: usize = 50;
+/// Chunks a knowledge search returns to the model.
+const KNOWLEDGE_RESULTS: u32 = 5;
+/// The knowledge tool's name (offered only when an agent names it).
+pub const SEARCH_KNOWLEDGE: &str = "search_knowledge";
 
 /// What the agent works on, and its limits.
 pub struct Workspace<'a> {
@@ -26,7 +33,8 @@ pub struct Workspace<'a> {
     pub blobs: &'a BlobStore,
     pub limits: ProjectLimits,
     pub user_id: UserId,
-    pub project_id: ProjectId,
+    /// None when the turn has only the knowledge tool.
+    pub project_id: Option<ProjectId>,
 }
 
 pub fn tools() -> Vec<ToolSpec> {
@@ -57,6 +65,11 @@ pub fn tools() -> Vec<ToolSpec> {
             name: "search_files",
             description:
                 "Find lines containing a text (case-insensitive) in the project's text files.",
+            input_schema: json!({"type": "object", "properties": {"query": {"type": "string"}}, "required": ["query"]}),
+        },
+        ToolSpec {
+            name: SEARCH_KNOWLEDGE,
+            description: "Search the user's knowledge documents; returns the best passages with their document title and heading.",
             input_schema: json!({"type": "object", "properties": {"query": {"type": "string"}}, "required": ["query"]}),
         },
     ]
@@ -113,12 +126,56 @@ pub async fn run_tool(
     call: &ToolCall,
 ) -> crate::error::Result<(ToolOutput, Option<FileChange>)> {
     use crate::error::Error;
+    if call.name == SEARCH_KNOWLEDGE {
+        let outcome = match text_arg(&call.input, "query") {
+            Err(e) => Err(e),
+            Ok(query) => {
+                match knowledge::search(ws.conn, ws.user_id, query, KNOWLEDGE_RESULTS, "query")
+                    .await
+                {
+                    Ok(hits) if hits.is_empty() => Ok("no passages found".to_string()),
+                    Ok(hits) => Ok(hits
+                        .iter()
+                        .enumerate()
+                        .map(|(i, h)| {
+                            format!(
+                                "[{}] {}{} (document {}, chunk {})\n{}",
+                                i + 1,
+                                h.chunk.title,
+                                if h.chunk.heading.is_empty() {
+                                    String::new()
+                                } else {
+                                    format!(" › {}", h.chunk.heading)
+                                },
+                                h.chunk.document_id,
+                                h.chunk.ord,
+                                h.chunk.content
+                            )
+                        })
+                        .collect::<Vec<_>>()
+                        .join("\n\n")),
+                    Err(Error::Validation(_)) => Err("the query has no word to search for".into()),
+                    Err(e) => return Err(e),
+                }
+            }
+        };
+        return Ok(output(call, outcome.map(|text| (text, None))));
+    }
+    let Some(project_id) = ws.project_id else {
+        return Ok(output(
+            call,
+            Err(format!(
+                "{:?} needs a project, and this conversation has none",
+                call.name
+            )),
+        ));
+    };
     let outcome: Result<(String, Option<FileChange>), String> = match call.name.as_str() {
         "list_files" => {
             let prefix = call.input["prefix"].as_str().unwrap_or("");
             let listed: Vec<String> = ws
                 .conn
-                .project_paths(ws.project_id)
+                .project_paths(project_id)
                 .await?
                 .into_iter()
                 .filter(|(p, _)| p.starts_with(prefix))
@@ -132,8 +189,7 @@ pub async fn run_tool(
         "read_file" => match path_arg(&call.input) {
             Err(e) => Err(e),
             Ok(path) => {
-                match projects::read_file(ws.conn, ws.blobs, ws.user_id, ws.project_id, &path).await
-                {
+                match projects::read_file(ws.conn, ws.blobs, ws.user_id, project_id, &path).await {
                     Ok(content) => Ok(match content.file.text {
                         Some(text) => (text, None),
                         None => (
@@ -158,7 +214,7 @@ pub async fn run_tool(
                     ws.blobs,
                     &ws.limits,
                     ws.user_id,
-                    ws.project_id,
+                    project_id,
                     &path,
                     bytes::Bytes::copy_from_slice(content.as_bytes()),
                 )
@@ -193,8 +249,7 @@ pub async fn run_tool(
         "delete_file" => match path_arg(&call.input) {
             Err(e) => Err(e),
             Ok(path) => {
-                match projects::delete_file(ws.conn, ws.blobs, ws.user_id, ws.project_id, &path)
-                    .await
+                match projects::delete_file(ws.conn, ws.blobs, ws.user_id, project_id, &path).await
                 {
                     Ok(gone) => Ok((
                         format!("deleted {}", gone.path),
@@ -219,7 +274,7 @@ pub async fn run_tool(
                 let mut matches = Vec::new();
                 let files = ws
                     .conn
-                    .project_text_files_containing(ws.project_id, query, MAX_MATCHES as u32)
+                    .project_text_files_containing(project_id, query, MAX_MATCHES as u32)
                     .await?;
                 'files: for file in files {
                     let Some(text) = file.text else { continue };
@@ -240,7 +295,14 @@ pub async fn run_tool(
         },
         other => Err(format!("there is no tool named {other:?}")),
     };
-    Ok(match outcome {
+    Ok(output(call, outcome))
+}
+
+fn output(
+    call: &ToolCall,
+    outcome: Result<(String, Option<FileChange>), String>,
+) -> (ToolOutput, Option<FileChange>) {
+    match outcome {
         Ok((content, change)) => (
             ToolOutput {
                 call_id: call.id.clone(),
@@ -257,5 +319,5 @@ pub async fn run_tool(
             },
             None,
         ),
-    })
+    }
 }

@@ -98,6 +98,8 @@ pub struct Started {
     base_system: String,
     /// The agent in force, recorded on the answer.
     agent_id: Option<AgentId>,
+    /// Whether the model is offered tools (the agent loop runs).
+    tool_turn: bool,
     /// The project the coding agent works on, when the turn has tools.
     project: Option<crate::ids::ProjectId>,
     /// The turn's reservation against the user's daily budget.
@@ -174,21 +176,23 @@ pub async fn start(
     let (attached, files) =
         attachment_files(conn, blobs, user_id, &model, &input.attachments).await?;
 
-    // A conversation on a project, with a model that calls tools: the coding agent, with the
-    // agent's tools when an agent is in force (none: a plain chat).
-    let tools: Vec<_> = agent::tools()
-        .into_iter()
-        .filter(|t| {
-            agent
-                .as_ref()
-                .is_none_or(|a| a.tools.iter().any(|n| n == t.name))
-        })
-        .collect();
+    // With a model that calls tools, the agent loop runs when there is a tool to offer: the
+    // project tools on a conversation's project (all of them without an agent, else the agent's),
+    // and `search_knowledge` when the agent names it.
     let project_id = match &existing {
         Some((c, _)) => c.project_id.as_deref().and_then(|p| p.parse().ok()),
         None => input.project_id,
     };
-    let project = project_id.filter(|_| model.capabilities.tools && !tools.is_empty());
+    let tools: Vec<_> = agent::tools()
+        .into_iter()
+        .filter(|t| match &agent {
+            Some(a) => a.tools.iter().any(|n| n == t.name),
+            None => t.name != agent::SEARCH_KNOWLEDGE,
+        })
+        .filter(|t| t.name == agent::SEARCH_KNOWLEDGE || project_id.is_some())
+        .collect();
+    let tool_turn = model.capabilities.tools && !tools.is_empty();
+    let project = project_id.filter(|_| tool_turn);
     let mut base_system = agent
         .as_ref()
         .map(|a| a.system_prompt.clone())
@@ -261,7 +265,7 @@ pub async fn start(
     if let Some(last) = plan.request.turns.last_mut() {
         last.files = files;
     }
-    if project.is_some() {
+    if tool_turn {
         plan.request.tools = tools;
     }
     // A long newest message may leave less room than asked for: the answer gets what fits.
@@ -312,6 +316,7 @@ pub async fn start(
             plan,
             base_system,
             agent_id,
+            tool_turn,
             project,
             holds,
             citations,
@@ -421,6 +426,7 @@ pub async fn run(
         mut plan,
         base_system,
         agent_id,
+        tool_turn,
         project,
         mut holds,
         citations,
@@ -447,14 +453,14 @@ pub async fn run(
     }
 
     let mut changes = Vec::new();
-    let (text, result) = match (&deltas, project) {
-        (_, Some(project_id)) => {
+    let (text, result) = match (&deltas, tool_turn) {
+        (_, true) => {
             let ws = agent::Workspace {
                 conn,
                 blobs,
                 limits: settings.project_limits,
                 user_id,
-                project_id,
+                project_id: project,
             };
             let turn = AgentTurn {
                 providers,
@@ -466,10 +472,10 @@ pub async fn run(
             turn.run(&ws, &mut plan.request, &mut changes, &mut holds)
                 .await
         }
-        (Some(tx), None) => {
+        (Some(tx), false) => {
             stream_answer(providers, settings, deadline, &model, &plan.request, tx).await
         }
-        (None, None) => {
+        (None, false) => {
             let call = settings
                 .retry
                 .run(|| providers.complete(&model, &plan.request));

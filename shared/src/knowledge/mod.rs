@@ -4,19 +4,22 @@
 
 pub mod chunking;
 pub mod embedder;
+pub mod extract;
 
 use crate::{
+    attachments,
+    blobs::{BlobKey, BlobStore},
     error::{Error, FieldError, FieldErrors, Result},
-    ids::{DocumentId, UserId},
+    ids::{AttachmentId, DocumentId, UserId},
+    kinds::AttachmentStatus,
     pagination::{Page, Paginated},
     providers::estimate_tokens,
     store::{ChunkHit, Citation, Conn, Document, NewChunk, NewDocument},
 };
 use chunking::ChunkSize;
+pub use extract::Kind;
 
 const MAX_TITLE_CHARS: usize = 200;
-/// Content types a document may have (its text is taken as is; Markdown headings make sections).
-pub const CONTENT_TYPES: [&str; 2] = ["text/plain", "text/markdown"];
 /// Reciprocal rank fusion's constant: ranks beyond the first few differ little.
 const RRF_K: f64 = 60.0;
 /// Results either search contributes before fusion, per result asked for.
@@ -26,31 +29,62 @@ const ANN_OVERSAMPLE: u32 = 10;
 /// Characters of a chunk shown as a result's snippet.
 const SNIPPET_CHARS: usize = 240;
 
-/// A document as the client gave it, checked by [`NewDocumentInput::check`].
+/// A document's text with its title and kind, checked by [`NewDocumentInput::check`].
 #[derive(Debug)]
 pub struct NewDocumentInput {
     pub title: String,
     pub content: String,
-    pub content_type: String,
+    pub kind: Kind,
+}
+
+/// The kind of a document given as JSON text (`content_type`, default Markdown).
+pub fn text_kind(content_type: Option<&str>) -> std::result::Result<Kind, FieldError> {
+    match content_type
+        .map(|t| t.trim().to_ascii_lowercase())
+        .as_deref()
+    {
+        None | Some("text/markdown") => Ok(Kind::Markdown),
+        Some("text/plain") => Ok(Kind::Text),
+        Some(_) => Err(FieldError::new(
+            "content_type",
+            "must be text/markdown or text/plain (upload a PDF as a file)",
+        )),
+    }
 }
 
 impl NewDocumentInput {
-    /// Trims the title, checks every field (naming each bad one in one 422) and the size (413).
-    pub fn check(mut self, max_bytes: usize) -> Result<Self> {
+    /// Trims the title and checks it and the text, naming each bad field in one 422; a text over
+    /// `max_bytes` is a 413.
+    pub fn check(self, max_bytes: usize) -> Result<Self> {
+        self.check_with(max_bytes, FieldErrors::default())
+    }
+
+    /// A document given as JSON text: its `content_type` is checked with the other fields.
+    pub fn from_text(
+        title: Option<String>,
+        content: String,
+        content_type: Option<&str>,
+        max_bytes: usize,
+    ) -> Result<Self> {
+        let mut errors = FieldErrors::default();
+        let kind = errors
+            .take(text_kind(content_type))
+            .unwrap_or(Kind::Markdown);
+        NewDocumentInput {
+            title: title.unwrap_or_default(),
+            content,
+            kind,
+        }
+        .check_with(max_bytes, errors)
+    }
+
+    fn check_with(mut self, max_bytes: usize, mut errors: FieldErrors) -> Result<Self> {
         if self.content.len() > max_bytes {
             return Err(Error::PayloadTooLarge { limit: max_bytes });
         }
-        let mut errors = FieldErrors::default();
         self.title = self.title.trim().to_string();
         if let Err(e) = check_title(&self.title) {
             errors.push(e);
-        }
-        self.content_type = self.content_type.trim().to_ascii_lowercase();
-        if !CONTENT_TYPES.contains(&self.content_type.as_str()) {
-            errors.push(FieldError::new(
-                "content_type",
-                format!("must be one of {}", CONTENT_TYPES.join(", ")),
-            ));
         }
         if self.content.trim().is_empty() {
             errors.push(FieldError::new("content", "must not be empty"));
@@ -60,6 +94,65 @@ impl NewDocumentInput {
         errors.finish()?;
         Ok(self)
     }
+
+    /// A document from an uploaded file (`.txt`, `.md`, `.pdf`); the title defaults to the file's
+    /// name without its extension. Another kind of file is a 415.
+    pub async fn from_file(
+        bytes: bytes::Bytes,
+        declared: Option<&str>,
+        filename: &str,
+        title: Option<String>,
+        field: &str,
+    ) -> Result<Self> {
+        let kind = Kind::of(&bytes, declared, filename).ok_or(Error::UnsupportedMediaType(
+            "a knowledge document is text (.txt), Markdown (.md) or PDF (.pdf)",
+        ))?;
+        let content = extract::text(bytes, kind, field).await?;
+        let base = filename.rsplit(['/', '\\']).next().unwrap_or("");
+        let stem = base.rsplit_once('.').map_or(base, |(stem, _)| stem);
+        let title = title.filter(|t| !t.trim().is_empty()).unwrap_or_else(|| {
+            if stem.trim().is_empty() {
+                "Untitled".into()
+            } else {
+                stem.to_string()
+            }
+        });
+        Ok(NewDocumentInput {
+            title,
+            content,
+            kind,
+        })
+    }
+}
+
+/// The bytes of the user's ready attachment, for a document made from it (up to `max_bytes`).
+pub async fn attachment_bytes(
+    conn: &Conn,
+    blobs: &BlobStore,
+    user_id: UserId,
+    id: AttachmentId,
+    max_bytes: u64,
+) -> Result<(bytes::Bytes, crate::store::Attachment)> {
+    let attachment = match attachments::get(conn, user_id, id).await {
+        Err(Error::NotFound) => return Err(Error::invalid("attachment_id", "no such attachment")),
+        other => other?,
+    };
+    if attachment.status != AttachmentStatus::Ready {
+        return Err(Error::invalid(
+            "attachment_id",
+            "the upload is not complete yet",
+        ));
+    }
+    if attachment.size as u64 > max_bytes {
+        return Err(Error::PayloadTooLarge {
+            limit: max_bytes as usize,
+        });
+    }
+    let bytes = blobs
+        .read_all(&BlobKey::attachment(user_id, id))
+        .await
+        .map_err(Error::from)?;
+    Ok((bytes.into(), attachment))
 }
 
 fn check_title(title: &str) -> std::result::Result<(), FieldError> {
@@ -79,7 +172,7 @@ pub async fn create(
     input: &NewDocumentInput,
     size: ChunkSize,
 ) -> Result<Document> {
-    let markdown = input.content_type == "text/markdown";
+    let markdown = input.kind == Kind::Markdown;
     let chunks: Vec<NewChunk> = chunking::chunk(&input.content, markdown, size)
         .into_iter()
         .enumerate()
@@ -104,7 +197,7 @@ pub async fn create(
             NewDocument {
                 user_id,
                 title: &input.title,
-                content_type: &input.content_type,
+                content_type: input.kind.content_type(),
                 size: input.content.len() as i64,
                 sha256: &crate::projects::sha256_hex(input.content.as_bytes()),
                 embedder: Some(embedder::LOCAL_EMBEDDER),
@@ -320,21 +413,23 @@ mod tests {
         let input = NewDocumentInput {
             title: " ".into(),
             content: "  ".into(),
-            content_type: "application/pdf".into(),
+            kind: Kind::Text,
         };
         let err = input.check(100).unwrap_err();
         let text = format!("{err:?}");
-        for field in ["title", "content", "content_type"] {
+        for field in ["title", "content"] {
             assert!(text.contains(field), "{text}");
         }
         let big = NewDocumentInput {
             title: "t".into(),
             content: "a".repeat(101),
-            content_type: "text/plain".into(),
+            kind: Kind::Text,
         };
         assert!(matches!(
             big.check(100),
             Err(Error::PayloadTooLarge { limit: 100 })
         ));
+        assert!(text_kind(Some("application/pdf")).is_err());
+        assert_eq!(text_kind(None).unwrap(), Kind::Markdown);
     }
 }
