@@ -58,6 +58,19 @@ fn percentile(sorted: &[Duration], p: f64) -> Duration {
     sorted[((sorted.len() - 1) as f64 * p).round() as usize]
 }
 
+/// One line a row: route, count, p50 and p90 in ms.
+fn print_rows(rows: &[Row], width: usize) {
+    for r in rows {
+        println!(
+            "{:<width$} {:>5} {:>10} {:>10}",
+            r.route,
+            r.n,
+            ms(r.p50),
+            ms(r.p90)
+        );
+    }
+}
+
 fn ms(d: Duration) -> String {
     format!("{:.3}", d.as_secs_f64() * 1000.0)
 }
@@ -563,15 +576,7 @@ async fn main() {
         // Indexing and retrieval at 1k and 100k chunks: no release binaries are started.
         let data = std::env::temp_dir().join(format!("codechat-bench-{}", std::process::id()));
         let app = InProcess::start(&data).await;
-        for r in knowledge::measure(&app).await {
-            println!(
-                "{:<78} {:>5} {:>10} {:>10}",
-                r.route,
-                r.n,
-                ms(r.p50),
-                ms(r.p90)
-            );
-        }
+        print_rows(&knowledge::measure(&app).await, 78);
         let _ = std::fs::remove_dir_all(&data);
         return;
     }
@@ -579,15 +584,7 @@ async fn main() {
         // Budgets on a chat turn and the admin usage report: no release binaries are started.
         let data = std::env::temp_dir().join(format!("codechat-bench-{}", std::process::id()));
         let app = InProcess::start(&data).await;
-        for r in quotas::measure(&app, &data).await {
-            println!(
-                "{:<44} {:>5} {:>10} {:>10}",
-                r.route,
-                r.n,
-                ms(r.p50),
-                ms(r.p90)
-            );
-        }
+        print_rows(&quotas::measure(&app, &data).await, 44);
         let _ = std::fs::remove_dir_all(&data);
         return;
     }

@@ -247,6 +247,16 @@ pub fn guess_type(filename: &str) -> Option<&'static str> {
     })
 }
 
+/// A Content-Type's media type, without parameters, lowercase (`Text/Plain; charset=x` → `text/plain`).
+pub fn media_type(content_type: &str) -> String {
+    content_type
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase()
+}
+
 /// Text types: sent to models as text documents.
 pub fn is_text_type(mime: &str) -> bool {
     mime.starts_with("text/")
@@ -508,15 +518,7 @@ pub async fn receive_upload(
     if grant.aid != id {
         return Err(Error::Forbidden("the upload URL is for another upload"));
     }
-    let sent_type = content_type
-        .map(|t| {
-            t.split(';')
-                .next()
-                .unwrap_or("")
-                .trim()
-                .to_ascii_lowercase()
-        })
-        .unwrap_or_default();
+    let sent_type = content_type.map(media_type).unwrap_or_default();
     if sent_type != grant.content_type {
         return Err(Error::Forbidden(
             "the Content-Type differs from the one the upload URL was made for",

@@ -191,16 +191,6 @@ async fn app_with_fake(server: &MockServer) -> TestApp {
     .await
 }
 
-async fn sent_requests(server: &MockServer) -> Vec<Value> {
-    server
-        .received_requests()
-        .await
-        .unwrap()
-        .iter()
-        .map(|r| r.body_json().unwrap())
-        .collect()
-}
-
 #[tokio::test]
 async fn a_chat_with_an_agent_uses_its_prompt_model_and_parameters() {
     let server = MockServer::start().await;
@@ -248,7 +238,7 @@ async fn a_chat_with_an_agent_uses_its_prompt_model_and_parameters() {
     assert_eq!(c["agent_id"], agent_id);
     assert_eq!(c["model"], "openai/gpt-4o-mini");
 
-    let sent = sent_requests(&server).await;
+    let sent = fakes::sent_bodies(&server).await;
     assert_eq!(
         sent[0]["messages"][0],
         json!({"role": "system", "content": "You are a terse Rust reviewer."})
@@ -266,7 +256,7 @@ async fn a_chat_with_an_agent_uses_its_prompt_model_and_parameters() {
         .await;
     assert_eq!(res.status, StatusCode::OK, "{}", res.text());
     assert_eq!(res.json()["assistant_message"]["agent_id"], agent_id);
-    let sent = sent_requests(&server).await;
+    let sent = fakes::sent_bodies(&server).await;
     assert_eq!(sent.len(), 2);
     assert_eq!(
         sent[1]["messages"][0]["content"],
@@ -436,7 +426,7 @@ async fn an_agent_on_a_project_offers_only_its_own_tools() {
             .await;
         assert_eq!(res.status, StatusCode::OK, "{}", res.text());
     }
-    let sent = sent_requests(&server).await;
+    let sent = fakes::sent_bodies(&server).await;
     let names: Vec<&str> = sent[0]["tools"]
         .as_array()
         .unwrap()

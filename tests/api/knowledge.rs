@@ -191,19 +191,21 @@ const LABELLED: [(&str, &str, &str); 10] = [
     ("Tea", "Green tea leaves are steamed or pan-fired to stop oxidation. Black tea is fully oxidised before drying.", "difference between green and black tea processing"),
 ];
 
+/// Adds the labelled documents; their ids in order.
+async fn add_labelled(app: &TestApp, token: &str) -> Vec<String> {
+    let mut ids = Vec::new();
+    for (title, content, _) in LABELLED {
+        let doc = add(app, token, title, content).await;
+        ids.push(doc["id"].as_str().unwrap().to_string());
+    }
+    ids
+}
+
 #[tokio::test]
 async fn hybrid_search_ranks_the_labelled_set_and_stays_within_the_owner() {
     let app = TestApp::spawn().await;
     let t = app.register("rank@example.com").await.access;
-    let mut ids = Vec::new();
-    for (title, content, _) in LABELLED {
-        ids.push(
-            add(&app, &t, title, content).await["id"]
-                .as_str()
-                .unwrap()
-                .to_string(),
-        );
-    }
+    let ids = add_labelled(&app, &t).await;
     let mut found = 0;
     for (i, (_, _, question)) in LABELLED.iter().enumerate() {
         let hits = search(&app, &t, question).await;
@@ -288,15 +290,7 @@ async fn chat_with_knowledge_sends_numbered_sources_and_cites_them() {
     )
     .await;
     let t = app.register("cite@example.com").await.access;
-    let mut ids = Vec::new();
-    for (title, content, _) in LABELLED {
-        ids.push(
-            add(&app, &t, title, content).await["id"]
-                .as_str()
-                .unwrap()
-                .to_string(),
-        );
-    }
+    let ids = add_labelled(&app, &t).await;
 
     // Without knowledge nothing is retrieved.
     let res = app
@@ -421,9 +415,7 @@ async fn an_agent_searches_knowledge_mid_turn_with_its_tool() {
     let app = TestApp::with_openai_fake(&format!("{}/v1", server.uri()), &[]).await;
     let t = app.register("tool-search@example.com").await.access;
     let other = app.register("tool-other@example.com").await.access;
-    for (title, content, _) in LABELLED {
-        add(&app, &t, title, content).await;
-    }
+    add_labelled(&app, &t).await;
     add(
         &app,
         &other,
@@ -452,13 +444,7 @@ async fn an_agent_searches_knowledge_mid_turn_with_its_tool() {
         res.json()["assistant_message"]["content"],
         "Spruce tops, maple backs."
     );
-    let sent: Vec<Value> = server
-        .received_requests()
-        .await
-        .unwrap()
-        .iter()
-        .map(|r| r.body_json().unwrap())
-        .collect();
+    let sent = fakes::sent_bodies(&server).await;
     // Only the agent's tool is offered (no project: no file tools).
     let offered: Vec<&str> = sent[0]["tools"]
         .as_array()

@@ -11,6 +11,17 @@ use axum::{body::Body, response::IntoResponse, routing::post, Router};
 use serde_json::{json, Value};
 use tokio::sync::mpsc;
 
+/// The JSON bodies a wiremock server received, in order.
+pub async fn sent_bodies(server: &wiremock::MockServer) -> Vec<Value> {
+    server
+        .received_requests()
+        .await
+        .unwrap_or_default()
+        .iter()
+        .map(|r| r.body_json().unwrap())
+        .collect()
+}
+
 /// An OpenAI chat completion chunk carrying `text`.
 pub fn openai_chunk(text: &str) -> String {
     format!(

@@ -29,13 +29,7 @@ impl Kind {
             return Some(Kind::Pdf);
         }
         let declared = declared
-            .map(|t| {
-                t.split(';')
-                    .next()
-                    .unwrap_or("")
-                    .trim()
-                    .to_ascii_lowercase()
-            })
+            .map(crate::attachments::media_type)
             .filter(|t| t != "application/octet-stream");
         let by_type = match declared.as_deref() {
             Some("text/plain") => Some(Kind::Text),
