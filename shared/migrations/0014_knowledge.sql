@@ -55,6 +55,71 @@ ALTER TABLE messages ADD COLUMN citations TEXT;
 DROP TRIGGER messages_with_usage_insert;
 DROP VIEW messages_with_usage;
 
+-- Embedding calls are billed as usage rows too: kind `embedding`, with the document they indexed
+-- (or none, for a query) instead of a message and conversation. SQLite cannot change a column's
+-- constraints, so the table is rebuilt with its indexes and triggers.
+CREATE TABLE usage_rebuilt (
+    id TEXT PRIMARY KEY,
+    message_id TEXT,
+    conversation_id TEXT,
+    user_id TEXT NOT NULL,
+    model TEXT NOT NULL,
+    kind TEXT NOT NULL CHECK (kind IN ('chat', 'summary', 'embedding')),
+    input_tokens INTEGER NOT NULL,
+    output_tokens INTEGER NOT NULL,
+    cached_tokens INTEGER NOT NULL,
+    cost_usd REAL NOT NULL,
+    created_at TEXT NOT NULL,
+    document_id TEXT,
+    CHECK ((kind = 'embedding') OR (message_id IS NOT NULL AND conversation_id IS NOT NULL))
+);
+INSERT INTO usage_rebuilt (id, message_id, conversation_id, user_id, model, kind, input_tokens,
+                           output_tokens, cached_tokens, cost_usd, created_at)
+SELECT id, message_id, conversation_id, user_id, model, kind, input_tokens, output_tokens,
+       cached_tokens, cost_usd, created_at
+FROM usage;
+DROP TABLE usage;
+ALTER TABLE usage_rebuilt RENAME TO usage;
+CREATE INDEX usage_message ON usage(message_id);
+CREATE INDEX usage_conversation ON usage(conversation_id, model);
+CREATE INDEX usage_user_time ON usage(user_id, created_at);
+CREATE INDEX usage_report ON usage(created_at, user_id, model, input_tokens, output_tokens,
+                                   cached_tokens, cost_usd);
+
+CREATE TRIGGER usage_counts_tokens AFTER INSERT ON usage
+BEGIN
+    INSERT INTO token_days (user_id, day, used)
+    VALUES (NEW.user_id, substr(NEW.created_at, 1, 10), NEW.input_tokens + NEW.output_tokens)
+    ON CONFLICT (user_id, day) DO UPDATE SET used = used + excluded.used;
+END;
+
+CREATE TRIGGER usage_days_insert AFTER INSERT ON usage
+BEGIN
+    INSERT INTO usage_days
+    VALUES (substr(NEW.created_at, 1, 10), NEW.user_id, NEW.model, 1, NEW.input_tokens,
+            NEW.output_tokens, NEW.cached_tokens, NEW.cost_usd)
+    ON CONFLICT (day, user_id, model) DO UPDATE SET
+        calls = calls + 1,
+        input_tokens = input_tokens + excluded.input_tokens,
+        output_tokens = output_tokens + excluded.output_tokens,
+        cached_tokens = cached_tokens + excluded.cached_tokens,
+        cost_usd = cost_usd + excluded.cost_usd;
+END;
+
+CREATE TRIGGER usage_days_delete AFTER DELETE ON usage
+BEGIN
+    UPDATE usage_days SET
+        calls = calls - 1,
+        input_tokens = input_tokens - OLD.input_tokens,
+        output_tokens = output_tokens - OLD.output_tokens,
+        cached_tokens = cached_tokens - OLD.cached_tokens,
+        cost_usd = cost_usd - OLD.cost_usd
+    WHERE day = substr(OLD.created_at, 1, 10) AND user_id = OLD.user_id AND model = OLD.model;
+    DELETE FROM usage_days
+    WHERE day = substr(OLD.created_at, 1, 10) AND user_id = OLD.user_id AND model = OLD.model
+      AND calls <= 0;
+END;
+
 CREATE VIEW messages_with_usage AS
 SELECT m.id, m.conversation_id, u.user_id, m.role, m.content, m.status, m.model, m.error,
        m.created_at, m.changes, m.agent_id, m.citations, NULL AS usage, NULL AS holds

@@ -91,6 +91,18 @@ pub struct OpenAiConfig {
     pub api_key: Option<String>,
 }
 
+/// The model that embeds knowledge chunks and queries.
+#[derive(Debug, Clone, PartialEq)]
+pub enum EmbeddingModel {
+    /// The offline hashed n-gram embedder (not semantic): the default.
+    Local,
+    /// `openai/<model>`: an OpenAI-compatible `/embeddings` endpoint (OPENAI_BASE_URL).
+    OpenAi { model: String, usd_per_million: f64 },
+    /// `bedrock/<model id>`: Titan Text Embeddings v2 (`amazon.titan-embed-text-v2:0`) or a model
+    /// with its request shape, through InvokeModel.
+    Bedrock { model: String, usd_per_million: f64 },
+}
+
 /// A secret that never prints.
 #[derive(Clone)]
 pub struct Secret(Vec<u8>);
@@ -167,6 +179,7 @@ pub struct Config {
     pub bedrock_enabled: bool,
     pub bedrock: BedrockConfig,
     pub openai: Option<OpenAiConfig>,
+    pub embedding_model: EmbeddingModel,
     /// The model of a new conversation when the client names none.
     pub default_model: String,
     /// Longest wait for a provider to start answering (or to finish a non-streamed answer).
@@ -394,6 +407,7 @@ impl Config {
             },
             openai,
             default_model: var("DEFAULT_MODEL").unwrap_or_else(|| "local/echo".into()),
+            embedding_model: embedding_model(&var)?,
             provider_timeout: Duration::from_secs(number(&var, "PROVIDER_TIMEOUT_SECONDS", 60)?),
             stream_idle_timeout: Duration::from_secs(number(
                 &var,
@@ -502,6 +516,44 @@ fn dev_jwt_secret(data_dir: &std::path::Path) -> Result<String, ConfigError> {
     std::fs::read_to_string(&path)
         .map(|s| s.trim().to_string())
         .map_err(io)
+}
+
+/// `EMBEDDING_MODEL` (unset or `local`: the offline embedder) and its price,
+/// `EMBEDDING_USD_PER_MILLION_TOKENS` (default 0.02, Titan v2's and text-embedding-3-small's).
+fn embedding_model(var: &impl Fn(&str) -> Option<String>) -> Result<EmbeddingModel, ConfigError> {
+    let usd_per_million = match var("EMBEDDING_USD_PER_MILLION_TOKENS") {
+        None => 0.02,
+        Some(v) => v
+            .trim()
+            .parse::<f64>()
+            .ok()
+            .filter(|p| p.is_finite() && *p >= 0.0)
+            .ok_or_else(|| ConfigError::Invalid {
+                name: "EMBEDDING_USD_PER_MILLION_TOKENS",
+                reason: format!("expected a non-negative number, got `{v}`"),
+            })?,
+    };
+    let raw = var("EMBEDDING_MODEL").unwrap_or_default();
+    let raw = raw.trim();
+    Ok(match raw.split_once('/') {
+        _ if raw.is_empty() || raw == "local" || raw.starts_with("local/") => EmbeddingModel::Local,
+        Some(("openai", model)) if !model.is_empty() => EmbeddingModel::OpenAi {
+            model: model.to_string(),
+            usd_per_million,
+        },
+        Some(("bedrock", model)) if !model.is_empty() => EmbeddingModel::Bedrock {
+            model: model.to_string(),
+            usd_per_million,
+        },
+        _ => {
+            return Err(ConfigError::Invalid {
+                name: "EMBEDDING_MODEL",
+                reason: format!(
+                    "expected local, openai/<model> or bedrock/<model id>, got `{raw}`"
+                ),
+            })
+        }
+    })
 }
 
 fn number<T: std::str::FromStr>(

@@ -675,3 +675,210 @@ async fn documents_come_from_text_markdown_and_pdf_files_and_attachments() {
         json!([])
     );
 }
+
+/// An embeddings endpoint that speaks OpenAI's wire format, or Titan's on Bedrock's InvokeModel,
+/// and answers with the offline embedder's vectors of each input (so ranking can be checked
+/// through the remote path); tokens are one per word.
+struct Embeddings {
+    titan: bool,
+}
+
+impl wiremock::Respond for Embeddings {
+    fn respond(&self, request: &wiremock::Request) -> ResponseTemplate {
+        let body: Value = request.body_json().unwrap();
+        let tokens = |t: &str| t.split_whitespace().count() as u64;
+        if self.titan {
+            let text = body["inputText"].as_str().unwrap();
+            return ResponseTemplate::new(200).set_body_json(json!({
+                "embedding": codechat::knowledge::embedder::embed(text),
+                "inputTextTokenCount": tokens(text),
+            }));
+        }
+        let inputs: Vec<&str> = body["input"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_str().unwrap())
+            .collect();
+        let data: Vec<Value> = inputs
+            .iter()
+            .enumerate()
+            .map(|(i, t)| json!({"object": "embedding", "index": i, "embedding": codechat::knowledge::embedder::embed(t)}))
+            .collect();
+        let total: u64 = inputs.iter().map(|t| tokens(t)).sum();
+        ResponseTemplate::new(200).set_body_json(json!({
+            "object": "list", "data": data, "model": body["model"],
+            "usage": {"prompt_tokens": total, "total_tokens": total},
+        }))
+    }
+}
+
+async fn embedding_usage(app: &TestApp, admin: &str, model: &str) -> Value {
+    let report = app
+        .get("/api/v1/admin/usage?group_by=model", Some(admin))
+        .await
+        .json();
+    report["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|g| g["key"] == model)
+        .cloned()
+        .unwrap_or(Value::Null)
+}
+
+#[tokio::test]
+async fn an_openai_embedding_model_is_batched_retried_billed_and_ranks() {
+    let server = MockServer::start().await;
+    // The first call is throttled once: retried, not failed.
+    Mock::given(method("POST"))
+        .and(path("/v1/embeddings"))
+        .respond_with(ResponseTemplate::new(429).insert_header("retry-after", "0"))
+        .up_to_n_times(1)
+        .mount(&server)
+        .await;
+    Mock::given(method("POST"))
+        .and(path("/v1/embeddings"))
+        .respond_with(Embeddings { titan: false })
+        .mount(&server)
+        .await;
+    let app = TestApp::with_openai_fake(
+        &format!("{}/v1", server.uri()),
+        &[
+            ("EMBEDDING_MODEL", "openai/text-embedding-3-small"),
+            ("DEFAULT_MODEL", "local/echo"),
+            ("BOOTSTRAP_ADMIN_EMAIL", "embed-admin@example.com"),
+        ],
+    )
+    .await;
+    let admin = app.register("embed-admin@example.com").await.access;
+    let t = app.register("embed@example.com").await.access;
+    let ids = add_labelled(&app, &t).await;
+    let doc = app
+        .get(&format!("{DOCUMENTS}/{}", ids[0]), Some(&t))
+        .await
+        .json();
+    assert_eq!(doc["embedder"], "openai/text-embedding-3-small");
+    let mut found = 0;
+    for (i, (_, _, question)) in LABELLED.iter().enumerate() {
+        let hits = search(&app, &t, question).await;
+        found += hits
+            .iter()
+            .take(3)
+            .any(|h| h["document_id"] == ids[i].as_str()) as usize;
+    }
+    assert!(found >= 9, "{found} of 10 in the top 3");
+
+    // 70 sections are 70 chunks: two requests of at most 64 inputs, 256 dimensions asked for.
+    let sections: String = (0..70)
+        .map(|i| format!("# Part {i}\n\nsection{i} text\n\n"))
+        .collect();
+    let big = add(&app, &t, "Parts", &sections).await;
+    assert_eq!(big["chunk_count"], 70);
+    let sent = fakes::sent_bodies(&server).await;
+    let batches: Vec<usize> = sent
+        .iter()
+        .rev()
+        .take(2)
+        .map(|b| b["input"].as_array().unwrap().len())
+        .collect();
+    assert_eq!(batches, [6, 64]);
+    assert!(sent
+        .iter()
+        .all(|b| b["dimensions"] == 256 && b["model"] == "text-embedding-3-small"));
+
+    // Every successful call is billed as an `embedding` usage row: documents and queries.
+    let billed = embedding_usage(&app, &admin, "openai/text-embedding-3-small").await;
+    let documents_and_searches = 10 + 1 + 10;
+    assert_eq!(billed["calls"], documents_and_searches, "{billed}");
+    assert!(billed["input_tokens"].as_i64().unwrap() > 0);
+    assert!(billed["cost_usd"].as_f64().unwrap() > 0.0);
+}
+
+#[tokio::test]
+async fn a_failing_embedding_model_stores_nothing_and_titan_speaks_invoke_model() {
+    let server = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(path("/v1/embeddings"))
+        .respond_with(ResponseTemplate::new(500))
+        .mount(&server)
+        .await;
+    let app = TestApp::with_openai_fake(
+        &format!("{}/v1", server.uri()),
+        &[("EMBEDDING_MODEL", "openai/text-embedding-3-small")],
+    )
+    .await;
+    let t = app.register("embed-fail@example.com").await.access;
+    let res = app
+        .post(
+            DOCUMENTS,
+            json!({"title": "T", "content": "some words"}),
+            Some(&t),
+        )
+        .await;
+    let problem = res.problem(StatusCode::BAD_GATEWAY);
+    assert_eq!(problem["code"], "provider_unavailable");
+    assert_eq!(
+        app.get(DOCUMENTS, Some(&t)).await.json()["items"],
+        json!([])
+    );
+    let calls = fakes::sent_bodies(&server).await.len();
+
+    // A remote model's calls count against the daily budget: a blocked user is refused first.
+    let app = TestApp::with_openai_fake(
+        &format!("{}/v1", server.uri()),
+        &[
+            ("EMBEDDING_MODEL", "openai/text-embedding-3-small"),
+            ("DEFAULT_DAILY_TOKEN_LIMIT", "0"),
+        ],
+    )
+    .await;
+    let t = app.register("embed-blocked@example.com").await.access;
+    let res = app
+        .post(
+            DOCUMENTS,
+            json!({"title": "T", "content": "some words"}),
+            Some(&t),
+        )
+        .await;
+    assert_eq!(
+        res.problem(StatusCode::TOO_MANY_REQUESTS)["code"],
+        "daily_token_limit"
+    );
+    assert_eq!(
+        fakes::sent_bodies(&server).await.len(),
+        calls,
+        "no call was made"
+    );
+
+    let bedrock = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(wiremock::matchers::path_regex("^/model/.+/invoke$"))
+        .respond_with(Embeddings { titan: true })
+        .mount(&bedrock)
+        .await;
+    let app = TestApp::with_bedrock_fake(
+        &bedrock.uri(),
+        &[("EMBEDDING_MODEL", "bedrock/amazon.titan-embed-text-v2:0")],
+    )
+    .await;
+    let t = app.register("titan@example.com").await.access;
+    let doc = add(
+        &app,
+        &t,
+        "Kettles",
+        "# Kettles\n\nThe kettle whistles.\n\n# Pots\n\nPots simmer.",
+    )
+    .await;
+    assert_eq!(doc["embedder"], "bedrock/amazon.titan-embed-text-v2:0");
+    let sent = fakes::sent_bodies(&bedrock).await;
+    assert_eq!(sent.len(), 2, "one call a chunk");
+    assert_eq!(sent[0]["dimensions"], 256);
+    assert_eq!(sent[0]["normalize"], true);
+    assert!(sent[0]["inputText"]
+        .as_str()
+        .unwrap()
+        .contains("kettle whistles"));
+    let hits = search(&app, &t, "kettle").await;
+    assert_eq!(hits[0]["heading"], "Kettles");
+}

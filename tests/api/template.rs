@@ -19,6 +19,11 @@ fn bedrock_permissions_name_exactly_the_catalogs_models() {
             _ => expected.push(format!("foundation-model/{id}")),
         }
     }
+    // The embedding model the template offers, granted to the functions that embed (knowledge
+    // for documents and search, chat for retrieval before a turn).
+    for _ in ["chat", "knowledge"] {
+        expected.push("foundation-model/amazon.titan-embed-text-v2:0".into());
+    }
     let template = repo_file("template.yaml");
     let mut granted: Vec<String> = template
         .lines()

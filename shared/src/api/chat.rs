@@ -24,6 +24,7 @@ use crate::{
     },
     idempotency::{self, Begin, IdempotencyKey},
     ids::{AttachmentId, ConversationId},
+    knowledge,
     quotas::Budget,
     state::AppState,
 };
@@ -213,7 +214,16 @@ async fn post_chat(
     let started = match ChatInput::try_from((body, &state)) {
         Ok(input) => {
             let budget = Budget::of(&user, state.quota_settings());
-            chat::start(&conn, state.catalog(), state.blobs(), &budget, input).await
+            let embedding = knowledge::Embedding::new(state.config(), state.providers());
+            chat::start(
+                &conn,
+                state.catalog(),
+                state.blobs(),
+                embedding,
+                &budget,
+                input,
+            )
+            .await
         }
         Err(e) => Err(e),
     };
@@ -238,6 +248,7 @@ async fn post_chat(
             &conn,
             state.providers(),
             state.blobs(),
+            knowledge::Embedding::new(state.config(), state.providers()),
             settings,
             user.id,
             started,
@@ -275,6 +286,7 @@ async fn post_chat(
             &conn,
             state.providers(),
             state.blobs(),
+            knowledge::Embedding::new(state.config(), state.providers()),
             settings,
             user_id,
             started,

@@ -207,7 +207,9 @@ async fn create_document(
         overlap_tokens: config.knowledge_chunk_tokens / 7,
     };
     let conn = state.store().conn().await?;
-    let document = knowledge::create(&conn, user.id, &input, size).await?;
+    let embedding = knowledge::Embedding::new(config, state.providers());
+    let budget = crate::quotas::Budget::of(&user, state.quota_settings());
+    let document = knowledge::create(&conn, embedding, &budget, &input, size).await?;
     Ok((StatusCode::CREATED, Json(document.into())))
 }
 
@@ -343,7 +345,8 @@ async fn search_knowledge(
     };
     let q = query.q.unwrap_or_default();
     let conn = state.store().conn().await?;
-    let hits = knowledge::search(&conn, user.id, &q, limit, "q").await?;
+    let embedding = knowledge::Embedding::new(state.config(), state.providers());
+    let hits = knowledge::search(&conn, embedding, user.id, &q, limit, "q").await?;
     Ok(Json(SearchResults {
         items: hits
             .into_iter()

@@ -35,6 +35,7 @@ pub struct Workspace<'a> {
     pub user_id: UserId,
     /// None when the turn has only the knowledge tool.
     pub project_id: Option<ProjectId>,
+    pub embedding: knowledge::Embedding<'a>,
 }
 
 pub fn tools() -> Vec<ToolSpec> {
@@ -130,8 +131,15 @@ pub async fn run_tool(
         let outcome = match text_arg(&call.input, "query") {
             Err(e) => Err(e),
             Ok(query) => {
-                match knowledge::search(ws.conn, ws.user_id, query, KNOWLEDGE_RESULTS, "query")
-                    .await
+                match knowledge::search(
+                    ws.conn,
+                    ws.embedding,
+                    ws.user_id,
+                    query,
+                    KNOWLEDGE_RESULTS,
+                    "query",
+                )
+                .await
                 {
                     Ok(hits) if hits.is_empty() => Ok("no passages found".to_string()),
                     Ok(hits) => Ok(hits

@@ -123,6 +123,7 @@ pub async fn start(
     conn: &Conn,
     catalog: &Catalog,
     blobs: &BlobStore,
+    embedding: knowledge::Embedding<'_>,
     budget: &Budget,
     input: ChatInput,
 ) -> Result<Started> {
@@ -211,8 +212,14 @@ pub async fn start(
         .knowledge
         .unwrap_or_else(|| agent.as_ref().is_some_and(|a| a.knowledge))
     {
-        if let Some((sources, cited)) =
-            knowledge::context_for(conn, user_id, &input.message, input.knowledge_tokens).await?
+        if let Some((sources, cited)) = knowledge::context_for(
+            conn,
+            embedding,
+            user_id,
+            &input.message,
+            input.knowledge_tokens,
+        )
+        .await?
         {
             base_system = format!("{base_system}\n\n{sources}");
             citations = cited;
@@ -414,6 +421,7 @@ pub async fn run(
     conn: &Conn,
     providers: &Providers,
     blobs: &BlobStore,
+    embedding: knowledge::Embedding<'_>,
     settings: TurnSettings,
     user_id: UserId,
     started: Started,
@@ -461,6 +469,7 @@ pub async fn run(
                 limits: settings.project_limits,
                 user_id,
                 project_id: project,
+                embedding,
             };
             let turn = AgentTurn {
                 providers,
@@ -796,9 +805,7 @@ fn out_of_time() -> Error {
 /// The turn's error for a provider failure: its code and generic message for the client, its own
 /// text for the log.
 fn provider_error(e: ProviderError) -> Error {
-    let (code, message) = e.public();
-    tracing::warn!(code, error = %e, "the model call failed");
-    Error::Provider { code, message }
+    e.into()
 }
 
 #[cfg(test)]

@@ -9,12 +9,14 @@ pub mod extract;
 use crate::{
     attachments,
     blobs::{BlobKey, BlobStore},
+    config::EmbeddingModel,
     error::{Error, FieldError, FieldErrors, Result},
     ids::{AttachmentId, DocumentId, UserId},
     kinds::AttachmentStatus,
     pagination::{Page, Paginated},
-    providers::estimate_tokens,
-    store::{ChunkHit, Citation, Conn, Document, NewChunk, NewDocument},
+    providers::{estimate_tokens, Providers, RetryPolicy},
+    quotas::{self, Budget},
+    store::{ChunkHit, Citation, Conn, Document, EmbeddingBill, NewChunk, NewDocument},
 };
 use chunking::ChunkSize;
 pub use extract::Kind;
@@ -165,33 +167,131 @@ fn check_title(title: &str) -> std::result::Result<(), FieldError> {
     Ok(())
 }
 
-/// Chunks, embeds and stores a checked document in one transaction.
+/// How chunks and queries become vectors in this deployment: the offline embedder, or a remote
+/// model called through the providers (retried like chat calls, billed as usage rows).
+#[derive(Clone, Copy)]
+pub struct Embedding<'a> {
+    pub model: &'a EmbeddingModel,
+    pub providers: &'a Providers,
+    pub retry: RetryPolicy,
+}
+
+impl<'a> Embedding<'a> {
+    /// This deployment's embedder, retried as its chat calls are.
+    pub fn new(config: &'a crate::config::Config, providers: &'a Providers) -> Self {
+        Embedding {
+            model: &config.embedding_model,
+            providers,
+            retry: RetryPolicy {
+                max_attempts: config.provider_max_attempts,
+                base: config.provider_retry_base,
+            },
+        }
+    }
+
+    /// The name stored on documents; vectors of different embedders are never compared.
+    pub fn name(&self) -> String {
+        match self.model {
+            EmbeddingModel::Local => embedder::LOCAL_EMBEDDER.to_string(),
+            EmbeddingModel::OpenAi { model, .. } => format!("openai/{model}"),
+            EmbeddingModel::Bedrock { model, .. } => format!("bedrock/{model}"),
+        }
+    }
+
+    /// The texts' vectors as `vector32` reads them (none for a text without direction under the
+    /// offline embedder), and what a remote model's calls cost.
+    async fn vectors(
+        &self,
+        texts: &[String],
+    ) -> Result<(Vec<Option<String>>, Option<EmbeddingBill>)> {
+        let price = match self.model {
+            EmbeddingModel::Local => {
+                let vectors = texts
+                    .iter()
+                    .map(|t| {
+                        let v = embedder::embed(t);
+                        // Only stop words: no direction; found by full text alone.
+                        v.iter().any(|x| *x != 0.0).then(|| embedder::to_json(&v))
+                    })
+                    .collect();
+                return Ok((vectors, None));
+            }
+            EmbeddingModel::OpenAi {
+                usd_per_million, ..
+            }
+            | EmbeddingModel::Bedrock {
+                usd_per_million, ..
+            } => *usd_per_million,
+        };
+        let (vectors, tokens) = self
+            .providers
+            .embed(self.model, texts, embedder::DIMENSIONS, self.retry)
+            .await?;
+        Ok((
+            vectors.iter().map(|v| Some(embedder::to_json(v))).collect(),
+            Some(EmbeddingBill {
+                model: self.name(),
+                tokens: tokens as i64,
+                cost_usd: tokens as f64 * price / 1_000_000.0,
+            }),
+        ))
+    }
+}
+
+/// Chunks, embeds and stores a checked document, with its embedding calls' usage, in one
+/// transaction. The embedding calls come first: a failed call stores nothing (a 502). A remote
+/// model's calls count against the user's daily token budget, reserved before they are made
+/// (429 as for chat when they do not fit).
 pub async fn create(
     conn: &Conn,
-    user_id: UserId,
+    embedding: Embedding<'_>,
+    budget: &Budget,
     input: &NewDocumentInput,
     size: ChunkSize,
 ) -> Result<Document> {
+    let user_id = budget.user_id;
     let markdown = input.kind == Kind::Markdown;
-    let chunks: Vec<NewChunk> = chunking::chunk(&input.content, markdown, size)
+    let pieces = chunking::chunk(&input.content, markdown, size);
+    let texts: Vec<String> = pieces
+        .iter()
+        .map(|c| format!("{}\n{}", c.heading, c.content))
+        .collect();
+    let holds = match embedding.model {
+        EmbeddingModel::Local => None,
+        _ => {
+            let estimate = texts.iter().map(|t| estimate_tokens(t)).sum();
+            Some(quotas::reserve(conn, budget, estimate).await?)
+        }
+    };
+    let stored = embed_and_store(conn, embedding, user_id, input, pieces, &texts).await;
+    if let Some(holds) = holds {
+        holds.release(conn).await;
+    }
+    stored
+}
+
+async fn embed_and_store(
+    conn: &Conn,
+    embedding: Embedding<'_>,
+    user_id: UserId,
+    input: &NewDocumentInput,
+    pieces: Vec<chunking::Chunk>,
+    texts: &[String],
+) -> Result<Document> {
+    let (vectors, bill) = embedding.vectors(texts).await?;
+    let chunks: Vec<NewChunk> = pieces
         .into_iter()
+        .zip(vectors)
         .enumerate()
-        .map(|(i, c)| {
-            let vector = embedder::embed(&format!("{}\n{}", c.heading, c.content));
-            // A chunk of stop words only has no direction; it is found by full text alone.
-            let embedding = vector
-                .iter()
-                .any(|x| *x != 0.0)
-                .then(|| embedder::to_json(&vector));
-            NewChunk {
-                ord: i as i64,
-                tokens: estimate_tokens(&c.content) as i64,
-                heading: c.heading,
-                content: c.content,
-                embedding,
-            }
+        .map(|(i, (c, embedding))| NewChunk {
+            ord: i as i64,
+            tokens: estimate_tokens(&c.content) as i64,
+            heading: c.heading,
+            content: c.content,
+            embedding,
         })
         .collect();
+    let embedder = embedding.name();
     Ok(conn
         .insert_document(
             NewDocument {
@@ -200,9 +300,10 @@ pub async fn create(
                 content_type: input.kind.content_type(),
                 size: input.content.len() as i64,
                 sha256: &crate::projects::sha256_hex(input.content.as_bytes()),
-                embedder: Some(embedder::LOCAL_EMBEDDER),
+                embedder: Some(&embedder),
             },
             &chunks,
+            bill.as_ref(),
         )
         .await?)
 }
@@ -265,6 +366,7 @@ impl Hit {
 /// rank fusion. A query without a word to search for is a 422 on `field`.
 pub async fn search(
     conn: &Conn,
+    embedding: Embedding<'_>,
     user_id: UserId,
     query: &str,
     limit: u32,
@@ -284,10 +386,23 @@ pub async fn search(
     let by_text = conn
         .search_chunks_text(user_id, &fts_query, candidates)
         .await?;
-    let vector = embedder::to_json(&embedder::embed(query));
-    let by_vector = conn
-        .search_chunks_vector(user_id, &vector, candidates, candidates * ANN_OVERSAMPLE)
-        .await?;
+    let (mut vectors, bill) = embedding.vectors(&[query.to_string()]).await?;
+    if let Some(bill) = bill {
+        conn.insert_embedding_usage(user_id, &bill).await?;
+    }
+    let by_vector = match vectors.pop().flatten() {
+        Some(vector) => {
+            conn.search_chunks_vector(
+                user_id,
+                &embedding.name(),
+                &vector,
+                candidates,
+                candidates * ANN_OVERSAMPLE,
+            )
+            .await?
+        }
+        None => Vec::new(),
+    };
     Ok(fuse(&[by_text, by_vector], limit as usize)
         .into_iter()
         .map(|(chunk, score)| Hit {
@@ -355,6 +470,7 @@ fn floor_boundary(s: &str, mut i: usize) -> usize {
 /// as many of the best chunks as fit in `max_tokens`, and their citations in the same order.
 pub async fn context_for(
     conn: &Conn,
+    embedding: Embedding<'_>,
     user_id: UserId,
     question: &str,
     max_tokens: usize,
@@ -363,7 +479,7 @@ pub async fn context_for(
     if embedder::words(question).is_empty() {
         return Ok(None);
     }
-    let hits = search(conn, user_id, question, 5, "message").await?;
+    let hits = search(conn, embedding, user_id, question, 5, "message").await?;
     let mut text = String::from(
         "Sources from the user's knowledge base follow. Use them when they answer the question and \
          cite them by number, like [1]. Say so when they do not.",

@@ -112,6 +112,45 @@ impl Bedrock {
         ))
     }
 
+    /// One Titan Text Embeddings v2 call (InvokeModel): the vector and the tokens billed.
+    pub async fn embed(
+        &self,
+        model_id: &str,
+        text: &str,
+        dimensions: usize,
+    ) -> Result<(Vec<f32>, u64), ProviderError> {
+        let body =
+            serde_json::json!({"inputText": text, "dimensions": dimensions, "normalize": true});
+        let call = self
+            .client
+            .invoke_model()
+            .model_id(model_id)
+            .content_type("application/json")
+            .accept("application/json")
+            .body(aws_smithy_types::Blob::new(body.to_string()))
+            .send();
+        let out = tokio::time::timeout(self.timeout, call)
+            .await
+            .map_err(|_| ProviderError::Timeout)?
+            .map_err(classify)?;
+        let v: serde_json::Value = serde_json::from_slice(out.body().as_ref())
+            .map_err(|e| ProviderError::Unavailable(format!("unreadable answer: {e}")))?;
+        let vector: Vec<f32> = v["embedding"]
+            .as_array()
+            .map(|a| {
+                a.iter()
+                    .filter_map(|x| x.as_f64().map(|x| x as f32))
+                    .collect()
+            })
+            .filter(|v: &Vec<f32>| v.len() == dimensions)
+            .ok_or_else(|| {
+                ProviderError::Unavailable(format!(
+                    "the answer lacks a {dimensions}-dimension embedding"
+                ))
+            })?;
+        Ok((vector, v["inputTextTokenCount"].as_u64().unwrap_or(0)))
+    }
+
     pub async fn complete(
         &self,
         model: &Model,

@@ -14,7 +14,7 @@ use std::time::Duration;
 use tokio::sync::{mpsc, OnceCell};
 
 use crate::{
-    config::Config,
+    config::{Config, EmbeddingModel},
     models::{Model, Provider},
 };
 
@@ -223,6 +223,16 @@ impl ProviderError {
     }
 }
 
+/// A failed model or embedding call as the API answers it: its stable code and generic message
+/// (the provider's own text goes to the log only).
+impl From<ProviderError> for crate::error::Error {
+    fn from(e: ProviderError) -> Self {
+        let (code, message) = e.public();
+        tracing::warn!(code, error = %e, "the provider call failed");
+        crate::error::Error::Provider { code, message }
+    }
+}
+
 /// Bounded retries with exponential backoff (a provider's Retry-After wins, capped at 20 s).
 #[derive(Debug, Clone, Copy)]
 pub struct RetryPolicy {
@@ -262,6 +272,11 @@ impl RetryPolicy {
         }
     }
 }
+
+/// Texts per OpenAI-compatible `/embeddings` request.
+pub const EMBED_BATCH: usize = 64;
+/// Titan embedding calls in flight at once (one text per call).
+pub const EMBED_CONCURRENCY: usize = 8;
 
 /// The providers this process can call. Clients are built on first use, so functions that never
 /// call a model pay nothing for them at cold start (nor carry their code: the linker drops it).
@@ -313,6 +328,53 @@ impl Providers {
             Provider::Local => Ok(self.echo.complete(request)),
             Provider::Openai => self.openai().await?.complete(model, request).await,
             Provider::Bedrock => self.bedrock().await?.complete(model, request).await,
+        }
+    }
+
+    /// Embeds `texts` with a remote embedding model into `dimensions`-long vectors, in input
+    /// order, with the input tokens billed. OpenAI-compatible endpoints take batches of
+    /// [`EMBED_BATCH`]; Titan takes one text a call, [`EMBED_CONCURRENCY`] at a time. Each call is
+    /// retried like a chat call.
+    pub async fn embed(
+        &self,
+        model: &EmbeddingModel,
+        texts: &[String],
+        dimensions: usize,
+        retry: RetryPolicy,
+    ) -> Result<(Vec<Vec<f32>>, u64), ProviderError> {
+        match model {
+            EmbeddingModel::Local => Err(ProviderError::NotConfigured(
+                "the offline embedder runs in process",
+            )),
+            EmbeddingModel::OpenAi { model, .. } => {
+                let client = self.openai().await?;
+                let mut vectors = Vec::with_capacity(texts.len());
+                let mut tokens = 0;
+                for batch in texts.chunks(EMBED_BATCH) {
+                    let (v, t) = retry.run(|| client.embed(model, batch, dimensions)).await?;
+                    vectors.extend(v);
+                    tokens += t;
+                }
+                Ok((vectors, tokens))
+            }
+            EmbeddingModel::Bedrock { model, .. } => {
+                let client = self.bedrock().await?;
+                let mut vectors = Vec::with_capacity(texts.len());
+                let mut tokens = 0;
+                for group in texts.chunks(EMBED_CONCURRENCY) {
+                    // Collected first: a lazy iterator of borrowing futures held across the
+                    // await would not be `Send`.
+                    let calls: Vec<_> = group
+                        .iter()
+                        .map(|text| retry.run(move || client.embed(model, text, dimensions)))
+                        .collect();
+                    for (v, t) in futures_util::future::try_join_all(calls).await? {
+                        vectors.push(v);
+                        tokens += t;
+                    }
+                }
+                Ok((vectors, tokens))
+            }
         }
     }
 

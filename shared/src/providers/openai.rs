@@ -15,6 +15,7 @@ use crate::{config::OpenAiConfig, models::Model};
 pub struct OpenAi {
     http: reqwest::Client,
     url: String,
+    embeddings_url: String,
     api_key: Option<String>,
     timeout: Duration,
 }
@@ -28,6 +29,7 @@ impl OpenAi {
         OpenAi {
             http,
             url: format!("{}/chat/completions", config.base_url.trim_end_matches('/')),
+            embeddings_url: format!("{}/embeddings", config.base_url.trim_end_matches('/')),
             api_key: config.api_key.clone(),
             timeout,
         }
@@ -96,7 +98,11 @@ impl OpenAi {
     }
 
     async fn send(&self, body: &Value) -> Result<reqwest::Response, ProviderError> {
-        let mut req = self.http.post(&self.url).json(body);
+        self.post(&self.url, body).await
+    }
+
+    async fn post(&self, url: &str, body: &Value) -> Result<reqwest::Response, ProviderError> {
+        let mut req = self.http.post(url).json(body);
         if let Some(key) = &self.api_key {
             req = req.bearer_auth(key);
         }
@@ -126,6 +132,45 @@ impl OpenAi {
             500..=599 => ProviderError::Unavailable(format!("{status}: {detail}")),
             _ => ProviderError::Rejected(format!("{status}: {detail}")),
         })
+    }
+
+    /// One `/embeddings` call for a batch: the vectors in input order and the tokens billed.
+    pub async fn embed(
+        &self,
+        model: &str,
+        texts: &[String],
+        dimensions: usize,
+    ) -> Result<(Vec<Vec<f32>>, u64), ProviderError> {
+        let body = json!({
+            "model": model, "input": texts, "dimensions": dimensions, "encoding_format": "float",
+        });
+        let response = self.post(&self.embeddings_url, &body).await?;
+        let v: Value = tokio::time::timeout(self.timeout, response.json())
+            .await
+            .map_err(|_| ProviderError::Timeout)?
+            .map_err(|e| ProviderError::Unavailable(format!("unreadable answer: {e}")))?;
+        let mut vectors: Vec<Option<Vec<f32>>> = vec![None; texts.len()];
+        for item in v["data"].as_array().into_iter().flatten() {
+            let index = item["index"].as_u64().unwrap_or(u64::MAX) as usize;
+            let vector: Option<Vec<f32>> = item["embedding"].as_array().map(|a| {
+                a.iter()
+                    .filter_map(|x| x.as_f64().map(|x| x as f32))
+                    .collect()
+            });
+            if let (Some(slot), Some(vector)) = (vectors.get_mut(index), vector) {
+                *slot = Some(vector);
+            }
+        }
+        let vectors = vectors
+            .into_iter()
+            .map(|v| v.filter(|v| v.len() == dimensions))
+            .collect::<Option<Vec<_>>>()
+            .ok_or_else(|| {
+                ProviderError::Unavailable(format!(
+                    "the answer lacks a {dimensions}-dimension embedding for some input"
+                ))
+            })?;
+        Ok((vectors, v["usage"]["prompt_tokens"].as_u64().unwrap_or(0)))
     }
 
     pub async fn complete(

@@ -37,6 +37,19 @@ pub struct NewChunk {
     pub embedding: Option<String>,
 }
 
+/// What a remote embedding model's calls cost, billed as one usage row of kind `embedding`.
+#[derive(Debug, Clone)]
+pub struct EmbeddingBill {
+    pub model: String,
+    pub tokens: i64,
+    pub cost_usd: f64,
+}
+
+const INSERT_EMBEDDING_USAGE: &str =
+    "INSERT INTO usage (id, message_id, conversation_id, user_id, model, kind, input_tokens,
+                        output_tokens, cached_tokens, cost_usd, created_at, document_id)
+     VALUES (?1, NULL, NULL, ?2, ?3, 'embedding', ?4, 0, 0, ?5, ?6, ?7)";
+
 /// A chunk found by a search, with its document's title.
 #[derive(Debug, Clone)]
 pub struct ChunkHit {
@@ -85,6 +98,7 @@ impl Conn {
         &self,
         new: NewDocument<'_>,
         chunks: &[NewChunk],
+        bill: Option<&EmbeddingBill>,
     ) -> StoreResult<Document> {
         let id = DocumentId::new();
         let now = crate::ids::now();
@@ -123,6 +137,21 @@ impl Conn {
             libsql::params![id, new.user_id, chunks_json],
         )
         .await?;
+        if let Some(bill) = bill {
+            tx.execute(
+                INSERT_EMBEDDING_USAGE,
+                libsql::params![
+                    crate::ids::new_id(),
+                    new.user_id,
+                    bill.model.as_str(),
+                    bill.tokens,
+                    bill.cost_usd,
+                    crate::ids::now(),
+                    id
+                ],
+            )
+            .await?;
+        }
         tx.commit().await?;
         first(rows, document_from_row)?.ok_or(StoreError::Corrupt("documents"))
     }
@@ -195,6 +224,28 @@ impl Conn {
         Ok(n == 1)
     }
 
+    /// Bills a query's embedding call (no document).
+    pub async fn insert_embedding_usage(
+        &self,
+        user_id: UserId,
+        bill: &EmbeddingBill,
+    ) -> StoreResult<()> {
+        self.execute(
+            INSERT_EMBEDDING_USAGE,
+            libsql::params![
+                crate::ids::new_id(),
+                user_id,
+                bill.model.as_str(),
+                bill.tokens,
+                bill.cost_usd,
+                crate::ids::now(),
+                libsql::Value::Null
+            ],
+        )
+        .await?;
+        Ok(())
+    }
+
     /// The user's chunks that match an FTS5 query, best BM25 first (a heading match weighs double).
     pub async fn search_chunks_text(
         &self,
@@ -217,13 +268,15 @@ impl Conn {
         collect(rows, hit_from_row)
     }
 
-    /// The user's chunks nearest to `vector` (a JSON array) by cosine distance. The vector index
+    /// The user's chunks nearest to `vector` (a JSON array) by cosine distance, among documents
+    /// embedded by `embedder`. The vector index
     /// is asked for `candidates` neighbours across all users and the owner filter applied in the
     /// same statement; when that leaves fewer than `limit` (another user's chunks crowd the
     /// neighbourhood, or the user has few), an exact scan of the user's own chunks answers.
     pub async fn search_chunks_vector(
         &self,
         user_id: UserId,
+        embedder: &str,
         vector: &str,
         limit: u32,
         candidates: u32,
@@ -234,10 +287,10 @@ impl Conn {
                     "SELECT {HIT_COLUMNS} FROM vector_top_k('chunks_embedding', vector32(?1), ?3) AS v
                      JOIN chunks c ON c.id = v.id
                      JOIN documents d ON d.id = c.document_id
-                     WHERE c.user_id = ?2
+                     WHERE c.user_id = ?2 AND d.embedder = ?5
                      ORDER BY vector_distance_cos(c.embedding, vector32(?1)) LIMIT ?4"
                 ),
-                libsql::params![vector, user_id, candidates.max(limit) as i64, limit as i64],
+                libsql::params![vector, user_id, candidates.max(limit) as i64, limit as i64, embedder],
             )
             .await?;
         if rows.len() as u32 >= limit {
@@ -248,10 +301,10 @@ impl Conn {
                 &format!(
                     "SELECT {HIT_COLUMNS} FROM chunks c
                      JOIN documents d ON d.id = c.document_id
-                     WHERE c.user_id = ?2 AND c.embedding IS NOT NULL
+                     WHERE c.user_id = ?2 AND c.embedding IS NOT NULL AND d.embedder = ?4
                      ORDER BY vector_distance_cos(c.embedding, vector32(?1)) LIMIT ?3"
                 ),
-                libsql::params![vector, user_id, limit as i64],
+                libsql::params![vector, user_id, limit as i64, embedder],
             )
             .await?;
         collect(rows, hit_from_row)

@@ -42,7 +42,7 @@ pub use agents::{Agent, AgentChanges, NewAgent};
 pub use attachments::{Attachment, NewAttachment};
 pub use conversations::{Conversation, ConversationChanges, NewConversation};
 pub use idempotency::{IdempotencyRecord, NewClaim};
-pub use knowledge::{ChunkHit, Document, NewChunk, NewDocument};
+pub use knowledge::{ChunkHit, Document, EmbeddingBill, NewChunk, NewDocument};
 pub use login_failures::FailureScope;
 pub use messages::{AttachmentRef, Citation, FileChange, Message, NewMessage};
 pub use projects::{NewProjectFile, Project, ProjectFile, ProjectWriter};
