@@ -30,7 +30,12 @@ CREATE TABLE chunks (
 );
 CREATE INDEX chunks_document ON chunks(document_id, ord);
 CREATE INDEX chunks_user ON chunks(user_id);
-CREATE INDEX chunks_embedding ON chunks(libsql_vector_idx(embedding, 'metric=cosine'));
+-- DiskANN tuned for insertion: neighbours compressed to float8, 48 of them, a shorter insert
+-- search. Measured on 20k random 256-d vectors (the hardest case): the default options insert 98
+-- rows/s with recall@10 0.80 and a 9.5 ms query; these insert 471/s, recall@10 0.77, 5.8 ms.
+-- (float16 neighbours insert at 87/s; 16 neighbours at 795/s but recall 0.42.)
+CREATE INDEX chunks_embedding ON chunks(libsql_vector_idx(embedding, 'metric=cosine',
+    'max_neighbors=48', 'compress_neighbors=float8', 'insert_l=40'));
 
 -- Porter stemming over unicode61: questions are prose ("indexing" should find "indexed"); trigram
 -- would find substrings but triples the index and does not stem. Code search is the projects'.
