@@ -787,6 +787,11 @@ async fn an_openai_embedding_model_is_batched_retried_billed_and_ranks() {
         .iter()
         .all(|b| b["dimensions"] == 256 && b["model"] == "text-embedding-3-small"));
 
+    // A query repeated within the cache's time makes no call.
+    let calls = fakes::sent_bodies(&server).await.len();
+    search(&app, &t, LABELLED[0].2).await;
+    assert_eq!(fakes::sent_bodies(&server).await.len(), calls);
+
     // Every successful call is billed as an `embedding` usage row: documents and queries.
     let billed = embedding_usage(&app, &admin, "openai/text-embedding-3-small").await;
     let documents_and_searches = 10 + 1 + 10;

@@ -198,24 +198,32 @@ impl<'a> Embedding<'a> {
         }
     }
 
-    /// The texts' vectors as `vector32` reads them (none for a text without direction under the
-    /// offline embedder), and what a remote model's calls cost.
-    async fn vectors(
+    /// A query's vector (none without direction), its call billed to `user_id`; a query repeated
+    /// within the cache's time costs no call.
+    async fn query_vector(
         &self,
-        texts: &[String],
-    ) -> Result<(Vec<Option<String>>, Option<EmbeddingBill>)> {
+        conn: &Conn,
+        user_id: UserId,
+        query: &str,
+    ) -> Result<Option<String>> {
+        if *self.model == EmbeddingModel::Local {
+            return Ok(local_vector(query));
+        }
+        let (vector, tokens) = self
+            .providers
+            .embed_query(self.model, query, embedder::DIMENSIONS, self.retry)
+            .await?;
+        if tokens > 0 {
+            conn.insert_embedding_usage(user_id, &self.bill(tokens))
+                .await?;
+        }
+        Ok(Some(embedder::to_json(&vector)))
+    }
+
+    /// What `tokens` of this (remote) model cost.
+    fn bill(&self, tokens: u64) -> EmbeddingBill {
         let price = match self.model {
-            EmbeddingModel::Local => {
-                let vectors = texts
-                    .iter()
-                    .map(|t| {
-                        let v = embedder::embed(t);
-                        // Only stop words: no direction; found by full text alone.
-                        v.iter().any(|x| *x != 0.0).then(|| embedder::to_json(&v))
-                    })
-                    .collect();
-                return Ok((vectors, None));
-            }
+            EmbeddingModel::Local => 0.0,
             EmbeddingModel::OpenAi {
                 usd_per_million, ..
             }
@@ -223,19 +231,38 @@ impl<'a> Embedding<'a> {
                 usd_per_million, ..
             } => *usd_per_million,
         };
+        EmbeddingBill {
+            model: self.name(),
+            tokens: tokens as i64,
+            cost_usd: tokens as f64 * price / 1_000_000.0,
+        }
+    }
+
+    /// The texts' vectors as `vector32` reads them (none for a text without direction under the
+    /// offline embedder), and what a remote model's calls cost.
+    async fn vectors(
+        &self,
+        texts: &[String],
+    ) -> Result<(Vec<Option<String>>, Option<EmbeddingBill>)> {
+        if *self.model == EmbeddingModel::Local {
+            return Ok((texts.iter().map(|t| local_vector(t)).collect(), None));
+        }
         let (vectors, tokens) = self
             .providers
             .embed(self.model, texts, embedder::DIMENSIONS, self.retry)
             .await?;
         Ok((
             vectors.iter().map(|v| Some(embedder::to_json(v))).collect(),
-            Some(EmbeddingBill {
-                model: self.name(),
-                tokens: tokens as i64,
-                cost_usd: tokens as f64 * price / 1_000_000.0,
-            }),
+            Some(self.bill(tokens)),
         ))
     }
+}
+
+/// The offline embedder's vector of `text`; none for only stop words (no direction: found by full
+/// text alone).
+fn local_vector(text: &str) -> Option<String> {
+    let v = embedder::embed(text);
+    v.iter().any(|x| *x != 0.0).then(|| embedder::to_json(&v))
 }
 
 /// Chunks, embeds and stores a checked document, with its embedding calls' usage, in one
@@ -386,11 +413,7 @@ pub async fn search(
     let by_text = conn
         .search_chunks_text(user_id, &fts_query, candidates)
         .await?;
-    let (mut vectors, bill) = embedding.vectors(&[query.to_string()]).await?;
-    if let Some(bill) = bill {
-        conn.insert_embedding_usage(user_id, &bill).await?;
-    }
-    let by_vector = match vectors.pop().flatten() {
+    let by_vector = match embedding.query_vector(conn, user_id, query).await? {
         Some(vector) => {
             conn.search_chunks_vector(
                 user_id,
