@@ -43,6 +43,13 @@ CREATE VIRTUAL TABLE chunks_fts USING fts5(
     heading, content, content = 'chunks', content_rowid = 'id', tokenize = 'porter unicode61'
 );
 
+-- `ORDER BY rank` lets FTS5 order its own matches (faster than bm25() in ORDER BY); a heading
+-- match weighs double.
+INSERT INTO chunks_fts (chunks_fts, rank) VALUES ('rank', 'bm25(2.0, 1.0)');
+
+-- Terms and the number of chunks holding each: a search leaves out words that are everywhere.
+CREATE VIRTUAL TABLE chunks_vocab USING fts5vocab(chunks_fts, 'row');
+
 CREATE TRIGGER chunks_fts_insert AFTER INSERT ON chunks
 BEGIN
     INSERT INTO chunks_fts (rowid, heading, content) VALUES (NEW.id, NEW.heading, NEW.content);

@@ -28,6 +28,13 @@ const RRF_K: f64 = 60.0;
 const CANDIDATES_PER_RESULT: u32 = 3;
 /// Neighbours the vector index is asked for before the owner filter, per result asked for.
 const ANN_OVERSAMPLE: u32 = 10;
+/// Distinct words of a query looked up, and kept for full-text search (the rarest).
+const MAX_LOOKUP_TERMS: usize = 64;
+const MAX_QUERY_TERMS: usize = 16;
+/// Common words are left out of full-text search from this many chunks on…
+const PRUNE_FROM_CHUNKS: i64 = 10_000;
+/// …when more than one chunk in this many holds them.
+const COMMON_TERM_SHARE: i64 = 20;
 /// Characters of a chunk shown as a result's snippet.
 const SNIPPET_CHARS: usize = 240;
 
@@ -404,15 +411,19 @@ pub async fn search(
         return Err(Error::invalid(field, "must contain a word to search for"));
     }
     let candidates = limit * CANDIDATES_PER_RESULT;
-    // Each word quoted (FTS5 syntax in the query is text, not operators), any of them may match.
-    let fts_query = words
-        .iter()
-        .map(|w| format!("\"{w}\""))
-        .collect::<Vec<_>>()
-        .join(" OR ");
-    let by_text = conn
-        .search_chunks_text(user_id, &fts_query, candidates)
-        .await?;
+    let terms = search_terms(conn, &words).await?;
+    let by_text = if terms.is_empty() {
+        Vec::new()
+    } else {
+        // Each word quoted (FTS5 syntax in the query is text, not operators), any may match.
+        let fts_query = terms
+            .iter()
+            .map(|w| format!("\"{w}\""))
+            .collect::<Vec<_>>()
+            .join(" OR ");
+        conn.search_chunks_text(user_id, &fts_query, candidates)
+            .await?
+    };
     let by_vector = match embedding.query_vector(conn, user_id, query).await? {
         Some(vector) => {
             conn.search_chunks_vector(
@@ -434,6 +445,33 @@ pub async fn search(
             score,
         })
         .collect())
+}
+
+/// The words full-text search looks for: distinct, at most [`MAX_QUERY_TERMS`] of the rarest. In a
+/// large index (over [`PRUNE_FROM_CHUNKS`] chunks) a word held by more than one chunk in
+/// [`COMMON_TERM_SHARE`] is left out: BM25 gives it almost no weight, and matching it means
+/// scoring a large part of the index (160 ms a query at 100k chunks, against about 10 without;
+/// bench/README). A query of only such words is answered by its vector neighbours alone.
+async fn search_terms(conn: &Conn, words: &[String]) -> Result<Vec<String>> {
+    let mut unique: Vec<String> = Vec::new();
+    for w in words {
+        if !unique.contains(w) && unique.len() < MAX_LOOKUP_TERMS {
+            unique.push(w.clone());
+        }
+    }
+    let (counts, total) = conn.term_frequencies(&unique).await?;
+    Ok(rarest_terms(unique, counts, total))
+}
+
+/// The words to search for, given how many chunks hold each and about how many there are.
+fn rarest_terms(words: Vec<String>, counts: Vec<i64>, total: i64) -> Vec<String> {
+    let mut ranked: Vec<(i64, String)> = counts.into_iter().zip(words).collect();
+    if total >= PRUNE_FROM_CHUNKS {
+        ranked.retain(|(n, _)| *n * COMMON_TERM_SHARE <= total);
+    }
+    ranked.sort();
+    ranked.truncate(MAX_QUERY_TERMS);
+    ranked.into_iter().map(|(_, w)| w).collect()
 }
 
 /// Reciprocal rank fusion: each list gives a chunk 1 / (k + rank); the best sums first (ties by
@@ -545,6 +583,31 @@ mod tests {
         );
         assert_eq!(snippet("short text", &["none".into()]), "short text");
         assert_eq!(snippet("ÄÖÜ straße", &["straße".into()]), "ÄÖÜ straße");
+    }
+
+    #[test]
+    fn common_words_leave_full_text_search_only_in_a_large_index() {
+        let words = |w: &[&str]| w.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        // Small index: every word stays, rarest first.
+        assert_eq!(
+            rarest_terms(words(&["common", "rare"]), vec![900, 3], 1000),
+            words(&["rare", "common"])
+        );
+        // Large index: a word in more than 1 chunk of 20 goes; all of them may go.
+        assert_eq!(
+            rarest_terms(
+                words(&["common", "rare", "edge"]),
+                vec![9000, 3, 5000],
+                100_000
+            ),
+            words(&["rare", "edge"])
+        );
+        assert!(rarest_terms(words(&["the"]), vec![90_000], 100_000).is_empty());
+        let many: Vec<String> = (0..40).map(|i| format!("w{i:02}")).collect();
+        let counts: Vec<i64> = (0..40).rev().collect();
+        let kept = rarest_terms(many, counts, 1000);
+        assert_eq!(kept.len(), MAX_QUERY_TERMS);
+        assert_eq!(kept[0], "w39", "the rarest first");
     }
 
     #[test]

@@ -246,6 +246,29 @@ impl Conn {
         Ok(())
     }
 
+    /// How many chunks (of all users) hold each term, and about how many chunks there are (the
+    /// highest id), in one statement.
+    pub async fn term_frequencies(&self, terms: &[String]) -> StoreResult<(Vec<i64>, i64)> {
+        let json = serde_json::to_string(terms).map_err(|e| StoreError::Db(e.to_string()))?;
+        let rows = self
+            .query(
+                "SELECT COALESCE((SELECT doc FROM chunks_vocab WHERE term = j.value), 0),
+                        (SELECT COALESCE(max(id), 0) FROM chunks)
+                 FROM json_each(?1) j ORDER BY j.key",
+                [json],
+            )
+            .await?;
+        let total = match rows.first() {
+            Some(row) => col(row, 1, "chunks.id")?,
+            None => 0,
+        };
+        let counts = rows
+            .iter()
+            .map(|row| col(row, 0, "chunks_vocab.doc"))
+            .collect::<StoreResult<Vec<i64>>>()?;
+        Ok((counts, total))
+    }
+
     /// The user's chunks that match an FTS5 query, best BM25 first (a heading match weighs double).
     pub async fn search_chunks_text(
         &self,
@@ -260,7 +283,7 @@ impl Conn {
                      JOIN chunks c ON c.id = chunks_fts.rowid
                      JOIN documents d ON d.id = c.document_id
                      WHERE chunks_fts MATCH ?1 AND c.user_id = ?2
-                     ORDER BY bm25(chunks_fts, 2.0, 1.0) LIMIT ?3"
+                     ORDER BY rank LIMIT ?3"
                 ),
                 libsql::params![fts_query, user_id, limit as i64],
             )
