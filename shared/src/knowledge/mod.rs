@@ -451,7 +451,7 @@ pub async fn search(
 /// large index (over [`PRUNE_FROM_CHUNKS`] chunks) a word held by more than one chunk in
 /// [`COMMON_TERM_SHARE`] is left out: BM25 gives it almost no weight, and matching it means
 /// scoring a large part of the index (160 ms a query at 100k chunks, against about 10 without;
-/// bench/README). A query of only such words is answered by its vector neighbours alone.
+/// README, Benchmarks). A query of only such words is answered by its vector neighbours alone.
 async fn search_terms(conn: &Conn, words: &[String]) -> Result<Vec<String>> {
     let mut unique: Vec<String> = Vec::new();
     for w in words {
