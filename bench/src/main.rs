@@ -574,10 +574,16 @@ async fn chat_in_process(app: &InProcess, token: &str) -> Vec<Row> {
 async fn main() {
     if std::env::args().any(|a| a == "--knowledge-only") {
         // Indexing and retrieval at 1k and 100k chunks: no release binaries are started.
-        let data = std::env::temp_dir().join(format!("codechat-bench-{}", std::process::id()));
+        // BENCH_KEEP_DATA=<dir> keeps the indexed store there, to study its queries afterwards.
+        let keep = std::env::var_os("BENCH_KEEP_DATA").map(std::path::PathBuf::from);
+        let data = keep.clone().unwrap_or_else(|| {
+            std::env::temp_dir().join(format!("codechat-bench-{}", std::process::id()))
+        });
         let app = InProcess::start(&data).await;
         print_rows(&knowledge::measure(&app).await, 78);
-        let _ = std::fs::remove_dir_all(&data);
+        if keep.is_none() {
+            let _ = std::fs::remove_dir_all(&data);
+        }
         return;
     }
     if std::env::args().any(|a| a == "--quotas-only") {

@@ -70,6 +70,10 @@ impl Holds {
         &self.ids
     }
 
+    pub fn budget(&self) -> Budget {
+        self.budget
+    }
+
     /// Reserves `tokens` more for the same turn (the coding agent's next call).
     pub async fn extend(&mut self, conn: &Conn, tokens: u64) -> Result<()> {
         let Some(limit) = self.budget.daily_limit else {

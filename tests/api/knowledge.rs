@@ -887,3 +887,170 @@ async fn a_failing_embedding_model_stores_nothing_and_titan_speaks_invoke_model(
     let hits = search(&app, &t, "kettle").await;
     assert_eq!(hits[0]["heading"], "Kettles");
 }
+
+async fn set_limit(app: &TestApp, admin: &str, user: &codechat_api_tests::Tokens, limit: Value) {
+    let res = app
+        .patch(
+            &format!("/api/v1/admin/users/{}", user.user["id"].as_str().unwrap()),
+            json!({ "daily_token_limit": limit }),
+            Some(admin),
+        )
+        .await;
+    assert_eq!(res.status, StatusCode::OK, "{}", res.text());
+}
+
+#[tokio::test]
+async fn retrieval_with_a_remote_model_is_reserved_before_the_query_is_embedded() {
+    let server = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(path("/v1/embeddings"))
+        .respond_with(Embeddings { titan: false })
+        .mount(&server)
+        .await;
+    let app = TestApp::with_openai_fake(
+        &format!("{}/v1", server.uri()),
+        &[
+            ("EMBEDDING_MODEL", "openai/text-embedding-3-small"),
+            ("DEFAULT_MODEL", "local/echo"),
+            ("BOOTSTRAP_ADMIN_EMAIL", "kb-quota-admin@example.com"),
+            ("KNOWLEDGE_CONTEXT_TOKENS", "1500"),
+        ],
+    )
+    .await;
+    let admin = app.register("kb-quota-admin@example.com").await.access;
+    let user = app.register("kb-quota@example.com").await;
+    let t = &user.access;
+    add(
+        &app,
+        t,
+        "Kettles",
+        "# Kettles\n\nThe kettle whistles when the water boils.",
+    )
+    .await;
+    let calls = fakes::sent_bodies(&server).await.len();
+    let model = "openai/text-embedding-3-small";
+    assert_eq!(embedding_usage(&app, &admin, model).await["calls"], 1);
+
+    // A budget that takes the turn but not the sources' room as well: refused before the
+    // question is embedded, nothing stored or billed.
+    set_limit(&app, &admin, &user, json!(1000)).await;
+    let question = "why does the kettle whistle";
+    let turn = json!({"message": question, "knowledge": true, "max_tokens": 50});
+    let res = app.post("/api/v1/chat", turn.clone(), Some(t)).await;
+    assert_eq!(
+        res.problem(StatusCode::TOO_MANY_REQUESTS)["code"],
+        "daily_token_limit"
+    );
+    assert_eq!(fakes::sent_bodies(&server).await.len(), calls, "no call");
+    assert_eq!(embedding_usage(&app, &admin, model).await["calls"], 1);
+    let list = app.get("/api/v1/conversations", Some(t)).await.json();
+    assert_eq!(list["items"], json!([]));
+    // The same turn without retrieval fits.
+    let res = app
+        .post(
+            "/api/v1/chat",
+            json!({"message": question, "max_tokens": 50}),
+            Some(t),
+        )
+        .await;
+    assert_eq!(res.status, StatusCode::OK, "{}", res.text());
+
+    // With room for the sources: one query call, billed, and the answer cites the document.
+    set_limit(&app, &admin, &user, json!(10_000)).await;
+    let res = app.post("/api/v1/chat", turn, Some(t)).await;
+    assert_eq!(res.status, StatusCode::OK, "{}", res.text());
+    assert_eq!(
+        res.json()["assistant_message"]["citations"][0]["title"],
+        "Kettles"
+    );
+    assert_eq!(fakes::sent_bodies(&server).await.len(), calls + 1);
+    assert_eq!(embedding_usage(&app, &admin, model).await["calls"], 2);
+
+    // A blocked user's search is refused before its call; the offline path has no such cost.
+    set_limit(&app, &admin, &user, json!(0)).await;
+    let res = app
+        .get("/api/v1/knowledge/search?q=boiling%20water", Some(t))
+        .await;
+    assert_eq!(
+        res.problem(StatusCode::TOO_MANY_REQUESTS)["code"],
+        "daily_token_limit"
+    );
+    assert_eq!(fakes::sent_bodies(&server).await.len(), calls + 1);
+}
+
+#[tokio::test]
+async fn titan_throttling_is_retried_and_its_failures_store_nothing() {
+    let titan = "bedrock/amazon.titan-embed-text-v2:0";
+    let kettle = json!({"title": "Kettles", "content": "The kettle whistles."});
+    let throttled = ResponseTemplate::new(429)
+        .insert_header("x-amzn-errortype", "ThrottlingException")
+        .set_body_json(json!({"message": "Too many requests"}));
+
+    // Throttled once: retried, the document indexed.
+    let bedrock = MockServer::start().await;
+    Mock::given(method("POST"))
+        .respond_with(throttled.clone())
+        .up_to_n_times(1)
+        .mount(&bedrock)
+        .await;
+    Mock::given(method("POST"))
+        .and(wiremock::matchers::path_regex("^/model/.+/invoke$"))
+        .respond_with(Embeddings { titan: true })
+        .mount(&bedrock)
+        .await;
+    let app = TestApp::with_bedrock_fake(
+        &bedrock.uri(),
+        &[("EMBEDDING_MODEL", titan), ("PROVIDER_RETRY_BASE_MS", "1")],
+    )
+    .await;
+    let t = app.register("titan-retry@example.com").await.access;
+    let res = app.post(DOCUMENTS, kettle.clone(), Some(&t)).await;
+    assert_eq!(res.status, StatusCode::CREATED, "{}", res.text());
+    assert_eq!(bedrock.received_requests().await.unwrap().len(), 2);
+
+    // Persistent throttling, a vector of the wrong length, and no answer in time: each a problem
+    // naming the provider's failure (never its own text), and no document stored.
+    let wrong_length = ResponseTemplate::new(200)
+        .set_body_json(json!({"embedding": [0.1, 0.2, 0.3], "inputTextTokenCount": 3}));
+    let slow = ResponseTemplate::new(200)
+        .set_delay(std::time::Duration::from_secs(3))
+        .set_body_json(json!({"embedding": vec![0.0; 256], "inputTextTokenCount": 3}));
+    for (answer, status, code) in [
+        (throttled, StatusCode::BAD_GATEWAY, "provider_throttled"),
+        (
+            wrong_length,
+            StatusCode::BAD_GATEWAY,
+            "provider_unavailable",
+        ),
+        (slow, StatusCode::GATEWAY_TIMEOUT, "timeout"),
+    ] {
+        let bedrock = MockServer::start().await;
+        Mock::given(method("POST"))
+            .respond_with(answer)
+            .mount(&bedrock)
+            .await;
+        let app = TestApp::with_bedrock_fake(
+            &bedrock.uri(),
+            &[
+                ("EMBEDDING_MODEL", titan),
+                ("PROVIDER_RETRY_BASE_MS", "1"),
+                ("PROVIDER_MAX_ATTEMPTS", "2"),
+                ("PROVIDER_TIMEOUT_SECONDS", "1"),
+            ],
+        )
+        .await;
+        let t = app.register("titan-fails@example.com").await.access;
+        let res = app.post(DOCUMENTS, kettle.clone(), Some(&t)).await;
+        let problem = res.problem(status);
+        assert_eq!(problem["code"], code, "{problem}");
+        assert!(!problem.to_string().contains("Too many"), "{problem}");
+        assert_eq!(bedrock.received_requests().await.unwrap().len(), 2);
+        assert_eq!(
+            app.get(DOCUMENTS, Some(&t)).await.json()["items"],
+            json!([])
+        );
+        // A search fails the same way rather than answering without its vector half.
+        let res = app.get("/api/v1/knowledge/search?q=kettle", Some(&t)).await;
+        assert_eq!(res.problem(status)["code"], code);
+    }
+}

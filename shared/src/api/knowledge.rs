@@ -346,7 +346,8 @@ async fn search_knowledge(
     let q = query.q.unwrap_or_default();
     let conn = state.store().conn().await?;
     let embedding = knowledge::Embedding::new(state.config(), state.providers());
-    let hits = knowledge::search(&conn, embedding, user.id, &q, limit, "q").await?;
+    let budget = crate::quotas::Budget::of(&user, state.quota_settings());
+    let hits = knowledge::search(&conn, embedding, &budget, &q, limit, "q").await?;
     Ok(Json(SearchResults {
         items: hits
             .into_iter()

@@ -13,6 +13,7 @@ use crate::{
     knowledge,
     projects::{self, ProjectLimits, ProjectPath},
     providers::{ToolCall, ToolOutput, ToolSpec},
+    quotas::Budget,
     store::{Conn, FileChange},
 };
 
@@ -32,7 +33,8 @@ pub struct Workspace<'a> {
     pub conn: &'a Conn,
     pub blobs: &'a BlobStore,
     pub limits: ProjectLimits,
-    pub user_id: UserId,
+    /// Whose turn it is; a knowledge search's query embedding is reserved against it.
+    pub budget: Budget,
     /// None when the turn has only the knowledge tool.
     pub project_id: Option<ProjectId>,
     pub embedding: knowledge::Embedding<'a>,
@@ -134,7 +136,7 @@ pub async fn run_tool(
                 match knowledge::search(
                     ws.conn,
                     ws.embedding,
-                    ws.user_id,
+                    &ws.budget,
                     query,
                     KNOWLEDGE_RESULTS,
                     "query",
@@ -197,7 +199,9 @@ pub async fn run_tool(
         "read_file" => match path_arg(&call.input) {
             Err(e) => Err(e),
             Ok(path) => {
-                match projects::read_file(ws.conn, ws.blobs, ws.user_id, project_id, &path).await {
+                match projects::read_file(ws.conn, ws.blobs, ws.budget.user_id, project_id, &path)
+                    .await
+                {
                     Ok(content) => Ok(match content.file.text {
                         Some(text) => (text, None),
                         None => (
@@ -221,7 +225,7 @@ pub async fn run_tool(
                     ws.conn,
                     ws.blobs,
                     &ws.limits,
-                    ws.user_id,
+                    ws.budget.user_id,
                     project_id,
                     &path,
                     bytes::Bytes::copy_from_slice(content.as_bytes()),
@@ -257,7 +261,8 @@ pub async fn run_tool(
         "delete_file" => match path_arg(&call.input) {
             Err(e) => Err(e),
             Ok(path) => {
-                match projects::delete_file(ws.conn, ws.blobs, ws.user_id, project_id, &path).await
+                match projects::delete_file(ws.conn, ws.blobs, ws.budget.user_id, project_id, &path)
+                    .await
                 {
                     Ok(gone) => Ok((
                         format!("deleted {}", gone.path),

@@ -205,26 +205,9 @@ pub async fn start(
         }?;
         base_system = format!("{base_system}\n\n{view}");
     }
-    // Retrieval runs before the model call (whatever the model), so sources and citations work
-    // with every provider; the request's `knowledge` wins over the agent's.
-    let mut citations = Vec::new();
-    if input
+    let retrieve = input
         .knowledge
-        .unwrap_or_else(|| agent.as_ref().is_some_and(|a| a.knowledge))
-    {
-        if let Some((sources, cited)) = knowledge::context_for(
-            conn,
-            embedding,
-            user_id,
-            &input.message,
-            input.knowledge_tokens,
-        )
-        .await?
-        {
-            base_system = format!("{base_system}\n\n{sources}");
-            citations = cited;
-        }
-    }
+        .unwrap_or_else(|| agent.as_ref().is_some_and(|a| a.knowledge));
 
     // The plan is made before the message is stored, so its cost can be reserved first.
     let (conversation, mut history) = match existing {
@@ -261,30 +244,73 @@ pub async fn start(
         agent_id: None,
         citations: Vec::new(),
     });
-    let mut plan = context::plan(
-        &model,
-        &base_system,
-        summary.as_deref(),
-        &history,
-        max_tokens,
-        temperature,
-    );
+    let planned = |system: &str| {
+        let mut plan = context::plan(
+            &model,
+            system,
+            summary.as_deref(),
+            &history,
+            max_tokens,
+            temperature,
+        );
+        // A long newest message may leave less room than asked for: the answer gets what fits.
+        plan.request.max_tokens = context::answer_room(&model, &plan.request).clamp(1, max_tokens);
+        let mut cost =
+            TokenUsage::estimate(&plan.request, "").input_tokens + plan.request.max_tokens as u64;
+        if !plan.to_summarise.is_empty() {
+            let request = context::summary_request(&model, summary.as_deref(), &plan.to_summarise);
+            cost += TokenUsage::estimate(&request, "").input_tokens + request.max_tokens as u64;
+        }
+        (plan, cost)
+    };
+    let (mut plan, cost) = planned(&base_system);
+    // With retrieval the reservation also covers the sources' room, and is taken before the query
+    // is embedded: a turn refused for its budget makes no embedding call and bills nothing.
+    let room = if retrieve {
+        input.knowledge_tokens as u64 + 1
+    } else {
+        0
+    };
+    let mut holds = quotas::reserve(conn, budget, cost + room).await?;
+    // Retrieval runs before the model call (whatever the model), so sources and citations work
+    // with every provider; the request's `knowledge` wins over the agent's.
+    let mut citations = Vec::new();
+    if retrieve {
+        let retrieved = knowledge::context_for(
+            conn,
+            embedding,
+            budget,
+            &input.message,
+            input.knowledge_tokens,
+        )
+        .await;
+        match retrieved {
+            Ok(Some((sources, cited))) => {
+                base_system = format!("{base_system}\n\n{sources}");
+                citations = cited;
+                let (with_sources, final_cost) = planned(&base_system);
+                plan = with_sources;
+                // Sources that push history into a summary call may cost a little more.
+                if final_cost > cost + room {
+                    if let Err(e) = holds.extend(conn, final_cost - cost - room).await {
+                        holds.release(conn).await;
+                        return Err(e);
+                    }
+                }
+            }
+            Ok(None) => {}
+            Err(e) => {
+                holds.release(conn).await;
+                return Err(e);
+            }
+        }
+    }
     if let Some(last) = plan.request.turns.last_mut() {
         last.files = files;
     }
     if tool_turn {
         plan.request.tools = tools;
     }
-    // A long newest message may leave less room than asked for: the answer gets what fits.
-    plan.request.max_tokens = context::answer_room(&model, &plan.request).clamp(1, max_tokens);
-
-    let mut cost =
-        TokenUsage::estimate(&plan.request, "").input_tokens + plan.request.max_tokens as u64;
-    if !plan.to_summarise.is_empty() {
-        let request = context::summary_request(&model, summary.as_deref(), &plan.to_summarise);
-        cost += TokenUsage::estimate(&request, "").input_tokens + request.max_tokens as u64;
-    }
-    let holds = quotas::reserve(conn, budget, cost).await?;
 
     let stored = match conversation {
         Some(conversation) => conn
@@ -467,7 +493,7 @@ pub async fn run(
                 conn,
                 blobs,
                 limits: settings.project_limits,
-                user_id,
+                budget: holds.budget(),
                 project_id: project,
                 embedding,
             };

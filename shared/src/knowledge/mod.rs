@@ -205,17 +205,25 @@ impl<'a> Embedding<'a> {
         }
     }
 
-    /// A query's vector (none without direction), its call billed to `user_id`; a query repeated
+    /// A query's vector (none without direction). A remote model's call is reserved against the
+    /// user's budget first (429 when it does not fit, no call made) and billed; a query repeated
     /// within the cache's time costs no call.
     async fn query_vector(
         &self,
         conn: &Conn,
-        user_id: UserId,
+        budget: &Budget,
         query: &str,
     ) -> Result<Option<String>> {
         if *self.model == EmbeddingModel::Local {
             return Ok(local_vector(query));
         }
+        let holds = quotas::reserve(conn, budget, estimate_tokens(query)).await?;
+        let billed = self.embed_and_bill(conn, budget.user_id, query).await;
+        holds.release(conn).await;
+        billed.map(Some)
+    }
+
+    async fn embed_and_bill(&self, conn: &Conn, user_id: UserId, query: &str) -> Result<String> {
         let (vector, tokens) = self
             .providers
             .embed_query(self.model, query, embedder::DIMENSIONS, self.retry)
@@ -224,7 +232,7 @@ impl<'a> Embedding<'a> {
             conn.insert_embedding_usage(user_id, &self.bill(tokens))
                 .await?;
         }
-        Ok(Some(embedder::to_json(&vector)))
+        Ok(embedder::to_json(&vector))
     }
 
     /// What `tokens` of this (remote) model cost.
@@ -401,7 +409,7 @@ impl Hit {
 pub async fn search(
     conn: &Conn,
     embedding: Embedding<'_>,
-    user_id: UserId,
+    budget: &Budget,
     query: &str,
     limit: u32,
     field: &str,
@@ -410,6 +418,7 @@ pub async fn search(
     if words.is_empty() {
         return Err(Error::invalid(field, "must contain a word to search for"));
     }
+    let user_id = budget.user_id;
     let candidates = limit * CANDIDATES_PER_RESULT;
     let terms = search_terms(conn, &words).await?;
     let by_text = if terms.is_empty() {
@@ -424,7 +433,7 @@ pub async fn search(
         conn.search_chunks_text(user_id, &fts_query, candidates)
             .await?
     };
-    let by_vector = match embedding.query_vector(conn, user_id, query).await? {
+    let by_vector = match embedding.query_vector(conn, budget, query).await? {
         Some(vector) => {
             conn.search_chunks_vector(
                 user_id,
@@ -532,7 +541,7 @@ fn floor_boundary(s: &str, mut i: usize) -> usize {
 pub async fn context_for(
     conn: &Conn,
     embedding: Embedding<'_>,
-    user_id: UserId,
+    budget: &Budget,
     question: &str,
     max_tokens: usize,
 ) -> Result<Option<(String, Vec<Citation>)>> {
@@ -540,7 +549,7 @@ pub async fn context_for(
     if embedder::words(question).is_empty() {
         return Ok(None);
     }
-    let hits = search(conn, embedding, user_id, question, 5, "message").await?;
+    let hits = search(conn, embedding, budget, question, 5, "message").await?;
     let mut text = String::from(
         "Sources from the user's knowledge base follow. Use them when they answer the question and \
          cite them by number, like [1]. Say so when they do not.",
