@@ -38,6 +38,11 @@ impl BlobKey {
         BlobKey(format!("projects/{user}/{project}/{id}"))
     }
 
+    /// The text of a knowledge document waiting for the worker to index it.
+    pub fn knowledge_text(user: impl std::fmt::Display, id: impl std::fmt::Display) -> Self {
+        BlobKey(format!("knowledge/{user}/{id}"))
+    }
+
     /// A key this service made and stored in a row, read back.
     pub fn stored(key: &str) -> Self {
         BlobKey(key.to_string())

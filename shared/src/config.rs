@@ -170,6 +170,8 @@ pub struct Config {
     pub max_system_prompt_chars: usize,
     /// Largest knowledge document (its text's UTF-8 bytes); the JSON body limit applies too.
     pub max_document_bytes: usize,
+    /// Largest document text indexed inside the request; a larger one is indexed after it.
+    pub max_index_in_request_bytes: usize,
     /// Longest knowledge chunk, in estimated tokens.
     pub knowledge_chunk_tokens: usize,
     /// Tokens of knowledge sources a chat turn may add to the model's context.
@@ -383,7 +385,8 @@ impl Config {
             turns_per_minute: Some(number(&var, "RATE_LIMIT_TURNS_PER_MINUTE", 0u32)?)
                 .filter(|n| *n > 0),
             max_system_prompt_chars: number(&var, "MAX_SYSTEM_PROMPT_CHARS", 32_000)?,
-            max_document_bytes: number(&var, "MAX_DOCUMENT_BYTES", 512 * 1024)?,
+            max_document_bytes: number(&var, "MAX_DOCUMENT_BYTES", 4 * 1024 * 1024)?,
+            max_index_in_request_bytes: number(&var, "MAX_INDEX_IN_REQUEST_BYTES", 512 * 1024)?,
             knowledge_chunk_tokens: number(&var, "KNOWLEDGE_CHUNK_TOKENS", 200usize)?
                 .clamp(20, 2000),
             knowledge_context_tokens: number(&var, "KNOWLEDGE_CONTEXT_TOKENS", 1500)?,

@@ -1054,3 +1054,166 @@ async fn titan_throttling_is_retried_and_its_failures_store_nothing() {
         assert_eq!(res.problem(status)["code"], code);
     }
 }
+
+/// A document over `MAX_INDEX_IN_REQUEST_BYTES` answers 202 and is indexed next: locally by a
+/// task of the process, deployed by the worker on its text's "Object Created" event (fed here as
+/// EventBridge delivers it, twice at once, since delivery is at least once).
+#[tokio::test]
+async fn a_large_document_is_indexed_after_the_request_locally_and_by_the_worker() {
+    let text = format!(
+        "# Airships\n\n{}\n\nThe zeppelin floats over the harbour.",
+        "Lighter than air craft drift slowly over fields. ".repeat(60)
+    );
+    let limit = (text.len() - 1).to_string();
+    for in_worker in [false, true] {
+        let mut env = vec![("MAX_INDEX_IN_REQUEST_BYTES", limit.as_str())];
+        if in_worker {
+            env.push(("UNPACK_IN_WORKER", "true"));
+        }
+        let app = TestApp::with_env(&env).await;
+        let t = app.register("large-doc@example.com").await.access;
+        let user_id = app.me(&t).await.json()["id"].as_str().unwrap().to_string();
+        // At the line: indexed inside the request.
+        let res = app
+            .post(
+                DOCUMENTS,
+                json!({"title": "Edge", "content": &text[..text.len() - 1]}),
+                Some(&t),
+            )
+            .await;
+        assert_eq!(res.status, StatusCode::CREATED, "{}", res.text());
+        assert_eq!(res.json()["status"], "ready");
+
+        let res = app
+            .post(
+                DOCUMENTS,
+                json!({"title": "Airships", "content": text}),
+                Some(&t),
+            )
+            .await;
+        assert_eq!(res.status, StatusCode::ACCEPTED, "{}", res.text());
+        let doc = res.json();
+        let id = doc["id"].as_str().unwrap().to_string();
+        let url = format!("{DOCUMENTS}/{id}");
+        assert_eq!(res.headers[axum::http::header::LOCATION], url.as_str());
+        assert_eq!(doc["status"], "indexing");
+        assert_eq!(doc["chunk_count"], 0);
+        if in_worker {
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+            assert_eq!(app.get(&url, Some(&t)).await.json()["status"], "indexing");
+            let event: Value = serde_json::from_str(
+                &codechat_api_tests::repo_file("events/unpacker-object-created.json")
+                    .replace("attachments/", "knowledge/")
+                    .replace("REPLACE_WITH_USER_ID", &user_id)
+                    .replace("REPLACE_WITH_UPLOAD_ID", &id),
+            )
+            .unwrap();
+            let codechat::function::Transport::Worker(handler) =
+                codechat::api::unpacker::FUNCTION.transport
+            else {
+                panic!("the unpacker is a worker");
+            };
+            let (a, b) = tokio::join!(
+                handler(app.state.clone(), event.clone()),
+                handler(app.state.clone(), event.clone())
+            );
+            assert_eq!(a.unwrap()["documents"], 1);
+            assert_eq!(b.unwrap()["documents"], 1);
+        }
+        let ready = codechat_api_tests::eventually(|| async {
+            app.get(&url, Some(&t)).await.json()["status"] == "ready"
+        })
+        .await;
+        assert!(ready, "in_worker={in_worker}");
+        let doc = app.get(&url, Some(&t)).await.json();
+        let chunks = doc["chunk_count"].as_i64().unwrap();
+        assert!(chunks > 1, "{doc}");
+        // Indexed once: each of its chunks is found once, the sentence asked for first.
+        let hits = search(&app, &t, "zeppelin harbour").await;
+        let found: Vec<&Value> = hits.iter().filter(|h| h["document_id"] == id).collect();
+        assert_eq!(found[0]["chunk"], chunks - 1, "{hits:?}");
+        let mut ords: Vec<i64> = found.iter().map(|h| h["chunk"].as_i64().unwrap()).collect();
+        ords.sort();
+        ords.dedup();
+        assert_eq!(ords.len(), found.len(), "{hits:?}");
+        // The waiting text is removed once indexed.
+        let key = codechat::blobs::BlobKey::knowledge_text(&user_id, &id);
+        assert!(app.state.blobs().read_all(&key).await.is_err());
+
+        // Deleted while it waits: its text goes, and a later event finds nothing to do.
+        if in_worker {
+            let res = app
+                .post(
+                    DOCUMENTS,
+                    json!({"title": "Gone", "content": text}),
+                    Some(&t),
+                )
+                .await;
+            assert_eq!(res.status, StatusCode::ACCEPTED);
+            let gone = res.json()["id"].as_str().unwrap().to_string();
+            let res = app.delete(&format!("{DOCUMENTS}/{gone}"), Some(&t)).await;
+            assert_eq!(res.status, StatusCode::NO_CONTENT);
+            let key = codechat::blobs::BlobKey::knowledge_text(&user_id, &gone);
+            assert!(app.state.blobs().read_all(&key).await.is_err());
+            let event: Value = serde_json::from_str(
+                &codechat_api_tests::repo_file("events/unpacker-object-created.json")
+                    .replace("attachments/", "knowledge/")
+                    .replace("REPLACE_WITH_USER_ID", &user_id)
+                    .replace("REPLACE_WITH_UPLOAD_ID", &gone),
+            )
+            .unwrap();
+            let codechat::function::Transport::Worker(handler) =
+                codechat::api::unpacker::FUNCTION.transport
+            else {
+                panic!("the unpacker is a worker");
+            };
+            handler(app.state.clone(), event).await.unwrap();
+            app.get(&format!("{DOCUMENTS}/{gone}"), Some(&t))
+                .await
+                .problem(StatusCode::NOT_FOUND);
+        }
+    }
+}
+
+/// An embedding model that fails while a large document is indexed after the answer leaves the
+/// document `failed` with the provider's public reason, and nothing of it searchable.
+#[tokio::test]
+async fn a_large_document_whose_embedding_fails_is_marked_failed() {
+    let server = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(path("/v1/embeddings"))
+        .respond_with(ResponseTemplate::new(500).set_body_string("internal secret detail"))
+        .mount(&server)
+        .await;
+    let app = TestApp::with_openai_fake(
+        &format!("{}/v1", server.uri()),
+        &[
+            ("EMBEDDING_MODEL", "openai/text-embedding-3-small"),
+            ("MAX_INDEX_IN_REQUEST_BYTES", "10"),
+            ("PROVIDER_MAX_ATTEMPTS", "1"),
+        ],
+    )
+    .await;
+    let t = app.register("large-fails@example.com").await.access;
+    let res = app
+        .post(
+            DOCUMENTS,
+            json!({"title": "Kettles", "content": "The kettle whistles when the water boils."}),
+            Some(&t),
+        )
+        .await;
+    assert_eq!(res.status, StatusCode::ACCEPTED, "{}", res.text());
+    let url = format!("{DOCUMENTS}/{}", res.json()["id"].as_str().unwrap());
+    let failed = codechat_api_tests::eventually(|| async {
+        app.get(&url, Some(&t)).await.json()["status"] == "failed"
+    })
+    .await;
+    assert!(failed);
+    let doc = app.get(&url, Some(&t)).await.json();
+    assert_eq!(
+        doc["error"],
+        "the model provider is unavailable; try again later"
+    );
+    assert_eq!(doc["chunk_count"], 0);
+    assert!(!doc.to_string().contains("secret"), "{doc}");
+}

@@ -20,8 +20,9 @@ fn bedrock_permissions_name_exactly_the_catalogs_models() {
         }
     }
     // The embedding model the template offers, granted to the functions that embed (knowledge
-    // for documents and search, chat for retrieval before a turn).
-    for _ in ["chat", "knowledge"] {
+    // for documents and search, chat for retrieval before a turn, the unpacker worker for large
+    // documents).
+    for _ in ["chat", "knowledge", "unpacker"] {
         expected.push("foundation-model/amazon.titan-embed-text-v2:0".into());
     }
     let template = repo_file("template.yaml");

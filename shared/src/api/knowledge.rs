@@ -1,7 +1,8 @@
 use axum::{
     body::Body,
     extract::{DefaultBodyLimit, FromRequest, Multipart, Request, State},
-    http::{header, StatusCode},
+    http::{header, HeaderValue, StatusCode},
+    response::{IntoResponse, Response},
     Json,
 };
 use serde::{Deserialize, Serialize};
@@ -14,7 +15,7 @@ use crate::{
     function::{Function, Limits, Transport},
     http::{ApiJson, ApiQuery},
     ids::{AttachmentId, DocumentId},
-    knowledge::{self, chunking::ChunkSize, NewDocumentInput},
+    knowledge::{self, NewDocumentInput},
     pagination::{PageQuery, Paginated},
     state::AppState,
     store::Document,
@@ -46,8 +47,12 @@ pub struct DocumentOut {
     size: i64,
     sha256: String,
     chunk_count: i64,
-    /// `ready`: chunked and indexed (documents are indexed inside the request that creates them).
-    status: &'static str,
+    /// `ready`: chunked and indexed; `indexing`: a text over `MAX_INDEX_IN_REQUEST_BYTES`, indexed
+    /// after the answer (poll this document); `failed`: indexing failed (see `error`).
+    status: String,
+    /// Why indexing failed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    error: Option<String>,
     /// The embedder whose vectors the chunks hold (`local/hashed-ngrams-256`: offline, not semantic).
     embedder: Option<String>,
     created_at: String,
@@ -63,7 +68,8 @@ impl From<Document> for DocumentOut {
             size: d.size,
             sha256: d.sha256,
             chunk_count: d.chunk_count,
-            status: "ready",
+            status: d.status,
+            error: d.error,
             embedder: d.embedder,
             created_at: d.created_at,
             updated_at: d.updated_at,
@@ -128,19 +134,21 @@ struct SearchResults {
 type DocumentPage = Paginated<DocumentOut>;
 
 /// Adds a document: JSON text, JSON `attachment_id`, or a multipart `file` (.txt, .md, .pdf). Its
-/// text is chunked and indexed before the answer.
+/// text is chunked and indexed before the answer (201), or, over `MAX_INDEX_IN_REQUEST_BYTES`,
+/// after it (202 with `Location`, status `indexing`).
 #[utoipa::path(post, path = "/api/v1/knowledge/documents", tag = "knowledge", security(("bearer" = [])),
     request_body(content(
         (CreateDocument = "application/json"),
         (DocumentUpload = "multipart/form-data"),
     )),
-    responses((status = 201, body = DocumentOut), (status = 401, body = Problem), (status = 413, body = Problem),
-        (status = 415, body = Problem), (status = 422, body = Problem)))]
+    responses((status = 201, body = DocumentOut), (status = 202, body = DocumentOut), (status = 401, body = Problem),
+        (status = 413, body = Problem), (status = 415, body = Problem), (status = 422, body = Problem),
+        (status = 429, body = Problem)))]
 async fn create_document(
     State(state): State<AppState>,
     CurrentUser(user): CurrentUser,
     req: Request,
-) -> Result<(StatusCode, Json<DocumentOut>)> {
+) -> Result<Response> {
     let config = state.config();
     let is_multipart = req
         .headers()
@@ -202,15 +210,52 @@ async fn create_document(
             }
         }
     };
-    let size = ChunkSize {
-        max_tokens: config.knowledge_chunk_tokens,
-        overlap_tokens: config.knowledge_chunk_tokens / 7,
-    };
     let conn = state.store().conn().await?;
     let embedding = knowledge::Embedding::new(config, state.providers());
     let budget = crate::quotas::Budget::of(&user, state.quota_settings());
-    let document = knowledge::create(&conn, embedding, &budget, &input, size).await?;
-    Ok((StatusCode::CREATED, Json(document.into())))
+    let settings = knowledge::IndexSettings::from(config);
+    let created =
+        knowledge::create(&conn, state.blobs(), embedding, &budget, &input, settings).await?;
+    match created {
+        knowledge::Created::Ready(document) => {
+            Ok((StatusCode::CREATED, Json(DocumentOut::from(document))).into_response())
+        }
+        knowledge::Created::Indexing(document) => {
+            if !config.unpack_in_worker {
+                // Locally, a task of this process indexes it; deployed, the worker on the
+                // text's "Object Created" event.
+                let (state, user_id, id) = (state.clone(), user.id, document.id);
+                tokio::spawn(async move {
+                    let indexed = async {
+                        let conn = state.store().conn().await?;
+                        let embedding =
+                            knowledge::Embedding::new(state.config(), state.providers());
+                        knowledge::index_stored(
+                            &conn,
+                            state.blobs(),
+                            embedding,
+                            settings.chunk,
+                            user_id,
+                            id,
+                        )
+                        .await
+                    };
+                    if let Err(e) = indexed.await {
+                        tracing::error!(error = %e, "indexing a knowledge document failed");
+                    }
+                });
+            }
+            let location =
+                HeaderValue::from_str(&format!("/api/v1/knowledge/documents/{}", document.id))
+                    .map_err(|e| Error::Internal(e.to_string()))?;
+            Ok((
+                StatusCode::ACCEPTED,
+                [(header::LOCATION, location)],
+                Json(DocumentOut::from(document)),
+            )
+                .into_response())
+        }
+    }
 }
 
 /// A document from a multipart body: a `file` part up to `MAX_INLINE_UPLOAD_BYTES` and an
@@ -319,7 +364,7 @@ async fn delete_document(
     IdPath(id): IdPath<DocumentId>,
 ) -> Result<StatusCode> {
     let conn = state.store().conn().await?;
-    knowledge::delete(&conn, user.id, id).await?;
+    knowledge::delete(&conn, state.blobs(), user.id, id).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 

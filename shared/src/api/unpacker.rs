@@ -1,15 +1,19 @@
-//! The `unpacker` worker: unpacks project zips too large to unpack inside the request that
-//! completes their upload. Deployed, it runs on the "Object Created" event (EventBridge) of the
-//! checked zip under `attachments/`; an S3 notification's `Records` are understood too. Events
-//! arrive at least once: unpacking a given upload happens once (see
-//! [`crate::projects::archive::unpack_stored`]), and other objects under the prefix are ignored.
+//! The `unpacker` worker: the work too large for a request. It unpacks project zips too large to
+//! unpack inside the request that completes their upload (the checked zip under `attachments/`),
+//! and indexes knowledge documents too large to index inside the request that adds them (their
+//! text under `knowledge/`). Deployed, it runs on the objects' "Object Created" events
+//! (EventBridge); an S3 notification's `Records` are understood too. Events arrive at least once:
+//! each upload is unpacked and each document indexed once (see
+//! [`crate::projects::archive::unpack_stored`], [`crate::knowledge::index_stored`]), and other
+//! objects under the prefixes are ignored.
 
 use futures_util::future::BoxFuture;
 use serde_json::{json, Value};
 
 use crate::{
     function::{BoxError, Function, Limits, Transport},
-    ids::{AttachmentId, UserId},
+    ids::{AttachmentId, DocumentId, UserId},
+    knowledge,
     projects::archive::{unpack_stored, ZipRules},
     state::AppState,
 };
@@ -17,7 +21,7 @@ use crate::{
 pub const FUNCTION: Function = Function {
     name: "unpacker",
     transport: Transport::Worker(handle),
-    // Up to MAX_UPLOAD_BYTES of zip in memory, and the time to inflate it.
+    // Up to MAX_UPLOAD_BYTES of zip in memory, and the time to inflate it or embed a document.
     limits: Limits {
         timeout_secs: 900,
         memory_mb: 1024,
@@ -41,8 +45,16 @@ fn keys(event: &Value) -> Vec<String> {
 
 /// The upload a key belongs to: `attachments/<user id>/<upload id>`.
 fn upload_of(key: &str) -> Option<(UserId, AttachmentId)> {
-    let rest = key.strip_prefix("attachments/")?;
-    let (user, id) = rest.split_once('/')?;
+    ids_under(key, "attachments/")
+}
+
+/// The document a key belongs to: `knowledge/<user id>/<document id>`.
+fn document_of(key: &str) -> Option<(UserId, DocumentId)> {
+    ids_under(key, "knowledge/")
+}
+
+fn ids_under<T: std::str::FromStr>(key: &str, prefix: &str) -> Option<(UserId, T)> {
+    let (user, id) = key.strip_prefix(prefix)?.split_once('/')?;
     Some((user.parse().ok()?, id.parse().ok()?))
 }
 
@@ -51,15 +63,21 @@ fn handle(state: AppState, event: Value) -> BoxFuture<'static, Result<Value, Box
         let rules = ZipRules::from(state.config());
         let conn = state.store().conn().await?;
         let mut seen = 0;
+        let mut documents = 0;
         for key in keys(&event) {
-            let Some((user_id, id)) = upload_of(&key) else {
-                continue;
-            };
             // A store or blob failure fails the event, so that it is delivered again.
-            unpack_stored(&conn, state.blobs(), &rules, user_id, id).await?;
-            seen += 1;
+            if let Some((user_id, id)) = upload_of(&key) {
+                unpack_stored(&conn, state.blobs(), &rules, user_id, id).await?;
+                seen += 1;
+            } else if let Some((user_id, id)) = document_of(&key) {
+                let embedding = knowledge::Embedding::new(state.config(), state.providers());
+                let chunk = knowledge::IndexSettings::from(state.config()).chunk;
+                knowledge::index_stored(&conn, state.blobs(), embedding, chunk, user_id, id)
+                    .await?;
+                documents += 1;
+            }
         }
-        Ok(json!({ "uploads": seen }))
+        Ok(json!({ "uploads": seen, "documents": documents }))
     })
 }
 
@@ -82,5 +100,11 @@ mod tests {
         );
         assert_eq!(upload_of(&format!("projects/{user}/{id}")), None);
         assert_eq!(upload_of("attachments/not/ids"), None);
+        let doc = DocumentId::new();
+        assert_eq!(
+            document_of(&format!("knowledge/{user}/{doc}")),
+            Some((user, doc))
+        );
+        assert_eq!(document_of(&format!("attachments/{user}/{doc}")), None);
     }
 }

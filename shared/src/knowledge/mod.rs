@@ -280,48 +280,192 @@ fn local_vector(text: &str) -> Option<String> {
     v.iter().any(|x| *x != 0.0).then(|| embedder::to_json(&v))
 }
 
+/// How documents are indexed: chunk sizes, and the largest text indexed inside the request.
+#[derive(Debug, Clone, Copy)]
+pub struct IndexSettings {
+    pub chunk: ChunkSize,
+    pub in_request_bytes: usize,
+}
+
+impl IndexSettings {
+    pub fn from(config: &crate::config::Config) -> Self {
+        IndexSettings {
+            chunk: ChunkSize {
+                max_tokens: config.knowledge_chunk_tokens,
+                overlap_tokens: config.knowledge_chunk_tokens / 7,
+            },
+            in_request_bytes: config.max_index_in_request_bytes,
+        }
+    }
+}
+
+/// A created document: indexed, or waiting for the worker.
+pub enum Created {
+    Ready(Document),
+    Indexing(Document),
+}
+
 /// Chunks, embeds and stores a checked document, with its embedding calls' usage, in one
 /// transaction. The embedding calls come first: a failed call stores nothing (a 502). A remote
 /// model's calls count against the user's daily token budget, reserved before they are made
 /// (429 as for chat when they do not fit).
+///
+/// A text over `in_request_bytes` is stored `indexing`, its text in the blob store, and indexed
+/// by [`index_stored`] after the answer (the budget is checked now, and the calls billed then).
 pub async fn create(
     conn: &Conn,
+    blobs: &BlobStore,
     embedding: Embedding<'_>,
     budget: &Budget,
     input: &NewDocumentInput,
-    size: ChunkSize,
-) -> Result<Document> {
+    settings: IndexSettings,
+) -> Result<Created> {
     let user_id = budget.user_id;
-    let markdown = input.kind == Kind::Markdown;
-    let pieces = chunking::chunk(&input.content, markdown, size);
-    let texts: Vec<String> = pieces
-        .iter()
-        .map(|c| format!("{}\n{}", c.heading, c.content))
-        .collect();
-    let holds = match embedding.model {
-        EmbeddingModel::Local => None,
-        _ => {
-            let estimate = texts.iter().map(|t| estimate_tokens(t)).sum();
-            Some(quotas::reserve(conn, budget, estimate).await?)
-        }
+    let (embedder, sha256) = (
+        embedding.name(),
+        crate::projects::sha256_hex(input.content.as_bytes()),
+    );
+    let estimate = |text: &str| match embedding.model {
+        EmbeddingModel::Local => 0,
+        _ => estimate_tokens(text),
     };
-    let stored = embed_and_store(conn, embedding, user_id, input, pieces, &texts).await;
+    if input.content.len() > settings.in_request_bytes {
+        if estimate(&input.content) > 0 {
+            quotas::reserve(conn, budget, estimate(&input.content))
+                .await?
+                .release(conn)
+                .await;
+        }
+        let document = conn
+            .insert_indexing_document(new_document(user_id, input, &embedder, &sha256))
+            .await?;
+        let put = blobs
+            .put(
+                &BlobKey::knowledge_text(user_id, document.id),
+                "text/plain; charset=utf-8",
+                input.content.clone().into(),
+            )
+            .await;
+        if let Err(e) = put {
+            conn.delete_document(document.id, user_id).await?;
+            return Err(e.into());
+        }
+        return Ok(Created::Indexing(document));
+    }
+    let markdown = input.kind == Kind::Markdown;
+    let pieces = chunking::chunk(&input.content, markdown, settings.chunk);
+    let texts = embedding_texts(&pieces);
+    let holds = match texts.iter().map(|t| estimate(t)).sum() {
+        0 => None,
+        tokens => Some(quotas::reserve(conn, budget, tokens).await?),
+    };
+    let stored = async {
+        let (chunks, bill) = embed(embedding, pieces, &texts).await?;
+        let new = new_document(user_id, input, &embedder, &sha256);
+        Ok(conn.insert_document(new, &chunks, bill.as_ref()).await?)
+    }
+    .await;
     if let Some(holds) = holds {
         holds.release(conn).await;
     }
-    stored
+    stored.map(Created::Ready)
 }
 
-async fn embed_and_store(
+/// How long a worker run holds a document: past the worker's timeout.
+const INDEX_LEASE: std::time::Duration = std::time::Duration::from_secs(16 * 60);
+
+/// Indexes a document stored `indexing` by [`create`]: once, however often its event comes (a run
+/// claims it first). A failed embedding call marks it `failed` with the provider's public reason;
+/// a store or blob failure is returned, so that the event is delivered again.
+pub async fn index_stored(
     conn: &Conn,
+    blobs: &BlobStore,
     embedding: Embedding<'_>,
+    chunk: ChunkSize,
     user_id: UserId,
-    input: &NewDocumentInput,
+    id: DocumentId,
+) -> Result<()> {
+    let key = BlobKey::knowledge_text(user_id, id);
+    let now = std::time::SystemTime::now();
+    let claimed = conn
+        .claim_indexing(
+            id,
+            user_id,
+            &crate::ids::format_time(now.into()),
+            &crate::ids::format_time((now + INDEX_LEASE).into()),
+        )
+        .await?;
+    if !claimed {
+        // Done, failed or deleted: the text is no longer needed. Claimed by a live run: its own.
+        if conn
+            .document(id, user_id)
+            .await?
+            .is_none_or(|d| d.status != "indexing")
+        {
+            blobs.delete(&key).await?;
+        }
+        return Ok(());
+    }
+    let Some(document) = conn.document(id, user_id).await? else {
+        return Ok(());
+    };
+    let text = match blobs.read_all(&key).await {
+        Ok(bytes) => String::from_utf8_lossy(&bytes).into_owned(),
+        Err(crate::blobs::BlobError::Missing) => {
+            conn.fail_indexing(id, user_id, "the document's text was lost; add it again")
+                .await?;
+            return Ok(());
+        }
+        Err(e) => return Err(e.into()),
+    };
+    let pieces = chunking::chunk(&text, document.content_type == "text/markdown", chunk);
+    let texts = embedding_texts(&pieces);
+    match embed(embedding, pieces, &texts).await {
+        Ok((chunks, bill)) => {
+            conn.finish_indexing(id, user_id, &chunks, bill.as_ref())
+                .await?;
+        }
+        Err(Error::Provider { message, .. }) => {
+            conn.fail_indexing(id, user_id, message).await?;
+        }
+        Err(e) => return Err(e),
+    }
+    blobs.delete(&key).await?;
+    Ok(())
+}
+
+fn new_document<'a>(
+    user_id: UserId,
+    input: &'a NewDocumentInput,
+    embedder: &'a str,
+    sha256: &'a str,
+) -> NewDocument<'a> {
+    NewDocument {
+        user_id,
+        title: &input.title,
+        content_type: input.kind.content_type(),
+        size: input.content.len() as i64,
+        sha256,
+        embedder: Some(embedder),
+    }
+}
+
+/// What is embedded of each chunk: its heading path, then its text.
+fn embedding_texts(pieces: &[chunking::Chunk]) -> Vec<String> {
+    pieces
+        .iter()
+        .map(|c| format!("{}\n{}", c.heading, c.content))
+        .collect()
+}
+
+/// The chunks with their vectors, and what a remote model's calls cost.
+async fn embed(
+    embedding: Embedding<'_>,
     pieces: Vec<chunking::Chunk>,
     texts: &[String],
-) -> Result<Document> {
+) -> Result<(Vec<NewChunk>, Option<EmbeddingBill>)> {
     let (vectors, bill) = embedding.vectors(texts).await?;
-    let chunks: Vec<NewChunk> = pieces
+    let chunks = pieces
         .into_iter()
         .zip(vectors)
         .enumerate()
@@ -333,21 +477,7 @@ async fn embed_and_store(
             embedding,
         })
         .collect();
-    let embedder = embedding.name();
-    Ok(conn
-        .insert_document(
-            NewDocument {
-                user_id,
-                title: &input.title,
-                content_type: input.kind.content_type(),
-                size: input.content.len() as i64,
-                sha256: &crate::projects::sha256_hex(input.content.as_bytes()),
-                embedder: Some(&embedder),
-            },
-            &chunks,
-            bill.as_ref(),
-        )
-        .await?)
+    Ok((chunks, bill))
 }
 
 /// The user's document, or 404 (also for another user's).
@@ -374,11 +504,18 @@ pub async fn rename(conn: &Conn, user_id: UserId, id: DocumentId, title: &str) -
         .ok_or(Error::NotFound)
 }
 
-pub async fn delete(conn: &Conn, user_id: UserId, id: DocumentId) -> Result<()> {
-    if conn.delete_document(id, user_id).await? {
-        Ok(())
-    } else {
-        Err(Error::NotFound)
+/// Deletes the document; one still waiting for the worker takes its stored text with it.
+pub async fn delete(conn: &Conn, blobs: &BlobStore, user_id: UserId, id: DocumentId) -> Result<()> {
+    match conn.delete_document(id, user_id).await?.as_deref() {
+        None => Err(Error::NotFound),
+        Some("indexing") => {
+            // A worker run that comes later finds no document and removes the text itself.
+            if let Err(e) = blobs.delete(&BlobKey::knowledge_text(user_id, id)).await {
+                tracing::warn!(error = %e, "a deleted document's text was not removed");
+            }
+            Ok(())
+        }
+        Some(_) => Ok(()),
     }
 }
 

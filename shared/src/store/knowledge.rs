@@ -16,6 +16,10 @@ pub struct Document {
     pub embedder: Option<String>,
     pub created_at: String,
     pub updated_at: String,
+    /// `ready`, `indexing` (waiting for the worker) or `failed`.
+    pub status: String,
+    /// Why indexing failed (a public message).
+    pub error: Option<String>,
 }
 
 pub struct NewDocument<'a> {
@@ -62,7 +66,7 @@ pub struct ChunkHit {
 }
 
 const DOCUMENT_COLUMNS: &str = "id, user_id, title, content_type, size, sha256, chunk_count, \
-     embedder, created_at, updated_at";
+     embedder, created_at, updated_at, status, error";
 
 fn document_from_row(row: &Row) -> StoreResult<Document> {
     Ok(Document {
@@ -76,6 +80,8 @@ fn document_from_row(row: &Row) -> StoreResult<Document> {
         embedder: col(row, 7, "documents.embedder")?,
         created_at: col(row, 8, "documents.created_at")?,
         updated_at: col(row, 9, "documents.updated_at")?,
+        status: col(row, 10, "documents.status")?,
+        error: col(row, 11, "documents.error")?,
     })
 }
 
@@ -101,59 +107,90 @@ impl Conn {
         bill: Option<&EmbeddingBill>,
     ) -> StoreResult<Document> {
         let id = DocumentId::new();
-        let now = crate::ids::now();
-        let chunks_json =
-            serde_json::to_string(chunks).map_err(|e| StoreError::Db(e.to_string()))?;
         let tx = self.db.transaction().await?;
         let rows = super::rows(
-            tx.query(
-                &format!(
-                    "INSERT INTO documents (id, user_id, title, content_type, size, sha256, chunk_count,
-                         embedder, created_at, updated_at)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?9) RETURNING {DOCUMENT_COLUMNS}"
-                ),
-                libsql::params![
-                    id,
-                    new.user_id,
-                    new.title,
-                    new.content_type,
-                    new.size,
-                    new.sha256,
-                    chunks.len() as i64,
-                    new.embedder,
-                    now
-                ],
-            )
-            .await?,
+            tx.query(INSERT_DOCUMENT, new.params(id, "ready", chunks.len()))
+                .await?,
         )
         .await?;
-        tx.execute(
-            "INSERT INTO chunks (document_id, user_id, ord, heading, content, tokens, embedding)
-             SELECT ?1, ?2, json_extract(value, '$.ord'), json_extract(value, '$.heading'),
-                    json_extract(value, '$.content'), json_extract(value, '$.tokens'),
-                    CASE WHEN json_extract(value, '$.embedding') IS NULL THEN NULL
-                         ELSE vector32(json_extract(value, '$.embedding')) END
-             FROM json_each(?3)",
-            libsql::params![id, new.user_id, chunks_json],
-        )
-        .await?;
-        if let Some(bill) = bill {
-            tx.execute(
-                INSERT_EMBEDDING_USAGE,
-                libsql::params![
-                    crate::ids::new_id(),
-                    new.user_id,
-                    bill.model.as_str(),
-                    bill.tokens,
-                    bill.cost_usd,
-                    crate::ids::now(),
-                    id
-                ],
-            )
-            .await?;
-        }
+        insert_chunks(&tx, id, new.user_id, chunks, bill).await?;
         tx.commit().await?;
         first(rows, document_from_row)?.ok_or(StoreError::Corrupt("documents"))
+    }
+
+    /// Stores a document without chunks, `indexing`, for the worker to index.
+    pub async fn insert_indexing_document(&self, new: NewDocument<'_>) -> StoreResult<Document> {
+        let rows = self
+            .query(
+                INSERT_DOCUMENT,
+                new.params(DocumentId::new(), "indexing", 0),
+            )
+            .await?;
+        first(rows, document_from_row)?.ok_or(StoreError::Corrupt("documents"))
+    }
+
+    /// Claims an `indexing` document for one run until `until`: false when it is gone, indexed,
+    /// failed, or claimed by a run whose claim has not expired.
+    pub async fn claim_indexing(
+        &self,
+        id: DocumentId,
+        user_id: UserId,
+        now: &str,
+        until: &str,
+    ) -> StoreResult<bool> {
+        let n = self
+            .execute(
+                "UPDATE documents SET index_lease_until = ?4
+                 WHERE id = ?1 AND user_id = ?2 AND status = 'indexing'
+                   AND (index_lease_until IS NULL OR index_lease_until < ?3)",
+                libsql::params![id, user_id, now, until],
+            )
+            .await?;
+        Ok(n > 0)
+    }
+
+    /// Stores an `indexing` document's chunks and marks it ready, all or nothing; false (and
+    /// nothing stored) when it was deleted or finished meanwhile.
+    pub async fn finish_indexing(
+        &self,
+        id: DocumentId,
+        user_id: UserId,
+        chunks: &[NewChunk],
+        bill: Option<&EmbeddingBill>,
+    ) -> StoreResult<bool> {
+        let tx = self.db.transaction().await?;
+        let n = tx
+            .execute(
+                "UPDATE documents SET status = 'ready', chunk_count = ?3, index_lease_until = NULL,
+                     updated_at = ?4
+                 WHERE id = ?1 AND user_id = ?2 AND status = 'indexing'",
+                libsql::params![id, user_id, chunks.len() as i64, crate::ids::now()],
+            )
+            .await?;
+        if n == 0 {
+            tx.rollback().await?;
+            return Ok(false);
+        }
+        insert_chunks(&tx, id, user_id, chunks, bill).await?;
+        tx.commit().await?;
+        Ok(true)
+    }
+
+    /// Marks an `indexing` document failed, with a public reason.
+    pub async fn fail_indexing(
+        &self,
+        id: DocumentId,
+        user_id: UserId,
+        error: &str,
+    ) -> StoreResult<()> {
+        self.execute(
+            "UPDATE documents SET status = 'failed', error = ?3, index_lease_until = NULL,
+                 updated_at = ?4
+             WHERE id = ?1 AND user_id = ?2 AND status = 'indexing'",
+            libsql::params![id, user_id, error, crate::ids::now()],
+        )
+        .await?;
+        Ok(())
     }
 
     /// The document if it belongs to `user_id`; another user's is simply not found.
@@ -206,22 +243,29 @@ impl Conn {
         first(rows, document_from_row)
     }
 
-    /// Deletes the document with its chunks (their full-text rows and vectors go with them).
-    pub async fn delete_document(&self, id: DocumentId, user_id: UserId) -> StoreResult<bool> {
+    /// Deletes the document with its chunks (their full-text rows and vectors go with them); the
+    /// status it had, or none when there was no such document of the user's.
+    pub async fn delete_document(
+        &self,
+        id: DocumentId,
+        user_id: UserId,
+    ) -> StoreResult<Option<String>> {
         let tx = self.db.transaction().await?;
         tx.execute(
             "DELETE FROM chunks WHERE document_id = (SELECT id FROM documents WHERE id = ?1 AND user_id = ?2)",
             libsql::params![id, user_id],
         )
         .await?;
-        let n = tx
-            .execute(
-                "DELETE FROM documents WHERE id = ?1 AND user_id = ?2",
+        let rows = super::rows(
+            tx.query(
+                "DELETE FROM documents WHERE id = ?1 AND user_id = ?2 RETURNING status",
                 libsql::params![id, user_id],
             )
-            .await?;
+            .await?,
+        )
+        .await?;
         tx.commit().await?;
-        Ok(n == 1)
+        first(rows, |row| col(row, 0, "documents.status"))
     }
 
     /// Bills a query's embedding call (no document).
@@ -332,4 +376,70 @@ impl Conn {
             .await?;
         collect(rows, hit_from_row)
     }
+}
+
+const INSERT_DOCUMENT: &str =
+    "INSERT INTO documents (id, user_id, title, content_type, size, sha256,
+         chunk_count, embedder, created_at, updated_at, status)
+     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?10, ?7, ?8, ?8, ?9)
+     RETURNING id, user_id, title, content_type, size, sha256, chunk_count, embedder, created_at,
+         updated_at, status, error";
+
+impl NewDocument<'_> {
+    fn params(
+        &self,
+        id: DocumentId,
+        status: &str,
+        chunk_count: usize,
+    ) -> impl libsql::params::IntoParams {
+        libsql::params![
+            id,
+            self.user_id,
+            self.title,
+            self.content_type,
+            self.size,
+            self.sha256,
+            self.embedder,
+            crate::ids::now(),
+            status,
+            chunk_count as i64
+        ]
+    }
+}
+
+/// A document's chunks (in one statement) and its embedding calls' usage row.
+async fn insert_chunks(
+    tx: &libsql::Transaction,
+    id: DocumentId,
+    user_id: UserId,
+    chunks: &[NewChunk],
+    bill: Option<&EmbeddingBill>,
+) -> StoreResult<()> {
+    let chunks_json = serde_json::to_string(chunks).map_err(|e| StoreError::Db(e.to_string()))?;
+    tx.execute(
+        "INSERT INTO chunks (document_id, user_id, ord, heading, content, tokens, embedding)
+         SELECT ?1, ?2, json_extract(value, '$.ord'), json_extract(value, '$.heading'),
+                json_extract(value, '$.content'), json_extract(value, '$.tokens'),
+                CASE WHEN json_extract(value, '$.embedding') IS NULL THEN NULL
+                     ELSE vector32(json_extract(value, '$.embedding')) END
+         FROM json_each(?3)",
+        libsql::params![id, user_id, chunks_json],
+    )
+    .await?;
+    if let Some(bill) = bill {
+        tx.execute(
+            INSERT_EMBEDDING_USAGE,
+            libsql::params![
+                crate::ids::new_id(),
+                user_id,
+                bill.model.as_str(),
+                bill.tokens,
+                bill.cost_usd,
+                crate::ids::now(),
+                id
+            ],
+        )
+        .await?;
+    }
+    Ok(())
 }

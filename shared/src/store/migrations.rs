@@ -33,6 +33,7 @@ pub(crate) const MIGRATIONS: &[(i64, &str, &str)] = migrations![
     12 => "0012_unpack_lease.sql",
     13 => "0013_agents_admin_quotas.sql",
     14 => "0014_knowledge.sql",
+    15 => "0015_knowledge_worker.sql",
 ];
 
 pub(super) async fn apply(conn: &Conn) -> StoreResult<()> {
