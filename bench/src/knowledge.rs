@@ -60,52 +60,86 @@ pub async fn measure(app: &InProcess) -> Vec<Row> {
         row.route = row.route.replace("  ", " ");
         rows.push(row);
 
-        let queries: Vec<String> = (0..SEARCHES).map(|_| text.question()).collect();
-        let mut row = app
-            .measure(
-                "",
-                SEARCHES,
-                |i| {
-                    (
-                        "GET",
-                        format!(
-                            "/api/v1/knowledge/search?q={}",
-                            queries[i].replace(' ', "%20")
-                        ),
-                        None,
-                    )
-                },
-                &token,
-                200,
-            )
-            .await;
-        row.route = format!("GET /knowledge/search, {}k chunks", chunks / 1000);
-        rows.push(row);
-
-        let (mut with, mut without) = (Vec::new(), Vec::new());
-        for i in 0..CHAT_TURNS * 2 {
-            let knowledge = i % 2 == 1;
-            let body = json!({"message": queries[i % SEARCHES], "knowledge": knowledge});
-            let t = Instant::now();
-            let (status, answer) = app
-                .call("POST", "/api/v1/chat", Some(&token), Some(body))
-                .await;
-            let took: Duration = t.elapsed();
-            assert_eq!(status, 200, "{answer}");
-            if knowledge { &mut with } else { &mut without }.push(took);
-        }
-        rows.push(Row::from_times(
-            "in-process",
-            &format!("POST /chat without knowledge, {}k chunks", chunks / 1000),
-            without,
-        ));
-        rows.push(Row::from_times(
-            "in-process",
-            &format!("POST /chat with knowledge, {}k chunks", chunks / 1000),
-            with,
-        ));
+        rows.extend(retrieval(app, &token, &mut text, chunks).await);
     }
     rows
+}
+
+/// Search and chat-turn latency over what is indexed (`chunks` of it).
+async fn retrieval(app: &InProcess, token: &str, text: &mut Corpus, chunks: u64) -> Vec<Row> {
+    let mut rows = Vec::new();
+    let queries: Vec<String> = (0..SEARCHES).map(|_| text.question()).collect();
+    let mut row = app
+        .measure(
+            "",
+            SEARCHES,
+            |i| {
+                (
+                    "GET",
+                    format!(
+                        "/api/v1/knowledge/search?q={}",
+                        queries[i].replace(' ', "%20")
+                    ),
+                    None,
+                )
+            },
+            &token,
+            200,
+        )
+        .await;
+    row.route = format!("GET /knowledge/search, {}k chunks", chunks / 1000);
+    rows.push(row);
+
+    let (mut with, mut without) = (Vec::new(), Vec::new());
+    for i in 0..CHAT_TURNS * 2 {
+        let knowledge = i % 2 == 1;
+        let body = json!({"message": queries[i % SEARCHES], "knowledge": knowledge});
+        let t = Instant::now();
+        let (status, answer) = app
+            .call("POST", "/api/v1/chat", Some(&token), Some(body))
+            .await;
+        let took: Duration = t.elapsed();
+        assert_eq!(status, 200, "{answer}");
+        if knowledge { &mut with } else { &mut without }.push(took);
+    }
+    rows.push(Row::from_times(
+        "in-process",
+        &format!("POST /chat without knowledge, {}k chunks", chunks / 1000),
+        without,
+    ));
+    rows.push(Row::from_times(
+        "in-process",
+        &format!("POST /chat with knowledge, {}k chunks", chunks / 1000),
+        with,
+    ));
+    rows
+}
+
+/// Retrieval alone over a store the full run kept (`BENCH_KEEP_DATA`): its user logs in, and the
+/// questions come from the same generator.
+pub async fn measure_kept(app: &InProcess) -> Vec<Row> {
+    let token = app.login("knowledge@bench.dev", PASSWORD).await;
+    let mut text = Corpus::new(7);
+    let (mut chunks, mut cursor) = (0, String::new());
+    loop {
+        let (status, body) = app
+            .call(
+                "GET",
+                &format!("/api/v1/knowledge/documents?limit=100{cursor}"),
+                Some(&token),
+                None,
+            )
+            .await;
+        assert_eq!(status, 200, "{body}");
+        for d in body["items"].as_array().unwrap() {
+            chunks += d["chunk_count"].as_u64().unwrap();
+        }
+        match body["next_cursor"].as_str() {
+            Some(next) => cursor = format!("&cursor={next}"),
+            None => break,
+        }
+    }
+    retrieval(app, &token, &mut text, chunks).await
 }
 
 /// Deterministic pseudo-prose.

@@ -16,7 +16,8 @@
 //! `-- --load-only` runs only the instances-at-once section, `-- --uploads-only` only the
 //! attachments and projects, `-- --in-process-only` only the chat turn in-process (no release binaries are
 //! built), for profiling, `-- --quotas-only` only the budget and usage-report figures,
-//! `-- --knowledge-only` only indexing and retrieval at 1k and 100k chunks.
+//! `-- --knowledge-only` only indexing and retrieval at 1k and 100k chunks (`BENCH_KEEP_DATA=<dir>`
+//! keeps the store; `-- --knowledge-search-only` then measures retrieval over it again).
 
 mod cpu;
 mod in_process;
@@ -584,6 +585,15 @@ async fn main() {
         if keep.is_none() {
             let _ = std::fs::remove_dir_all(&data);
         }
+        return;
+    }
+    if std::env::args().any(|a| a == "--knowledge-search-only") {
+        // Retrieval alone over the store a `--knowledge-only` run kept with BENCH_KEEP_DATA.
+        let data = std::env::var_os("BENCH_KEEP_DATA")
+            .map(std::path::PathBuf::from)
+            .expect("BENCH_KEEP_DATA names the kept store");
+        let app = InProcess::start(&data).await;
+        print_rows(&knowledge::measure_kept(&app).await, 78);
         return;
     }
     if std::env::args().any(|a| a == "--quotas-only") {
