@@ -26,7 +26,7 @@ const MAX_TITLE_CHARS: usize = 200;
 const RRF_K: f64 = 60.0;
 /// Results either search contributes before fusion, per result asked for.
 const CANDIDATES_PER_RESULT: u32 = 3;
-/// Neighbours the vector index is asked for before the owner filter, per result asked for.
+/// At most, neighbours the vector index is asked for before the owner filter, per candidate.
 const ANN_OVERSAMPLE: u32 = 10;
 /// Distinct words of a query looked up, and kept for full-text search (the rarest).
 const MAX_LOOKUP_TERMS: usize = 64;
@@ -557,7 +557,7 @@ pub async fn search(
     }
     let user_id = budget.user_id;
     let candidates = limit * CANDIDATES_PER_RESULT;
-    let terms = search_terms(conn, &words).await?;
+    let (terms, factor) = search_terms(conn, user_id, &words).await?;
     let by_text = if terms.is_empty() {
         Vec::new()
     } else {
@@ -577,7 +577,7 @@ pub async fn search(
                 &embedding.name(),
                 &vector,
                 candidates,
-                candidates * ANN_OVERSAMPLE,
+                candidates * factor,
             )
             .await?
         }
@@ -598,15 +598,33 @@ pub async fn search(
 /// [`COMMON_TERM_SHARE`] is left out: BM25 gives it almost no weight, and matching it means
 /// scoring a large part of the index (160 ms a query at 100k chunks, against about 10 without;
 /// README, Benchmarks). A query of only such words is answered by its vector neighbours alone.
-async fn search_terms(conn: &Conn, words: &[String]) -> Result<Vec<String>> {
+/// Also returns how many times the candidates the vector index is asked for (see [`oversample`]).
+async fn search_terms(
+    conn: &Conn,
+    user_id: UserId,
+    words: &[String],
+) -> Result<(Vec<String>, u32)> {
     let mut unique: Vec<String> = Vec::new();
     for w in words {
         if !unique.contains(w) && unique.len() < MAX_LOOKUP_TERMS {
             unique.push(w.clone());
         }
     }
-    let (counts, total) = conn.term_frequencies(&unique).await?;
-    Ok(rarest_terms(unique, counts, total))
+    let stats = conn.term_frequencies(user_id, &unique).await?;
+    let factor = oversample(stats.total, stats.own);
+    Ok((rarest_terms(unique, stats.counts, stats.total), factor))
+}
+
+/// How many neighbours per wanted candidate to ask the vector index for, which ranks all users'
+/// chunks: about the index's size over the user's share of it, up to [`ANN_OVERSAMPLE`] (past
+/// that, the exact scan of the user's own chunks answers). A user who holds most of the index
+/// asks for no more than needed: every neighbour visited costs time.
+fn oversample(total: i64, own: i64) -> u32 {
+    if own <= 0 {
+        return ANN_OVERSAMPLE;
+    }
+    let ratio = (total + own - 1) / own;
+    ratio.clamp(1, ANN_OVERSAMPLE as i64) as u32
 }
 
 /// The words to search for, given how many chunks hold each and about how many there are.
@@ -729,6 +747,15 @@ mod tests {
         );
         assert_eq!(snippet("short text", &["none".into()]), "short text");
         assert_eq!(snippet("ÄÖÜ straße", &["straße".into()]), "ÄÖÜ straße");
+    }
+
+    #[test]
+    fn the_vector_index_is_asked_for_the_users_share() {
+        assert_eq!(oversample(100_000, 100_000), 1);
+        assert_eq!(oversample(100_000, 60_000), 2);
+        assert_eq!(oversample(100_000, 25_000), 4);
+        assert_eq!(oversample(100_000, 100), ANN_OVERSAMPLE);
+        assert_eq!(oversample(0, 0), ANN_OVERSAMPLE);
     }
 
     #[test]

@@ -54,6 +54,15 @@ const INSERT_EMBEDDING_USAGE: &str =
                         output_tokens, cached_tokens, cost_usd, created_at, document_id)
      VALUES (?1, NULL, NULL, ?2, ?3, 'embedding', ?4, 0, 0, ?5, ?6, ?7)";
 
+/// What a search learns of the index before it runs: how many chunks hold each of its terms,
+/// about how many chunks there are, and how many of them are the user's.
+#[derive(Debug)]
+pub struct TermFrequencies {
+    pub counts: Vec<i64>,
+    pub total: i64,
+    pub own: i64,
+}
+
 /// A chunk found by a search, with its document's title.
 #[derive(Debug, Clone)]
 pub struct ChunkHit {
@@ -290,27 +299,37 @@ impl Conn {
         Ok(())
     }
 
-    /// How many chunks (of all users) hold each term, and about how many chunks there are (the
-    /// highest id), in one statement.
-    pub async fn term_frequencies(&self, terms: &[String]) -> StoreResult<(Vec<i64>, i64)> {
+    /// How many chunks (of all users) hold each term, about how many chunks there are (the
+    /// highest id), and how many are the user's, in one statement.
+    pub async fn term_frequencies(
+        &self,
+        user_id: UserId,
+        terms: &[String],
+    ) -> StoreResult<TermFrequencies> {
         let json = serde_json::to_string(terms).map_err(|e| StoreError::Db(e.to_string()))?;
         let rows = self
             .query(
-                "SELECT COALESCE((SELECT doc FROM chunks_vocab WHERE term = j.value), 0),
-                        (SELECT COALESCE(max(id), 0) FROM chunks)
-                 FROM json_each(?1) j ORDER BY j.key",
-                [json],
+                "SELECT (SELECT COALESCE(max(id), 0) FROM chunks),
+                        (SELECT COALESCE(sum(chunk_count), 0) FROM documents WHERE user_id = ?2),
+                        NULL
+                 UNION ALL
+                 SELECT COALESCE((SELECT doc FROM chunks_vocab WHERE term = j.value), 0), 0, j.key
+                 FROM json_each(?1) j
+                 ORDER BY 3",
+                libsql::params![json, user_id],
             )
             .await?;
-        let total = match rows.first() {
-            Some(row) => col(row, 1, "chunks.id")?,
-            None => 0,
+        let Some((first, rest)) = rows.split_first() else {
+            return Err(StoreError::Corrupt("chunks"));
         };
-        let counts = rows
-            .iter()
-            .map(|row| col(row, 0, "chunks_vocab.doc"))
-            .collect::<StoreResult<Vec<i64>>>()?;
-        Ok((counts, total))
+        Ok(TermFrequencies {
+            total: col(first, 0, "chunks.id")?,
+            own: col(first, 1, "documents.chunk_count")?,
+            counts: rest
+                .iter()
+                .map(|row| col(row, 0, "chunks_vocab.doc"))
+                .collect::<StoreResult<Vec<i64>>>()?,
+        })
     }
 
     /// The user's chunks that match an FTS5 query, best BM25 first (a heading match weighs double).

@@ -34,6 +34,7 @@ pub(crate) const MIGRATIONS: &[(i64, &str, &str)] = migrations![
     13 => "0013_agents_admin_quotas.sql",
     14 => "0014_knowledge.sql",
     15 => "0015_knowledge_worker.sql",
+    16 => "0016_vector_search_list.sql",
 ];
 
 pub(super) async fn apply(conn: &Conn) -> StoreResult<()> {
