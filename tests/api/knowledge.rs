@@ -1055,6 +1055,30 @@ async fn titan_throttling_is_retried_and_its_failures_store_nothing() {
     }
 }
 
+/// The "Object Created" event of a large document's text, as EventBridge delivers it.
+fn text_created(user_id: &str, document_id: &str) -> Value {
+    serde_json::from_str(
+        &codechat_api_tests::repo_file("events/unpacker-object-created.json")
+            .replace("attachments/", "knowledge/")
+            .replace("REPLACE_WITH_USER_ID", user_id)
+            .replace("REPLACE_WITH_UPLOAD_ID", document_id),
+    )
+    .unwrap()
+}
+
+/// The worker's handler, as the Lambda runtime calls it.
+fn worker(
+    state: codechat::AppState,
+    event: Value,
+) -> futures_util::future::BoxFuture<'static, Result<Value, codechat::function::BoxError>> {
+    let codechat::function::Transport::Worker(handler) =
+        codechat::api::unpacker::FUNCTION.transport
+    else {
+        panic!("the unpacker is a worker");
+    };
+    handler(state, event)
+}
+
 /// A document over `MAX_INDEX_IN_REQUEST_BYTES` answers 202 and is indexed next: locally by a
 /// task of the process, deployed by the worker on its text's "Object Created" event (fed here as
 /// EventBridge delivers it, twice at once, since delivery is at least once).
@@ -1101,21 +1125,10 @@ async fn a_large_document_is_indexed_after_the_request_locally_and_by_the_worker
         if in_worker {
             tokio::time::sleep(std::time::Duration::from_millis(100)).await;
             assert_eq!(app.get(&url, Some(&t)).await.json()["status"], "indexing");
-            let event: Value = serde_json::from_str(
-                &codechat_api_tests::repo_file("events/unpacker-object-created.json")
-                    .replace("attachments/", "knowledge/")
-                    .replace("REPLACE_WITH_USER_ID", &user_id)
-                    .replace("REPLACE_WITH_UPLOAD_ID", &id),
-            )
-            .unwrap();
-            let codechat::function::Transport::Worker(handler) =
-                codechat::api::unpacker::FUNCTION.transport
-            else {
-                panic!("the unpacker is a worker");
-            };
+            let event = text_created(&user_id, &id);
             let (a, b) = tokio::join!(
-                handler(app.state.clone(), event.clone()),
-                handler(app.state.clone(), event.clone())
+                worker(app.state.clone(), event.clone()),
+                worker(app.state.clone(), event.clone())
             );
             assert_eq!(a.unwrap()["documents"], 1);
             assert_eq!(b.unwrap()["documents"], 1);
@@ -1155,19 +1168,8 @@ async fn a_large_document_is_indexed_after_the_request_locally_and_by_the_worker
             assert_eq!(res.status, StatusCode::NO_CONTENT);
             let key = codechat::blobs::BlobKey::knowledge_text(&user_id, &gone);
             assert!(app.state.blobs().read_all(&key).await.is_err());
-            let event: Value = serde_json::from_str(
-                &codechat_api_tests::repo_file("events/unpacker-object-created.json")
-                    .replace("attachments/", "knowledge/")
-                    .replace("REPLACE_WITH_USER_ID", &user_id)
-                    .replace("REPLACE_WITH_UPLOAD_ID", &gone),
-            )
-            .unwrap();
-            let codechat::function::Transport::Worker(handler) =
-                codechat::api::unpacker::FUNCTION.transport
-            else {
-                panic!("the unpacker is a worker");
-            };
-            handler(app.state.clone(), event).await.unwrap();
+            let event = text_created(&user_id, &gone);
+            worker(app.state.clone(), event).await.unwrap();
             app.get(&format!("{DOCUMENTS}/{gone}"), Some(&t))
                 .await
                 .problem(StatusCode::NOT_FOUND);

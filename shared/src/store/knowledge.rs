@@ -283,19 +283,8 @@ impl Conn {
         user_id: UserId,
         bill: &EmbeddingBill,
     ) -> StoreResult<()> {
-        self.execute(
-            INSERT_EMBEDDING_USAGE,
-            libsql::params![
-                crate::ids::new_id(),
-                user_id,
-                bill.model.as_str(),
-                bill.tokens,
-                bill.cost_usd,
-                crate::ids::now(),
-                libsql::Value::Null
-            ],
-        )
-        .await?;
+        self.execute(INSERT_EMBEDDING_USAGE, usage_params(user_id, bill, None))
+            .await?;
         Ok(())
     }
 
@@ -448,17 +437,26 @@ async fn insert_chunks(
     if let Some(bill) = bill {
         tx.execute(
             INSERT_EMBEDDING_USAGE,
-            libsql::params![
-                crate::ids::new_id(),
-                user_id,
-                bill.model.as_str(),
-                bill.tokens,
-                bill.cost_usd,
-                crate::ids::now(),
-                id
-            ],
+            usage_params(user_id, bill, Some(id)),
         )
         .await?;
     }
     Ok(())
+}
+
+/// An embedding usage row's parameters: a document's calls, or a query's (no document).
+fn usage_params(
+    user_id: UserId,
+    bill: &EmbeddingBill,
+    document: Option<DocumentId>,
+) -> impl libsql::params::IntoParams {
+    libsql::params![
+        crate::ids::new_id(),
+        user_id,
+        bill.model.as_str(),
+        bill.tokens,
+        bill.cost_usd,
+        crate::ids::now(),
+        document
+    ]
 }
