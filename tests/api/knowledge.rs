@@ -888,17 +888,6 @@ async fn a_failing_embedding_model_stores_nothing_and_titan_speaks_invoke_model(
     assert_eq!(hits[0]["heading"], "Kettles");
 }
 
-async fn set_limit(app: &TestApp, admin: &str, user: &codechat_api_tests::Tokens, limit: Value) {
-    let res = app
-        .patch(
-            &format!("/api/v1/admin/users/{}", user.user["id"].as_str().unwrap()),
-            json!({ "daily_token_limit": limit }),
-            Some(admin),
-        )
-        .await;
-    assert_eq!(res.status, StatusCode::OK, "{}", res.text());
-}
-
 #[tokio::test]
 async fn retrieval_with_a_remote_model_is_reserved_before_the_query_is_embedded() {
     let server = MockServer::start().await;
@@ -933,7 +922,7 @@ async fn retrieval_with_a_remote_model_is_reserved_before_the_query_is_embedded(
 
     // A budget that takes the turn but not the sources' room as well: refused before the
     // question is embedded, nothing stored or billed.
-    set_limit(&app, &admin, &user, json!(1000)).await;
+    app.set_daily_limit(&admin, &user, json!(1000)).await;
     let question = "why does the kettle whistle";
     let turn = json!({"message": question, "knowledge": true, "max_tokens": 50});
     let res = app.post("/api/v1/chat", turn.clone(), Some(t)).await;
@@ -956,7 +945,7 @@ async fn retrieval_with_a_remote_model_is_reserved_before_the_query_is_embedded(
     assert_eq!(res.status, StatusCode::OK, "{}", res.text());
 
     // With room for the sources: one query call, billed, and the answer cites the document.
-    set_limit(&app, &admin, &user, json!(10_000)).await;
+    app.set_daily_limit(&admin, &user, json!(10_000)).await;
     let res = app.post("/api/v1/chat", turn, Some(t)).await;
     assert_eq!(res.status, StatusCode::OK, "{}", res.text());
     assert_eq!(
@@ -967,7 +956,7 @@ async fn retrieval_with_a_remote_model_is_reserved_before_the_query_is_embedded(
     assert_eq!(embedding_usage(&app, &admin, model).await["calls"], 2);
 
     // A blocked user's search is refused before its call; the offline path has no such cost.
-    set_limit(&app, &admin, &user, json!(0)).await;
+    app.set_daily_limit(&admin, &user, json!(0)).await;
     let res = app
         .get("/api/v1/knowledge/search?q=boiling%20water", Some(t))
         .await;

@@ -13,17 +13,6 @@ use wiremock::{
 
 const ADMIN: &str = "quota-admin@example.com";
 
-async fn set_limit(app: &TestApp, admin: &Tokens, user: &Tokens, limit: Value) {
-    let res = app
-        .patch(
-            &format!("/api/v1/admin/users/{}", user.user["id"].as_str().unwrap()),
-            json!({ "daily_token_limit": limit }),
-            Some(&admin.access),
-        )
-        .await;
-    assert_eq!(res.status, StatusCode::OK, "{}", res.text());
-}
-
 /// Seconds from now to the next 00:00 UTC.
 fn to_midnight() -> u64 {
     let now = SystemTime::now()
@@ -105,7 +94,7 @@ async fn turns_over_the_budget_answer_429_and_store_nothing() {
     let turn = json!({"message": "How much?", "max_tokens": 64});
 
     // 0 blocks, before anything is stored (streamed turns too: the refusal comes before the stream).
-    set_limit(&app, &admin, &t, json!(0)).await;
+    app.set_daily_limit(&admin.access, &t, json!(0)).await;
     let detail = assert_limited(
         &app.chat(&t.access, turn.clone(), None).await,
         "daily_token_limit",
@@ -125,7 +114,7 @@ async fn turns_over_the_budget_answer_429_and_store_nothing() {
     );
 
     // A budget below one turn's maximum names max_tokens as the way out.
-    set_limit(&app, &admin, &t, json!(1)).await;
+    app.set_daily_limit(&admin.access, &t, json!(1)).await;
     let detail = assert_limited(
         &app.chat(&t.access, turn.clone(), None).await,
         "daily_token_limit",
@@ -134,7 +123,8 @@ async fn turns_over_the_budget_answer_429_and_store_nothing() {
     let reserved = reserved_tokens(&detail);
 
     // Exactly one turn's maximum: one turn goes, and what it really used is billed against the day.
-    set_limit(&app, &admin, &t, json!(reserved)).await;
+    app.set_daily_limit(&admin.access, &t, json!(reserved))
+        .await;
     let res = app.chat(&t.access, turn.clone(), None).await;
     assert_eq!(res.status, StatusCode::OK, "{}", res.text());
     let used = billed_today(&app, &admin, &t).await;
@@ -155,10 +145,11 @@ async fn turns_over_the_budget_answer_429_and_store_nothing() {
     );
 
     // Room for the used tokens plus one more turn: it goes again. `null` is the default budget.
-    set_limit(&app, &admin, &t, json!(used + reserved)).await;
+    app.set_daily_limit(&admin.access, &t, json!(used + reserved))
+        .await;
     let res = app.chat(&t.access, turn.clone(), None).await;
     assert_eq!(res.status, StatusCode::OK, "{}", res.text());
-    set_limit(&app, &admin, &t, Value::Null).await;
+    app.set_daily_limit(&admin.access, &t, Value::Null).await;
     let res = app.chat(&t.access, turn, None).await;
     assert_eq!(res.status, StatusCode::OK, "{}", res.text());
 }
@@ -184,12 +175,13 @@ async fn a_failed_model_call_gives_its_reservation_back() {
     let admin = app.register(ADMIN).await;
     let t = app.register("unlucky@example.com").await;
     let turn = json!({"message": "Hi", "max_tokens": 64, "model": "openai/gpt-4o-mini"});
-    set_limit(&app, &admin, &t, json!(1)).await;
+    app.set_daily_limit(&admin.access, &t, json!(1)).await;
     let reserved = reserved_tokens(&assert_limited(
         &app.chat(&t.access, turn.clone(), None).await,
         "daily_token_limit",
     ));
-    set_limit(&app, &admin, &t, json!(reserved)).await;
+    app.set_daily_limit(&admin.access, &t, json!(reserved))
+        .await;
     // Each failed turn stores its failed answer and frees its hold; without that the second would
     // find the budget taken.
     for _ in 0..3 {
@@ -303,13 +295,13 @@ async fn fifty_turns_in_four_processes_never_overspend() {
     let app = TestApp::with_env(&[("BOOTSTRAP_ADMIN_EMAIL", ADMIN), ("ECHO_DELAY_MS", "50")]).await;
     let admin = app.register(ADMIN).await;
     let t = app.register("crowd@example.com").await;
-    set_limit(&app, &admin, &t, json!(1)).await;
+    app.set_daily_limit(&admin.access, &t, json!(1)).await;
     let reserved = reserved_tokens(&assert_limited(
         &app.chat(&t.access, quota_turn(), None).await,
         "daily_token_limit",
     ));
     let limit = 10 * reserved;
-    set_limit(&app, &admin, &t, json!(limit)).await;
+    app.set_daily_limit(&admin.access, &t, json!(limit)).await;
 
     let db = app.data_dir().join("codechat.db");
     let start = SystemTime::now()

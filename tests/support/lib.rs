@@ -187,6 +187,18 @@ impl TestApp {
         page["items"].as_array().expect("items").clone()
     }
 
+    /// Sets `user`'s daily token budget as the admin (`null` follows the default).
+    pub async fn set_daily_limit(&self, admin: &str, user: &Tokens, limit: Value) {
+        let res = self
+            .patch(
+                &format!("/api/v1/admin/users/{}", user.user["id"].as_str().unwrap()),
+                json!({ "daily_token_limit": limit }),
+                Some(admin),
+            )
+            .await;
+        assert_eq!(res.status, StatusCode::OK, "{}", res.text());
+    }
+
     /// `GET /api/v1/users/me` with `token`: whether a token still opens the API.
     pub async fn me(&self, token: &str) -> TestResponse {
         self.get("/api/v1/users/me", Some(token)).await
