@@ -50,6 +50,12 @@ text_enum!(
 );
 
 text_enum!(
+    /// A knowledge document is `ready` once indexed; one too large for its request waits as
+    /// `indexing` for the worker, which leaves `failed` when its embedding calls fail.
+    DocumentStatus { Indexing = "indexing", Ready = "ready", Failed = "failed" }
+);
+
+text_enum!(
     /// Whether an agent takes new turns.
     AgentStatus { Active = "active", Inactive = "inactive" }
 );

@@ -15,6 +15,7 @@ use crate::{
     function::{Function, Limits, Transport},
     http::{ApiJson, ApiQuery},
     ids::{AttachmentId, DocumentId},
+    kinds::DocumentStatus,
     knowledge::{self, NewDocumentInput},
     pagination::{PageQuery, Paginated},
     state::AppState,
@@ -49,7 +50,7 @@ pub struct DocumentOut {
     chunk_count: i64,
     /// `ready`: chunked and indexed; `indexing`: a text over `MAX_INDEX_IN_REQUEST_BYTES`, indexed
     /// after the answer (poll this document); `failed`: indexing failed (see `error`).
-    status: String,
+    status: DocumentStatus,
     /// Why indexing failed.
     #[serde(skip_serializing_if = "Option::is_none")]
     error: Option<String>,

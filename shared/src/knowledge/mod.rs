@@ -12,7 +12,7 @@ use crate::{
     config::EmbeddingModel,
     error::{Error, FieldError, FieldErrors, Result},
     ids::{AttachmentId, DocumentId, UserId},
-    kinds::AttachmentStatus,
+    kinds::{AttachmentStatus, DocumentStatus},
     pagination::{Page, Paginated},
     providers::{estimate_tokens, Providers, RetryPolicy},
     quotas::{self, Budget},
@@ -395,18 +395,15 @@ pub async fn index_stored(
             &crate::ids::format_time((now + INDEX_LEASE).into()),
         )
         .await?;
-    if !claimed {
+    let Some(document) = claimed else {
         // Done, failed or deleted: the text is no longer needed. Claimed by a live run: its own.
         if conn
             .document(id, user_id)
             .await?
-            .is_none_or(|d| d.status != "indexing")
+            .is_none_or(|d| d.status != DocumentStatus::Indexing)
         {
             blobs.delete(&key).await?;
         }
-        return Ok(());
-    }
-    let Some(document) = conn.document(id, user_id).await? else {
         return Ok(());
     };
     let text = match blobs.read_all(&key).await {
@@ -418,7 +415,8 @@ pub async fn index_stored(
         }
         Err(e) => return Err(e.into()),
     };
-    let pieces = chunking::chunk(&text, document.content_type == "text/markdown", chunk);
+    let markdown = document.content_type == Kind::Markdown.content_type();
+    let pieces = chunking::chunk(&text, markdown, chunk);
     let texts = embedding_texts(&pieces);
     match embed(embedding, pieces, &texts).await {
         Ok((chunks, bill)) => {
@@ -506,9 +504,9 @@ pub async fn rename(conn: &Conn, user_id: UserId, id: DocumentId, title: &str) -
 
 /// Deletes the document; one still waiting for the worker takes its stored text with it.
 pub async fn delete(conn: &Conn, blobs: &BlobStore, user_id: UserId, id: DocumentId) -> Result<()> {
-    match conn.delete_document(id, user_id).await?.as_deref() {
+    match conn.delete_document(id, user_id).await? {
         None => Err(Error::NotFound),
-        Some("indexing") => {
+        Some(DocumentStatus::Indexing) => {
             // A worker run that comes later finds no document and removes the text itself.
             if let Err(e) = blobs.delete(&BlobKey::knowledge_text(user_id, id)).await {
                 tracing::warn!(error = %e, "a deleted document's text was not removed");

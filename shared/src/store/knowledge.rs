@@ -2,7 +2,10 @@
 //! retrieval, each filtered to the owner inside the statement that ranks.
 
 use super::{col, collect, first, Conn, Row, StoreError, StoreResult};
-use crate::ids::{DocumentId, UserId};
+use crate::{
+    ids::{DocumentId, UserId},
+    kinds::DocumentStatus,
+};
 
 #[derive(Debug, Clone)]
 pub struct Document {
@@ -16,8 +19,7 @@ pub struct Document {
     pub embedder: Option<String>,
     pub created_at: String,
     pub updated_at: String,
-    /// `ready`, `indexing` (waiting for the worker) or `failed`.
-    pub status: String,
+    pub status: DocumentStatus,
     /// Why indexing failed (a public message).
     pub error: Option<String>,
 }
@@ -118,8 +120,11 @@ impl Conn {
         let id = DocumentId::new();
         let tx = self.db.transaction().await?;
         let rows = super::rows(
-            tx.query(INSERT_DOCUMENT, new.params(id, "ready", chunks.len()))
-                .await?,
+            tx.query(
+                INSERT_DOCUMENT,
+                new.params(id, DocumentStatus::Ready, chunks.len()),
+            )
+            .await?,
         )
         .await?;
         insert_chunks(&tx, id, new.user_id, chunks, bill).await?;
@@ -132,30 +137,33 @@ impl Conn {
         let rows = self
             .query(
                 INSERT_DOCUMENT,
-                new.params(DocumentId::new(), "indexing", 0),
+                new.params(DocumentId::new(), DocumentStatus::Indexing, 0),
             )
             .await?;
         first(rows, document_from_row)?.ok_or(StoreError::Corrupt("documents"))
     }
 
-    /// Claims an `indexing` document for one run until `until`: false when it is gone, indexed,
-    /// failed, or claimed by a run whose claim has not expired.
+    /// Claims an `indexing` document for one run until `until`, and returns it: none when it is
+    /// gone, indexed, failed, or claimed by a run whose claim has not expired.
     pub async fn claim_indexing(
         &self,
         id: DocumentId,
         user_id: UserId,
         now: &str,
         until: &str,
-    ) -> StoreResult<bool> {
-        let n = self
-            .execute(
-                "UPDATE documents SET index_lease_until = ?4
-                 WHERE id = ?1 AND user_id = ?2 AND status = 'indexing'
-                   AND (index_lease_until IS NULL OR index_lease_until < ?3)",
+    ) -> StoreResult<Option<Document>> {
+        let rows = self
+            .query(
+                &format!(
+                    "UPDATE documents SET index_lease_until = ?4
+                     WHERE id = ?1 AND user_id = ?2 AND status = 'indexing'
+                       AND (index_lease_until IS NULL OR index_lease_until < ?3)
+                     RETURNING {DOCUMENT_COLUMNS}"
+                ),
                 libsql::params![id, user_id, now, until],
             )
             .await?;
-        Ok(n > 0)
+        first(rows, document_from_row)
     }
 
     /// Stores an `indexing` document's chunks and marks it ready, all or nothing; false (and
@@ -258,7 +266,7 @@ impl Conn {
         &self,
         id: DocumentId,
         user_id: UserId,
-    ) -> StoreResult<Option<String>> {
+    ) -> StoreResult<Option<DocumentStatus>> {
         let tx = self.db.transaction().await?;
         tx.execute(
             "DELETE FROM chunks WHERE document_id = (SELECT id FROM documents WHERE id = ?1 AND user_id = ?2)",
@@ -397,7 +405,7 @@ impl NewDocument<'_> {
     fn params(
         &self,
         id: DocumentId,
-        status: &str,
+        status: DocumentStatus,
         chunk_count: usize,
     ) -> impl libsql::params::IntoParams {
         libsql::params![
@@ -409,7 +417,7 @@ impl NewDocument<'_> {
             self.sha256,
             self.embedder,
             crate::ids::now(),
-            status,
+            status.as_str(),
             chunk_count as i64
         ]
     }

@@ -31,7 +31,10 @@ use std::{sync::Arc, time::Duration};
 use crate::{
     config::DatabaseConfig,
     ids::{AgentId, AttachmentId, ConversationId, DocumentId, MessageId, ProjectId, UserId},
-    kinds::{AgentStatus, AttachmentStatus, MessageRole, MessageStatus, Role, UploadPurpose},
+    kinds::{
+        AgentStatus, AttachmentStatus, DocumentStatus, MessageRole, MessageStatus, Role,
+        UploadPurpose,
+    },
 };
 
 pub use admin::{
@@ -384,6 +387,7 @@ parsed_column!(
     DocumentId => |s: &str| s.parse().ok(),
     AgentStatus => AgentStatus::parse,
     AttachmentStatus => AttachmentStatus::parse,
+    DocumentStatus => DocumentStatus::parse,
     UploadPurpose => UploadPurpose::parse,
     Role => Role::parse,
     MessageRole => MessageRole::parse,
