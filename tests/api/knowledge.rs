@@ -1207,4 +1207,34 @@ async fn a_large_document_whose_embedding_fails_is_marked_failed() {
     );
     assert_eq!(doc["chunk_count"], 0);
     assert!(!doc.to_string().contains("secret"), "{doc}");
+
+    // The budget is checked when such a document is added: a blocked user is refused, and no
+    // document or text is left waiting.
+    let app = TestApp::with_openai_fake(
+        &format!("{}/v1", server.uri()),
+        &[
+            ("EMBEDDING_MODEL", "openai/text-embedding-3-small"),
+            ("MAX_INDEX_IN_REQUEST_BYTES", "10"),
+            ("DEFAULT_DAILY_TOKEN_LIMIT", "0"),
+        ],
+    )
+    .await;
+    let calls = fakes::sent_bodies(&server).await.len();
+    let t = app.register("large-blocked@example.com").await.access;
+    let res = app
+        .post(
+            DOCUMENTS,
+            json!({"title": "Kettles", "content": "The kettle whistles when the water boils."}),
+            Some(&t),
+        )
+        .await;
+    assert_eq!(
+        res.problem(StatusCode::TOO_MANY_REQUESTS)["code"],
+        "daily_token_limit"
+    );
+    assert_eq!(
+        app.get(DOCUMENTS, Some(&t)).await.json()["items"],
+        json!([])
+    );
+    assert_eq!(fakes::sent_bodies(&server).await.len(), calls);
 }
