@@ -4,8 +4,11 @@
 register -> login -> me -> refresh -> logout, plus the public routes, against every function running
 under `cargo lambda watch`. Exits non-zero on the first surprise. Standard library only.
 """
+import base64
 import json
 import os
+import socket
+import struct
 import tomllib
 import signal
 import subprocess
@@ -114,6 +117,7 @@ def flow():
     renamed = expect("patch me", 200, call("PATCH", "/users/me", {"display_name": "Smoke"}, token=login["access_token"]))
     assert renamed["display_name"] == "Smoke", renamed
     chat_flow(login["access_token"])
+    websocket_flow(login["access_token"], health["websocket_url"])
     attachments_flow(login["access_token"])
     projects_flow(login["access_token"])
     agents_admin_flow(login["access_token"], reg["user"]["id"], email)
@@ -170,6 +174,89 @@ def chat_flow(token):
     usage = expect("usage", 200, call("GET", f"/conversations/{conversation_id}/usage", token=token))
     assert usage["total"]["output_tokens"] > 0, usage
     expect("chat too long", 422, call("POST", "/chat", {"message": "x" * 32001}, token=token))
+
+
+class WebSocket:
+    """A minimal RFC 6455 client (text frames, masked as a client must), so the smoke test needs
+    nothing beyond the standard library."""
+
+    def __init__(self, url):
+        rest = url.removeprefix("ws://")
+        hostport, _, path = rest.partition("/")
+        host, _, port = hostport.partition(":")
+        self.sock = socket.create_connection((host, int(port or 80)), timeout=60)
+        key = base64.b64encode(os.urandom(16)).decode()
+        self.sock.sendall((f"GET /{path} HTTP/1.1\r\nHost: {hostport}\r\nUpgrade: websocket\r\n"
+                           f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\n"
+                           "Sec-WebSocket-Version: 13\r\n\r\n").encode())
+        head = b""
+        while b"\r\n\r\n" not in head:
+            chunk = self.sock.recv(1)
+            if not chunk:
+                break
+            head += chunk
+        self.status = int(head.split(b" ", 2)[1]) if head else 0
+
+    def send(self, obj):
+        payload = json.dumps(obj).encode()
+        mask = os.urandom(4)
+        n = len(payload)
+        header = bytes([0x81]) + (bytes([0x80 | n]) if n < 126 else bytes([0x80 | 126]) + struct.pack(">H", n))
+        self.sock.sendall(header + mask + bytes(b ^ mask[i % 4] for i, b in enumerate(payload)))
+
+    def _exact(self, n):
+        out = b""
+        while len(out) < n:
+            chunk = self.sock.recv(n - len(out))
+            if not chunk:
+                raise ConnectionError("socket closed")
+            out += chunk
+        return out
+
+    def recv(self):
+        while True:
+            b0, b1 = self._exact(2)
+            n = b1 & 0x7F
+            if n == 126:
+                n = struct.unpack(">H", self._exact(2))[0]
+            elif n == 127:
+                n = struct.unpack(">Q", self._exact(8))[0]
+            payload = self._exact(n)
+            if b0 & 0x0F == 1:
+                return json.loads(payload)
+
+    def close(self):
+        self.sock.close()
+
+
+def websocket_flow(token, url):
+    """The chat WebSocket the health route publishes: a bad token is refused at the handshake;
+    ping, a bad frame, and a turn streamed as frames, stored like any turn."""
+    assert url and url.startswith("ws://127.0.0.1:"), url
+    refused = WebSocket(url + "?token=nope")
+    assert refused.status == 401, refused.status
+    refused.close()
+    print("smoke: ok   websocket with a bad token -> 401")
+    ws = WebSocket(f"{url}?token={token}")
+    assert ws.status == 101, ws.status
+    ws.send({"action": "ping"})
+    assert ws.recv() == {"type": "pong"}
+    ws.send({"action": "dance"})
+    err = ws.recv()
+    assert err["type"] == "error" and err["status"] == 400, err
+    ws.send({"action": "chat", "message": "Hello over a WebSocket", "request_id": "smoke-ws-1"})
+    frames = []
+    while not frames or frames[-1]["type"] not in ("done", "error"):
+        frames.append(ws.recv())
+    kinds = [f["type"] for f in frames]
+    assert kinds[0] == "meta" and kinds[-1] == "done" and "delta" in kinds, kinds
+    text = "".join(f["text"] for f in frames if f["type"] == "delta")
+    assert frames[-1]["assistant_message"]["content"] == text, frames[-1]
+    ws.close()
+    conversation_id = frames[0]["conversation_id"]
+    msgs = expect("websocket turn stored", 200, call("GET", f"/conversations/{conversation_id}/messages", token=token))
+    assert [m["role"] for m in msgs["items"]] == ["user", "assistant"], msgs
+    print(f"smoke: ok   websocket chat -> {len(frames)} frames")
 
 
 ADMIN_EMAIL = "smoke-admin@example.com"

@@ -16,6 +16,7 @@ use crate::{
         tokens::{Subject, TokenKeys, TokenType},
     },
     error::{Error, FieldError, Result},
+    ids::UserId,
     kinds::Role,
     store::{Conn, FailureScope, NewRefreshToken, NewUser, RefreshOutcome, User, UserChanges},
     text,
@@ -381,12 +382,40 @@ pub async fn logout_everywhere(conn: &Conn, user: &User) -> Result<()> {
 /// everywhere" and logging the session out take effect at once, and the role is the stored one,
 /// not the token's claim.
 pub async fn authenticate(conn: &Conn, keys: &TokenKeys, access_token: &str) -> Result<User> {
+    Ok(authenticate_session(conn, keys, access_token).await?.0)
+}
+
+/// The session an access token belongs to, as a WebSocket connection keeps it after `$connect`.
+#[derive(Debug, Clone)]
+pub struct Session {
+    pub user_id: UserId,
+    pub id: String,
+    pub epoch: i64,
+}
+
+/// [`authenticate`], also answering the token's session.
+pub async fn authenticate_session(
+    conn: &Conn,
+    keys: &TokenKeys,
+    access_token: &str,
+) -> Result<(User, Session)> {
     let claims = keys.verify(access_token, TokenType::Access)?;
-    match conn.user_with_session(claims.sub, &claims.sid).await? {
+    let session = Session {
+        user_id: claims.sub,
+        id: claims.sid,
+        epoch: claims.sep,
+    };
+    Ok((session_user(conn, &session).await?, session))
+}
+
+/// The active user of a session that is still live: what every later frame of a WebSocket
+/// connection is checked against (the access token itself was checked once, at `$connect`).
+pub async fn session_user(conn: &Conn, session: &Session) -> Result<User> {
+    match conn.user_with_session(session.user_id, &session.id).await? {
         Some((user, _)) if !user.is_active => {
             Err(Error::Unauthorized("this account is deactivated"))
         }
-        Some((user, ended)) if !ended && user.session_epoch == claims.sep => Ok(user),
+        Some((user, ended)) if !ended && user.session_epoch == session.epoch => Ok(user),
         _ => Err(Error::Unauthorized(BAD_TOKEN)),
     }
 }

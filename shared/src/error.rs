@@ -181,6 +181,21 @@ impl Error {
         }
     }
 
+    /// When to retry, for the errors that say (`Retry-After`).
+    pub fn retry_after_secs(&self) -> Option<u64> {
+        match self {
+            Error::TooManyRequests {
+                retry_after_secs, ..
+            }
+            | Error::Limited {
+                retry_after_secs, ..
+            } => Some(*retry_after_secs),
+            Error::Store(StoreError::Busy | StoreError::Unavailable(_))
+            | Error::Blobs(BlobError::Io(_)) => Some(1),
+            _ => None,
+        }
+    }
+
     pub fn problem(&self) -> Problem {
         let status = self.status();
         let detail = match self {
@@ -239,23 +254,11 @@ impl IntoResponse for Error {
             header::CONTENT_TYPE,
             HeaderValue::from_static("application/problem+json"),
         );
-        match &self {
-            Error::Unauthorized(_) => {
-                headers.insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
-            }
-            Error::TooManyRequests {
-                retry_after_secs, ..
-            }
-            | Error::Limited {
-                retry_after_secs, ..
-            } => {
-                headers.insert(header::RETRY_AFTER, HeaderValue::from(*retry_after_secs));
-            }
-            Error::Store(StoreError::Busy | StoreError::Unavailable(_))
-            | Error::Blobs(BlobError::Io(_)) => {
-                headers.insert(header::RETRY_AFTER, HeaderValue::from(1));
-            }
-            _ => {}
+        if let Error::Unauthorized(_) = &self {
+            headers.insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+        }
+        if let Some(secs) = self.retry_after_secs() {
+            headers.insert(header::RETRY_AFTER, HeaderValue::from(secs));
         }
         response
     }

@@ -15,10 +15,10 @@
 //!   [`AppState`].
 //! - **Infrastructure** at the root: [`config`], [`http`] (layers, extractors, SSE, the runner),
 //!   [`function`] (what a Lambda function is), [`auth`] (password hashes, JWTs), [`providers`],
-//!   [`blobs`], [`idempotency`], [`ids`], [`kinds`], [`text`], [`error`], [`pagination`], [`models`] (the
+//!   [`blobs`], [`idempotency`], [`ids`], [`kinds`], [`text`], [`cache`], [`error`], [`pagination`], [`models`] (the
 //!   catalog), [`state`].
 //!
-//! Dependencies point one way: `api` → domain → infrastructure → leaves ([`ids`], [`kinds`], [`text`]).
+//! Dependencies point one way: `api` → domain → infrastructure → leaves ([`ids`], [`kinds`], [`text`], [`cache`]).
 //! `http` never imports `api`, providers never import `chat`, config imports nothing of ours; inside
 //! the crate, modules name `crate::state::AppState` and `crate::error::Error` by their paths (the
 //! re-exports below are for the binaries and tests). `tests/api/modules.rs` fails on a cycle.
@@ -31,6 +31,7 @@ pub mod attachments;
 pub mod auth;
 pub mod aws;
 pub mod blobs;
+pub mod cache;
 pub mod chat;
 pub mod config;
 pub mod conversations;

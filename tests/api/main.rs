@@ -19,3 +19,4 @@ mod remote_store;
 mod service;
 mod template;
 mod users;
+mod ws;

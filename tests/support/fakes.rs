@@ -174,3 +174,102 @@ impl ScriptedSse {
         let _ = self.chunks.send(chunk.into());
     }
 }
+
+/// API Gateway's Management API (`POST /@connections/{id}`, as `PostToConnection` sends it): records
+/// each posted frame, and answers 410 `GoneException` for the connections marked gone, or once
+/// `gone_after` frames were posted.
+#[derive(Clone)]
+pub struct ManagementApi {
+    pub endpoint: String,
+    state: Arc<Mutex<ManagementState>>,
+}
+
+#[derive(Default)]
+struct ManagementState {
+    posted: Vec<(String, Value)>,
+    gone: Vec<String>,
+    gone_after: Option<usize>,
+    /// The request paths and whether they were signed (SigV4 `authorization` header).
+    signed: Vec<bool>,
+}
+
+impl ManagementApi {
+    pub async fn start() -> ManagementApi {
+        let state = Arc::new(Mutex::new(ManagementState::default()));
+        let seen = state.clone();
+        let app = Router::new().route(
+            "/@connections/{id}",
+            post(
+                move |axum::extract::Path(id): axum::extract::Path<String>,
+                      headers: axum::http::HeaderMap,
+                      body: axum::body::Bytes| {
+                    let seen = seen.clone();
+                    async move {
+                        let mut s = seen.lock().unwrap();
+                        s.signed.push(
+                            headers
+                                .get("authorization")
+                                .and_then(|v| v.to_str().ok())
+                                .is_some_and(|v| v.starts_with("AWS4-HMAC-SHA256")),
+                        );
+                        let over = s.gone_after.is_some_and(|n| s.posted.len() >= n);
+                        if over || s.gone.contains(&id) {
+                            return (
+                                axum::http::StatusCode::GONE,
+                                [("x-amzn-errortype", "GoneException")],
+                                r#"{"message":"gone"}"#,
+                            )
+                                .into_response();
+                        }
+                        let frame = serde_json::from_slice(&body).unwrap_or(Value::Null);
+                        s.posted.push((id, frame));
+                        axum::http::StatusCode::OK.into_response()
+                    }
+                },
+            ),
+        );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move {
+            axum::serve(listener, app).await.unwrap();
+        });
+        ManagementApi {
+            endpoint: format!("http://{addr}"),
+            state,
+        }
+    }
+
+    /// The frames posted to `connection_id`, in order.
+    pub fn frames(&self, connection_id: &str) -> Vec<Value> {
+        let s = self.state.lock().unwrap();
+        s.posted
+            .iter()
+            .filter(|(id, _)| id == connection_id)
+            .map(|(_, f)| f.clone())
+            .collect()
+    }
+
+    pub fn clear(&self) {
+        self.state.lock().unwrap().posted.clear();
+    }
+
+    pub fn set_gone(&self, connection_id: &str) {
+        self.state
+            .lock()
+            .unwrap()
+            .gone
+            .push(connection_id.to_string());
+    }
+
+    /// From now on, the frame after `n` more is answered 410 (and every one after it).
+    pub fn gone_after(&self, n: usize) {
+        let mut s = self.state.lock().unwrap();
+        s.gone_after = Some(s.posted.len() + n);
+    }
+
+    /// Whether every call was SigV4-signed, as the SDK signs them.
+    pub fn all_signed(&self) -> bool {
+        let s = self.state.lock().unwrap();
+        !s.signed.is_empty() && s.signed.iter().all(|b| *b)
+    }
+}

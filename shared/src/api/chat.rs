@@ -27,6 +27,7 @@ use crate::{
     knowledge,
     quotas::Budget,
     state::AppState,
+    store::User,
 };
 
 /// Answers stream (Lambda response streaming), for up to five minutes.
@@ -45,7 +46,7 @@ pub fn routes() -> OpenApiRouter<AppState> {
 }
 
 #[derive(Debug, Deserialize, Serialize, ToSchema)]
-struct ChatRequest {
+pub(crate) struct ChatRequest {
     /// Omit to start a new conversation, titled from the message.
     conversation_id: Option<String>,
     message: String,
@@ -190,8 +191,67 @@ async fn post_chat(
         .get("idempotency-key")
         .map(|v| IdempotencyKey::parse(v.to_str().unwrap_or("")))
         .transpose()?;
-    let conn = state.store().conn().await?;
+    Ok(match turn(&state, &user, body, key, stream).await? {
+        Answer::Whole { status, body } => whole(status, body),
+        Answer::Frames { frames, turn } => sse::stream_then(frames, async move {
+            if let Some(task) = turn {
+                if let Err(e) = task.await {
+                    tracing::error!(error = %e, "the chat turn task failed");
+                }
+            }
+        }),
+    })
+}
 
+/// One event of a turn, whatever carries it: a Server-Sent Event (`event: kind`, `data: data`) or
+/// a WebSocket frame (`{"type": kind, ...data}`).
+#[derive(Debug, Clone)]
+pub(crate) struct Frame {
+    pub kind: &'static str,
+    pub data: serde_json::Value,
+}
+
+impl Frame {
+    fn new(kind: &'static str, data: &impl Serialize) -> Frame {
+        Frame {
+            kind,
+            data: serde_json::to_value(data).unwrap_or_else(|_| serde_json::json!({})),
+        }
+    }
+}
+
+impl From<Frame> for Event {
+    fn from(frame: Frame) -> Event {
+        sse::event(frame.kind, &frame.data)
+    }
+}
+
+/// How a turn answers: whole (a turn that does not stream, or a recorded answer that failed), or
+/// its frames as they come (`meta`, `delta`…, then `done` or `error`).
+pub(crate) enum Answer {
+    Whole {
+        status: StatusCode,
+        body: String,
+    },
+    Frames {
+        frames: mpsc::Receiver<Frame>,
+        /// The task running the turn (none for a replay): it finishes, and stores what it has,
+        /// even when the receiver goes away, which ends the turn as `incomplete`.
+        turn: Option<tokio::task::JoinHandle<()>>,
+    },
+}
+
+/// One chat turn, the same whatever transport carries it (`POST /chat`, the WebSocket): the
+/// idempotency key's claim or replay, the checks, the stored user message, then the model's answer.
+/// An error is returned before anything was stored.
+pub(crate) async fn turn(
+    state: &AppState,
+    user: &User,
+    body: ChatRequest,
+    key: Option<IdempotencyKey>,
+    stream: bool,
+) -> Result<Answer> {
+    let conn = state.store().conn().await?;
     let claim = match key {
         None => None,
         Some(key) => {
@@ -201,7 +261,7 @@ async fn post_chat(
             let policy = state.idempotency_policy();
             match idempotency::begin(&conn, policy, user.id, key, &canonical).await? {
                 Begin::Start(claim) => Some(claim),
-                Begin::Replay { status, body } => return Ok(replay(status, &body, stream)),
+                Begin::Replay { status, body } => return Ok(replay(status, body, stream)),
                 Begin::InProgress => {
                     return Err(Error::Conflict(
                         "a request with this Idempotency-Key is still in progress",
@@ -211,9 +271,9 @@ async fn post_chat(
         }
     };
 
-    let started = match ChatInput::try_from((body, &state)) {
+    let started = match ChatInput::try_from((body, state)) {
         Ok(input) => {
-            let budget = Budget::of(&user, state.quota_settings());
+            let budget = Budget::of(user, state.quota_settings());
             let embedding = knowledge::Embedding::new(state.config(), state.providers());
             chat::start(
                 &conn,
@@ -259,24 +319,25 @@ async fn post_chat(
         if let Some(claim) = claim {
             claim.complete(&conn, status.as_u16(), &answer).await?;
         }
-        return Ok(replay(status.as_u16(), &answer, false));
+        return Ok(replay(status.as_u16(), answer, false));
     }
 
     // Streaming: the turn runs in its own task so that it finishes (and stores what it has) even if
-    // the client goes away; the response body only relays its events.
-    let (events, rx) = mpsc::channel::<Event>(64);
-    let _ = events.try_send(meta_event(
+    // the client goes away; the transport only relays its frames.
+    let (frames, rx) = mpsc::channel::<Frame>(64);
+    let _ = frames.try_send(meta_frame(
         started.conversation.id,
         &MessageOut::from(started.user_message.clone()),
     ));
     let user_id = user.id;
+    let state = state.clone();
     let turn = async move {
         let (deltas, mut delta_rx) = mpsc::channel::<chat::TurnEvent>(64);
         let relay = {
-            let events = events.clone();
+            let frames = frames.clone();
             tokio::spawn(async move {
                 while let Some(event) = delta_rx.recv().await {
-                    if events.send(turn_event(event)).await.is_err() {
+                    if frames.send(turn_frame(event)).await.is_err() {
                         break;
                     }
                 }
@@ -295,68 +356,67 @@ async fn post_chat(
         .await;
         let _ = relay.await;
         let last = match finish(result) {
-            Ok((status, answer, event)) => {
+            Ok((status, answer, frame)) => {
                 if let Some(claim) = claim {
                     if let Err(e) = claim.complete(&conn, status.as_u16(), &answer).await {
                         tracing::error!(error = %e, "could not record the idempotent answer");
                     }
                 }
-                event
+                frame
             }
-            Err(e) => sse::event("error", &e.problem()),
+            Err(e) => Frame::new("error", &e.problem()),
         };
-        let _ = events.send(last).await;
+        let _ = frames.send(last).await;
     };
     let task = tokio::spawn(turn.instrument(tracing::Span::current()));
-    Ok(sse::stream_then(rx, async move {
-        if let Err(e) = task.await {
-            tracing::error!(error = %e, "the chat turn task failed");
-        }
-    }))
+    Ok(Answer::Frames {
+        frames: rx,
+        turn: Some(task),
+    })
 }
 
-/// A turn's event as SSE: `delta` text, and the coding agent's `tool_call`, `tool_result` and
+/// A turn's event as a frame: `delta` text, and the coding agent's `tool_call`, `tool_result` and
 /// `file_changed` between the deltas.
-fn turn_event(event: chat::TurnEvent) -> Event {
+fn turn_frame(event: chat::TurnEvent) -> Frame {
     use serde_json::json;
     match event {
-        chat::TurnEvent::Delta(text) => sse::event("delta", &json!({ "text": text })),
-        chat::TurnEvent::ToolCall(call) => sse::event(
+        chat::TurnEvent::Delta(text) => Frame::new("delta", &json!({ "text": text })),
+        chat::TurnEvent::ToolCall(call) => Frame::new(
             "tool_call",
             &json!({"id": call.id, "name": call.name, "input": call.input}),
         ),
-        chat::TurnEvent::ToolResult(output) => sse::event(
+        chat::TurnEvent::ToolResult(output) => Frame::new(
             "tool_result",
             &json!({"id": output.call_id, "content": output.content, "is_error": output.is_error}),
         ),
-        chat::TurnEvent::FileChanged(change) => sse::event("file_changed", &json!(change)),
+        chat::TurnEvent::FileChanged(change) => Frame::new("file_changed", &change),
     }
 }
 
-/// A finished turn as it is answered and recorded for replays: status, JSON body, and the event that
+/// A finished turn as it is answered and recorded for replays: status, JSON body, and the frame that
 /// ends a stream (`done`, or `error` with the problem).
-fn finish(result: Result<Outcome>) -> Result<(StatusCode, String, Event)> {
+fn finish(result: Result<Outcome>) -> Result<(StatusCode, String, Frame)> {
     fn encode(v: &impl Serialize) -> Result<String> {
         serde_json::to_string(v).map_err(|e| Error::Internal(e.to_string()))
     }
     Ok(match result {
         Ok(outcome) => {
             let response = ChatResponse::from(outcome);
-            (StatusCode::OK, encode(&response)?, done_event(&response))
+            (StatusCode::OK, encode(&response)?, done_frame(&response))
         }
         Err(error) => {
             let problem = error.problem();
             (
                 error.status(),
                 encode(&problem)?,
-                sse::event("error", &problem),
+                Frame::new("error", &problem),
             )
         }
     })
 }
 
-fn meta_event(conversation_id: ConversationId, user_message: &MessageOut) -> Event {
-    sse::event(
+fn meta_frame(conversation_id: ConversationId, user_message: &MessageOut) -> Frame {
+    Frame::new(
         "meta",
         &serde_json::json!({
             "conversation_id": conversation_id,
@@ -366,42 +426,52 @@ fn meta_event(conversation_id: ConversationId, user_message: &MessageOut) -> Eve
     )
 }
 
-fn done_event(response: &ChatResponse) -> Event {
-    sse::event(
+fn done_frame(response: &ChatResponse) -> Frame {
+    Frame::new(
         "done",
         &serde_json::json!({ "assistant_message": response.assistant_message, "usage": response.usage }),
     )
 }
 
-/// Answers with a recorded answer: the JSON as it was, or, for a streaming client, the same turn as
-/// events (`meta`, one `delta` with the whole text, `done`).
-fn replay(status: u16, answer: &str, stream: bool) -> Response {
+/// A recorded answer: the JSON as it was, or, for a streaming client, the same turn as frames
+/// (`meta`, one `delta` with the whole text, `done`).
+fn replay(status: u16, answer: String, stream: bool) -> Answer {
     let status = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-    let ok: Option<ChatResponse> = status
-        .is_success()
-        .then(|| serde_json::from_str(answer).ok())
+    let ok: Option<ChatResponse> = (stream && status.is_success())
+        .then(|| serde_json::from_str(&answer).ok())
         .flatten();
     match ok {
-        Some(response) if stream => sse::replay(vec![
-            meta_event(response.conversation_id, &response.user_message),
-            sse::event(
-                "delta",
-                &serde_json::json!({ "text": response.assistant_message.content }),
-            ),
-            done_event(&response),
-        ]),
-        _ => {
-            let content_type = if status.is_success() {
-                "application/json"
-            } else {
-                "application/problem+json"
-            };
-            (
-                status,
-                [(header::CONTENT_TYPE, content_type)],
-                answer.to_string(),
-            )
-                .into_response()
+        Some(response) => {
+            let (tx, rx) = mpsc::channel(3);
+            for frame in [
+                meta_frame(response.conversation_id, &response.user_message),
+                Frame::new(
+                    "delta",
+                    &serde_json::json!({ "text": response.assistant_message.content }),
+                ),
+                done_frame(&response),
+            ] {
+                // The channel holds them all, so nothing waits.
+                let _ = tx.try_send(frame);
+            }
+            Answer::Frames {
+                frames: rx,
+                turn: None,
+            }
         }
+        None => Answer::Whole {
+            status,
+            body: answer,
+        },
     }
+}
+
+/// A whole answer: the turn's JSON, or its problem.
+fn whole(status: StatusCode, body: String) -> Response {
+    let content_type = if status.is_success() {
+        "application/json"
+    } else {
+        "application/problem+json"
+    };
+    (status, [(header::CONTENT_TYPE, content_type)], body).into_response()
 }

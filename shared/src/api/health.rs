@@ -41,6 +41,9 @@ struct Health {
     status: &'static str,
     version: &'static str,
     checks: Checks,
+    /// Where to open the chat WebSocket (`?token=<access token>`): API Gateway's WebSocket API in
+    /// AWS (another host than this API), the local adapter on a laptop; null when not deployed.
+    websocket_url: Option<String>,
 }
 
 /// Liveness and dependency checks.
@@ -72,6 +75,7 @@ async fn health(State(state): State<AppState>) -> impl IntoResponse {
             status: if ok { "ok" } else { "degraded" },
             version: crate::VERSION,
             checks,
+            websocket_url: state.config().websocket.url.clone(),
         }),
     )
 }

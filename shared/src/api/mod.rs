@@ -16,6 +16,7 @@ pub mod models;
 pub mod projects;
 pub mod unpacker;
 pub mod users;
+pub mod ws;
 
 use std::sync::OnceLock;
 
@@ -35,7 +36,7 @@ use crate::{function::Function, state::AppState};
 /// Every function of the service. Adding one: its module here (with its `FUNCTION`), its
 /// `functions/<name>/src/main.rs`, its resource in `template.yaml`, its paths in the watch router
 /// (`Cargo.toml`), and an entry in this list. `tests/api/functions.rs` fails while any is missing.
-pub const FUNCTIONS: [&Function; 12] = [
+pub const FUNCTIONS: [&Function; 13] = [
     &auth::FUNCTION,
     &users::FUNCTION,
     &conversations::FUNCTION,
@@ -48,6 +49,7 @@ pub const FUNCTIONS: [&Function; 12] = [
     &knowledge::FUNCTION,
     &models::FUNCTION,
     &health::FUNCTION,
+    &ws::FUNCTION,
 ];
 
 /// Every route of every function in one router: what tests drive, and the source of the OpenAPI

@@ -4,6 +4,7 @@
 
 mod extract;
 pub mod sse;
+pub mod websocket;
 
 use std::time::Duration;
 
@@ -204,8 +205,18 @@ pub async fn run(function: &'static Function) -> Result<(), BoxError> {
             ))
             .await
         }
-        // Locally an event function takes its event as the JSON body of `POST /`.
-        Transport::WebSocket(handler) | Transport::Worker(handler) => {
+        // Locally the WebSocket function serves sockets itself (`ws://127.0.0.1:$PORT/ws`, 9001
+        // unless PORT says otherwise), standing in for API Gateway.
+        Transport::WebSocket(handler) => {
+            let port: u16 = std::env::var("PORT")
+                .ok()
+                .and_then(|p| p.parse().ok())
+                .unwrap_or(9001);
+            let listener = tokio::net::TcpListener::bind(("127.0.0.1", port)).await?;
+            websocket::serve(listener, state, handler).await
+        }
+        // Locally a worker takes its event as the JSON body of `POST /`.
+        Transport::Worker(handler) => {
             let events = Router::new().route(
                 "/",
                 axum::routing::post(move |axum::Json(event): axum::Json<serde_json::Value>| {

@@ -1,4 +1,4 @@
-//! Server-Sent Events: framing, keep-alives, and replays of recorded answers.
+//! Server-Sent Events: framing and keep-alives.
 //!
 //! A live stream is a channel of events: the producer (a turn running in its own task) sends them,
 //! the response body relays them, and a client that goes away closes the channel, which the
@@ -36,23 +36,19 @@ pub fn event(name: &str, data: &impl Serialize) -> Event {
 }
 
 /// The response that relays `rx` until it closes, with keep-alive comments every 15 s so idle
-/// connections (and API Gateway's idle timeout) hold while a model thinks.
-pub fn stream(rx: mpsc::Receiver<Event>) -> Response {
-    stream_then(rx, std::future::ready(()))
-}
-
-/// Like [`stream`], but the body ends only once `finished` has too (the producer's task): in Lambda
-/// the invocation is over when the body ends, and the sandbox may freeze right after, so whatever
-/// the producer still had to store is stored first.
-pub fn stream_then(
-    rx: mpsc::Receiver<Event>,
+/// connections (and API Gateway's idle timeout) hold while a model thinks. The body ends only once
+/// `finished` has too (the producer's task): in Lambda the invocation is over when the body ends,
+/// and the sandbox may freeze right after, so whatever the producer still had to store is stored
+/// first.
+pub fn stream_then<T: Into<Event> + Send + 'static>(
+    rx: mpsc::Receiver<T>,
     finished: impl Future<Output = ()> + Send + 'static,
 ) -> Response {
     let events = futures_util::stream::unfold(
         (rx, Some(Box::pin(finished))),
         |(mut rx, mut finished)| async move {
             match rx.recv().await {
-                Some(e) => Some((Ok::<_, Infallible>(e), (rx, finished))),
+                Some(e) => Some((Ok::<_, Infallible>(e.into()), (rx, finished))),
                 None => {
                     if let Some(f) = finished.take() {
                         f.await;
@@ -65,14 +61,4 @@ pub fn stream_then(
     Sse::new(events)
         .keep_alive(KeepAlive::default())
         .into_response()
-}
-
-/// A stream of events that are all known already (a replay of a recorded answer).
-pub fn replay(events: Vec<Event>) -> Response {
-    let (tx, rx) = mpsc::channel(events.len().max(1));
-    for e in events {
-        // The channel holds them all, so nothing waits.
-        let _ = tx.try_send(e);
-    }
-    stream(rx)
 }

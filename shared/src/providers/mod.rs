@@ -287,46 +287,15 @@ pub struct Providers {
     bedrock_settings: bedrock::Settings,
     echo: echo::Echo,
     /// Vectors of recent queries, per instance: a repeated search makes no call (and bills none).
-    query_vectors: std::sync::Mutex<QueryCache>,
+    query_vectors: QueryCache,
 }
 
 /// Query vectors kept, and for how long: bounded so an instance's memory stays flat.
 const QUERY_CACHE_ENTRIES: usize = 512;
 const QUERY_CACHE_TTL: Duration = Duration::from_secs(600);
 
-/// A small TTL cache keyed by (model, text); the oldest entry goes first when it is full.
-#[derive(Default)]
-struct QueryCache {
-    entries: std::collections::HashMap<(String, String), (std::time::Instant, Vec<f32>)>,
-}
-
-impl QueryCache {
-    fn get(&mut self, key: &(String, String)) -> Option<Vec<f32>> {
-        match self.entries.get(key) {
-            Some((at, v)) if at.elapsed() < QUERY_CACHE_TTL => Some(v.clone()),
-            Some(_) => {
-                self.entries.remove(key);
-                None
-            }
-            None => None,
-        }
-    }
-
-    fn put(&mut self, key: (String, String), vector: Vec<f32>) {
-        if self.entries.len() >= QUERY_CACHE_ENTRIES {
-            let oldest = self
-                .entries
-                .iter()
-                .min_by_key(|(_, (at, _))| *at)
-                .map(|(k, _)| k.clone());
-            if let Some(oldest) = oldest {
-                self.entries.remove(&oldest);
-            }
-        }
-        self.entries
-            .insert(key, (std::time::Instant::now(), vector));
-    }
-}
+/// Query vectors keyed by (model, text).
+type QueryCache = crate::cache::TtlCache<(String, String), Vec<f32>>;
 
 impl Providers {
     pub fn new(config: &Config) -> Self {
@@ -336,7 +305,7 @@ impl Providers {
             bedrock: config.bedrock_enabled.then(OnceCell::new),
             bedrock_settings: bedrock::Settings::from(config),
             echo: echo::Echo::new(config.echo_delay),
-            query_vectors: Default::default(),
+            query_vectors: QueryCache::new(QUERY_CACHE_ENTRIES, QUERY_CACHE_TTL),
         }
     }
 
@@ -429,12 +398,7 @@ impl Providers {
         retry: RetryPolicy,
     ) -> Result<(Vec<f32>, u64), ProviderError> {
         let key = (format!("{model:?}"), text.to_string());
-        let cached = self
-            .query_vectors
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .get(&key);
-        if let Some(vector) = cached {
+        if let Some(vector) = self.query_vectors.get(&key) {
             return Ok((vector, 0));
         }
         let (mut vectors, tokens) = self
@@ -443,10 +407,7 @@ impl Providers {
         let vector = vectors
             .pop()
             .ok_or_else(|| ProviderError::Unavailable("the answer has no embedding".into()))?;
-        self.query_vectors
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .put(key, vector.clone());
+        self.query_vectors.put(key, vector.clone());
         Ok((vector, tokens))
     }
 

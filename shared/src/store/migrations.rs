@@ -35,6 +35,7 @@ pub(crate) const MIGRATIONS: &[(i64, &str, &str)] = migrations![
     14 => "0014_knowledge.sql",
     15 => "0015_knowledge_worker.sql",
     16 => "0016_vector_search_list.sql",
+    17 => "0017_websocket_connections.sql",
 ];
 
 pub(super) async fn apply(conn: &Conn) -> StoreResult<()> {

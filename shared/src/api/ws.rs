@@ -1,0 +1,588 @@
+//! The `ws` function: chat over API Gateway's WebSocket API. `$connect` authorises the access
+//! token in `?token=` and stores the connection; every later frame is checked against that
+//! token's session; `{"action":"chat", ...}` runs the same turn as `POST /chat` (see
+//! [`super::chat::turn`]) and its frames (`meta`, `delta`…, `done` or `error`, each with the
+//! frame's `request_id`) are pushed with the Management API's `PostToConnection`. A connection
+//! that is gone (410) ends the turn `incomplete`, as an SSE client that leaves does.
+//!
+//! Locally the same handler runs behind [`crate::http::websocket`], which turns socket events into
+//! these events and serves the Management API's `POST /@connections/{id}` itself.
+
+use std::{
+    collections::HashMap,
+    sync::Mutex,
+    time::{Duration, Instant},
+};
+
+use aws_sdk_apigatewaymanagement::primitives::Blob;
+use base64::Engine;
+use futures_util::FutureExt;
+use lambda_http::aws_lambda_events::apigw::{
+    ApiGatewayProxyResponse, ApiGatewayWebsocketProxyRequest,
+};
+use serde_json::{json, Map, Value};
+use tokio::sync::mpsc;
+
+use super::chat::{self, Answer, ChatRequest, Frame};
+use crate::{
+    accounts::{self, Session},
+    config::WebSocketConfig,
+    error::{Error, Problem},
+    function::{BoxError, Function, Limits, Transport},
+    http::parse_json,
+    idempotency::IdempotencyKey,
+    state::AppState,
+};
+
+/// A turn runs inside the frame's invocation, for as long as `POST /chat`'s may. (API Gateway
+/// stops waiting for the integration after 29 s; the frames are posted, not returned, so the
+/// answer goes on arriving.)
+pub const FUNCTION: Function = Function {
+    name: "ws",
+    transport: Transport::WebSocket(handle_event),
+    limits: Limits {
+        timeout_secs: 300,
+        memory_mb: 256,
+    },
+};
+
+/// API Gateway keeps a connection at most two hours: rows not seen for longer are dead.
+const STALE_AFTER: Duration = Duration::from_secs(2 * 3600 + 600);
+
+fn handle_event(
+    state: AppState,
+    event: Value,
+) -> futures_util::future::BoxFuture<'static, Result<Value, BoxError>> {
+    handle(state, event).boxed()
+}
+
+async fn handle(state: AppState, event: Value) -> Result<Value, BoxError> {
+    let event: ApiGatewayWebsocketProxyRequest = serde_json::from_value(event)?;
+    let ctx = &event.request_context;
+    let connection_id = ctx
+        .connection_id
+        .clone()
+        .ok_or("the event has no connectionId")?;
+    let response = match ctx.route_key.as_deref().unwrap_or("$default") {
+        "$connect" => match connect(&state, &event, &connection_id).await {
+            Ok(()) => answer(200, None),
+            Err(e) => {
+                tracing::info!(status = e.status().as_u16(), "websocket connection refused");
+                answer(e.status().as_u16(), Some(&e.problem()))
+            }
+        },
+        "$disconnect" => {
+            let conn = state.store().conn().await?;
+            conn.delete_connection(&connection_id).await?;
+            answer(200, None)
+        }
+        _ => {
+            let poster = Poster::for_event(state.config(), &event).await;
+            let body = match (&event.body, event.is_base64_encoded) {
+                (Some(b), true) => base64::engine::general_purpose::STANDARD
+                    .decode(b)
+                    .unwrap_or_default(),
+                (Some(b), false) => b.clone().into_bytes(),
+                (None, _) => Vec::new(),
+            };
+            let socket = Socket {
+                poster: &poster,
+                id: &connection_id,
+                settings: &state.config().websocket,
+            };
+            on_message(&state, socket, &body).await;
+            answer(200, None)
+        }
+    };
+    Ok(serde_json::to_value(response)?)
+}
+
+fn answer(status: u16, problem: Option<&Problem>) -> ApiGatewayProxyResponse {
+    let mut response = ApiGatewayProxyResponse::default();
+    response.status_code = i64::from(status);
+    if let Some(problem) = problem {
+        response.body = serde_json::to_string(problem).ok().map(Into::into);
+        response.headers.insert(
+            http::header::CONTENT_TYPE,
+            http::HeaderValue::from_static("application/problem+json"),
+        );
+    }
+    response
+}
+
+/// `$connect`: the access token in `?token=` (a browser cannot set headers on a WebSocket), or in
+/// `Authorization: Bearer`; its session is stored with the connection.
+async fn connect(
+    state: &AppState,
+    event: &ApiGatewayWebsocketProxyRequest,
+    connection_id: &str,
+) -> crate::error::Result<()> {
+    let token = event
+        .query_string_parameters
+        .first("token")
+        .map(str::to_string)
+        .or_else(|| {
+            event
+                .headers
+                .get(http::header::AUTHORIZATION)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.split_once(' '))
+                .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+                .map(|(_, t)| t.trim().to_string())
+        })
+        .ok_or(Error::Unauthorized(
+            "connect with ?token=<access token> to open a WebSocket",
+        ))?;
+    let conn = state.store().conn().await?;
+    let (user, session) = accounts::authenticate_session(&conn, state.tokens(), &token).await?;
+    crate::http::record_user(user.id);
+    let stale = time::OffsetDateTime::now_utc() - STALE_AFTER;
+    conn.insert_connection(
+        connection_id,
+        session.user_id,
+        &session.id,
+        session.epoch,
+        &crate::ids::format_time(stale),
+    )
+    .await?;
+    Ok(())
+}
+
+/// Where this connection's frames go.
+#[derive(Clone, Copy)]
+struct Socket<'a> {
+    poster: &'a Poster,
+    id: &'a str,
+    settings: &'a WebSocketConfig,
+}
+
+impl Socket<'_> {
+    async fn send(&self, kind: &str, request_id: Option<&str>, data: Value) -> Result<(), Gone> {
+        for frame in encode(kind, request_id, data, self.settings.max_frame_bytes) {
+            self.poster.post(self.id, frame).await?;
+        }
+        Ok(())
+    }
+
+    /// An `error` frame: `status`, the `problem` (its own `type` is a URI, so it is nested rather
+    /// than merged into the frame), and `retry_after` where the error has one.
+    async fn error(&self, request_id: Option<&str>, error: &Error) -> Result<(), Gone> {
+        let problem = serde_json::to_value(error.problem()).unwrap_or_else(|_| json!({}));
+        let mut data = error_data(problem);
+        if let Some(secs) = error.retry_after_secs() {
+            data["retry_after"] = json!(secs);
+        }
+        self.send("error", request_id, data).await
+    }
+}
+
+/// An `error` frame's fields around a problem object.
+fn error_data(problem: Value) -> Value {
+    json!({ "status": problem["status"], "problem": problem })
+}
+
+/// A frame from the client. Whatever is wrong with it is answered with an `error` frame; the
+/// connection stays usable.
+async fn on_message(state: &AppState, socket: Socket<'_>, body: &[u8]) {
+    let request_id = serde_json::from_slice::<Value>(body).ok().and_then(|v| {
+        v.get("request_id")
+            .and_then(Value::as_str)
+            .map(String::from)
+    });
+    let request_id = request_id.as_deref();
+    let result = match checked(state, socket, body).await {
+        Ok((session, frame)) => run_action(state, socket, &session, frame, body).await,
+        Err(e) => Err(e),
+    };
+    if let Err(e) = result {
+        if e.status().is_server_error() {
+            tracing::error!(error = %e, "websocket frame failed");
+        }
+        if socket.error(request_id, &e).await.is_err() {
+            forget(state, socket.id).await;
+        }
+    }
+}
+
+/// The checks every frame passes before its action: size, the stored connection and its
+/// session, the frame rate, and JSON.
+async fn checked(
+    state: &AppState,
+    socket: Socket<'_>,
+    body: &[u8],
+) -> crate::error::Result<(Session, Map<String, Value>)> {
+    if body.len() > socket.settings.max_message_bytes {
+        return Err(Error::PayloadTooLarge {
+            limit: socket.settings.max_message_bytes,
+        });
+    }
+    let conn = state.store().conn().await?;
+    let second = time::OffsetDateTime::now_utc().unix_timestamp();
+    let connection = conn
+        .touch_connection(socket.id, second)
+        .await?
+        .ok_or(Error::Unauthorized(
+            "this connection is not open any more; connect again",
+        ))?;
+    let session = Session {
+        user_id: connection.user_id,
+        id: connection.session_id,
+        epoch: connection.session_epoch,
+    };
+    accounts::session_user(&conn, &session).await?;
+    crate::http::record_user(session.user_id);
+    let limit = socket.settings.max_frames_per_second;
+    if connection.frames_this_second > i64::from(limit) {
+        return Err(Error::TooManyRequests {
+            detail: format!("at most {limit} frames a second per connection"),
+            retry_after_secs: 1,
+        });
+    }
+    match parse_json::<Value>(body)? {
+        Value::Object(frame) => Ok((session, frame)),
+        _ => Err(Error::BadRequest(
+            "a frame is a JSON object with an `action`".into(),
+        )),
+    }
+}
+
+async fn run_action(
+    state: &AppState,
+    socket: Socket<'_>,
+    session: &Session,
+    frame: Map<String, Value>,
+    body: &[u8],
+) -> crate::error::Result<()> {
+    let request_id = match frame.get("request_id") {
+        None | Some(Value::Null) => None,
+        Some(Value::String(id)) => Some(id.as_str()),
+        Some(_) => return Err(Error::invalid("request_id", "must be a string")),
+    };
+    match frame.get("action").and_then(Value::as_str) {
+        Some("ping") => {
+            let _ = socket.send("pong", request_id, json!({})).await;
+            Ok(())
+        }
+        Some("chat") => {
+            let key = request_id
+                .map(IdempotencyKey::parse)
+                .transpose()
+                .map_err(|e| Error::invalid("request_id", e.message))?;
+            let body: ChatRequest = parse_json(body)?;
+            let conn = state.store().conn().await?;
+            let user = accounts::session_user(&conn, session).await?;
+            drop(conn);
+            match chat::turn(state, &user, body, key, true).await? {
+                Answer::Frames { frames, turn } => {
+                    let gone = relay(socket, request_id, frames).await.is_err();
+                    if let Some(turn) = turn {
+                        if let Err(e) = turn.await {
+                            tracing::error!(error = %e, "the chat turn task failed");
+                        }
+                    }
+                    if gone {
+                        forget(state, socket.id).await;
+                    }
+                    Ok(())
+                }
+                // A recorded turn that failed: its problem, as it was answered.
+                Answer::Whole { body, .. } => {
+                    let problem = serde_json::from_str(&body).unwrap_or_else(|_| json!({}));
+                    if socket
+                        .send("error", request_id, error_data(problem))
+                        .await
+                        .is_err()
+                    {
+                        forget(state, socket.id).await;
+                    }
+                    Ok(())
+                }
+            }
+        }
+        Some(other) => Err(Error::BadRequest(format!(
+            "unknown action `{other}`: send `chat` or `ping`"
+        ))),
+        None => Err(Error::invalid("action", "must be `chat` or `ping`")),
+    }
+}
+
+/// Posts a turn's frames as they come. Deltas are coalesced: the first goes at once (the first
+/// token is not delayed), later ones are sent together at most `max_posts_per_second` times a
+/// second, and any other frame sends what is pending first. A gone connection stops the relay,
+/// which closes `frames`: the turn ends `incomplete` with the text so far.
+async fn relay(
+    socket: Socket<'_>,
+    request_id: Option<&str>,
+    mut frames: mpsc::Receiver<Frame>,
+) -> Result<(), Gone> {
+    let interval = Duration::from_secs(1) / socket.settings.max_posts_per_second;
+    let mut pending = String::new();
+    let mut last_delta: Option<Instant> = None;
+    loop {
+        let next = match last_delta {
+            Some(at) if !pending.is_empty() => {
+                tokio::select! {
+                    frame = frames.recv() => frame,
+                    _ = tokio::time::sleep_until((at + interval).into()) => {
+                        flush(socket, request_id, &mut pending, &mut last_delta).await?;
+                        continue;
+                    }
+                }
+            }
+            _ => frames.recv().await,
+        };
+        let Some(frame) = next else {
+            return flush(socket, request_id, &mut pending, &mut last_delta).await;
+        };
+        if frame.kind == "delta" {
+            pending.push_str(frame.data["text"].as_str().unwrap_or(""));
+            if last_delta.is_none_or(|at| at.elapsed() >= interval) {
+                flush(socket, request_id, &mut pending, &mut last_delta).await?;
+            }
+            continue;
+        }
+        flush(socket, request_id, &mut pending, &mut last_delta).await?;
+        let data = match frame.kind {
+            // The turn's own `error` frame carries the problem as its data.
+            "error" => error_data(frame.data),
+            _ => frame.data,
+        };
+        socket.send(frame.kind, request_id, data).await?;
+    }
+}
+
+async fn flush(
+    socket: Socket<'_>,
+    request_id: Option<&str>,
+    pending: &mut String,
+    last_delta: &mut Option<Instant>,
+) -> Result<(), Gone> {
+    if pending.is_empty() {
+        return Ok(());
+    }
+    let text = std::mem::take(pending);
+    *last_delta = Some(Instant::now());
+    socket
+        .send("delta", request_id, json!({ "text": text }))
+        .await
+}
+
+/// The connection went away: its row goes (its `$disconnect` may never come).
+async fn forget(state: &AppState, connection_id: &str) {
+    let removed = match state.store().conn().await {
+        Ok(conn) => conn.delete_connection(connection_id).await,
+        Err(e) => Err(e),
+    };
+    if let Err(e) = removed {
+        tracing::warn!(error = %e, "could not remove a gone websocket connection");
+    }
+}
+
+/// A frame as JSON text: `{"type": kind, "request_id"?, ...data}`, in pieces of at most
+/// `max_bytes`. A long `delta` becomes several deltas; another long frame becomes `part` frames
+/// (`of`, `index`, `count`, `data`: consecutive slices of the frame's JSON text, to join and parse).
+pub(crate) fn encode(
+    kind: &str,
+    request_id: Option<&str>,
+    data: Value,
+    max_bytes: usize,
+) -> Vec<String> {
+    let frame = |data: Value| {
+        let mut object = match data {
+            Value::Object(fields) => fields,
+            _ => Map::new(),
+        };
+        object.insert("type".into(), json!(kind));
+        if let Some(id) = request_id {
+            object.insert("request_id".into(), json!(id));
+        }
+        Value::Object(object).to_string()
+    };
+    let text = frame(data.clone());
+    if text.len() <= max_bytes {
+        return vec![text];
+    }
+    // Room for the envelope; JSON escaping can at most double a piece's size for these texts
+    // (quotes and backslashes; control characters are rare in model text and in JSON).
+    let room = max_bytes.saturating_sub(256 + request_id.map_or(0, str::len)) / 2;
+    let room = room.max(64);
+    if kind == "delta" {
+        if let Some(delta) = data.get("text").and_then(Value::as_str) {
+            return pieces(delta, room)
+                .map(|piece| frame(json!({ "text": piece })))
+                .collect();
+        }
+    }
+    let slices: Vec<&str> = pieces(&text, room).collect();
+    let count = slices.len();
+    slices
+        .into_iter()
+        .enumerate()
+        .map(|(index, slice)| {
+            let mut object = Map::new();
+            object.insert("type".into(), json!("part"));
+            if let Some(id) = request_id {
+                object.insert("request_id".into(), json!(id));
+            }
+            object.insert("of".into(), json!(kind));
+            object.insert("index".into(), json!(index));
+            object.insert("count".into(), json!(count));
+            object.insert("data".into(), json!(slice));
+            Value::Object(object).to_string()
+        })
+        .collect()
+}
+
+/// `text` in consecutive pieces of at most `max` bytes, cut at character boundaries.
+fn pieces(text: &str, max: usize) -> impl Iterator<Item = &str> {
+    let mut rest = text;
+    std::iter::from_fn(move || {
+        if rest.is_empty() {
+            return None;
+        }
+        let mut end = rest.len().min(max);
+        while !rest.is_char_boundary(end) {
+            end -= 1;
+        }
+        let (piece, tail) = rest.split_at(end);
+        rest = tail;
+        Some(piece)
+    })
+}
+
+/// The connection is gone (the Management API answered 410, or kept failing).
+#[derive(Debug)]
+struct Gone;
+
+/// Posts frames with the API Gateway Management API (`PostToConnection`) at the stage's callback
+/// URL, or at `WEBSOCKET_MANAGEMENT_ENDPOINT`. A loopback domain is the local adapter, spoken to
+/// over plain HTTP with placeholder credentials (it checks none).
+struct Poster {
+    client: aws_sdk_apigatewaymanagement::Client,
+}
+
+/// One client per endpoint and instance (building one loads the SDK's configuration).
+static CLIENTS: Mutex<Option<HashMap<String, aws_sdk_apigatewaymanagement::Client>>> =
+    Mutex::new(None);
+
+impl Poster {
+    async fn for_event(
+        config: &crate::config::Config,
+        event: &ApiGatewayWebsocketProxyRequest,
+    ) -> Poster {
+        let settings = &config.websocket;
+        let ctx = &event.request_context;
+        let domain = ctx.domain_name.as_deref().unwrap_or("localhost");
+        let host = domain.split(':').next().unwrap_or(domain);
+        let loopback = host == "localhost"
+            || host
+                .parse::<std::net::IpAddr>()
+                .is_ok_and(|ip| ip.is_loopback());
+        let endpoint = match &settings.management_endpoint {
+            Some(endpoint) => endpoint.clone(),
+            None if loopback => format!("http://{domain}"),
+            None => format!("https://{domain}/{}", ctx.stage.as_deref().unwrap_or("")),
+        };
+        if let Some(client) = CLIENTS
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get_or_insert_with(HashMap::new)
+            .get(&endpoint)
+        {
+            return Poster {
+                client: client.clone(),
+            };
+        }
+        let local =
+            (loopback || settings.management_endpoint.is_some()) && settings.credentials.is_none();
+        let placeholder = ("local".to_string(), "local".to_string(), None);
+        let loader = crate::aws::loader(
+            settings.region.as_deref().or(local.then_some("us-east-1")),
+            settings
+                .credentials
+                .as_ref()
+                .or(local.then_some(&placeholder)),
+        );
+        let sdk = loader.load().await;
+        let client = aws_sdk_apigatewaymanagement::Client::from_conf(
+            aws_sdk_apigatewaymanagement::config::Builder::from(&sdk)
+                .endpoint_url(&endpoint)
+                .build(),
+        );
+        CLIENTS
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get_or_insert_with(HashMap::new)
+            .insert(endpoint, client.clone());
+        Poster { client }
+    }
+
+    /// Posts one frame; a throttled or failed call is tried once more.
+    async fn post(&self, connection_id: &str, frame: String) -> Result<(), Gone> {
+        let data = Blob::new(frame.into_bytes());
+        for attempt in 0..2 {
+            let sent = self
+                .client
+                .post_to_connection()
+                .connection_id(connection_id)
+                .data(data.clone())
+                .send()
+                .await;
+            match sent {
+                Ok(_) => return Ok(()),
+                Err(e) if e.as_service_error().is_some_and(|e| e.is_gone_exception()) => {
+                    return Err(Gone)
+                }
+                Err(e) => {
+                    tracing::warn!(error = %aws_sdk_apigatewaymanagement::error::DisplayErrorContext(&e), attempt, "PostToConnection failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+            }
+        }
+        Err(Gone)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn long_frames_are_split_under_the_limit() {
+        let text = "é".repeat(3000) + &"\"".repeat(3000);
+        let frames = encode("delta", Some("r1"), json!({ "text": text }), 2048);
+        assert!(frames.len() > 1);
+        let mut joined = String::new();
+        for f in &frames {
+            assert!(f.len() <= 2048, "{}", f.len());
+            let v: Value = serde_json::from_str(f).unwrap();
+            assert_eq!(
+                (v["type"].as_str(), v["request_id"].as_str()),
+                (Some("delta"), Some("r1"))
+            );
+            joined.push_str(v["text"].as_str().unwrap());
+        }
+        assert_eq!(joined, text);
+
+        let done = json!({ "assistant_message": { "content": text } });
+        let parts = encode("done", None, done.clone(), 2048);
+        let mut json_text = String::new();
+        for (i, f) in parts.iter().enumerate() {
+            assert!(f.len() <= 2048);
+            let v: Value = serde_json::from_str(f).unwrap();
+            assert_eq!(v["type"], "part");
+            assert_eq!(v["of"], "done");
+            assert_eq!(v["index"], i);
+            assert_eq!(v["count"], parts.len());
+            json_text.push_str(v["data"].as_str().unwrap());
+        }
+        let whole: Value = serde_json::from_str(&json_text).unwrap();
+        assert_eq!(whole["type"], "done");
+        assert_eq!(whole["assistant_message"], done["assistant_message"]);
+
+        assert_eq!(
+            encode("pong", None, json!({}), 2048),
+            vec![r#"{"type":"pong"}"#]
+        );
+    }
+}
