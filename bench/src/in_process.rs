@@ -22,7 +22,15 @@ pub struct InProcess {
 impl InProcess {
     /// The whole API on the local store under `data_dir` (the same file the function processes use).
     pub async fn start(data_dir: &Path) -> InProcess {
-        let vars: HashMap<&str, String> = [
+        Self::start_with(data_dir, &[]).await.0
+    }
+
+    /// [`InProcess::start`] with more settings; also answers the app's state.
+    pub async fn start_with(
+        data_dir: &Path,
+        extra: &[(&'static str, &str)],
+    ) -> (InProcess, codechat::AppState) {
+        let mut vars: HashMap<&str, String> = [
             ("CODECHAT_PROFILE", "local".to_string()),
             ("CODECHAT_DATA_DIR", data_dir.display().to_string()),
             ("JWT_SECRET", JWT_SECRET.to_string()),
@@ -34,13 +42,15 @@ impl InProcess {
         ]
         .into_iter()
         .collect();
+        vars.extend(extra.iter().map(|(k, v)| (*k, v.to_string())));
         let config = codechat::config::Config::load(|k| vars.get(k).cloned())
             .await
             .unwrap();
         let state = codechat::AppState::new(config).await.unwrap();
-        InProcess {
-            app: codechat::http::app(state, codechat::api::all_routes()),
-        }
+        let app = InProcess {
+            app: codechat::http::app(state.clone(), codechat::api::all_routes()),
+        };
+        (app, state)
     }
 
     /// One request until its whole body is read: status and body.

@@ -17,7 +17,8 @@
 //! attachments and projects, `-- --in-process-only` only the chat turn in-process (no release binaries are
 //! built), for profiling, `-- --quotas-only` only the budget and usage-report figures,
 //! `-- --knowledge-only` only indexing and retrieval at 1k and 100k chunks (`BENCH_KEEP_DATA=<dir>`
-//! keeps the store; `-- --knowledge-search-only` then measures retrieval over it again).
+//! keeps the store; `-- --knowledge-search-only` then measures retrieval over it again), `-- --ws-only`
+//! WebSocket turns (first delta, posts per turn) with and without coalescing.
 
 mod cpu;
 mod in_process;
@@ -28,6 +29,7 @@ mod quotas;
 mod runtime;
 mod seed;
 mod uploads;
+mod ws;
 
 use std::{
     cell::RefCell,
@@ -585,6 +587,11 @@ async fn main() {
         if keep.is_none() {
             let _ = std::fs::remove_dir_all(&data);
         }
+        return;
+    }
+    if std::env::args().any(|a| a == "--ws-only") {
+        // WebSocket turns through the ws handler and a fake Management API, in-process.
+        print_rows(&ws::measure().await, 78);
         return;
     }
     if std::env::args().any(|a| a == "--knowledge-search-only") {

@@ -187,6 +187,7 @@ pub struct ManagementApi {
 #[derive(Default)]
 struct ManagementState {
     posted: Vec<(String, Value)>,
+    posted_at: Vec<std::time::Instant>,
     gone: Vec<String>,
     gone_after: Option<usize>,
     /// The request paths and whether they were signed (SigV4 `authorization` header).
@@ -223,6 +224,7 @@ impl ManagementApi {
                         }
                         let frame = serde_json::from_slice(&body).unwrap_or(Value::Null);
                         s.posted.push((id, frame));
+                        s.posted_at.push(std::time::Instant::now());
                         axum::http::StatusCode::OK.into_response()
                     }
                 },
@@ -249,8 +251,21 @@ impl ManagementApi {
             .collect()
     }
 
+    /// The frames posted to `connection_id` with when each arrived.
+    pub fn timeline(&self, connection_id: &str) -> Vec<(std::time::Instant, Value)> {
+        let s = self.state.lock().unwrap();
+        s.posted
+            .iter()
+            .zip(&s.posted_at)
+            .filter(|((id, _), _)| id == connection_id)
+            .map(|((_, f), at)| (*at, f.clone()))
+            .collect()
+    }
+
     pub fn clear(&self) {
-        self.state.lock().unwrap().posted.clear();
+        let mut s = self.state.lock().unwrap();
+        s.posted.clear();
+        s.posted_at.clear();
     }
 
     pub fn set_gone(&self, connection_id: &str) {
