@@ -2,7 +2,9 @@
 """Smoke test: starts the README's run command (scripts/dev) and walks a real user flow over HTTP.
 
 register -> login -> me -> refresh -> logout, plus the public routes, against every function running
-under `cargo lambda watch`. Exits non-zero on the first surprise. Standard library only.
+under `cargo lambda watch`, the chat WebSocket, and the web client in headless Chromium (node and
+web/node_modules, which scripts/test installs). Exits non-zero on the first surprise. Standard
+library only.
 """
 import base64
 import json
@@ -373,6 +375,26 @@ def projects_flow(token):
     assert code == 200 and raw == b"fn smoke() {}\n", (code, raw)
 
 
+def browser_flow():
+    """The web client in headless Chromium (web/e2e/browser.mjs, playwright-core driving Debian's
+    chromium): sign up, a streamed answer, reload, rename, an attachment, a project's tree,
+    delete, a phone-width layout; no console errors, no other origin. Screenshots stay under
+    target/web-e2e."""
+    import tempfile
+    import zipfile
+    work = tempfile.mkdtemp(prefix="codechat-e2e-")
+    archive = os.path.join(work, "demo.zip")
+    with zipfile.ZipFile(archive, "w") as z:
+        z.writestr("src/main.rs", 'fn main() {\n    println!("hello");\n}\n')
+        z.writestr("README.md", "# Demo\n")
+    shots = os.path.join(ROOT, "target", "web-e2e")
+    result = subprocess.run(["node", os.path.join(ROOT, "web", "e2e", "browser.mjs"), f"http://127.0.0.1:{PORT}", archive, shots],
+                            cwd=ROOT, timeout=600)
+    if result.returncode != 0:
+        sys.exit(f"smoke: the browser test failed ({result.returncode})")
+    print(f"smoke: ok   web client in headless Chromium; screenshot: {os.path.join(shots, 'chat.png')}")
+
+
 def start_sqld():
     """The libSQL server (the production store's protocol) on a free loopback port, fresh database."""
     import socket
@@ -411,6 +433,8 @@ def main():
     try:
         wait_until_up(proc)
         flow()
+        if sqld is None:
+            browser_flow()
         print("smoke: 1 passed, 0 failed")
     finally:
         os.killpg(proc.pid, signal.SIGTERM)

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use codechat::function::Transport;
 use codechat_api_tests::fakes::ManagementApi;
-use serde_json::{json, Value};
+use serde_json::json;
 
 use crate::{in_process::InProcess, Row, PASSWORD};
 

@@ -207,6 +207,9 @@ pub struct Config {
     pub login_max_failures_per_ip: u32,
     pub login_failure_window: Duration,
     pub websocket: WebSocketConfig,
+    /// Where the web client finds the API (`WEB_API_BASE_URL`): relative by default (`api/v1`, on
+    /// the page's own origin and stage), or another origin's URL.
+    pub web_api_base: String,
 }
 
 /// The WebSocket API: the `ws` function and, locally, its adapter.
@@ -497,6 +500,7 @@ impl Config {
                     7200,
                 )?),
             },
+            web_api_base: var("WEB_API_BASE_URL").unwrap_or_else(|| "api/v1".into()),
             data_dir,
         })
     }

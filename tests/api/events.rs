@@ -386,3 +386,27 @@ async fn knowledge_event_indexes_a_document() {
     assert_eq!(hits["items"][0]["document_id"], doc["id"]);
     assert_eq!(hits["items"][0]["heading"], "Lighthouses › Lenses");
 }
+
+#[tokio::test]
+async fn the_web_client_through_the_rest_api_is_gzipped_and_base64_encoded() {
+    let app = TestApp::spawn().await;
+    let res = invoke(&app, &api::web::FUNCTION, "web-index.rest.json", None).await;
+    assert_eq!(res["statusCode"], 200, "{res}");
+    // Gzipped bytes go back base64-encoded; API Gateway decodes them (BinaryMediaTypes */*).
+    assert_eq!(res["isBase64Encoded"], true, "{res}");
+    let header = |name: &str| {
+        let single = &res["headers"][name];
+        if single.is_string() {
+            single.clone()
+        } else {
+            res["multiValueHeaders"][name][0].clone()
+        }
+    };
+    assert_eq!(header("content-encoding"), "gzip", "{res}");
+    assert_eq!(header("content-type"), "text/html; charset=utf-8");
+    use base64::Engine;
+    let bytes = base64::engine::general_purpose::STANDARD
+        .decode(res["body"].as_str().unwrap())
+        .unwrap();
+    assert_eq!(&bytes[..2], &[0x1f, 0x8b], "a gzip stream");
+}

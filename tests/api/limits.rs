@@ -65,7 +65,7 @@ async fn unknown_routes_and_methods_are_problems() {
     app.get("/api/v1/nope", None)
         .await
         .problem(StatusCode::NOT_FOUND);
-    app.get("/", None).await.problem(StatusCode::NOT_FOUND);
+    app.get("/nope", None).await.problem(StatusCode::NOT_FOUND);
     let res = app
         .send(codechat_api_tests::request(
             Method::DELETE,

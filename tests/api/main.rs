@@ -19,4 +19,5 @@ mod remote_store;
 mod service;
 mod template;
 mod users;
+mod web;
 mod ws;

@@ -16,6 +16,7 @@ pub mod models;
 pub mod projects;
 pub mod unpacker;
 pub mod users;
+pub mod web;
 pub mod ws;
 
 use std::sync::OnceLock;
@@ -36,7 +37,7 @@ use crate::{function::Function, state::AppState};
 /// Every function of the service. Adding one: its module here (with its `FUNCTION`), its
 /// `functions/<name>/src/main.rs`, its resource in `template.yaml`, its paths in the watch router
 /// (`Cargo.toml`), and an entry in this list. `tests/api/functions.rs` fails while any is missing.
-pub const FUNCTIONS: [&Function; 13] = [
+pub const FUNCTIONS: [&Function; 14] = [
     &auth::FUNCTION,
     &users::FUNCTION,
     &conversations::FUNCTION,
@@ -50,6 +51,7 @@ pub const FUNCTIONS: [&Function; 13] = [
     &models::FUNCTION,
     &health::FUNCTION,
     &ws::FUNCTION,
+    &web::FUNCTION,
 ];
 
 /// Every route of every function in one router: what tests drive, and the source of the OpenAPI
@@ -88,6 +90,7 @@ pub fn openapi() -> &'static utoipa::openapi::OpenApi {
         (name = "knowledge", description = "Documents chunked and indexed (full text and vectors), hybrid search"),
         (name = "models", description = "The models catalog"),
         (name = "service", description = "Health and documentation"),
+        (name = "web", description = "The browser client (served by the web function, outside /api/v1)"),
     ),
     components(schemas(crate::error::Problem))
 )]

@@ -1,0 +1,147 @@
+//! The `web` function: the browser client (`web/`), embedded in the binary. `GET /` answers
+//! `index.html` (`no-cache`, a strict Content-Security-Policy); `GET /assets/{version}/{file}`
+//! answers the content-hashed assets (`immutable`), gzipped when the browser takes it. No CDN,
+//! no third-party origin: the page talks only to the API, on this origin by default (relative
+//! URLs, so a stage prefix such as `/Prod/` holds) or at `WEB_API_BASE_URL`.
+
+use axum::{
+    extract::{Path, State},
+    http::{header, HeaderMap, HeaderValue, StatusCode},
+    response::{IntoResponse, Response},
+};
+use utoipa_axum::{router::OpenApiRouter, routes};
+
+use crate::{
+    error::Error,
+    function::{Function, Limits, Transport},
+    state::AppState,
+};
+
+pub const FUNCTION: Function = Function {
+    name: "web",
+    transport: Transport::Buffered(routes),
+    limits: Limits::API,
+};
+
+/// One embedded asset: its bytes, and the same gzipped at build time.
+pub struct Asset {
+    pub name: &'static str,
+    pub content_type: &'static str,
+    pub raw: &'static [u8],
+    pub gzip: &'static [u8],
+}
+
+mod embedded {
+    use super::Asset;
+    include!(concat!(env!("OUT_DIR"), "/web_assets.rs"));
+}
+
+pub use embedded::{ASSETS, VERSION};
+
+pub fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(index))
+        .routes(routes!(asset))
+}
+
+/// The page's policy: its own scripts and styles only, requests to the API's origin only.
+fn content_security_policy(api_base: &str) -> String {
+    let api_origin = api_base
+        .split_once("://")
+        .map(|(scheme, rest)| {
+            let host = rest.split('/').next().unwrap_or(rest);
+            format!(" {scheme}://{host}")
+        })
+        .unwrap_or_default();
+    format!(
+        "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data: blob:; \
+         connect-src 'self'{api_origin}; base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
+    )
+}
+
+fn takes_gzip(headers: &HeaderMap) -> bool {
+    headers
+        .get(header::ACCEPT_ENCODING)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.split(',').any(|e| e.trim().starts_with("gzip")))
+}
+
+/// The web client: sign in, conversations, streamed answers, attachments, projects.
+#[utoipa::path(get, path = "/", tag = "web",
+    responses((status = 200, content_type = "text/html", description = "The single-page chat client")))]
+async fn index(State(state): State<AppState>, headers: HeaderMap) -> Response {
+    let base = state.config().web_api_base.as_str();
+    let (body, gzipped) = if base == "api/v1" && takes_gzip(&headers) {
+        (embedded::INDEX_DEFAULT_GZIP.to_vec(), true)
+    } else {
+        (
+            embedded::INDEX
+                .replace("{{API_BASE}}", &html_attribute(base))
+                .into_bytes(),
+            false,
+        )
+    };
+    let mut response = (StatusCode::OK, body).into_response();
+    let h = response.headers_mut();
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/html; charset=utf-8"),
+    );
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+    if let Ok(csp) = HeaderValue::from_str(&content_security_policy(base)) {
+        h.insert(header::CONTENT_SECURITY_POLICY, csp);
+    }
+    security_headers(h, gzipped);
+    response
+}
+
+/// An asset of the client, by the build's content hash and its name.
+#[utoipa::path(get, path = "/assets/{version}/{file}", tag = "web",
+    params(("version" = String, Path, description = "The build's content hash"), ("file" = String, Path)),
+    responses((status = 200, description = "A script or stylesheet, cacheable for a year"), (status = 404, body = crate::error::Problem)))]
+async fn asset(Path((version, file)): Path<(String, String)>, headers: HeaderMap) -> Response {
+    let Some(asset) = ASSETS
+        .iter()
+        .find(|a| a.name == file)
+        .filter(|_| version == VERSION)
+    else {
+        return Error::NotFound.into_response();
+    };
+    let gzipped = takes_gzip(&headers);
+    let body = if gzipped { asset.gzip } else { asset.raw };
+    let mut response = (StatusCode::OK, body).into_response();
+    let h = response.headers_mut();
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static(asset.content_type),
+    );
+    h.insert(
+        header::CACHE_CONTROL,
+        HeaderValue::from_static("public, max-age=31536000, immutable"),
+    );
+    security_headers(h, gzipped);
+    response
+}
+
+fn security_headers(h: &mut HeaderMap, gzipped: bool) {
+    h.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    h.insert(
+        header::REFERRER_POLICY,
+        HeaderValue::from_static("no-referrer"),
+    );
+    h.insert(header::VARY, HeaderValue::from_static("accept-encoding"));
+    if gzipped {
+        h.insert(header::CONTENT_ENCODING, HeaderValue::from_static("gzip"));
+    }
+}
+
+fn html_attribute(value: &str) -> String {
+    value
+        .replace('&', "&amp;")
+        .replace('"', "&quot;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+}

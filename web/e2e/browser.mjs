@@ -1,0 +1,114 @@
+// End to end in a real headless Chromium (Debian's, driven by playwright-core; no browser is
+// downloaded), against a running API: `node web/e2e/browser.mjs <base URL> <project zip> <screenshot dir>`.
+// Signs up, sends a message and watches the answer stream in, reloads and finds the conversation,
+// renames it, sends an attachment, opens a project's tree and a file, deletes the conversation;
+// checks a phone-width layout; fails on any console error or any request to another origin.
+import { chromium } from 'playwright-core';
+import { mkdirSync } from 'node:fs';
+import path from 'node:path';
+
+const [base = 'http://127.0.0.1:9000', zip, shots = 'target/web-e2e'] = process.argv.slice(2);
+const origin = new URL(base).origin;
+mkdirSync(shots, { recursive: true });
+
+const browser = await chromium.launch({
+  executablePath: process.env.CHROMIUM || '/usr/bin/chromium',
+  args: ['--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking',
+    '--disable-component-update', '--disable-sync', '--disable-dev-shm-usage'],
+});
+const problems = [];
+const step = (what) => console.log(`web e2e: ok   ${what}`);
+try {
+  const context = await browser.newContext({ viewport: { width: 1280, height: 800 } });
+  const page = await context.newPage();
+  page.on('console', (m) => m.type() === 'error' && problems.push(`console: ${m.text()}`));
+  page.on('pageerror', (e) => problems.push(`page error: ${e.message}`));
+  page.on('request', (r) => {
+    const url = new URL(r.url());
+    if (!['data:', 'blob:'].includes(url.protocol) && url.origin !== origin) problems.push(`request to another origin: ${r.url()}`);
+  });
+  page.on('dialog', (d) => d.accept(d.type() === 'prompt' ? 'Renamed in the browser' : undefined));
+
+  // The first load: every response's bytes on the wire (compressed), under 150 KB in all.
+  const firstLoad = [];
+  const onResponse = (r) => firstLoad.push(r.request());
+  page.on('response', onResponse);
+  await page.goto(`${base}/`, { waitUntil: 'networkidle' });
+  page.off('response', onResponse);
+  let bytes = 0;
+  for (const request of firstLoad) bytes += (await request.sizes()).responseBodySize;
+  if (bytes > 150 * 1024) throw new Error(`the first load took ${bytes} bytes`);
+  step(`first load: ${firstLoad.length} responses, ${(bytes / 1024).toFixed(1)} KB compressed`);
+  await page.getByRole('button', { name: 'New here? Create an account' }).click();
+  const email = `web-${Date.now()}@example.com`;
+  await page.getByLabel('Email').fill(email);
+  await page.getByLabel('Password').fill('correct horse battery');
+  await page.getByLabel('Display name (optional)').fill('Browser');
+  await page.getByRole('button', { name: 'Sign up' }).click();
+  await page.locator('#app').waitFor();
+  step('sign up');
+
+  const composer = page.getByLabel('Message', { exact: true });
+  await composer.fill('Hello from a real browser, streamed word by word');
+  await composer.press('Enter');
+  await page.locator('.message.assistant.streaming').waitFor({ timeout: 20000 });
+  const answer = page.locator('.message.assistant:not(.streaming)').last();
+  await answer.waitFor({ timeout: 30000 });
+  const text = await answer.locator('.body').innerText();
+  if (!text.includes('Hello from a real browser')) throw new Error(`unexpected answer: ${text}`);
+  await page.locator('.message.assistant .cost').first().waitFor();
+  step('a message streamed in, with tokens and cost');
+
+  await page.reload();
+  const item = page.getByRole('button', { name: /^Open conversation / }).first();
+  await item.waitFor();
+  await item.click();
+  await page.locator('.message.user').first().waitFor();
+  step('reloaded: the session and the conversation are still there');
+
+  await page.getByRole('button', { name: /^Rename conversation / }).first().click();
+  await page.getByRole('button', { name: 'Open conversation Renamed in the browser' }).waitFor();
+  step('renamed');
+
+  await page.locator('#file-input').setInputFiles({ name: 'notes.txt', mimeType: 'text/plain', buffer: Buffer.from('remember the milk\n') });
+  await page.locator('#pending li').waitFor();
+  await composer.fill('What is in the attached note?');
+  await composer.press('Enter');
+  await page.locator('.message.user .attachments li', { hasText: 'notes.txt' }).waitFor();
+  await page.locator('#stop').waitFor({ state: 'hidden', timeout: 30000 });
+  step('an attachment sent with a message');
+
+  await page.screenshot({ path: path.join(shots, 'chat.png'), fullPage: true });
+
+  if (zip) {
+    await page.locator('#zip-input').setInputFiles(zip);
+    await page.getByRole('button', { name: 'Open file src/main.rs' }).click();
+    await page.locator('#file-view', { hasText: 'fn main' }).waitFor();
+    step('a project zip uploaded, its tree and a file opened');
+    await page.screenshot({ path: path.join(shots, 'project.png') });
+    await page.getByRole('button', { name: 'Close the project' }).click();
+  }
+
+  await page.getByRole('button', { name: 'Open conversation Renamed in the browser' }).click();
+  await page.getByRole('button', { name: 'Delete conversation Renamed in the browser' }).click();
+  await page.getByRole('button', { name: 'Open conversation Renamed in the browser' }).waitFor({ state: 'detached' });
+  step('deleted');
+
+  await page.setViewportSize({ width: 390, height: 844 });
+  await page.getByRole('button', { name: 'Show or hide the conversation list' }).waitFor();
+  await page.screenshot({ path: path.join(shots, 'phone.png') });
+  step('phone width');
+
+  await page.getByRole('button', { name: 'Show or hide the conversation list' }).click();
+  await page.getByRole('button', { name: 'Sign out' }).click();
+  await page.locator('#auth').waitFor();
+  step('signed out');
+} finally {
+  await browser.close();
+}
+if (problems.length) {
+  console.error(problems.join('\n'));
+  process.exit(1);
+}
+console.log(`web e2e: screenshots in ${path.resolve(shots)} (chat.png, project.png, phone.png)`);
+console.log('web e2e: 1 passed, 0 failed');

@@ -1,0 +1,583 @@
+// The CodeChat web client: plain ES modules, no framework and no build step beyond the web
+// function's content-hashed, precompressed embedding (see shared/build.rs). It talks only to the
+// public API, on this origin unless <meta name="codechat-api"> names another.
+
+import { readSse } from './sse.js';
+import { render as renderMarkdown } from './markdown.js';
+import { ApiError, Session } from './session.js';
+
+const $ = (id) => document.getElementById(id);
+const apiBase = document.querySelector('meta[name="codechat-api"]')?.content || '/api/v1';
+
+const state = {
+  session: new Session({ base: apiBase, storage: window.sessionStorage, onSignedOut: () => showAuth() }),
+  models: [],
+  agents: [],
+  conversation: null,
+  cursor: null,
+  loadingPage: false,
+  query: '',
+  pending: [], // attachments ready to send
+  streaming: null, // AbortController of the turn in flight
+  project: null,
+};
+
+function el(tag, props = {}, ...children) {
+  const node = document.createElement(tag);
+  for (const [k, v] of Object.entries(props)) {
+    if (k === 'class') node.className = v;
+    else if (k === 'text') node.textContent = v;
+    else if (k.startsWith('on')) node.addEventListener(k.slice(2), v);
+    else if (k === 'dataset') Object.assign(node.dataset, v);
+    else if (v !== undefined && v !== null && v !== false) node.setAttribute(k, v === true ? '' : v);
+  }
+  node.append(...children.filter((c) => c !== null && c !== undefined));
+  return node;
+}
+
+function toast(message) {
+  const box = $('toast');
+  box.textContent = message;
+  box.hidden = false;
+  clearTimeout(toast.timer);
+  toast.timer = setTimeout(() => (box.hidden = true), 5000);
+}
+
+function describe(error) {
+  if (error instanceof ApiError) {
+    const fields = (error.problem.errors || []).map((e) => `${e.field}: ${e.message}`).join('; ');
+    return fields || error.message;
+  }
+  return error && error.message ? error.message : String(error);
+}
+
+const money = (usd) => (usd >= 0.01 || usd === 0 ? `$${usd.toFixed(2)}` : `$${usd.toFixed(6)}`);
+
+// ----- sign in / sign up -----
+
+function showAuth() {
+  $('app').hidden = true;
+  $('auth').hidden = false;
+  $('auth-email').focus();
+}
+
+function setupAuth() {
+  let mode = 'signin';
+  const toggle = () => {
+    mode = mode === 'signin' ? 'signup' : 'signin';
+    $('auth-title').textContent = mode === 'signin' ? 'Sign in' : 'Create an account';
+    $('auth-submit').textContent = mode === 'signin' ? 'Sign in' : 'Sign up';
+    $('auth-toggle').textContent = mode === 'signin' ? 'New here? Create an account' : 'Have an account? Sign in';
+    $('auth-name-row').hidden = mode === 'signin';
+    $('auth-error').textContent = '';
+  };
+  $('auth-toggle').addEventListener('click', toggle);
+  $('auth-form').addEventListener('submit', async (e) => {
+    e.preventDefault();
+    $('auth-error').textContent = '';
+    const email = $('auth-email').value;
+    const password = $('auth-password').value;
+    try {
+      if (mode === 'signup') {
+        const display_name = $('auth-name').value.trim() || undefined;
+        await state.session.signIn('/auth/register', { email, password, display_name });
+      } else {
+        await state.session.signIn('/auth/login', { email, password });
+      }
+      $('auth-password').value = '';
+      await start();
+    } catch (error) {
+      $('auth-error').textContent = describe(error);
+    }
+  });
+}
+
+// ----- the signed-in app -----
+
+async function start() {
+  $('auth').hidden = true;
+  $('app').hidden = false;
+  try {
+    const me = await state.session.json('/users/me');
+    state.session.user = me;
+    $('me').textContent = me.display_name || me.email;
+    const [models, agents] = await Promise.all([
+      state.session.json('/models'),
+      state.session.json('/agents?limit=100').catch(() => ({ items: [] })),
+    ]);
+    state.models = models.items;
+    state.agents = agents.items.filter((a) => a.status === 'active');
+    fillModels();
+    fillAgents();
+    await reloadConversations();
+    await loadProjects();
+    newConversation();
+  } catch (error) {
+    if (state.session.signedIn) toast(describe(error));
+  }
+}
+
+function fillModels() {
+  const select = $('model');
+  select.replaceChildren(
+    ...state.models.map((m) =>
+      el('option', {
+        value: m.id,
+        disabled: !m.available,
+        title: m.available ? `${m.provider}: ${m.context_window} tokens` : 'not available with this configuration',
+        text: `${m.display_name}${m.available ? '' : ' (unavailable)'}`,
+      }),
+    ),
+  );
+  const first = state.models.find((m) => m.available);
+  if (first) select.value = first.id;
+}
+
+function fillAgents() {
+  $('agent').replaceChildren(
+    el('option', { value: '', text: 'No agent' }),
+    ...state.agents.map((a) => el('option', { value: a.id, text: a.name })),
+  );
+}
+
+// ----- conversation list: search and infinite scroll (keyset pages) -----
+
+async function reloadConversations() {
+  state.cursor = null;
+  $('conversations').replaceChildren();
+  await loadPage(true);
+}
+
+async function loadPage(first = false) {
+  if (state.loadingPage || (!first && !state.cursor)) return;
+  state.loadingPage = true;
+  try {
+    const params = new URLSearchParams({ limit: '30' });
+    if (state.query) params.set('q', state.query);
+    if (state.cursor) params.set('cursor', state.cursor);
+    const page = await state.session.json(`/conversations?${params}`);
+    for (const c of page.items) $('conversations').append(conversationItem(c));
+    state.cursor = page.next_cursor;
+    $('conversations-empty').hidden = $('conversations').children.length > 0;
+  } catch (error) {
+    toast(describe(error));
+  } finally {
+    state.loadingPage = false;
+  }
+}
+
+function conversationItem(c) {
+  const open = el('button', {
+    class: 'conversation-open',
+    'aria-label': `Open conversation ${c.title}`,
+    onclick: () => openConversation(c.id),
+    text: c.title || 'Untitled',
+  });
+  const rename = el('button', {
+    class: 'icon',
+    'aria-label': `Rename conversation ${c.title}`,
+    title: 'Rename',
+    text: '✎',
+    onclick: async () => {
+      const title = window.prompt('New title', c.title);
+      if (!title) return;
+      try {
+        const updated = await state.session.json(`/conversations/${c.id}`, { method: 'PATCH', body: { title } });
+        item.replaceWith(conversationItem(updated));
+        if (state.conversation && state.conversation.id === c.id) setConversation(updated);
+      } catch (error) {
+        toast(describe(error));
+      }
+    },
+  });
+  const remove = el('button', {
+    class: 'icon',
+    'aria-label': `Delete conversation ${c.title}`,
+    title: 'Delete',
+    text: '✕',
+    onclick: async () => {
+      if (!window.confirm(`Delete “${c.title}” and its messages?`)) return;
+      try {
+        await state.session.request(`/conversations/${c.id}`, { method: 'DELETE' });
+        item.remove();
+        if (state.conversation && state.conversation.id === c.id) newConversation();
+      } catch (error) {
+        toast(describe(error));
+      }
+    },
+  });
+  const item = el('li', { dataset: { id: c.id }, class: state.conversation?.id === c.id ? 'current' : '' }, open, rename, remove);
+  return item;
+}
+
+// ----- the chat pane -----
+
+function newConversation() {
+  state.conversation = null;
+  $('title').textContent = state.project ? `New chat on ${state.project.name}` : 'New chat';
+  $('messages').replaceChildren(el('p', { class: 'hint', text: 'Ask anything. Enter sends, Shift+Enter starts a new line.' }));
+  $('usage').textContent = '';
+  $('agent').disabled = false;
+  markCurrent();
+  $('composer-input').focus();
+}
+
+function setConversation(c) {
+  state.conversation = c;
+  $('title').textContent = c.title || 'Untitled';
+  if (c.model && state.models.some((m) => m.id === c.model && m.available)) $('model').value = c.model;
+  $('agent').value = c.agent_id || '';
+  $('agent').disabled = true;
+  markCurrent();
+}
+
+function markCurrent() {
+  for (const li of $('conversations').children) li.classList.toggle('current', li.dataset.id === state.conversation?.id);
+}
+
+async function openConversation(id) {
+  try {
+    const c = await state.session.json(`/conversations/${id}`);
+    setConversation(c);
+    $('messages').replaceChildren();
+    let cursor = null;
+    const messages = [];
+    do {
+      const page = await state.session.json(`/conversations/${id}/messages?limit=100${cursor ? `&cursor=${encodeURIComponent(cursor)}` : ''}`);
+      messages.push(...page.items);
+      cursor = page.next_cursor;
+    } while (cursor);
+    for (const m of messages) $('messages').append(messageView(m));
+    await Promise.all(messages.filter((m) => m.role === 'assistant').slice(-20).map((m) => showMessageUsage(m.id)));
+    await refreshUsage();
+    scrollDown();
+  } catch (error) {
+    toast(describe(error));
+  }
+}
+
+function messageView(m, streaming = false) {
+  const body = el('div', { class: 'body' });
+  if (m.role === 'assistant' && !streaming) renderMarkdown(m.content, body);
+  else body.textContent = m.content;
+  const meta = el('div', { class: 'meta' }, el('span', { text: m.role === 'user' ? 'You' : m.model || 'assistant' }));
+  if (m.status && m.status !== 'complete') meta.append(el('span', { class: 'status', text: m.status }));
+  const view = el('article', { class: `message ${m.role}`, dataset: { id: m.id || '' }, 'aria-label': `${m.role} message` }, meta, body);
+  if (m.attachments && m.attachments.length) {
+    view.append(el('ul', { class: 'attachments', 'aria-label': 'Attachments' }, ...m.attachments.map((a) => el('li', { text: a.filename }))));
+  }
+  if (m.changes && m.changes.length) view.append(changesView(m.changes));
+  if (m.citations && m.citations.length) {
+    view.append(el('ol', { class: 'citations', 'aria-label': 'Sources' }, ...m.citations.map((c) => el('li', { text: `${c.title}${c.heading ? ` › ${c.heading}` : ''}` }))));
+  }
+  return view;
+}
+
+function changesView(changes) {
+  return el(
+    'ul',
+    { class: 'changes', 'aria-label': 'Files changed' },
+    ...changes.map((c) => el('li', { text: `${c.action || c.kind || 'changed'} ${c.path}` })),
+  );
+}
+
+async function showMessageUsage(id) {
+  try {
+    const rows = await state.session.json(`/messages/${id}/usage`);
+    const list = Array.isArray(rows) ? rows : rows.items || [];
+    const view = $('messages').querySelector(`[data-id="${CSS.escape(id)}"] .meta`);
+    if (!view || list.length === 0) return;
+    const tokens = list.reduce((n, r) => n + r.input_tokens + r.output_tokens, 0);
+    const cost = list.reduce((n, r) => n + r.cost_usd, 0);
+    view.append(el('span', { class: 'cost', text: `${tokens} tokens · ${money(cost)}` }));
+  } catch {
+    // usage is a nicety: the message stands without it
+  }
+}
+
+async function refreshUsage() {
+  if (!state.conversation) return;
+  try {
+    const u = await state.session.json(`/conversations/${state.conversation.id}/usage`);
+    $('usage').textContent = `${u.total.input_tokens + u.total.output_tokens} tokens · ${money(u.total.cost_usd)}`;
+  } catch {
+    $('usage').textContent = '';
+  }
+}
+
+function scrollDown() {
+  const box = $('messages');
+  box.scrollTop = box.scrollHeight;
+}
+
+async function send() {
+  const input = $('composer-input');
+  const message = input.value.trim();
+  if (!message || state.streaming) return;
+  const body = { message, stream: true };
+  if (state.conversation) body.conversation_id = state.conversation.id;
+  else {
+    if ($('agent').value) body.agent_id = $('agent').value;
+    if (state.project) body.project_id = state.project.id;
+  }
+  const model = $('model').value;
+  if (model && (!state.conversation || state.conversation.model !== model)) body.model = model;
+  if (state.pending.length) body.attachment_ids = state.pending.map((a) => a.id);
+
+  if (!state.conversation) $('messages').replaceChildren();
+  const mine = messageView({ role: 'user', content: message, attachments: state.pending });
+  const answer = messageView({ role: 'assistant', content: '', model }, true);
+  answer.classList.add('streaming');
+  $('messages').append(mine, answer);
+  input.value = '';
+  state.pending = [];
+  showPending();
+  scrollDown();
+
+  const controller = new AbortController();
+  state.streaming = controller;
+  $('send').hidden = true;
+  $('stop').hidden = false;
+  let text = '';
+  const changes = [];
+  let isNew = !state.conversation;
+  try {
+    const res = await state.session.request('/chat', {
+      method: 'POST',
+      headers: { 'content-type': 'application/json', accept: 'text/event-stream' },
+      body: JSON.stringify(body),
+      signal: controller.signal,
+    });
+    if (!res.ok) {
+      let problem = null;
+      try {
+        problem = await res.json();
+      } catch {
+        // not JSON
+      }
+      throw new ApiError(res.status, problem);
+    }
+    await readSse(res, ({ event, data }) => {
+      if (event === 'meta') {
+        mine.dataset.id = data.user_message_id;
+        if (isNew) state.conversation = { id: data.conversation_id };
+      } else if (event === 'delta') {
+        text += data.text;
+        answer.querySelector('.body').textContent = text;
+        scrollDown();
+      } else if (event === 'file_changed') {
+        changes.push(data);
+        answer.querySelector('.changes')?.remove();
+        answer.append(changesView(changes));
+        if (state.project) showTree(state.project);
+      } else if (event === 'done') {
+        const m = data.assistant_message;
+        answer.replaceWith(messageView(m));
+        const meta = $('messages').querySelector(`[data-id="${CSS.escape(m.id)}"] .meta`);
+        if (meta && data.usage) {
+          const u = data.usage;
+          meta.append(el('span', { class: 'cost', text: `${u.input_tokens + u.output_tokens} tokens · ${money(u.cost_usd)}` }));
+        }
+      } else if (event === 'error') {
+        answer.classList.add('failed');
+        answer.querySelector('.body').textContent = text || (data.detail ?? 'The model failed.');
+        toast(data.detail || 'The turn failed');
+      }
+    });
+  } catch (error) {
+    if (error.name === 'AbortError') {
+      answer.querySelector('.meta').append(el('span', { class: 'status', text: 'stopped' }));
+    } else {
+      answer.classList.add('failed');
+      answer.querySelector('.body').textContent = describe(error);
+      toast(describe(error));
+    }
+  } finally {
+    answer.classList.remove('streaming');
+    state.streaming = null;
+    $('send').hidden = false;
+    $('stop').hidden = true;
+  }
+  if (state.conversation) {
+    if (isNew) {
+      try {
+        setConversation(await state.session.json(`/conversations/${state.conversation.id}`));
+      } catch {
+        // listed on the next reload
+      }
+      await reloadConversations();
+    }
+    await refreshUsage();
+  }
+}
+
+// ----- attachments: pick or drop -----
+
+async function upload(files) {
+  for (const file of files) {
+    const form = new FormData();
+    form.append('file', file, file.name);
+    try {
+      const res = await state.session.request('/attachments', { method: 'POST', body: form });
+      const data = await res.json();
+      if (!res.ok) throw new ApiError(res.status, data);
+      state.pending.push(data);
+    } catch (error) {
+      toast(`${file.name}: ${describe(error)}`);
+    }
+  }
+  showPending();
+}
+
+function showPending() {
+  $('pending').replaceChildren(
+    ...state.pending.map((a, i) =>
+      el('li', {}, el('span', { text: a.filename }), el('button', {
+        class: 'icon',
+        'aria-label': `Remove attachment ${a.filename}`,
+        text: '×',
+        onclick: () => {
+          state.pending.splice(i, 1);
+          showPending();
+        },
+      })),
+    ),
+  );
+}
+
+// ----- projects: list, upload a zip, tree, open a file -----
+
+async function loadProjects() {
+  try {
+    const page = await state.session.json('/projects?limit=100');
+    $('projects').replaceChildren(
+      ...page.items.map((p) =>
+        el('li', {}, el('button', { class: 'conversation-open', 'aria-label': `Open project ${p.name}`, text: p.name, onclick: () => openProject(p) })),
+      ),
+    );
+  } catch (error) {
+    toast(describe(error));
+  }
+}
+
+async function openProject(p) {
+  state.project = p;
+  $('project-pane').hidden = false;
+  $('project-name').textContent = p.name;
+  $('file-view').textContent = '';
+  await showTree(p);
+  newConversation();
+}
+
+async function showTree(p) {
+  try {
+    const tree = await state.session.json(`/projects/${p.id}/tree`);
+    const node = (n) => {
+      if (n.kind === 'dir') {
+        return el('li', { class: 'dir' }, el('span', { text: `${n.name}/` }), el('ul', {}, ...(n.children || []).map(node)));
+      }
+      return el('li', {}, el('button', {
+        class: 'file',
+        'aria-label': `Open file ${n.path}`,
+        text: n.name,
+        onclick: () => openFile(p, n.path),
+      }));
+    };
+    const roots = Array.isArray(tree) ? tree : tree.children || [tree];
+    $('tree').replaceChildren(...roots.map(node));
+  } catch (error) {
+    toast(describe(error));
+  }
+}
+
+async function openFile(p, path) {
+  try {
+    const res = await state.session.request(`/projects/${p.id}/files/${path.split('/').map(encodeURIComponent).join('/')}`);
+    if (!res.ok) throw new ApiError(res.status, await res.json().catch(() => null));
+    const type = res.headers.get('content-type') || '';
+    $('file-view').textContent = type.includes('json') && !path.endsWith('.json') ? (await res.json()).content ?? '' : await res.text();
+    $('file-view').setAttribute('aria-label', `Contents of ${path}`);
+  } catch (error) {
+    toast(describe(error));
+  }
+}
+
+async function uploadProject(file) {
+  const form = new FormData();
+  form.append('file', file, file.name);
+  try {
+    const res = await state.session.request('/projects/upload', { method: 'POST', body: form });
+    const data = await res.json();
+    if (!res.ok) throw new ApiError(res.status, data);
+    await loadProjects();
+    await openProject(data.project || data);
+  } catch (error) {
+    toast(`${file.name}: ${describe(error)}`);
+  }
+}
+
+// ----- wiring -----
+
+function setup() {
+  setupAuth();
+  $('new-chat').addEventListener('click', () => {
+    state.project = null;
+    $('project-pane').hidden = true;
+    newConversation();
+  });
+  let searchTimer;
+  $('search').addEventListener('input', () => {
+    clearTimeout(searchTimer);
+    searchTimer = setTimeout(() => {
+      state.query = $('search').value.trim();
+      reloadConversations();
+    }, 250);
+  });
+  new IntersectionObserver((entries) => {
+    if (entries.some((e) => e.isIntersecting)) loadPage();
+  }).observe($('conversations-end'));
+  $('composer').addEventListener('submit', (e) => {
+    e.preventDefault();
+    send();
+  });
+  $('composer-input').addEventListener('keydown', (e) => {
+    if (e.key === 'Enter' && !e.shiftKey && !e.isComposing) {
+      e.preventDefault();
+      send();
+    }
+  });
+  $('stop').addEventListener('click', () => state.streaming?.abort());
+  $('attach').addEventListener('click', () => $('file-input').click());
+  $('file-input').addEventListener('change', (e) => {
+    upload([...e.target.files]);
+    e.target.value = '';
+  });
+  const drop = $('chat');
+  drop.addEventListener('dragover', (e) => {
+    e.preventDefault();
+    drop.classList.add('dropping');
+  });
+  drop.addEventListener('dragleave', () => drop.classList.remove('dropping'));
+  drop.addEventListener('drop', (e) => {
+    e.preventDefault();
+    drop.classList.remove('dropping');
+    if (e.dataTransfer?.files?.length) upload([...e.dataTransfer.files]);
+  });
+  $('upload-project').addEventListener('click', () => $('zip-input').click());
+  $('zip-input').addEventListener('change', (e) => {
+    if (e.target.files[0]) uploadProject(e.target.files[0]);
+    e.target.value = '';
+  });
+  $('close-project').addEventListener('click', () => {
+    state.project = null;
+    $('project-pane').hidden = true;
+    newConversation();
+  });
+  $('sign-out').addEventListener('click', () => state.session.signOut());
+  $('toggle-sidebar').addEventListener('click', () => document.body.classList.toggle('sidebar-open'));
+
+  if (state.session.signedIn) start();
+  else showAuth();
+}
+
+setup();

@@ -1,0 +1,115 @@
+// The client's logic without a browser: `node --test web/test` (no npm packages needed).
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { createSseParser } from '../src/sse.js';
+import { parse, inline } from '../src/markdown.js';
+import { Session, ApiError } from '../src/session.js';
+
+test('SSE events split across chunks, CRLF, comments and a last event without its blank line', () => {
+  const got = [];
+  const p = createSseParser((e) => got.push(e));
+  p.push('event: meta\r\ndata: {"conversation_id":"c1"}\r\n\r\n: keep-alive\n\nevent: del');
+  p.push('ta\ndata: {"text":"Hel"}\n\nevent: delta\ndata: {"text":"lo"}\n');
+  assert.equal(got.length, 2);
+  p.push('\nevent: done\ndata: {"a":1}');
+  p.end();
+  assert.deepEqual(got.map((e) => e.event), ['meta', 'delta', 'delta', 'done']);
+  assert.equal(got.map((e) => e.data.text || '').join(''), 'Hello');
+  assert.deepEqual(got[3].data, { a: 1 });
+});
+
+test('SSE multi-line data joins with newlines and non-JSON data stays text', () => {
+  const got = [];
+  const p = createSseParser((e) => got.push(e));
+  p.push('data: one\ndata: two\n\n');
+  assert.deepEqual(got, [{ event: 'message', data: 'one\ntwo' }]);
+});
+
+test('Markdown: code fences, headings, lists, inline runs', () => {
+  const blocks = parse('# Title\n\nSome **bold** and `code`.\n\n```rust\nfn main() {}\n```\n- a\n- b\n1. one\n> quoted');
+  assert.deepEqual(blocks.map((b) => b.type), ['heading', 'paragraph', 'code', 'list', 'list', 'quote']);
+  assert.equal(blocks[2].lang, 'rust');
+  assert.equal(blocks[2].text, 'fn main() {}');
+  assert.equal(blocks[4].ordered, true);
+  assert.deepEqual(blocks[1].inline.map((r) => r.type), ['text', 'strong', 'text', 'code', 'text']);
+});
+
+test('Markdown never passes HTML or unsafe links through', () => {
+  const runs = inline('<script>alert(1)</script> [x](javascript:alert(1)) [ok](https://example.com) <img src=x onerror=alert(1)>');
+  assert.ok(runs.every((r) => r.type !== 'html'));
+  const links = runs.filter((r) => r.type === 'link');
+  assert.deepEqual(links, [{ type: 'link', text: 'ok', href: 'https://example.com' }]);
+  const text = runs.filter((r) => r.type === 'text').map((r) => r.text).join('');
+  assert.ok(text.includes('<script>alert(1)</script>'), 'markup stays text');
+  // Inside a code fence everything is text as well.
+  assert.equal(parse('```\n<b>x</b>\n```')[0].text, '<b>x</b>');
+});
+
+function fakeFetch(routes) {
+  const calls = [];
+  const fn = async (url, options = {}) => {
+    calls.push({ url, options });
+    const handler = routes[url] || routes['*'];
+    const { status = 200, body = null } = handler(options, calls.length) || {};
+    return new Response(body === null ? null : JSON.stringify(body), { status, headers: { 'content-type': 'application/json' } });
+  };
+  fn.calls = calls;
+  return fn;
+}
+
+class MemoryStorage {
+  constructor() { this.map = new Map(); }
+  getItem(k) { return this.map.has(k) ? this.map.get(k) : null; }
+  setItem(k, v) { this.map.set(k, String(v)); }
+  removeItem(k) { this.map.delete(k); }
+}
+
+test('an expired access token is refreshed once, concurrent requests share the refresh, and they retry', async () => {
+  let refreshes = 0;
+  const fetch = fakeFetch({
+    '/api/v1/auth/refresh': () => {
+      refreshes++;
+      return { body: { access_token: 'fresh', refresh_token: 'r2' } };
+    },
+    '*': (options) => (options.headers.authorization === 'Bearer fresh' ? { body: { ok: true } } : { status: 401, body: { status: 401 } }),
+  });
+  const storage = new MemoryStorage();
+  const session = new Session({ fetch, storage });
+  session.accept({ access_token: 'stale', refresh_token: 'r1' });
+  const [a, b] = await Promise.all([session.json('/users/me'), session.json('/conversations')]);
+  assert.deepEqual([a, b], [{ ok: true }, { ok: true }]);
+  assert.equal(refreshes, 1);
+  assert.equal(storage.getItem('codechat.refresh'), 'r2', 'the rotated refresh token is kept');
+  assert.equal(session.access, 'fresh');
+});
+
+test('a failed refresh signs out and the request answers its 401 problem', async () => {
+  let signedOut = 0;
+  const fetch = fakeFetch({
+    '/api/v1/auth/refresh': () => ({ status: 401, body: { status: 401, detail: 'spent' } }),
+    '*': () => ({ status: 401, body: { status: 401, detail: 'expired' } }),
+  });
+  const session = new Session({ fetch, storage: new MemoryStorage(), onSignedOut: () => signedOut++ });
+  session.accept({ access_token: 'stale', refresh_token: 'r1' });
+  await assert.rejects(session.json('/users/me'), (e) => e instanceof ApiError && e.status === 401);
+  assert.equal(signedOut, 1);
+  assert.equal(session.signedIn, false);
+});
+
+test('a reload with only the refresh token in sessionStorage refreshes before the first request', async () => {
+  const storage = new MemoryStorage();
+  storage.setItem('codechat.refresh', 'r1');
+  const fetch = fakeFetch({
+    '/api/v1/auth/refresh': () => ({ body: { access_token: 'a1', refresh_token: 'r2' } }),
+    '*': (o) => ({ body: { auth: o.headers.authorization } }),
+  });
+  const session = new Session({ fetch, storage });
+  assert.equal(session.signedIn, true);
+  assert.deepEqual(await session.json('/users/me'), { auth: 'Bearer a1' });
+});
+
+test('field errors are read from the problem', () => {
+  const e = new ApiError(422, { detail: 'bad', errors: [{ field: 'email', message: 'is not an email' }] });
+  assert.equal(e.field('email'), 'is not an email');
+  assert.equal(e.field('password'), null);
+});
