@@ -17,7 +17,10 @@ const ASSETS: [(&str, &str); 5] = [
 fn main() {
     let web = Path::new(env!("CARGO_MANIFEST_DIR")).join("../web");
     let out = std::path::PathBuf::from(std::env::var("OUT_DIR").unwrap());
-    println!("cargo:rerun-if-changed={}", web.join("index.html").display());
+    println!(
+        "cargo:rerun-if-changed={}",
+        web.join("index.html").display()
+    );
     let mut hash = Sha256::new();
     let mut files = Vec::new();
     for (name, content_type) in ASSETS {
@@ -51,7 +54,9 @@ fn main() {
     // Precompressed with the default API base; another base is filled in at start-up.
     let default = index.replace("{{API_BASE}}", "api/v1");
     std::fs::write(out.join("index.html.gz"), gzip(default.as_bytes())).unwrap();
-    code.push_str("pub const INDEX: &str = include_str!(concat!(env!(\"OUT_DIR\"), \"/index.html\"));\n");
+    code.push_str(
+        "pub const INDEX: &str = include_str!(concat!(env!(\"OUT_DIR\"), \"/index.html\"));\n",
+    );
     code.push_str("pub static INDEX_DEFAULT_GZIP: &[u8] = include_bytes!(concat!(env!(\"OUT_DIR\"), \"/index.html.gz\"));\n");
     std::fs::write(out.join("web_assets.rs"), code).unwrap();
 }

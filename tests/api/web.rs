@@ -15,27 +15,50 @@ async fn the_page_and_its_assets() {
     let app = TestApp::spawn().await;
     let res = app.get("/", None).await;
     assert_eq!(res.status, StatusCode::OK);
-    assert_eq!(res.headers[header::CONTENT_TYPE], "text/html; charset=utf-8");
+    assert_eq!(
+        res.headers[header::CONTENT_TYPE],
+        "text/html; charset=utf-8"
+    );
     assert_eq!(res.headers[header::CACHE_CONTROL], "no-cache");
-    let csp = res.headers[header::CONTENT_SECURITY_POLICY].to_str().unwrap();
-    for directive in ["default-src 'none'", "script-src 'self'", "connect-src 'self'", "frame-ancestors 'none'"] {
+    let csp = res.headers[header::CONTENT_SECURITY_POLICY]
+        .to_str()
+        .unwrap();
+    for directive in [
+        "default-src 'none'",
+        "script-src 'self'",
+        "connect-src 'self'",
+        "frame-ancestors 'none'",
+    ] {
         assert!(csp.contains(directive), "{csp}");
     }
     let index = res.text();
-    assert!(index.contains(r#"<meta name="codechat-api" content="api/v1">"#), "{index}");
+    assert!(
+        index.contains(r#"<meta name="codechat-api" content="api/v1">"#),
+        "{index}"
+    );
     // Relative URLs: under a stage prefix (…/Prod/) the page finds its assets and the API.
-    assert!(!index.contains("\"/assets") && !index.contains("\"/api"), "{index}");
+    assert!(
+        !index.contains("\"/assets") && !index.contains("\"/api"),
+        "{index}"
+    );
 
     let js = app.get(&asset_url(&index, "app.js"), None).await;
     assert_eq!(js.status, StatusCode::OK);
-    assert_eq!(js.headers[header::CONTENT_TYPE], "text/javascript; charset=utf-8");
+    assert_eq!(
+        js.headers[header::CONTENT_TYPE],
+        "text/javascript; charset=utf-8"
+    );
     assert_eq!(
         js.headers[header::CACHE_CONTROL],
         "public, max-age=31536000, immutable"
     );
     assert!(js.text().contains("import"), "the module itself");
     for name in ["session.js", "sse.js", "markdown.js", "app.css"] {
-        assert_eq!(app.get(&asset_url(&index, name), None).await.status, StatusCode::OK, "{name}");
+        assert_eq!(
+            app.get(&asset_url(&index, name), None).await.status,
+            StatusCode::OK,
+            "{name}"
+        );
     }
 
     // Gzipped when the browser takes it, and smaller.
@@ -47,18 +70,32 @@ async fn the_page_and_its_assets() {
     assert!(gz.body.len() < js.body.len() / 2);
 
     // Another build's URL, or a name that is not an asset, is a 404 problem.
-    for path in ["/assets/000000000000/app.js", &asset_url(&index, "secret.txt")] {
+    for path in [
+        "/assets/000000000000/app.js",
+        &asset_url(&index, "secret.txt"),
+    ] {
         let res = app.get(path, None).await;
         res.problem(StatusCode::NOT_FOUND);
     }
-    assert_eq!(app.post("/", serde_json::json!({}), None).await.status, StatusCode::METHOD_NOT_ALLOWED);
+    assert_eq!(
+        app.post("/", serde_json::json!({}), None).await.status,
+        StatusCode::METHOD_NOT_ALLOWED
+    );
 }
 
 #[tokio::test]
 async fn another_api_origin_is_named_in_the_page_and_its_policy() {
-    let app = TestApp::with_env(&[("WEB_API_BASE_URL", "https://api.example.com/Prod/api/v1")]).await;
+    let app =
+        TestApp::with_env(&[("WEB_API_BASE_URL", "https://api.example.com/Prod/api/v1")]).await;
     let res = app.get("/", None).await;
-    let csp = res.headers[header::CONTENT_SECURITY_POLICY].to_str().unwrap();
-    assert!(csp.contains("connect-src 'self' https://api.example.com;"), "{csp}");
-    assert!(res.text().contains(r#"content="https://api.example.com/Prod/api/v1""#));
+    let csp = res.headers[header::CONTENT_SECURITY_POLICY]
+        .to_str()
+        .unwrap();
+    assert!(
+        csp.contains("connect-src 'self' https://api.example.com;"),
+        "{csp}"
+    );
+    assert!(res
+        .text()
+        .contains(r#"content="https://api.example.com/Prod/api/v1""#));
 }
