@@ -93,6 +93,10 @@ uuid_id!(
     /// A knowledge document.
     DocumentId
 );
+uuid_id!(
+    /// A personal API key.
+    ApiKeyId
+);
 
 /// A new UUIDv7 as text, for ids that never travel typed: token `jti`s and families, usage rows,
 /// request ids.

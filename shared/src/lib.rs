@@ -10,7 +10,7 @@
 //! - **SQL** in [`store`], one module per table family, as methods on [`store::Conn`] that return
 //!   plain row types (no serde, no schemas).
 //! - **Domain logic** in one module per feature: [`accounts`], [`conversations`], [`chat`],
-//!   [`agents`], [`admin`], [`quotas`], [`knowledge`]. Domain
+//!   [`agents`], [`admin`], [`quotas`], [`knowledge`], [`api_keys`]. Domain
 //!   functions take what they use (`&Conn`, `&Catalog`, `&Providers`, settings), never the whole
 //!   [`AppState`].
 //! - **Infrastructure** at the root: [`config`], [`http`] (layers, extractors, SSE, the runner),
@@ -27,6 +27,7 @@ pub mod accounts;
 pub mod admin;
 pub mod agents;
 pub mod api;
+pub mod api_keys;
 pub mod attachments;
 pub mod auth;
 pub mod aws;

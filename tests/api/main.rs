@@ -3,6 +3,7 @@
 mod admin;
 mod agent;
 mod agents;
+mod api_keys;
 mod attachments;
 mod auth;
 mod chat;

@@ -11,9 +11,9 @@ use axum::{
 };
 use lambda_http::request::RequestContext;
 
-use crate::{accounts, error::Error, http, state::AppState, store::User};
+use crate::{accounts, api_keys, error::Error, http, state::AppState, store::User};
 
-/// The authenticated user behind `Authorization: Bearer <access token>`.
+/// The authenticated user behind `Authorization: Bearer <access token or API key>`.
 pub struct CurrentUser(pub User);
 
 impl FromRequestParts<AppState> for CurrentUser {
@@ -30,7 +30,12 @@ impl FromRequestParts<AppState> for CurrentUser {
             })
             .ok_or(Error::Unauthorized("a bearer access token is required"))?;
         let conn = state.store().conn().await?;
-        let user = accounts::authenticate(&conn, state.tokens(), token).await?;
+        // A personal API key (`cc_…`) is a bearer credential too: scripts, CI and OpenAI clients.
+        let user = if api_keys::is_api_key(token) {
+            api_keys::authenticate(&conn, token).await?
+        } else {
+            accounts::authenticate(&conn, state.tokens(), token).await?
+        };
         http::record_user(user.id);
         Ok(CurrentUser(user))
     }

@@ -1,17 +1,22 @@
-use axum::{extract::State, Json};
+use axum::{extract::State, http::StatusCode, Json};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 use utoipa_axum::{router::OpenApiRouter, routes};
 
-use super::{ClientIp, CurrentUser};
+use super::{ClientIp, CurrentUser, IdPath};
 use crate::{
     accounts::{self, DisplayName, Password, PasswordChange, ProfileChanges},
+    api_keys,
     error::{Error, FieldError, FieldErrors, Problem, Result},
     function::{Function, Limits, Transport},
     http::ApiJson,
+    http::ApiQuery,
+    ids::ApiKeyId,
     ids::UserId,
     kinds::Role,
+    pagination::{PageQuery, Paginated},
     state::AppState,
+    store::ApiKey,
     store::User,
 };
 
@@ -21,9 +26,12 @@ pub const FUNCTION: Function = Function {
     limits: Limits::API,
 };
 
-/// The current user's profile.
+/// The current user's profile and personal API keys.
 pub fn routes() -> OpenApiRouter<AppState> {
-    OpenApiRouter::new().routes(routes!(get_me, patch_me))
+    OpenApiRouter::new()
+        .routes(routes!(get_me, patch_me))
+        .routes(routes!(create_api_key, list_api_keys))
+        .routes(routes!(delete_api_key))
 }
 
 /// A user as clients see it (never the password hash).
@@ -110,4 +118,97 @@ async fn patch_me(
     let conn = state.store().conn().await?;
     let updated = accounts::update_profile(&conn, state.login_limits(), ip, &user, changes).await?;
     Ok(Json(updated.into()))
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+pub(super) struct NewApiKeyBody {
+    name: String,
+    /// RFC 3339; omit for a key that does not expire.
+    expires_at: Option<String>,
+}
+
+/// A key as lists show it: never the key itself.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ApiKeyOut {
+    #[schema(value_type = String)]
+    id: ApiKeyId,
+    name: String,
+    /// The key's first characters, to tell keys apart.
+    prefix: String,
+    created_at: String,
+    expires_at: Option<String>,
+    last_used_at: Option<String>,
+}
+
+impl From<ApiKey> for ApiKeyOut {
+    fn from(k: ApiKey) -> Self {
+        ApiKeyOut {
+            id: k.id,
+            name: k.name,
+            prefix: k.prefix,
+            created_at: k.created_at,
+            expires_at: k.expires_at,
+            last_used_at: k.last_used_at,
+        }
+    }
+}
+
+/// A new key, with the key itself: shown this once.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct CreatedApiKey {
+    #[serde(flatten)]
+    info: ApiKeyOut,
+    /// `cc_…`: send it as `Authorization: Bearer <key>` to the OpenAI-compatible endpoint.
+    key: String,
+}
+
+type ApiKeyPage = Paginated<ApiKeyOut>;
+
+/// Creates a personal API key; the answer is the only time the key is shown.
+#[utoipa::path(post, path = "/api/v1/api-keys", tag = "users", security(("bearer" = [])), request_body = NewApiKeyBody,
+    responses((status = 201, body = CreatedApiKey), (status = 401, body = Problem), (status = 422, body = Problem)))]
+async fn create_api_key(
+    State(state): State<AppState>,
+    CurrentUser(user): CurrentUser,
+    ApiJson(body): ApiJson<NewApiKeyBody>,
+) -> Result<(StatusCode, Json<CreatedApiKey>)> {
+    let new = api_keys::NewKey::parse(&body.name, body.expires_at.as_deref())?;
+    let conn = state.store().conn().await?;
+    let (row, key) = api_keys::create(&conn, user.id, &new).await?;
+    Ok((
+        StatusCode::CREATED,
+        Json(CreatedApiKey {
+            info: row.into(),
+            key,
+        }),
+    ))
+}
+
+/// The user's API keys, newest first (name, prefix, times; never the key).
+#[utoipa::path(get, path = "/api/v1/api-keys", tag = "users", security(("bearer" = [])), params(PageQuery),
+    responses((status = 200, body = ApiKeyPage), (status = 401, body = Problem), (status = 422, body = Problem)))]
+async fn list_api_keys(
+    State(state): State<AppState>,
+    CurrentUser(user): CurrentUser,
+    ApiQuery(query): ApiQuery<PageQuery>,
+) -> Result<Json<ApiKeyPage>> {
+    let page = query.parse()?;
+    let conn = state.store().conn().await?;
+    Ok(Json(
+        api_keys::list(&conn, user.id, page).await?.map(Into::into),
+    ))
+}
+
+/// Deletes a key; calls with it fail from now on.
+#[utoipa::path(delete, path = "/api/v1/api-keys/{id}", tag = "users", security(("bearer" = [])),
+    params(("id" = String, Path, description = "API key id")),
+    responses((status = 204), (status = 404, body = Problem)))]
+async fn delete_api_key(
+    State(state): State<AppState>,
+    CurrentUser(user): CurrentUser,
+    IdPath(id): IdPath<ApiKeyId>,
+) -> Result<StatusCode> {
+    let conn = state.store().conn().await?;
+    api_keys::delete(&conn, user.id, id).await?;
+    Ok(StatusCode::NO_CONTENT)
 }

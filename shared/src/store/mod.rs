@@ -12,6 +12,7 @@
 
 mod admin;
 mod agents;
+mod api_keys;
 mod attachments;
 mod connections;
 mod conversations;
@@ -31,7 +32,9 @@ use std::{sync::Arc, time::Duration};
 
 use crate::{
     config::DatabaseConfig,
-    ids::{AgentId, AttachmentId, ConversationId, DocumentId, MessageId, ProjectId, UserId},
+    ids::{
+        AgentId, ApiKeyId, AttachmentId, ConversationId, DocumentId, MessageId, ProjectId, UserId,
+    },
     kinds::{
         AgentStatus, AttachmentStatus, DocumentStatus, MessageRole, MessageStatus, Role,
         UploadPurpose,
@@ -43,6 +46,7 @@ pub use admin::{
     UserAdminChanges, UserFilter,
 };
 pub use agents::{Agent, AgentChanges, NewAgent};
+pub use api_keys::{ApiKey, KeyOwner, NewApiKey};
 pub use attachments::{Attachment, NewAttachment};
 pub use connections::Connection;
 pub use conversations::{Conversation, ConversationChanges, NewConversation};
@@ -402,6 +406,7 @@ parsed_column!(
     AttachmentId => |s: &str| s.parse().ok(),
     ProjectId => |s: &str| s.parse().ok(),
     AgentId => |s: &str| s.parse().ok(),
+    ApiKeyId => |s: &str| s.parse().ok(),
     DocumentId => |s: &str| s.parse().ok(),
     AgentStatus => AgentStatus::parse,
     AttachmentStatus => AttachmentStatus::parse,
