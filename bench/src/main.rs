@@ -18,7 +18,8 @@
 //! built), for profiling, `-- --quotas-only` only the budget and usage-report figures,
 //! `-- --knowledge-only` only indexing and retrieval at 1k and 100k chunks (`BENCH_KEEP_DATA=<dir>`
 //! keeps the store; `-- --knowledge-search-only` then measures retrieval over it again), `-- --ws-only`
-//! WebSocket turns (first delta, posts per turn) with and without coalescing.
+//! WebSocket turns (first delta, posts per turn) with and without coalescing, `-- --web-only` the
+//! web client's page and an asset in-process.
 
 mod cpu;
 mod in_process;
@@ -573,6 +574,29 @@ async fn chat_in_process(app: &InProcess, token: &str) -> Vec<Row> {
     rows
 }
 
+/// The web function's answers in-process: the client's page and its largest asset.
+async fn web_rows(app: &InProcess, token: &str) -> Vec<Row> {
+    let asset = format!("/assets/{}/app.js", codechat::api::web::VERSION);
+    vec![
+        app.measure(
+            "GET / (the web client's page)",
+            PAGE_INVOKES,
+            |_| ("GET", "/".to_string(), None),
+            token,
+            200,
+        )
+        .await,
+        app.measure(
+            "GET /assets/<hash>/app.js",
+            PAGE_INVOKES,
+            |_| ("GET", asset.clone(), None),
+            token,
+            200,
+        )
+        .await,
+    ]
+}
+
 #[tokio::main]
 async fn main() {
     if std::env::args().any(|a| a == "--knowledge-only") {
@@ -587,6 +611,15 @@ async fn main() {
         if keep.is_none() {
             let _ = std::fs::remove_dir_all(&data);
         }
+        return;
+    }
+    if std::env::args().any(|a| a == "--web-only") {
+        // The web client's page and an asset, in-process.
+        let data = std::env::temp_dir().join(format!("codechat-bench-web-{}", std::process::id()));
+        let app = InProcess::start(&data).await;
+        let token = app.register("web@bench.dev", PASSWORD).await;
+        print_rows(&web_rows(&app, &token).await, 78);
+        let _ = std::fs::remove_dir_all(&data);
         return;
     }
     if std::env::args().any(|a| a == "--ws-only") {
@@ -933,6 +966,7 @@ async fn main() {
     );
     in_process.extend(quotas::measure(&app, &data).await);
     in_process.extend(knowledge::measure(&app).await);
+    in_process.extend(web_rows(&app, &token).await);
     for (label, path, token) in &pages {
         in_process.push(
             app.measure(
