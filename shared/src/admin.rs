@@ -80,7 +80,7 @@ pub async fn user_conversations(
     )
     .await?;
     let rows = conn
-        .list_conversations(id, None, page.after, page.limit)
+        .list_conversations(id, None, None, page.after, page.limit)
         .await?;
     Ok(Paginated::from_rows(rows, page.limit, |c| {
         (c.activity_at.clone(), c.id.to_string())

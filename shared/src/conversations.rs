@@ -182,15 +182,18 @@ pub async fn get(conn: &Conn, user_id: UserId, id: ConversationId) -> Result<Con
     conn.conversation(id, user_id).await?.ok_or(Error::NotFound)
 }
 
+/// The user's conversations: the app's, or (`from_api`) those the OpenAI-compatible endpoint
+/// started.
 pub async fn list(
     conn: &Conn,
     user_id: UserId,
     title_query: Option<&str>,
+    from_api: bool,
     page: Page<(String, String)>,
 ) -> Result<Paginated<Conversation>> {
     let q = title_query.map(str::trim).filter(|q| !q.is_empty());
     let rows = conn
-        .list_conversations(user_id, q, page.after, page.limit)
+        .list_conversations(user_id, q, Some(from_api), page.after, page.limit)
         .await?;
     Ok(Paginated::from_rows(rows, page.limit, |c| {
         (c.activity_at.clone(), c.id.to_string())

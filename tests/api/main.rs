@@ -13,6 +13,7 @@ mod functions;
 mod knowledge;
 mod limits;
 mod modules;
+mod openai;
 mod projects;
 mod providers;
 mod quotas;

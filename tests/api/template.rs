@@ -8,11 +8,11 @@ fn bedrock_permissions_name_exactly_the_catalogs_models() {
     let catalog: Vec<serde_json::Value> =
         serde_json::from_str(&repo_file("shared/data/models.json")).unwrap();
     let mut expected: Vec<String> = Vec::new();
-    // Granted to both functions that run chat turns: chat (SSE) and ws (WebSocket).
+    // Granted to the functions that run chat turns: chat (SSE), ws (WebSocket) and openai.
     for m in catalog
         .iter()
         .filter(|m| m["provider"] == "bedrock")
-        .flat_map(|m| [m, m])
+        .flat_map(|m| [m, m, m])
     {
         let id = m["provider_model_id"].as_str().unwrap();
         match id.split_once('.') {
@@ -27,7 +27,7 @@ fn bedrock_permissions_name_exactly_the_catalogs_models() {
     // The embedding model the template offers, granted to the functions that embed (knowledge
     // for documents and search, chat and ws for retrieval before a turn, the unpacker worker for
     // large documents).
-    for _ in ["chat", "ws", "knowledge", "unpacker"] {
+    for _ in ["chat", "ws", "openai", "knowledge", "unpacker"] {
         expected.push("foundation-model/amazon.titan-embed-text-v2:0".into());
     }
     let template = repo_file("template.yaml");

@@ -145,6 +145,9 @@ impl TryFrom<(ChatRequest, &AppState)> for ChatInput {
             project_id,
             knowledge: body.knowledge,
             knowledge_tokens: state.config().knowledge_context_tokens,
+            system_prompt: None,
+            prior: Vec::new(),
+            from_api: false,
         })
     }
 }
@@ -271,7 +274,30 @@ pub(crate) async fn turn(
         }
     };
 
-    let started = match ChatInput::try_from((body, state)) {
+    let input = ChatInput::try_from((body, state));
+    run_turn(state, user, conn, input, claim, stream).await
+}
+
+/// A turn from a parsed input, without an idempotency key (the OpenAI-compatible endpoint).
+pub(crate) async fn turn_input(
+    state: &AppState,
+    user: &User,
+    input: ChatInput,
+    stream: bool,
+) -> Result<Answer> {
+    let conn = state.store().conn().await?;
+    run_turn(state, user, conn, Ok(input), None, stream).await
+}
+
+async fn run_turn(
+    state: &AppState,
+    user: &User,
+    conn: crate::store::Conn,
+    input: Result<ChatInput>,
+    claim: Option<idempotency::Claim>,
+    stream: bool,
+) -> Result<Answer> {
+    let started = match input {
         Ok(input) => {
             let budget = Budget::of(user, state.quota_settings());
             let embedding = knowledge::Embedding::new(state.config(), state.providers());

@@ -307,6 +307,8 @@ struct ListQuery {
     q: Option<String>,
     limit: Option<String>,
     cursor: Option<String>,
+    /// `app` (the default) or `api`: the conversations the OpenAI-compatible endpoint started.
+    source: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, Default, Deserialize)]
@@ -357,8 +359,13 @@ async fn list_conversations(
         cursor: query.cursor,
     }
     .parse()?;
+    let from_api = match query.source.as_deref() {
+        None | Some("app") => false,
+        Some("api") => true,
+        Some(_) => return Err(Error::invalid("source", "must be `app` or `api`")),
+    };
     let conn = state.store().conn().await?;
-    let found = conversations::list(&conn, user.id, query.q.as_deref(), page).await?;
+    let found = conversations::list(&conn, user.id, query.q.as_deref(), from_api, page).await?;
     Ok(Json(found.map(Into::into)))
 }
 

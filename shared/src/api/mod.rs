@@ -13,6 +13,7 @@ mod extract;
 pub mod health;
 pub mod knowledge;
 pub mod models;
+pub mod openai;
 pub mod projects;
 pub mod unpacker;
 pub mod users;
@@ -37,7 +38,7 @@ use crate::{function::Function, state::AppState};
 /// Every function of the service. Adding one: its module here (with its `FUNCTION`), its
 /// `functions/<name>/src/main.rs`, its resource in `template.yaml`, its paths in the watch router
 /// (`Cargo.toml`), and an entry in this list. `tests/api/functions.rs` fails while any is missing.
-pub const FUNCTIONS: [&Function; 14] = [
+pub const FUNCTIONS: [&Function; 15] = [
     &auth::FUNCTION,
     &users::FUNCTION,
     &conversations::FUNCTION,
@@ -52,6 +53,7 @@ pub const FUNCTIONS: [&Function; 14] = [
     &health::FUNCTION,
     &ws::FUNCTION,
     &web::FUNCTION,
+    &openai::FUNCTION,
 ];
 
 /// Every route of every function in one router: what tests drive, and the source of the OpenAPI
@@ -90,6 +92,7 @@ pub fn openapi() -> &'static utoipa::openapi::OpenApi {
         (name = "knowledge", description = "Documents chunked and indexed (full text and vectors), hybrid search"),
         (name = "models", description = "The models catalog"),
         (name = "service", description = "Health and documentation"),
+        (name = "openai", description = "The OpenAI-compatible endpoint (Chat Completions and models; OpenAI's error shape)"),
         (name = "web", description = "The browser client (served by the web function, outside /api/v1)"),
     ),
     components(schemas(crate::error::Problem))

@@ -51,6 +51,15 @@ pub struct ChatInput {
     pub knowledge: Option<bool>,
     /// Tokens the retrieved sources may take in the context.
     pub knowledge_tokens: usize,
+    /// A client's own system prompt (the OpenAI-compatible endpoint), in place of the agent's or
+    /// the default.
+    pub system_prompt: Option<String>,
+    /// For a new conversation: earlier turns a client sends with its message (the OpenAI-compatible
+    /// endpoint). They go to the model as history; the conversation stores this turn.
+    pub prior: Vec<(MessageRole, String)>,
+    /// A new conversation started through the OpenAI-compatible endpoint: kept out of the
+    /// conversation list unless it asks for them (`?source=api`).
+    pub from_api: bool,
 }
 
 /// The attachments to send with the message (distinct ids), and the largest one a model is sent.
@@ -194,9 +203,10 @@ pub async fn start(
         .collect();
     let tool_turn = model.capabilities.tools && !tools.is_empty();
     let project = project_id.filter(|_| tool_turn);
-    let mut base_system = agent
-        .as_ref()
-        .map(|a| a.system_prompt.clone())
+    let mut base_system = input
+        .system_prompt
+        .clone()
+        .or_else(|| agent.as_ref().map(|a| a.system_prompt.clone()))
         .unwrap_or_else(|| context::DEFAULT_SYSTEM_PROMPT.to_string());
     if let Some(project_id) = project {
         let view = match agent::project_view(conn, user_id, project_id).await {
@@ -212,7 +222,7 @@ pub async fn start(
     // The plan is made before the message is stored, so its cost can be reserved first.
     let (conversation, mut history) = match existing {
         Some((c, history)) => (Some(c), history),
-        None => (None, Vec::new()),
+        None => (None, prior_history(&input.prior)),
     };
     let summary = conversation.as_ref().and_then(|c| c.summary.clone());
     let new_message = NewMessage {
@@ -325,7 +335,14 @@ pub async fn start(
                 project_id: input.project_id,
                 agent_id: input.agent_id,
             };
-            conversations::start(conn, user_id, &new, &model, new_message).await
+            match conversations::start(conn, user_id, &new, &model, new_message).await {
+                Ok((c, m)) if input.from_api => conn
+                    .mark_api_conversation(c.id, user_id)
+                    .await
+                    .map(|()| (c, m))
+                    .map_err(Error::from),
+                other => other,
+            }
         }
     };
     let stored = match stored {
@@ -577,6 +594,29 @@ enum TurnEnd {
     Provider(ProviderError),
     /// The store or the blob store failed while a tool ran.
     Failed(Error),
+}
+
+/// A client's earlier turns as history messages (never stored), oldest first.
+fn prior_history(prior: &[(MessageRole, String)]) -> Vec<Message> {
+    prior
+        .iter()
+        .enumerate()
+        .map(|(i, (role, content))| Message {
+            seq: i as i64,
+            id: MessageId::new(),
+            conversation_id: ConversationId::new(),
+            role: *role,
+            content: content.clone(),
+            status: MessageStatus::Complete,
+            model: None,
+            error: None,
+            created_at: String::new(),
+            attachments: Vec::new(),
+            changes: Vec::new(),
+            agent_id: None,
+            citations: Vec::new(),
+        })
+        .collect()
 }
 
 /// What a streamed turn sends as it goes: text, and the coding agent's steps.

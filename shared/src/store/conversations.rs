@@ -210,10 +210,13 @@ impl Conn {
     }
 
     /// Newest activity first; `after` is the (activity_at, id) of the last item of the previous page.
+    /// The user's conversations, newest activity first: those of the app (`from_api` false), those
+    /// started through the OpenAI-compatible endpoint (true), or all (`None`).
     pub async fn list_conversations(
         &self,
         user_id: UserId,
         title_query: Option<&str>,
+        from_api: Option<bool>,
         after: Option<(String, String)>,
         limit: u32,
     ) -> StoreResult<Vec<Conversation>> {
@@ -225,6 +228,8 @@ impl Conn {
                      WHERE user_id = ?1
                        AND (?2 IS NULL OR title LIKE ?2 ESCAPE '\\')
                        AND (?3 IS NULL OR (activity_at, id) < (?3, ?4))
+                       AND (?6 IS NULL
+                            OR (id IN (SELECT conversation_id FROM api_conversations WHERE user_id = ?1)) = ?6)
                      ORDER BY activity_at DESC, id DESC
                      LIMIT ?5"
                 ),
@@ -233,11 +238,26 @@ impl Conn {
                     title_query.map(like_pattern),
                     after_at,
                     after_id,
-                    limit as i64 + 1
+                    limit as i64 + 1,
+                    from_api.map(i64::from)
                 ],
             )
             .await?;
         collect(rows, conversation_from_row)
+    }
+
+    /// Marks a conversation as started through the OpenAI-compatible endpoint.
+    pub async fn mark_api_conversation(
+        &self,
+        id: ConversationId,
+        user_id: UserId,
+    ) -> StoreResult<()> {
+        self.execute(
+            "INSERT INTO api_conversations (conversation_id, user_id) VALUES (?1, ?2)",
+            libsql::params![id, user_id],
+        )
+        .await?;
+        Ok(())
     }
 
     pub async fn update_conversation(

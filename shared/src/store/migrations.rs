@@ -37,6 +37,7 @@ pub(crate) const MIGRATIONS: &[(i64, &str, &str)] = migrations![
     16 => "0016_vector_search_list.sql",
     17 => "0017_websocket_connections.sql",
     18 => "0018_api_keys.sql",
+    19 => "0019_api_conversations.sql",
 ];
 
 pub(super) async fn apply(conn: &Conn) -> StoreResult<()> {
