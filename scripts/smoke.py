@@ -120,6 +120,7 @@ def flow():
     assert renamed["display_name"] == "Smoke", renamed
     chat_flow(login["access_token"])
     websocket_flow(login["access_token"], health["websocket_url"])
+    openai_sdk_flow(login["access_token"])
     attachments_flow(login["access_token"])
     projects_flow(login["access_token"])
     agents_admin_flow(login["access_token"], reg["user"]["id"], email)
@@ -259,6 +260,40 @@ def websocket_flow(token, url):
     msgs = expect("websocket turn stored", 200, call("GET", f"/conversations/{conversation_id}/messages", token=token))
     assert [m["role"] for m in msgs["items"]] == ["user", "assistant"], msgs
     print(f"smoke: ok   websocket chat -> {len(frames)} frames")
+
+
+def openai_sdk_flow(token):
+    """The official `openai` Python SDK against the OpenAI-compatible endpoint with a personal API
+    key: models, a completion, a streamed completion with usage, an unknown model, a revoked key."""
+    import openai
+    created = expect("create API key", 201, call("POST", "/api-keys", {"name": "smoke"}, token=token))
+    client = openai.OpenAI(base_url=f"{BASE}/openai/v1", api_key=created["key"], max_retries=0)
+    ids = [m.id for m in client.models.list()]
+    assert "local/echo" in ids, ids
+    completion = client.chat.completions.create(
+        model="local/echo",
+        messages=[{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Hello from the SDK"}],
+    )
+    assert completion.object == "chat.completion" and "Hello from the SDK" in completion.choices[0].message.content, completion
+    assert completion.usage.total_tokens == completion.usage.prompt_tokens + completion.usage.completion_tokens > 0
+    chunks = list(client.chat.completions.create(
+        model="local/echo", stream=True, stream_options={"include_usage": True},
+        messages=[{"role": "user", "content": "Stream from the SDK"}],
+    ))
+    text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+    assert "Stream from the SDK" in text and chunks[-1].usage.completion_tokens > 0, chunks[-1]
+    try:
+        client.chat.completions.create(model="nope/none", messages=[{"role": "user", "content": "x"}])
+        sys.exit("smoke: an unknown model was accepted")
+    except openai.NotFoundError:
+        pass
+    expect("revoke API key", 204, call("DELETE", f"/api-keys/{created['id']}", token=token))
+    try:
+        client.models.list()
+        sys.exit("smoke: a revoked key was accepted")
+    except openai.AuthenticationError:
+        pass
+    print(f"smoke: ok   openai SDK {openai.__version__}: models, completion, stream ({len(chunks)} chunks), 404, revoked key")
 
 
 ADMIN_EMAIL = "smoke-admin@example.com"
