@@ -17,9 +17,11 @@ use serde_json::{json, Value};
 use tokio::sync::mpsc;
 use utoipa_axum::{router::OpenApiRouter, routes};
 
-use super::chat::{self, Answer, Frame};
+use super::{
+    chat::{self, Answer, Frame},
+    CurrentUser,
+};
 use crate::{
-    accounts, api_keys,
     chat::{AttachmentsInput, ChatInput},
     error::Error,
     function::{Function, Limits, Transport},
@@ -134,23 +136,7 @@ impl FromRequestParts<AppState> for Caller {
     type Rejection = OpenAiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, OpenAiError> {
-        let token = parts
-            .headers
-            .get(header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.split_once(' '))
-            .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
-            .map(|(_, t)| t.trim().to_string())
-            .ok_or(Error::Unauthorized(
-                "send Authorization: Bearer <API key or access token>",
-            ))?;
-        let conn = state.store().conn().await.map_err(Error::from)?;
-        let user = if api_keys::is_api_key(&token) {
-            api_keys::authenticate(&conn, &token).await?
-        } else {
-            accounts::authenticate(&conn, state.tokens(), &token).await?
-        };
-        crate::http::record_user(user.id);
+        let CurrentUser(user) = CurrentUser::from_request_parts(parts, state).await?;
         Ok(Caller(user))
     }
 }

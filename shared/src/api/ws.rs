@@ -32,6 +32,7 @@ use crate::{
     http::parse_json,
     idempotency::IdempotencyKey,
     state::AppState,
+    store::User,
 };
 
 /// A turn runs inside the frame's invocation, for as long as `POST /chat`'s may. (API Gateway
@@ -191,7 +192,7 @@ async fn on_message(state: &AppState, socket: Socket<'_>, body: &[u8]) {
     });
     let request_id = request_id.as_deref();
     let result = match checked(state, socket, body).await {
-        Ok((session, frame)) => run_action(state, socket, &session, frame, body).await,
+        Ok((user, frame)) => run_action(state, socket, &user, frame, body).await,
         Err(e) => Err(e),
     };
     if let Err(e) = result {
@@ -210,7 +211,7 @@ async fn checked(
     state: &AppState,
     socket: Socket<'_>,
     body: &[u8],
-) -> crate::error::Result<(Session, Map<String, Value>)> {
+) -> crate::error::Result<(User, Map<String, Value>)> {
     if body.len() > socket.settings.max_message_bytes {
         return Err(Error::PayloadTooLarge {
             limit: socket.settings.max_message_bytes,
@@ -229,8 +230,8 @@ async fn checked(
         id: connection.session_id,
         epoch: connection.session_epoch,
     };
-    accounts::session_user(&conn, &session).await?;
-    crate::http::record_user(session.user_id);
+    let user = accounts::session_user(&conn, &session).await?;
+    crate::http::record_user(user.id);
     let limit = socket.settings.max_frames_per_second;
     if connection.frames_this_second > i64::from(limit) {
         return Err(Error::TooManyRequests {
@@ -239,7 +240,7 @@ async fn checked(
         });
     }
     match parse_json::<Value>(body)? {
-        Value::Object(frame) => Ok((session, frame)),
+        Value::Object(frame) => Ok((user, frame)),
         _ => Err(Error::BadRequest(
             "a frame is a JSON object with an `action`".into(),
         )),
@@ -249,7 +250,7 @@ async fn checked(
 async fn run_action(
     state: &AppState,
     socket: Socket<'_>,
-    session: &Session,
+    user: &User,
     frame: Map<String, Value>,
     body: &[u8],
 ) -> crate::error::Result<()> {
@@ -269,10 +270,7 @@ async fn run_action(
                 .transpose()
                 .map_err(|e| Error::invalid("request_id", e.message))?;
             let body: ChatRequest = parse_json(body)?;
-            let conn = state.store().conn().await?;
-            let user = accounts::session_user(&conn, session).await?;
-            drop(conn);
-            match chat::turn(state, &user, body, key, true).await? {
+            match chat::turn(state, user, body, key, true).await? {
                 Answer::Frames { frames, turn } => {
                     let gone = relay(socket, request_id, frames).await.is_err();
                     if let Some(turn) = turn {
