@@ -19,7 +19,8 @@
 //! `-- --knowledge-only` only indexing and retrieval at 1k and 100k chunks (`BENCH_KEEP_DATA=<dir>`
 //! keeps the store; `-- --knowledge-search-only` then measures retrieval over it again), `-- --ws-only`
 //! WebSocket turns (first delta, posts per turn) with and without coalescing, `-- --web-only` the
-//! web client's page and an asset in-process.
+//! web client's page and an asset in-process, `-- --openai-only` a turn through `POST /chat` and
+//! through the OpenAI-compatible endpoint.
 
 mod cpu;
 mod in_process;
@@ -36,7 +37,7 @@ use std::{
     cell::RefCell,
     collections::HashMap,
     path::{Path, PathBuf},
-    time::Duration,
+    time::{Duration, Instant},
 };
 
 use serde_json::{json, Value};
@@ -574,6 +575,45 @@ async fn chat_in_process(app: &InProcess, token: &str) -> Vec<Row> {
     rows
 }
 
+/// What the OpenAI-compatible endpoint adds to a turn: `POST /chat` and the same turn as a chat
+/// completion (`local/echo`, a new conversation each, whole answers), interleaved so both see the
+/// same machine.
+async fn openai_rows(app: &InProcess, token: &str) -> Vec<Row> {
+    let (mut chat, mut completion) = (Vec::new(), Vec::new());
+    for i in 0..CHAT_INVOKES * 2 {
+        let (path, body) = if i % 2 == 0 {
+            ("/api/v1/chat", json!({"message": format!("turn {i}")}))
+        } else {
+            (
+                "/api/v1/openai/v1/chat/completions",
+                json!({"model": "local/echo", "messages": [{"role": "user", "content": format!("turn {i}")}]}),
+            )
+        };
+        let started = Instant::now();
+        let (status, answer) = app.call("POST", path, Some(token), Some(body)).await;
+        let took = started.elapsed();
+        assert_eq!(status, 200, "{path}: {answer}");
+        if i % 2 == 0 {
+            &mut chat
+        } else {
+            &mut completion
+        }
+        .push(took);
+    }
+    vec![
+        Row::from_times(
+            "in-process",
+            "POST /chat, new conversation (local/echo)",
+            chat,
+        ),
+        Row::from_times(
+            "in-process",
+            "POST /openai/v1/chat/completions, the same turn",
+            completion,
+        ),
+    ]
+}
+
 /// The web function's answers in-process: the client's page and its largest asset.
 async fn web_rows(app: &InProcess, token: &str) -> Vec<Row> {
     let asset = format!("/assets/{}/app.js", codechat::api::web::VERSION);
@@ -611,6 +651,16 @@ async fn main() {
         if keep.is_none() {
             let _ = std::fs::remove_dir_all(&data);
         }
+        return;
+    }
+    if std::env::args().any(|a| a == "--openai-only") {
+        // A turn through POST /chat and through the OpenAI-compatible endpoint, in-process.
+        let data =
+            std::env::temp_dir().join(format!("codechat-bench-openai-{}", std::process::id()));
+        let app = InProcess::start(&data).await;
+        let token = app.register("openai@bench.dev", PASSWORD).await;
+        print_rows(&openai_rows(&app, &token).await, 78);
+        let _ = std::fs::remove_dir_all(&data);
         return;
     }
     if std::env::args().any(|a| a == "--web-only") {
@@ -967,6 +1017,7 @@ async fn main() {
     in_process.extend(quotas::measure(&app, &data).await);
     in_process.extend(knowledge::measure(&app).await);
     in_process.extend(web_rows(&app, &token).await);
+    in_process.extend(openai_rows(&app, &token).await);
     for (label, path, token) in &pages {
         in_process.push(
             app.measure(
