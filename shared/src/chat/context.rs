@@ -175,21 +175,13 @@ mod tests {
     }
 
     fn msg(seq: i64, role: MessageRole, chars: usize) -> Message {
-        Message {
+        Message::unstored(
             seq,
-            id: crate::ids::MessageId::new(),
-            conversation_id: crate::ids::ConversationId::new(),
+            crate::ids::MessageId::new(),
+            crate::ids::ConversationId::new(),
             role,
-            content: "x".repeat(chars),
-            status: MessageStatus::Complete,
-            model: None,
-            error: None,
-            created_at: String::new(),
-            attachments: Vec::new(),
-            changes: Vec::new(),
-            agent_id: None,
-            citations: Vec::new(),
-        }
+            "x".repeat(chars),
+        )
     }
 
     #[test]

@@ -239,21 +239,13 @@ pub async fn start(
         agent_id: None,
         citations: &[],
     };
-    history.push(Message {
-        seq: i64::MAX,
-        id: new_message.id,
-        conversation_id: new_message.conversation_id,
-        role: MessageRole::User,
-        content: input.message.clone(),
-        status: MessageStatus::Complete,
-        model: None,
-        error: None,
-        created_at: String::new(),
-        attachments: Vec::new(),
-        changes: Vec::new(),
-        agent_id: None,
-        citations: Vec::new(),
-    });
+    history.push(Message::unstored(
+        i64::MAX,
+        new_message.id,
+        new_message.conversation_id,
+        MessageRole::User,
+        input.message.clone(),
+    ));
     let planned = |system: &str| {
         let mut plan = context::plan(
             &model,
@@ -601,20 +593,14 @@ fn prior_history(prior: &[(MessageRole, String)]) -> Vec<Message> {
     prior
         .iter()
         .enumerate()
-        .map(|(i, (role, content))| Message {
-            seq: i as i64,
-            id: MessageId::new(),
-            conversation_id: ConversationId::new(),
-            role: *role,
-            content: content.clone(),
-            status: MessageStatus::Complete,
-            model: None,
-            error: None,
-            created_at: String::new(),
-            attachments: Vec::new(),
-            changes: Vec::new(),
-            agent_id: None,
-            citations: Vec::new(),
+        .map(|(i, (role, content))| {
+            Message::unstored(
+                i as i64,
+                MessageId::new(),
+                ConversationId::new(),
+                *role,
+                content.clone(),
+            )
         })
         .collect()
 }

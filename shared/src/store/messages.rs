@@ -27,6 +27,33 @@ pub struct Message {
     pub citations: Vec<Citation>,
 }
 
+impl Message {
+    /// A complete message that is not (or not yet) stored: history a turn plans with.
+    pub fn unstored(
+        seq: i64,
+        id: MessageId,
+        conversation_id: ConversationId,
+        role: MessageRole,
+        content: String,
+    ) -> Message {
+        Message {
+            seq,
+            id,
+            conversation_id,
+            role,
+            content,
+            status: MessageStatus::Complete,
+            model: None,
+            error: None,
+            created_at: String::new(),
+            attachments: Vec::new(),
+            changes: Vec::new(),
+            agent_id: None,
+            citations: Vec::new(),
+        }
+    }
+}
+
 /// A knowledge chunk given to the model as source `[n]` (n = its place in the list, from 1).
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Citation {
