@@ -282,6 +282,28 @@ def openai_sdk_flow(token):
     ))
     text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
     assert "Stream from the SDK" in text and chunks[-1].usage.completion_tokens > 0, chunks[-1]
+    # The client's own tool, round trip: the offline model calls it (`/tool name {json}`), the
+    # client runs it and sends the output back.
+    tools = [{"type": "function", "function": {
+        "name": "get_weather", "parameters": {"type": "object", "properties": {"city": {"type": "string"}}}}}]
+    ask = {"role": "user", "content": '/tool get_weather {"city": "Paris"}'}
+    asked = client.chat.completions.create(model="local/echo", messages=[ask], tools=tools)
+    assert asked.choices[0].finish_reason == "tool_calls", asked
+    tool_call = asked.choices[0].message.tool_calls[0]
+    assert tool_call.function.name == "get_weather" and json.loads(tool_call.function.arguments) == {"city": "Paris"}, tool_call
+    answered = client.chat.completions.create(model="local/echo", tools=tools, messages=[
+        ask, asked.choices[0].message.model_dump(exclude_none=True),
+        {"role": "tool", "tool_call_id": tool_call.id, "content": "18C and sunny"},
+    ])
+    assert "18C and sunny" in answered.choices[0].message.content, answered
+    # An image as a data URL (a 1x1 PNG).
+    png = base64.b64encode(bytes.fromhex(
+        "89504e470d0a1a0a0000000d4948445200000001000000010806000000"
+        "1f15c4890000000d49444154789c63000100000500010d0a2db40000000049454e44ae426082")).decode()
+    seen = client.chat.completions.create(model="local/echo", messages=[{"role": "user", "content": [
+        {"type": "text", "text": "What is this?"},
+        {"type": "image_url", "image_url": {"url": f"data:image/png;base64,{png}"}}]}])
+    assert "image/png" in seen.choices[0].message.content, seen
     try:
         client.chat.completions.create(model="nope/none", messages=[{"role": "user", "content": "x"}])
         sys.exit("smoke: an unknown model was accepted")
@@ -293,7 +315,8 @@ def openai_sdk_flow(token):
         sys.exit("smoke: a revoked key was accepted")
     except openai.AuthenticationError:
         pass
-    print(f"smoke: ok   openai SDK {openai.__version__}: models, completion, stream ({len(chunks)} chunks), 404, revoked key")
+    print(f"smoke: ok   openai SDK {openai.__version__}: models, completion, stream ({len(chunks)} chunks), "
+          "client tool round trip, image, 404, revoked key")
 
 
 ADMIN_EMAIL = "smoke-admin@example.com"

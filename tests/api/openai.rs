@@ -8,6 +8,42 @@ use serde_json::{json, Value};
 
 const BASE: &str = "/api/v1/openai/v1";
 
+/// The start of a PNG file: what an image part's bytes are checked against.
+const PNG: &[u8] = b"\x89PNG\r\n\x1a\n\0\0\0\rIHDR";
+
+fn image_url(media_type: &str, bytes: &[u8]) -> String {
+    use base64::Engine;
+    format!(
+        "data:{media_type};base64,{}",
+        base64::engine::general_purpose::STANDARD.encode(bytes)
+    )
+}
+
+/// A streamed completion's `chat.completion.chunk` objects, checked to end with `data: [DONE]`.
+fn stream_chunks(res: &codechat_api_tests::TestResponse) -> Vec<Value> {
+    let data: Vec<String> = res
+        .text()
+        .lines()
+        .filter_map(|l| l.strip_prefix("data: ").map(str::to_string))
+        .collect();
+    assert_eq!(data.last().map(String::as_str), Some("[DONE]"));
+    data[..data.len() - 1]
+        .iter()
+        .map(|d| serde_json::from_str(d).unwrap())
+        .collect()
+}
+
+fn weather() -> Value {
+    json!({"type": "function", "function": {
+        "name": "get_weather", "description": "The weather in a city",
+        "parameters": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]},
+    }})
+}
+
+fn call(id: &str, arguments: &str) -> Value {
+    json!({"id": id, "type": "function", "function": {"name": "get_weather", "arguments": arguments}})
+}
+
 async fn key_for(app: &TestApp, user: &Tokens) -> String {
     let res = app
         .post(
@@ -155,16 +191,7 @@ async fn a_streamed_completion_is_chunks_then_usage_then_done() {
         .to_str()
         .unwrap()
         .starts_with("text/event-stream"));
-    let data: Vec<String> = res
-        .text()
-        .lines()
-        .filter_map(|l| l.strip_prefix("data: ").map(str::to_string))
-        .collect();
-    assert_eq!(data.last().map(String::as_str), Some("[DONE]"));
-    let chunks: Vec<Value> = data[..data.len() - 1]
-        .iter()
-        .map(|d| serde_json::from_str(d).unwrap())
-        .collect();
+    let chunks = stream_chunks(&res);
     assert!(chunks
         .iter()
         .all(|c| c["object"] == "chat.completion.chunk" && c["id"] == chunks[0]["id"]));
@@ -223,9 +250,67 @@ async fn bad_requests_and_refusals_use_openais_error_shape() {
             None,
         ),
         (
-            json!({"model": "local/echo", "messages": user("hi"), "tools": [{"type": "function", "function": {"name": "f"}}]}),
+            json!({"model": "local/echo", "messages": user("hi"), "tools": [{"type": "function", "function": {"name": "no spaces"}}]}),
             StatusCode::BAD_REQUEST,
-            "tools",
+            "tools[0].function.name",
+            None,
+        ),
+        (
+            json!({"model": "local/echo", "messages": user("hi"), "tools": [{"type": "retrieval"}]}),
+            StatusCode::BAD_REQUEST,
+            "tools[0].type",
+            None,
+        ),
+        (
+            json!({"model": "local/echo", "messages": user("hi"), "tool_choice": "required"}),
+            StatusCode::BAD_REQUEST,
+            "tool_choice",
+            None,
+        ),
+        (
+            json!({"model": "local/echo", "messages": user("hi"), "tools": [weather()],
+                   "tool_choice": {"type": "function", "function": {"name": "other"}}}),
+            StatusCode::BAD_REQUEST,
+            "tool_choice",
+            None,
+        ),
+        (
+            json!({"model": "local/echo", "messages": [
+                {"role": "user", "content": "hi"},
+                {"role": "tool", "tool_call_id": "call_1", "content": "18C"}]}),
+            StatusCode::BAD_REQUEST,
+            "messages[1].tool_call_id",
+            None,
+        ),
+        (
+            json!({"model": "local/echo", "messages": [
+                {"role": "user", "content": "hi"},
+                {"role": "assistant", "content": null, "tool_calls": [call("call_1", "{}"), call("call_2", "{}")]},
+                {"role": "tool", "tool_call_id": "call_1", "content": "18C"}]}),
+            StatusCode::BAD_REQUEST,
+            "messages",
+            None,
+        ),
+        (
+            json!({"model": "local/echo", "messages": [{"role": "user", "content": [
+                {"type": "image_url", "image_url": {"url": "http://169.254.169.254/latest/meta-data"}}]}]}),
+            StatusCode::BAD_REQUEST,
+            "messages[0].content[0]",
+            None,
+        ),
+        (
+            json!({"model": "local/echo", "messages": [{"role": "user", "content": [
+                {"type": "image_url", "image_url": {"url": image_url("image/jpeg", PNG)}}]}]}),
+            StatusCode::BAD_REQUEST,
+            "messages[0].content[0]",
+            None,
+        ),
+        (
+            json!({"model": "local/echo", "messages": [{"role": "assistant", "content": [
+                {"type": "image_url", "image_url": {"url": image_url("image/png", PNG)}}]},
+                {"role": "user", "content": "hi"}]}),
+            StatusCode::BAD_REQUEST,
+            "messages[0].content[0]",
             None,
         ),
         (
@@ -237,7 +322,13 @@ async fn bad_requests_and_refusals_use_openais_error_shape() {
         (
             json!({"model": "local/echo", "messages": [{"role": "user", "content": [{"type": "image_url", "image_url": {"url": "data:,"}}]}]}),
             StatusCode::BAD_REQUEST,
-            "messages[0].content",
+            "messages[0].content[0]",
+            None,
+        ),
+        (
+            json!({"model": "local/echo", "messages": [{"role": "user", "content": [{"type": "input_audio", "input_audio": {}}]}]}),
+            StatusCode::BAD_REQUEST,
+            "messages[0].content[0]",
             None,
         ),
         (
@@ -299,4 +390,328 @@ async fn a_budget_refusal_is_a_429_with_retry_after() {
     let err = openai_error(&res, StatusCode::TOO_MANY_REQUESTS);
     assert_eq!(err["code"], "insufficient_quota");
     assert!(res.headers.get("retry-after").is_some());
+}
+
+#[tokio::test]
+async fn client_tools_round_trip_with_the_offline_model() {
+    let app = TestApp::spawn().await;
+    let ada = app.register("openai-tools@example.com").await;
+    let key = key_for(&app, &ada).await;
+    let path = format!("{BASE}/chat/completions");
+    let ask = json!({"role": "user", "content": "/tool get_weather {\"city\": \"Paris\"}"});
+    let res = app
+        .post(
+            &path,
+            json!({"model": "local/echo", "messages": [ask], "tools": [weather()], "tool_choice": "auto"}),
+            Some(&key),
+        )
+        .await;
+    assert_eq!(res.status, StatusCode::OK, "{}", res.text());
+    let c = res.json();
+    let choice = &c["choices"][0];
+    assert_eq!(choice["finish_reason"], "tool_calls");
+    assert_eq!(choice["message"]["content"], Value::Null);
+    let calls = choice["message"]["tool_calls"].as_array().unwrap();
+    assert_eq!(calls.len(), 1);
+    assert_eq!(calls[0]["type"], "function");
+    assert_eq!(calls[0]["function"]["name"], "get_weather");
+    let arguments: Value =
+        serde_json::from_str(calls[0]["function"]["arguments"].as_str().unwrap()).unwrap();
+    assert_eq!(arguments, json!({"city": "Paris"}));
+    let call_id = calls[0]["id"].as_str().unwrap().to_string();
+
+    // A tool the client did not offer is not called.
+    let res = app
+        .post(
+            &path,
+            json!({"model": "local/echo", "tools": [weather()],
+                   "messages": [{"role": "user", "content": "/tool delete_everything {}"}]}),
+            Some(&key),
+        )
+        .await;
+    assert_eq!(res.json()["choices"][0]["finish_reason"], "stop");
+
+    // The client runs the tool and sends its output back; the model answers with it.
+    let res = app
+        .post(
+            &path,
+            json!({"model": "local/echo", "tools": [weather()], "messages": [
+                ask,
+                choice["message"],
+                {"role": "tool", "tool_call_id": call_id, "content": "18C and sunny"},
+            ]}),
+            Some(&key),
+        )
+        .await;
+    assert_eq!(res.status, StatusCode::OK, "{}", res.text());
+    let answer = res.json();
+    assert_eq!(answer["choices"][0]["finish_reason"], "stop");
+    let content = answer["choices"][0]["message"]["content"].as_str().unwrap();
+    assert!(content.contains("ok: 18C and sunny"), "{content}");
+
+    // Both turns are stored whole: the calls with the first answer, the output as the second
+    // turn's message.
+    let api_list = app
+        .get("/api/v1/conversations?source=api", Some(&ada.access))
+        .await
+        .json();
+    let items = api_list["items"].as_array().unwrap();
+    assert_eq!(items.len(), 3);
+    let mut stored_calls = Vec::new();
+    let mut stored_outputs = Vec::new();
+    for item in items {
+        let messages = app
+            .messages(&ada.access, item["id"].as_str().unwrap())
+            .await;
+        stored_calls.extend(
+            messages[1]["tool_calls"]
+                .as_array()
+                .cloned()
+                .unwrap_or_default(),
+        );
+        stored_outputs.push(messages[0]["content"].as_str().unwrap().to_string());
+    }
+    assert_eq!(
+        stored_calls,
+        vec![json!({"id": call_id, "name": "get_weather", "input": {"city": "Paris"}})]
+    );
+    assert!(stored_outputs
+        .iter()
+        .any(|m| m == &format!("[tool result {call_id}]\n18C and sunny")));
+}
+
+#[tokio::test]
+async fn a_streamed_tool_call_arrives_as_one_indexed_delta() {
+    let app = TestApp::spawn().await;
+    let ada = app.register("openai-tool-stream@example.com").await;
+    let res = app
+        .post(
+            &format!("{BASE}/chat/completions"),
+            json!({"model": "local/echo", "stream": true, "tools": [weather()],
+                   "messages": [{"role": "user", "content": "/tool get_weather {\"city\": \"Oslo\"}"}]}),
+            Some(&ada.access),
+        )
+        .await;
+    assert_eq!(res.status, StatusCode::OK, "{}", res.text());
+    let chunks = stream_chunks(&res);
+    let deltas: Vec<&Value> = chunks
+        .iter()
+        .filter_map(|c| c["choices"][0]["delta"]["tool_calls"].as_array())
+        .flatten()
+        .collect();
+    assert_eq!(deltas.len(), 1, "{chunks:?}");
+    assert_eq!(deltas[0]["index"], 0);
+    assert_eq!(deltas[0]["function"]["name"], "get_weather");
+    assert_eq!(deltas[0]["function"]["arguments"], "{\"city\":\"Oslo\"}");
+    let last = chunks.last().unwrap();
+    assert_eq!(last["choices"][0]["finish_reason"], "tool_calls");
+}
+
+#[tokio::test]
+async fn images_reach_the_offline_model_within_the_size_limit() {
+    let limit = PNG.len();
+    let app = TestApp::with_env(&[("MAX_CHAT_ATTACHMENT_BYTES", &limit.to_string())]).await;
+    let ada = app.register("openai-images@example.com").await;
+    let path = format!("{BASE}/chat/completions");
+    let with_image = |bytes: &[u8]| {
+        json!({"model": "local/echo", "messages": [{"role": "user", "content": [
+            {"type": "text", "text": "What is in this picture?"},
+            {"type": "image_url", "image_url": {"url": image_url("image/png", bytes), "detail": "low"}},
+        ]}]})
+    };
+    let res = app.post(&path, with_image(PNG), Some(&ada.access)).await;
+    assert_eq!(res.status, StatusCode::OK, "{}", res.text());
+    let content = res.json()["choices"][0]["message"]["content"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(
+        content.contains(&format!("image.png ({limit} bytes, image/png)")),
+        "{content}"
+    );
+    // One byte over the limit is refused, and nothing is stored.
+    let mut over = PNG.to_vec();
+    over.push(0);
+    let err = openai_error(
+        &app.post(&path, with_image(&over), Some(&ada.access)).await,
+        StatusCode::BAD_REQUEST,
+    );
+    assert_eq!(err["param"], "messages[0].content[1]");
+    let api_list = app
+        .get("/api/v1/conversations?source=api", Some(&ada.access))
+        .await
+        .json();
+    let items = api_list["items"].as_array().unwrap();
+    assert_eq!(items.len(), 1);
+    let messages = app
+        .messages(&ada.access, items[0]["id"].as_str().unwrap())
+        .await;
+    assert_eq!(
+        messages[0]["content"],
+        format!("What is in this picture?\n\n[image: image/png, {limit} bytes]")
+    );
+}
+
+#[tokio::test]
+async fn tools_choices_tool_messages_and_images_reach_openai_as_sent() {
+    use wiremock::{
+        matchers::{method, path},
+        Mock, MockServer, ResponseTemplate,
+    };
+    let server = MockServer::start().await;
+    let mut upstream = codechat_api_tests::fakes::openai_completion("", 40, 12, 0);
+    upstream["choices"][0]["message"] = json!({"role": "assistant", "content": null, "tool_calls": [
+        {"id": "call_up", "type": "function", "function": {"name": "get_weather", "arguments": "{\"city\":\"Rome\"}"}},
+    ]});
+    upstream["choices"][0]["finish_reason"] = json!("tool_calls");
+    Mock::given(method("POST"))
+        .and(path("/v1/chat/completions"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(upstream))
+        .mount(&server)
+        .await;
+    let app = TestApp::with_openai_fake(&format!("{}/v1", server.uri()), &[]).await;
+    let ada = app.register("openai-upstream-tools@example.com").await;
+    let key = key_for(&app, &ada).await;
+    let png = image_url("image/png", PNG);
+    let res = app
+        .post(
+            &format!("{BASE}/chat/completions"),
+            json!({
+                "model": "openai/gpt-4o-mini",
+                "tools": [weather()],
+                "tool_choice": {"type": "function", "function": {"name": "get_weather"}},
+                "messages": [
+                    {"role": "developer", "content": "Use tools."},
+                    {"role": "user", "content": [
+                        {"type": "text", "text": "Weather where this photo was taken?"},
+                        {"type": "image_url", "image_url": {"url": png}},
+                    ]},
+                    {"role": "assistant", "content": null, "tool_calls": [call("call_1", "{\"city\":\"Paris\"}")]},
+                    {"role": "tool", "tool_call_id": "call_1", "content": "18C"},
+                    {"role": "user", "content": "And in Rome?"},
+                ],
+            }),
+            Some(&key),
+        )
+        .await;
+    assert_eq!(res.status, StatusCode::OK, "{}", res.text());
+    let c = res.json();
+    assert_eq!(c["choices"][0]["finish_reason"], "tool_calls");
+    assert_eq!(
+        c["choices"][0]["message"]["tool_calls"][0],
+        json!({"id": "call_up", "type": "function",
+               "function": {"name": "get_weather", "arguments": "{\"city\":\"Rome\"}"}})
+    );
+    assert_eq!(c["usage"]["prompt_tokens"], 40);
+
+    let sent: Value = server.received_requests().await.unwrap()[0]
+        .body_json()
+        .unwrap();
+    assert_eq!(sent["tools"], json!([weather()]));
+    assert_eq!(
+        sent["tool_choice"],
+        json!({"type": "function", "function": {"name": "get_weather"}})
+    );
+    assert_eq!(sent["stream"], false);
+    let messages = sent["messages"].as_array().unwrap();
+    assert_eq!(
+        messages[0],
+        json!({"role": "system", "content": "Use tools."})
+    );
+    assert_eq!(
+        messages[1]["content"],
+        json!([
+            {"type": "image_url", "image_url": {"url": png}},
+            {"type": "text", "text": "Weather where this photo was taken?"},
+        ])
+    );
+    assert_eq!(
+        messages[2],
+        json!({"role": "assistant", "content": null, "tool_calls": [
+            {"id": "call_1", "type": "function", "function": {"name": "get_weather", "arguments": "{\"city\":\"Paris\"}"}}]})
+    );
+    assert_eq!(
+        messages[3],
+        json!({"role": "tool", "tool_call_id": "call_1", "content": "18C"})
+    );
+    assert_eq!(
+        messages[4],
+        json!({"role": "user", "content": "And in Rome?"})
+    );
+}
+
+/// `tool_choice` over Converse: `required` is `any`, a named tool is `tool`, `none` leaves the
+/// tools out when no turn holds tool blocks (Converse cannot forbid calls).
+#[tokio::test]
+async fn tool_choices_map_to_converse_and_bedrock_tool_uses_come_back() {
+    use wiremock::{
+        matchers::{method, path_regex},
+        Mock, MockServer, ResponseTemplate,
+    };
+    let server = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(path_regex("^/model/[^/]+/converse$"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({
+            "output": {"message": {"role": "assistant", "content": [
+                {"toolUse": {"toolUseId": "tu-9", "name": "get_weather", "input": {"city": "Lima"}}}]}},
+            "stopReason": "tool_use",
+            "usage": {"inputTokens": 30, "outputTokens": 6, "totalTokens": 36},
+            "metrics": {"latencyMs": 10}
+        })))
+        .mount(&server)
+        .await;
+    let app = TestApp::with_bedrock_fake(&server.uri(), &[]).await;
+    let ada = app.register("openai-bedrock-tools@example.com").await;
+    let path = format!("{BASE}/chat/completions");
+    let choices = [
+        (json!("required"), json!({"any": {}})),
+        (
+            json!({"type": "function", "function": {"name": "get_weather"}}),
+            json!({"tool": {"name": "get_weather"}}),
+        ),
+        (json!("auto"), Value::Null),
+    ];
+    for (choice, _) in &choices {
+        let res = app
+            .post(
+                &path,
+                json!({"model": "bedrock/claude-sonnet-4", "tools": [weather()], "tool_choice": choice,
+                       "messages": [{"role": "user", "content": "Weather in Lima?"}]}),
+                Some(&ada.access),
+            )
+            .await;
+        assert_eq!(res.status, StatusCode::OK, "{}", res.text());
+        let c = res.json();
+        assert_eq!(c["choices"][0]["finish_reason"], "tool_calls");
+        assert_eq!(
+            c["choices"][0]["message"]["tool_calls"][0]["function"],
+            json!({"name": "get_weather", "arguments": "{\"city\":\"Lima\"}"})
+        );
+    }
+    let res = app
+        .post(
+            &path,
+            json!({"model": "bedrock/claude-sonnet-4", "tools": [weather()], "tool_choice": "none",
+                   "messages": [{"role": "user", "content": "Weather in Lima?"}]}),
+            Some(&ada.access),
+        )
+        .await;
+    assert_eq!(res.status, StatusCode::OK, "{}", res.text());
+    let sent: Vec<Value> = server
+        .received_requests()
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.body_json().unwrap())
+        .collect();
+    for (i, (_, converse)) in choices.iter().enumerate() {
+        let config = &sent[i]["toolConfig"];
+        assert_eq!(config["tools"][0]["toolSpec"]["name"], "get_weather");
+        assert_eq!(
+            config["tools"][0]["toolSpec"]["inputSchema"]["json"],
+            weather()["function"]["parameters"]
+        );
+        assert_eq!(&config["toolChoice"], converse, "{config}");
+    }
+    assert_eq!(sent[3].get("toolConfig"), None, "{}", sent[3]);
 }

@@ -146,7 +146,7 @@ impl TryFrom<(ChatRequest, &AppState)> for ChatInput {
             knowledge: body.knowledge,
             knowledge_tokens: state.config().knowledge_context_tokens,
             system_prompt: None,
-            prior: Vec::new(),
+            client: None,
             from_api: false,
         })
     }

@@ -105,6 +105,11 @@ pub struct MessageOut {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schema(value_type = Vec<Object>)]
     pub citations: Vec<crate::store::Citation>,
+    /// The tools the answer asks its client to call, unrun (answers through the OpenAI-compatible
+    /// endpoint with the client's tools): `id`, `name`, `input`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schema(value_type = Vec<Object>)]
+    pub tool_calls: Vec<crate::store::ToolCallRecord>,
 }
 
 /// An attachment as a message lists it; `GET /attachments/{id}` has the rest.
@@ -141,6 +146,7 @@ impl From<Message> for MessageOut {
                 .collect(),
             changes: m.changes,
             citations: m.citations,
+            tool_calls: m.tool_calls,
         }
     }
 }

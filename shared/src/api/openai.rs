@@ -22,11 +22,12 @@ use super::{
     CurrentUser,
 };
 use crate::{
-    chat::{AttachmentsInput, ChatInput},
+    attachments::Sniffed,
+    chat::{AttachmentsInput, ChatInput, ClientTurns},
     error::Error,
     function::{Function, Limits, Transport},
     http::{parse_json, sse},
-    kinds::MessageRole,
+    providers::{FileKind, FilePart, Speaker, ToolCall, ToolChoice, ToolOutput, ToolSpec, Turn},
     state::AppState,
     store::User,
 };
@@ -153,12 +154,17 @@ struct CompletionRequest {
     stream_options: Option<StreamOptions>,
     n: Option<u32>,
     tools: Option<Vec<Value>>,
+    tool_choice: Option<Value>,
 }
 
 #[derive(Debug, Deserialize)]
 struct InMessage {
     role: String,
     content: Option<Value>,
+    /// An assistant message's calls.
+    tool_calls: Option<Vec<Value>>,
+    /// A `tool` message: the call it answers.
+    tool_call_id: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -175,36 +181,367 @@ struct Checked {
     include_usage: bool,
 }
 
-fn text_of(content: &Option<Value>, at: usize) -> Result<String, OpenAiError> {
-    let param = format!("messages[{at}].content");
-    match content {
-        Some(Value::String(s)) => Ok(s.clone()),
-        Some(Value::Array(parts)) => {
-            let mut text = Vec::new();
-            for part in parts {
-                match (part["type"].as_str(), part["text"].as_str()) {
-                    (Some("text"), Some(t)) => text.push(t.to_string()),
-                    (Some("image_url" | "input_audio" | "file"), _) => {
-                        return Err(OpenAiError::invalid(
-                            &param,
-                            "only text content parts are supported here",
-                        ))
-                    }
-                    _ => {
-                        return Err(OpenAiError::invalid(
-                            &param,
-                            "a content part is {\"type\": \"text\", \"text\": ...}",
-                        ))
-                    }
-                }
+/// The most tools a request may offer (OpenAI's limit).
+const MAX_TOOLS: usize = 128;
+
+/// A message's content: its text parts joined, and its images (user messages only).
+fn content_of(
+    content: &Option<Value>,
+    param: &str,
+    images: Option<(&mut Vec<FilePart>, u64)>,
+) -> Result<String, OpenAiError> {
+    let parts = match content {
+        Some(Value::String(s)) => return Ok(s.clone()),
+        None | Some(Value::Null) if images.is_none() => return Ok(String::new()),
+        Some(Value::Array(parts)) => parts,
+        _ => {
+            return Err(OpenAiError::invalid(
+                param,
+                "content must be a string or an array of content parts",
+            ))
+        }
+    };
+    let mut text = Vec::new();
+    let mut images = images;
+    for (j, part) in parts.iter().enumerate() {
+        let at = format!("{param}[{j}]");
+        match (part["type"].as_str(), &mut images) {
+            (Some("text"), _) => match part["text"].as_str() {
+                Some(t) => text.push(t.to_string()),
+                None => return Err(OpenAiError::invalid(&at, "a text part needs `text`")),
+            },
+            (Some("image_url"), Some((files, max_bytes))) => {
+                files.push(image_of(&part["image_url"], &at, *max_bytes)?)
             }
-            Ok(text.join("\n"))
+            (Some("image_url"), None) => {
+                return Err(OpenAiError::invalid(&at, "only user messages take images"))
+            }
+            (Some("input_audio" | "file"), _) => {
+                return Err(OpenAiError::invalid(
+                    &at,
+                    "audio and file parts are not supported here; upload files as attachments",
+                ))
+            }
+            _ => {
+                return Err(OpenAiError::invalid(
+                    &at,
+                    "a content part is {\"type\": \"text\", \"text\": ...} or {\"type\": \"image_url\", \"image_url\": {\"url\": ...}}",
+                ))
+            }
+        }
+    }
+    Ok(text.join("\n"))
+}
+
+/// An `image_url` part as a file for the model. Only `data:` URLs: fetching a caller's URL from
+/// inside the deployment would let it reach private addresses.
+fn image_of(image: &Value, param: &str, max_bytes: u64) -> Result<FilePart, OpenAiError> {
+    use base64::Engine;
+    let url = image["url"]
+        .as_str()
+        .ok_or_else(|| OpenAiError::invalid(param, "an image part needs `image_url.url`"))?;
+    let Some(data_url) = url.strip_prefix("data:") else {
+        return Err(OpenAiError::invalid(
+            param,
+            "only data: URLs (data:image/png;base64,...) are taken; this server does not fetch URLs",
+        ));
+    };
+    let (media_type, data) = data_url
+        .split_once(',')
+        .and_then(|(header, data)| Some((header.strip_suffix(";base64")?, data)))
+        .ok_or_else(|| {
+            OpenAiError::invalid(
+                param,
+                "the data URL must be data:<image type>;base64,<data>",
+            )
+        })?;
+    // Reckoned from the encoded length first, so an oversized image is not decoded.
+    if data.len() as u64 / 4 * 3 > max_bytes + 2 {
+        return Err(image_too_large(param, max_bytes));
+    }
+    let bytes = base64::engine::general_purpose::STANDARD
+        .decode(data.trim())
+        .map_err(|_| OpenAiError::invalid(param, "the image's data is not valid base64"))?;
+    if bytes.len() as u64 > max_bytes {
+        return Err(image_too_large(param, max_bytes));
+    }
+    let sniffed = match Sniffed::of(&bytes[..bytes.len().min(16)]) {
+        Sniffed::Png => "image/png",
+        Sniffed::Jpeg => "image/jpeg",
+        Sniffed::Gif => "image/gif",
+        Sniffed::Webp => "image/webp",
+        _ => {
+            return Err(OpenAiError::invalid(
+                param,
+                "the image must be PNG, JPEG, GIF or WebP",
+            ))
+        }
+    };
+    if media_type != sniffed {
+        return Err(OpenAiError::invalid(
+            param,
+            format!("the data is {sniffed}, not {media_type}"),
+        ));
+    }
+    Ok(FilePart {
+        name: format!("image.{}", &sniffed["image/".len()..]),
+        media_type: sniffed.to_string(),
+        kind: FileKind::Image,
+        bytes: bytes.into(),
+    })
+}
+
+fn image_too_large(param: &str, max_bytes: u64) -> OpenAiError {
+    OpenAiError::invalid(
+        param,
+        format!("the image is larger than the {max_bytes} bytes a model is sent"),
+    )
+}
+
+/// The client's tools, checked as OpenAI checks them.
+fn tools_of(tools: Vec<Value>) -> Result<Vec<ToolSpec>, OpenAiError> {
+    if tools.len() > MAX_TOOLS {
+        return Err(OpenAiError::invalid(
+            "tools",
+            format!("at most {MAX_TOOLS} tools"),
+        ));
+    }
+    let mut specs: Vec<ToolSpec> = Vec::with_capacity(tools.len());
+    for (i, tool) in tools.iter().enumerate() {
+        if tool["type"] != "function" {
+            return Err(OpenAiError::invalid(
+                &format!("tools[{i}].type"),
+                "only `function` tools are supported",
+            ));
+        }
+        let function = &tool["function"];
+        let name = function["name"].as_str().unwrap_or_default();
+        let valid = (1..=64).contains(&name.len())
+            && name
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
+        if !valid {
+            return Err(OpenAiError::invalid(
+                &format!("tools[{i}].function.name"),
+                "a tool's name is 1 to 64 letters, digits, _ or -",
+            ));
+        }
+        if specs.iter().any(|s| s.name == name) {
+            return Err(OpenAiError::invalid(
+                &format!("tools[{i}].function.name"),
+                format!("the tool `{name}` is named twice"),
+            ));
+        }
+        let input_schema = match &function["parameters"] {
+            Value::Null => json!({"type": "object", "properties": {}}),
+            schema @ Value::Object(_) => schema.clone(),
+            _ => {
+                return Err(OpenAiError::invalid(
+                    &format!("tools[{i}].function.parameters"),
+                    "must be a JSON schema object",
+                ))
+            }
+        };
+        specs.push(ToolSpec {
+            name: name.to_string(),
+            description: function["description"]
+                .as_str()
+                .unwrap_or_default()
+                .to_string(),
+            input_schema,
+        });
+    }
+    Ok(specs)
+}
+
+fn tool_choice_of(choice: Option<Value>, tools: &[ToolSpec]) -> Result<ToolChoice, OpenAiError> {
+    let Some(choice) = choice else {
+        return Ok(ToolChoice::Auto);
+    };
+    if tools.is_empty() {
+        return Err(OpenAiError::invalid(
+            "tool_choice",
+            "tool_choice is only allowed when tools are given",
+        ));
+    }
+    match (&choice, choice["function"]["name"].as_str()) {
+        (Value::String(s), _) if s == "auto" => Ok(ToolChoice::Auto),
+        (Value::String(s), _) if s == "none" => Ok(ToolChoice::None),
+        (Value::String(s), _) if s == "required" => Ok(ToolChoice::Required),
+        (Value::Object(_), Some(name)) if choice["type"] == "function" => {
+            if tools.iter().any(|t| t.name == name) {
+                Ok(ToolChoice::Named(name.to_string()))
+            } else {
+                Err(OpenAiError::invalid(
+                    "tool_choice",
+                    format!("no tool is named `{name}`"),
+                ))
+            }
         }
         _ => Err(OpenAiError::invalid(
-            &param,
-            "content must be a string or an array of text parts",
+            "tool_choice",
+            "one of \"auto\", \"none\", \"required\" or {\"type\": \"function\", \"function\": {\"name\": ...}}",
         )),
     }
+}
+
+/// An assistant message's `tool_calls`.
+fn calls_of(calls: &[Value], at: usize) -> Result<Vec<ToolCall>, OpenAiError> {
+    calls
+        .iter()
+        .enumerate()
+        .map(|(j, c)| {
+            let param = format!("messages[{at}].tool_calls[{j}]");
+            let (Some(id), Some(name)) = (c["id"].as_str(), c["function"]["name"].as_str()) else {
+                return Err(OpenAiError::invalid(
+                    &param,
+                    "a tool call is {\"id\", \"type\": \"function\", \"function\": {\"name\", \"arguments\"}}",
+                ));
+            };
+            let input = match &c["function"]["arguments"] {
+                Value::String(a) => {
+                    serde_json::from_str(a).unwrap_or_else(|_| Value::String(a.clone()))
+                }
+                Value::Null => json!({}),
+                other => other.clone(),
+            };
+            Ok(ToolCall {
+                id: id.to_string(),
+                name: name.to_string(),
+                input,
+            })
+        })
+        .collect()
+}
+
+/// The client's messages as the model's turns (consecutive messages of one speaker joined; tool
+/// messages carried by the user turn after the calls they answer), and the system prompt.
+fn turns_of(
+    messages: &[InMessage],
+    max_image_bytes: u64,
+) -> Result<(Vec<String>, Vec<Turn>), OpenAiError> {
+    let mut system = Vec::new();
+    let mut turns: Vec<Turn> = Vec::new();
+    for (i, m) in messages.iter().enumerate() {
+        let param = format!("messages[{i}].content");
+        let speaker = match m.role.as_str() {
+            "system" | "developer" => {
+                system.push(content_of(&m.content, &param, None)?);
+                continue;
+            }
+            "user" | "tool" => Speaker::User,
+            "assistant" => Speaker::Assistant,
+            other => {
+                return Err(OpenAiError::invalid(
+                    &format!("messages[{i}].role"),
+                    format!("unknown role `{other}`"),
+                ))
+            }
+        };
+        if turns.last().is_none_or(|t| t.speaker != speaker) {
+            turns.push(Turn::new(speaker, ""));
+        }
+        let open = turns.len() - 1;
+        let mut files = Vec::new();
+        let text = content_of(
+            &m.content,
+            &param,
+            (m.role == "user").then_some((&mut files, max_image_bytes)),
+        )?;
+        if m.role == "tool" {
+            let Some(call_id) = m.tool_call_id.clone() else {
+                return Err(OpenAiError::invalid(
+                    &format!("messages[{i}].tool_call_id"),
+                    "a tool message needs the id of the call it answers",
+                ));
+            };
+            let asked = open
+                .checked_sub(1)
+                .is_some_and(|k| turns[k].tool_calls.iter().any(|c| c.id == call_id));
+            if !asked {
+                return Err(OpenAiError::invalid(
+                    &format!("messages[{i}].tool_call_id"),
+                    "a tool message must answer a call of the assistant message before it",
+                ));
+            }
+            turns[open].tool_outputs.push(ToolOutput {
+                call_id,
+                content: text,
+                is_error: false,
+            });
+            continue;
+        }
+        let turn = &mut turns[open];
+        if !text.is_empty() {
+            if !turn.text.is_empty() {
+                turn.text.push_str("\n\n");
+            }
+            turn.text.push_str(&text);
+        }
+        turn.files.extend(files);
+        if let Some(calls) = &m.tool_calls {
+            if m.role != "assistant" {
+                return Err(OpenAiError::invalid(
+                    &format!("messages[{i}].tool_calls"),
+                    "only assistant messages make tool calls",
+                ));
+            }
+            turn.tool_calls.extend(calls_of(calls, i)?);
+        }
+    }
+    // Providers want the user first: leading assistant text is dropped, as in conversations.
+    if turns
+        .first()
+        .is_some_and(|t| t.speaker == Speaker::Assistant)
+    {
+        let dropped = turns.remove(0);
+        if !dropped.tool_calls.is_empty() {
+            return Err(OpenAiError::invalid(
+                "messages",
+                "the first message with tool calls must follow a user message",
+            ));
+        }
+    }
+    // Every call is answered before the conversation goes on (both providers insist).
+    for pair in turns.windows(2) {
+        let unanswered = pair[0]
+            .tool_calls
+            .iter()
+            .find(|c| !pair[1].tool_outputs.iter().any(|o| o.call_id == c.id));
+        if let Some(call) = unanswered {
+            return Err(OpenAiError::invalid(
+                "messages",
+                format!(
+                    "the tool call `{}` has no tool message answering it",
+                    call.id
+                ),
+            ));
+        }
+    }
+    Ok((system, turns))
+}
+
+/// The newest turn as the conversation stores it: its text, the tool outputs it answers with, and
+/// a line per image (the images themselves go to the model only).
+fn stored_text(turn: &Turn) -> String {
+    let mut parts = Vec::new();
+    for output in &turn.tool_outputs {
+        parts.push(format!(
+            "[tool result {}]\n{}",
+            output.call_id, output.content
+        ));
+    }
+    if !turn.text.is_empty() {
+        parts.push(turn.text.clone());
+    }
+    for file in &turn.files {
+        parts.push(format!(
+            "[image: {}, {} bytes]",
+            file.media_type,
+            file.bytes.len()
+        ));
+    }
+    parts.join("\n\n")
 }
 
 fn check(state: &AppState, req: CompletionRequest) -> Result<Checked, OpenAiError> {
@@ -233,10 +570,12 @@ fn check(state: &AppState, req: CompletionRequest) -> Result<Checked, OpenAiErro
     if req.n.is_some_and(|n| n != 1) {
         return Err(OpenAiError::invalid("n", "only n = 1 is supported"));
     }
-    if req.tools.as_ref().is_some_and(|t| !t.is_empty()) {
+    let tools = tools_of(req.tools.unwrap_or_default())?;
+    let tool_choice = tool_choice_of(req.tool_choice, &tools)?;
+    if !tools.is_empty() && !model.capabilities.tools {
         return Err(OpenAiError::invalid(
             "tools",
-            "tools are not supported by this endpoint yet",
+            format!("{} does not call tools", model.id),
         ));
     }
     if req.temperature.is_some_and(|t| !(0.0..=2.0).contains(&t)) {
@@ -250,42 +589,31 @@ fn check(state: &AppState, req: CompletionRequest) -> Result<Checked, OpenAiErro
         return Err(OpenAiError::invalid("max_tokens", "must be at least 1"));
     }
     let messages = req.messages.unwrap_or_default();
-    let Some((last, earlier)) = messages.split_last() else {
+    let Some(last) = messages.last() else {
         return Err(OpenAiError::invalid(
             "messages",
             "messages must hold at least one message",
         ));
     };
-    let mut system = Vec::new();
-    let mut prior = Vec::new();
-    for (i, m) in earlier.iter().enumerate() {
-        let text = text_of(&m.content, i)?;
-        match m.role.as_str() {
-            "system" | "developer" => system.push(text),
-            "user" => prior.push((MessageRole::User, text)),
-            "assistant" => prior.push((MessageRole::Assistant, text)),
-            "tool" => {
-                return Err(OpenAiError::invalid(
-                    &format!("messages[{i}].role"),
-                    "tool messages need tools, which this endpoint does not support yet",
-                ))
-            }
-            other => {
-                return Err(OpenAiError::invalid(
-                    &format!("messages[{i}].role"),
-                    format!("unknown role `{other}`"),
-                ))
-            }
-        }
-    }
     let at = messages.len() - 1;
-    if last.role != "user" {
+    if last.role != "user" && last.role != "tool" {
         return Err(OpenAiError::invalid(
             &format!("messages[{at}].role"),
-            "the last message must be the user's",
+            "the last message must be the user's or a tool's",
         ));
     }
-    let message = text_of(&last.content, at)?;
+    let max_image_bytes = state.config().max_chat_attachment_bytes;
+    let (system, turns) = turns_of(&messages, max_image_bytes)?;
+    let newest = turns
+        .last()
+        .expect("the last message is the user's or a tool's");
+    if turns.iter().any(|t| !t.files.is_empty()) && !model.capabilities.vision {
+        return Err(OpenAiError::invalid(
+            "messages",
+            format!("{} does not read images", model.id),
+        ));
+    }
+    let message = stored_text(newest);
     let max_chars = state.config().max_message_chars;
     if message.trim().is_empty() {
         return Err(OpenAiError::invalid(
@@ -296,7 +624,7 @@ fn check(state: &AppState, req: CompletionRequest) -> Result<Checked, OpenAiErro
     if message.chars().count() > max_chars {
         return Err(OpenAiError::invalid(
             &format!("messages[{at}].content"),
-            format!("must be at most {max_chars} characters"),
+            format!("the newest turn must be at most {max_chars} characters"),
         ));
     }
     Ok(Checked {
@@ -312,13 +640,17 @@ fn check(state: &AppState, req: CompletionRequest) -> Result<Checked, OpenAiErro
             max_tokens,
             attachments: AttachmentsInput {
                 ids: Vec::new(),
-                max_bytes: state.config().max_chat_attachment_bytes,
+                max_bytes: max_image_bytes,
             },
             project_id: None,
             knowledge: Some(false),
             knowledge_tokens: state.config().knowledge_context_tokens,
             system_prompt: (!system.is_empty()).then(|| system.join("\n\n")),
-            prior,
+            client: Some(ClientTurns {
+                turns,
+                tools,
+                tool_choice,
+            }),
             from_api: true,
         },
     })
@@ -340,11 +672,40 @@ fn usage_of(usage: &Value) -> Value {
 }
 
 fn finish_reason(assistant: &Value) -> &'static str {
-    if assistant["status"] == "complete" {
+    if assistant["tool_calls"]
+        .as_array()
+        .is_some_and(|c| !c.is_empty())
+    {
+        "tool_calls"
+    } else if assistant["status"] == "complete" {
         "stop"
     } else {
         "length"
     }
+}
+
+/// The answer's tool calls in OpenAI's shape (`arguments` as a JSON string); with `index` for
+/// stream deltas.
+fn tool_calls_of(assistant: &Value, indexed: bool) -> Option<Vec<Value>> {
+    let calls = assistant["tool_calls"]
+        .as_array()
+        .filter(|c| !c.is_empty())?;
+    Some(
+        calls
+            .iter()
+            .enumerate()
+            .map(|(i, c)| {
+                let mut call = json!({
+                    "id": c["id"], "type": "function",
+                    "function": {"name": c["name"], "arguments": c["input"].to_string()},
+                });
+                if indexed {
+                    call["index"] = json!(i);
+                }
+                call
+            })
+            .collect(),
+    )
 }
 
 /// Creates a chat completion (OpenAI's Chat Completions), whole or streamed (`stream: true`:
@@ -375,6 +736,14 @@ async fn chat_completions(
                 return Err(problem_error(status, &v));
             }
             let assistant = &v["assistant_message"];
+            let mut message =
+                json!({"role": "assistant", "content": assistant["content"], "refusal": null});
+            if let Some(calls) = tool_calls_of(assistant, false) {
+                if assistant["content"] == "" {
+                    message["content"] = Value::Null;
+                }
+                message["tool_calls"] = Value::Array(calls);
+            }
             Ok(Json(json!({
                 "id": format!("chatcmpl-{}", assistant["id"].as_str().unwrap_or("")),
                 "object": "chat.completion",
@@ -382,7 +751,7 @@ async fn chat_completions(
                 "model": model,
                 "choices": [{
                     "index": 0,
-                    "message": {"role": "assistant", "content": assistant["content"], "refusal": null},
+                    "message": message,
                     "logprobs": null,
                     "finish_reason": finish_reason(assistant),
                 }],
@@ -459,7 +828,11 @@ fn stream(
                 "delta" => vec![chunk(&id, json!({"content": frame.data["text"]}), None)],
                 "done" => {
                     let assistant = &frame.data["assistant_message"];
-                    let mut out = vec![chunk(&id, json!({}), Some(finish_reason(assistant)))];
+                    let mut out = Vec::new();
+                    if let Some(calls) = tool_calls_of(assistant, true) {
+                        out.push(chunk(&id, json!({"tool_calls": calls}), None));
+                    }
+                    out.push(chunk(&id, json!({}), Some(finish_reason(assistant))));
                     if include_usage {
                         out.push(json!({
                             "id": id, "object": "chat.completion.chunk", "created": created,

@@ -44,35 +44,35 @@ pub fn tools() -> Vec<ToolSpec> {
     let path = json!({"type": "string", "description": "A relative path inside the project, e.g. src/main.rs"});
     vec![
         ToolSpec {
-            name: "list_files",
+            name: "list_files".into(),
             description:
-                "List the project's files (path and size), optionally under a path prefix.",
+                "List the project's files (path and size), optionally under a path prefix.".into(),
             input_schema: json!({"type": "object", "properties": {"prefix": {"type": "string"}}}),
         },
         ToolSpec {
-            name: "read_file",
-            description: "Read a file of the project.",
+            name: "read_file".into(),
+            description: "Read a file of the project.".into(),
             input_schema: json!({"type": "object", "properties": {"path": path}, "required": ["path"]}),
         },
         ToolSpec {
-            name: "write_file",
-            description: "Create or replace a file of the project with the given content.",
+            name: "write_file".into(),
+            description: "Create or replace a file of the project with the given content.".into(),
             input_schema: json!({"type": "object", "properties": {"path": path, "content": {"type": "string"}}, "required": ["path", "content"]}),
         },
         ToolSpec {
-            name: "delete_file",
-            description: "Delete a file of the project.",
+            name: "delete_file".into(),
+            description: "Delete a file of the project.".into(),
             input_schema: json!({"type": "object", "properties": {"path": path}, "required": ["path"]}),
         },
         ToolSpec {
-            name: "search_files",
+            name: "search_files".into(),
             description:
-                "Find lines containing a text (case-insensitive) in the project's text files.",
+                "Find lines containing a text (case-insensitive) in the project's text files.".into(),
             input_schema: json!({"type": "object", "properties": {"query": {"type": "string"}}, "required": ["query"]}),
         },
         ToolSpec {
-            name: SEARCH_KNOWLEDGE,
-            description: "Search the user's knowledge documents; returns the best passages with their document title and heading.",
+            name: SEARCH_KNOWLEDGE.into(),
+            description: "Search the user's knowledge documents; returns the best passages with their document title and heading.".into(),
             input_schema: json!({"type": "object", "properties": {"query": {"type": "string"}}, "required": ["query"]}),
         },
     ]

@@ -4,7 +4,10 @@
 use crate::{
     kinds::{MessageRole, MessageStatus},
     models::Model,
-    providers::{estimate_tokens as estimate, ModelRequest, Purpose, Speaker, Turn},
+    providers::{
+        estimate_tokens as estimate, estimate_turn_tokens, ModelRequest, Purpose, Speaker,
+        ToolChoice, Turn,
+    },
     store::Message,
 };
 
@@ -66,6 +69,7 @@ pub fn plan(
             max_tokens,
             purpose: Purpose::Chat,
             tools: Vec::new(),
+            tool_choice: ToolChoice::Auto,
         },
         to_summarise,
     }
@@ -74,7 +78,7 @@ pub fn plan(
 /// The output tokens that fit beside `request`'s input in the model's window.
 pub fn answer_room(model: &Model, request: &ModelRequest) -> u32 {
     let input = request.system.as_deref().map(estimate).unwrap_or(0)
-        + request.turns.iter().map(|t| estimate(&t.text)).sum::<u64>();
+        + request.turns.iter().map(estimate_turn_tokens).sum::<u64>();
     (model.context_window as u64)
         .saturating_sub(input + MARGIN_TOKENS)
         .min(u32::MAX as u64) as u32
@@ -141,6 +145,7 @@ pub fn summary_request(model: &Model, previous: Option<&str>, older: &[Message])
         max_tokens,
         purpose: Purpose::Summary,
         tools: Vec::new(),
+        tool_choice: ToolChoice::Auto,
     }
 }
 

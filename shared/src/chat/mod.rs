@@ -23,11 +23,14 @@ use crate::{
     knowledge,
     models::{Catalog, Model},
     providers::{
-        FileKind, FilePart, ModelRequest, ProviderError, Providers, RetryPolicy, StreamEvent,
-        TokenUsage,
+        FileKind, FilePart, ModelRequest, ProviderError, Providers, Purpose, RetryPolicy,
+        StreamEvent, TokenUsage, ToolChoice, ToolSpec, Turn,
     },
     quotas::{self, Budget, Holds},
-    store::{AttachmentRef, Citation, Conn, Conversation, Message, NewMessage, UsageRecord},
+    store::{
+        AttachmentRef, Citation, Conn, Conversation, Message, NewMessage, ToolCallRecord,
+        UsageRecord,
+    },
 };
 
 /// The most messages read to build a turn's context. Older unsummarised messages beyond this are
@@ -54,12 +57,24 @@ pub struct ChatInput {
     /// A client's own system prompt (the OpenAI-compatible endpoint), in place of the agent's or
     /// the default.
     pub system_prompt: Option<String>,
-    /// For a new conversation: earlier turns a client sends with its message (the OpenAI-compatible
-    /// endpoint). They go to the model as history; the conversation stores this turn.
-    pub prior: Vec<(MessageRole, String)>,
+    /// A client that owns its history (the OpenAI-compatible endpoint): the turns the model sees,
+    /// and the tools it may call for the client. The conversation stores `message` as this turn.
+    pub client: Option<ClientTurns>,
     /// A new conversation started through the OpenAI-compatible endpoint: kept out of the
     /// conversation list unless it asks for them (`?source=api`).
     pub from_api: bool,
+}
+
+/// What a client that owns its history sends: every turn goes to the model as given (no summary,
+/// no dropping; more than the model's window is refused), and the tools are the client's to run:
+/// the answer names the calls, the client sends their outputs in its next request.
+#[derive(Debug, Default)]
+pub struct ClientTurns {
+    /// Alternating turns, oldest first, starting and ending with the user's (the newest may carry
+    /// images and the outputs of the tools called in the answer before it).
+    pub turns: Vec<Turn>,
+    pub tools: Vec<ToolSpec>,
+    pub tool_choice: ToolChoice,
 }
 
 /// The attachments to send with the message (distinct ids), and the largest one a model is sent.
@@ -196,7 +211,7 @@ pub async fn start(
     let tools: Vec<_> = agent::tools()
         .into_iter()
         .filter(|t| match &agent {
-            Some(a) => a.tools.iter().any(|n| n == t.name),
+            Some(a) => a.tools.iter().any(|n| *n == t.name),
             None => t.name != agent::SEARCH_KNOWLEDGE,
         })
         .filter(|t| t.name == agent::SEARCH_KNOWLEDGE || project_id.is_some())
@@ -222,7 +237,7 @@ pub async fn start(
     // The plan is made before the message is stored, so its cost can be reserved first.
     let (conversation, mut history) = match existing {
         Some((c, history)) => (Some(c), history),
-        None => (None, prior_history(&input.prior)),
+        None => (None, Vec::new()),
     };
     let summary = conversation.as_ref().and_then(|c| c.summary.clone());
     let new_message = NewMessage {
@@ -238,6 +253,7 @@ pub async fn start(
         changes: &[],
         agent_id: None,
         citations: &[],
+        tool_calls: &[],
     };
     history.push(Message::unstored(
         i64::MAX,
@@ -265,7 +281,10 @@ pub async fn start(
         }
         (plan, cost)
     };
-    let (mut plan, cost) = planned(&base_system);
+    let (mut plan, cost) = match input.client {
+        Some(client) => client_plan(&model, &base_system, client, max_tokens, temperature)?,
+        None => planned(&base_system),
+    };
     // With retrieval the reservation also covers the sources' room, and is taken before the query
     // is embedded: a turn refused for its budget makes no embedding call and bills nothing.
     let room = if retrieve {
@@ -308,7 +327,7 @@ pub async fn start(
         }
     }
     if let Some(last) = plan.request.turns.last_mut() {
-        last.files = files;
+        last.files.extend(files);
     }
     if tool_turn {
         plan.request.tools = tools;
@@ -368,6 +387,45 @@ pub async fn start(
             Err(e)
         }
     }
+}
+
+/// The call over a client's own turns: all of them, or a refusal when they leave no room for an
+/// answer; its cost is the input and the answer's room.
+fn client_plan(
+    model: &Model,
+    system: &str,
+    client: ClientTurns,
+    max_tokens: u32,
+    temperature: Option<f32>,
+) -> Result<(context::Plan, u64)> {
+    let mut request = ModelRequest {
+        system: Some(system.to_string()),
+        turns: client.turns,
+        temperature,
+        max_tokens,
+        purpose: Purpose::Chat,
+        tools: client.tools,
+        tool_choice: client.tool_choice,
+    };
+    let room = context::answer_room(model, &request);
+    if room == 0 {
+        return Err(Error::invalid(
+            "messages",
+            format!(
+                "the messages take more than the {} tokens of {}'s context window",
+                model.context_window, model.id
+            ),
+        ));
+    }
+    request.max_tokens = room.min(max_tokens);
+    let cost = TokenUsage::estimate(&request, "").input_tokens + request.max_tokens as u64;
+    Ok((
+        context::Plan {
+            request,
+            to_summarise: Vec::new(),
+        },
+        cost,
+    ))
 }
 
 /// The attachments named for a message, checked (the user's own, ready, not sent before, within the
@@ -496,7 +554,35 @@ pub async fn run(
     }
 
     let mut changes = Vec::new();
+    // The calls of a client's tools, handed back to the client unrun.
+    let mut tool_calls = Vec::new();
+    let client_tools = !tool_turn && !plan.request.tools.is_empty();
     let (text, result) = match (&deltas, tool_turn) {
+        _ if client_tools => {
+            let call = settings
+                .retry
+                .run(|| providers.complete(&model, &plan.request));
+            match tokio::time::timeout_at(deadline, call).await {
+                Ok(Ok(c)) => {
+                    // Not streamed (a call must be whole): the text goes as one delta.
+                    if let (Some(tx), false) = (&deltas, c.text.is_empty()) {
+                        let _ = tx.send(TurnEvent::Delta(c.text.clone())).await;
+                    }
+                    tool_calls = c
+                        .tool_calls
+                        .into_iter()
+                        .map(|c| ToolCallRecord {
+                            id: c.id,
+                            name: c.name,
+                            input: c.input,
+                        })
+                        .collect();
+                    (c.text, Ok(c.usage))
+                }
+                Ok(Err(e)) => (String::new(), Err(TurnEnd::Provider(e))),
+                Err(_) => (String::new(), Err(TurnEnd::OutOfTime)),
+            }
+        }
         (_, true) => {
             let ws = agent::Workspace {
                 conn,
@@ -558,6 +644,7 @@ pub async fn run(
         changes: &changes,
         agent_id: agent_id.as_deref(),
         citations: &citations,
+        tool_calls: &tool_calls,
     };
     let (assistant_message, usage) =
         match store_answer(conn, user_id, answer, &usage_rows, holds.ids()).await {
@@ -586,23 +673,6 @@ enum TurnEnd {
     Provider(ProviderError),
     /// The store or the blob store failed while a tool ran.
     Failed(Error),
-}
-
-/// A client's earlier turns as history messages (never stored), oldest first.
-fn prior_history(prior: &[(MessageRole, String)]) -> Vec<Message> {
-    prior
-        .iter()
-        .enumerate()
-        .map(|(i, (role, content))| {
-            Message::unstored(
-                i as i64,
-                MessageId::new(),
-                ConversationId::new(),
-                *role,
-                content.clone(),
-            )
-        })
-        .collect()
 }
 
 /// What a streamed turn sends as it goes: text, and the coding agent's steps.
@@ -797,6 +867,7 @@ struct Answer<'a> {
     changes: &'a [crate::store::FileChange],
     agent_id: Option<&'a str>,
     citations: &'a [Citation],
+    tool_calls: &'a [ToolCallRecord],
 }
 
 /// Stores the answer with its usage rows (the chat row last) in one statement, which also settles
@@ -836,6 +907,7 @@ async fn store_answer(
                 changes: answer.changes,
                 agent_id: answer.agent_id,
                 citations: answer.citations,
+                tool_calls: answer.tool_calls,
             },
             &rows,
             holds,

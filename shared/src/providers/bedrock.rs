@@ -104,12 +104,7 @@ impl Bedrock {
             .max_tokens(request.max_tokens.min(i32::MAX as u32) as i32)
             .set_temperature(request.temperature)
             .build();
-        Ok((
-            system,
-            messages,
-            inference,
-            tool_configuration(&request.tools)?,
-        ))
+        Ok((system, messages, inference, tool_configuration(request)?))
     }
 
     /// One Titan Text Embeddings v2 call (InvokeModel): the vector and the tokens billed.
@@ -388,27 +383,46 @@ fn document_name(index: usize, filename: &str) -> String {
 }
 
 fn tool_configuration(
-    tools: &[super::ToolSpec],
+    request: &ModelRequest,
 ) -> Result<Option<aws_sdk_bedrockruntime::types::ToolConfiguration>, ProviderError> {
     use aws_sdk_bedrockruntime::types::{
-        Tool, ToolConfiguration, ToolInputSchema, ToolSpecification,
+        AnyToolChoice, SpecificToolChoice, Tool, ToolChoice as Choice, ToolConfiguration,
+        ToolInputSchema, ToolSpecification,
     };
-    if tools.is_empty() {
+    let tool_blocks = request
+        .turns
+        .iter()
+        .any(|t| !(t.tool_calls.is_empty() && t.tool_outputs.is_empty()));
+    // Converse cannot forbid tool calls; without tool blocks in the turns the tools are left out.
+    if request.tools.is_empty() || (request.tool_choice == super::ToolChoice::None && !tool_blocks)
+    {
         return Ok(None);
     }
     let rejected =
         |e: aws_sdk_bedrockruntime::error::BuildError| ProviderError::Rejected(e.to_string());
     let mut config = ToolConfiguration::builder();
-    for t in tools {
+    for t in &request.tools {
         config = config.tools(Tool::ToolSpec(
             ToolSpecification::builder()
-                .name(t.name)
-                .description(t.description)
+                .name(&t.name)
+                .description(&t.description)
                 .input_schema(ToolInputSchema::Json(document_of(&t.input_schema)))
                 .build()
                 .map_err(rejected)?,
         ));
     }
+    config = match &request.tool_choice {
+        super::ToolChoice::Auto | super::ToolChoice::None => config,
+        super::ToolChoice::Required => {
+            config.tool_choice(Choice::Any(AnyToolChoice::builder().build()))
+        }
+        super::ToolChoice::Named(name) => config.tool_choice(Choice::Tool(
+            SpecificToolChoice::builder()
+                .name(name)
+                .build()
+                .map_err(rejected)?,
+        )),
+    };
     config.build().map(Some).map_err(rejected)
 }
 

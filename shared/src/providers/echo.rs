@@ -75,7 +75,8 @@ impl Echo {
     }
 
     /// The offline tool protocol, so the agent's loop runs without keys. In the newest user message,
-    /// `/list [prefix]`, `/read path`, `/search text`, `/delete path` call those tools, and
+    /// `/tool name {json}` calls any tool on offer, `/list [prefix]`, `/read path`, `/search text`,
+    /// `/delete path` call those tools, and
     /// `/write path` writes the lines after it (up to a line `/end`, or the message's end). After
     /// the tools answered, the reply lists what each returned (its first line).
     fn tool_step(request: &ModelRequest) -> Option<Completion> {
@@ -104,7 +105,11 @@ impl Echo {
                 tool_calls: Vec::new(),
             });
         }
-        let calls = Self::commands(&last.text);
+        // Only the tools on offer are called, as a model would.
+        let calls: Vec<ToolCall> = Self::commands(&last.text)
+            .into_iter()
+            .filter(|c| request.tools.iter().any(|t| t.name == c.name))
+            .collect();
         if calls.is_empty() {
             return None;
         }
@@ -123,6 +128,13 @@ impl Echo {
             let (command, arg) = line.trim().split_once(' ').unwrap_or((line.trim(), ""));
             let arg = arg.trim();
             let (name, input) = match command {
+                // Any tool by name, with a JSON input (a client's own tools).
+                "/tool" => {
+                    let (name, input) = arg.split_once(' ').unwrap_or((arg, "{}"));
+                    let input = serde_json::from_str(input.trim())
+                        .unwrap_or_else(|_| serde_json::Value::String(input.trim().into()));
+                    (name, input)
+                }
                 "/list" => ("list_files", serde_json::json!({ "prefix": arg })),
                 "/read" => ("read_file", serde_json::json!({ "path": arg })),
                 "/search" => ("search_files", serde_json::json!({ "query": arg })),
@@ -158,7 +170,10 @@ impl Echo {
 
     fn is_command(line: &str) -> bool {
         let word = line.trim().split(' ').next().unwrap_or("");
-        matches!(word, "/list" | "/read" | "/search" | "/delete" | "/write")
+        matches!(
+            word,
+            "/tool" | "/list" | "/read" | "/search" | "/delete" | "/write"
+        )
     }
 
     pub fn stream(&self, request: &ModelRequest) -> EventStream {
@@ -199,6 +214,7 @@ mod tests {
             max_tokens: 100,
             purpose: Purpose::Chat,
             tools: Vec::new(),
+            tool_choice: Default::default(),
         }
     }
 

@@ -51,9 +51,24 @@ impl Turn {
 /// A tool a model may call: its name, what it does, and the JSON schema of its input.
 #[derive(Debug, Clone)]
 pub struct ToolSpec {
-    pub name: &'static str,
-    pub description: &'static str,
+    pub name: String,
+    pub description: String,
     pub input_schema: serde_json::Value,
+}
+
+/// Whether the model must call a tool (the OpenAI-compatible endpoint's `tool_choice`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum ToolChoice {
+    /// The model decides.
+    #[default]
+    Auto,
+    /// No tool is called. Converse has no such choice: Bedrock gets no tools, unless the turns
+    /// hold tool blocks (which need the tool list), and then `auto`.
+    None,
+    /// Some tool is called.
+    Required,
+    /// This tool is called.
+    Named(String),
 }
 
 /// A model's call of a tool.
@@ -99,6 +114,21 @@ pub fn estimate_tokens(text: &str) -> u64 {
     (text.chars().count() as u64).div_ceil(4)
 }
 
+/// A turn's rough token count: its text, the tool calls it makes and the tool outputs it carries.
+pub fn estimate_turn_tokens(turn: &Turn) -> u64 {
+    estimate_tokens(&turn.text)
+        + turn
+            .tool_calls
+            .iter()
+            .map(|c| estimate_tokens(&c.name) + estimate_tokens(&c.input.to_string()))
+            .sum::<u64>()
+        + turn
+            .tool_outputs
+            .iter()
+            .map(|o| estimate_tokens(&o.content))
+            .sum::<u64>()
+}
+
 /// Why a call is made: a turn's answer, or folding older turns into the rolling summary.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Purpose {
@@ -117,6 +147,7 @@ pub struct ModelRequest {
     pub purpose: Purpose,
     /// Tools the model may call (empty: none).
     pub tools: Vec<ToolSpec>,
+    pub tool_choice: ToolChoice,
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -132,11 +163,7 @@ impl TokenUsage {
     /// the offline model reports, and what is billed when a provider never reported usage.
     pub fn estimate(request: &ModelRequest, reply: &str) -> Self {
         let input = request.system.as_deref().map(estimate_tokens).unwrap_or(0)
-            + request
-                .turns
-                .iter()
-                .map(|t| estimate_tokens(&t.text))
-                .sum::<u64>();
+            + request.turns.iter().map(estimate_turn_tokens).sum::<u64>();
         TokenUsage {
             input_tokens: input,
             output_tokens: estimate_tokens(reply),

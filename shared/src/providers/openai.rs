@@ -8,7 +8,7 @@ use tokio::sync::mpsc;
 
 use super::{
     Completion, EventStream, ModelRequest, ProviderError, Speaker, StreamEvent, TokenUsage,
-    ToolCall,
+    ToolCall, ToolChoice,
 };
 use crate::{config::OpenAiConfig, models::Model};
 
@@ -93,6 +93,14 @@ impl OpenAi {
                 }))
                 .collect();
             body["tools"] = Value::Array(tools);
+            match &request.tool_choice {
+                ToolChoice::Auto => {}
+                ToolChoice::None => body["tool_choice"] = json!("none"),
+                ToolChoice::Required => body["tool_choice"] = json!("required"),
+                ToolChoice::Named(name) => {
+                    body["tool_choice"] = json!({"type": "function", "function": {"name": name}})
+                }
+            }
         }
         body
     }

@@ -25,6 +25,8 @@ pub struct Message {
     pub agent_id: Option<String>,
     /// The knowledge chunks the answer was given as numbered sources (answers only).
     pub citations: Vec<Citation>,
+    /// The tools the answer asks its client to call (client-tool answers only).
+    pub tool_calls: Vec<ToolCallRecord>,
 }
 
 impl Message {
@@ -50,6 +52,7 @@ impl Message {
             changes: Vec::new(),
             agent_id: None,
             citations: Vec::new(),
+            tool_calls: Vec::new(),
         }
     }
 }
@@ -65,6 +68,14 @@ pub struct Citation {
     /// The fused retrieval score (reciprocal rank fusion of full-text and vector ranks).
     pub score: f64,
     pub snippet: String,
+}
+
+/// A tool call an answer handed to its client, unrun: the provider's call id, the tool, its input.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct ToolCallRecord {
+    pub id: String,
+    pub name: String,
+    pub input: serde_json::Value,
 }
 
 /// A project file the coding agent changed.
@@ -100,6 +111,7 @@ pub struct NewMessage<'a> {
     pub changes: &'a [FileChange],
     pub agent_id: Option<&'a str>,
     pub citations: &'a [Citation],
+    pub tool_calls: &'a [ToolCallRecord],
 }
 
 impl NewMessage<'_> {
@@ -119,11 +131,12 @@ impl NewMessage<'_> {
             changes: self.changes.to_vec(),
             agent_id: self.agent_id.map(str::to_string),
             citations: self.citations.to_vec(),
+            tool_calls: self.tool_calls.to_vec(),
         }
     }
 }
 
-pub(super) const MESSAGE_COLUMN_COUNT: usize = 13;
+pub(super) const MESSAGE_COLUMN_COUNT: usize = 14;
 /// The last column lists the message's attachments as JSON (an index probe per message; `[]` for
 /// most), so a page of messages shows them without a second query.
 pub(super) const MESSAGE_COLUMNS: &str =
@@ -131,7 +144,7 @@ pub(super) const MESSAGE_COLUMNS: &str =
      (SELECT json_group_array(json_object('id', a.id, 'filename', a.filename,
                                           'content_type', a.content_type, 'size', a.size))
       FROM attachments a WHERE a.message_id = m.id),
-     m.changes, m.agent_id, m.citations";
+     m.changes, m.agent_id, m.citations, m.tool_calls";
 
 fn message_from_row(row: &Row) -> StoreResult<Message> {
     message_at(row, 0)
@@ -165,6 +178,11 @@ pub(super) fn message_at(row: &Row, at: i32) -> StoreResult<Message> {
                 .map_err(|_| StoreError::Corrupt("messages.citations"))?,
             None => Vec::new(),
         },
+        tool_calls: match col::<Option<String>>(row, at + 13, "messages.tool_calls")? {
+            Some(json) => serde_json::from_str(&json)
+                .map_err(|_| StoreError::Corrupt("messages.tool_calls"))?,
+            None => Vec::new(),
+        },
     })
 }
 
@@ -175,7 +193,7 @@ impl Conn {
         let rows = self.query(
                 "INSERT INTO messages (id, conversation_id, role, content, status, model, error, created_at)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)
-                 RETURNING seq, id, conversation_id, role, content, status, model, error, created_at, '[]', changes, agent_id, citations",
+                 RETURNING seq, id, conversation_id, role, content, status, model, error, created_at, '[]', changes, agent_id, citations, tool_calls",
                 libsql::params![
                     new.id,
                     new.conversation_id,
@@ -207,8 +225,8 @@ impl Conn {
         let rows = self.query(
                 "INSERT INTO messages_with_usage
                      (id, conversation_id, user_id, role, content, status, model, error, created_at, usage, changes,
-                      agent_id, holds, citations)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)
+                      agent_id, holds, citations, tool_calls)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)
                  RETURNING (SELECT seq FROM messages WHERE messages.id = messages_with_usage.id)",
                 libsql::params![
                     new.id,
@@ -224,7 +242,8 @@ impl Conn {
                     (!new.changes.is_empty()).then(|| serde_json::to_string(new.changes).unwrap_or_default()),
                     new.agent_id,
                     holds,
-                    (!new.citations.is_empty()).then(|| serde_json::to_string(new.citations).unwrap_or_default())
+                    (!new.citations.is_empty()).then(|| serde_json::to_string(new.citations).unwrap_or_default()),
+                    (!new.tool_calls.is_empty()).then(|| serde_json::to_string(new.tool_calls).unwrap_or_default())
                 ],
             )
             .await?;

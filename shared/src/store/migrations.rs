@@ -38,6 +38,7 @@ pub(crate) const MIGRATIONS: &[(i64, &str, &str)] = migrations![
     17 => "0017_websocket_connections.sql",
     18 => "0018_api_keys.sql",
     19 => "0019_api_conversations.sql",
+    20 => "0020_message_tool_calls.sql",
 ];
 
 pub(super) async fn apply(conn: &Conn) -> StoreResult<()> {
