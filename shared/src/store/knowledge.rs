@@ -316,7 +316,10 @@ impl Conn {
 
     /// How many chunks (of all users) hold each term, about how many chunks there are (the
     /// highest id), and how many are the user's, in one statement. Counts come from the
-    /// instance's cache where it has them; only the others are counted.
+    /// instance's cache where it has them; only the others are counted. A term is counted by
+    /// matching it, so it is stemmed as the search will stem it: the index holds stems ("index"
+    /// for "indexing"), and a look-up of the word as typed would count an inflected common word as
+    /// absent, which kept it in every search.
     pub async fn term_frequencies(
         &self,
         user_id: UserId,
@@ -335,13 +338,14 @@ impl Conn {
         let json = serde_json::to_string(&missing).map_err(|e| StoreError::Db(e.to_string()))?;
         let rows = self
             .query(
-                "SELECT (SELECT COALESCE(max(id), 0) FROM chunks),
+                r#"SELECT (SELECT COALESCE(max(id), 0) FROM chunks),
                         (SELECT COALESCE(sum(chunk_count), 0) FROM documents WHERE user_id = ?2),
                         NULL
                  UNION ALL
-                 SELECT COALESCE((SELECT doc FROM chunks_vocab WHERE term = j.value), 0), 0, j.key
+                 SELECT (SELECT count(*) FROM chunks_fts
+                         WHERE chunks_fts MATCH '"' || replace(j.value, '"', '""') || '"'), 0, j.key
                  FROM json_each(?1) j
-                 ORDER BY 3",
+                 ORDER BY 3"#,
                 libsql::params![json, user_id],
             )
             .await?;
@@ -349,14 +353,14 @@ impl Conn {
             return Err(StoreError::Corrupt("chunks"));
         };
         if rest.len() != missing.len() {
-            return Err(StoreError::Corrupt("chunks_vocab.doc"));
+            return Err(StoreError::Corrupt("chunks_fts"));
         }
         let mut counted = rest.iter().zip(missing);
         for count in counts.iter_mut().filter(|c| c.is_none()) {
             let Some((row, term)) = counted.next() else {
                 break;
             };
-            let n: i64 = col(row, 0, "chunks_vocab.doc")?;
+            let n: i64 = col(row, 0, "chunks_fts.count")?;
             self.store.term_counts.0.put(term.clone(), n);
             *count = Some(n);
         }
@@ -505,4 +509,56 @@ fn usage_params(
         crate::ids::now(),
         document
     ]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{config::DatabaseConfig, kinds::Role, store::Store};
+
+    #[tokio::test]
+    async fn terms_are_counted_by_their_stem_as_the_search_matches_them() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&DatabaseConfig::LocalFile(dir.path().join("db")))
+            .await
+            .unwrap();
+        let conn = store.conn().await.unwrap();
+        let user = conn
+            .insert_user(crate::store::NewUser {
+                email: "stems@example.com",
+                password_hash: "x",
+                display_name: "Stems",
+                role: Role::User,
+            })
+            .await
+            .unwrap();
+        let chunk = |content: &str| NewChunk {
+            ord: 0,
+            heading: String::new(),
+            content: content.into(),
+            tokens: 3,
+            embedding: None,
+        };
+        let document = NewDocument {
+            user_id: user.id,
+            title: "Words",
+            content_type: "text/plain",
+            size: 1,
+            sha256: "0",
+            embedder: None,
+        };
+        let chunks = [
+            chunk("indexing the rows"),
+            chunk("an index of rows"),
+            chunk("indexes and keys"),
+        ];
+        conn.insert_document(document, &chunks, None).await.unwrap();
+        let terms: Vec<String> = ["indexing", "rows", "keys", "absent", "say \"hi\""]
+            .map(String::from)
+            .to_vec();
+        let found = conn.term_frequencies(user.id, &terms).await.unwrap();
+        // "indexing" is every chunk's stem "index"; "rows" two; a quote is text, not syntax.
+        assert_eq!(found.counts, vec![3, 2, 1, 0, 0]);
+        assert_eq!((found.total, found.own), (3, 3));
+    }
 }

@@ -39,6 +39,7 @@ pub(crate) const MIGRATIONS: &[(i64, &str, &str)] = migrations![
     18 => "0018_api_keys.sql",
     19 => "0019_api_conversations.sql",
     20 => "0020_message_tool_calls.sql",
+    21 => "0021_drop_chunks_vocab.sql",
 ];
 
 pub(super) async fn apply(conn: &Conn) -> StoreResult<()> {
