@@ -21,6 +21,8 @@ import urllib.parse
 import urllib.request
 import uuid
 
+import fake_openai
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PORT = int(os.environ.get("SMOKE_PORT", "9100"))
 BASE = f"http://127.0.0.1:{PORT}/api/v1"
@@ -91,7 +93,7 @@ def every_function_answers():
         print(f"smoke: ok   function {function} answers {method} {path} -> {code}")
 
 
-def flow():
+def flow(upstream):
     every_function_answers()
     # Unknown paths and wrong methods are problems from our functions, not the local router's own JSON.
     expect("unknown path", 404, call("GET", "/no/such/thing"))
@@ -120,7 +122,7 @@ def flow():
     assert renamed["display_name"] == "Smoke", renamed
     chat_flow(login["access_token"])
     websocket_flow(login["access_token"], health["websocket_url"])
-    openai_sdk_flow(login["access_token"])
+    openai_sdk_flow(login["access_token"], upstream)
     attachments_flow(login["access_token"])
     projects_flow(login["access_token"])
     agents_admin_flow(login["access_token"], reg["user"]["id"], email)
@@ -262,9 +264,11 @@ def websocket_flow(token, url):
     print(f"smoke: ok   websocket chat -> {len(frames)} frames")
 
 
-def openai_sdk_flow(token):
+def openai_sdk_flow(token, upstream):
     """The official `openai` Python SDK against the OpenAI-compatible endpoint with a personal API
-    key: models, a completion, a streamed completion with usage, an unknown model, a revoked key."""
+    key: models, a completion, a streamed completion with usage, client tool round trips (offline,
+    and through CodeChat to the fake OpenAI-compatible `upstream`), an image, an unknown model, a
+    revoked key."""
     import openai
     created = expect("create API key", 201, call("POST", "/api-keys", {"name": "smoke"}, token=token))
     client = openai.OpenAI(base_url=f"{BASE}/openai/v1", api_key=created["key"], max_retries=0)
@@ -296,6 +300,23 @@ def openai_sdk_flow(token):
         {"role": "tool", "tool_call_id": tool_call.id, "content": "18C and sunny"},
     ])
     assert "18C and sunny" in answered.choices[0].message.content, answered
+    # The same round trip on an OpenAI-compatible model: CodeChat forwards the tools, the upstream's
+    # call comes back to the SDK, and the tool message goes upstream as the client sent it.
+    asked = client.chat.completions.create(model="openai/gpt-4o-mini", messages=[ask], tools=tools,
+                                           tool_choice="required")
+    tool_call = asked.choices[0].message.tool_calls[0]
+    assert asked.choices[0].finish_reason == "tool_calls" and tool_call.id == "call_fake_1", asked
+    sent = upstream.requests[-1]
+    assert sent["tools"][0]["function"]["name"] == "get_weather" and sent["tool_choice"] == "required", sent
+    answered = client.chat.completions.create(model="openai/gpt-4o-mini", tools=tools, stream=True, messages=[
+        ask, asked.choices[0].message.model_dump(exclude_none=True),
+        {"role": "tool", "tool_call_id": tool_call.id, "content": "21C"},
+    ])
+    text = "".join(c.choices[0].delta.content or "" for c in answered if c.choices)
+    assert "The tool said: 21C" in text, text
+    sent = upstream.requests[-1]
+    assert sent["messages"][-1] == {"role": "tool", "tool_call_id": "call_fake_1", "content": "21C"}, sent
+    assert sent["messages"][-2]["tool_calls"][0]["id"] == "call_fake_1", sent
     # An image as a data URL (a 1x1 PNG).
     png = base64.b64encode(bytes.fromhex(
         "89504e470d0a1a0a0000000d4948445200000001000000010806000000"
@@ -316,7 +337,7 @@ def openai_sdk_flow(token):
     except openai.AuthenticationError:
         pass
     print(f"smoke: ok   openai SDK {openai.__version__}: models, completion, stream ({len(chunks)} chunks), "
-          "client tool round trip, image, 404, revoked key")
+          "client tool round trips (offline, fake upstream), image, 404, revoked key")
 
 
 ADMIN_EMAIL = "smoke-admin@example.com"
@@ -479,7 +500,8 @@ def start_sqld():
 
 
 def main():
-    env = dict(os.environ, PORT=str(PORT), BOOTSTRAP_ADMIN_EMAIL=ADMIN_EMAIL)
+    upstream, upstream_url = fake_openai.start()
+    env = dict(os.environ, PORT=str(PORT), BOOTSTRAP_ADMIN_EMAIL=ADMIN_EMAIL, OPENAI_BASE_URL=upstream_url)
     sqld = None
     if "--sqld" in sys.argv:
         sqld, url = start_sqld()
@@ -490,7 +512,7 @@ def main():
     proc = subprocess.Popen([os.path.join(ROOT, "scripts", "dev")], cwd=ROOT, env=env, start_new_session=True)
     try:
         wait_until_up(proc)
-        flow()
+        flow(upstream)
         if sqld is None:
             browser_flow()
         print("smoke: 1 passed, 0 failed")
@@ -500,6 +522,7 @@ def main():
             proc.wait(timeout=20)
         except subprocess.TimeoutExpired:
             os.killpg(proc.pid, signal.SIGKILL)
+        upstream.shutdown()
         if sqld is not None:
             sqld.kill()
 
