@@ -163,11 +163,7 @@ impl Claim {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::{
-        config::DatabaseConfig,
-        kinds::Role,
-        store::{NewConversation, NewUser, Store},
-    };
+    use crate::store::NewConversation;
 
     const POLICY: Policy = Policy {
         lease: Duration::from_secs(15 * 60),
@@ -175,21 +171,7 @@ mod tests {
     };
 
     async fn setup() -> (tempfile::TempDir, Conn, UserId) {
-        let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(&DatabaseConfig::LocalFile(dir.path().join("db")))
-            .await
-            .unwrap();
-        let conn = store.conn().await.unwrap();
-        let user = conn
-            .insert_user(NewUser {
-                email: "i@example.com",
-                password_hash: "x",
-                display_name: "i",
-                role: Role::User,
-            })
-            .await
-            .unwrap();
-        (dir, conn, user.id)
+        crate::store::test_conn_with_user().await
     }
 
     fn key(k: &str) -> IdempotencyKey {

@@ -262,6 +262,40 @@ async fn bad_requests_and_refusals_use_openais_error_shape() {
             None,
         ),
         (
+            json!({"model": "local/echo", "messages": user("hi"), "tools": [weather(), weather()]}),
+            StatusCode::BAD_REQUEST,
+            "tools[1].function.name",
+            None,
+        ),
+        (
+            json!({"model": "local/echo", "messages": user("hi"), "tools": vec![weather(); 129]}),
+            StatusCode::BAD_REQUEST,
+            "tools",
+            None,
+        ),
+        (
+            json!({"model": "local/echo", "messages": [
+                {"role": "user", "content": "hi", "tool_calls": [call("call_1", "{}")]}]}),
+            StatusCode::BAD_REQUEST,
+            "messages[0].tool_calls",
+            None,
+        ),
+        (
+            json!({"model": "local/echo", "messages": [
+                {"role": "assistant", "content": null, "tool_calls": [call("call_1", "{}")]},
+                {"role": "tool", "tool_call_id": "call_1", "content": "18C"}]}),
+            StatusCode::BAD_REQUEST,
+            "messages",
+            None,
+        ),
+        (
+            json!({"model": "local/echo", "messages": [{"role": "user", "content": [
+                {"type": "image_url", "image_url": {"url": image_url("image/bmp", PNG)}}]}]}),
+            StatusCode::BAD_REQUEST,
+            "messages[0].content[0]",
+            None,
+        ),
+        (
             json!({"model": "local/echo", "messages": user("hi"), "tool_choice": "required"}),
             StatusCode::BAD_REQUEST,
             "tool_choice",
@@ -697,6 +731,19 @@ async fn tool_choices_map_to_converse_and_bedrock_tool_uses_come_back() {
         )
         .await;
     assert_eq!(res.status, StatusCode::OK, "{}", res.text());
+    // An image for a model that reads none is refused before any call.
+    let err = openai_error(
+        &app.post(
+            &path,
+            json!({"model": "bedrock/claude-3-5-haiku", "messages": [{"role": "user", "content": [
+                {"type": "text", "text": "What is this?"},
+                {"type": "image_url", "image_url": {"url": image_url("image/png", PNG)}}]}]}),
+            Some(&ada.access),
+        )
+        .await,
+        StatusCode::BAD_REQUEST,
+    );
+    assert_eq!(err["param"], "messages", "{err}");
     let sent: Vec<Value> = server
         .received_requests()
         .await
@@ -704,6 +751,7 @@ async fn tool_choices_map_to_converse_and_bedrock_tool_uses_come_back() {
         .iter()
         .map(|r| r.body_json().unwrap())
         .collect();
+    assert_eq!(sent.len(), 4, "the refused image made no call");
     for (i, (_, converse)) in choices.iter().enumerate() {
         let config = &sent[i]["toolConfig"];
         assert_eq!(config["tools"][0]["toolSpec"]["name"], "get_weather");
@@ -714,4 +762,100 @@ async fn tool_choices_map_to_converse_and_bedrock_tool_uses_come_back() {
         assert_eq!(&config["toolChoice"], converse, "{config}");
     }
     assert_eq!(sent[3].get("toolConfig"), None, "{}", sent[3]);
+}
+
+/// The client owns its history: nothing is summarised or dropped, so messages that leave no room
+/// for an answer in the model's window are refused (local/echo: 8 192 tokens), and nothing is
+/// stored. Up to 128 tools are taken (129 is in the error table).
+#[tokio::test]
+async fn over_the_window_is_a_400_and_128_tools_are_taken() {
+    let app = TestApp::spawn().await;
+    let ada = app.register("openai-window@example.com").await;
+    let path = format!("{BASE}/chat/completions");
+    let long = "word ".repeat(8192 * 4 / 5);
+    let err = openai_error(
+        &app.post(
+            &path,
+            json!({"model": "local/echo", "messages": [
+                {"role": "user", "content": "hi"},
+                {"role": "assistant", "content": long},
+                {"role": "user", "content": "and now?"}]}),
+            Some(&ada.access),
+        )
+        .await,
+        StatusCode::BAD_REQUEST,
+    );
+    assert_eq!(err["param"], "messages", "{err}");
+    let api_list = app
+        .get("/api/v1/conversations?source=api", Some(&ada.access))
+        .await
+        .json();
+    assert_eq!(api_list["items"], json!([]));
+
+    let tools: Vec<Value> = (0..128)
+        .map(|i| json!({"type": "function", "function": {"name": format!("tool_{i}")}}))
+        .collect();
+    let res = app
+        .post(
+            &path,
+            json!({"model": "local/echo", "tools": tools,
+                   "messages": [{"role": "user", "content": "/tool tool_127 {}"}]}),
+            Some(&ada.access),
+        )
+        .await;
+    assert_eq!(res.status, StatusCode::OK, "{}", res.text());
+    assert_eq!(
+        res.json()["choices"][0]["message"]["tool_calls"][0]["function"]["name"],
+        "tool_127"
+    );
+}
+
+/// A provider failure in a client-tool turn: bounded retries, OpenAI's error shape with a stable
+/// code, and the failed answer stored after the kept user message.
+#[tokio::test]
+async fn a_failing_upstream_in_a_tool_turn_is_a_502_and_the_turn_is_stored() {
+    use wiremock::{matchers::method, Mock, MockServer, ResponseTemplate};
+    let server = MockServer::start().await;
+    Mock::given(method("POST"))
+        .respond_with(ResponseTemplate::new(503).set_body_json(
+            codechat_api_tests::fakes::openai_error("overloaded", "server_error"),
+        ))
+        .mount(&server)
+        .await;
+    let app = TestApp::with_openai_fake(
+        &format!("{}/v1", server.uri()),
+        &[("PROVIDER_MAX_ATTEMPTS", "2")],
+    )
+    .await;
+    let ada = app.register("openai-tool-failure@example.com").await;
+    let err = openai_error(
+        &app.post(
+            &format!("{BASE}/chat/completions"),
+            json!({"model": "openai/gpt-4o-mini", "tools": [weather()],
+                   "messages": [{"role": "user", "content": "Weather in Oslo?"}]}),
+            Some(&ada.access),
+        )
+        .await,
+        StatusCode::BAD_GATEWAY,
+    );
+    assert_eq!(
+        (err["type"].as_str(), err["code"].as_str()),
+        (Some("api_error"), Some("provider_unavailable"))
+    );
+    assert!(!err.to_string().contains("overloaded"), "{err}");
+    assert_eq!(server.received_requests().await.unwrap().len(), 2);
+    let api_list = app
+        .get("/api/v1/conversations?source=api", Some(&ada.access))
+        .await
+        .json();
+    let id = api_list["items"][0]["id"].as_str().unwrap();
+    let messages = app.messages(&ada.access, id).await;
+    assert_eq!(messages[0]["content"], "Weather in Oslo?");
+    assert_eq!(
+        (
+            messages[1]["status"].as_str(),
+            messages[1]["error"].as_str()
+        ),
+        (Some("failed"), Some("provider_unavailable"))
+    );
 }

@@ -22,7 +22,7 @@ use super::{
     CurrentUser,
 };
 use crate::{
-    attachments::Sniffed,
+    attachments::{self, Sniffed},
     chat::{AttachmentsInput, ChatInput, ClientTurns},
     error::Error,
     function::{Function, Limits, Transport},
@@ -184,15 +184,18 @@ struct Checked {
 /// The most tools a request may offer (OpenAI's limit).
 const MAX_TOOLS: usize = 128;
 
-/// A message's content: its text parts joined, and its images (user messages only).
+/// A message's content: its text parts joined, and its images. `max_image_bytes` is set where
+/// images are taken (user messages); a message without it may also have no content.
 fn content_of(
     content: &Option<Value>,
     param: &str,
-    images: Option<(&mut Vec<FilePart>, u64)>,
-) -> Result<String, OpenAiError> {
+    max_image_bytes: Option<u64>,
+) -> Result<(String, Vec<FilePart>), OpenAiError> {
     let parts = match content {
-        Some(Value::String(s)) => return Ok(s.clone()),
-        None | Some(Value::Null) if images.is_none() => return Ok(String::new()),
+        Some(Value::String(s)) => return Ok((s.clone(), Vec::new())),
+        None | Some(Value::Null) if max_image_bytes.is_none() => {
+            return Ok((String::new(), Vec::new()))
+        }
         Some(Value::Array(parts)) => parts,
         _ => {
             return Err(OpenAiError::invalid(
@@ -202,16 +205,16 @@ fn content_of(
         }
     };
     let mut text = Vec::new();
-    let mut images = images;
+    let mut images = Vec::new();
     for (j, part) in parts.iter().enumerate() {
         let at = format!("{param}[{j}]");
-        match (part["type"].as_str(), &mut images) {
+        match (part["type"].as_str(), max_image_bytes) {
             (Some("text"), _) => match part["text"].as_str() {
                 Some(t) => text.push(t.to_string()),
                 None => return Err(OpenAiError::invalid(&at, "a text part needs `text`")),
             },
-            (Some("image_url"), Some((files, max_bytes))) => {
-                files.push(image_of(&part["image_url"], &at, *max_bytes)?)
+            (Some("image_url"), Some(max_bytes)) => {
+                images.push(image_of(&part["image_url"], &at, max_bytes)?)
             }
             (Some("image_url"), None) => {
                 return Err(OpenAiError::invalid(&at, "only user messages take images"))
@@ -230,7 +233,7 @@ fn content_of(
             }
         }
     }
-    Ok(text.join("\n"))
+    Ok((text.join("\n"), images))
 }
 
 /// An `image_url` part as a file for the model. Only `data:` URLs: fetching a caller's URL from
@@ -265,27 +268,21 @@ fn image_of(image: &Value, param: &str, max_bytes: u64) -> Result<FilePart, Open
     if bytes.len() as u64 > max_bytes {
         return Err(image_too_large(param, max_bytes));
     }
-    let sniffed = match Sniffed::of(&bytes[..bytes.len().min(16)]) {
-        Sniffed::Png => "image/png",
-        Sniffed::Jpeg => "image/jpeg",
-        Sniffed::Gif => "image/gif",
-        Sniffed::Webp => "image/webp",
-        _ => {
-            return Err(OpenAiError::invalid(
-                param,
-                "the image must be PNG, JPEG, GIF or WebP",
-            ))
-        }
-    };
-    if media_type != sniffed {
+    let Some(extension) = ["png", "jpeg", "gif", "webp"]
+        .into_iter()
+        .find(|t| media_type.strip_prefix("image/") == Some(*t))
+    else {
         return Err(OpenAiError::invalid(
             param,
-            format!("the data is {sniffed}, not {media_type}"),
+            "the image must be image/png, image/jpeg, image/gif or image/webp",
         ));
-    }
+    };
+    // The bytes must be what the URL says, as for uploaded attachments.
+    attachments::check_type(media_type, Sniffed::of(&bytes[..bytes.len().min(16)]))
+        .map_err(|e| OpenAiError::invalid(param, format!("the data URL's type {}", e.message)))?;
     Ok(FilePart {
-        name: format!("image.{}", &sniffed["image/".len()..]),
-        media_type: sniffed.to_string(),
+        name: format!("image.{extension}"),
+        media_type: media_type.to_string(),
         kind: FileKind::Image,
         bytes: bytes.into(),
     })
@@ -426,7 +423,7 @@ fn turns_of(
         let param = format!("messages[{i}].content");
         let speaker = match m.role.as_str() {
             "system" | "developer" => {
-                system.push(content_of(&m.content, &param, None)?);
+                system.push(content_of(&m.content, &param, None)?.0);
                 continue;
             }
             "user" | "tool" => Speaker::User,
@@ -442,11 +439,10 @@ fn turns_of(
             turns.push(Turn::new(speaker, ""));
         }
         let open = turns.len() - 1;
-        let mut files = Vec::new();
-        let text = content_of(
+        let (text, files) = content_of(
             &m.content,
             &param,
-            (m.role == "user").then_some((&mut files, max_image_bytes)),
+            (m.role == "user").then_some(max_image_bytes),
         )?;
         if m.role == "tool" {
             let Some(call_id) = m.tool_call_id.clone() else {
@@ -589,24 +585,27 @@ fn check(state: &AppState, req: CompletionRequest) -> Result<Checked, OpenAiErro
         return Err(OpenAiError::invalid("max_tokens", "must be at least 1"));
     }
     let messages = req.messages.unwrap_or_default();
-    let Some(last) = messages.last() else {
+    let Some(at) = messages.len().checked_sub(1) else {
         return Err(OpenAiError::invalid(
             "messages",
             "messages must hold at least one message",
         ));
     };
-    let at = messages.len() - 1;
-    if last.role != "user" && last.role != "tool" {
-        return Err(OpenAiError::invalid(
+    let last_role = || {
+        OpenAiError::invalid(
             &format!("messages[{at}].role"),
             "the last message must be the user's or a tool's",
-        ));
+        )
+    };
+    if !matches!(messages[at].role.as_str(), "user" | "tool") {
+        return Err(last_role());
     }
     let max_image_bytes = state.config().max_chat_attachment_bytes;
     let (system, turns) = turns_of(&messages, max_image_bytes)?;
-    let newest = turns
-        .last()
-        .expect("the last message is the user's or a tool's");
+    // A last user or tool message always makes a last user turn; this only avoids a panic path.
+    let Some(newest) = turns.last() else {
+        return Err(last_role());
+    };
     if turns.iter().any(|t| !t.files.is_empty()) && !model.capabilities.vision {
         return Err(OpenAiError::invalid(
             "messages",

@@ -23,8 +23,8 @@ use crate::{
     knowledge,
     models::{Catalog, Model},
     providers::{
-        FileKind, FilePart, ModelRequest, ProviderError, Providers, Purpose, RetryPolicy,
-        StreamEvent, TokenUsage, ToolChoice, ToolSpec, Turn,
+        Completion, FileKind, FilePart, ModelRequest, ProviderError, Providers, Purpose,
+        RetryPolicy, StreamEvent, TokenUsage, ToolCall, ToolChoice, ToolSpec, Turn,
     },
     quotas::{self, Budget, Holds},
     store::{
@@ -556,33 +556,8 @@ pub async fn run(
     let mut changes = Vec::new();
     // The calls of a client's tools, handed back to the client unrun.
     let mut tool_calls = Vec::new();
-    let client_tools = !tool_turn && !plan.request.tools.is_empty();
+    let client_tools = !plan.request.tools.is_empty();
     let (text, result) = match (&deltas, tool_turn) {
-        _ if client_tools => {
-            let call = settings
-                .retry
-                .run(|| providers.complete(&model, &plan.request));
-            match tokio::time::timeout_at(deadline, call).await {
-                Ok(Ok(c)) => {
-                    // Not streamed (a call must be whole): the text goes as one delta.
-                    if let (Some(tx), false) = (&deltas, c.text.is_empty()) {
-                        let _ = tx.send(TurnEvent::Delta(c.text.clone())).await;
-                    }
-                    tool_calls = c
-                        .tool_calls
-                        .into_iter()
-                        .map(|c| ToolCallRecord {
-                            id: c.id,
-                            name: c.name,
-                            input: c.input,
-                        })
-                        .collect();
-                    (c.text, Ok(c.usage))
-                }
-                Ok(Err(e)) => (String::new(), Err(TurnEnd::Provider(e))),
-                Err(_) => (String::new(), Err(TurnEnd::OutOfTime)),
-            }
-        }
         (_, true) => {
             let ws = agent::Workspace {
                 conn,
@@ -602,17 +577,22 @@ pub async fn run(
             turn.run(&ws, &mut plan.request, &mut changes, &mut holds)
                 .await
         }
-        (Some(tx), false) => {
+        (Some(tx), false) if !client_tools => {
             stream_answer(providers, settings, deadline, &model, &plan.request, tx).await
         }
-        (None, false) => {
-            let call = settings
-                .retry
-                .run(|| providers.complete(&model, &plan.request));
-            match tokio::time::timeout_at(deadline, call).await {
-                Ok(Ok(c)) => (c.text, Ok(c.usage)),
-                Ok(Err(e)) => (String::new(), Err(TurnEnd::Provider(e))),
-                Err(_) => (String::new(), Err(TurnEnd::OutOfTime)),
+        // A whole call: none streamed, or one with the client's tools (a call must be whole, so
+        // its text goes as one delta).
+        (deltas, false) => {
+            match complete_within(providers, settings.retry, deadline, &model, &plan.request).await
+            {
+                Ok(c) => {
+                    if let (Some(tx), false) = (deltas, c.text.is_empty()) {
+                        let _ = tx.send(TurnEvent::Delta(c.text.clone())).await;
+                    }
+                    tool_calls = c.tool_calls.into_iter().map(ToolCallRecord::from).collect();
+                    (c.text, Ok(c.usage))
+                }
+                Err(end) => (String::new(), Err(end)),
             }
         }
     };
@@ -722,14 +702,17 @@ impl AgentTurn<'_> {
                     return (String::new(), Err(TurnEnd::Failed(e)));
                 }
             }
-            let call = self
-                .settings
-                .retry
-                .run(|| self.providers.complete(self.model, request));
-            let completion = match tokio::time::timeout_at(self.deadline, call).await {
-                Ok(Ok(c)) => c,
-                Ok(Err(e)) => return (String::new(), Err(TurnEnd::Provider(e))),
-                Err(_) => return (String::new(), Err(TurnEnd::OutOfTime)),
+            let completion = match complete_within(
+                self.providers,
+                self.settings.retry,
+                self.deadline,
+                self.model,
+                request,
+            )
+            .await
+            {
+                Ok(c) => c,
+                Err(end) => return (String::new(), Err(end)),
             };
             total.input_tokens += completion.usage.input_tokens;
             total.output_tokens += completion.usage.output_tokens;
@@ -766,6 +749,34 @@ impl AgentTurn<'_> {
         );
         self.emit(TurnEvent::Delta(text.clone())).await;
         (text, Ok(total))
+    }
+}
+
+/// One whole call (not streamed), retried while nothing has been output, within the turn's
+/// deadline.
+async fn complete_within(
+    providers: &Providers,
+    retry: RetryPolicy,
+    deadline: Instant,
+    model: &Model,
+    request: &ModelRequest,
+) -> std::result::Result<Completion, TurnEnd> {
+    match tokio::time::timeout_at(deadline, retry.run(|| providers.complete(model, request))).await
+    {
+        Ok(Ok(c)) => Ok(c),
+        Ok(Err(e)) => Err(TurnEnd::Provider(e)),
+        Err(_) => Err(TurnEnd::OutOfTime),
+    }
+}
+
+/// A model's call of a client's tool, as the answer keeps it.
+impl From<ToolCall> for ToolCallRecord {
+    fn from(c: ToolCall) -> Self {
+        ToolCallRecord {
+            id: c.id,
+            name: c.name,
+            input: c.input,
+        }
     }
 }
 

@@ -514,24 +514,10 @@ fn usage_params(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::{config::DatabaseConfig, kinds::Role, store::Store};
 
     #[tokio::test]
     async fn terms_are_counted_by_their_stem_as_the_search_matches_them() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(&DatabaseConfig::LocalFile(dir.path().join("db")))
-            .await
-            .unwrap();
-        let conn = store.conn().await.unwrap();
-        let user = conn
-            .insert_user(crate::store::NewUser {
-                email: "stems@example.com",
-                password_hash: "x",
-                display_name: "Stems",
-                role: Role::User,
-            })
-            .await
-            .unwrap();
+        let (_dir, conn, user_id) = crate::store::test_conn_with_user().await;
         let chunk = |content: &str| NewChunk {
             ord: 0,
             heading: String::new(),
@@ -540,7 +526,7 @@ mod tests {
             embedding: None,
         };
         let document = NewDocument {
-            user_id: user.id,
+            user_id,
             title: "Words",
             content_type: "text/plain",
             size: 1,
@@ -556,7 +542,7 @@ mod tests {
         let terms: Vec<String> = ["indexing", "rows", "keys", "absent", "say \"hi\""]
             .map(String::from)
             .to_vec();
-        let found = conn.term_frequencies(user.id, &terms).await.unwrap();
+        let found = conn.term_frequencies(user_id, &terms).await.unwrap();
         // "indexing" is every chunk's stem "index"; "rows" two; a quote is text, not syntax.
         assert_eq!(found.counts, vec![3, 2, 1, 0, 0]);
         assert_eq!((found.total, found.own), (3, 3));

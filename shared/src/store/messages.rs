@@ -166,24 +166,28 @@ pub(super) fn message_at(row: &Row, at: i32) -> StoreResult<Message> {
             let json: String = col(row, at + 9, "messages.attachments")?;
             serde_json::from_str(&json).map_err(|_| StoreError::Corrupt("messages.attachments"))?
         },
-        changes: match col::<Option<String>>(row, at + 10, "messages.changes")? {
-            Some(json) => {
-                serde_json::from_str(&json).map_err(|_| StoreError::Corrupt("messages.changes"))?
-            }
-            None => Vec::new(),
-        },
+        changes: json_list(row, at + 10, "messages.changes")?,
         agent_id: col(row, at + 11, "messages.agent_id")?,
-        citations: match col::<Option<String>>(row, at + 12, "messages.citations")? {
-            Some(json) => serde_json::from_str(&json)
-                .map_err(|_| StoreError::Corrupt("messages.citations"))?,
-            None => Vec::new(),
-        },
-        tool_calls: match col::<Option<String>>(row, at + 13, "messages.tool_calls")? {
-            Some(json) => serde_json::from_str(&json)
-                .map_err(|_| StoreError::Corrupt("messages.tool_calls"))?,
-            None => Vec::new(),
-        },
+        citations: json_list(row, at + 12, "messages.citations")?,
+        tool_calls: json_list(row, at + 13, "messages.tool_calls")?,
     })
+}
+
+/// A column holding a JSON array, or NULL for none (most messages).
+fn json_list<T: serde::de::DeserializeOwned>(
+    row: &Row,
+    at: i32,
+    name: &'static str,
+) -> StoreResult<Vec<T>> {
+    match col::<Option<String>>(row, at, name)? {
+        Some(json) => serde_json::from_str(&json).map_err(|_| StoreError::Corrupt(name)),
+        None => Ok(Vec::new()),
+    }
+}
+
+/// A list as its JSON column: NULL when empty.
+fn list_json<T: serde::Serialize>(items: &[T]) -> Option<String> {
+    (!items.is_empty()).then(|| serde_json::to_string(items).unwrap_or_default())
 }
 
 impl Conn {
@@ -239,11 +243,11 @@ impl Conn {
                     new.error,
                     created_at.clone(),
                     usage,
-                    (!new.changes.is_empty()).then(|| serde_json::to_string(new.changes).unwrap_or_default()),
+                    list_json(new.changes),
                     new.agent_id,
                     holds,
-                    (!new.citations.is_empty()).then(|| serde_json::to_string(new.citations).unwrap_or_default()),
-                    (!new.tool_calls.is_empty()).then(|| serde_json::to_string(new.tool_calls).unwrap_or_default())
+                    list_json(new.citations),
+                    list_json(new.tool_calls)
                 ],
             )
             .await?;

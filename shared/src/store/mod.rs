@@ -445,6 +445,27 @@ impl<T: FromColumn> FromColumn for Option<T> {
     }
 }
 
+/// For unit tests: a fresh store in a temporary folder (kept while the `TempDir` lives) and one
+/// user in it.
+#[cfg(test)]
+pub(crate) async fn test_conn_with_user() -> (tempfile::TempDir, Conn, crate::ids::UserId) {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(&DatabaseConfig::LocalFile(dir.path().join("db")))
+        .await
+        .unwrap();
+    let conn = store.conn().await.unwrap();
+    let user = conn
+        .insert_user(NewUser {
+            email: "unit@example.com",
+            password_hash: "x",
+            display_name: "unit",
+            role: crate::kinds::Role::User,
+        })
+        .await
+        .unwrap();
+    (dir, conn, user.id)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
