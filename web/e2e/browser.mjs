@@ -50,14 +50,28 @@ try {
 
   const composer = page.getByLabel('Message', { exact: true });
   await composer.fill('Hello from a real browser, streamed word by word');
+  // The streaming answer lives a few hundred milliseconds; polling for it can miss it on a busy
+  // machine. An observer set up before sending records every text the streaming bubble was given
+  // (each record, so deltas handled in one task are still counted one by one).
+  await page.evaluate(() => {
+    window.__streamed = [];
+    new MutationObserver((records) => {
+      for (const r of records) {
+        if (!r.target.matches?.('.message.assistant .body')) continue;
+        for (const node of r.addedNodes) if (node.textContent) window.__streamed.push(node.textContent);
+      }
+    }).observe(document.getElementById('messages'), { subtree: true, childList: true });
+  });
   await composer.press('Enter');
-  await page.locator('.message.assistant.streaming').waitFor({ timeout: 20000 });
   const answer = page.locator('.message.assistant:not(.streaming)').last();
   await answer.waitFor({ timeout: 30000 });
+  await page.locator('#stop').waitFor({ state: 'hidden', timeout: 30000 });
   const text = await answer.locator('.body').innerText();
   if (!text.includes('Hello from a real browser')) throw new Error(`unexpected answer: ${text}`);
+  const streamed = await page.evaluate(() => window.__streamed);
+  if (streamed.length < 2) throw new Error(`the answer did not stream in: ${JSON.stringify(streamed)}`);
   await page.locator('.message.assistant .cost').first().waitFor();
-  step('a message streamed in, with tokens and cost');
+  step(`a message streamed in (${streamed.length} partial texts seen), with tokens and cost`);
 
   await page.reload();
   const item = page.getByRole('button', { name: /^Open conversation / }).first();
