@@ -1,5 +1,6 @@
-//! The small closed sets of values that the store, the domain and the API all speak: account roles
-//! and message roles and states. A leaf module: it depends on nothing in the crate.
+//! The small values that the store, the domain, the providers and the API all speak: account roles,
+//! message roles and states, and a model's tool call. A leaf module: it depends on nothing in the
+//! crate.
 
 use serde::{Deserialize, Serialize};
 
@@ -59,6 +60,16 @@ text_enum!(
     /// Whether an agent takes new turns.
     AgentStatus { Active = "active", Inactive = "inactive" }
 );
+
+/// A model's call of a tool: what providers return, the agent runs, and an answer keeps (as JSON,
+/// for the calls handed to a client unrun).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ToolCall {
+    /// The provider's id for the call, echoed with its output.
+    pub id: String,
+    pub name: String,
+    pub input: serde_json::Value,
+}
 
 #[cfg(test)]
 mod tests {

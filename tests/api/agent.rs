@@ -210,13 +210,7 @@ async fn openai_tool_calls_loop_until_the_answer() {
     // Every step's usage is billed on the answer.
     assert_eq!(turn["usage"]["input_tokens"], 320);
 
-    let sent: Vec<Value> = server
-        .received_requests()
-        .await
-        .unwrap()
-        .iter()
-        .map(|r| r.body_json().unwrap())
-        .collect();
+    let sent = codechat_api_tests::fakes::sent_bodies(&server).await;
     assert_eq!(sent.len(), 3);
     assert_eq!(sent[0]["tools"].as_array().unwrap().len(), 5);
     assert!(
@@ -303,13 +297,7 @@ async fn bedrock_tool_use_and_results_go_as_converse_blocks() {
     assert_eq!(res.status, StatusCode::OK, "{}", res.text());
     assert_eq!(res.json()["assistant_message"]["content"], "It prints hi.");
 
-    let sent: Vec<Value> = server
-        .received_requests()
-        .await
-        .unwrap()
-        .iter()
-        .map(|r| r.body_json().unwrap())
-        .collect();
+    let sent = codechat_api_tests::fakes::sent_bodies(&server).await;
     assert_eq!(
         sent[0]["toolConfig"]["tools"][0]["toolSpec"]["name"],
         "list_files"
@@ -400,13 +388,7 @@ async fn bedrock_reads_then_writes_and_a_traversal_is_a_tool_error() {
         StatusCode::NOT_FOUND
     );
 
-    let sent: Vec<Value> = server
-        .received_requests()
-        .await
-        .unwrap()
-        .iter()
-        .map(|r| r.body_json().unwrap())
-        .collect();
+    let sent = codechat_api_tests::fakes::sent_bodies(&server).await;
     let results = &sent[1]["messages"].as_array().unwrap().last().unwrap()["content"];
     assert_eq!(results[0]["toolResult"]["status"], "success");
     assert_eq!(

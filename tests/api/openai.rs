@@ -638,9 +638,9 @@ async fn tools_choices_tool_messages_and_images_reach_openai_as_sent() {
     );
     assert_eq!(c["usage"]["prompt_tokens"], 40);
 
-    let sent: Value = server.received_requests().await.unwrap()[0]
-        .body_json()
-        .unwrap();
+    let sent = codechat_api_tests::fakes::sent_bodies(&server)
+        .await
+        .remove(0);
     assert_eq!(sent["tools"], json!([weather()]));
     assert_eq!(
         sent["tool_choice"],
@@ -744,13 +744,7 @@ async fn tool_choices_map_to_converse_and_bedrock_tool_uses_come_back() {
         StatusCode::BAD_REQUEST,
     );
     assert_eq!(err["param"], "messages", "{err}");
-    let sent: Vec<Value> = server
-        .received_requests()
-        .await
-        .unwrap()
-        .iter()
-        .map(|r| r.body_json().unwrap())
-        .collect();
+    let sent = codechat_api_tests::fakes::sent_bodies(&server).await;
     assert_eq!(sent.len(), 4, "the refused image made no call");
     for (i, (_, converse)) in choices.iter().enumerate() {
         let config = &sent[i]["toolConfig"];
@@ -857,5 +851,57 @@ async fn a_failing_upstream_in_a_tool_turn_is_a_502_and_the_turn_is_stored() {
             messages[1]["error"].as_str()
         ),
         (Some("failed"), Some("provider_unavailable"))
+    );
+}
+
+/// A client's earlier call and its output reach Converse as toolUse and toolResult blocks under
+/// the client's call id; with `tool_choice: "none"` the tool list still goes (Converse needs it
+/// beside tool blocks), without a `toolChoice`.
+#[tokio::test]
+async fn a_client_tool_round_trip_reaches_converse_as_tool_blocks() {
+    use wiremock::{
+        matchers::{method, path_regex},
+        Mock, MockServer, ResponseTemplate,
+    };
+    let server = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(path_regex("^/model/[^/]+/converse$"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(
+            codechat_api_tests::fakes::bedrock_converse("It is 18C.", 30, 4),
+        ))
+        .mount(&server)
+        .await;
+    let app = TestApp::with_bedrock_fake(&server.uri(), &[]).await;
+    let ada = app.register("openai-bedrock-round-trip@example.com").await;
+    let res = app
+        .post(
+            &format!("{BASE}/chat/completions"),
+            json!({"model": "bedrock/claude-sonnet-4", "tools": [weather()], "tool_choice": "none",
+                   "messages": [
+                       {"role": "user", "content": "Weather in Paris?"},
+                       {"role": "assistant", "content": null, "tool_calls": [call("call_1", "{\"city\":\"Paris\"}")]},
+                       {"role": "tool", "tool_call_id": "call_1", "content": "18C"}]}),
+            Some(&ada.access),
+        )
+        .await;
+    assert_eq!(res.status, StatusCode::OK, "{}", res.text());
+    let c = res.json();
+    assert_eq!(c["choices"][0]["finish_reason"], "stop");
+    assert_eq!(c["choices"][0]["message"]["content"], "It is 18C.");
+
+    let sent = codechat_api_tests::fakes::sent_bodies(&server).await;
+    assert_eq!(sent.len(), 1);
+    let config = &sent[0]["toolConfig"];
+    assert_eq!(config["tools"][0]["toolSpec"]["name"], "get_weather");
+    assert_eq!(config.get("toolChoice"), None, "{config}");
+    let messages = sent[0]["messages"].as_array().unwrap();
+    assert_eq!(messages.len(), 3, "{messages:?}");
+    assert_eq!(
+        messages[1]["content"][0]["toolUse"],
+        json!({"toolUseId": "call_1", "name": "get_weather", "input": {"city": "Paris"}})
+    );
+    assert_eq!(
+        messages[2]["content"][0]["toolResult"],
+        json!({"toolUseId": "call_1", "content": [{"text": "18C"}], "status": "success"})
     );
 }

@@ -109,7 +109,7 @@ pub struct MessageOut {
     /// endpoint with the client's tools): `id`, `name`, `input`.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schema(value_type = Vec<Object>)]
-    pub tool_calls: Vec<crate::store::ToolCallRecord>,
+    pub tool_calls: Vec<crate::kinds::ToolCall>,
 }
 
 /// An attachment as a message lists it; `GET /attachments/{id}` has the rest.

@@ -27,10 +27,7 @@ use crate::{
         RetryPolicy, StreamEvent, TokenUsage, ToolCall, ToolChoice, ToolSpec, Turn,
     },
     quotas::{self, Budget, Holds},
-    store::{
-        AttachmentRef, Citation, Conn, Conversation, Message, NewMessage, ToolCallRecord,
-        UsageRecord,
-    },
+    store::{AttachmentRef, Citation, Conn, Conversation, Message, NewMessage, UsageRecord},
 };
 
 /// The most messages read to build a turn's context. Older unsummarised messages beyond this are
@@ -273,11 +270,10 @@ pub async fn start(
         );
         // A long newest message may leave less room than asked for: the answer gets what fits.
         plan.request.max_tokens = context::answer_room(&model, &plan.request).clamp(1, max_tokens);
-        let mut cost =
-            TokenUsage::estimate(&plan.request, "").input_tokens + plan.request.max_tokens as u64;
+        let mut cost = plan.request.most_tokens();
         if !plan.to_summarise.is_empty() {
-            let request = context::summary_request(&model, summary.as_deref(), &plan.to_summarise);
-            cost += TokenUsage::estimate(&request, "").input_tokens + request.max_tokens as u64;
+            cost += context::summary_request(&model, summary.as_deref(), &plan.to_summarise)
+                .most_tokens();
         }
         (plan, cost)
     };
@@ -418,7 +414,7 @@ fn client_plan(
         ));
     }
     request.max_tokens = room.min(max_tokens);
-    let cost = TokenUsage::estimate(&request, "").input_tokens + request.max_tokens as u64;
+    let cost = request.most_tokens();
     Ok((
         context::Plan {
             request,
@@ -589,7 +585,7 @@ pub async fn run(
                     if let (Some(tx), false) = (deltas, c.text.is_empty()) {
                         let _ = tx.send(TurnEvent::Delta(c.text.clone())).await;
                     }
-                    tool_calls = c.tool_calls.into_iter().map(ToolCallRecord::from).collect();
+                    tool_calls = c.tool_calls;
                     (c.text, Ok(c.usage))
                 }
                 Err(end) => (String::new(), Err(end)),
@@ -696,9 +692,7 @@ impl AgentTurn<'_> {
             // The turn's reservation covers its first call; each further call reserves its own
             // maximum cost, and a budget that cannot take it ends the turn.
             if step > 0 {
-                let cost =
-                    TokenUsage::estimate(request, "").input_tokens + request.max_tokens as u64;
-                if let Err(e) = holds.extend(ws.conn, cost).await {
+                if let Err(e) = holds.extend(ws.conn, request.most_tokens()).await {
                     return (String::new(), Err(TurnEnd::Failed(e)));
                 }
             }
@@ -766,17 +760,6 @@ async fn complete_within(
         Ok(Ok(c)) => Ok(c),
         Ok(Err(e)) => Err(TurnEnd::Provider(e)),
         Err(_) => Err(TurnEnd::OutOfTime),
-    }
-}
-
-/// A model's call of a client's tool, as the answer keeps it.
-impl From<ToolCall> for ToolCallRecord {
-    fn from(c: ToolCall) -> Self {
-        ToolCallRecord {
-            id: c.id,
-            name: c.name,
-            input: c.input,
-        }
     }
 }
 
@@ -878,7 +861,7 @@ struct Answer<'a> {
     changes: &'a [crate::store::FileChange],
     agent_id: Option<&'a str>,
     citations: &'a [Citation],
-    tool_calls: &'a [ToolCallRecord],
+    tool_calls: &'a [ToolCall],
 }
 
 /// Stores the answer with its usage rows (the chat row last) in one statement, which also settles

@@ -558,7 +558,7 @@ pub async fn search(
     // Two steps, each of two parts run together. First the words' counts and the query's vector
     // (a remote embedder's call overlaps the statement). Then the full-text statement here and
     // the vector statement on a second connection in its own task: on a local file the two run on
-    // two cores (at 100k chunks about 4 and 6 ms each; README, Benchmarks), against a remote store
+    // two cores (at 100k chunks about 6 and 4.5 ms p50; README, Benchmarks), against a remote store
     // their round trips overlap.
     let ((terms, factor), vector) = tokio::try_join!(
         search_terms(conn, user_id, &words),

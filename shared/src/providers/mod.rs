@@ -71,14 +71,7 @@ pub enum ToolChoice {
     Named(String),
 }
 
-/// A model's call of a tool.
-#[derive(Debug, Clone, PartialEq)]
-pub struct ToolCall {
-    /// The provider's id for the call, echoed with its output.
-    pub id: String,
-    pub name: String,
-    pub input: serde_json::Value,
-}
+pub use crate::kinds::ToolCall;
 
 /// What a tool call returned.
 #[derive(Debug, Clone, PartialEq)]
@@ -148,6 +141,14 @@ pub struct ModelRequest {
     /// Tools the model may call (empty: none).
     pub tools: Vec<ToolSpec>,
     pub tool_choice: ToolChoice,
+}
+
+impl ModelRequest {
+    /// The most tokens the call can bill: its input's estimate and all of the answer's room (what
+    /// a turn reserves against its budget before calling).
+    pub fn most_tokens(&self) -> u64 {
+        TokenUsage::estimate(self, "").input_tokens + self.max_tokens as u64
+    }
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]

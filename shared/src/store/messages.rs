@@ -3,7 +3,7 @@
 use super::{col, collect, first, usage, Conn, Row, StoreError, StoreResult, UsageRecord};
 use crate::{
     ids::{ConversationId, MessageId, UserId},
-    kinds::{MessageRole, MessageStatus},
+    kinds::{MessageRole, MessageStatus, ToolCall},
 };
 
 #[derive(Debug, Clone)]
@@ -26,7 +26,7 @@ pub struct Message {
     /// The knowledge chunks the answer was given as numbered sources (answers only).
     pub citations: Vec<Citation>,
     /// The tools the answer asks its client to call (client-tool answers only).
-    pub tool_calls: Vec<ToolCallRecord>,
+    pub tool_calls: Vec<ToolCall>,
 }
 
 impl Message {
@@ -70,14 +70,6 @@ pub struct Citation {
     pub snippet: String,
 }
 
-/// A tool call an answer handed to its client, unrun: the provider's call id, the tool, its input.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct ToolCallRecord {
-    pub id: String,
-    pub name: String,
-    pub input: serde_json::Value,
-}
-
 /// A project file the coding agent changed.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct FileChange {
@@ -111,7 +103,7 @@ pub struct NewMessage<'a> {
     pub changes: &'a [FileChange],
     pub agent_id: Option<&'a str>,
     pub citations: &'a [Citation],
-    pub tool_calls: &'a [ToolCallRecord],
+    pub tool_calls: &'a [ToolCall],
 }
 
 impl NewMessage<'_> {

@@ -53,7 +53,7 @@ pub use conversations::{Conversation, ConversationChanges, NewConversation};
 pub use idempotency::{IdempotencyRecord, NewClaim};
 pub use knowledge::{ChunkHit, Document, EmbeddingBill, NewChunk, NewDocument};
 pub use login_failures::FailureScope;
-pub use messages::{AttachmentRef, Citation, FileChange, Message, NewMessage, ToolCallRecord};
+pub use messages::{AttachmentRef, Citation, FileChange, Message, NewMessage};
 pub use projects::{NewProjectFile, Project, ProjectFile, ProjectWriter};
 pub use quotas::{HoldRequest, RateOutcome};
 pub use tokens::{NewRefreshToken, RefreshOutcome};
