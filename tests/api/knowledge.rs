@@ -1238,3 +1238,121 @@ async fn a_large_document_whose_embedding_fails_is_marked_failed() {
     );
     assert_eq!(fakes::sent_bodies(&server).await.len(), calls);
 }
+
+/// A time long past, as the store writes times: a lease that has run out.
+const LONG_AGO: &str = "2000-01-01T00:00:00.000000Z";
+
+/// Indexing writes a document's chunks in batches behind `indexing`, so a run can die part-way.
+/// The worker's retry resumes it after the chunks already stored (not storing or embedding them
+/// again) and it ends complete; a request's run that died leaves no text to resume from, and the
+/// sweep before the next new document removes it, chunks included.
+#[tokio::test]
+async fn a_run_that_died_part_way_is_resumed_or_swept() {
+    use codechat::{ids::DocumentId, store::NewChunk};
+    let text = format!(
+        "# Airships\n\n{}\n\nThe zeppelin floats over the harbour.",
+        "Lighter than air craft drift slowly over fields. ".repeat(120)
+    );
+    let limit = (text.len() - 1).to_string();
+    let app = TestApp::with_env(&[
+        ("MAX_INDEX_IN_REQUEST_BYTES", limit.as_str()),
+        ("UNPACK_IN_WORKER", "true"),
+    ])
+    .await;
+    let t = app.register("died@example.com").await.access;
+    let user_id: codechat::ids::UserId = app.me(&t).await.json()["id"]
+        .as_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    let conn = app.state.store().conn().await.unwrap();
+    let stored_chunk = |ord: i64, content: &str| NewChunk {
+        ord,
+        heading: "Airships".into(),
+        content: content.into(),
+        tokens: 4,
+        embedding: None,
+    };
+
+    // The worker's run claimed it, stored two chunks, and died; its claim has run out.
+    let res = app
+        .post(
+            DOCUMENTS,
+            json!({"title": "Airships", "content": text}),
+            Some(&t),
+        )
+        .await;
+    assert_eq!(res.status, StatusCode::ACCEPTED, "{}", res.text());
+    let id: DocumentId = res.json()["id"].as_str().unwrap().parse().unwrap();
+    let now = codechat::ids::now();
+    assert!(conn
+        .claim_indexing(id, user_id, &now, LONG_AGO)
+        .await
+        .unwrap()
+        .is_some());
+    let first_two = [
+        stored_chunk(0, "the first run stored this quokka"),
+        stored_chunk(1, "and this"),
+    ];
+    assert!(conn.add_chunks(id, user_id, &first_two).await.unwrap());
+    // Not ready, so no search finds what it has so far.
+    assert!(search(&app, &t, "quokka").await.is_empty());
+    let url = format!("{DOCUMENTS}/{id}");
+    assert_eq!(app.get(&url, Some(&t)).await.json()["status"], "indexing");
+
+    // A new document's sweep leaves it alone: its text waits for the retry.
+    add(&app, &t, "Other", "Something else entirely.").await;
+    assert_eq!(app.get(&url, Some(&t)).await.json()["status"], "indexing");
+
+    worker(
+        app.state.clone(),
+        text_created(&user_id.to_string(), &id.to_string()),
+    )
+    .await
+    .unwrap();
+    let doc = app.get(&url, Some(&t)).await.json();
+    assert_eq!(doc["status"], "ready", "{doc}");
+    let total = doc["chunk_count"].as_i64().unwrap();
+    assert!(total > 3, "{doc}");
+    // Resumed after the two it had: those kept as stored, the rest added once each.
+    assert_eq!(search(&app, &t, "quokka").await[0]["chunk"], 0);
+    let hits = search(&app, &t, "zeppelin harbour").await;
+    let last: Vec<&Value> = hits
+        .iter()
+        .filter(|h| h["document_id"] == doc["id"])
+        .collect();
+    assert_eq!(last[0]["chunk"], total - 1, "{hits:?}");
+    assert_eq!(conn.indexed_through(id).await.unwrap(), Some(total - 1));
+
+    // A request's run stored a batch and died: no text to resume from, so the sweep removes it.
+    let dead = conn
+        .insert_indexing_document(
+            codechat::store::NewDocument {
+                user_id,
+                title: "Half",
+                content_type: "text/plain",
+                size: 10,
+                sha256: "0",
+                embedder: Some("local"),
+            },
+            Some(LONG_AGO),
+        )
+        .await
+        .unwrap();
+    assert!(conn
+        .add_chunks(dead.id, user_id, &[stored_chunk(0, "a half-stored wombat")])
+        .await
+        .unwrap());
+    let dead_url = format!("{DOCUMENTS}/{}", dead.id);
+    assert_eq!(app.get(&dead_url, Some(&t)).await.status, StatusCode::OK);
+    add(&app, &t, "Next", "The next document sweeps.").await;
+    app.get(&dead_url, Some(&t))
+        .await
+        .problem(StatusCode::NOT_FOUND);
+    assert_eq!(conn.indexed_through(dead.id).await.unwrap(), None);
+    // A run whose lease ran out cannot finish it after the sweep's decision.
+    assert!(!conn
+        .finish_indexing(dead.id, user_id, 1, None)
+        .await
+        .unwrap());
+}

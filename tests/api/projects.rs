@@ -987,3 +987,66 @@ async fn concurrent_deliveries_unpack_once() {
         .json();
     assert_eq!(status["status"], "done");
 }
+
+/// A project made from many files is written in batches behind `importing`: no read sees it until
+/// the last batch lands. A run that died part-way leaves it `importing` past its lease; the sweep
+/// before the next import removes it, its blobs included, and the dead run can no longer finish it.
+#[tokio::test]
+async fn an_import_that_died_part_way_is_invisible_and_swept() {
+    use codechat::{blobs::BlobKey, ids::ProjectId};
+    let app = TestApp::spawn().await;
+    let token = app.register("swept@example.com").await.access;
+    let user_id: codechat::ids::UserId = app.me(&token).await.json()["id"]
+        .as_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    let conn = app.state.store().conn().await.unwrap();
+    let id = ProjectId::new();
+    conn.insert_importing_project(id, user_id, "half", None, "2000-01-01T00:00:00.000000Z")
+        .await
+        .unwrap();
+    let blob = BlobKey::project_file(user_id, id, "b1");
+    app.state
+        .blobs()
+        .put(&blob, "application/octet-stream", PNG.to_vec().into())
+        .await
+        .unwrap();
+    let rows = json!([
+        {"path": "a.txt", "size": 2, "sha256": "0", "text": "hi", "blob_key": null},
+        {"path": "b.png", "size": PNG.len(), "sha256": "0", "text": null, "blob_key": blob.as_str()},
+    ]);
+    assert!(conn.add_project_files(id, &rows.to_string()).await.unwrap());
+    // Invisible while importing: not listed, not found.
+    let list = app.get("/api/v1/projects", Some(&token)).await.json();
+    assert_eq!(list["items"], json!([]), "{list}");
+    app.get(&format!("/api/v1/projects/{id}"), Some(&token))
+        .await
+        .problem(StatusCode::NOT_FOUND);
+
+    let res = app
+        .post(
+            "/api/v1/projects/import",
+            json!({"format": "codechat.project", "version": 1, "name": "next",
+                   "files": [{"path": "x.txt", "encoding": "utf-8", "content": "x"}]}),
+            Some(&token),
+        )
+        .await;
+    assert_eq!(res.status, StatusCode::CREATED, "{}", res.text());
+    assert!(conn
+        .stale_imports(&codechat::ids::now(), 10)
+        .await
+        .unwrap()
+        .is_empty());
+    assert!(
+        conn.remove_import(id).await.unwrap().is_empty(),
+        "its rows are gone"
+    );
+    assert!(
+        app.state.blobs().read_all(&blob).await.is_err(),
+        "its blob is gone"
+    );
+    assert!(conn.finish_import(id).await.unwrap().is_none());
+    let list = app.get("/api/v1/projects", Some(&token)).await.json();
+    assert_eq!(list["items"].as_array().unwrap().len(), 1, "{list}");
+}

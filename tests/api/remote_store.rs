@@ -52,8 +52,8 @@ async fn a_user_flow_runs_on_remote_libsql() {
     let id = turn["conversation_id"].as_str().unwrap();
     let msgs = app.messages(&t.access, id).await;
     assert_eq!(msgs.len(), 2, "{msgs:?}");
-    // Knowledge on the server: the document and its chunks in one transaction, FTS5 and the
-    // vector index (sqld is libSQL), and a turn that cites it.
+    // Knowledge on the server: the document and its chunks in batches, FTS5 and the vector index
+    // (sqld is libSQL), and a turn that cites it.
     let doc = app
         .post(
             "/api/v1/knowledge/documents",
@@ -125,6 +125,7 @@ async fn a_user_flow_runs_on_remote_libsql() {
         app.login("remote@example.com", PASSWORD).await.status,
         StatusCode::OK
     );
+    assert_eq!(app.state.store().slow_writes(), 0, "see the warning logged");
 }
 
 #[tokio::test]
@@ -352,4 +353,164 @@ async fn budgets_hold_across_instances_on_remote_libsql() {
         .map(|g| g["input_tokens"].as_i64().unwrap() + g["output_tokens"].as_i64().unwrap())
         .sum();
     assert!(billed <= limit, "billed {billed} of {limit}");
+}
+
+/// A document of `bytes` bytes of Markdown: sections of prose with headings, words varied enough
+/// to give the full-text index real work.
+fn handbook(bytes: usize) -> String {
+    let words = [
+        "lambda", "socket", "stream", "batch", "index", "vector", "token", "budget", "answer",
+        "project", "archive", "lease", "writer", "server", "request", "delta", "window", "cost",
+    ];
+    let mut text = String::with_capacity(bytes + 512);
+    let mut n = 0usize;
+    while text.len() < bytes - 400 {
+        if n % 60 == 0 {
+            text.push_str(&format!("\n\n## Section {}\n\n", n / 60));
+        }
+        let w = words[(n * 7 + n / 3) % words.len()];
+        text.push_str(&format!("{w}{} ", n % 97));
+        if n % 13 == 12 {
+            text.push_str(".\n");
+        }
+        n += 1;
+    }
+    text.truncate(bytes);
+    text
+}
+
+/// A zip of `files` small text files in nested folders, deflated.
+fn many_files_zip(files: usize) -> Vec<u8> {
+    use std::io::Write;
+    let mut w = zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));
+    let options = zip::write::SimpleFileOptions::default()
+        .compression_method(zip::CompressionMethod::Deflated);
+    for i in 0..files {
+        w.start_file(format!("src/m{:02}/f{i:05}.rs", i % 50), options)
+            .unwrap();
+        write!(w, "// file {i}\npub fn f{i}() -> usize {{ {i} }}\n").unwrap();
+    }
+    w.finish().unwrap().into_inner()
+}
+
+/// Long work beside live traffic on the remote store: a 512 KiB knowledge document (indexed inside
+/// its request) and a 5 000-file zip, while other users log in, chat and read their profile. The
+/// long work writes in bounded batches, so every request answers and none with a 5xx, the document
+/// and the project end complete, and no write held the database past the slow-write threshold
+/// (each would have logged a warning naming it). Before the batches, the document's chunks went
+/// in one statement and the zip's rows in one transaction, which the server interrupts past 5 s.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn long_work_beside_live_traffic_on_remote_libsql() {
+    use std::sync::{
+        atomic::{AtomicBool, Ordering},
+        Arc,
+    };
+    let Some(sqld) = Sqld::start().await else {
+        return;
+    };
+    let app = Arc::new(remote_app(&sqld).await);
+    let owner = app.register("bulk@example.com").await.access;
+    let live: Vec<String> = (0..3).map(|i| format!("live{i}@example.com")).collect();
+    for email in &live {
+        app.register(email).await;
+    }
+    let stop = Arc::new(AtomicBool::new(false));
+    let traffic: Vec<_> = live
+        .into_iter()
+        .map(|email| {
+            let (app, stop) = (app.clone(), stop.clone());
+            tokio::spawn(async move {
+                let deadline = std::time::Instant::now() + std::time::Duration::from_secs(240);
+                let mut seen: Vec<(&'static str, StatusCode)> = Vec::new();
+                while !stop.load(Ordering::Relaxed) && std::time::Instant::now() < deadline {
+                    let login = app.login(&email, PASSWORD).await;
+                    seen.push(("login", login.status));
+                    let Some(token) = login.json()["access_token"].as_str().map(str::to_string)
+                    else {
+                        continue;
+                    };
+                    let turn = app
+                        .chat(&token, json!({"message": "still answering?"}), None)
+                        .await;
+                    seen.push(("chat", turn.status));
+                    seen.push(("me", app.me(&token).await.status));
+                }
+                seen
+            })
+        })
+        .collect();
+
+    let text = handbook(512 * 1024);
+    let doc = app
+        .post(
+            "/api/v1/knowledge/documents",
+            json!({"title": "Handbook", "content": text}),
+            Some(&owner),
+        )
+        .await;
+    assert_eq!(doc.status, StatusCode::CREATED, "{}", doc.text());
+    let doc = doc.json();
+    assert_eq!(doc["status"], "ready", "{doc}");
+    assert!(doc["chunk_count"].as_i64().unwrap() > 300, "{doc}");
+
+    let (content_type, body) = codechat_api_tests::multipart(&[(
+        "file",
+        Some("many.zip"),
+        Some("application/zip"),
+        &many_files_zip(5_000),
+    )]);
+    let project = app
+        .send(
+            axum::http::Request::post("/api/v1/projects/upload")
+                .header("authorization", format!("Bearer {owner}"))
+                .header("content-type", content_type)
+                .body(axum::body::Body::from(body))
+                .unwrap(),
+        )
+        .await;
+    assert_eq!(project.status, StatusCode::CREATED, "{}", project.text());
+    let project = project.json();
+    assert_eq!(project["file_count"], 5_000, "{project}");
+
+    stop.store(true, Ordering::Relaxed);
+    let mut answered = 0;
+    for task in traffic {
+        for (what, status) in task.await.unwrap() {
+            assert!(!status.is_server_error(), "{what} answered {status}");
+            answered += 1;
+        }
+    }
+    assert!(answered >= 9, "the live traffic ran: {answered} requests");
+
+    // Complete as stored: every chunk findable, every file listed.
+    let hits = app
+        .get("/api/v1/knowledge/search?q=archive", Some(&owner))
+        .await;
+    assert_eq!(hits.status, StatusCode::OK, "{}", hits.text());
+    assert_eq!(hits.json()["items"][0]["document_id"], doc["id"]);
+    let id = project["id"].as_str().unwrap();
+    let listed = app
+        .get(&format!("/api/v1/projects/{id}"), Some(&owner))
+        .await
+        .json();
+    assert_eq!(listed["file_count"], 5_000, "{listed}");
+    assert_eq!(
+        app.state.store().slow_writes(),
+        0,
+        "a write held the database past {:?} (see the warning logged)",
+        codechat::store::SLOW_WRITE
+    );
+
+    // Deleting both goes in batches too.
+    for path in [
+        format!("/api/v1/projects/{id}"),
+        format!(
+            "/api/v1/knowledge/documents/{}",
+            doc["id"].as_str().unwrap()
+        ),
+    ] {
+        let gone = app.delete(&path, Some(&owner)).await;
+        assert_eq!(gone.status, StatusCode::NO_CONTENT, "{path}");
+    }
+    assert_eq!(app.state.store().slow_writes(), 0);
 }

@@ -305,10 +305,12 @@ pub enum Created {
     Indexing(Document),
 }
 
-/// Chunks, embeds and stores a checked document, with its embedding calls' usage, in one
-/// transaction. The embedding calls come first: a failed call stores nothing (a 502). A remote
-/// model's calls count against the user's daily token budget, reserved before they are made
-/// (429 as for chat when they do not fit).
+/// Chunks, embeds and stores a checked document, with its embedding calls' usage. The embedding
+/// calls come first: a failed call stores nothing (a 502). A remote model's calls count against
+/// the user's daily token budget, reserved before they are made (429 as for chat when they do not
+/// fit). The chunks go to the store in bounded batches ([`store_chunks`]) behind the `indexing`
+/// status, so no write holds the database for long; the document answers `ready` once the last
+/// batch has landed, and a request that fails part-way removes what it stored.
 ///
 /// A text over `in_request_bytes` is stored `indexing`, its text in the blob store, and indexed
 /// by [`index_stored`] after the answer (the budget is checked now, and the calls billed then).
@@ -320,6 +322,7 @@ pub async fn create(
     input: &NewDocumentInput,
     settings: IndexSettings,
 ) -> Result<Created> {
+    sweep(conn, blobs).await;
     let user_id = budget.user_id;
     let (embedder, sha256) = (
         embedding.name(),
@@ -337,7 +340,7 @@ pub async fn create(
                 .await;
         }
         let document = conn
-            .insert_indexing_document(new_document(user_id, input, &embedder, &sha256))
+            .insert_indexing_document(new_document(user_id, input, &embedder, &sha256), None)
             .await?;
         let put = blobs
             .put(
@@ -361,8 +364,27 @@ pub async fn create(
     };
     let stored = async {
         let (chunks, bill) = embed(embedding, pieces, &texts).await?;
+        let lease = crate::ids::format_time((std::time::SystemTime::now() + REQUEST_LEASE).into());
         let new = new_document(user_id, input, &embedder, &sha256);
-        Ok(conn.insert_document(new, &chunks, bill.as_ref()).await?)
+        let document = conn.insert_indexing_document(new, Some(&lease)).await?;
+        let stored = async {
+            let complete = store_chunks(conn, document.id, user_id, &chunks).await?
+                && conn
+                    .finish_indexing(document.id, user_id, chunks.len(), bill.as_ref())
+                    .await?;
+            // Deleted by its owner before it was ready.
+            if !complete {
+                return Err(Error::NotFound);
+            }
+            conn.document(document.id, user_id).await?.ok_or(Error::NotFound)
+        }
+        .await;
+        if stored.is_err() {
+            if let Err(e) = conn.delete_document(document.id, user_id).await {
+                tracing::warn!(error = %e, "a document that failed part-way was left for the sweep");
+            }
+        }
+        stored
     }
     .await;
     if let Some(holds) = holds {
@@ -371,12 +393,66 @@ pub async fn create(
     stored.map(Created::Ready)
 }
 
+/// Chunks written per statement. Each chunk's vector goes into the DiskANN index as it is
+/// inserted (a few hundred a second on an idle core, README), so a batch holds the write lock
+/// for tens of milliseconds where a 512 KiB document's ~750 chunks in one statement held it for
+/// seconds, and past the remote server's 5 s limit on a busy machine.
+const CHUNK_BATCH: usize = 24;
+
+/// Writes a document's chunks in batches; false when the document was deleted (or finished)
+/// meanwhile, and nothing more is written.
+async fn store_chunks(
+    conn: &Conn,
+    id: DocumentId,
+    user_id: UserId,
+    chunks: &[NewChunk],
+) -> Result<bool> {
+    for batch in chunks.chunks(CHUNK_BATCH) {
+        if !conn.add_chunks(id, user_id, batch).await? {
+            return Ok(false);
+        }
+    }
+    Ok(true)
+}
+
+/// How long a request indexing a document may take before the sweep counts it as dead: past the
+/// knowledge function's timeout.
+const REQUEST_LEASE: std::time::Duration = std::time::Duration::from_secs(5 * 60);
+
 /// How long a worker run holds a document: past the worker's timeout.
 const INDEX_LEASE: std::time::Duration = std::time::Duration::from_secs(16 * 60);
 
+/// Removes what runs that died part-way left: documents still `indexing` past their lease whose
+/// text is not waiting in the blob store (a request's; a worker's is resumed by its retry, see
+/// [`index_stored`]). Runs before each new document; a few at a time, and its failures are only
+/// logged, since they are not the caller's.
+pub async fn sweep(conn: &Conn, blobs: &BlobStore) {
+    let now = crate::ids::now();
+    let stale = match conn.stale_indexing(&now, 4).await {
+        Ok(stale) => stale,
+        Err(e) => {
+            tracing::warn!(error = %e, "the knowledge sweep could not list stale documents");
+            return;
+        }
+    };
+    for (id, user_id) in stale {
+        match blobs.read(&BlobKey::knowledge_text(user_id, id)).await {
+            Err(crate::blobs::BlobError::Missing) => {}
+            // The worker's: its event's retry resumes it.
+            _ => continue,
+        }
+        if let Err(e) = conn.delete_document(id, user_id).await {
+            tracing::warn!(error = %e, "the knowledge sweep could not remove a stale document");
+        }
+    }
+}
+
 /// Indexes a document stored `indexing` by [`create`]: once, however often its event comes (a run
-/// claims it first). A failed embedding call marks it `failed` with the provider's public reason;
-/// a store or blob failure is returned, so that the event is delivered again.
+/// claims it first). A run that died part-way is resumed where it stopped, by the next delivery
+/// of its event once its claim has expired: chunking is deterministic, so the chunks already
+/// stored are skipped (and not embedded again). A failed embedding call marks it `failed` with
+/// the provider's public reason; a store or blob failure is returned, so that the event is
+/// delivered again.
 pub async fn index_stored(
     conn: &Conn,
     blobs: &BlobStore,
@@ -416,12 +492,24 @@ pub async fn index_stored(
         Err(e) => return Err(e.into()),
     };
     let markdown = document.content_type == Kind::Markdown.content_type();
-    let pieces = chunking::chunk(&text, markdown, chunk);
-    let texts = embedding_texts(&pieces);
-    match embed(embedding, pieces, &texts).await {
-        Ok((chunks, bill)) => {
-            conn.finish_indexing(id, user_id, &chunks, bill.as_ref())
-                .await?;
+    let mut pieces = chunking::chunk(&text, markdown, chunk);
+    let total = pieces.len();
+    let done = conn
+        .indexed_through(id)
+        .await?
+        .map_or(0, |last| (last + 1) as usize)
+        .min(total);
+    let rest = pieces.split_off(done);
+    let texts = embedding_texts(&rest);
+    match embed(embedding, rest, &texts).await {
+        Ok((mut chunks, bill)) => {
+            for c in &mut chunks {
+                c.ord += done as i64;
+            }
+            if store_chunks(conn, id, user_id, &chunks).await? {
+                conn.finish_indexing(id, user_id, total, bill.as_ref())
+                    .await?;
+            }
         }
         Err(Error::Provider { message, .. }) => {
             conn.fail_indexing(id, user_id, message).await?;

@@ -19,7 +19,7 @@ use crate::{
     error::{Error, FieldError, FieldErrors, Result},
     ids::{ProjectId, UserId},
     pagination::{Page, Paginated},
-    store::{Conn, NewProjectFile, Project, ProjectFile, ProjectWriter},
+    store::{Conn, NewProjectFile, Project, ProjectFile},
     text,
 };
 
@@ -166,10 +166,9 @@ pub async fn create(
     let description = description.and_then(|d| errors.take(parse_description(d)));
     errors.finish()?;
     let name = name.unwrap_or_default();
-    let writer = conn
-        .begin_project(ProjectId::new(), user_id, &name, description.as_deref())
-        .await?;
-    Ok(writer.commit().await?)
+    Ok(conn
+        .insert_project(ProjectId::new(), user_id, &name, description.as_deref())
+        .await?)
 }
 
 pub async fn get(conn: &Conn, user_id: UserId, id: ProjectId) -> Result<Project> {
@@ -464,14 +463,22 @@ pub async fn export(
     })
 }
 
-/// Text rows are sent to the store in batches of about this many bytes.
-const BATCH_BYTES: usize = 1024 * 1024;
+/// File rows are sent to the store in batches of about this many bytes of text, or this many
+/// files, whichever comes first: each batch is one short write (a few milliseconds here), never
+/// one transaction over the whole archive.
+const BATCH_BYTES: usize = 256 * 1024;
+const BATCH_FILES: usize = 200;
 
-/// A project being filled: binaries go to the blob store as they come, text rows in batches, all
-/// inside the project's transaction. [`Filling::finish`] makes it visible; [`Filling::abandon`]
-/// (or any error) leaves nothing, blobs included.
+/// How long a run filling a project may take before the sweep counts it as dead: past the
+/// unpacker's 15-minute timeout.
+const IMPORT_LEASE: std::time::Duration = std::time::Duration::from_secs(16 * 60);
+
+/// A project being filled: binaries go to the blob store as they come, file rows in batches,
+/// behind the project's `importing` status (no read sees it). [`Filling::finish`] makes it
+/// visible, complete; [`Filling::abandon`] (or any error) removes it, blobs included. A run that
+/// dies part-way leaves it `importing` until its lease runs out, when [`sweep`] removes it.
 struct Filling<'a> {
-    writer: ProjectWriter,
+    conn: &'a Conn,
     blobs: &'a BlobStore,
     user_id: UserId,
     id: ProjectId,
@@ -482,16 +489,19 @@ struct Filling<'a> {
 
 impl<'a> Filling<'a> {
     async fn start(
-        conn: &Conn,
+        conn: &'a Conn,
         blobs: &'a BlobStore,
         user_id: UserId,
         name: &str,
         description: Option<&str>,
     ) -> Result<Filling<'a>> {
+        sweep(conn, blobs).await;
         let id = ProjectId::new();
-        let writer = conn.begin_project(id, user_id, name, description).await?;
+        let lease = crate::ids::format_time((std::time::SystemTime::now() + IMPORT_LEASE).into());
+        conn.insert_importing_project(id, user_id, name, description, &lease)
+            .await?;
         Ok(Filling {
-            writer,
+            conn,
             blobs,
             user_id,
             id,
@@ -513,7 +523,7 @@ impl<'a> Filling<'a> {
             "path": path.as_str(), "size": bytes.len(), "sha256": sha256,
             "text": text, "blob_key": key,
         }));
-        if self.batch_bytes >= BATCH_BYTES {
+        if self.batch_bytes >= BATCH_BYTES || self.batch.len() >= BATCH_FILES {
             self.flush().await?;
         }
         Ok(())
@@ -525,22 +535,35 @@ impl<'a> Filling<'a> {
         }
         let rows = serde_json::Value::Array(std::mem::take(&mut self.batch)).to_string();
         self.batch_bytes = 0;
-        Ok(self.writer.add_files(&rows).await?)
+        if !self.conn.add_project_files(self.id, &rows).await? {
+            return Err(Error::Internal(
+                "a project import outlived its lease".into(),
+            ));
+        }
+        Ok(())
     }
 
     async fn finish(mut self) -> Result<Project> {
         let done = match self.flush().await {
-            Ok(()) => self.writer.commit().await.map_err(Error::from),
+            Ok(()) => match self.conn.finish_import(self.id).await {
+                Ok(Some(project)) => Ok(project),
+                Ok(None) => Err(Error::Internal(
+                    "a project import outlived its lease".into(),
+                )),
+                Err(e) => Err(e.into()),
+            },
             Err(e) => Err(e),
         };
         if done.is_err() {
-            remove_blobs(self.blobs, &self.written).await;
+            self.abandon().await;
         }
         done
     }
 
     async fn abandon(self) {
-        drop(self.writer);
+        if let Err(e) = self.conn.remove_import(self.id).await {
+            tracing::warn!(error = %e, "an abandoned project import was left for the sweep");
+        }
         remove_blobs(self.blobs, &self.written).await;
     }
 }
@@ -548,6 +571,28 @@ impl<'a> Filling<'a> {
 async fn remove_blobs(blobs: &BlobStore, keys: &[BlobKey]) {
     for key in keys {
         let _ = blobs.delete(key).await;
+    }
+}
+
+/// Removes what import runs that died part-way left: projects still `importing` past their
+/// lease, with their blobs. Runs before each new import; a few at a time, and its failures are
+/// only logged, since they are not the caller's.
+pub async fn sweep(conn: &Conn, blobs: &BlobStore) {
+    let stale = match conn.stale_imports(&crate::ids::now(), 4).await {
+        Ok(stale) => stale,
+        Err(e) => {
+            tracing::warn!(error = %e, "the project sweep could not list stale imports");
+            return;
+        }
+    };
+    for id in stale {
+        match conn.remove_import(id).await {
+            Ok(keys) => {
+                let keys: Vec<BlobKey> = keys.iter().map(|k| BlobKey::stored(k)).collect();
+                remove_blobs(blobs, &keys).await;
+            }
+            Err(e) => tracing::warn!(error = %e, "the project sweep could not remove an import"),
+        }
     }
 }
 

@@ -154,7 +154,7 @@ impl Conn {
             None => (false, None),
             Some(v) => (true, v),
         };
-        let tx = self.db.transaction().await?;
+        let tx = self.transaction("admin.update_user").await?;
         let updated = rows(
             tx.query(
                 &format!(

@@ -289,7 +289,7 @@ impl Conn {
         id: ConversationId,
         user_id: UserId,
     ) -> StoreResult<bool> {
-        let tx = self.db.transaction().await?;
+        let tx = self.transaction("conversations.delete").await?;
         let n = tx
             .execute(
                 "DELETE FROM conversations WHERE id = ?1 AND user_id = ?2",

@@ -94,6 +94,9 @@ pub struct ChunkHit {
     pub content: String,
 }
 
+/// Chunks removed per statement when a document is deleted.
+const CHUNK_DELETE_BATCH: i64 = 64;
+
 const DOCUMENT_COLUMNS: &str = "id, user_id, title, content_type, size, sha256, chunk_count, \
      embedder, created_at, updated_at, status, error";
 
@@ -128,34 +131,19 @@ fn hit_from_row(row: &Row) -> StoreResult<ChunkHit> {
 }
 
 impl Conn {
-    /// Stores a document with all its chunks, all or nothing: the chunks go in one statement.
-    pub async fn insert_document(
+    /// Stores a document without chunks, `indexing`: its chunks follow in batches
+    /// ([`Conn::add_chunks`]) and [`Conn::finish_indexing`] makes it ready. Until then it is listed
+    /// as `indexing` and no search finds it. `lease_until` is when a run indexing it inside a
+    /// request counts as dead (the sweep removes it); none for the worker's, claimed later.
+    pub async fn insert_indexing_document(
         &self,
         new: NewDocument<'_>,
-        chunks: &[NewChunk],
-        bill: Option<&EmbeddingBill>,
+        lease_until: Option<&str>,
     ) -> StoreResult<Document> {
-        let id = DocumentId::new();
-        let tx = self.db.transaction().await?;
-        let rows = super::rows(
-            tx.query(
-                INSERT_DOCUMENT,
-                new.params(id, DocumentStatus::Ready, chunks.len()),
-            )
-            .await?,
-        )
-        .await?;
-        insert_chunks(&tx, id, new.user_id, chunks, bill).await?;
-        tx.commit().await?;
-        first(rows, document_from_row)?.ok_or(StoreError::Corrupt("documents"))
-    }
-
-    /// Stores a document without chunks, `indexing`, for the worker to index.
-    pub async fn insert_indexing_document(&self, new: NewDocument<'_>) -> StoreResult<Document> {
         let rows = self
             .query(
                 INSERT_DOCUMENT,
-                new.params(DocumentId::new(), DocumentStatus::Indexing, 0),
+                new.params(DocumentId::new(), DocumentStatus::Indexing, lease_until),
             )
             .await?;
         first(rows, document_from_row)?.ok_or(StoreError::Corrupt("documents"))
@@ -184,31 +172,103 @@ impl Conn {
         first(rows, document_from_row)
     }
 
-    /// Stores an `indexing` document's chunks and marks it ready, all or nothing; false (and
-    /// nothing stored) when it was deleted or finished meanwhile.
-    pub async fn finish_indexing(
+    /// Adds one batch of an `indexing` document's chunks, in one statement; false (nothing
+    /// stored) when the document was deleted or finished meanwhile.
+    pub async fn add_chunks(
         &self,
         id: DocumentId,
         user_id: UserId,
         chunks: &[NewChunk],
+    ) -> StoreResult<bool> {
+        let chunks_json =
+            serde_json::to_string(chunks).map_err(|e| StoreError::Db(e.to_string()))?;
+        let added = self
+            .write_batch(
+                "knowledge.add_chunks",
+                "INSERT INTO chunks (document_id, user_id, ord, heading, content, tokens, embedding)
+                 SELECT ?1, ?2, json_extract(value, '$.ord'), json_extract(value, '$.heading'),
+                        json_extract(value, '$.content'), json_extract(value, '$.tokens'),
+                        CASE WHEN json_extract(value, '$.embedding') IS NULL THEN NULL
+                             ELSE vector32(json_extract(value, '$.embedding')) END
+                 FROM json_each(?3)
+                 WHERE EXISTS (SELECT 1 FROM documents
+                               WHERE id = ?1 AND user_id = ?2 AND status = 'indexing')",
+                libsql::params![id, user_id, chunks_json],
+            )
+            .await?;
+        Ok(added > 0 || chunks.is_empty())
+    }
+
+    /// The position of the last chunk an `indexing` document has stored, if any: a run that died
+    /// part-way is resumed after it.
+    pub async fn indexed_through(&self, id: DocumentId) -> StoreResult<Option<i64>> {
+        let rows = self
+            .query(
+                "SELECT max(ord) FROM chunks WHERE document_id = ?1",
+                libsql::params![id],
+            )
+            .await?;
+        Ok(first(rows, |row| col(row, 0, "chunks.ord"))?.flatten())
+    }
+
+    /// Marks an `indexing` document ready with `chunk_count` chunks (all stored by now), and bills
+    /// its embedding calls, together; false when it was deleted or finished meanwhile, or its
+    /// run's lease ran out (the sweep may be removing it).
+    pub async fn finish_indexing(
+        &self,
+        id: DocumentId,
+        user_id: UserId,
+        chunk_count: usize,
         bill: Option<&EmbeddingBill>,
     ) -> StoreResult<bool> {
-        let tx = self.db.transaction().await?;
+        let tx = self.transaction("knowledge.finish_indexing").await?;
         let n = tx
             .execute(
                 "UPDATE documents SET status = 'ready', chunk_count = ?3, index_lease_until = NULL,
                      updated_at = ?4
-                 WHERE id = ?1 AND user_id = ?2 AND status = 'indexing'",
-                libsql::params![id, user_id, chunks.len() as i64, crate::ids::now()],
+                 WHERE id = ?1 AND user_id = ?2 AND status = 'indexing'
+                   AND (index_lease_until IS NULL OR index_lease_until >= ?4)",
+                libsql::params![id, user_id, chunk_count as i64, crate::ids::now()],
             )
             .await?;
         if n == 0 {
             tx.rollback().await?;
             return Ok(false);
         }
-        insert_chunks(&tx, id, user_id, chunks, bill).await?;
+        if let Some(bill) = bill {
+            tx.execute(
+                INSERT_EMBEDDING_USAGE,
+                usage_params(user_id, bill, Some(id)),
+            )
+            .await?;
+        }
         tx.commit().await?;
         Ok(true)
+    }
+
+    /// `indexing` documents whose run's lease ran out before `now` (of any user): a run that died
+    /// part-way. At most `limit`, oldest lease first.
+    pub async fn stale_indexing(
+        &self,
+        now: &str,
+        limit: u32,
+    ) -> StoreResult<Vec<(DocumentId, UserId)>> {
+        let rows = self
+            .query(
+                "SELECT id, user_id FROM documents
+                 WHERE status = 'indexing' AND index_lease_until < ?1
+                 ORDER BY index_lease_until LIMIT ?2",
+                libsql::params![now, limit as i64],
+            )
+            .await?;
+        rows.iter()
+            .map(|row| {
+                Ok((
+                    col(row, 0, "documents.id")?,
+                    col(row, 1, "documents.user_id")?,
+                ))
+            })
+            .collect()
     }
 
     /// Marks an `indexing` document failed, with a public reason.
@@ -279,13 +339,32 @@ impl Conn {
     }
 
     /// Deletes the document with its chunks (their full-text rows and vectors go with them); the
-    /// status it had, or none when there was no such document of the user's.
+    /// status it had, or none when there was no such document of the user's. The chunks go in
+    /// batches (each vector's removal rewrites its neighbours in the index), then the last few
+    /// with the row itself, so a concurrent batch of an indexing run leaves nothing behind. A
+    /// delete that dies part-way leaves the document with fewer chunks; repeating it finishes.
     pub async fn delete_document(
         &self,
         id: DocumentId,
         user_id: UserId,
     ) -> StoreResult<Option<DocumentStatus>> {
-        let tx = self.db.transaction().await?;
+        if self.document(id, user_id).await?.is_none() {
+            return Ok(None);
+        }
+        loop {
+            let removed = self
+                .write_batch(
+                    "knowledge.delete_chunks",
+                    "DELETE FROM chunks WHERE id IN
+                         (SELECT id FROM chunks WHERE document_id = ?1 LIMIT ?2)",
+                    libsql::params![id, CHUNK_DELETE_BATCH],
+                )
+                .await?;
+            if removed == 0 {
+                break;
+            }
+        }
+        let tx = self.transaction("knowledge.delete_document").await?;
         tx.execute(
             "DELETE FROM chunks WHERE document_id = (SELECT id FROM documents WHERE id = ?1 AND user_id = ?2)",
             libsql::params![id, user_id],
@@ -384,7 +463,7 @@ impl Conn {
                     "SELECT {HIT_COLUMNS} FROM chunks_fts
                      JOIN chunks c ON c.id = chunks_fts.rowid
                      JOIN documents d ON d.id = c.document_id
-                     WHERE chunks_fts MATCH ?1 AND c.user_id = ?2
+                     WHERE chunks_fts MATCH ?1 AND c.user_id = ?2 AND d.status = 'ready'
                      ORDER BY rank LIMIT ?3"
                 ),
                 libsql::params![fts_query, user_id, limit as i64],
@@ -412,7 +491,7 @@ impl Conn {
                     "SELECT {HIT_COLUMNS} FROM vector_top_k('chunks_embedding', vector32(?1), ?3) AS v
                      JOIN chunks c ON c.id = v.id
                      JOIN documents d ON d.id = c.document_id
-                     WHERE c.user_id = ?2 AND d.embedder = ?5
+                     WHERE c.user_id = ?2 AND d.embedder = ?5 AND d.status = 'ready'
                      ORDER BY vector_distance_cos(c.embedding, vector32(?1)) LIMIT ?4"
                 ),
                 libsql::params![vector, user_id, candidates.max(limit) as i64, limit as i64, embedder],
@@ -427,6 +506,7 @@ impl Conn {
                     "SELECT {HIT_COLUMNS} FROM chunks c
                      JOIN documents d ON d.id = c.document_id
                      WHERE c.user_id = ?2 AND c.embedding IS NOT NULL AND d.embedder = ?4
+                       AND d.status = 'ready'
                      ORDER BY vector_distance_cos(c.embedding, vector32(?1)) LIMIT ?3"
                 ),
                 libsql::params![vector, user_id, limit as i64, embedder],
@@ -438,8 +518,8 @@ impl Conn {
 
 const INSERT_DOCUMENT: &str =
     "INSERT INTO documents (id, user_id, title, content_type, size, sha256,
-         chunk_count, embedder, created_at, updated_at, status)
-     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?10, ?7, ?8, ?8, ?9)
+         chunk_count, embedder, created_at, updated_at, status, index_lease_until)
+     VALUES (?1, ?2, ?3, ?4, ?5, ?6, 0, ?7, ?8, ?8, ?9, ?10)
      RETURNING id, user_id, title, content_type, size, sha256, chunk_count, embedder, created_at,
          updated_at, status, error";
 
@@ -448,7 +528,7 @@ impl NewDocument<'_> {
         &self,
         id: DocumentId,
         status: DocumentStatus,
-        chunk_count: usize,
+        lease_until: Option<&str>,
     ) -> impl libsql::params::IntoParams {
         libsql::params![
             id,
@@ -460,38 +540,9 @@ impl NewDocument<'_> {
             self.embedder,
             crate::ids::now(),
             status.as_str(),
-            chunk_count as i64
+            lease_until
         ]
     }
-}
-
-/// A document's chunks (in one statement) and its embedding calls' usage row.
-async fn insert_chunks(
-    tx: &libsql::Transaction,
-    id: DocumentId,
-    user_id: UserId,
-    chunks: &[NewChunk],
-    bill: Option<&EmbeddingBill>,
-) -> StoreResult<()> {
-    let chunks_json = serde_json::to_string(chunks).map_err(|e| StoreError::Db(e.to_string()))?;
-    tx.execute(
-        "INSERT INTO chunks (document_id, user_id, ord, heading, content, tokens, embedding)
-         SELECT ?1, ?2, json_extract(value, '$.ord'), json_extract(value, '$.heading'),
-                json_extract(value, '$.content'), json_extract(value, '$.tokens'),
-                CASE WHEN json_extract(value, '$.embedding') IS NULL THEN NULL
-                     ELSE vector32(json_extract(value, '$.embedding')) END
-         FROM json_each(?3)",
-        libsql::params![id, user_id, chunks_json],
-    )
-    .await?;
-    if let Some(bill) = bill {
-        tx.execute(
-            INSERT_EMBEDDING_USAGE,
-            usage_params(user_id, bill, Some(id)),
-        )
-        .await?;
-    }
-    Ok(())
 }
 
 /// An embedding usage row's parameters: a document's calls, or a query's (no document).
@@ -538,7 +589,12 @@ mod tests {
             chunk("an index of rows"),
             chunk("indexes and keys"),
         ];
-        conn.insert_document(document, &chunks, None).await.unwrap();
+        let doc = conn.insert_indexing_document(document, None).await.unwrap();
+        assert!(conn.add_chunks(doc.id, user_id, &chunks).await.unwrap());
+        assert!(conn
+            .finish_indexing(doc.id, user_id, chunks.len(), None)
+            .await
+            .unwrap());
         let terms: Vec<String> = ["indexing", "rows", "keys", "absent", "say \"hi\""]
             .map(String::from)
             .to_vec();

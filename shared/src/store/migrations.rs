@@ -40,6 +40,7 @@ pub(crate) const MIGRATIONS: &[(i64, &str, &str)] = migrations![
     19 => "0019_api_conversations.sql",
     20 => "0020_message_tool_calls.sql",
     21 => "0021_drop_chunks_vocab.sql",
+    22 => "0022_bounded_imports.sql",
 ];
 
 pub(super) async fn apply(conn: &Conn) -> StoreResult<()> {

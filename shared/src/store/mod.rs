@@ -28,7 +28,13 @@ mod tokens;
 mod usage;
 mod users;
 
-use std::{sync::Arc, time::Duration};
+use std::{
+    sync::{
+        atomic::{AtomicU64, Ordering},
+        Arc,
+    },
+    time::{Duration, Instant},
+};
 
 use crate::{
     config::DatabaseConfig,
@@ -54,7 +60,7 @@ pub use idempotency::{IdempotencyRecord, NewClaim};
 pub use knowledge::{ChunkHit, Document, EmbeddingBill, NewChunk, NewDocument};
 pub use login_failures::FailureScope;
 pub use messages::{AttachmentRef, Citation, FileChange, Message, NewMessage};
-pub use projects::{NewProjectFile, Project, ProjectFile, ProjectWriter};
+pub use projects::{NewProjectFile, Project, ProjectFile};
 pub use quotas::{HoldRequest, RateOutcome};
 pub use tokens::{NewRefreshToken, RefreshOutcome};
 pub use usage::{UsageRecord, UsageTotals};
@@ -147,7 +153,15 @@ pub struct Store {
     db: Arc<libsql::Database>,
     kind: Kind,
     term_counts: Arc<knowledge::TermCounts>,
+    /// Write transactions (and batch statements) that held the write lock past [`SLOW_WRITE`].
+    slow_writes: Arc<AtomicU64>,
 }
+
+/// A write that holds the lock longer than this is logged as a warning naming it. One libSQL
+/// primary takes one writer at a time, so every other writer of every user waits meanwhile, and
+/// the remote server (as Turso) interrupts a write transaction held over 5 s. Long work writes in
+/// bounded batches instead (knowledge indexing, project imports, deletes).
+pub const SLOW_WRITE: Duration = Duration::from_millis(500);
 
 /// What differs between the two stores, shared by the store and each of its connections.
 #[derive(Clone)]
@@ -184,6 +198,7 @@ impl Store {
                     db: Arc::new(db),
                     kind: Kind::Local(Idle::default()),
                     term_counts: Default::default(),
+                    slow_writes: Default::default(),
                 }
             }
             DatabaseConfig::Remote { url, auth_token } => {
@@ -195,6 +210,7 @@ impl Store {
                     db: Arc::new(db),
                     kind: Kind::Remote(Arc::new(pipeline::Pipeline::new(url, auth_token)?)),
                     term_counts: Default::default(),
+                    slow_writes: Default::default(),
                 }
             }
         };
@@ -254,6 +270,12 @@ impl Store {
     /// The schema version applied (the number of the last migration).
     pub async fn schema_version(&self) -> StoreResult<i64> {
         migrations::current_version(&self.conn().await?).await
+    }
+
+    /// How many writes of this process held the write lock past [`SLOW_WRITE`] (each was logged
+    /// as a warning); the remote-store tests fail unless it stays 0.
+    pub fn slow_writes(&self) -> u64 {
+        self.slow_writes.load(Ordering::Relaxed)
     }
 
     /// A cheap round trip, for health checks.
@@ -325,6 +347,91 @@ impl Drop for Conn {
         if idle.len() < MAX_IDLE {
             idle.push(self.db.clone());
         }
+    }
+}
+
+impl Conn {
+    /// Begins a write transaction named for the log. Keep it to a few small statements with no
+    /// other await inside (no provider call, no blob upload): it holds the database's one write
+    /// lock until it ends.
+    async fn transaction(&self, name: &'static str) -> StoreResult<Transaction<'_>> {
+        let started = Instant::now();
+        let tx = self.db.transaction().await?;
+        Ok(Transaction {
+            tx: Some(tx),
+            name,
+            started,
+            store: &self.store,
+        })
+    }
+
+    /// Runs one write statement of a batch, named for the log like a transaction.
+    async fn write_batch(
+        &self,
+        name: &'static str,
+        sql: &str,
+        params: impl libsql::params::IntoParams,
+    ) -> StoreResult<u64> {
+        let started = Instant::now();
+        let changed = self.execute(sql, params).await;
+        self.store.note_write(name, started);
+        changed
+    }
+}
+
+impl Store {
+    fn note_write(&self, name: &'static str, started: Instant) {
+        let held = started.elapsed();
+        if held > SLOW_WRITE {
+            self.slow_writes.fetch_add(1, Ordering::Relaxed);
+            tracing::warn!(
+                write = name,
+                held_ms = held.as_millis() as u64,
+                "a write held the database longer than {} ms",
+                SLOW_WRITE.as_millis()
+            );
+        }
+    }
+}
+
+/// A write transaction that logs a warning, with its name, when it stays open past
+/// [`SLOW_WRITE`]. Dropped without `commit`, libsql rolls it back.
+pub(super) struct Transaction<'c> {
+    tx: Option<libsql::Transaction>,
+    name: &'static str,
+    started: Instant,
+    store: &'c Store,
+}
+
+impl Transaction<'_> {
+    async fn commit(mut self) -> StoreResult<()> {
+        match self.tx.take() {
+            Some(tx) => Ok(tx.commit().await?),
+            None => Ok(()),
+        }
+    }
+
+    async fn rollback(mut self) -> StoreResult<()> {
+        match self.tx.take() {
+            Some(tx) => Ok(tx.rollback().await?),
+            None => Ok(()),
+        }
+    }
+}
+
+impl std::ops::Deref for Transaction<'_> {
+    type Target = libsql::Transaction;
+
+    fn deref(&self) -> &libsql::Transaction {
+        self.tx
+            .as_ref()
+            .expect("a transaction is used only before it ends")
+    }
+}
+
+impl Drop for Transaction<'_> {
+    fn drop(&mut self) {
+        self.store.note_write(self.name, self.started);
     }
 }
 

@@ -34,6 +34,13 @@ pub struct NewProjectFile<'a> {
     pub blob_key: Option<&'a str>,
 }
 
+/// The project `?1` a removal may touch: the user `?2`'s, or (no user) an importing one.
+const WHOSE: &str =
+    "id = ?1 AND CASE WHEN ?2 IS NULL THEN status = 'importing' ELSE user_id = ?2 END";
+
+/// Files removed per statement when a project is deleted.
+const FILE_DELETE_BATCH: i64 = 500;
+
 const PROJECT_COLUMNS: &str =
     "id, user_id, name, description, file_count, total_bytes, created_at, updated_at";
 
@@ -64,31 +71,115 @@ fn file_from_row(row: &Row) -> StoreResult<ProjectFile> {
 }
 
 impl Conn {
-    /// Starts a new project inside a transaction: nobody sees it until [`ProjectWriter::commit`],
-    /// and dropping the writer first leaves nothing.
-    pub async fn begin_project(
+    /// A new empty project.
+    pub async fn insert_project(
         &self,
         id: ProjectId,
         user_id: UserId,
         name: &str,
         description: Option<&str>,
-    ) -> StoreResult<ProjectWriter> {
-        let now = crate::ids::now();
-        let tx = self.db.transaction().await?;
-        tx.execute(
-            "INSERT INTO projects (id, user_id, name, description, created_at, updated_at)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?5)",
-            libsql::params![id, user_id, name, description, now.clone()],
+    ) -> StoreResult<Project> {
+        let rows = self
+            .query(
+                &format!(
+                    "INSERT INTO projects (id, user_id, name, description, created_at, updated_at)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?5) RETURNING {PROJECT_COLUMNS}"
+                ),
+                libsql::params![id, user_id, name, description, crate::ids::now()],
+            )
+            .await?;
+        first(rows, project_from_row)?.ok_or(StoreError::Corrupt("projects"))
+    }
+
+    /// Starts a project that is filled in batches ([`Conn::add_project_files`]): `importing`,
+    /// seen by no read until [`Conn::finish_import`]. Past `lease_until` the run counts as dead
+    /// and the sweep removes it.
+    pub async fn insert_importing_project(
+        &self,
+        id: ProjectId,
+        user_id: UserId,
+        name: &str,
+        description: Option<&str>,
+        lease_until: &str,
+    ) -> StoreResult<()> {
+        self.execute(
+            "INSERT INTO projects (id, user_id, name, description, created_at, updated_at, status,
+                                   import_lease_until)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?5, 'importing', ?6)",
+            libsql::params![
+                id,
+                user_id,
+                name,
+                description,
+                crate::ids::now(),
+                lease_until
+            ],
         )
         .await?;
-        Ok(ProjectWriter { tx, id, now })
+        Ok(())
+    }
+
+    /// Adds one batch of an importing project's files, given as a JSON array of
+    /// `{path, size, sha256, text, blob_key}`, in one statement; false (nothing added) when the
+    /// project is no longer importing (swept).
+    pub async fn add_project_files(&self, id: ProjectId, files_json: &str) -> StoreResult<bool> {
+        let added = self
+            .write_batch(
+                "projects.add_files",
+                "INSERT INTO project_files (project_id, path, size, sha256, text, blob_key, updated_at)
+                 SELECT ?1, f.value ->> 'path', f.value ->> 'size', f.value ->> 'sha256',
+                        f.value ->> 'text', f.value ->> 'blob_key', ?2
+                 FROM json_each(?3) AS f
+                 WHERE EXISTS (SELECT 1 FROM projects WHERE id = ?1 AND status = 'importing')",
+                libsql::params![id, crate::ids::now(), files_json],
+            )
+            .await?;
+        Ok(added > 0 || files_json == "[]")
+    }
+
+    /// Makes an importing project visible, complete; none when its lease ran out (the sweep
+    /// removes it, so the two never both act on one project) or it was swept.
+    pub async fn finish_import(&self, id: ProjectId) -> StoreResult<Option<Project>> {
+        let rows = self
+            .query(
+                &format!(
+                    "UPDATE projects SET status = 'ready', import_lease_until = NULL
+                     WHERE id = ?1 AND status = 'importing' AND import_lease_until >= ?2
+                     RETURNING {PROJECT_COLUMNS}"
+                ),
+                libsql::params![id, crate::ids::now()],
+            )
+            .await?;
+        first(rows, project_from_row)
+    }
+
+    /// Importing projects whose run's lease ran out before `now`: runs that died part-way. At most
+    /// `limit`, oldest lease first.
+    pub async fn stale_imports(&self, now: &str, limit: u32) -> StoreResult<Vec<ProjectId>> {
+        let rows = self
+            .query(
+                "SELECT id FROM projects WHERE status = 'importing' AND import_lease_until < ?1
+                 ORDER BY import_lease_until LIMIT ?2",
+                libsql::params![now, limit as i64],
+            )
+            .await?;
+        collect(rows, |row| col(row, 0, "projects.id"))
+    }
+
+    /// Removes an importing project (abandoned, or swept) with its file rows; answers the blob
+    /// keys its files used, for the caller to remove.
+    pub async fn remove_import(&self, id: ProjectId) -> StoreResult<Vec<String>> {
+        Ok(self.remove_project_rows(id, None).await?.1)
     }
 
     /// The project if it exists and belongs to `user_id`.
     pub async fn project(&self, id: ProjectId, user_id: UserId) -> StoreResult<Option<Project>> {
         let rows = self
             .query(
-                &format!("SELECT {PROJECT_COLUMNS} FROM projects WHERE id = ?1 AND user_id = ?2"),
+                &format!(
+                    "SELECT {PROJECT_COLUMNS} FROM projects
+                     WHERE id = ?1 AND user_id = ?2 AND status = 'ready'"
+                ),
                 libsql::params![id, user_id],
             )
             .await?;
@@ -105,7 +196,8 @@ impl Conn {
         let rows = self
             .query(
                 &format!(
-                    "SELECT {PROJECT_COLUMNS} FROM projects WHERE user_id = ?1 AND (?2 IS NULL OR id < ?2)
+                    "SELECT {PROJECT_COLUMNS} FROM projects
+                     WHERE user_id = ?1 AND status = 'ready' AND (?2 IS NULL OR id < ?2)
                      ORDER BY id DESC LIMIT ?3"
                 ),
                 libsql::params![user_id, after, limit as i64 + 1],
@@ -130,7 +222,7 @@ impl Conn {
                 &format!(
                     "UPDATE projects SET name = COALESCE(?3, name),
                          description = CASE WHEN ?4 = 1 THEN ?5 ELSE description END, updated_at = ?6
-                     WHERE id = ?1 AND user_id = ?2 RETURNING {PROJECT_COLUMNS}"
+                     WHERE id = ?1 AND user_id = ?2 AND status = 'ready' RETURNING {PROJECT_COLUMNS}"
                 ),
                 libsql::params![id, user_id, name, set_description, description, crate::ids::now()],
             )
@@ -138,38 +230,78 @@ impl Conn {
         first(rows, project_from_row)
     }
 
-    /// Deletes the project and its file rows, all or nothing; answers the blob keys its files used
-    /// (for the caller to remove), or `None` if there was no such project of `user_id`.
+    /// Deletes the project and its file rows; answers the blob keys its files used (for the
+    /// caller to remove), or `None` if there was no such project of `user_id`. The files go in
+    /// batches, then the last few with the project's row, so a large project never holds the
+    /// write lock for long; a delete that dies part-way leaves the project with fewer files, and
+    /// repeating it finishes.
     pub async fn delete_project(
         &self,
         id: ProjectId,
         user_id: UserId,
     ) -> StoreResult<Option<Vec<String>>> {
-        let tx = self.db.transaction().await?;
-        let n = tx
-            .execute(
-                "DELETE FROM projects WHERE id = ?1 AND user_id = ?2",
-                libsql::params![id, user_id],
-            )
-            .await?;
-        if n == 0 {
-            tx.rollback().await?;
+        if self.project(id, user_id).await?.is_none() {
             return Ok(None);
         }
+        let (_, keys) = self.remove_project_rows(id, Some(user_id)).await?;
+        Ok(Some(keys))
+    }
+
+    /// Deletes a project's files in batches and then its row (a user's, or an importing one when
+    /// `user_id` is none): whether the row was there, and the files' blob keys.
+    async fn remove_project_rows(
+        &self,
+        id: ProjectId,
+        user_id: Option<UserId>,
+    ) -> StoreResult<(bool, Vec<String>)> {
+        let blob_keys = |rows: Vec<Row>| {
+            rows.iter()
+                .map(|r| col::<Option<String>>(r, 0, "project_files.blob_key"))
+                .filter_map(Result::transpose)
+                .collect::<StoreResult<Vec<String>>>()
+        };
+        let mut keys = Vec::new();
+        loop {
+            let started = std::time::Instant::now();
+            let rows = self
+                .query(
+                    &format!(
+                        "DELETE FROM project_files WHERE project_id = ?1 AND path IN
+                             (SELECT path FROM project_files WHERE project_id = ?1 LIMIT ?3)
+                           AND EXISTS (SELECT 1 FROM projects WHERE {WHOSE})
+                         RETURNING blob_key"
+                    ),
+                    libsql::params![id, user_id, FILE_DELETE_BATCH],
+                )
+                .await?;
+            self.store.note_write("projects.delete_files", started);
+            if rows.is_empty() {
+                break;
+            }
+            keys.extend(blob_keys(rows)?);
+        }
+        let tx = self.transaction("projects.delete").await?;
         let rows = super::rows(
             tx.query(
-                "DELETE FROM project_files WHERE project_id = ?1 RETURNING blob_key",
-                [id],
+                &format!(
+                    "DELETE FROM project_files WHERE project_id = ?1
+                       AND EXISTS (SELECT 1 FROM projects WHERE {WHOSE})
+                     RETURNING blob_key"
+                ),
+                libsql::params![id, user_id],
             )
             .await?,
         )
         .await?;
+        let n = tx
+            .execute(
+                &format!("DELETE FROM projects WHERE {WHOSE}"),
+                libsql::params![id, user_id],
+            )
+            .await?;
         tx.commit().await?;
-        let keys = rows
-            .iter()
-            .map(|r| col::<Option<String>>(r, 0, "project_files.blob_key"))
-            .collect::<StoreResult<Vec<_>>>()?;
-        Ok(Some(keys.into_iter().flatten().collect()))
+        keys.extend(blob_keys(rows)?);
+        Ok((n > 0, keys))
     }
 
     pub async fn project_file(
@@ -286,43 +418,5 @@ impl Conn {
             )
             .await?;
         collect(rows, file_from_row)
-    }
-}
-
-/// A project being created: its files go in batches, all in one transaction.
-pub struct ProjectWriter {
-    tx: libsql::Transaction,
-    id: ProjectId,
-    now: String,
-}
-
-impl ProjectWriter {
-    /// Adds files given as a JSON array of `{path, size, sha256, text, blob_key}`: one statement
-    /// however many.
-    pub async fn add_files(&self, files_json: &str) -> StoreResult<()> {
-        self.tx
-            .execute(
-                "INSERT INTO project_files (project_id, path, size, sha256, text, blob_key, updated_at)
-                 SELECT ?1, f.value ->> 'path', f.value ->> 'size', f.value ->> 'sha256',
-                        f.value ->> 'text', f.value ->> 'blob_key', ?2
-                 FROM json_each(?3) AS f",
-                libsql::params![self.id, self.now.clone(), files_json],
-            )
-            .await?;
-        Ok(())
-    }
-
-    pub async fn commit(self) -> StoreResult<Project> {
-        let rows = super::rows(
-            self.tx
-                .query(
-                    &format!("SELECT {PROJECT_COLUMNS} FROM projects WHERE id = ?1"),
-                    [self.id],
-                )
-                .await?,
-        )
-        .await?;
-        self.tx.commit().await?;
-        first(rows, project_from_row)?.ok_or(StoreError::Corrupt("projects"))
     }
 }

@@ -52,7 +52,7 @@ impl Conn {
         successor: &NewRefreshToken<'_>,
     ) -> StoreResult<RefreshOutcome> {
         let now = crate::ids::now();
-        let tx = self.db.transaction().await?;
+        let tx = self.transaction("tokens.rotate_refresh_token").await?;
         let spent = tx
             .execute(
                 "UPDATE refresh_tokens SET used_at = ?4

@@ -161,7 +161,7 @@ impl Conn {
     /// "Log out everywhere": the epoch moves on (every access and refresh token dies) and every
     /// refresh token is revoked, in one transaction.
     pub async fn end_all_sessions(&self, id: UserId) -> StoreResult<()> {
-        let tx = self.db.transaction().await?;
+        let tx = self.transaction("users.end_all_sessions").await?;
         let now = crate::ids::now();
         tx.execute(
             "UPDATE users SET session_epoch = session_epoch + 1, updated_at = ?2 WHERE id = ?1",
