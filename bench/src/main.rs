@@ -20,7 +20,9 @@
 //! keeps the store; `-- --knowledge-search-only` then measures retrieval over it again), `-- --ws-only`
 //! WebSocket turns (first delta, posts per turn) with and without coalescing, `-- --web-only` the
 //! web client's page and an asset in-process, `-- --openai-only` a turn through `POST /chat` and
-//! through the OpenAI-compatible endpoint.
+//! through the OpenAI-compatible endpoint, `-- --runtime-only` a streamed turn of the release `chat`
+//! function under the fake Runtime API acknowledging at once and with Linux's delayed ACKs, beside
+//! the same turn in-process (builds only `chat`).
 
 mod cpu;
 mod in_process;
@@ -45,7 +47,7 @@ use serde_json::{json, Value};
 use codechat_api_tests::{proxy::LatencyProxy, sqld::Sqld};
 use cpu::{cost_per_million, CpuShare};
 use in_process::InProcess;
-use runtime::{body, event, status, Function, StoreTarget};
+use runtime::{body, event, status, Acks, Function, StoreTarget};
 use seed::{bench_user, seed_conversation, seed_conversations};
 
 const COLD_STARTS: usize = 7;
@@ -637,6 +639,61 @@ async fn web_rows(app: &InProcess, token: &str) -> Vec<Row> {
     ]
 }
 
+/// A streamed chat turn per invoke of the release `chat` binary under the fake Runtime API, with
+/// each ACK policy ([`Acks`]), and the same turn in-process (no transport), interleaved in rounds
+/// so that the machine's noise falls on all three alike.
+async fn runtime_ack_rows(chat: &Path, data: &Path) -> Vec<Row> {
+    const ROUNDS: usize = 4;
+    let app = InProcess::start(data).await;
+    let token = app.register("acks@bench.dev", PASSWORD).await;
+    let store = StoreTarget::local(data);
+    let quick = Function::start_with_acks(chat, "chat", &store, Acks::Quick).await;
+    let delayed = Function::start_with_acks(chat, "chat", &store, Acks::Delayed).await;
+    let turn = |i: usize| {
+        event(
+            "POST",
+            "/api/v1/chat",
+            Some(&token),
+            Some(json!({"message": format!("acks {i}"), "stream": true})),
+        )
+    };
+    // Warm both processes (store connections, first-use allocations).
+    for f in [&quick, &delayed] {
+        for i in 0..5 {
+            assert_eq!(status(&f.invoke(turn(i)).await.0), 200);
+        }
+    }
+    let per_round = CHAT_INVOKES / ROUNDS;
+    let (mut q, mut d, mut inproc) = (Vec::new(), Vec::new(), Vec::new());
+    for round in 0..ROUNDS {
+        for (f, times) in [(&quick, &mut q), (&delayed, &mut d)] {
+            for i in 0..per_round {
+                let (res, took) = f.invoke(turn(round * per_round + i)).await;
+                assert_eq!(status(&res), 200, "{res}");
+                times.push(took);
+            }
+        }
+        for i in 0..per_round {
+            let started = Instant::now();
+            let (status, _) = app
+                .call(
+                    "POST",
+                    "/api/v1/chat",
+                    Some(&token),
+                    Some(json!({"message": format!("in-process {round} {i}"), "stream": true})),
+                )
+                .await;
+            assert_eq!(status, 200);
+            inproc.push(started.elapsed());
+        }
+    }
+    vec![
+        Row::from_times("chat", "POST /chat stream, Runtime API ACKs at once", q),
+        Row::from_times("chat", "POST /chat stream, Runtime API delays ACKs", d),
+        Row::from_times("chat", "POST /chat stream, in-process", inproc),
+    ]
+}
+
 #[tokio::main]
 async fn main() {
     if std::env::args().any(|a| a == "--knowledge-only") {
@@ -709,6 +766,28 @@ async fn main() {
                 ms(r.p90)
             );
         }
+        let _ = std::fs::remove_dir_all(&data);
+        return;
+    }
+    if std::env::args().any(|a| a == "--runtime-only") {
+        let root = workspace_root();
+        eprintln!("bench: building the release chat binary");
+        let built =
+            std::process::Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
+                .current_dir(&root)
+                .args(["build", "--release", "--quiet", "-p", "chat"])
+                .status()
+                .expect("cargo");
+        assert!(built.success(), "release build failed");
+        let target = std::env::var("CARGO_TARGET_DIR")
+            .map(PathBuf::from)
+            .unwrap_or_else(|_| root.join("target"));
+        let data = std::env::temp_dir().join(format!("codechat-bench-rt-{}", std::process::id()));
+        std::fs::create_dir_all(&data).unwrap();
+        print_rows(
+            &runtime_ack_rows(&target.join("release").join("chat"), &data).await,
+            78,
+        );
         let _ = std::fs::remove_dir_all(&data);
         return;
     }

@@ -131,6 +131,18 @@ impl StoreTarget {
     }
 }
 
+/// How the fake Runtime API's sockets acknowledge what the function sends. Nobody outside AWS
+/// knows which AWS's Runtime API does, so the bench runs both: a function must be fast under
+/// either.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Acks {
+    /// Every received segment acknowledged at once (`TCP_QUICKACK` re-armed after each read).
+    Quick,
+    /// A plain server with Linux's default: ACKs delayed (up to ~40 ms) while it has nothing to
+    /// send back.
+    Delayed,
+}
+
 /// One function process under the fake runtime.
 pub struct Function {
     pub child: tokio::process::Child,
@@ -142,6 +154,15 @@ pub struct Function {
 
 impl Function {
     pub async fn start(binary: &Path, name: &str, store: &StoreTarget) -> Function {
+        Self::start_with_acks(binary, name, store, Acks::Quick).await
+    }
+
+    pub async fn start_with_acks(
+        binary: &Path,
+        name: &str,
+        store: &StoreTarget,
+        acks: Acks,
+    ) -> Function {
         let (events, rx) = mpsc::channel(1);
         let (first_tx, first_rx) = oneshot::channel();
         let rt = Runtime {
@@ -164,9 +185,11 @@ impl Function {
             .with_state(rt);
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
-        let listener = QuickAckListener(listener);
         let server = tokio::spawn(async move {
-            axum::serve(listener, app).await.unwrap();
+            match acks {
+                Acks::Quick => axum::serve(QuickAckListener(listener), app).await.unwrap(),
+                Acks::Delayed => axum::serve(listener, app).await.unwrap(),
+            }
         });
 
         let started = Instant::now();
@@ -297,11 +320,10 @@ pub fn body(response: &Value) -> Value {
     serde_json::from_str(response["body"].as_str().unwrap_or("null")).unwrap_or(Value::Null)
 }
 
-/// The fake's sockets answer as promptly as AWS's Runtime API: Nagle off, and every received
-/// segment acknowledged at once. The runtime client streams a response in several small writes
-/// with Nagle on, so each write after the first waits for the ACK of the one before; a server that
-/// delays its ACKs (Linux's default while it has nothing to send) added 40 ms to every streamed
-/// answer, the "floor" this bench used to report for the chat function.
+/// [`Acks::Quick`]: Nagle off, and every received segment acknowledged at once. Before the
+/// workspace patched the runtime client to turn Nagle off on its side, it streamed a response in
+/// several small writes with Nagle on, so each write after the first waited for the ACK of the one
+/// before, and under [`Acks::Delayed`] every streamed answer took ~40 ms longer.
 struct QuickAckListener(tokio::net::TcpListener);
 
 impl axum::serve::Listener for QuickAckListener {
