@@ -1044,6 +1044,15 @@ async fn titan_throttling_is_retried_and_its_failures_store_nothing() {
     }
 }
 
+/// A Markdown document about airships of `paragraphs` repeated sentences, its last sentence
+/// about a zeppelin (so a search can ask for the last chunk).
+fn airships(paragraphs: usize) -> String {
+    format!(
+        "# Airships\n\n{}\n\nThe zeppelin floats over the harbour.",
+        "Lighter than air craft drift slowly over fields. ".repeat(paragraphs)
+    )
+}
+
 /// The "Object Created" event of a large document's text, as EventBridge delivers it.
 fn text_created(user_id: &str, document_id: &str) -> Value {
     serde_json::from_str(
@@ -1073,10 +1082,7 @@ fn worker(
 /// EventBridge delivers it, twice at once, since delivery is at least once).
 #[tokio::test]
 async fn a_large_document_is_indexed_after_the_request_locally_and_by_the_worker() {
-    let text = format!(
-        "# Airships\n\n{}\n\nThe zeppelin floats over the harbour.",
-        "Lighter than air craft drift slowly over fields. ".repeat(60)
-    );
+    let text = airships(60);
     let limit = (text.len() - 1).to_string();
     for in_worker in [false, true] {
         let mut env = vec![("MAX_INDEX_IN_REQUEST_BYTES", limit.as_str())];
@@ -1249,10 +1255,7 @@ const LONG_AGO: &str = "2000-01-01T00:00:00.000000Z";
 #[tokio::test]
 async fn a_run_that_died_part_way_is_resumed_or_swept() {
     use codechat::{ids::DocumentId, store::NewChunk};
-    let text = format!(
-        "# Airships\n\n{}\n\nThe zeppelin floats over the harbour.",
-        "Lighter than air craft drift slowly over fields. ".repeat(120)
-    );
+    let text = airships(120);
     let limit = (text.len() - 1).to_string();
     let app = TestApp::with_env(&[
         ("MAX_INDEX_IN_REQUEST_BYTES", limit.as_str()),
@@ -1260,11 +1263,7 @@ async fn a_run_that_died_part_way_is_resumed_or_swept() {
     ])
     .await;
     let t = app.register("died@example.com").await.access;
-    let user_id: codechat::ids::UserId = app.me(&t).await.json()["id"]
-        .as_str()
-        .unwrap()
-        .parse()
-        .unwrap();
+    let user_id = app.user_id(&t).await;
     let conn = app.state.store().conn().await.unwrap();
     let stored_chunk = |ord: i64, content: &str| NewChunk {
         ord,

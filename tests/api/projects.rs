@@ -996,11 +996,7 @@ async fn an_import_that_died_part_way_is_invisible_and_swept() {
     use codechat::{blobs::BlobKey, ids::ProjectId};
     let app = TestApp::spawn().await;
     let token = app.register("swept@example.com").await.access;
-    let user_id: codechat::ids::UserId = app.me(&token).await.json()["id"]
-        .as_str()
-        .unwrap()
-        .parse()
-        .unwrap();
+    let user_id = app.user_id(&token).await;
     let conn = app.state.store().conn().await.unwrap();
     let id = ProjectId::new();
     conn.insert_importing_project(id, user_id, "half", None, "2000-01-01T00:00:00.000000Z")

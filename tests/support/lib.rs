@@ -204,6 +204,14 @@ impl TestApp {
         self.get("/api/v1/users/me", Some(token)).await
     }
 
+    /// The id of the user `token` belongs to, for tests that reach the store directly.
+    pub async fn user_id(&self, token: &str) -> codechat::ids::UserId {
+        self.me(token).await.json()["id"]
+            .as_str()
+            .and_then(|id| id.parse().ok())
+            .expect("GET /users/me names the user")
+    }
+
     pub async fn login(&self, email: &str, password: &str) -> TestResponse {
         self.post(
             "/api/v1/auth/login",

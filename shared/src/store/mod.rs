@@ -372,10 +372,15 @@ impl Conn {
         sql: &str,
         params: impl libsql::params::IntoParams,
     ) -> StoreResult<u64> {
+        self.timed(name, self.execute(sql, params)).await
+    }
+
+    /// Awaits one write (a batch statement), noting it when it held the database too long.
+    async fn timed<T>(&self, name: &'static str, write: impl std::future::Future<Output = T>) -> T {
         let started = Instant::now();
-        let changed = self.execute(sql, params).await;
+        let out = write.await;
         self.store.note_write(name, started);
-        changed
+        out
     }
 }
 

@@ -262,19 +262,20 @@ impl Conn {
         };
         let mut keys = Vec::new();
         loop {
-            let started = std::time::Instant::now();
             let rows = self
-                .query(
-                    &format!(
-                        "DELETE FROM project_files WHERE project_id = ?1 AND path IN
+                .timed(
+                    "projects.delete_files",
+                    self.query(
+                        &format!(
+                            "DELETE FROM project_files WHERE project_id = ?1 AND path IN
                              (SELECT path FROM project_files WHERE project_id = ?1 LIMIT ?3)
                            AND EXISTS (SELECT 1 FROM projects WHERE {WHOSE})
                          RETURNING blob_key"
+                        ),
+                        libsql::params![id, user_id, FILE_DELETE_BATCH],
                     ),
-                    libsql::params![id, user_id, FILE_DELETE_BATCH],
                 )
                 .await?;
-            self.store.note_write("projects.delete_files", started);
             if rows.is_empty() {
                 break;
             }

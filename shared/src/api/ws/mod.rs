@@ -8,6 +8,9 @@
 //! Locally the same handler runs behind [`crate::http::websocket`], which turns socket events into
 //! these events and serves the Management API's `POST /@connections/{id}` itself.
 
+mod frames;
+mod poster;
+
 use std::{
     collections::HashMap,
     sync::Mutex,
@@ -34,6 +37,8 @@ use crate::{
     state::AppState,
     store::User,
 };
+use frames::encode;
+use poster::{Gone, Poster};
 
 /// A turn runs inside the frame's invocation, for as long as `POST /chat`'s may. (API Gateway
 /// stops waiting for the integration after 29 s; the frames are posted, not returned, so the
@@ -373,214 +378,5 @@ async fn forget(state: &AppState, connection_id: &str) {
     };
     if let Err(e) = removed {
         tracing::warn!(error = %e, "could not remove a gone websocket connection");
-    }
-}
-
-/// A frame as JSON text: `{"type": kind, "request_id"?, ...data}`, in pieces of at most
-/// `max_bytes`. A long `delta` becomes several deltas; another long frame becomes `part` frames
-/// (`of`, `index`, `count`, `data`: consecutive slices of the frame's JSON text, to join and parse).
-pub(crate) fn encode(
-    kind: &str,
-    request_id: Option<&str>,
-    data: Value,
-    max_bytes: usize,
-) -> Vec<String> {
-    let frame = |data: Value| {
-        let mut object = match data {
-            Value::Object(fields) => fields,
-            _ => Map::new(),
-        };
-        object.insert("type".into(), json!(kind));
-        if let Some(id) = request_id {
-            object.insert("request_id".into(), json!(id));
-        }
-        Value::Object(object).to_string()
-    };
-    let text = frame(data.clone());
-    if text.len() <= max_bytes {
-        return vec![text];
-    }
-    // Room for the envelope; JSON escaping can at most double a piece's size for these texts
-    // (quotes and backslashes; control characters are rare in model text and in JSON).
-    let room = max_bytes.saturating_sub(256 + request_id.map_or(0, str::len)) / 2;
-    let room = room.max(64);
-    if kind == "delta" {
-        if let Some(delta) = data.get("text").and_then(Value::as_str) {
-            return pieces(delta, room)
-                .map(|piece| frame(json!({ "text": piece })))
-                .collect();
-        }
-    }
-    let slices: Vec<&str> = pieces(&text, room).collect();
-    let count = slices.len();
-    slices
-        .into_iter()
-        .enumerate()
-        .map(|(index, slice)| {
-            let mut object = Map::new();
-            object.insert("type".into(), json!("part"));
-            if let Some(id) = request_id {
-                object.insert("request_id".into(), json!(id));
-            }
-            object.insert("of".into(), json!(kind));
-            object.insert("index".into(), json!(index));
-            object.insert("count".into(), json!(count));
-            object.insert("data".into(), json!(slice));
-            Value::Object(object).to_string()
-        })
-        .collect()
-}
-
-/// `text` in consecutive pieces of at most `max` bytes, cut at character boundaries.
-fn pieces(text: &str, max: usize) -> impl Iterator<Item = &str> {
-    let mut rest = text;
-    std::iter::from_fn(move || {
-        if rest.is_empty() {
-            return None;
-        }
-        let mut end = rest.len().min(max);
-        while !rest.is_char_boundary(end) {
-            end -= 1;
-        }
-        let (piece, tail) = rest.split_at(end);
-        rest = tail;
-        Some(piece)
-    })
-}
-
-/// The connection is gone (the Management API answered 410, or kept failing).
-#[derive(Debug)]
-struct Gone;
-
-/// Posts frames with the API Gateway Management API (`PostToConnection`) at the stage's callback
-/// URL, or at `WEBSOCKET_MANAGEMENT_ENDPOINT`. A loopback domain is the local adapter, spoken to
-/// over plain HTTP with placeholder credentials (it checks none).
-struct Poster {
-    client: aws_sdk_apigatewaymanagement::Client,
-}
-
-/// One client per endpoint and instance (building one loads the SDK's configuration).
-static CLIENTS: Mutex<Option<HashMap<String, aws_sdk_apigatewaymanagement::Client>>> =
-    Mutex::new(None);
-
-impl Poster {
-    async fn for_event(
-        config: &crate::config::Config,
-        event: &ApiGatewayWebsocketProxyRequest,
-    ) -> Poster {
-        let settings = &config.websocket;
-        let ctx = &event.request_context;
-        let domain = ctx.domain_name.as_deref().unwrap_or("localhost");
-        let host = domain.split(':').next().unwrap_or(domain);
-        let loopback = host == "localhost"
-            || host
-                .parse::<std::net::IpAddr>()
-                .is_ok_and(|ip| ip.is_loopback());
-        let endpoint = match &settings.management_endpoint {
-            Some(endpoint) => endpoint.clone(),
-            None if loopback => format!("http://{domain}"),
-            None => format!("https://{domain}/{}", ctx.stage.as_deref().unwrap_or("")),
-        };
-        if let Some(client) = CLIENTS
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .get_or_insert_with(HashMap::new)
-            .get(&endpoint)
-        {
-            return Poster {
-                client: client.clone(),
-            };
-        }
-        let local =
-            (loopback || settings.management_endpoint.is_some()) && settings.credentials.is_none();
-        let placeholder = ("local".to_string(), "local".to_string(), None);
-        let loader = crate::aws::loader(
-            settings.region.as_deref().or(local.then_some("us-east-1")),
-            settings
-                .credentials
-                .as_ref()
-                .or(local.then_some(&placeholder)),
-        );
-        let sdk = loader.load().await;
-        let client = aws_sdk_apigatewaymanagement::Client::from_conf(
-            aws_sdk_apigatewaymanagement::config::Builder::from(&sdk)
-                .endpoint_url(&endpoint)
-                .build(),
-        );
-        CLIENTS
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .get_or_insert_with(HashMap::new)
-            .insert(endpoint, client.clone());
-        Poster { client }
-    }
-
-    /// Posts one frame; a throttled or failed call is tried once more.
-    async fn post(&self, connection_id: &str, frame: String) -> Result<(), Gone> {
-        let data = Blob::new(frame.into_bytes());
-        for attempt in 0..2 {
-            let sent = self
-                .client
-                .post_to_connection()
-                .connection_id(connection_id)
-                .data(data.clone())
-                .send()
-                .await;
-            match sent {
-                Ok(_) => return Ok(()),
-                Err(e) if e.as_service_error().is_some_and(|e| e.is_gone_exception()) => {
-                    return Err(Gone)
-                }
-                Err(e) => {
-                    tracing::warn!(error = %aws_sdk_apigatewaymanagement::error::DisplayErrorContext(&e), attempt, "PostToConnection failed");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                }
-            }
-        }
-        Err(Gone)
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn long_frames_are_split_under_the_limit() {
-        let text = "é".repeat(3000) + &"\"".repeat(3000);
-        let frames = encode("delta", Some("r1"), json!({ "text": text }), 2048);
-        assert!(frames.len() > 1);
-        let mut joined = String::new();
-        for f in &frames {
-            assert!(f.len() <= 2048, "{}", f.len());
-            let v: Value = serde_json::from_str(f).unwrap();
-            assert_eq!(
-                (v["type"].as_str(), v["request_id"].as_str()),
-                (Some("delta"), Some("r1"))
-            );
-            joined.push_str(v["text"].as_str().unwrap());
-        }
-        assert_eq!(joined, text);
-
-        let done = json!({ "assistant_message": { "content": text } });
-        let parts = encode("done", None, done.clone(), 2048);
-        let mut json_text = String::new();
-        for (i, f) in parts.iter().enumerate() {
-            assert!(f.len() <= 2048);
-            let v: Value = serde_json::from_str(f).unwrap();
-            assert_eq!(v["type"], "part");
-            assert_eq!(v["of"], "done");
-            assert_eq!(v["index"], i);
-            assert_eq!(v["count"], parts.len());
-            json_text.push_str(v["data"].as_str().unwrap());
-        }
-        let whole: Value = serde_json::from_str(&json_text).unwrap();
-        assert_eq!(whole["type"], "done");
-        assert_eq!(whole["assistant_message"], done["assistant_message"]);
-
-        assert_eq!(
-            encode("pong", None, json!({}), 2048),
-            vec![r#"{"type":"pong"}"#]
-        );
     }
 }

@@ -1,0 +1,272 @@
+mod files;
+mod uploads;
+
+use axum::{
+    body::Body,
+    extract::{DefaultBodyLimit, Path, State},
+    http::{header, HeaderValue, StatusCode},
+    response::{IntoResponse, Response},
+    Json,
+};
+use http_body_util::BodyExt;
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+use utoipa_axum::{
+    router::{OpenApiRouter, UtoipaMethodRouter},
+    routes,
+};
+
+use super::{CurrentUser, IdPath};
+use crate::{
+    error::{Error, FieldError, Problem, Result},
+    function::{Function, Limits, Transport},
+    http::{parse_json, ApiJson, ApiQuery},
+    ids::ProjectId,
+    pagination::{PageQuery, Paginated},
+    projects::{self, ProjectDump, ProjectLimits, ProjectPath, TreeNode},
+    state::AppState,
+    store::{Project, ProjectFile},
+};
+
+pub const FUNCTION: Function = Function {
+    name: "projects",
+    transport: Transport::Buffered(routes),
+    limits: Limits::API,
+};
+
+/// Projects, their files and tree, JSON export and import.
+pub fn routes() -> OpenApiRouter<AppState> {
+    let router = OpenApiRouter::new()
+        .routes(routes!(create_project, list_projects))
+        .routes(routes!(get_project, patch_project, delete_project))
+        .routes(routes!(project_tree))
+        .routes(routes!(export_project))
+        .routes(routes!(project_archive))
+        .routes(routes!(import_project))
+        .merge(uploads::routes())
+        // File bodies and imports count their bytes against their own limits.
+        .layer(DefaultBodyLimit::disable());
+    router.merge(files::routes())
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ProjectOut {
+    #[schema(value_type = String)]
+    id: ProjectId,
+    name: String,
+    description: Option<String>,
+    file_count: i64,
+    total_bytes: i64,
+    created_at: String,
+    updated_at: String,
+}
+
+impl From<Project> for ProjectOut {
+    fn from(p: Project) -> Self {
+        ProjectOut {
+            id: p.id,
+            name: p.name,
+            description: p.description,
+            file_count: p.file_count,
+            total_bytes: p.total_bytes,
+            created_at: p.created_at,
+            updated_at: p.updated_at,
+        }
+    }
+}
+
+type ProjectPage = Paginated<ProjectOut>;
+
+#[derive(Debug, Deserialize, ToSchema)]
+struct CreateProject {
+    name: String,
+    description: Option<String>,
+}
+
+#[utoipa::path(post, path = "/api/v1/projects", tag = "projects", security(("bearer" = [])), request_body = CreateProject,
+    responses((status = 201, body = ProjectOut), (status = 401, body = Problem), (status = 422, body = Problem)))]
+async fn create_project(
+    State(state): State<AppState>,
+    CurrentUser(user): CurrentUser,
+    ApiJson(body): ApiJson<CreateProject>,
+) -> Result<(StatusCode, Json<ProjectOut>)> {
+    let conn = state.store().conn().await?;
+    let project = projects::create(&conn, user.id, &body.name, body.description.as_deref()).await?;
+    Ok((StatusCode::CREATED, Json(project.into())))
+}
+
+/// The user's projects, newest first.
+#[utoipa::path(get, path = "/api/v1/projects", tag = "projects", security(("bearer" = [])), params(PageQuery),
+    responses((status = 200, body = ProjectPage), (status = 401, body = Problem), (status = 422, body = Problem)))]
+async fn list_projects(
+    State(state): State<AppState>,
+    CurrentUser(user): CurrentUser,
+    ApiQuery(query): ApiQuery<PageQuery>,
+) -> Result<Json<ProjectPage>> {
+    let page = query.parse()?;
+    let conn = state.store().conn().await?;
+    Ok(Json(
+        projects::list(&conn, user.id, page).await?.map(Into::into),
+    ))
+}
+
+#[utoipa::path(get, path = "/api/v1/projects/{id}", tag = "projects", security(("bearer" = [])),
+    params(("id" = String, Path, description = "Project id")),
+    responses((status = 200, body = ProjectOut), (status = 404, body = Problem)))]
+async fn get_project(
+    State(state): State<AppState>,
+    CurrentUser(user): CurrentUser,
+    IdPath(id): IdPath<ProjectId>,
+) -> Result<Json<ProjectOut>> {
+    let conn = state.store().conn().await?;
+    Ok(Json(projects::get(&conn, user.id, id).await?.into()))
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+struct PatchProject {
+    name: Option<String>,
+    /// A string sets it, `null` clears it, absent leaves it.
+    #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<String>)]
+    description: Option<Option<String>>,
+}
+
+/// Tells an absent field (None) from an explicit null (Some(None)).
+fn present<'de, D: serde::Deserializer<'de>>(
+    d: D,
+) -> std::result::Result<Option<Option<String>>, D::Error> {
+    Ok(Some(Option::<String>::deserialize(d)?))
+}
+
+#[utoipa::path(patch, path = "/api/v1/projects/{id}", tag = "projects", security(("bearer" = [])), request_body = PatchProject,
+    params(("id" = String, Path, description = "Project id")),
+    responses((status = 200, body = ProjectOut), (status = 404, body = Problem), (status = 422, body = Problem)))]
+async fn patch_project(
+    State(state): State<AppState>,
+    CurrentUser(user): CurrentUser,
+    IdPath(id): IdPath<ProjectId>,
+    ApiJson(body): ApiJson<PatchProject>,
+) -> Result<Json<ProjectOut>> {
+    let conn = state.store().conn().await?;
+    let description = body.description.as_ref().map(|d| d.as_deref());
+    Ok(Json(
+        projects::update(&conn, user.id, id, body.name.as_deref(), description)
+            .await?
+            .into(),
+    ))
+}
+
+/// Deletes the project with all its files.
+#[utoipa::path(delete, path = "/api/v1/projects/{id}", tag = "projects", security(("bearer" = [])),
+    params(("id" = String, Path, description = "Project id")),
+    responses((status = 204), (status = 404, body = Problem)))]
+async fn delete_project(
+    State(state): State<AppState>,
+    CurrentUser(user): CurrentUser,
+    IdPath(id): IdPath<ProjectId>,
+) -> Result<StatusCode> {
+    let conn = state.store().conn().await?;
+    projects::delete(&conn, state.blobs(), user.id, id).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// The files as a nested tree: directories first, then files, by name; sizes summed per directory.
+#[utoipa::path(get, path = "/api/v1/projects/{id}/tree", tag = "projects", security(("bearer" = [])),
+    params(("id" = String, Path, description = "Project id")),
+    responses((status = 200, body = TreeNode), (status = 404, body = Problem)))]
+async fn project_tree(
+    State(state): State<AppState>,
+    CurrentUser(user): CurrentUser,
+    IdPath(id): IdPath<ProjectId>,
+) -> Result<Json<TreeNode>> {
+    let conn = state.store().conn().await?;
+    Ok(Json(projects::tree(&conn, user.id, id).await?))
+}
+
+/// The project as JSON: metadata and every file (text as UTF-8, binaries base64).
+#[utoipa::path(get, path = "/api/v1/projects/{id}/export", tag = "projects", security(("bearer" = [])),
+    params(("id" = String, Path, description = "Project id")),
+    responses((status = 200, body = ProjectDump), (status = 404, body = Problem)))]
+async fn export_project(
+    State(state): State<AppState>,
+    CurrentUser(user): CurrentUser,
+    IdPath(id): IdPath<ProjectId>,
+) -> Result<Json<ProjectDump>> {
+    let conn = state.store().conn().await?;
+    Ok(Json(
+        projects::export(&conn, state.blobs(), user.id, id).await?,
+    ))
+}
+
+/// The project as a zip (deflated), produced file by file as it is sent.
+#[utoipa::path(get, path = "/api/v1/projects/{id}/archive", tag = "projects", security(("bearer" = [])),
+    params(("id" = String, Path, description = "Project id")),
+    responses((status = 200, description = "application/zip"), (status = 404, body = Problem)))]
+async fn project_archive(
+    State(state): State<AppState>,
+    CurrentUser(user): CurrentUser,
+    IdPath(id): IdPath<ProjectId>,
+) -> Result<Response> {
+    let conn = state.store().conn().await?;
+    let (name, chunks) = projects::archive::zip_stream(&conn, state.blobs(), user.id, id).await?;
+    let stream = futures_util::stream::unfold(chunks, |mut rx| async move {
+        rx.recv().await.map(|chunk| (chunk, rx))
+    });
+    let mut response = Body::from_stream(stream).into_response();
+    let headers = response.headers_mut();
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/zip"),
+    );
+    let disposition = crate::attachments::content_disposition(&format!("{name}.zip"));
+    if let Ok(v) = HeaderValue::from_str(&disposition) {
+        headers.insert(header::CONTENT_DISPOSITION, v);
+    }
+    Ok(response)
+}
+
+/// Reads a body whole, up to `limit` bytes (413 past it).
+async fn body_bytes(body: Body, limit: usize) -> Result<bytes::Bytes> {
+    http_body_util::Limited::new(body, limit)
+        .collect()
+        .await
+        .map(|c| c.to_bytes())
+        .map_err(
+            |e| match e.downcast_ref::<http_body_util::LengthLimitError>() {
+                Some(_) => Error::PayloadTooLarge { limit },
+                None => Error::BadRequest("the request body could not be read".into()),
+            },
+        )
+}
+
+/// A new project from an export (`GET /projects/{id}/export`'s JSON), up to `MAX_PROJECT_IMPORT_BYTES`.
+#[utoipa::path(post, path = "/api/v1/projects/import", tag = "projects", security(("bearer" = [])), request_body = ProjectDump,
+    responses((status = 201, body = ProjectOut), (status = 413, body = Problem), (status = 415, body = Problem), (status = 422, body = Problem)))]
+async fn import_project(
+    State(state): State<AppState>,
+    CurrentUser(user): CurrentUser,
+    headers: axum::http::HeaderMap,
+    body: Body,
+) -> Result<(StatusCode, Json<ProjectOut>)> {
+    let is_json = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| {
+            v.split(';')
+                .next()
+                .unwrap_or("")
+                .trim()
+                .eq_ignore_ascii_case("application/json")
+        });
+    if !is_json {
+        return Err(Error::UnsupportedMediaType(
+            "the body must be JSON (Content-Type: application/json)",
+        ));
+    }
+    let bytes = body_bytes(body, state.config().max_project_import_bytes).await?;
+    let dump: ProjectDump = parse_json(&bytes)?;
+    let limits = ProjectLimits::from(state.config());
+    let conn = state.store().conn().await?;
+    let project = projects::import(&conn, state.blobs(), &limits, user.id, dump).await?;
+    Ok((StatusCode::CREATED, Json(project.into())))
+}
