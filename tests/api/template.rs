@@ -132,7 +132,7 @@ fn global_environment(template: &str) -> Vec<(String, String)> {
 /// `sam local start-api` (no Docker here to run it): the env-vars file only names variables the
 /// template declares (SAM silently drops others), blanks every deploy-only reference, and the
 /// variables SAM would hand a function load into the local profile on the libSQL server container
-/// that samconfig's network and the README's command provide.
+/// that samconfig's network and docs/deploying.md's command provide.
 #[tokio::test]
 async fn sam_local_env_file_fits_the_template_and_loads_the_local_profile() {
     let template = repo_file("template.yaml");
@@ -211,9 +211,9 @@ async fn sam_local_env_file_fits_the_template_and_loads_the_local_profile() {
         .find_map(|l| l.strip_prefix("docker_network = "))
         .expect("docker_network")
         .trim_matches('"');
-    let readme = repo_file("README.md");
+    let readme = repo_file("docs/deploying.md");
     assert!(
         readme.contains(&format!("--network {network} --name {host}")),
-        "README starts the libSQL server as {host} on {network}"
+        "docs/deploying.md starts the libSQL server as {host} on {network}"
     );
 }

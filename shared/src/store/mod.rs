@@ -18,34 +18,28 @@ mod connections;
 mod conversations;
 mod idempotency;
 mod knowledge;
+mod knowledge_search;
 mod login_failures;
 mod messages;
 mod migrations;
 mod pipeline;
 mod projects;
 mod quotas;
+mod row;
 mod tokens;
 mod usage;
 mod users;
+mod writes;
 
 use std::{
     sync::{
         atomic::{AtomicU64, Ordering},
         Arc,
     },
-    time::{Duration, Instant},
+    time::Duration,
 };
 
-use crate::{
-    config::DatabaseConfig,
-    ids::{
-        AgentId, ApiKeyId, AttachmentId, ConversationId, DocumentId, MessageId, ProjectId, UserId,
-    },
-    kinds::{
-        AgentStatus, AttachmentStatus, DocumentStatus, MessageRole, MessageStatus, Role,
-        UploadPurpose,
-    },
-};
+use crate::config::DatabaseConfig;
 
 pub use admin::{
     AdminUpdate, AuditEntry, NewAuditEntry, ReportRanges, UsageGroup, UsageReportRow,
@@ -57,7 +51,8 @@ pub use attachments::{Attachment, NewAttachment};
 pub use connections::Connection;
 pub use conversations::{Conversation, ConversationChanges, NewConversation};
 pub use idempotency::{IdempotencyRecord, NewClaim};
-pub use knowledge::{ChunkHit, Document, EmbeddingBill, NewChunk, NewDocument};
+pub use knowledge::{Document, EmbeddingBill, NewChunk, NewDocument};
+pub use knowledge_search::ChunkHit;
 pub use login_failures::FailureScope;
 pub use messages::{AttachmentRef, Citation, FileChange, Message, NewMessage};
 pub use projects::{NewProjectFile, Project, ProjectFile};
@@ -65,6 +60,9 @@ pub use quotas::{HoldRequest, RateOutcome};
 pub use tokens::{NewRefreshToken, RefreshOutcome};
 pub use usage::{UsageRecord, UsageTotals};
 pub use users::{NewUser, User, UserChanges};
+pub use writes::SLOW_WRITE;
+
+use row::{col, collect, first, rows, Row};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -152,16 +150,10 @@ pub type StoreResult<T> = Result<T, StoreError>;
 pub struct Store {
     db: Arc<libsql::Database>,
     kind: Kind,
-    term_counts: Arc<knowledge::TermCounts>,
+    term_counts: Arc<knowledge_search::TermCounts>,
     /// Write transactions (and batch statements) that held the write lock past [`SLOW_WRITE`].
     slow_writes: Arc<AtomicU64>,
 }
-
-/// A write that holds the lock longer than this is logged as a warning naming it. One libSQL
-/// primary takes one writer at a time, so every other writer of every user waits meanwhile, and
-/// the remote server (as Turso) interrupts a write transaction held over 5 s. Long work writes in
-/// bounded batches instead (knowledge indexing, project imports, deletes).
-pub const SLOW_WRITE: Duration = Duration::from_millis(500);
 
 /// What differs between the two stores, shared by the store and each of its connections.
 #[derive(Clone)]
@@ -261,7 +253,7 @@ impl Store {
             conn.execute("PRAGMA synchronous = NORMAL", ()).await?;
             // Reads through a memory map (up to SQLite's 2 GiB cap) rather than a read() call per
             // page: the knowledge index's vector search touches many scattered pages, and at 100k
-            // chunks this took a search from 12.9 to about 10 ms (README, Benchmarks).
+            // chunks this took a search from 12.9 to about 10 ms (bench/README.md).
             conn.query("PRAGMA mmap_size = 2147418112", ()).await?;
         }
         Ok(conn)
@@ -350,213 +342,6 @@ impl Drop for Conn {
     }
 }
 
-impl Conn {
-    /// Begins a write transaction named for the log. Keep it to a few small statements with no
-    /// other await inside (no provider call, no blob upload): it holds the database's one write
-    /// lock until it ends.
-    async fn transaction(&self, name: &'static str) -> StoreResult<Transaction<'_>> {
-        let started = Instant::now();
-        let tx = self.db.transaction().await?;
-        Ok(Transaction {
-            tx: Some(tx),
-            name,
-            started,
-            store: &self.store,
-        })
-    }
-
-    /// Runs one write statement of a batch, named for the log like a transaction.
-    async fn write_batch(
-        &self,
-        name: &'static str,
-        sql: &str,
-        params: impl libsql::params::IntoParams,
-    ) -> StoreResult<u64> {
-        self.timed(name, self.execute(sql, params)).await
-    }
-
-    /// Awaits one write (a batch statement), noting it when it held the database too long.
-    async fn timed<T>(&self, name: &'static str, write: impl std::future::Future<Output = T>) -> T {
-        let started = Instant::now();
-        let out = write.await;
-        self.store.note_write(name, started);
-        out
-    }
-}
-
-impl Store {
-    fn note_write(&self, name: &'static str, started: Instant) {
-        let held = started.elapsed();
-        if held > SLOW_WRITE {
-            self.slow_writes.fetch_add(1, Ordering::Relaxed);
-            tracing::warn!(
-                write = name,
-                held_ms = held.as_millis() as u64,
-                "a write held the database longer than {} ms",
-                SLOW_WRITE.as_millis()
-            );
-        }
-    }
-}
-
-/// A write transaction that logs a warning, with its name, when it stays open past
-/// [`SLOW_WRITE`]. Dropped without `commit`, libsql rolls it back.
-pub(super) struct Transaction<'c> {
-    tx: Option<libsql::Transaction>,
-    name: &'static str,
-    started: Instant,
-    store: &'c Store,
-}
-
-impl Transaction<'_> {
-    async fn commit(mut self) -> StoreResult<()> {
-        match self.tx.take() {
-            Some(tx) => Ok(tx.commit().await?),
-            None => Ok(()),
-        }
-    }
-
-    async fn rollback(mut self) -> StoreResult<()> {
-        match self.tx.take() {
-            Some(tx) => Ok(tx.rollback().await?),
-            None => Ok(()),
-        }
-    }
-}
-
-impl std::ops::Deref for Transaction<'_> {
-    type Target = libsql::Transaction;
-
-    fn deref(&self) -> &libsql::Transaction {
-        self.tx
-            .as_ref()
-            .expect("a transaction is used only before it ends")
-    }
-}
-
-impl Drop for Transaction<'_> {
-    fn drop(&mut self) {
-        self.store.note_write(self.name, self.started);
-    }
-}
-
-/// A result row: its values by column.
-pub(super) struct Row(Vec<libsql::Value>);
-
-/// Reads every row of a libsql result (statements inside a transaction, and the local store).
-async fn rows(mut rows: libsql::Rows) -> StoreResult<Vec<Row>> {
-    let columns = rows.column_count();
-    let mut out = Vec::new();
-    while let Some(row) = rows.next().await? {
-        let values = (0..columns)
-            .map(|i| row.get_value(i))
-            .collect::<Result<Vec<_>, _>>()?;
-        out.push(Row(values));
-    }
-    Ok(out)
-}
-
-/// Reads a column, turning type mismatches into [`StoreError::Corrupt`].
-fn col<T: FromColumn>(row: &Row, idx: i32, name: &'static str) -> StoreResult<T> {
-    usize::try_from(idx)
-        .ok()
-        .and_then(|i| row.0.get(i))
-        .and_then(T::from_column)
-        .ok_or(StoreError::Corrupt(name))
-}
-
-/// The column types the store reads (libsql's own conversion trait is sealed).
-trait FromColumn: Sized {
-    fn from_column(v: &libsql::Value) -> Option<Self>;
-}
-
-impl FromColumn for String {
-    fn from_column(v: &libsql::Value) -> Option<Self> {
-        match v {
-            libsql::Value::Text(s) => Some(s.clone()),
-            _ => None,
-        }
-    }
-}
-
-impl FromColumn for i64 {
-    fn from_column(v: &libsql::Value) -> Option<Self> {
-        match v {
-            libsql::Value::Integer(n) => Some(*n),
-            _ => None,
-        }
-    }
-}
-
-impl FromColumn for f64 {
-    fn from_column(v: &libsql::Value) -> Option<Self> {
-        match v {
-            libsql::Value::Real(x) => Some(*x),
-            libsql::Value::Integer(n) => Some(*n as f64),
-            _ => None,
-        }
-    }
-}
-
-macro_rules! parsed_column {
-    ($($t:ty => $parse:expr),+ $(,)?) => {$(
-        impl FromColumn for $t {
-            fn from_column(v: &libsql::Value) -> Option<Self> {
-                match v {
-                    libsql::Value::Text(s) => $parse(s.as_str()),
-                    _ => None,
-                }
-            }
-        }
-    )+};
-}
-
-parsed_column!(
-    UserId => |s: &str| s.parse().ok(),
-    ConversationId => |s: &str| s.parse().ok(),
-    MessageId => |s: &str| s.parse().ok(),
-    AttachmentId => |s: &str| s.parse().ok(),
-    ProjectId => |s: &str| s.parse().ok(),
-    AgentId => |s: &str| s.parse().ok(),
-    ApiKeyId => |s: &str| s.parse().ok(),
-    DocumentId => |s: &str| s.parse().ok(),
-    AgentStatus => AgentStatus::parse,
-    AttachmentStatus => AttachmentStatus::parse,
-    DocumentStatus => DocumentStatus::parse,
-    UploadPurpose => UploadPurpose::parse,
-    Role => Role::parse,
-    MessageRole => MessageRole::parse,
-    MessageStatus => MessageStatus::parse,
-);
-
-impl FromColumn for bool {
-    fn from_column(v: &libsql::Value) -> Option<Self> {
-        match v {
-            libsql::Value::Integer(n) => Some(*n != 0),
-            _ => None,
-        }
-    }
-}
-
-/// Reads every row with `f`.
-fn collect<T>(rows: Vec<Row>, f: fn(&Row) -> StoreResult<T>) -> StoreResult<Vec<T>> {
-    rows.iter().map(f).collect()
-}
-
-/// Reads the first row with `f`, if there is one.
-fn first<T>(rows: Vec<Row>, f: fn(&Row) -> StoreResult<T>) -> StoreResult<Option<T>> {
-    rows.first().map(f).transpose()
-}
-
-impl<T: FromColumn> FromColumn for Option<T> {
-    fn from_column(v: &libsql::Value) -> Option<Self> {
-        match v {
-            libsql::Value::Null => Some(None),
-            other => T::from_column(other).map(Some),
-        }
-    }
-}
-
 /// For unit tests: a fresh store in a temporary folder (kept while the `TempDir` lives) and one
 /// user in it.
 #[cfg(test)]
@@ -581,6 +366,7 @@ pub(crate) async fn test_conn_with_user() -> (tempfile::TempDir, Conn, crate::id
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::kinds::Role;
 
     #[tokio::test]
     async fn concurrent_opens_migrate_once() {
