@@ -18,6 +18,7 @@ mod projects;
 mod providers;
 mod quotas;
 mod remote_store;
+mod runtime_api;
 mod service;
 mod template;
 mod users;

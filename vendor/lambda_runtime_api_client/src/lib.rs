@@ -10,9 +10,20 @@ use http::{
     uri::{PathAndQuery, Scheme},
     Request, Response, Uri,
 };
-use hyper::body::Incoming;
+use hyper::{body::Incoming, client::conn::http1};
 use hyper_util::client::legacy::connect::HttpConnector;
-use std::{convert::TryInto, fmt::Debug, future, sync::OnceLock};
+use std::{
+    convert::TryInto,
+    fmt::Debug,
+    future,
+    pin::Pin,
+    sync::{
+        atomic::{AtomicBool, Ordering},
+        Arc, OnceLock,
+    },
+    task::{Context, Poll},
+    time::Duration,
+};
 
 const USER_AGENT_HEADER: &str = "User-Agent";
 const DEFAULT_USER_AGENT: &str = concat!("aws-lambda-rust/", env!("CARGO_PKG_VERSION"));
@@ -89,7 +100,7 @@ pub struct PooledClient {
     /// The runtime API URI
     pub base: Uri,
     /// The client that manages the API connections
-    client: hyper_util::client::legacy::Client<HttpConnector, body::Body>,
+    client: Transport,
     /// The HTTP connector used to rebuild the client after a SnapStart restore
     connector: HttpConnector,
     /// Optional pool size hint for the hyper client
@@ -100,7 +111,237 @@ pub struct PooledClient {
     /// This is populated exactly once by [`PooledClient::reset_pool`] during the restore
     /// lifecycle, before any concurrent polling starts, so the `OnceLock` write never
     /// races with reads. Using `OnceLock` keeps `call` lock-free on the hot path.
-    restored: OnceLock<hyper_util::client::legacy::Client<HttpConnector, body::Body>>,
+    restored: OnceLock<Transport>,
+}
+
+/// How a [`PooledClient`] reaches the Runtime API. (CodeChat's patch.)
+///
+/// A runtime that polls one event at a time (pool size 1, the default) uses one connection, one
+/// exchange at a time: the next request waits until the last one is complete, request body
+/// included. hyper-util's pool instead races a new connection against the return of the busy one
+/// and closes the spare later; under `cargo lambda watch` that churn came with lost answers (see
+/// PATCH.md). Concurrent polling keeps the pool.
+#[derive(Debug)]
+enum Transport {
+    One(OneConnection),
+    Pool(hyper_util::client::legacy::Client<HttpConnector, body::Body>),
+}
+
+impl Transport {
+    fn new(connector: &HttpConnector, pool_size: Option<usize>) -> Self {
+        match pool_size {
+            Some(size) if size > 1 => Transport::Pool(build_hyper_client(connector, pool_size)),
+            _ => Transport::One(OneConnection {
+                connector: connector.clone(),
+                current: Arc::new(futures_util::lock::Mutex::new(None)),
+            }),
+        }
+    }
+
+    fn request(&self, req: Request<body::Body>) -> BoxFuture<'static, Result<Response<Incoming>, BoxError>> {
+        match self {
+            Transport::One(one) => one.clone().request(req).boxed(),
+            Transport::Pool(pool) => pool.request(req).map_err(Into::into).boxed(),
+        }
+    }
+}
+
+/// One HTTP/1 connection to the Runtime API, opened on first use and again when it cannot go on.
+#[derive(Debug, Clone)]
+struct OneConnection {
+    connector: HttpConnector,
+    current: Arc<futures_util::lock::Mutex<Option<Connected>>>,
+}
+
+#[derive(Debug)]
+struct Connected {
+    sender: http1::SendRequest<WatchedEnd>,
+    /// Whether the socket's last write found it full: bytes of a request still wait to go out.
+    write_blocked: Arc<AtomicBool>,
+    /// Whether hyper has taken the last frame of the latest request's body (a streamed response
+    /// may still be going out after the Runtime API has answered).
+    body_taken: Arc<AtomicBool>,
+    /// The task driving the connection: one given up on as stuck would otherwise never end.
+    task: tokio::task::JoinHandle<()>,
+}
+
+
+/// How often a connection that is not ready for the next request is looked at again.
+const READY_CHECK: Duration = Duration::from_millis(50);
+
+impl OneConnection {
+    async fn request(self, mut req: Request<body::Body>) -> Result<Response<Incoming>, BoxError> {
+        let mut current = self.current.lock().await;
+        // A request the connection gives back unsent (it closed while idle) goes once more on a
+        // fresh one.
+        for attempt in 0..2 {
+            if let Some(connected) = current.take() {
+                *current = connected.ready().await;
+            }
+            let connected = match current.as_mut() {
+                Some(connected) => connected,
+                None => current.insert(self.connect(req.uri().clone()).await?),
+            };
+            let (parts, body) = req.into_parts();
+            connected.body_taken = Arc::new(AtomicBool::new(false));
+            let body = WatchedEnd::new(body, connected.body_taken.clone());
+            match connected.sender.try_send_request(Request::from_parts(parts, body)).await {
+                Ok(response) => return Ok(response),
+                Err(mut e) => match e.take_message() {
+                    Some(unsent) if attempt == 0 => {
+                        *current = None;
+                        let (parts, body) = unsent.into_parts();
+                        req = Request::from_parts(parts, body.inner);
+                    }
+                    _ => return Err(e.into_error().into()),
+                },
+            }
+        }
+        unreachable!("the second attempt returns")
+    }
+
+    async fn connect(&self, uri: Uri) -> Result<Connected, BoxError> {
+        use tower::ServiceExt;
+        let io = self.connector.clone().oneshot(uri).await?;
+        let write_blocked = Arc::new(AtomicBool::new(false));
+        let io = WatchedWrites {
+            io,
+            blocked: write_blocked.clone(),
+        };
+        let (sender, connection) = http1::Builder::new().max_buf_size(1024 * 1024).handshake(io).await?;
+        let task = tokio::spawn(async move {
+            let _ = connection.await;
+        });
+        Ok(Connected {
+            sender,
+            write_blocked,
+            body_taken: Arc::new(AtomicBool::new(true)),
+            task,
+        })
+    }
+}
+
+impl Connected {
+    /// The connection once it can take the next request, or `None` when a new one is needed.
+    ///
+    /// A server may answer before it has read the request body (`cargo lambda watch`'s Runtime API
+    /// does). When such a body is larger than the socket takes at once, hyper 1.12 finishes writing
+    /// it but never signals that the connection is ready again. Such a connection has nothing left
+    /// to write (its body taken, its socket not full), so it is dropped for a new one; one that is
+    /// still writing or streaming is waited for.
+    async fn ready(mut self) -> Option<Connected> {
+        loop {
+            match tokio::time::timeout(READY_CHECK, self.sender.ready()).await {
+                Ok(Ok(())) => return Some(self),
+                Ok(Err(_)) => return None,
+                Err(_) if self.has_nothing_to_write() => {
+                    // Closed before the next connection opens.
+                    self.task.abort();
+                    let _ = (&mut self.task).await;
+                    return None;
+                }
+                Err(_) => continue,
+            }
+        }
+    }
+
+    fn has_nothing_to_write(&self) -> bool {
+        self.body_taken.load(Ordering::Acquire) && !self.write_blocked.load(Ordering::Acquire)
+    }
+}
+
+/// A request body that notes when hyper has taken its last frame.
+struct WatchedEnd {
+    inner: body::Body,
+    taken: Arc<AtomicBool>,
+}
+
+impl WatchedEnd {
+    fn new(inner: body::Body, taken: Arc<AtomicBool>) -> Self {
+        taken.store(http_body::Body::is_end_stream(&inner), Ordering::Release);
+        WatchedEnd { inner, taken }
+    }
+}
+
+impl http_body::Body for WatchedEnd {
+    type Data = bytes::Bytes;
+    type Error = Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<http_body::Frame<Self::Data>, Self::Error>>> {
+        let poll = Pin::new(&mut self.inner).poll_frame(cx);
+        let ended = match &poll {
+            Poll::Ready(None) | Poll::Ready(Some(Err(_))) => true,
+            Poll::Ready(Some(Ok(_))) => self.inner.is_end_stream(),
+            Poll::Pending => false,
+        };
+        if ended {
+            self.taken.store(true, Ordering::Release);
+        }
+        poll
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+/// The socket, noting whether its last write or flush found it full.
+struct WatchedWrites<T> {
+    io: T,
+    blocked: Arc<AtomicBool>,
+}
+
+impl<T> WatchedWrites<T> {
+    fn note<R>(&self, poll: Poll<R>) -> Poll<R> {
+        self.blocked.store(poll.is_pending(), Ordering::Release);
+        poll
+    }
+}
+
+impl<T: hyper::rt::Read + Unpin> hyper::rt::Read for WatchedWrites<T> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: hyper::rt::ReadBufCursor<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.io).poll_read(cx, buf)
+    }
+}
+
+impl<T: hyper::rt::Write + Unpin> hyper::rt::Write for WatchedWrites<T> {
+    fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<std::io::Result<usize>> {
+        let poll = Pin::new(&mut self.io).poll_write(cx, buf);
+        self.note(poll)
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> Poll<std::io::Result<usize>> {
+        let poll = Pin::new(&mut self.io).poll_write_vectored(cx, bufs);
+        self.note(poll)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.io.is_write_vectored()
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        let poll = Pin::new(&mut self.io).poll_flush(cx);
+        self.note(poll)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.io).poll_shutdown(cx)
+    }
 }
 
 impl PooledClient {
@@ -117,7 +358,7 @@ impl PooledClient {
 
     /// Create a new client with a given base URI, HTTP connector, and optional pool size hint.
     fn with(base: Uri, connector: HttpConnector, pool_size: Option<usize>) -> Self {
-        let client = build_hyper_client(&connector, pool_size);
+        let client = Transport::new(&connector, pool_size);
         Self {
             base,
             client,
@@ -135,7 +376,7 @@ impl PooledClient {
     /// called exactly once during the restore lifecycle, before concurrent
     /// polling starts, so the underlying `OnceLock` write never races.
     pub fn reset_pool(&self) {
-        let _ = self.restored.set(build_hyper_client(&self.connector, self.pool_size));
+        let _ = self.restored.set(Transport::new(&self.connector, self.pool_size));
     }
 }
 
@@ -147,8 +388,8 @@ impl RuntimeApiClient for PooledClient {
         };
         // After a SnapStart restore, `restored` holds a fresh client with no stale
         // connections; otherwise fall back to the original client. Lock-free read.
-        let hyper_client = self.restored.get().unwrap_or(&self.client);
-        hyper_client.request(req).map_err(Into::into).boxed()
+        let transport = self.restored.get().unwrap_or(&self.client);
+        transport.request(req)
     }
 }
 
