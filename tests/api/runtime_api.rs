@@ -160,6 +160,13 @@ async fn serve(socket: TcpStream, received: mpsc::UnboundedSender<usize>) {
     let mut read = BufReader::new(read);
     let mut invocation = 0;
     while let Some(head) = read_head(&mut read).await {
+        // The request line names a path (origin-form), and the host is said.
+        let target = head.split(' ').nth(1).unwrap_or_default();
+        assert!(
+            target.starts_with("/2018-06-01/runtime/invocation/"),
+            "{head}"
+        );
+        assert!(head.contains("\r\nhost: 127.0.0.1:"), "{head}");
         if head.starts_with("get ") {
             invocation += 1;
             let event = b"{}";

@@ -170,7 +170,19 @@ struct Connected {
 const READY_CHECK: Duration = Duration::from_millis(50);
 
 impl OneConnection {
-    async fn request(self, mut req: Request<body::Body>) -> Result<Response<Incoming>, BoxError> {
+    async fn request(self, req: Request<body::Body>) -> Result<Response<Incoming>, BoxError> {
+        // On a connection of its own a request names its path and its host, as hyper-util's
+        // client would write them (origin-form and a `Host` header).
+        let origin = req.uri().clone();
+        let (mut parts, body) = req.into_parts();
+        parts.uri = origin.path_and_query().map_or("/", |pq| pq.as_str()).parse()?;
+        if let Some(authority) = origin.authority() {
+            parts
+                .headers
+                .entry(http::header::HOST)
+                .or_insert(authority.as_str().parse()?);
+        }
+        let mut req = Request::from_parts(parts, body);
         let mut current = self.current.lock().await;
         // A request the connection gives back unsent (it closed while idle) goes once more on a
         // fresh one.
@@ -180,7 +192,7 @@ impl OneConnection {
             }
             let connected = match current.as_mut() {
                 Some(connected) => connected,
-                None => current.insert(self.connect(req.uri().clone()).await?),
+                None => current.insert(self.connect(origin.clone()).await?),
             };
             let (parts, body) = req.into_parts();
             connected.body_taken = Arc::new(AtomicBool::new(false));
