@@ -22,8 +22,11 @@
 //! web client's page and an asset in-process, `-- --openai-only` a turn through `POST /chat` and
 //! through the OpenAI-compatible endpoint, `-- --runtime-only` a streamed turn of the release `chat`
 //! function under the fake Runtime API acknowledging at once and with Linux's delayed ACKs, beside
-//! the same turn in-process (builds only `chat`).
+//! the same turn in-process (builds only `chat`), `-- --database-only` the round trips and write
+//! statements per route against sqld, then chat turns from 1 to 64 users at once on one sqld
+//! (turns/s, writes/s: how far one database goes).
 
+mod ceiling;
 mod cpu;
 mod in_process;
 mod knowledge;
@@ -59,6 +62,7 @@ const PAGE_INVOKES: usize = 200;
 const REMOTE_INVOKES: usize = 20;
 const REMOTE_DELAY: Duration = Duration::from_millis(5);
 const LOAD_DURATION: Duration = Duration::from_secs(8);
+const CEILING_DURATION: Duration = Duration::from_secs(10);
 const PASSWORD: &str = "bench password 123";
 
 fn percentile(sorted: &[Duration], p: f64) -> Duration {
@@ -230,6 +234,8 @@ async fn auth_at_memory_sizes(binary: &Path, data: &Path) -> Option<Vec<(u64, Ve
 struct TripRow {
     route: String,
     trips: u64,
+    /// Write statements (INSERT, UPDATE, DELETE) that reached the server, median per invoke.
+    writes: u64,
     p50: Duration,
 }
 
@@ -270,22 +276,50 @@ impl RemoteStore {
         mut seen: impl FnMut(&Value),
     ) -> TripRow {
         let mut counts = Vec::with_capacity(n);
+        let mut writes = Vec::with_capacity(n);
         let mut times = Vec::with_capacity(n);
         for i in 0..n {
-            let before = self.proxy.requests();
+            let (before, writes_before) = (self.proxy.requests(), self.proxy.writes());
             let (res, took) = f.invoke(make(i)).await;
             assert_eq!(status(&res), expect, "remote {route}: {res}");
             counts.push(self.proxy.requests() - before);
+            writes.push(self.proxy.writes() - writes_before);
             times.push(took);
             seen(&res);
         }
         counts.sort();
+        writes.sort();
         times.sort();
         TripRow {
             route: route.into(),
             trips: counts[counts.len() / 2],
+            writes: writes[writes.len() / 2],
             p50: percentile(&times, 0.5),
         }
+    }
+}
+
+fn print_remote_rows(rows: Option<&[TripRow]>) {
+    let Some(rows) = rows else {
+        println!("\nRemote libSQL: skipped (../shared/tools/sqld is absent)");
+        return;
+    };
+    println!(
+        "\nRemote libSQL (../shared/tools/sqld behind a proxy adding {} ms each way), per invoke:",
+        REMOTE_DELAY.as_millis()
+    );
+    println!(
+        "{:<34} {:>12} {:>7} {:>10}",
+        "route", "round trips", "writes", "p50 ms"
+    );
+    for r in rows {
+        println!(
+            "{:<34} {:>12} {:>7} {:>10}",
+            r.route,
+            r.trips,
+            r.writes,
+            ms(r.p50)
+        );
     }
 }
 
@@ -297,11 +331,12 @@ async fn remote_routes(remote: &RemoteStore, binary: &dyn Fn(&str) -> PathBuf) -
     // The first start migrates the empty database; what a cold start costs is the second's.
     for name in ["auth", "users", "chat", "conversations"] {
         drop(Function::start(&binary(name), name, store).await);
-        let before = remote.proxy.requests();
+        let (before, writes_before) = (remote.proxy.requests(), remote.proxy.writes());
         let f = Function::start(&binary(name), name, store).await;
         rows.push(TripRow {
             route: format!("{name} cold start (init)"),
             trips: remote.proxy.requests() - before,
+            writes: remote.proxy.writes() - writes_before,
             p50: f.init,
         });
     }
@@ -769,6 +804,17 @@ async fn main() {
         let _ = std::fs::remove_dir_all(&data);
         return;
     }
+    if std::env::args().any(|a| a == "--ceiling-only") {
+        // The turns-per-second ceiling of one sqld alone (in-process: no release binaries).
+        let data = std::env::temp_dir().join(format!("codechat-bench-db-{}", std::process::id()));
+        std::fs::create_dir_all(&data).unwrap();
+        match ceiling::run(&data, CEILING_DURATION).await {
+            Some(rows) => ceiling::print(&rows, CEILING_DURATION),
+            None => println!("\nOne database: skipped (../shared/tools/sqld is absent)"),
+        }
+        let _ = std::fs::remove_dir_all(&data);
+        return;
+    }
     if std::env::args().any(|a| a == "--runtime-only") {
         let root = workspace_root();
         eprintln!("bench: building the release chat binary");
@@ -794,7 +840,14 @@ async fn main() {
     let noise_before = machine_noise();
     // Every function of the service, from its one list: a new function is built, started and
     // measured for init time and size without touching this file.
-    let functions: Vec<&'static str> = codechat::api::FUNCTIONS.iter().map(|f| f.name).collect();
+    let mut functions: Vec<&'static str> =
+        codechat::api::FUNCTIONS.iter().map(|f| f.name).collect();
+    // The sections run alone build only the functions they start.
+    if std::env::args().any(|a| a == "--database-only") {
+        functions = vec!["auth", "users", "chat", "conversations"];
+    } else if std::env::args().any(|a| a == "--load-only") {
+        functions = vec!["auth", "chat", "conversations"];
+    }
     let root = workspace_root();
     eprintln!("bench: building release binaries of {functions:?}");
     let mut build =
@@ -820,6 +873,26 @@ async fn main() {
     if std::env::args().any(|a| a == "--uploads-only") {
         uploads::print(&uploads::measure(&binary, &data).await);
         projects::print(&projects::measure(&binary, &data).await);
+        let _ = std::fs::remove_dir_all(&data);
+        return;
+    }
+    if std::env::args().any(|a| a == "--database-only") {
+        // What one database costs and takes: round trips and writes per route, then the ceiling.
+        let remote = RemoteStore::start(&data).await;
+        let rows = match &remote {
+            Some(remote) => Some(remote_routes(remote, &binary).await),
+            None => None,
+        };
+        drop(remote);
+        print_remote_rows(rows.as_deref());
+        match ceiling::run(&data, CEILING_DURATION).await {
+            Some(rows) => ceiling::print(&rows, CEILING_DURATION),
+            None => println!("\nOne database: skipped (../shared/tools/sqld is absent)"),
+        }
+        println!(
+            "Machine before: {noise_before}; after: {}.",
+            machine_noise()
+        );
         let _ = std::fs::remove_dir_all(&data);
         return;
     }
@@ -1198,16 +1271,7 @@ async fn main() {
             "\nauth per memory size: skipped (no cgroup with a CPU quota could be made here)"
         ),
     }
-    match &remote_rows {
-        Some(rows) => {
-            println!("\nRemote libSQL (../shared/tools/sqld behind a proxy adding {} ms each way), per invoke:", REMOTE_DELAY.as_millis());
-            println!("{:<34} {:>12} {:>10}", "route", "round trips", "p50 ms");
-            for r in rows {
-                println!("{:<34} {:>12} {:>10}", r.route, r.trips, ms(r.p50));
-            }
-        }
-        None => println!("\nRemote libSQL: skipped (../shared/tools/sqld is absent)"),
-    }
+    print_remote_rows(remote_rows.as_deref());
     uploads::print(&upload_rows);
     projects::print(&project_rows);
     println!("\ninit = process start until the first poll of the Runtime API ({COLD_STARTS} starts each).");

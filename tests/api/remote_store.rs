@@ -238,7 +238,7 @@ async fn a_chat_turn_costs_few_round_trips() {
         .unwrap()
         .to_string();
 
-    let before = proxy.requests();
+    let (before, writes_before) = (proxy.requests(), proxy.writes());
     let res = app
         .chat(
             &t.access,
@@ -251,6 +251,12 @@ async fn a_chat_turn_costs_few_round_trips() {
     assert!(
         (1..=4).contains(&n),
         "a turn in an existing conversation: {n} round trips"
+    );
+    // The user message, then the answer with its usage: what bounds turns per database.
+    assert_eq!(
+        proxy.writes() - writes_before,
+        2,
+        "write statements of a turn"
     );
 
     let before = proxy.requests();
@@ -273,9 +279,10 @@ async fn a_chat_turn_costs_few_round_trips() {
         .await
         .json();
     assert_eq!(c["message_count"], 6, "{c}");
-    let before = proxy.requests();
+    let (before, writes_before) = (proxy.requests(), proxy.writes());
     assert_eq!(app.me(&t.access).await.status, StatusCode::OK);
     assert_eq!(trips(before), 1, "GET /users/me reads the user once");
+    assert_eq!(proxy.writes(), writes_before, "a read writes nothing");
 }
 
 /// Daily budgets on the production store: two app instances (each its own store client) share the

@@ -1,6 +1,6 @@
 //! A TCP proxy in front of a server: it holds every chunk for a fixed delay in each direction (a
 //! network's round-trip time) and counts the HTTP/1.1 requests that pass, i.e. the round trips a
-//! client makes to a remote libSQL server.
+//! client makes to a remote libSQL server, and the write statements among them.
 
 use std::{
     net::SocketAddr,
@@ -18,18 +18,35 @@ use tokio::{
     time::Instant,
 };
 
-/// A TCP proxy that holds every chunk for `delay` in each direction and counts HTTP/1.1 requests.
+/// A TCP proxy that holds every chunk for `delay` in each direction and counts HTTP/1.1 requests
+/// and write statements.
 pub struct LatencyProxy {
     pub addr: SocketAddr,
-    requests: Arc<AtomicU64>,
+    counts: Arc<Counts>,
 }
+
+#[derive(Default)]
+struct Counts {
+    requests: AtomicU64,
+    writes: AtomicU64,
+}
+
+/// The end of an HTTP/1.1 request line.
+const REQUEST: &[u8] = b" HTTP/1.1\r\n";
+/// A write statement in a JSON pipeline request (Hrana over HTTP: ours and the libsql crate's
+/// both serialise a statement as `"sql":"..."` and start their SQL with its verb).
+const WRITES: [&[u8]; 3] = [
+    br#""sql":"INSERT"#,
+    br#""sql":"UPDATE"#,
+    br#""sql":"DELETE"#,
+];
 
 impl LatencyProxy {
     pub async fn start(target: SocketAddr, delay: Duration) -> LatencyProxy {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
-        let requests = Arc::new(AtomicU64::new(0));
-        let counter = requests.clone();
+        let counts = Arc::new(Counts::default());
+        let counter = counts.clone();
         tokio::spawn(async move {
             while let Ok((client, _)) = listener.accept().await {
                 let Ok(server) = TcpStream::connect(target).await else {
@@ -48,7 +65,7 @@ impl LatencyProxy {
                 tokio::spawn(relay(server_read, client_write, delay, None));
             }
         });
-        LatencyProxy { addr, requests }
+        LatencyProxy { addr, counts }
     }
 
     /// The proxy as `LIBSQL_URL`.
@@ -58,16 +75,22 @@ impl LatencyProxy {
 
     /// Requests that have passed so far.
     pub fn requests(&self) -> u64 {
-        self.requests.load(Ordering::SeqCst)
+        self.counts.requests.load(Ordering::SeqCst)
+    }
+
+    /// Write statements (INSERT, UPDATE, DELETE) that have passed so far.
+    pub fn writes(&self) -> u64 {
+        self.counts.writes.load(Ordering::SeqCst)
     }
 }
 
-/// Copies `from` to `to`, each chunk `delay` after it was read, in order; counts request lines.
+/// Copies `from` to `to`, each chunk `delay` after it was read, in order; counts request lines and
+/// write statements.
 async fn relay(
     mut from: tokio::net::tcp::OwnedReadHalf,
     mut to: tokio::net::tcp::OwnedWriteHalf,
     delay: Duration,
-    requests: Option<Arc<AtomicU64>>,
+    counts: Option<Arc<Counts>>,
 ) {
     let (tx, mut rx) = mpsc::unbounded_channel::<(Instant, Vec<u8>)>();
     let writer = tokio::spawn(async move {
@@ -79,8 +102,13 @@ async fn relay(
         }
         let _ = to.shutdown().await;
     });
-    const MARK: &[u8] = b" HTTP/1.1\r\n";
-    // The end of the previous chunk, so a request line split across two reads still counts once.
+    // The end of the previous chunks, so a mark split across two reads still counts once.
+    let longest = WRITES
+        .iter()
+        .chain([&REQUEST])
+        .map(|m| m.len())
+        .max()
+        .unwrap_or(1);
     let mut carry: Vec<u8> = Vec::new();
     let mut buf = vec![0u8; 64 * 1024];
     loop {
@@ -88,11 +116,15 @@ async fn relay(
             Ok(0) | Err(_) => break,
             Ok(n) => n,
         };
-        if let Some(counter) = &requests {
+        if let Some(counts) = &counts {
+            let seen = carry.len();
             carry.extend_from_slice(&buf[..n]);
-            let found = carry.windows(MARK.len()).filter(|w| *w == MARK).count();
-            counter.fetch_add(found as u64, Ordering::SeqCst);
-            let keep = carry.len().min(MARK.len() - 1);
+            counts
+                .requests
+                .fetch_add(new_marks(&carry, seen, REQUEST), Ordering::SeqCst);
+            let writes: u64 = WRITES.iter().map(|m| new_marks(&carry, seen, m)).sum();
+            counts.writes.fetch_add(writes, Ordering::SeqCst);
+            let keep = carry.len().min(longest - 1);
             carry.drain(..carry.len() - keep);
         }
         if tx
@@ -104,4 +136,13 @@ async fn relay(
     }
     drop(tx);
     let _ = writer.await;
+}
+
+/// Occurrences of `mark` in `bytes` that end past `seen` (the bytes already counted).
+fn new_marks(bytes: &[u8], seen: usize, mark: &[u8]) -> u64 {
+    bytes
+        .windows(mark.len())
+        .enumerate()
+        .filter(|(at, w)| at + mark.len() > seen && *w == mark)
+        .count() as u64
 }

@@ -81,7 +81,7 @@ impl Sqld {
             .args(["--auth-jwt-key-file", PUBLIC_KEY_FILE, "--no-welcome"])
             .current_dir(self.dir.path())
             .stdout(Stdio::null())
-            .stderr(Stdio::null())
+            .stderr(log_file())
             .spawn()
             .expect("start sqld");
         self.child = Some(child);
@@ -113,6 +113,11 @@ impl Sqld {
         let mut answer = Vec::new();
         let _ = stream.read_to_end(&mut answer).await;
         answer.starts_with(b"HTTP/1.1 200")
+    }
+
+    /// The server's process id, to read its CPU time.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(|c| c.id())
     }
 
     pub fn addr(&self) -> std::net::SocketAddr {
@@ -166,4 +171,18 @@ impl Drop for Sqld {
     fn drop(&mut self) {
         self.stop();
     }
+}
+
+/// Where sqld's log goes: the file `CODECHAT_SQLD_LOG` names (appended to), for looking at what the
+/// server did during a test or a bench; otherwise nowhere.
+fn log_file() -> Stdio {
+    std::env::var_os("CODECHAT_SQLD_LOG")
+        .and_then(|path| {
+            std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(path)
+                .ok()
+        })
+        .map_or_else(Stdio::null, Stdio::from)
 }

@@ -87,12 +87,12 @@ impl Pipeline {
         let response = request
             .send()
             .await
-            .map_err(|e| StoreError::Unavailable(e.to_string()))?;
+            .map_err(|e| StoreError::Unavailable(with_causes(&e)))?;
         let status = response.status();
         let text = response
             .text()
             .await
-            .map_err(|e| StoreError::Unavailable(e.to_string()))?;
+            .map_err(|e| StoreError::Unavailable(with_causes(&e)))?;
         match status.as_u16() {
             200 => {}
             401 | 403 => return Err(StoreError::Unauthorized(format!("status={status}"))),
@@ -125,6 +125,19 @@ impl Pipeline {
 }
 
 /// Busy answers are retried this many times in all, pausing 25, 50, 100 ms (jittered) between.
+/// An error and the errors under it (reqwest's own message says only "error sending request"; what
+/// went wrong, a refused connection, a timeout or a closed one, is further down).
+fn with_causes(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut cause = e.source();
+    while let Some(c) = cause {
+        text.push_str(": ");
+        text.push_str(&c.to_string());
+        cause = c.source();
+    }
+    text
+}
+
 const BUSY_ATTEMPTS: u32 = 4;
 const BUSY_FIRST_PAUSE: Duration = Duration::from_millis(25);
 
