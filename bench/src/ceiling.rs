@@ -37,6 +37,8 @@ pub async fn run(data: &std::path::Path, duration: Duration) -> Option<Vec<Ceili
     let proxy = LatencyProxy::start(sqld.addr(), Duration::ZERO).await;
     // BENCH_CEILING_DIRECT=1: straight to sqld, without the proxy (no write counts then).
     let direct = std::env::var_os("BENCH_CEILING_DIRECT").is_some();
+    // BENCH_CEILING_READS=1: message pages instead of turns (reads only), to tell the two apart.
+    let reads_only = std::env::var_os("BENCH_CEILING_READS").is_some();
     let url = if direct {
         format!("http://{}", sqld.addr())
     } else {
@@ -77,13 +79,16 @@ pub async fn run(data: &std::path::Path, duration: Duration) -> Option<Vec<Ceili
             tokio::spawn(async move {
                 let mut samples = Vec::new();
                 let mut i = 0;
+                let messages = format!("/api/v1/conversations/{conversation}/messages");
                 while Instant::now() < deadline {
-                    let body =
-                        json!({"conversation_id": conversation, "message": format!("turn {i}")});
                     let began = Instant::now();
-                    let (status, _) = app
-                        .call("POST", "/api/v1/chat", Some(&token), Some(body))
-                        .await;
+                    let (status, _) = if reads_only {
+                        app.call("GET", &messages, Some(&token), None).await
+                    } else {
+                        let body = json!({"conversation_id": conversation, "message": format!("turn {i}")});
+                        app.call("POST", "/api/v1/chat", Some(&token), Some(body))
+                            .await
+                    };
                     samples.push((began.elapsed(), status == 200));
                     i += 1;
                 }
