@@ -182,7 +182,6 @@ impl Conn {
 
 #[cfg(test)]
 mod tests {
-    use super::*;
     use crate::store::{NewChunk, NewDocument};
 
     #[tokio::test]

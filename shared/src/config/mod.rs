@@ -8,6 +8,15 @@
 
 use std::{collections::HashMap, path::PathBuf, time::Duration};
 
+mod providers;
+mod secrets;
+mod stores;
+mod values;
+pub use providers::*;
+pub use secrets::*;
+pub use stores::*;
+use values::*;
+
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     #[error("{name} is required when running in Lambda ({hint})")]
@@ -32,92 +41,9 @@ pub enum Profile {
     Lambda,
 }
 
-#[derive(Clone)]
-pub enum DatabaseConfig {
-    LocalFile(PathBuf),
-    Remote { url: String, auth_token: String },
-}
-
-impl std::fmt::Debug for DatabaseConfig {
-    // The auth token never reaches a log line.
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            Self::LocalFile(p) => f.debug_tuple("LocalFile").field(p).finish(),
-            Self::Remote { url, .. } => f
-                .debug_struct("Remote")
-                .field("url", url)
-                .finish_non_exhaustive(),
-        }
-    }
-}
-
 /// The types accepted when `ALLOWED_UPLOAD_TYPES` is not set: common images, PDF, and text
 /// (plain, Markdown, CSV, JSON, and source code, which browsers label `text/*` or as below).
 pub const DEFAULT_ALLOWED_UPLOAD_TYPES: &str = "image/png,image/jpeg,image/gif,image/webp,application/pdf,text/*,application/json,application/xml,application/yaml,application/x-yaml,application/toml,application/javascript,application/typescript,application/x-sh,application/sql";
-
-#[derive(Debug, Clone)]
-pub enum BlobConfig {
-    LocalDir(PathBuf),
-    /// In Lambda without `S3_BUCKET`: the task root is read-only, so there is no local fallback.
-    NotConfigured,
-    S3(S3Config),
-}
-
-/// The bucket and how to reach it. Credentials and region come from the SDK's default chain (the
-/// execution role in Lambda) unless given, as tests and S3-compatible servers do.
-#[derive(Clone)]
-pub struct S3Config {
-    pub bucket: String,
-    /// An S3-compatible server (MinIO, s3s, moto…): buckets are then addressed path-style.
-    pub endpoint_url: Option<String>,
-    pub region: Option<String>,
-    pub credentials: Option<(String, String, Option<String>)>,
-}
-
-impl std::fmt::Debug for S3Config {
-    // The credentials never reach a log line.
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("S3Config")
-            .field("bucket", &self.bucket)
-            .field("endpoint_url", &self.endpoint_url)
-            .field("region", &self.region)
-            .finish_non_exhaustive()
-    }
-}
-
-#[derive(Clone)]
-pub struct OpenAiConfig {
-    pub base_url: String,
-    pub api_key: Option<String>,
-}
-
-/// The model that embeds knowledge chunks and queries.
-#[derive(Debug, Clone, PartialEq)]
-pub enum EmbeddingModel {
-    /// The offline hashed n-gram embedder (not semantic): the default.
-    Local,
-    /// `openai/<model>`: an OpenAI-compatible `/embeddings` endpoint (OPENAI_BASE_URL).
-    OpenAi { model: String, usd_per_million: f64 },
-    /// `bedrock/<model id>`: Titan Text Embeddings v2 (`amazon.titan-embed-text-v2:0`) or a model
-    /// with its request shape, through InvokeModel.
-    Bedrock { model: String, usd_per_million: f64 },
-}
-
-/// A secret that never prints.
-#[derive(Clone)]
-pub struct Secret(Vec<u8>);
-
-impl Secret {
-    pub fn expose(&self) -> &[u8] {
-        &self.0
-    }
-}
-
-impl std::fmt::Debug for Secret {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("Secret(..)")
-    }
-}
 
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -247,41 +173,6 @@ impl std::fmt::Debug for WebSocketConfig {
             .field("management_endpoint", &self.management_endpoint)
             .finish_non_exhaustive()
     }
-}
-
-/// Bedrock client settings beyond the SDK's default chain.
-#[derive(Clone, Default)]
-pub struct BedrockConfig {
-    /// `BEDROCK_REGION`, else `AWS_REGION`.
-    pub region: Option<String>,
-    /// `BEDROCK_ENDPOINT_URL`: a Bedrock-compatible endpoint (a VPC endpoint, or a test fake).
-    pub endpoint_url: Option<String>,
-    /// `AWS_ACCESS_KEY_ID` / `AWS_SECRET_ACCESS_KEY` / `AWS_SESSION_TOKEN` when set (as in Lambda);
-    /// otherwise the SDK's default chain (profiles, SSO, instance roles).
-    pub credentials: Option<(String, String, Option<String>)>,
-}
-
-impl std::fmt::Debug for BedrockConfig {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("BedrockConfig")
-            .field("region", &self.region)
-            .field("endpoint_url", &self.endpoint_url)
-            .finish_non_exhaustive()
-    }
-}
-
-impl std::fmt::Debug for OpenAiConfig {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("OpenAiConfig")
-            .field("base_url", &self.base_url)
-            .finish_non_exhaustive()
-    }
-}
-
-/// Where a secret comes from before it is resolved: a value (tests, local) or a Secrets Manager ARN.
-enum SecretSource {
-    Value(String),
-    Arn(String),
 }
 
 impl Config {
@@ -503,143 +394,6 @@ impl Config {
             web_api_base: var("WEB_API_BASE_URL").unwrap_or_else(|| "api/v1".into()),
             data_dir,
         })
-    }
-}
-
-/// Static AWS credentials when the environment names them (tests, S3-compatible servers); else the
-/// SDK's default chain applies.
-fn aws_credentials(
-    var: &impl Fn(&str) -> Option<String>,
-) -> Option<(String, String, Option<String>)> {
-    var("AWS_ACCESS_KEY_ID")
-        .zip(var("AWS_SECRET_ACCESS_KEY"))
-        .map(|(k, s)| (k, s, var("AWS_SESSION_TOKEN")))
-}
-
-fn secret_source(var: &impl Fn(&str) -> Option<String>, name: &str) -> Option<SecretSource> {
-    var(&format!("{name}_ARN"))
-        .map(SecretSource::Arn)
-        .or_else(|| var(name).map(SecretSource::Value))
-}
-
-async fn resolve_secret(src: SecretSource) -> Result<String, ConfigError> {
-    let arn = match src {
-        SecretSource::Value(v) => return Ok(v),
-        SecretSource::Arn(arn) => arn,
-    };
-    let sdk = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
-    let out = aws_sdk_secretsmanager::Client::new(&sdk)
-        .get_secret_value()
-        .secret_id(&arn)
-        .send()
-        .await
-        .map_err(|e| ConfigError::Secret {
-            arn: arn.clone(),
-            reason: aws_sdk_secretsmanager::error::DisplayErrorContext(e).to_string(),
-        })?;
-    out.secret_string()
-        .map(str::to_owned)
-        .ok_or(ConfigError::Secret {
-            arn,
-            reason: "the secret has no string value".into(),
-        })
-}
-
-/// The dev secret: created once, atomically, and shared by every local process (each function runs in
-/// its own process under `cargo lambda watch`, and they must accept each other's tokens).
-fn dev_jwt_secret(data_dir: &std::path::Path) -> Result<String, ConfigError> {
-    let io = |source| ConfigError::DataDir {
-        path: data_dir.display().to_string(),
-        source,
-    };
-    std::fs::create_dir_all(data_dir).map_err(io)?;
-    let path = data_dir.join("dev-jwt-secret");
-    if !path.exists() {
-        let mut bytes = [0u8; 32];
-        getrandom::fill(&mut bytes).map_err(|e| io(std::io::Error::other(e.to_string())))?;
-        let secret: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
-        let tmp = data_dir.join(format!("dev-jwt-secret.{}", std::process::id()));
-        std::fs::write(&tmp, &secret).map_err(io)?;
-        // hard_link refuses to replace an existing file: the first process to get here wins and the
-        // others read its secret.
-        match std::fs::hard_link(&tmp, &path) {
-            Ok(()) => tracing::warn!(
-                path = %path.display(),
-                "created a development JWT secret; set JWT_SECRET_ARN (Lambda) or JWT_SECRET for real deployments"
-            ),
-            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
-            Err(e) => {
-                let _ = std::fs::remove_file(&tmp);
-                return Err(io(e));
-            }
-        }
-        let _ = std::fs::remove_file(&tmp);
-    }
-    std::fs::read_to_string(&path)
-        .map(|s| s.trim().to_string())
-        .map_err(io)
-}
-
-/// `EMBEDDING_MODEL` (unset or `local`: the offline embedder) and its price,
-/// `EMBEDDING_USD_PER_MILLION_TOKENS` (default 0.02, Titan v2's and text-embedding-3-small's).
-fn embedding_model(var: &impl Fn(&str) -> Option<String>) -> Result<EmbeddingModel, ConfigError> {
-    let usd_per_million = match var("EMBEDDING_USD_PER_MILLION_TOKENS") {
-        None => 0.02,
-        Some(v) => v
-            .trim()
-            .parse::<f64>()
-            .ok()
-            .filter(|p| p.is_finite() && *p >= 0.0)
-            .ok_or_else(|| ConfigError::Invalid {
-                name: "EMBEDDING_USD_PER_MILLION_TOKENS",
-                reason: format!("expected a non-negative number, got `{v}`"),
-            })?,
-    };
-    let raw = var("EMBEDDING_MODEL").unwrap_or_default();
-    let raw = raw.trim();
-    Ok(match raw.split_once('/') {
-        _ if raw.is_empty() || raw == "local" || raw.starts_with("local/") => EmbeddingModel::Local,
-        Some(("openai", model)) if !model.is_empty() => EmbeddingModel::OpenAi {
-            model: model.to_string(),
-            usd_per_million,
-        },
-        Some(("bedrock", model)) if !model.is_empty() => EmbeddingModel::Bedrock {
-            model: model.to_string(),
-            usd_per_million,
-        },
-        _ => {
-            return Err(ConfigError::Invalid {
-                name: "EMBEDDING_MODEL",
-                reason: format!(
-                    "expected local, openai/<model> or bedrock/<model id>, got `{raw}`"
-                ),
-            })
-        }
-    })
-}
-
-fn number<T: std::str::FromStr>(
-    var: &impl Fn(&str) -> Option<String>,
-    name: &'static str,
-    default: T,
-) -> Result<T, ConfigError> {
-    match var(name) {
-        None => Ok(default),
-        Some(v) => v.trim().parse().map_err(|_| ConfigError::Invalid {
-            name,
-            reason: format!("expected a non-negative whole number, got `{v}`"),
-        }),
-    }
-}
-
-fn parse_bool(name: &'static str, v: &str) -> Result<bool, ConfigError> {
-    match v.trim().to_ascii_lowercase().as_str() {
-        "1" | "true" | "yes" | "on" => Ok(true),
-        "0" | "false" | "no" | "off" => Ok(false),
-        _ => Err(ConfigError::Invalid {
-            name,
-            reason: format!("expected true or false, got `{v}`"),
-        }),
     }
 }
 

@@ -1,0 +1,224 @@
+//! The `openai` function: the OpenAI Chat Completions wire format, so OpenAI SDKs and tools work
+//! against CodeChat with `base_url = <API>/api/v1/openai/v1` and an API key (or an access token).
+//! A completion is an ordinary chat turn (`api::chat::turn_input`): the same providers, retries,
+//! budgets and usage rows; it is stored as a conversation marked as the API's (listed with
+//! `GET /conversations?source=api`). Errors on these routes use OpenAI's shape
+//! `{"error": {"message", "type", "param", "code"}}`.
+
+use axum::{
+    body::Bytes,
+    extract::{rejection::BytesRejection, FromRequestParts, State},
+    http::{header, request::Parts, HeaderValue, StatusCode},
+    response::{IntoResponse, Response},
+    Json,
+};
+use serde::Deserialize;
+use serde_json::{json, Value};
+use tokio::sync::mpsc;
+use utoipa_axum::{router::OpenApiRouter, routes};
+
+use super::{
+    chat::{self, Answer, Frame},
+    CurrentUser,
+};
+use crate::{
+    attachments::{self, Sniffed},
+    chat::{AttachmentsInput, ChatInput, ClientTurns},
+    error::Error,
+    function::{Function, Limits, Transport},
+    http::{parse_json, sse},
+    providers::{FileKind, FilePart, Speaker, ToolCall, ToolChoice, ToolOutput, ToolSpec, Turn},
+    state::AppState,
+    store::User,
+};
+
+mod error;
+mod messages;
+mod request;
+mod response;
+pub use error::*;
+use messages::*;
+use request::*;
+use response::*;
+
+/// Streamed completions, as the chat function streams its turns.
+pub const FUNCTION: Function = Function {
+    name: "openai",
+    transport: Transport::Streaming(routes),
+    limits: Limits {
+        timeout_secs: 300,
+        memory_mb: 256,
+    },
+};
+
+pub fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(chat_completions))
+        .routes(routes!(list_models))
+}
+
+/// The caller behind `Authorization: Bearer <API key or access token>`, refused in OpenAI's shape.
+pub struct Caller(User);
+
+impl FromRequestParts<AppState> for Caller {
+    type Rejection = OpenAiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, OpenAiError> {
+        let CurrentUser(user) = CurrentUser::from_request_parts(parts, state).await?;
+        Ok(Caller(user))
+    }
+}
+
+/// Creates a chat completion (OpenAI's Chat Completions), whole or streamed (`stream: true`:
+/// `chat.completion.chunk` events ending with `data: [DONE]`; `stream_options.include_usage` adds
+/// a last chunk with `usage`).
+#[utoipa::path(post, path = "/api/v1/openai/v1/chat/completions", tag = "openai", security(("bearer" = [])),
+    request_body(content = Object, description = "An OpenAI Chat Completions request"),
+    responses((status = 200, description = "`chat.completion`, or `text/event-stream` chunks"),
+        (status = 400, description = "OpenAI error shape"), (status = 401), (status = 404), (status = 429), (status = 502)))]
+async fn chat_completions(
+    State(state): State<AppState>,
+    Caller(user): Caller,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, OpenAiError> {
+    let body = body.map_err(|e| match e.status() {
+        StatusCode::PAYLOAD_TOO_LARGE => OpenAiError::from(Error::PayloadTooLarge {
+            limit: state.config().max_json_body_bytes,
+        }),
+        _ => OpenAiError::invalid("body", e.body_text()),
+    })?;
+    let request: CompletionRequest = parse_json(&body)?;
+    let checked = check(&state, request)?;
+    let model = checked.model.clone();
+    match chat::turn_input(&state, &user, checked.input, checked.stream).await? {
+        Answer::Whole { status, body } => {
+            let v: Value = serde_json::from_str(&body).unwrap_or(Value::Null);
+            if !status.is_success() {
+                return Err(problem_error(status, &v));
+            }
+            let assistant = &v["assistant_message"];
+            let mut message =
+                json!({"role": "assistant", "content": assistant["content"], "refusal": null});
+            if let Some(calls) = tool_calls_of(assistant, false) {
+                if assistant["content"] == "" {
+                    message["content"] = Value::Null;
+                }
+                message["tool_calls"] = Value::Array(calls);
+            }
+            Ok(Json(json!({
+                "id": format!("chatcmpl-{}", assistant["id"].as_str().unwrap_or("")),
+                "object": "chat.completion",
+                "created": now(),
+                "model": model,
+                "choices": [{
+                    "index": 0,
+                    "message": message,
+                    "logprobs": null,
+                    "finish_reason": finish_reason(assistant),
+                }],
+                "usage": usage_of(&v["usage"]),
+            }))
+            .into_response())
+        }
+        Answer::Frames { frames, turn } => Ok(stream(frames, turn, model, checked.include_usage)),
+    }
+}
+
+/// The turn's frames as `chat.completion.chunk` events.
+fn stream(
+    mut frames: mpsc::Receiver<Frame>,
+    turn: Option<tokio::task::JoinHandle<()>>,
+    model: String,
+    include_usage: bool,
+) -> Response {
+    let (tx, rx) = mpsc::channel::<sse::Event>(64);
+    let relay = tokio::spawn(async move {
+        let created = now();
+        let mut id = String::from("chatcmpl");
+        let chunk = |id: &str, delta: Value, finish: Option<&str>| {
+            let mut c = json!({
+                "id": id, "object": "chat.completion.chunk", "created": created, "model": model,
+                "choices": [{"index": 0, "delta": delta, "logprobs": null, "finish_reason": finish}],
+            });
+            if include_usage {
+                c["usage"] = Value::Null;
+            }
+            c
+        };
+        while let Some(frame) = frames.recv().await {
+            let events: Vec<Value> = match frame.kind {
+                "meta" => {
+                    id = format!(
+                        "chatcmpl-{}",
+                        frame.data["user_message_id"].as_str().unwrap_or("")
+                    );
+                    vec![chunk(
+                        &id,
+                        json!({"role": "assistant", "content": ""}),
+                        None,
+                    )]
+                }
+                "delta" => vec![chunk(&id, json!({"content": frame.data["text"]}), None)],
+                "done" => {
+                    let assistant = &frame.data["assistant_message"];
+                    let mut out = Vec::new();
+                    if let Some(calls) = tool_calls_of(assistant, true) {
+                        out.push(chunk(&id, json!({"tool_calls": calls}), None));
+                    }
+                    out.push(chunk(&id, json!({}), Some(finish_reason(assistant))));
+                    if include_usage {
+                        out.push(json!({
+                            "id": id, "object": "chat.completion.chunk", "created": created,
+                            "model": model, "choices": [], "usage": usage_of(&frame.data["usage"]),
+                        }));
+                    }
+                    out
+                }
+                "error" => {
+                    let status = frame.data["status"]
+                        .as_u64()
+                        .and_then(|s| StatusCode::from_u16(s as u16).ok())
+                        .unwrap_or(StatusCode::BAD_GATEWAY);
+                    vec![problem_error(status, &frame.data).body()]
+                }
+                _ => Vec::new(),
+            };
+            for e in events {
+                if tx
+                    .send(sse::Event::default().data(e.to_string()))
+                    .await
+                    .is_err()
+                {
+                    // The client left: dropping `frames` ends the turn as `incomplete`.
+                    return;
+                }
+            }
+        }
+        let _ = tx.send(sse::Event::default().data("[DONE]")).await;
+    });
+    sse::stream_then(rx, async move {
+        let _ = relay.await;
+        if let Some(turn) = turn {
+            if let Err(e) = turn.await {
+                tracing::error!(error = %e, "the completion's turn task failed");
+            }
+        }
+    })
+}
+
+/// The models this deployment can call, in OpenAI's list shape.
+#[utoipa::path(get, path = "/api/v1/openai/v1/models", tag = "openai", security(("bearer" = [])),
+    responses((status = 200, description = "`{object: list, data: [{id, object: model, created, owned_by}]}`"), (status = 401)))]
+async fn list_models(State(state): State<AppState>, Caller(_): Caller) -> Json<Value> {
+    let data: Vec<Value> = state
+        .catalog()
+        .all()
+        .iter()
+        .filter(|m| m.available)
+        .map(|m| {
+            json!({"id": m.id, "object": "model", "created": 0,
+                "owned_by": serde_json::to_value(m.provider).unwrap_or(Value::Null)})
+        })
+        .collect();
+    Json(json!({"object": "list", "data": data}))
+}

@@ -1,0 +1,338 @@
+//! Running a started turn: the model call (with the agent's tool steps), streamed deltas, deadlines and summaries.
+
+use super::*;
+
+/// Calls the model and stores the answer. With `deltas`, the answer is streamed: each text delta is
+/// sent as it arrives, and a closed channel (the client left) ends the turn as `incomplete`.
+#[tracing::instrument(level = "debug", skip_all, fields(model = %started.model.id))]
+pub async fn run(
+    conn: &Conn,
+    providers: &Providers,
+    blobs: &BlobStore,
+    embedding: knowledge::Embedding<'_>,
+    settings: TurnSettings,
+    user_id: UserId,
+    started: Started,
+    deltas: Option<mpsc::Sender<TurnEvent>>,
+) -> Result<Outcome> {
+    let Started {
+        conversation,
+        user_message,
+        model,
+        mut plan,
+        base_system,
+        agent_id,
+        tool_turn,
+        project,
+        mut holds,
+        citations,
+    } = started;
+    let deadline = Instant::now() + settings.budget;
+    let mut usage_rows = Vec::new();
+
+    if !plan.to_summarise.is_empty() {
+        let summary = tokio::time::timeout_at(
+            deadline,
+            summarise(
+                conn,
+                providers,
+                settings.retry,
+                &model,
+                &conversation,
+                &plan.to_summarise,
+            ),
+        );
+        if let Ok(Some((summary, usage))) = summary.await {
+            plan.request.system = Some(context::system_prompt(&base_system, Some(&summary)));
+            usage_rows.push(("summary", usage));
+        }
+    }
+
+    let mut changes = Vec::new();
+    // The calls of a client's tools, handed back to the client unrun.
+    let mut tool_calls = Vec::new();
+    let client_tools = !plan.request.tools.is_empty();
+    let (text, result) = match (&deltas, tool_turn) {
+        (_, true) => {
+            let ws = agent::Workspace {
+                conn,
+                blobs,
+                limits: settings.project_limits,
+                budget: holds.budget(),
+                project_id: project,
+                embedding,
+            };
+            let turn = AgentTurn {
+                providers,
+                settings,
+                deadline,
+                model: &model,
+                events: deltas.as_ref(),
+            };
+            turn.run(&ws, &mut plan.request, &mut changes, &mut holds)
+                .await
+        }
+        (Some(tx), false) if !client_tools => {
+            stream_answer(providers, settings, deadline, &model, &plan.request, tx).await
+        }
+        // A whole call: none streamed, or one with the client's tools (a call must be whole, so
+        // its text goes as one delta).
+        (deltas, false) => {
+            match complete_within(providers, settings.retry, deadline, &model, &plan.request).await
+            {
+                Ok(c) => {
+                    if let (Some(tx), false) = (deltas, c.text.is_empty()) {
+                        let _ = tx.send(TurnEvent::Delta(c.text.clone())).await;
+                    }
+                    tool_calls = c.tool_calls;
+                    (c.text, Ok(c.usage))
+                }
+                Err(end) => (String::new(), Err(end)),
+            }
+        }
+    };
+
+    // A call that produced nothing is not billed; a partial answer is, by estimate.
+    let estimate = || TokenUsage::estimate(&plan.request, &text);
+    let (status, failure, usage) = match result {
+        Ok(usage) => (MessageStatus::Complete, None, usage),
+        Err(TurnEnd::ClientGone) => (MessageStatus::Incomplete, None, estimate()),
+        Err(TurnEnd::OutOfTime) => (MessageStatus::Incomplete, Some(out_of_time()), estimate()),
+        Err(TurnEnd::Provider(e)) if text.is_empty() => (
+            MessageStatus::Failed,
+            Some(provider_error(e)),
+            TokenUsage::default(),
+        ),
+        Err(TurnEnd::Provider(e)) => (MessageStatus::Failed, Some(provider_error(e)), estimate()),
+        Err(TurnEnd::Failed(e)) => (MessageStatus::Failed, Some(e), estimate()),
+    };
+    usage_rows.push(("chat", usage));
+
+    // If the answer cannot be stored, the store error is the turn's error; the user message remains.
+    let agent_id = agent_id.map(|a| a.to_string());
+    let answer = Answer {
+        conversation_id: conversation.id,
+        model: &model,
+        text: &text,
+        status,
+        error: failure.as_ref().and_then(Error::code),
+        changes: &changes,
+        agent_id: agent_id.as_deref(),
+        citations: &citations,
+        tool_calls: &tool_calls,
+    };
+    let (assistant_message, usage) =
+        match store_answer(conn, user_id, answer, &usage_rows, holds.ids()).await {
+            Ok(stored) => stored,
+            Err(e) => {
+                holds.release(conn).await;
+                return Err(e);
+            }
+        };
+    match failure {
+        None => Ok(Outcome {
+            conversation_id: conversation.id,
+            user_message,
+            assistant_message,
+            usage,
+        }),
+        // The failed (or partial) answer is stored; the caller gets the turn's error.
+        Some(e) => Err(e),
+    }
+}
+
+pub(super) enum TurnEnd {
+    ClientGone,
+    /// The turn's budget ran out.
+    OutOfTime,
+    Provider(ProviderError),
+    /// The store or the blob store failed while a tool ran.
+    Failed(Error),
+}
+
+/// What a streamed turn sends as it goes: text, and the coding agent's steps.
+#[derive(Debug, Clone)]
+pub enum TurnEvent {
+    Delta(String),
+    ToolCall(crate::providers::ToolCall),
+    ToolResult(crate::providers::ToolOutput),
+    FileChanged(crate::store::FileChange),
+}
+
+/// The coding agent's loop: call the model with the tools; run the calls it makes (each through
+/// the project's rules), give it their outputs, and again, until it answers without calling a tool
+/// or the step limit is reached. Calls are not streamed (a tool call must be whole to run); the
+/// steps stream as events, and the answer as one delta.
+pub(super) struct AgentTurn<'a> {
+    providers: &'a Providers,
+    settings: TurnSettings,
+    deadline: Instant,
+    model: &'a Model,
+    events: Option<&'a mpsc::Sender<TurnEvent>>,
+}
+
+impl AgentTurn<'_> {
+    async fn emit(&self, event: TurnEvent) {
+        // A client that left does not stop the agent: its changes and answer are stored.
+        if let Some(tx) = self.events {
+            let _ = tx.send(event).await;
+        }
+    }
+
+    async fn run(
+        &self,
+        ws: &agent::Workspace<'_>,
+        request: &mut ModelRequest,
+        changes: &mut Vec<crate::store::FileChange>,
+        holds: &mut Holds,
+    ) -> (String, std::result::Result<TokenUsage, TurnEnd>) {
+        let mut total = TokenUsage::default();
+        for step in 0..self.settings.max_agent_steps {
+            // The turn's reservation covers its first call; each further call reserves its own
+            // maximum cost, and a budget that cannot take it ends the turn.
+            if step > 0 {
+                if let Err(e) = holds.extend(ws.conn, request.most_tokens()).await {
+                    return (String::new(), Err(TurnEnd::Failed(e)));
+                }
+            }
+            let completion = match complete_within(
+                self.providers,
+                self.settings.retry,
+                self.deadline,
+                self.model,
+                request,
+            )
+            .await
+            {
+                Ok(c) => c,
+                Err(end) => return (String::new(), Err(end)),
+            };
+            total.input_tokens += completion.usage.input_tokens;
+            total.output_tokens += completion.usage.output_tokens;
+            total.cached_tokens += completion.usage.cached_tokens;
+            if completion.tool_calls.is_empty() {
+                self.emit(TurnEvent::Delta(completion.text.clone())).await;
+                return (completion.text, Ok(total));
+            }
+            let mut outputs = Vec::with_capacity(completion.tool_calls.len());
+            for call in &completion.tool_calls {
+                self.emit(TurnEvent::ToolCall(call.clone())).await;
+                let (output, change) = match agent::run_tool(ws, call).await {
+                    Ok(done) => done,
+                    Err(e) => return (String::new(), Err(TurnEnd::Failed(e))),
+                };
+                self.emit(TurnEvent::ToolResult(output.clone())).await;
+                if let Some(change) = change {
+                    self.emit(TurnEvent::FileChanged(change.clone())).await;
+                    changes.push(change);
+                }
+                outputs.push(output);
+            }
+            let mut asked =
+                crate::providers::Turn::new(crate::providers::Speaker::Assistant, completion.text);
+            asked.tool_calls = completion.tool_calls;
+            let mut answered = crate::providers::Turn::new(crate::providers::Speaker::User, "");
+            answered.tool_outputs = outputs;
+            request.turns.push(asked);
+            request.turns.push(answered);
+        }
+        let text = format!(
+            "Stopped after {} steps without a final answer (the agent's step limit).",
+            self.settings.max_agent_steps
+        );
+        self.emit(TurnEvent::Delta(text.clone())).await;
+        (text, Ok(total))
+    }
+}
+
+/// One whole call (not streamed), retried while nothing has been output, within the turn's
+/// deadline.
+pub(super) async fn complete_within(
+    providers: &Providers,
+    retry: RetryPolicy,
+    deadline: Instant,
+    model: &Model,
+    request: &ModelRequest,
+) -> std::result::Result<Completion, TurnEnd> {
+    match tokio::time::timeout_at(deadline, retry.run(|| providers.complete(model, request))).await
+    {
+        Ok(Ok(c)) => Ok(c),
+        Ok(Err(e)) => Err(TurnEnd::Provider(e)),
+        Err(_) => Err(TurnEnd::OutOfTime),
+    }
+}
+
+pub(super) async fn stream_answer(
+    providers: &Providers,
+    settings: TurnSettings,
+    deadline: Instant,
+    model: &Model,
+    request: &ModelRequest,
+    tx: &mpsc::Sender<TurnEvent>,
+) -> (String, std::result::Result<TokenUsage, TurnEnd>) {
+    let mut text = String::new();
+    let start = settings.retry.run(|| providers.stream(model, request));
+    let mut rx = match tokio::time::timeout_at(deadline, start).await {
+        Ok(Ok(rx)) => rx,
+        Ok(Err(e)) => return (text, Err(TurnEnd::Provider(e))),
+        Err(_) => return (text, Err(TurnEnd::OutOfTime)),
+    };
+    loop {
+        let idle_until = Instant::now() + settings.stream_idle_timeout;
+        let event = match tokio::time::timeout_at(idle_until.min(deadline), rx.recv()).await {
+            Err(_) if idle_until < deadline => {
+                return (text, Err(TurnEnd::Provider(ProviderError::Timeout)))
+            }
+            Err(_) => return (text, Err(TurnEnd::OutOfTime)),
+            Ok(None) => {
+                return (
+                    text,
+                    Err(TurnEnd::Provider(ProviderError::Stream(
+                        "the stream ended early".into(),
+                    ))),
+                )
+            }
+            Ok(Some(Err(e))) => return (text, Err(TurnEnd::Provider(e))),
+            Ok(Some(Ok(event))) => event,
+        };
+        match event {
+            StreamEvent::Delta(d) => {
+                text.push_str(&d);
+                if tx.send(TurnEvent::Delta(d)).await.is_err() {
+                    return (text, Err(TurnEnd::ClientGone));
+                }
+            }
+            StreamEvent::End { usage, .. } => return (text, Ok(usage)),
+        }
+    }
+}
+
+/// Folds older messages into the conversation's rolling summary. A failure only costs context: the
+/// turn goes on with the recent messages.
+#[tracing::instrument(level = "debug", skip_all)]
+pub(super) async fn summarise(
+    conn: &Conn,
+    providers: &Providers,
+    retry: RetryPolicy,
+    model: &Model,
+    conversation: &Conversation,
+    older: &[Message],
+) -> Option<(String, TokenUsage)> {
+    let request = context::summary_request(model, conversation.summary.as_deref(), older);
+    let completion = match retry.run(|| providers.complete(model, &request)).await {
+        Ok(c) => c,
+        Err(e) => {
+            tracing::warn!(error = %e, "summarising older turns failed; continuing without them");
+            return None;
+        }
+    };
+    let through = older.last()?.seq;
+    if let Err(e) = conn
+        .set_summary(conversation.id, &completion.text, through)
+        .await
+    {
+        tracing::warn!(error = %e, "storing the conversation summary failed");
+        return None;
+    }
+    Some((completion.text, completion.usage))
+}
