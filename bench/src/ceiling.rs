@@ -14,6 +14,8 @@ use serde_json::json;
 use crate::{in_process::InProcess, ms, percentile, PASSWORD};
 
 pub struct CeilingRow {
+    /// What each user repeated: chat turns, or message pages (`BENCH_CEILING_READS`).
+    pub what: &'static str,
     pub users: usize,
     pub turns: usize,
     pub errors: usize,
@@ -110,6 +112,11 @@ pub async fn run(data: &std::path::Path, duration: Duration) -> Option<Vec<Ceili
         times.sort();
         let turns = samples.len();
         rows.push(CeilingRow {
+            what: if reads_only {
+                "message pages"
+            } else {
+                "chat turns"
+            },
             users,
             turns,
             errors: samples.iter().filter(|s| !s.1).count(),
@@ -138,7 +145,8 @@ fn cpu_ticks(pid: Option<u32>) -> Option<u64> {
 
 pub fn print(rows: &[CeilingRow], duration: Duration) {
     println!(
-        "\nOne database: chat turns in-process against one sqld (no added delay), {}s per row:",
+        "\nOne database: {} in-process against one sqld (no added delay), {}s per row:",
+        rows.first().map_or("chat turns", |r| r.what),
         duration.as_secs()
     );
     println!(

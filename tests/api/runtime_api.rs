@@ -30,6 +30,18 @@ struct Seen {
 /// The runtime's sequence (lambda_runtime builds its client with the pool size 1 when it polls one
 /// event at a time): wait for an event, post its response, again.
 async fn invocations(response: impl Fn() -> Body) -> Seen {
+    invocations_on(Closes::Never, response).await
+}
+
+/// Whether the fake Runtime API closes a connection after each exchange, without saying so (as an
+/// HTTP/1.0 server, or one restarted between events, does).
+#[derive(Clone, Copy, PartialEq)]
+enum Closes {
+    Never,
+    AfterEachExchange,
+}
+
+async fn invocations_on(closes: Closes, response: impl Fn() -> Body) -> Seen {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
     let (received_tx, received) = mpsc::unbounded_channel();
@@ -43,7 +55,7 @@ async fn invocations(response: impl Fn() -> Body) -> Seen {
             most.fetch_max(open.fetch_add(1, Ordering::SeqCst) + 1, Ordering::SeqCst);
             let (open, received) = (open.clone(), received_tx.clone());
             tokio::spawn(async move {
-                serve(socket, received).await;
+                serve(socket, received, closes).await;
                 open.fetch_sub(1, Ordering::SeqCst);
             });
         }
@@ -132,6 +144,16 @@ async fn responses_larger_than_the_socket_arrive_whole_and_leave_no_connection_b
 }
 
 #[tokio::test]
+async fn a_connection_the_runtime_api_closes_is_replaced_and_no_request_is_lost() {
+    const BYTES: usize = 1000;
+    let mut seen =
+        invocations_on(Closes::AfterEachExchange, || Body::from(vec![b'x'; BYTES])).await;
+    assert_whole(&mut seen, BYTES).await;
+    // A fresh connection for every request: the event and the response of each invocation.
+    assert_eq!(seen.connections.load(Ordering::SeqCst), 2 * INVOCATIONS);
+}
+
+#[tokio::test]
 async fn a_streamed_response_goes_on_after_the_early_answer_until_its_end() {
     // As lambda_runtime streams an answer: chunks from a task, slower than the client's readiness
     // check, all after the Runtime API has answered.
@@ -155,7 +177,7 @@ async fn a_streamed_response_goes_on_after_the_early_answer_until_its_end() {
 /// One connection of the fake Runtime API: events on `GET .../next`; a posted response is answered
 /// `202` at once and only then read (to its `content-length`, or its last chunk), and its length
 /// reported.
-async fn serve(socket: TcpStream, received: mpsc::UnboundedSender<usize>) {
+async fn serve(socket: TcpStream, received: mpsc::UnboundedSender<usize>, closes: Closes) {
     let (read, mut write) = socket.into_split();
     let mut read = BufReader::new(read);
     let mut invocation = 0;
@@ -177,6 +199,9 @@ async fn serve(socket: TcpStream, received: mpsc::UnboundedSender<usize>) {
             );
             write.write_all(reply.as_bytes()).await.unwrap();
             write.write_all(event).await.unwrap();
+            if closes == Closes::AfterEachExchange {
+                return;
+            }
             continue;
         }
         write
@@ -198,7 +223,7 @@ async fn serve(socket: TcpStream, received: mpsc::UnboundedSender<usize>) {
             None => read_chunked(&mut read).await,
         };
         let _ = received.send(got.unwrap_or(0));
-        if got.is_none() {
+        if got.is_none() || closes == Closes::AfterEachExchange {
             return;
         }
     }

@@ -166,6 +166,9 @@ struct Connected {
 }
 
 
+/// The HTTP/1 read and write buffer limit, pooled or not (an event can be up to 6 MB).
+const MAX_BUF_SIZE: usize = 1024 * 1024;
+
 /// How often a connection that is not ready for the next request is looked at again.
 const READY_CHECK: Duration = Duration::from_millis(50);
 
@@ -220,7 +223,7 @@ impl OneConnection {
             io,
             blocked: write_blocked.clone(),
         };
-        let (sender, connection) = http1::Builder::new().max_buf_size(1024 * 1024).handshake(io).await?;
+        let (sender, connection) = http1::Builder::new().max_buf_size(MAX_BUF_SIZE).handshake(io).await?;
         let task = tokio::spawn(async move {
             let _ = connection.await;
         });
@@ -411,7 +414,7 @@ fn build_hyper_client(
     pool_size: Option<usize>,
 ) -> hyper_util::client::legacy::Client<HttpConnector, body::Body> {
     let mut builder = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new());
-    builder.http1_max_buf_size(1024 * 1024);
+    builder.http1_max_buf_size(MAX_BUF_SIZE);
 
     if let Some(size) = pool_size {
         builder.pool_max_idle_per_host(size);
