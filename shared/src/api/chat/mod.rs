@@ -296,17 +296,7 @@ async fn run_turn(
 
     let settings = state.turn_settings();
     if !stream {
-        let result = chat::run(
-            &conn,
-            state.providers(),
-            state.blobs(),
-            knowledge::Embedding::new(state.config(), state.providers()),
-            settings,
-            user.id,
-            started,
-            None,
-        )
-        .await;
+        let result = run_started(&state, &conn, settings, user.id, started, None).await;
         let (status, answer, _) = finish(result)?;
         if let Some(claim) = claim {
             claim.complete(&conn, status.as_u16(), &answer).await?;
@@ -335,17 +325,7 @@ async fn run_turn(
                 }
             })
         };
-        let result = chat::run(
-            &conn,
-            state.providers(),
-            state.blobs(),
-            knowledge::Embedding::new(state.config(), state.providers()),
-            settings,
-            user_id,
-            started,
-            Some(deltas),
-        )
-        .await;
+        let result = run_started(&state, &conn, settings, user_id, started, Some(deltas)).await;
         let _ = relay.await;
         let last = match finish(result) {
             Ok((status, answer, frame)) => {
@@ -365,4 +345,27 @@ async fn run_turn(
         frames: rx,
         turn: Some(task),
     })
+}
+
+/// A started turn's model call with this deployment's providers, blob store and embedding model;
+/// `deltas` takes its events when it streams.
+async fn run_started(
+    state: &AppState,
+    conn: &crate::store::Conn,
+    settings: chat::TurnSettings,
+    user_id: crate::ids::UserId,
+    started: chat::Started,
+    deltas: Option<mpsc::Sender<chat::TurnEvent>>,
+) -> Result<chat::Outcome> {
+    chat::run(
+        conn,
+        state.providers(),
+        state.blobs(),
+        knowledge::Embedding::new(state.config(), state.providers()),
+        settings,
+        user_id,
+        started,
+        deltas,
+    )
+    .await
 }
