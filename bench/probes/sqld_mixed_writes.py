@@ -15,12 +15,20 @@ import threading
 import time
 
 PORT, CONNECTIONS, SECONDS = int(sys.argv[1]), int(sys.argv[2]), float(sys.argv[3])
+KEEP = len(sys.argv) > 4 and sys.argv[4] == "keep"
 
 
-def pipeline(conn, stmt):
-    body = {"baton": None, "requests": [{"type": "execute", "stmt": stmt}, {"type": "close"}]}
+def pipeline(conn, stmt, stream=None):
+    """One statement; with `stream` (a one-item list holding a baton or None) the stream is kept
+    open and its next baton stored there, otherwise the stream is closed with the statement."""
+    baton = stream[0] if stream else None
+    requests = [{"type": "execute", "stmt": stmt}] + ([] if stream else [{"type": "close"}])
+    body = {"baton": baton, "requests": requests}
     conn.request("POST", "/v2/pipeline", json.dumps(body), {"Content-Type": "application/json"})
-    return json.loads(conn.getresponse().read())["results"][0]
+    answer = json.loads(conn.getresponse().read())
+    if stream:
+        stream[0] = answer["baton"]
+    return answer["results"][0]
 
 
 setup = http.client.HTTPConnection("127.0.0.1", PORT, timeout=30)
@@ -33,6 +41,7 @@ times, errors, lock = [], [0], threading.Lock()
 def worker(i):
     conn = http.client.HTTPConnection("127.0.0.1", PORT, timeout=60)
     key = {"type": "text", "value": str(i)}
+    stream = [None] if KEEP else None
     end, n = time.time() + SECONDS, 0
     while time.time() < end:
         n += 1
@@ -41,7 +50,7 @@ def worker(i):
                 if write else
                 {"sql": "SELECT count(*) FROM (SELECT v FROM t WHERE k = ? ORDER BY id DESC LIMIT 400)", "args": [key]})
         began = time.time()
-        result = pipeline(conn, stmt)
+        result = pipeline(conn, stmt, stream)
         took = time.time() - began
         kind = "write" if write else "read"
         if result["type"] != "ok":
@@ -61,6 +70,6 @@ for t in threads:
     t.join()
 elapsed = time.time() - started
 times.sort()
-print(f"{CONNECTIONS} connections: {len(times)} statements, {len(times) / elapsed:.0f}/s, "
+print(f"{CONNECTIONS} connections ({'streams kept' if KEEP else 'a stream per statement'}): {len(times)} statements, {len(times) / elapsed:.0f}/s, "
       f"p50 {times[len(times) // 2] * 1000:.1f} ms, p99 {times[int(len(times) * 0.99)] * 1000:.1f} ms, "
       f"max {times[-1] * 1000:.0f} ms, errors {errors[0]}")

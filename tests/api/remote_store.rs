@@ -285,6 +285,46 @@ async fn a_chat_turn_costs_few_round_trips() {
     assert_eq!(proxy.writes(), writes_before, "a read writes nothing");
 }
 
+/// Statements reuse a few kept streams instead of opening (and closing) one each: sqld checkpoints
+/// on every stream it closes, and a stream per statement is what let 32 writers stall it
+/// (bench/README.md). A stream the server let go (its baton refused) costs a new stream, and the
+/// statement on it runs once.
+#[tokio::test]
+async fn statements_share_kept_streams_and_outlive_a_lost_one() {
+    use codechat_api_tests::proxy::LatencyProxy;
+    let Some(sqld) = Sqld::start().await else {
+        return;
+    };
+    let proxy = LatencyProxy::start(sqld.addr(), std::time::Duration::ZERO).await;
+    let app = TestApp::with_env(&[
+        ("LIBSQL_URL", &proxy.url()),
+        ("LIBSQL_AUTH_TOKEN", &sqld.token()),
+    ])
+    .await;
+    let t = app.register("streams@example.com").await;
+
+    let before = proxy.new_streams();
+    for _ in 0..10 {
+        assert_eq!(app.me(&t.access).await.status, StatusCode::OK);
+    }
+    let first = app.chat(&t.access, json!({"message": "kept"}), None).await;
+    assert_eq!(first.status, StatusCode::OK, "{}", first.text());
+    let opened = proxy.new_streams() - before;
+    assert!(
+        opened <= 1,
+        "10 reads and a turn, one after another, opened {opened} streams"
+    );
+
+    proxy.spoil_next_write_baton();
+    let res = app.chat(&t.access, json!({"message": "once"}), None).await;
+    assert_eq!(res.status, StatusCode::OK, "{}", res.text());
+    assert_eq!(proxy.spoiled(), 1, "a write went out on a kept stream");
+    let id = res.json()["conversation_id"].as_str().unwrap().to_string();
+    let msgs = app.messages(&t.access, &id).await;
+    assert_eq!(msgs.len(), 2, "the question and its answer, once: {msgs:?}");
+    assert_eq!(app.state.store().slow_writes(), 0);
+}
+
 /// Daily budgets on the production store: two app instances (each its own store client) share the
 /// server, and 30 streamed turns at once with room for 10 turns' maximum never overspend.
 #[tokio::test]

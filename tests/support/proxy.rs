@@ -1,11 +1,13 @@
 //! A TCP proxy in front of a server: it holds every chunk for a fixed delay in each direction (a
 //! network's round-trip time) and counts the HTTP/1.1 requests that pass, i.e. the round trips a
-//! client makes to a remote libSQL server, and the write statements among them.
+//! client makes to a remote libSQL server, the write statements among them, and the Hrana streams
+//! they open. It can also spoil the next stream's baton, as a server that let the stream go would
+//! see it.
 
 use std::{
     net::SocketAddr,
     sync::{
-        atomic::{AtomicU64, Ordering},
+        atomic::{AtomicBool, AtomicU64, Ordering},
         Arc,
     },
     time::Duration,
@@ -29,10 +31,17 @@ pub struct LatencyProxy {
 struct Counts {
     requests: AtomicU64,
     writes: AtomicU64,
+    new_streams: AtomicU64,
+    spoil_next_baton: AtomicBool,
+    spoiled: AtomicU64,
 }
 
 /// The end of an HTTP/1.1 request line.
 const REQUEST: &[u8] = b" HTTP/1.1\r\n";
+/// A pipeline request that opens a stream (ours and the libsql crate's JSON alike).
+const NEW_STREAM: &[u8] = br#""baton":null"#;
+/// The start of a baton that continues a stream.
+const BATON: &[u8] = br#""baton":""#;
 /// A write statement in a JSON pipeline request (Hrana over HTTP: ours and the libsql crate's
 /// both serialise a statement as `"sql":"..."` and start their SQL with its verb).
 const WRITES: [&[u8]; 3] = [
@@ -82,6 +91,23 @@ impl LatencyProxy {
     pub fn writes(&self) -> u64 {
         self.counts.writes.load(Ordering::SeqCst)
     }
+
+    /// Pipeline requests that opened a stream so far.
+    pub fn new_streams(&self) -> u64 {
+        self.counts.new_streams.load(Ordering::SeqCst)
+    }
+
+    /// Overwrites the baton of the next request that continues a stream with a write statement
+    /// (same length, so the request stays well-formed), which the server then refuses as it
+    /// refuses an expired stream's.
+    pub fn spoil_next_write_baton(&self) {
+        self.counts.spoil_next_baton.store(true, Ordering::SeqCst);
+    }
+
+    /// Batons spoiled so far.
+    pub fn spoiled(&self) -> u64 {
+        self.counts.spoiled.load(Ordering::SeqCst)
+    }
 }
 
 /// Copies `from` to `to`, each chunk `delay` after it was read, in order; counts request lines and
@@ -105,7 +131,7 @@ async fn relay(
     // The end of the previous chunks, so a mark split across two reads still counts once.
     let longest = WRITES
         .iter()
-        .chain([&REQUEST])
+        .chain([&REQUEST, &NEW_STREAM])
         .map(|m| m.len())
         .max()
         .unwrap_or(1);
@@ -124,6 +150,13 @@ async fn relay(
                 .fetch_add(new_marks(&carry, seen, REQUEST), Ordering::SeqCst);
             let writes: u64 = WRITES.iter().map(|m| new_marks(&carry, seen, m)).sum();
             counts.writes.fetch_add(writes, Ordering::SeqCst);
+            counts
+                .new_streams
+                .fetch_add(new_marks(&carry, seen, NEW_STREAM), Ordering::SeqCst);
+            if counts.spoil_next_baton.load(Ordering::SeqCst) && spoil_baton(&mut buf[..n]) {
+                counts.spoil_next_baton.store(false, Ordering::SeqCst);
+                counts.spoiled.fetch_add(1, Ordering::SeqCst);
+            }
             let keep = carry.len().min(longest - 1);
             carry.drain(..carry.len() - keep);
         }
@@ -136,6 +169,26 @@ async fn relay(
     }
     drop(tx);
     let _ = writer.await;
+}
+
+/// Overwrites the first baton in `chunk` with `x`s; false if the chunk holds no whole baton or no
+/// write statement.
+fn spoil_baton(chunk: &mut [u8]) -> bool {
+    if !WRITES
+        .iter()
+        .any(|m| chunk.windows(m.len()).any(|w| w == *m))
+    {
+        return false;
+    }
+    let Some(at) = chunk.windows(BATON.len()).position(|w| w == BATON) else {
+        return false;
+    };
+    let start = at + BATON.len();
+    let Some(len) = chunk[start..].iter().position(|&b| b == b'"') else {
+        return false;
+    };
+    chunk[start..start + len].fill(b'x');
+    true
 }
 
 /// Occurrences of `mark` in `bytes` that end past `seen` (the bytes already counted).

@@ -1,12 +1,22 @@
-//! One statement against a remote libSQL server in one round trip.
+//! One statement against a remote libSQL server in one round trip, on a kept stream.
 //!
 //! The libsql crate's remote `query` costs three HTTP requests (a `describe` of the statement, a
 //! cursor, and closing the stream), so every read of a page or a user paid three network round
-//! trips. The Hrana pipeline endpoint takes the statement, its arguments and a `close` in one
-//! request and answers with the rows; this client speaks exactly that. Transactions still go
-//! through the libsql crate (they are few and need its stream handling).
+//! trips. The Hrana pipeline endpoint takes the statement and its arguments in one request and
+//! answers with the rows; this client speaks exactly that. Transactions still go through the libsql
+//! crate (they are few and need its stream handling).
+//!
+//! Streams are kept open between statements (up to [`KEPT_STREAMS`], each used by one statement at
+//! a time). A stream is a connection on the server, and sqld checkpoints its WAL whenever it closes
+//! one: with a stream per statement, 32 clients writing at once left sqld's write queue holding a
+//! connection that had already closed, after which every writer waited, then spun, for good
+//! (bench/README.md, "The 32-instance stall"). Kept streams close rarely, so that race rarely
+//! starts.
 
-use std::time::Duration;
+use std::{
+    sync::Mutex,
+    time::{Duration, Instant},
+};
 
 use serde_json::{json, Value as Json};
 
@@ -16,6 +26,61 @@ pub(super) struct Pipeline {
     http: reqwest::Client,
     url: String,
     auth: Option<String>,
+    streams: Mutex<Streams>,
+}
+
+/// Streams this client holds open on the server.
+#[derive(Default)]
+struct Streams {
+    idle: Vec<Stream>,
+    /// Idle ones and the ones a statement is using.
+    open: usize,
+}
+
+/// An open stream: the baton that continues it and where to send it.
+struct Stream {
+    baton: String,
+    url: String,
+    idle_since: Instant,
+}
+
+/// Streams kept per process. Lambda runs one request at a time, so one or two are in use; the
+/// local server and the tests run requests concurrently; beyond this, a statement gets a stream of
+/// its own that closes with it.
+const KEPT_STREAMS: usize = 8;
+
+/// sqld expires a stream idle for 10 s (Turso's limit is not published). One idle for longer than
+/// this is left to expire instead of risking a refused round trip; a refused one is handled too.
+const STREAM_IDLE_LIMIT: Duration = Duration::from_secs(5);
+
+/// A kept stream's place while a statement uses it: given back with the stream's next baton, or
+/// freed when the statement ends without one (an error, or the request dropped mid-way).
+struct Lease<'a>(&'a Mutex<Streams>);
+
+impl Lease<'_> {
+    fn give_back(self, next: Option<Stream>) {
+        if let Some(stream) = next {
+            lock(self.0).idle.push(stream);
+            std::mem::forget(self);
+        }
+    }
+}
+
+impl Drop for Lease<'_> {
+    fn drop(&mut self) {
+        lock(self.0).open -= 1;
+    }
+}
+
+fn lock(streams: &Mutex<Streams>) -> std::sync::MutexGuard<'_, Streams> {
+    streams.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// What one request on a stream came to.
+enum Sent {
+    Answer(StoreResult<(Vec<Row>, u64)>),
+    /// The server no longer knows the stream (expired, or its baton refused): nothing ran.
+    StreamGone,
 }
 
 impl Pipeline {
@@ -32,8 +97,9 @@ impl Pipeline {
             .map_err(|e| StoreError::Open(e.to_string()))?;
         Ok(Pipeline {
             http,
-            url: format!("{}/v2/pipeline", base.trim_end_matches('/')),
+            url: pipeline_url(&base),
             auth: (!auth_token.is_empty()).then(|| format!("Bearer {auth_token}")),
+            streams: Mutex::default(),
         })
     }
 
@@ -48,10 +114,10 @@ impl Pipeline {
         sql: &str,
         params: libsql::params::Params,
     ) -> StoreResult<(Vec<Row>, u64)> {
-        let body = Self::body(sql, params)?;
+        let stmt = Self::statement(sql, params)?;
         let mut pause = BUSY_FIRST_PAUSE;
         for _ in 1..BUSY_ATTEMPTS {
-            match self.send(&body).await {
+            match self.send(&stmt).await {
                 Err(StoreError::Busy) => {
                     tokio::time::sleep(jittered(pause)).await;
                     pause *= 2;
@@ -59,10 +125,10 @@ impl Pipeline {
                 done => return done,
             }
         }
-        self.send(&body).await
+        self.send(&stmt).await
     }
 
-    fn body(sql: &str, params: libsql::params::Params) -> StoreResult<Json> {
+    fn statement(sql: &str, params: libsql::params::Params) -> StoreResult<Json> {
         let args = match params {
             libsql::params::Params::None => Vec::new(),
             libsql::params::Params::Positional(values) => values.iter().map(arg).collect(),
@@ -70,61 +136,150 @@ impl Pipeline {
                 return Err(StoreError::Db("named parameters are not used".into()))
             }
         };
-        Ok(json!({
-            "baton": null,
-            "requests": [
-                {"type": "execute", "stmt": {"sql": sql, "args": args, "want_rows": true}},
-                {"type": "close"},
-            ],
-        }))
+        Ok(json!({"sql": sql, "args": args, "want_rows": true}))
     }
 
-    async fn send(&self, body: &Json) -> StoreResult<(Vec<Row>, u64)> {
-        let mut request = self.http.post(&self.url).json(body);
+    /// On a kept stream if there is one; on a new one if the server has let it go.
+    async fn send(&self, stmt: &Json) -> StoreResult<(Vec<Row>, u64)> {
+        if let Some(stream) = self.take_idle() {
+            if let Sent::Answer(answer) = self.send_on(Some(stream), stmt).await {
+                return answer;
+            }
+        }
+        match self.send_on(None, stmt).await {
+            Sent::Answer(answer) => answer,
+            Sent::StreamGone => Err(StoreError::Db("a new stream was refused".into())),
+        }
+    }
+
+    /// A fresh idle stream, dropping the ones idle too long.
+    fn take_idle(&self) -> Option<Stream> {
+        let mut streams = lock(&self.streams);
+        while let Some(stream) = streams.idle.pop() {
+            if stream.idle_since.elapsed() < STREAM_IDLE_LIMIT {
+                return Some(stream);
+            }
+            streams.open -= 1;
+        }
+        None
+    }
+
+    async fn send_on(&self, stream: Option<Stream>, stmt: &Json) -> Sent {
+        let (url, baton) = match &stream {
+            Some(s) => (s.url.as_str(), Json::from(s.baton.as_str())),
+            None => (self.url.as_str(), Json::Null),
+        };
+        let lease = match stream {
+            Some(_) => Some(Lease(&self.streams)),
+            None => self.open_new(),
+        };
+        let mut requests = vec![json!({"type": "execute", "stmt": stmt})];
+        if lease.is_none() {
+            requests.push(json!({"type": "close"}));
+        }
+        let body = json!({"baton": baton, "requests": requests});
+        let mut request = self.http.post(url).json(&body);
         if let Some(auth) = &self.auth {
             request = request.header(reqwest::header::AUTHORIZATION, auth);
         }
-        let response = request
-            .send()
-            .await
-            .map_err(|e| StoreError::Unavailable(with_causes(&e)))?;
-        let status = response.status();
+        let answer = Self::answer(request.send().await).await;
+        // The stream goes on only if the server answered with its next baton.
+        let next = match &answer {
+            Ok(json) => json["baton"].as_str().map(|baton| Stream {
+                baton: baton.to_string(),
+                url: json["base_url"]
+                    .as_str()
+                    .map_or_else(|| url.to_string(), pipeline_url),
+                idle_since: Instant::now(),
+            }),
+            Err(_) => None,
+        };
+        if let Some(lease) = lease {
+            lease.give_back(next);
+        }
+        match answer {
+            Err(Refused::Status(400, _)) if stream.is_some() => Sent::StreamGone,
+            Err(refused) => Sent::Answer(Err(refused.into())),
+            Ok(json) => Sent::Answer(result(&json)),
+        }
+    }
+
+    /// A place for a new kept stream if there is room; without one, the stream closes with its
+    /// statement.
+    fn open_new(&self) -> Option<Lease<'_>> {
+        let mut streams = lock(&self.streams);
+        (streams.open < KEPT_STREAMS).then(|| {
+            streams.open += 1;
+            Lease(&self.streams)
+        })
+    }
+
+    /// The answer's JSON, or why there is none.
+    async fn answer(sent: reqwest::Result<reqwest::Response>) -> Result<Json, Refused> {
+        let response = sent.map_err(|e| Refused::Unreachable(with_causes(&e)))?;
+        let status = response.status().as_u16();
         let text = response
             .text()
             .await
-            .map_err(|e| StoreError::Unavailable(with_causes(&e)))?;
-        match status.as_u16() {
-            200 => {}
-            401 | 403 => return Err(StoreError::Unauthorized(format!("status={status}"))),
-            500.. => return Err(StoreError::Unavailable(format!("status={status}: {text}"))),
-            _ => return Err(StoreError::Db(format!("status={status}: {text}"))),
+            .map_err(|e| Refused::Unreachable(with_causes(&e)))?;
+        if status != 200 {
+            return Err(Refused::Status(status, text));
         }
-        let answer: Json =
-            serde_json::from_str(&text).map_err(|e| StoreError::Db(e.to_string()))?;
-        let first = &answer["results"][0];
-        if first["type"] == "error" {
-            return Err(sql_error(&first["error"]));
-        }
-        let result = &first["response"]["result"];
-        let rows = result["rows"]
-            .as_array()
-            .ok_or(StoreError::Db("a pipeline answer without rows".into()))?
-            .iter()
-            .map(|cells| {
-                let cells = cells.as_array().map(Vec::as_slice).unwrap_or_default();
-                cells
-                    .iter()
-                    .map(value)
-                    .collect::<StoreResult<Vec<_>>>()
-                    .map(Row)
-            })
-            .collect::<StoreResult<Vec<_>>>()?;
-        let changed = result["affected_row_count"].as_u64().unwrap_or(0);
-        Ok((rows, changed))
+        serde_json::from_str(&text).map_err(|e| Refused::Unreadable(e.to_string()))
     }
 }
 
-/// Busy answers are retried this many times in all, pausing 25, 50, 100 ms (jittered) between.
+/// Why a pipeline request has no answer to read.
+enum Refused {
+    Unreachable(String),
+    Status(u16, String),
+    Unreadable(String),
+}
+
+impl From<Refused> for StoreError {
+    fn from(refused: Refused) -> Self {
+        match refused {
+            Refused::Unreachable(why) => StoreError::Unavailable(why),
+            Refused::Status(status @ (401 | 403), _) => {
+                StoreError::Unauthorized(format!("status={status}"))
+            }
+            Refused::Status(status @ 500.., text) => {
+                StoreError::Unavailable(format!("status={status}: {text}"))
+            }
+            Refused::Status(status, text) => StoreError::Db(format!("status={status}: {text}")),
+            Refused::Unreadable(why) => StoreError::Db(why),
+        }
+    }
+}
+
+fn pipeline_url(base: &str) -> String {
+    format!("{}/v2/pipeline", base.trim_end_matches('/'))
+}
+
+/// The statement's rows and changed-row count from a pipeline answer.
+fn result(answer: &Json) -> StoreResult<(Vec<Row>, u64)> {
+    let first = &answer["results"][0];
+    if first["type"] == "error" {
+        return Err(sql_error(&first["error"]));
+    }
+    let result = &first["response"]["result"];
+    let rows = result["rows"]
+        .as_array()
+        .ok_or(StoreError::Db("a pipeline answer without rows".into()))?
+        .iter()
+        .map(|cells| {
+            let cells = cells.as_array().map(Vec::as_slice).unwrap_or_default();
+            cells
+                .iter()
+                .map(value)
+                .collect::<StoreResult<Vec<_>>>()
+                .map(Row)
+        })
+        .collect::<StoreResult<Vec<_>>>()?;
+    let changed = result["affected_row_count"].as_u64().unwrap_or(0);
+    Ok((rows, changed))
+}
+
 /// An error and the errors under it (reqwest's own message says only "error sending request"; what
 /// went wrong, a refused connection, a timeout or a closed one, is further down).
 fn with_causes(e: &dyn std::error::Error) -> String {
@@ -138,6 +293,7 @@ fn with_causes(e: &dyn std::error::Error) -> String {
     text
 }
 
+/// Busy answers are retried this many times in all, pausing 25, 50, 100 ms (jittered) between.
 const BUSY_ATTEMPTS: u32 = 4;
 const BUSY_FIRST_PAUSE: Duration = Duration::from_millis(25);
 
