@@ -13,7 +13,8 @@
 //! - the machine's load before and after, since these machines are shared and noisy.
 //!
 //! Run: `cargo run --release -p bench` (builds the function binaries in release mode first);
-//! `-- --load-only` runs only the instances-at-once section, `-- --uploads-only` only the
+//! `-- --load-only` runs only the instances-at-once section (`BENCH_LOAD_STORE=remote|local` and
+//! `BENCH_LOAD_N=32` narrow it; `BENCH_FUNCTION_LOG=<file>` keeps the functions' logs), `-- --uploads-only` only the
 //! attachments and projects, `-- --in-process-only` only the chat turn in-process (no release binaries are
 //! built), for profiling, `-- --quotas-only` only the budget and usage-report figures,
 //! `-- --knowledge-only` only indexing and retrieval at 1k and 100k chunks (`BENCH_KEEP_DATA=<dir>`
@@ -480,9 +481,20 @@ async fn instances_at_once(
     if let Some(remote) = remote {
         stores.push(("remote libSQL", remote.target.clone()));
     }
+    // BENCH_LOAD_STORE=remote (or local) and BENCH_LOAD_N=32 (a comma list) run fewer rows.
+    if let Ok(only) = std::env::var("BENCH_LOAD_STORE") {
+        stores.retain(|(label, _)| label.starts_with(only.as_str()));
+    }
+    let counts: Vec<usize> = std::env::var("BENCH_LOAD_N")
+        .map(|list| {
+            list.split(',')
+                .filter_map(|n| n.trim().parse().ok())
+                .collect()
+        })
+        .unwrap_or_else(|_| vec![1, 8, 32]);
     let mut loads = Vec::new();
     for (label, store) in &stores {
-        for n in [1, 8, 32] {
+        for &n in &counts {
             let tag = label.replace(' ', "-");
             loads.push((
                 *label,

@@ -211,8 +211,8 @@ impl Function {
             .env("RUST_LOG", "info")
             .env("ECHO_DELAY_MS", "0")
             .envs(store.env.iter().map(|(k, v)| (k, v)))
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
+            .stdout(function_log())
+            .stderr(function_log())
             .kill_on_drop(true)
             .spawn()
             .unwrap_or_else(|e| panic!("{}: {e}", binary.display()));
@@ -381,4 +381,18 @@ impl tokio::io::AsyncWrite for QuickAck {
     ) -> std::task::Poll<std::io::Result<()>> {
         std::pin::Pin::new(&mut self.0).poll_shutdown(cx)
     }
+}
+
+/// Where the functions' logs go: the file `BENCH_FUNCTION_LOG` names (appended to), for finding
+/// what an error was; otherwise nowhere.
+fn function_log() -> Stdio {
+    std::env::var_os("BENCH_FUNCTION_LOG")
+        .and_then(|path| {
+            std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(path)
+                .ok()
+        })
+        .map_or_else(Stdio::null, Stdio::from)
 }

@@ -80,7 +80,7 @@ impl Sqld {
             .args(["--http-listen-addr", &format!("127.0.0.1:{}", self.port)])
             .args(["--auth-jwt-key-file", PUBLIC_KEY_FILE, "--no-welcome"])
             .current_dir(self.dir.path())
-            .stdout(Stdio::null())
+            .stdout(log_file())
             .stderr(log_file())
             .spawn()
             .expect("start sqld");
