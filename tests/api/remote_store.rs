@@ -287,8 +287,8 @@ async fn a_chat_turn_costs_few_round_trips() {
 
 /// Statements reuse a few kept streams instead of opening (and closing) one each: sqld checkpoints
 /// on every stream it closes, and a stream per statement is what let 32 writers stall it
-/// (bench/README.md). A stream the server let go (its baton refused) costs a new stream, and the
-/// statement on it runs once.
+/// (bench/README.md). Statements at once never hold more than eight. A stream the server let go
+/// (its baton refused) costs a new stream, and the statement on it runs once.
 #[tokio::test]
 async fn statements_share_kept_streams_and_outlive_a_lost_one() {
     use codechat_api_tests::proxy::LatencyProxy;
@@ -314,6 +314,15 @@ async fn statements_share_kept_streams_and_outlive_a_lost_one() {
         opened <= 1,
         "10 reads and a turn, one after another, opened {opened} streams"
     );
+
+    // Thirty at once share the process's eight streams (waiting for one) rather than open more.
+    let before = proxy.new_streams();
+    let reads = (0..30).map(|_| app.me(&t.access));
+    for res in futures_util::future::join_all(reads).await {
+        assert_eq!(res.status, StatusCode::OK);
+    }
+    let opened = proxy.new_streams() - before;
+    assert!(opened <= 8, "30 reads at once opened {opened} streams");
 
     proxy.spoil_next_write_baton();
     let res = app.chat(&t.access, json!({"message": "once"}), None).await;

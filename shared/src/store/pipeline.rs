@@ -6,12 +6,12 @@
 //! answers with the rows; this client speaks exactly that. Transactions still go through the libsql
 //! crate (they are few and need its stream handling).
 //!
-//! Streams are kept open between statements (up to [`KEPT_STREAMS`], each used by one statement at
-//! a time). A stream is a connection on the server, and sqld checkpoints its WAL whenever it closes
-//! one: with a stream per statement, 32 clients writing at once left sqld's write queue holding a
-//! connection that had already closed, after which every writer waited, then spun, for good
-//! (bench/README.md, "The 32-instance stall"). Kept streams close rarely, so that race rarely
-//! starts.
+//! Statements run on kept streams: at most [`KEPT_STREAMS`] per process, each used by one statement
+//! at a time, a statement waiting for one when all are in use. A stream is a connection on the
+//! server, and sqld checkpoints its WAL whenever it closes one; with a stream per statement,
+//! concurrent writers wedged sqld's write queue on a connection that had already closed, and every
+//! writer then waited for good (bench/README.md, "The stall's cause"). Kept streams close only
+//! when they expire.
 
 use std::{
     sync::Mutex,
@@ -19,6 +19,7 @@ use std::{
 };
 
 use serde_json::{json, Value as Json};
+use tokio::sync::Semaphore;
 
 use super::{Row, StoreError, StoreResult};
 
@@ -26,15 +27,10 @@ pub(super) struct Pipeline {
     http: reqwest::Client,
     url: String,
     auth: Option<String>,
-    streams: Mutex<Streams>,
-}
-
-/// Streams this client holds open on the server.
-#[derive(Default)]
-struct Streams {
-    idle: Vec<Stream>,
-    /// Idle ones and the ones a statement is using.
-    open: usize,
+    /// One permit per kept stream: a statement holds one while it runs.
+    permits: Semaphore,
+    /// Streams open on the server and not in use; never more than the free permits.
+    idle: Mutex<Vec<Stream>>,
 }
 
 /// An open stream: the baton that continues it and where to send it.
@@ -44,37 +40,13 @@ struct Stream {
     idle_since: Instant,
 }
 
-/// Streams kept per process. Lambda runs one request at a time, so one or two are in use; the
-/// local server and the tests run requests concurrently; beyond this, a statement gets a stream of
-/// its own that closes with it.
+/// Streams (and so statements at once) per process. Lambda runs one request at a time, so one or
+/// two are in use; the local server and the tests run requests concurrently and queue here.
 const KEPT_STREAMS: usize = 8;
 
 /// sqld expires a stream idle for 10 s (Turso's limit is not published). One idle for longer than
 /// this is left to expire instead of risking a refused round trip; a refused one is handled too.
 const STREAM_IDLE_LIMIT: Duration = Duration::from_secs(5);
-
-/// A kept stream's place while a statement uses it: given back with the stream's next baton, or
-/// freed when the statement ends without one (an error, or the request dropped mid-way).
-struct Lease<'a>(&'a Mutex<Streams>);
-
-impl Lease<'_> {
-    fn give_back(self, next: Option<Stream>) {
-        if let Some(stream) = next {
-            lock(self.0).idle.push(stream);
-            std::mem::forget(self);
-        }
-    }
-}
-
-impl Drop for Lease<'_> {
-    fn drop(&mut self) {
-        lock(self.0).open -= 1;
-    }
-}
-
-fn lock(streams: &Mutex<Streams>) -> std::sync::MutexGuard<'_, Streams> {
-    streams.lock().unwrap_or_else(|e| e.into_inner())
-}
 
 /// What one request on a stream came to.
 enum Sent {
@@ -99,7 +71,8 @@ impl Pipeline {
             http,
             url: pipeline_url(&base),
             auth: (!auth_token.is_empty()).then(|| format!("Bearer {auth_token}")),
-            streams: Mutex::default(),
+            permits: Semaphore::new(KEPT_STREAMS),
+            idle: Mutex::default(),
         })
     }
 
@@ -139,8 +112,13 @@ impl Pipeline {
         Ok(json!({"sql": sql, "args": args, "want_rows": true}))
     }
 
-    /// On a kept stream if there is one; on a new one if the server has let it go.
+    /// On a kept stream if there is one; on a new one if there is none or the server has let it go.
     async fn send(&self, stmt: &Json) -> StoreResult<(Vec<Row>, u64)> {
+        let _permit = self
+            .permits
+            .acquire()
+            .await
+            .map_err(|_| StoreError::Unavailable("the store is closing".into()))?;
         if let Some(stream) = self.take_idle() {
             if let Sent::Answer(answer) = self.send_on(Some(stream), stmt).await {
                 return answer;
@@ -152,66 +130,46 @@ impl Pipeline {
         }
     }
 
-    /// A fresh idle stream, dropping the ones idle too long.
+    /// A fresh idle stream, dropping the ones idle too long (the server expires them).
     fn take_idle(&self) -> Option<Stream> {
-        let mut streams = lock(&self.streams);
-        while let Some(stream) = streams.idle.pop() {
-            if stream.idle_since.elapsed() < STREAM_IDLE_LIMIT {
-                return Some(stream);
-            }
-            streams.open -= 1;
-        }
-        None
+        let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
+        idle.retain(|s| s.idle_since.elapsed() < STREAM_IDLE_LIMIT);
+        idle.pop()
     }
 
+    /// Sends the statement on `stream` (a new one if `None`) and keeps the stream if the server
+    /// answered with its next baton.
     async fn send_on(&self, stream: Option<Stream>, stmt: &Json) -> Sent {
         let (url, baton) = match &stream {
             Some(s) => (s.url.as_str(), Json::from(s.baton.as_str())),
             None => (self.url.as_str(), Json::Null),
         };
-        let lease = match stream {
-            Some(_) => Some(Lease(&self.streams)),
-            None => self.open_new(),
-        };
-        let mut requests = vec![json!({"type": "execute", "stmt": stmt})];
-        if lease.is_none() {
-            requests.push(json!({"type": "close"}));
-        }
-        let body = json!({"baton": baton, "requests": requests});
+        let body = json!({"baton": baton, "requests": [{"type": "execute", "stmt": stmt}]});
         let mut request = self.http.post(url).json(&body);
         if let Some(auth) = &self.auth {
             request = request.header(reqwest::header::AUTHORIZATION, auth);
         }
         let answer = Self::answer(request.send().await).await;
-        // The stream goes on only if the server answered with its next baton.
-        let next = match &answer {
-            Ok(json) => json["baton"].as_str().map(|baton| Stream {
-                baton: baton.to_string(),
-                url: json["base_url"]
-                    .as_str()
-                    .map_or_else(|| url.to_string(), pipeline_url),
-                idle_since: Instant::now(),
-            }),
-            Err(_) => None,
-        };
-        if let Some(lease) = lease {
-            lease.give_back(next);
+        if let Ok(json) = &answer {
+            if let Some(baton) = json["baton"].as_str() {
+                let next = Stream {
+                    baton: baton.to_string(),
+                    url: json["base_url"]
+                        .as_str()
+                        .map_or_else(|| url.to_string(), pipeline_url),
+                    idle_since: Instant::now(),
+                };
+                self.idle
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .push(next);
+            }
         }
         match answer {
             Err(Refused::Status(400, _)) if stream.is_some() => Sent::StreamGone,
             Err(refused) => Sent::Answer(Err(refused.into())),
             Ok(json) => Sent::Answer(result(&json)),
         }
-    }
-
-    /// A place for a new kept stream if there is room; without one, the stream closes with its
-    /// statement.
-    fn open_new(&self) -> Option<Lease<'_>> {
-        let mut streams = lock(&self.streams);
-        (streams.open < KEPT_STREAMS).then(|| {
-            streams.open += 1;
-            Lease(&self.streams)
-        })
     }
 
     /// The answer's JSON, or why there is none.
