@@ -410,3 +410,59 @@ async fn the_web_client_through_the_rest_api_is_gzipped_and_base64_encoded() {
         .unwrap();
     assert_eq!(&bytes[..2], &[0x1f, 0x8b], "a gzip stream");
 }
+
+/// The deployed API has no preflight of its own (template.yaml: no `Cors`, every path `Method: any`),
+/// so a browser's preflight reaches the function: every path of every function answers it, through
+/// lambda_http, as the gateway forwards it (`events/preflight.rest.json`, moved to each path).
+#[tokio::test]
+async fn every_path_answers_the_browsers_preflight() {
+    ignore_stage_in_path();
+    let app = TestApp::spawn().await;
+    let template: Value = serde_json::from_str(&repo_file("events/preflight.rest.json")).unwrap();
+    let mut checked = 0;
+    for function in api::FUNCTIONS {
+        let Some(routes) = function.routes() else {
+            continue;
+        };
+        let doc = serde_json::to_value(routes().into_openapi()).unwrap();
+        for path in doc["paths"].as_object().unwrap().keys() {
+            let concrete = path
+                .replace("{path+}", "src/main.rs")
+                .split('/')
+                .map(|s| if s.starts_with('{') { "0190c0de-0000-7000-8000-000000000000" } else { s })
+                .collect::<Vec<_>>()
+                .join("/");
+            let mut event = template.clone();
+            event["path"] = concrete.clone().into();
+            event["resource"] = path.clone().into();
+            event["requestContext"]["resourcePath"] = path.clone().into();
+            event["requestContext"]["path"] = format!("/Prod{concrete}").into();
+            let payload: LambdaRequest = serde_json::from_value(event).unwrap();
+            let adapter = Adapter::from(app.function(function));
+            let res = adapter
+                .oneshot(LambdaEvent::new(payload, Context::default()))
+                .await
+                .expect("router is infallible");
+            let res = serde_json::to_value(res).unwrap();
+            let header = |name: &str| {
+                res["headers"][name]
+                    .as_str()
+                    .or(res["multiValueHeaders"][name][0].as_str())
+                    .unwrap_or_default()
+                    .to_string()
+            };
+            assert_eq!(res["statusCode"], 200, "{} {path}: {res}", function.name);
+            assert_eq!(header("access-control-allow-origin"), "*", "{path}: {res}");
+            assert!(
+                header("access-control-allow-methods").contains("POST")
+                    || header("access-control-allow-methods") == "*",
+                "{path}: {res}"
+            );
+            // A wildcard would not cover Authorization in a browser: it must be named.
+            let allowed = header("access-control-allow-headers").to_lowercase();
+            assert!(allowed.contains("authorization"), "{path}: {res}");
+            checked += 1;
+        }
+    }
+    assert!(checked > 40, "only {checked} paths");
+}

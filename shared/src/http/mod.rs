@@ -16,7 +16,7 @@ use axum::{
 use tower::ServiceBuilder;
 use tower_http::{
     catch_panic::CatchPanicLayer,
-    cors::{AllowOrigin, Any, CorsLayer},
+    cors::{AllowHeaders, AllowOrigin, Any, CorsLayer},
     request_id::{MakeRequestId, PropagateRequestIdLayer, RequestId, SetRequestIdLayer},
     trace::TraceLayer,
 };
@@ -112,7 +112,9 @@ fn cors(config: &Config) -> CorsLayer {
     CorsLayer::new()
         .allow_origin(origins)
         .allow_methods(Any)
-        .allow_headers(Any)
+        // Not `*`: browsers never let a wildcard cover `Authorization` (Fetch standard), so the
+        // headers a preflight asks for are named back.
+        .allow_headers(AllowHeaders::mirror_request())
         .expose_headers([REQUEST_ID])
         .max_age(Duration::from_secs(600))
 }

@@ -1,0 +1,236 @@
+#!/usr/bin/env python3
+"""template.yaml as AWS deploys it: the SAM transform run offline, and checks over its output.
+
+    python3 scripts/template.py check       # the deployed-path checks below; exits 1 on a finding
+    python3 scripts/template.py policies    # each function's IAM policy documents, as JSON
+
+`check` fails on what lint cannot see:
+- a mock OPTIONS integration (what SAM's `Cors` generates) while the API's binary media types take
+  `*/*` without `contentHandling: CONVERT_TO_TEXT`: API Gateway answers such preflights 500
+  (aws/serverless-application-model#553); and any path whose OPTIONS does not reach a function;
+- gateway responses whose body claims a status the response does not have.
+It also proves it can fail: the same checks over the template with SAM's `Cors` put back must
+report the mock preflights.
+
+`policies` resolves every function role's inline policies (intrinsics substituted: partition `aws`,
+region `us-east-1`, account `123456789012`, the bucket `codechat-test-bucket`) so a test can hand
+exactly that document to an IAM user in moto (tests/api/iam.rs).
+
+Needs `aws-sam-translator` and PyYAML (pip).
+"""
+import copy
+import json
+import logging
+import os
+import re
+import sys
+
+import yaml
+from samtranslator.translator.transform import transform
+
+# The translator's own notes (feature toggles, metrics) are not findings.
+logging.disable(logging.WARNING)
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+REGION, ACCOUNT, PARTITION = "us-east-1", "123456789012", "aws"
+BUCKET = "codechat-test-bucket"
+PARAMETERS = {
+    "LibsqlUrl": "libsql://codechat-test.turso.io",
+    "LibsqlAuthTokenSecretArn": f"arn:aws:secretsmanager:{REGION}:{ACCOUNT}:secret:libsql-token-AbCdEf",
+}
+
+
+class _Loader(yaml.SafeLoader):
+    """Reads CloudFormation's short-form tags (!Ref, !Sub, ...) as their long forms."""
+
+
+def _tag(loader, suffix, node):
+    name = "Ref" if suffix == "Ref" else f"Fn::{suffix}"
+    if isinstance(node, yaml.ScalarNode):
+        value = loader.construct_scalar(node)
+        if suffix == "GetAtt":
+            value = value.split(".", 1)
+    elif isinstance(node, yaml.SequenceNode):
+        value = loader.construct_sequence(node, deep=True)
+    else:
+        value = loader.construct_mapping(node, deep=True)
+    return {name: value}
+
+
+_Loader.add_multi_constructor("!", _tag)
+
+
+class _NoManagedPolicies:
+    def load(self):
+        return {}
+
+
+def load(text=None):
+    if text is None:
+        with open(os.path.join(ROOT, "template.yaml")) as f:
+            text = f.read()
+    return yaml.load(text, Loader=_Loader)
+
+
+def translate(template):
+    """The CloudFormation AWS deploys for `template` (a dict)."""
+    template = copy.deepcopy(template)
+    for resource in template["Resources"].values():
+        if resource["Type"] == "AWS::Serverless::Function":
+            resource["Properties"]["CodeUri"] = "s3://codechat-artifacts/code.zip"
+    os.environ.setdefault("AWS_DEFAULT_REGION", REGION)
+    return transform(template, dict(PARAMETERS), _NoManagedPolicies())
+
+
+def rest_api(cfn):
+    apis = [r for r in cfn["Resources"].values() if r["Type"] == "AWS::ApiGateway::RestApi"]
+    assert len(apis) == 1, f"one REST API expected, found {len(apis)}"
+    return apis[0]["Properties"]
+
+
+def preflight_findings(cfn):
+    """Mock preflights that API Gateway would answer 500, and paths whose OPTIONS reaches nothing."""
+    api = rest_api(cfn)
+    body = api["Body"]
+    binary = [t.replace("~1", "/") for t in body.get("x-amazon-apigateway-binary-media-types", [])]
+    binary += [t.replace("~1", "/") for t in api.get("BinaryMediaTypes", [])]
+    everything_binary = "*/*" in binary
+    findings = []
+    for path, methods in body["paths"].items():
+        options = methods.get("options")
+        if options is not None:
+            integration = options.get("x-amazon-apigateway-integration", {})
+            if (
+                integration.get("type") == "mock"
+                and everything_binary
+                and integration.get("contentHandling") != "CONVERT_TO_TEXT"
+            ):
+                findings.append(f"{path}: a mock OPTIONS under */* binary types answers 500")
+        reaches_function = any(
+            m.get("x-amazon-apigateway-integration", {}).get("type") == "aws_proxy"
+            for name, m in methods.items()
+            if name in ("options", "x-amazon-apigateway-any-method")
+        )
+        if not reaches_function:
+            findings.append(f"{path}: OPTIONS does not reach a function")
+    return findings
+
+
+def gateway_response_findings(cfn):
+    findings = []
+    responses = rest_api(cfn)["Body"].get("x-amazon-apigateway-gateway-responses", {})
+    for kind, response in responses.items():
+        status = response.get("statusCode")
+        for body in response.get("responseTemplates", {}).values():
+            claimed = re.search(r'"status"\s*:\s*(\d+)', body)
+            if claimed and claimed.group(1) != str(status):
+                findings.append(f"{kind}: the body says status {claimed.group(1)}, "
+                                f"the response has {status or 'the status of the error'}")
+    return findings
+
+
+def check():
+    template = load()
+    cfn = translate(template)
+    findings = preflight_findings(cfn) + gateway_response_findings(cfn)
+
+    # The check must be able to fail: SAM's Cors property brings back the mock preflights.
+    with_cors = copy.deepcopy(template)
+    with_cors["Resources"]["Api"]["Properties"]["Cors"] = {"AllowOrigin": "'*'"}
+    if not any("mock OPTIONS" in f for f in preflight_findings(translate(with_cors))):
+        findings.append("self-check: a template with SAM's Cors was not reported")
+
+    for f in findings:
+        print(f"template: {f}", file=sys.stderr)
+    if findings:
+        sys.exit(1)
+    print(f"template: {len(rest_api(cfn)['Body']['paths'])} paths, preflights reach the functions, "
+          "gateway responses consistent")
+
+
+def resolve(value, cfn, conditions):
+    """Substitutes the intrinsics a policy document uses."""
+    if isinstance(value, list):
+        return [resolve(v, cfn, conditions) for v in value]
+    if not isinstance(value, dict):
+        return value
+    if len(value) == 1:
+        (key, arg), = value.items()
+        if key == "Ref":
+            return ref(arg, cfn)
+        if key == "Fn::Sub":
+            text, variables = (arg, {}) if isinstance(arg, str) else (arg[0], arg[1])
+            variables = {k: resolve(v, cfn, conditions) for k, v in variables.items()}
+
+            def sub(m):
+                name = m.group(1)
+                if name in variables:
+                    return str(variables[name])
+                if "." in name:
+                    return get_att(name.split(".", 1), cfn)
+                return str(ref(name, cfn))
+
+            return re.sub(r"\$\{([^}!]+)\}", sub, text)
+        if key == "Fn::GetAtt":
+            return get_att(arg, cfn)
+        if key == "Fn::If":
+            name, yes, no = arg
+            return resolve(yes if conditions.get(name, True) else no, cfn, conditions)
+        if key == "Fn::Join":
+            sep, items = arg
+            return sep.join(str(resolve(i, cfn, conditions)) for i in items)
+    return {k: resolve(v, cfn, conditions) for k, v in value.items()}
+
+
+def ref(name, cfn):
+    pseudo = {"AWS::Partition": PARTITION, "AWS::Region": REGION, "AWS::AccountId": ACCOUNT,
+              "AWS::StackName": "codechat", "AWS::URLSuffix": "amazonaws.com"}
+    if name in pseudo:
+        return pseudo[name]
+    if name in PARAMETERS:
+        return PARAMETERS[name]
+    if name in cfn.get("Parameters", {}):
+        return cfn["Parameters"][name].get("Default", "")
+    resource = cfn["Resources"].get(name)
+    if resource is None:
+        raise KeyError(name)
+    if resource["Type"] == "AWS::S3::Bucket":
+        return BUCKET
+    if resource["Type"] == "AWS::SecretsManager::Secret":
+        return f"arn:aws:secretsmanager:{REGION}:{ACCOUNT}:secret:{name}-AbCdEf"
+    return name
+
+
+def get_att(arg, cfn):
+    name, attribute = arg
+    if attribute == "Arn":
+        resource = cfn["Resources"][name]
+        kind = resource["Type"]
+        if kind == "AWS::S3::Bucket":
+            return f"arn:aws:s3:::{BUCKET}"
+        if kind == "AWS::SQS::Queue":
+            return f"arn:aws:sqs:{REGION}:{ACCOUNT}:{name}"
+        return f"arn:aws:{kind.split('::')[1].lower()}:{REGION}:{ACCOUNT}:{name}"
+    if attribute == "QueueName":
+        return name
+    return f"{name}.{attribute}"
+
+
+def policies():
+    cfn = translate(load())
+    conditions = {name: True for name in cfn.get("Conditions", {})}
+    out = {}
+    for name, resource in cfn["Resources"].items():
+        if resource["Type"] != "AWS::Lambda::Function":
+            continue
+        role = resource["Properties"]["Role"]["Fn::GetAtt"][0]
+        documents = [
+            resolve(p["PolicyDocument"], cfn, conditions)
+            for p in cfn["Resources"][role]["Properties"].get("Policies", [])
+        ]
+        out[name] = {"documents": documents}
+    json.dump(out, sys.stdout, indent=1)
+
+
+if __name__ == "__main__":
+    {"check": check, "policies": policies}[sys.argv[1] if len(sys.argv) > 1 else "check"]()
