@@ -429,7 +429,13 @@ async fn every_path_answers_the_browsers_preflight() {
             let concrete = path
                 .replace("{path+}", "src/main.rs")
                 .split('/')
-                .map(|s| if s.starts_with('{') { "0190c0de-0000-7000-8000-000000000000" } else { s })
+                .map(|s| {
+                    if s.starts_with('{') {
+                        "0190c0de-0000-7000-8000-000000000000"
+                    } else {
+                        s
+                    }
+                })
                 .collect::<Vec<_>>()
                 .join("/");
             let mut event = template.clone();

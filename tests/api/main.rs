@@ -10,6 +10,7 @@ mod chat;
 mod conversations;
 mod events;
 mod functions;
+mod iam;
 mod knowledge;
 mod limits;
 mod modules;

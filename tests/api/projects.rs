@@ -5,7 +5,7 @@ use axum::{
     body::Body,
     http::{header, Method, Request, StatusCode},
 };
-use codechat_api_tests::{TestApp, TestResponse};
+use codechat_api_tests::{zip_of, TestApp, TestResponse};
 use serde_json::{json, Value};
 
 const PNG: &[u8] =
@@ -343,19 +343,6 @@ async fn a_bad_import_creates_nothing() {
         )
         .await;
     assert_eq!(wrong.invalid_fields(), vec!["format"]);
-}
-
-/// A zip built in memory: `(name, bytes)` files, deflated.
-fn zip_of(files: &[(&str, &[u8])]) -> Vec<u8> {
-    use std::io::Write;
-    let mut w = zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));
-    let options = zip::write::SimpleFileOptions::default()
-        .compression_method(zip::CompressionMethod::Deflated);
-    for (name, bytes) in files {
-        w.start_file(*name, options).unwrap();
-        w.write_all(bytes).unwrap();
-    }
-    w.finish().unwrap().into_inner()
 }
 
 async fn upload_zip(app: &TestApp, token: &str, filename: &str, bytes: &[u8]) -> TestResponse {

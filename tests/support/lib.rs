@@ -346,12 +346,30 @@ impl TestResponse {
     }
 }
 
-/// A file of the repository (the tests crate sits one level below its root).
-pub fn repo_file(relative: &str) -> String {
-    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+/// A path in the repository (the tests crate sits one level below its root).
+pub fn repo_path(relative: &str) -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("..")
-        .join(relative);
+        .join(relative)
+}
+
+/// A file of the repository.
+pub fn repo_file(relative: &str) -> String {
+    let path = repo_path(relative);
     std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
+/// A zip built in memory: `(name, bytes)` files, deflated.
+pub fn zip_of(files: &[(&str, &[u8])]) -> Vec<u8> {
+    use std::io::Write;
+    let mut w = zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));
+    let options = zip::write::SimpleFileOptions::default()
+        .compression_method(zip::CompressionMethod::Deflated);
+    for (name, bytes) in files {
+        w.start_file(*name, options).unwrap();
+        w.write_all(bytes).unwrap();
+    }
+    w.finish().unwrap().into_inner()
 }
 
 /// One Server-Sent Event.

@@ -155,9 +155,13 @@ impl BlobStore {
             Backend::NotConfigured => Ok("not_configured"),
             Backend::S3 { .. } => {
                 let (client, bucket) = self.s3().await.map_err(|e| e.to_string())?;
+                // A listing of at most one key rather than HeadBucket: both need s3:ListBucket in
+                // AWS, but a listing is that action by name wherever it is checked (moto's policy
+                // engine asks HeadBucket for an "s3:HeadBucket" that IAM does not have).
                 client
-                    .head_bucket()
+                    .list_objects_v2()
                     .bucket(bucket)
+                    .max_keys(1)
                     .send()
                     .await
                     .map(|_| "ok")
