@@ -3,9 +3,11 @@
 
 Usage: start sqld without auth (`../shared/tools/sqld --db-path /tmp/probe --http-listen-addr
 127.0.0.1:18099 --no-welcome`), then `python3 bench/probes/sqld_mixed_writes.py 18099 16 15`
-(port, connections, seconds). Each connection alternates an INSERT of a 2 KB row and an indexed
-read of its newest 400 rows, each statement its own Hrana request (`baton: null`, then `close`),
-as CodeChat's store sends autocommit statements. Prints every statement slower than 1 s (write or
+(port, connections, seconds; add `keep` to keep each connection's stream). Each connection
+alternates an INSERT of a 2 KB row and an indexed read of its newest 400 rows, each statement its
+own Hrana request: on a stream of its own (`baton: null`, then `close`), as CodeChat's store sent
+autocommit statements until it kept streams, or with `keep` on one stream per connection, as it
+does now. Prints every statement slower than 1 s (write or
 read, how long, when) and a summary. Standard library only.
 """
 import http.client
