@@ -152,7 +152,9 @@ pub struct WebSocketConfig {
     /// Frames a connection may send per second (`WS_MAX_FRAMES_PER_SECOND`, 10); more are refused
     /// with a 429 `error` frame.
     pub max_frames_per_second: u32,
-    /// Largest inbound frame (`WS_MAX_MESSAGE_BYTES`, 128 KiB: API Gateway's own limit).
+    /// Largest inbound frame (`WS_MAX_MESSAGE_BYTES`, 32 000 bytes): API Gateway takes at most
+    /// 32 KB per frame, and a browser sends a message as one frame. Longer messages go over
+    /// `POST /chat` (the web client always uses it).
     pub max_message_bytes: usize,
     /// Largest frame posted (`WS_MAX_FRAME_BYTES`, 128 000 bytes, under API Gateway's 128 KiB);
     /// longer text goes in several `delta` frames, another longer frame in `part` frames.
@@ -293,7 +295,7 @@ impl Config {
                 "MAX_ZIP_UNCOMPRESSED_BYTES",
                 200 * 1024 * 1024,
             )?,
-            max_project_import_bytes: number(&var, "MAX_PROJECT_IMPORT_BYTES", 6_000_000)?,
+            max_project_import_bytes: number(&var, "MAX_PROJECT_IMPORT_BYTES", 4 * 1024 * 1024)?,
             max_zip_ratio: number(&var, "MAX_ZIP_RATIO", 100)?,
             max_agent_steps: number(&var, "MAX_AGENT_STEPS", 8u32)?.clamp(1, 50),
             unpack_in_worker: match var("UNPACK_IN_WORKER").as_deref() {
@@ -381,7 +383,7 @@ impl Config {
                 region: var("AWS_REGION"),
                 credentials: aws_credentials(&var),
                 max_frames_per_second: number(&var, "WS_MAX_FRAMES_PER_SECOND", 10u32)?.max(1),
-                max_message_bytes: number(&var, "WS_MAX_MESSAGE_BYTES", 128 * 1024)?,
+                max_message_bytes: number(&var, "WS_MAX_MESSAGE_BYTES", 32_000)?,
                 max_frame_bytes: number(&var, "WS_MAX_FRAME_BYTES", 128_000usize)?.max(1024),
                 max_posts_per_second: number(&var, "WS_MAX_POSTS_PER_SECOND", 50u32)?.max(1),
                 idle_timeout: Duration::from_secs(number(&var, "WS_IDLE_TIMEOUT_SECONDS", 600)?),
@@ -407,6 +409,36 @@ mod tests {
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect();
         move |k| map.get(k).cloned()
+    }
+
+    /// Lambda takes an event of at most 6 MB (6 291 456 bytes), and with `*/*` binary media types
+    /// API Gateway base64-encodes every body: each inline limit's default, base64-encoded, plus
+    /// room for the event around it (headers, request context, multipart framing), fits.
+    #[tokio::test]
+    async fn inline_limits_fit_a_lambda_event_after_base64() {
+        const EVENT_LIMIT: u64 = 6 * 1024 * 1024;
+        const EVENT_AROUND_THE_BODY: u64 = 64 * 1024;
+        let dir = tempfile::tempdir().unwrap();
+        let c = Config::load(vars(&[("CODECHAT_DATA_DIR", dir.path().to_str().unwrap())]))
+            .await
+            .unwrap();
+        for (name, bytes) in [
+            ("MAX_JSON_BODY_BYTES", c.max_json_body_bytes as u64),
+            ("MAX_INLINE_UPLOAD_BYTES", c.max_inline_upload_bytes),
+            ("MAX_PROJECT_FILE_BYTES", c.max_project_file_bytes),
+            (
+                "MAX_PROJECT_IMPORT_BYTES",
+                c.max_project_import_bytes as u64,
+            ),
+            ("MAX_DOCUMENT_BYTES", c.max_document_bytes as u64),
+        ] {
+            let encoded = bytes.div_ceil(3) * 4;
+            assert!(
+                encoded + EVENT_AROUND_THE_BODY <= EVENT_LIMIT,
+                "{name}: {bytes} bytes are {encoded} in base64, over Lambda's event limit"
+            );
+        }
+        assert!(c.websocket.max_message_bytes < 32 * 1024);
     }
 
     #[tokio::test]
