@@ -8,7 +8,9 @@
 - a mock OPTIONS integration (what SAM's `Cors` generates) while the API's binary media types take
   `*/*` without `contentHandling: CONVERT_TO_TEXT`: API Gateway answers such preflights 500
   (aws/serverless-application-model#553); and any path whose OPTIONS does not reach a function;
-- gateway responses whose body claims a status the response does not have.
+- gateway responses whose body claims a status the response does not have;
+- a function invoked asynchronously by an EventBridge rule without an on-failure destination, or a
+  rule target without a dead-letter queue: after the retries its failed events would be dropped.
 It also proves it can fail: the same checks over the template with SAM's `Cors` put back must
 report the mock preflights.
 
@@ -129,10 +131,33 @@ def gateway_response_findings(cfn):
     return findings
 
 
+def async_failure_findings(cfn):
+    findings = []
+    resources = cfn["Resources"]
+    destinations = {
+        r["Properties"]["FunctionName"]["Ref"]
+        for r in resources.values()
+        if r["Type"] == "AWS::Lambda::EventInvokeConfig"
+        and r["Properties"].get("DestinationConfig", {}).get("OnFailure")
+    }
+    for name, rule in resources.items():
+        if rule["Type"] != "AWS::Events::Rule":
+            continue
+        for target in rule["Properties"].get("Targets", []):
+            function = target["Arn"].get("Fn::GetAtt", [None])[0]
+            if "DeadLetterConfig" not in target:
+                findings.append(f"{name}: the rule's target has no dead-letter queue")
+            if function and function not in destinations:
+                findings.append(f"{name}: {function} has no on-failure destination")
+    return findings
+
+
 def check():
     template = load()
     cfn = translate(template)
-    findings = preflight_findings(cfn) + gateway_response_findings(cfn)
+    findings = (
+        preflight_findings(cfn) + gateway_response_findings(cfn) + async_failure_findings(cfn)
+    )
 
     # The check must be able to fail: SAM's Cors property brings back the mock preflights.
     with_cors = copy.deepcopy(template)
@@ -145,7 +170,7 @@ def check():
     if findings:
         sys.exit(1)
     print(f"template: {len(rest_api(cfn)['Body']['paths'])} paths, preflights reach the functions, "
-          "gateway responses consistent")
+          "gateway responses consistent, worker failures kept")
 
 
 def resolve(value, cfn, conditions):
