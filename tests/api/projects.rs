@@ -1033,3 +1033,70 @@ async fn an_import_that_died_part_way_is_invisible_and_swept() {
     let list = app.get("/api/v1/projects", Some(&token)).await.json();
     assert_eq!(list["items"].as_array().unwrap().len(), 1, "{list}");
 }
+
+/// A completed upload whose worker event never comes (EventBridge gave up, every run died) does not
+/// say `unpacking` for ever: past `UNPACK_DEADLINE_SECONDS` from its start, with no run holding it,
+/// the sweep marks it failed and removes its zip; a late event then unpacks nothing. Within the
+/// deadline it waits, and a run that holds it is never swept.
+#[tokio::test]
+async fn an_upload_never_unpacked_is_marked_failed_past_its_deadline() {
+    for (deadline, swept) in [("3600", false), ("0", true)] {
+        let app = TestApp::with_env(&[
+            ("MAX_UNPACK_IN_REQUEST_BYTES", "10"),
+            ("UNPACK_IN_WORKER", "true"),
+            ("UNPACK_DEADLINE_SECONDS", deadline),
+        ])
+        .await;
+        let token = app.register("stuck@example.com").await.access;
+        let user_id = app.me(&token).await.json()["id"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        let archive = zip_of(&[("a.txt", b"a")]);
+        let id = upload_zip_presigned(&app, &token, "stuck.zip", &archive).await;
+        let complete = format!("/api/v1/projects/uploads/{id}/complete");
+        let res = app.post(&complete, json!({}), Some(&token)).await;
+        assert_eq!(res.status, StatusCode::ACCEPTED, "{}", res.text());
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+
+        let status = app
+            .get(&format!("/api/v1/projects/uploads/{id}"), Some(&token))
+            .await
+            .json();
+        if !swept {
+            assert_eq!(status["status"], "unpacking", "{status}");
+            assert_eq!(blob_files(&app).len(), 1, "the zip waits for its worker");
+            continue;
+        }
+        assert_eq!(status["status"], "failed", "{status}");
+        assert!(
+            status["error"]
+                .as_str()
+                .unwrap()
+                .contains("not unpacked in time"),
+            "{status}"
+        );
+        assert!(blob_files(&app).is_empty(), "{:?}", blob_files(&app));
+        // A completion retried, or the event arriving late, answers the failure and unpacks nothing.
+        let again = app.post(&complete, json!({}), Some(&token)).await;
+        assert_eq!(again.invalid_fields(), vec!["file"], "{}", again.text());
+        let event: Value = serde_json::from_str(
+            &codechat_api_tests::repo_file("events/unpacker-object-created.json")
+                .replace("REPLACE_WITH_USER_ID", &user_id)
+                .replace("REPLACE_WITH_UPLOAD_ID", &id),
+        )
+        .unwrap();
+        let codechat::function::Transport::Worker(handler) =
+            codechat::api::unpacker::FUNCTION.transport
+        else {
+            panic!("the unpacker is a worker");
+        };
+        let _ = handler(app.state.clone(), event).await;
+        assert!(
+            app.get("/api/v1/projects", Some(&token)).await.json()["items"]
+                .as_array()
+                .unwrap()
+                .is_empty()
+        );
+    }
+}

@@ -73,6 +73,10 @@ pub struct Config {
     pub max_zip_uncompressed_bytes: u64,
     /// Largest zip a presigned project upload unpacks inside the completing request.
     pub max_unpack_in_request_bytes: u64,
+    /// How long after its start a completed project upload may wait to be unpacked
+    /// (`UNPACK_DEADLINE_SECONDS`, 2 hours: the worker's events give up after an hour and a run
+    /// takes at most 15 minutes); past it, with no run holding it, it is marked failed.
+    pub unpack_deadline: Duration,
     /// Model calls the coding agent may make in one turn (tool calls and the answer).
     pub max_agent_steps: u32,
     /// Whether large project zips are unpacked by the `unpacker` worker (deployed: the stored object's
@@ -302,6 +306,11 @@ impl Config {
                 Some(v) => parse_bool("UNPACK_IN_WORKER", v)?,
                 None => false,
             },
+            unpack_deadline: Duration::from_secs(number(
+                &var,
+                "UNPACK_DEADLINE_SECONDS",
+                2 * 3600,
+            )?),
             max_unpack_in_request_bytes: number(
                 &var,
                 "MAX_UNPACK_IN_REQUEST_BYTES",

@@ -361,6 +361,48 @@ fn refusal_text(e: &Error) -> String {
     }
 }
 
+/// What a stuck upload says when the sweep gives up on it.
+const NOT_UNPACKED_IN_TIME: &str = "file: the zip was not unpacked in time; upload it again";
+
+/// Marks completed project uploads that were not unpacked within `deadline` of their start, and
+/// that no run holds, as failed, and removes their zips: without it an upload whose worker event
+/// was lost (or whose runs all died) would say `unpacking` for ever and its zip stay in the
+/// bucket. Runs when a client asks an upload's status and before each new upload; a few at a
+/// time, any user's; its failures are only logged, since they are not the caller's.
+pub async fn sweep_stuck(conn: &Conn, blobs: &BlobStore, deadline: std::time::Duration) {
+    let now = std::time::SystemTime::now();
+    let stuck = conn
+        .stuck_unpacks(
+            &crate::ids::format_time((now - deadline).into()),
+            &crate::ids::format_time(now.into()),
+            4,
+        )
+        .await;
+    let stuck = match stuck {
+        Ok(stuck) => stuck,
+        Err(e) => {
+            tracing::warn!(error = %e, "the upload sweep could not list stuck uploads");
+            return;
+        }
+    };
+    for upload in stuck {
+        match conn
+            .record_unpack(upload.id, None, Some(NOT_UNPACKED_IN_TIME))
+            .await
+        {
+            Ok(true) => {
+                tracing::warn!(upload = %upload.id, "a project upload was not unpacked in time");
+                let key = crate::blobs::BlobKey::attachment(upload.user_id, upload.id);
+                if let Err(e) = blobs.delete(&key).await {
+                    tracing::warn!(error = %e, "a stuck project upload's zip was not removed");
+                }
+            }
+            Ok(false) => {}
+            Err(e) => tracing::warn!(error = %e, "the upload sweep could not mark an upload"),
+        }
+    }
+}
+
 /// Where a project upload is: `pending` (not completed), `unpacking`, `done` (with the project)
 /// or `failed` (with why).
 pub struct UploadStatus {

@@ -213,6 +213,31 @@ impl Conn {
         Ok(n > 0)
     }
 
+    /// Completed project uploads, any user's, started before `started_before` and neither
+    /// unpacked nor refused, that no run holds now (no claim, or one that ran out before `now`):
+    /// work whose worker event was lost or whose runs all died. Oldest first.
+    pub async fn stuck_unpacks(
+        &self,
+        started_before: &str,
+        now: &str,
+        limit: u32,
+    ) -> StoreResult<Vec<Attachment>> {
+        let rows = self
+            .query(
+                &format!(
+                    "SELECT {COLUMNS} FROM attachments
+                     WHERE purpose = 'project' AND status = 'ready'
+                       AND project_id IS NULL AND unpack_error IS NULL
+                       AND created_at < ?1
+                       AND (unpack_lease_until IS NULL OR unpack_lease_until < ?2)
+                     ORDER BY created_at LIMIT ?3"
+                ),
+                libsql::params![started_before, now, limit as i64],
+            )
+            .await?;
+        collect(rows, attachment_from_row)
+    }
+
     /// Pending uploads past their deadline, any user's, oldest first: the sweep's work list.
     pub async fn expired_uploads(&self, now: &str, limit: u32) -> StoreResult<Vec<Attachment>> {
         let rows = self

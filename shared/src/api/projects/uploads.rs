@@ -120,6 +120,7 @@ async fn start_project_upload(
 ) -> Result<(StatusCode, Json<StartedProjectUpload>)> {
     let rules = crate::attachments::UploadRules::project_archives(state.config());
     let conn = state.store().conn().await?;
+    projects::archive::sweep_stuck(&conn, state.blobs(), state.config().unpack_deadline).await;
     let (upload, target) = projects::archive::start_upload(
         &conn,
         state.blobs(),
@@ -247,6 +248,7 @@ async fn project_upload_status(
     IdPath(id): IdPath<crate::ids::AttachmentId>,
 ) -> Result<Json<UploadStatusOut>> {
     let conn = state.store().conn().await?;
+    projects::archive::sweep_stuck(&conn, state.blobs(), state.config().unpack_deadline).await;
     let status = projects::archive::upload_status(&conn, user.id, id).await?;
     Ok(Json(status_out(id, status)))
 }
