@@ -258,7 +258,12 @@ impl Config {
             None => BlobConfig::NotConfigured,
         };
 
-        let openai = match (var("OPENAI_BASE_URL"), var("OPENAI_API_KEY")) {
+        // The key as a value (local, tests) or, deployed, a Secrets Manager ARN read at cold start.
+        let openai_key = match secret_source(&var, "OPENAI_API_KEY") {
+            Some(source) => Some(resolve_secret(source).await?),
+            None => None,
+        };
+        let openai = match (var("OPENAI_BASE_URL"), openai_key) {
             (None, None) => None,
             (base, key) => Some(OpenAiConfig {
                 base_url: base.unwrap_or_else(|| "https://api.openai.com/v1".into()),
