@@ -10,7 +10,9 @@
   (aws/serverless-application-model#553); and any path whose OPTIONS does not reach a function;
 - gateway responses whose body claims a status the response does not have;
 - a function invoked asynchronously by an EventBridge rule without an on-failure destination, or a
-  rule target without a dead-letter queue: after the retries its failed events would be dropped.
+  rule target without a dead-letter queue: after the retries its failed events would be dropped;
+- a row of the README's function table whose memory, timeout or AWS services (the services its
+  role's own policies name) differ from the template's.
 It also proves it can fail: the same checks over the template with SAM's `Cors` put back must
 report the mock preflights.
 
@@ -152,11 +154,62 @@ def async_failure_findings(cfn):
     return findings
 
 
+SERVICES = {
+    "s3": "S3",
+    "secretsmanager": "Secrets Manager",
+    "bedrock": "Bedrock",
+    "execute-api": "API Gateway (connections)",
+    "sqs": "SQS",
+}
+
+
+def role_documents(cfn, function):
+    conditions = {name: True for name in cfn.get("Conditions", {})}
+    role = cfn["Resources"][function]["Properties"]["Role"]["Fn::GetAtt"][0]
+    return [
+        resolve(p["PolicyDocument"], cfn, conditions)
+        for p in cfn["Resources"][role]["Properties"].get("Policies", [])
+    ]
+
+
+def readme_findings(cfn):
+    """The README's function table against the template: memory, timeout, AWS services."""
+    with open(os.path.join(ROOT, "README.md")) as f:
+        rows = re.findall(r"^\| `([a-z]+)` \| (\d+) MB, (\d+) s \| ([^|]*) \|", f.read(), re.M)
+    findings = []
+    functions = {n for n, r in cfn["Resources"].items() if r["Type"] == "AWS::Lambda::Function"}
+    named = {name.capitalize() + "Function" for name, *_ in rows}
+    for missing in sorted(functions - named):
+        findings.append(f"README: no row for {missing}")
+    for name, memory, timeout, services in rows:
+        function = name.capitalize() + "Function"
+        props = cfn["Resources"].get(function, {}).get("Properties")
+        if props is None:
+            findings.append(f"README: {name} is not a function of the template")
+            continue
+        if (int(memory), int(timeout)) != (props["MemorySize"], props["Timeout"]):
+            findings.append(f"README: {name} says {memory} MB, {timeout} s; the template "
+                            f"{props['MemorySize']} MB, {props['Timeout']} s")
+        used = set()
+        for document in role_documents(cfn, function):
+            for statement in document["Statement"]:
+                actions = statement["Action"]
+                for action in [actions] if isinstance(actions, str) else actions:
+                    used.add(SERVICES.get(action.split(":")[0], action.split(":")[0]))
+        said = {s.strip() for s in services.split(",") if s.strip()}
+        if said != used:
+            findings.append(f"README: {name} says it calls {sorted(said)}; its policies allow {sorted(used)}")
+    return findings
+
+
 def check():
     template = load()
     cfn = translate(template)
     findings = (
-        preflight_findings(cfn) + gateway_response_findings(cfn) + async_failure_findings(cfn)
+        preflight_findings(cfn)
+        + gateway_response_findings(cfn)
+        + async_failure_findings(cfn)
+        + readme_findings(cfn)
     )
 
     # The check must be able to fail: SAM's Cors property brings back the mock preflights.
@@ -170,7 +223,7 @@ def check():
     if findings:
         sys.exit(1)
     print(f"template: {len(rest_api(cfn)['Body']['paths'])} paths, preflights reach the functions, "
-          "gateway responses consistent, worker failures kept")
+          "gateway responses consistent, worker failures kept, README's function table in step")
 
 
 def resolve(value, cfn, conditions):
@@ -243,17 +296,10 @@ def get_att(arg, cfn):
 
 def policies():
     cfn = translate(load())
-    conditions = {name: True for name in cfn.get("Conditions", {})}
     out = {}
     for name, resource in cfn["Resources"].items():
-        if resource["Type"] != "AWS::Lambda::Function":
-            continue
-        role = resource["Properties"]["Role"]["Fn::GetAtt"][0]
-        documents = [
-            resolve(p["PolicyDocument"], cfn, conditions)
-            for p in cfn["Resources"][role]["Properties"].get("Policies", [])
-        ]
-        out[name] = {"documents": documents}
+        if resource["Type"] == "AWS::Lambda::Function":
+            out[name] = {"documents": role_documents(cfn, name)}
     json.dump(out, sys.stdout, indent=1)
 
 
