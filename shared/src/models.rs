@@ -66,6 +66,12 @@ impl Catalog {
         let mut models: Vec<Model> =
             serde_json::from_str(SHIPPED).expect("shared/data/models.json is valid");
         for m in &mut models {
+            // The catalog names US profiles; a deployment elsewhere calls its own geography's.
+            if m.provider == Provider::Bedrock {
+                if let Some(model) = m.provider_model_id.strip_prefix("us.") {
+                    m.provider_model_id = format!("{}.{model}", config.bedrock.profile_prefix);
+                }
+            }
             m.available = match m.provider {
                 Provider::Local => true,
                 Provider::Bedrock => config.bedrock_enabled,
@@ -129,5 +135,41 @@ mod tests {
             assert!(m.pricing.input_per_mtok_usd >= 0.0 && m.pricing.output_per_mtok_usd >= 0.0);
             assert!(m.context_window > m.max_output_tokens);
         }
+    }
+
+    /// A deployment in another geography calls its own profiles: `eu.` for every catalog `us.`.
+    #[tokio::test]
+    async fn the_profile_prefix_moves_every_bedrock_model() {
+        let dir = tempfile::tempdir().unwrap();
+        let data_dir = dir.path().to_str().unwrap().to_string();
+        let load = |prefix: Option<&'static str>| {
+            let data_dir = data_dir.clone();
+            Config::load(move |k| match k {
+                "CODECHAT_DATA_DIR" => Some(data_dir.clone()),
+                "BEDROCK_PROFILE_PREFIX" => prefix.map(str::to_string),
+                _ => None,
+            })
+        };
+        let eu = Catalog::shipped(&load(Some("eu")).await.unwrap());
+        let bedrock: Vec<_> = eu
+            .all()
+            .iter()
+            .filter(|m| m.provider == Provider::Bedrock)
+            .collect();
+        assert!(!bedrock.is_empty());
+        for m in bedrock {
+            assert!(
+                m.provider_model_id.starts_with("eu."),
+                "{}",
+                m.provider_model_id
+            );
+        }
+        let us = Catalog::shipped(&load(None).await.unwrap());
+        assert_eq!(
+            us.get("bedrock/nova-lite").unwrap().provider_model_id,
+            "us.amazon.nova-lite-v1:0"
+        );
+        let err = load(Some("mars")).await.unwrap_err().to_string();
+        assert!(err.contains("BEDROCK_PROFILE_PREFIX"), "{err}");
     }
 }

@@ -17,8 +17,12 @@ fn bedrock_permissions_name_exactly_the_catalogs_models() {
         let id = m["provider_model_id"].as_str().unwrap();
         match id.split_once('.') {
             // A cross-region inference profile: the profile, and the model it routes to.
-            Some((geo, model)) if ["us", "eu", "apac", "global"].contains(&geo) => {
-                expected.push(format!("inference-profile/{id}"));
+            // The catalog names US profiles; the template grants the deployment's geography's
+            // (BedrockProfilePrefix), as the functions call them.
+            Some(("us", model)) => {
+                expected.push(format!(
+                    "inference-profile/${{BedrockProfilePrefix}}.{model}"
+                ));
                 expected.push(format!("foundation-model/{model}"));
             }
             _ => expected.push(format!("foundation-model/{id}")),

@@ -355,6 +355,16 @@ impl Config {
                 region: var("BEDROCK_REGION").or_else(|| var("AWS_REGION")),
                 endpoint_url: var("BEDROCK_ENDPOINT_URL"),
                 credentials: aws_credentials(&var),
+                profile_prefix: match var("BEDROCK_PROFILE_PREFIX") {
+                    None => "us".into(),
+                    Some(p) if ["us", "eu", "apac", "global"].contains(&p.as_str()) => p,
+                    Some(p) => {
+                        return Err(ConfigError::Invalid {
+                            name: "BEDROCK_PROFILE_PREFIX",
+                            reason: format!("{p:?} is not one of us, eu, apac, global"),
+                        })
+                    }
+                },
             },
             openai,
             default_model: var("DEFAULT_MODEL").unwrap_or_else(|| "local/echo".into()),

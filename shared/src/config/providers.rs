@@ -27,6 +27,11 @@ pub struct BedrockConfig {
     pub region: Option<String>,
     /// `BEDROCK_ENDPOINT_URL`: a Bedrock-compatible endpoint (a VPC endpoint, or a test fake).
     pub endpoint_url: Option<String>,
+    /// `BEDROCK_PROFILE_PREFIX` (`us`, `eu`, `apac` or `global`; `us` by default): the geography of
+    /// the cross-region inference profiles the catalog's Bedrock models are called through. A
+    /// profile answers only in its geography's regions, so outside the US every call of a `us.`
+    /// profile fails.
+    pub profile_prefix: String,
     /// `AWS_ACCESS_KEY_ID` / `AWS_SECRET_ACCESS_KEY` / `AWS_SESSION_TOKEN` when set (as in Lambda);
     /// otherwise the SDK's default chain (profiles, SSO, instance roles).
     pub credentials: Option<(String, String, Option<String>)>,
