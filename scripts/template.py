@@ -163,11 +163,34 @@ SERVICES = {
 }
 
 
+def conditions(cfn):
+    """Each condition's value under the parameters used here (defaults, and PARAMETERS)."""
+    values = {}
+
+    def evaluate(expr):
+        (key, arg), = expr.items()
+        if key == "Fn::Equals":
+            return str(resolve(arg[0], cfn, values)) == str(resolve(arg[1], cfn, values))
+        if key == "Fn::Not":
+            return not evaluate(arg[0])
+        if key == "Fn::And":
+            return all(evaluate(a) for a in arg)
+        if key == "Fn::Or":
+            return any(evaluate(a) for a in arg)
+        if key == "Condition":
+            return evaluate(cfn["Conditions"][arg])
+        raise ValueError(f"condition {expr}")
+
+    for name, expr in cfn.get("Conditions", {}).items():
+        values[name] = evaluate(expr)
+    return values
+
+
 def role_documents(cfn, function):
-    conditions = {name: True for name in cfn.get("Conditions", {})}
     role = cfn["Resources"][function]["Properties"]["Role"]["Fn::GetAtt"][0]
+    values = conditions(cfn)
     return [
-        resolve(p["PolicyDocument"], cfn, conditions)
+        resolve(p["PolicyDocument"], cfn, values)
         for p in cfn["Resources"][role]["Properties"].get("Policies", [])
     ]
 
@@ -253,7 +276,7 @@ def resolve(value, cfn, conditions):
             return get_att(arg, cfn)
         if key == "Fn::If":
             name, yes, no = arg
-            return resolve(yes if conditions.get(name, True) else no, cfn, conditions)
+            return resolve(yes if conditions[name] else no, cfn, conditions)
         if key == "Fn::Join":
             sep, items = arg
             return sep.join(str(resolve(i, cfn, conditions)) for i in items)

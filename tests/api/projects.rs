@@ -1100,3 +1100,74 @@ async fn an_upload_never_unpacked_is_marked_failed_past_its_deadline() {
         );
     }
 }
+
+/// Lambda answers at most 6 MB: past `MAX_INLINE_ANSWER_BYTES` an archive or an export on S3 is
+/// stored (in parts, past 8 MiB) and answered 303 See Other to a presigned GET of it; locally,
+/// with no such limit, it is answered whatever its size. A project of 7 MB here.
+#[tokio::test]
+async fn exports_past_lambdas_limit_are_answered_through_the_bucket() {
+    let s3 = codechat_api_tests::s3::S3Server::start().await;
+    let s3_env: Vec<(&str, String)> = s3.env();
+    let s3_env: Vec<(&str, &str)> = s3_env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    // Incompressible bytes (a zip of them is as large), with a NUL: a binary file.
+    let mut seed = 0x2545_f491_4f6c_dd1du64;
+    let mut noise = |n: usize| -> Vec<u8> {
+        (0..n)
+            .map(|_| {
+                seed ^= seed << 13;
+                seed ^= seed >> 7;
+                seed ^= seed << 17;
+                (seed >> 24) as u8
+            })
+            .chain([0])
+            .collect()
+    };
+    let files = [noise(3_500_000), noise(3_500_000)];
+    for (app, on_s3) in [
+        (TestApp::spawn().await, false),
+        (TestApp::with_env(&s3_env).await, true),
+    ] {
+        let token = app.register("big-export@example.com").await.access;
+        let pid = app
+            .post("/api/v1/projects", json!({"name": "big"}), Some(&token))
+            .await
+            .json()["id"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        for (i, bytes) in files.iter().enumerate() {
+            let req = axum::http::Request::put(format!("/api/v1/projects/{pid}/files/blob{i}.bin"))
+                .header("authorization", format!("Bearer {token}"))
+                .body(axum::body::Body::from(bytes.clone()))
+                .unwrap();
+            let res = app.send(req).await;
+            assert!(res.status.is_success(), "{}", res.text());
+        }
+        for what in ["archive", "export"] {
+            let res = app
+                .get(&format!("/api/v1/projects/{pid}/{what}"), Some(&token))
+                .await;
+            let body = if on_s3 {
+                assert_eq!(res.status, StatusCode::SEE_OTHER, "{what}: {}", res.text());
+                let url = res.headers[header::LOCATION].to_str().unwrap();
+                let got = reqwest::get(url).await.unwrap();
+                assert_eq!(got.status(), 200, "{what}");
+                got.bytes().await.unwrap().to_vec()
+            } else {
+                assert_eq!(res.status, StatusCode::OK, "{what}");
+                res.body.to_vec()
+            };
+            assert!(body.len() > 6_000_000, "{what}: {} bytes", body.len());
+            match what {
+                "archive" => {
+                    let zip = zip::ZipArchive::new(std::io::Cursor::new(body)).unwrap();
+                    assert_eq!(zip.len(), 2, "{what}");
+                }
+                _ => {
+                    let dump: Value = serde_json::from_slice(&body).unwrap();
+                    assert_eq!(dump["files"].as_array().unwrap().len(), 2, "{dump:.200}");
+                }
+            }
+        }
+    }
+}

@@ -12,6 +12,7 @@ pub mod conversations;
 mod extract;
 pub mod health;
 pub mod knowledge;
+pub(crate) mod large_answer;
 pub mod models;
 pub mod openai;
 pub mod projects;

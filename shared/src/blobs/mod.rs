@@ -41,6 +41,12 @@ impl BlobKey {
         BlobKey(format!("projects/{user}/{project}/{id}"))
     }
 
+    /// An export too large to answer inline, fetched through a presigned GET; the bucket's
+    /// lifecycle rule removes it after a day.
+    pub fn export(user: impl std::fmt::Display, id: impl std::fmt::Display) -> Self {
+        BlobKey(format!("exports/{user}/{id}"))
+    }
+
     /// The text of a knowledge document waiting for the worker to index it.
     pub fn knowledge_text(user: impl std::fmt::Display, id: impl std::fmt::Display) -> Self {
         BlobKey(format!("knowledge/{user}/{id}"))
@@ -175,7 +181,8 @@ impl BlobStore {
         }
     }
 
-    /// A writer for `key`: chunks go to disk as they come locally, and to S3 in one PUT at the end.
+    /// A writer for `key`: chunks go to disk as they come locally, and to S3 in one PUT at the end
+    /// (in parts as they come once they pass 8 MiB).
     pub async fn writer(
         &self,
         key: &BlobKey,
@@ -197,7 +204,7 @@ impl BlobStore {
                 }
             }
             Backend::NotConfigured => return Err(BlobError::NotConfigured),
-            Backend::S3 { .. } => Sink::Memory(Vec::new()),
+            Backend::S3 { .. } => Sink::memory(),
         };
         Ok(BlobWriter {
             store: self,

@@ -71,6 +71,10 @@ pub struct Config {
     pub max_zip_entries: usize,
     /// Bytes in a project (and inflated bytes of an uploaded zip, counted while inflating).
     pub max_zip_uncompressed_bytes: u64,
+    /// Largest export or archive answered inline (`MAX_INLINE_ANSWER_BYTES`, 4 MiB: Lambda answers
+    /// at most 6 MB, base64 included); a larger one, where the blob store is S3, is stored and
+    /// answered with a redirect to it.
+    pub max_inline_answer_bytes: usize,
     /// Largest zip a presigned project upload unpacks inside the completing request.
     pub max_unpack_in_request_bytes: u64,
     /// How long after its start a completed project upload may wait to be unpacked
@@ -311,6 +315,7 @@ impl Config {
                 Some(v) => parse_bool("UNPACK_IN_WORKER", v)?,
                 None => false,
             },
+            max_inline_answer_bytes: number(&var, "MAX_INLINE_ANSWER_BYTES", 4 * 1024 * 1024)?,
             unpack_deadline: Duration::from_secs(number(
                 &var,
                 "UNPACK_DEADLINE_SECONDS",
@@ -455,6 +460,7 @@ mod tests {
                 c.max_project_import_bytes as u64,
             ),
             ("MAX_DOCUMENT_BYTES", c.max_document_bytes as u64),
+            ("MAX_INLINE_ANSWER_BYTES", c.max_inline_answer_bytes as u64),
         ] {
             let encoded = bytes.div_ceil(3) * 4;
             assert!(

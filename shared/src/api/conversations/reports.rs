@@ -133,34 +133,24 @@ async fn export_conversation(
         ExportFormat::Json => "json",
         ExportFormat::Markdown => "md",
     };
-    let disposition = [(
-        header::CONTENT_DISPOSITION,
-        format!(
-            "attachment; filename=\"conversation-{}.{extension}\"",
-            conversation.id
+    let filename = format!("conversation-{}.{extension}", conversation.id);
+    let (content_type, body) = match format {
+        ExportFormat::Markdown => (
+            "text/markdown; charset=utf-8",
+            conversations::to_markdown(&conversation, &messages).into_bytes(),
         ),
-    )];
-    Ok(match format {
-        ExportFormat::Markdown => {
-            let body = conversations::to_markdown(&conversation, &messages);
-            (
-                disposition,
-                [(
-                    header::CONTENT_TYPE,
-                    "text/markdown; charset=utf-8".to_string(),
-                )],
-                body,
-            )
-                .into_response()
-        }
         ExportFormat::Json => {
             let body = ExportJson {
                 conversation: conversation.into(),
                 messages: messages.into_iter().map(Into::into).collect(),
             };
-            (disposition, Json(body)).into_response()
+            let json = serde_json::to_vec(&body)
+                .map_err(|e| crate::error::Error::Internal(e.to_string()))?;
+            ("application/json", json)
         }
-    })
+    };
+    let chunks = futures_util::stream::iter([Ok(bytes::Bytes::from(body))]);
+    crate::api::large_answer::answer(&state, user.id, content_type, &filename, chunks).await
 }
 
 /// The usage row(s) of one message: the answer, and the summary made during its turn if any.

@@ -183,19 +183,23 @@ async fn project_tree(
     Ok(Json(projects::tree(&conn, user.id, id).await?))
 }
 
-/// The project as JSON: metadata and every file (text as UTF-8, binaries base64).
+/// The project as JSON: metadata and every file (text as UTF-8, binaries base64). Past
+/// `MAX_INLINE_ANSWER_BYTES` on S3 (deployed), 303 See Other to the JSON stored for 15 minutes.
 #[utoipa::path(get, path = "/api/v1/projects/{id}/export", tag = "projects", security(("bearer" = [])),
     params(("id" = String, Path, description = "Project id")),
-    responses((status = 200, body = ProjectDump), (status = 404, body = Problem)))]
+    responses((status = 200, body = ProjectDump), (status = 303, description = "Location: the export, stored"), (status = 404, body = Problem)))]
 async fn export_project(
     State(state): State<AppState>,
     CurrentUser(user): CurrentUser,
     IdPath(id): IdPath<ProjectId>,
-) -> Result<Json<ProjectDump>> {
+) -> Result<Response> {
     let conn = state.store().conn().await?;
-    Ok(Json(
-        projects::export(&conn, state.blobs(), user.id, id).await?,
-    ))
+    let dump = projects::export(&conn, state.blobs(), user.id, id).await?;
+    let json =
+        serde_json::to_vec(&dump).map_err(|e| crate::error::Error::Internal(e.to_string()))?;
+    let chunks = futures_util::stream::iter([Ok(bytes::Bytes::from(json))]);
+    let name = format!("project-{id}.json");
+    crate::api::large_answer::answer(&state, user.id, "application/json", &name, chunks).await
 }
 
 /// The project as a zip (deflated), produced file by file as it is sent.
@@ -212,17 +216,9 @@ async fn project_archive(
     let stream = futures_util::stream::unfold(chunks, |mut rx| async move {
         rx.recv().await.map(|chunk| (chunk, rx))
     });
-    let mut response = Body::from_stream(stream).into_response();
-    let headers = response.headers_mut();
-    headers.insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("application/zip"),
-    );
-    let disposition = crate::attachments::content_disposition(&format!("{name}.zip"));
-    if let Ok(v) = HeaderValue::from_str(&disposition) {
-        headers.insert(header::CONTENT_DISPOSITION, v);
-    }
-    Ok(response)
+    let zip = format!("{name}.zip");
+    crate::api::large_answer::answer(&state, user.id, "application/zip", &zip, Box::pin(stream))
+        .await
 }
 
 /// Reads a body whole, up to `limit` bytes (413 past it).
