@@ -191,7 +191,7 @@ async fn worker(app: &TestApp, key: &str) -> Value {
         panic!("the unpacker is a worker");
     };
     let event = repo_file("events/unpacker-object-created.json").replace(
-        "attachments/REPLACE_WITH_USER_ID/REPLACE_WITH_UPLOAD_ID",
+        "project-zips/REPLACE_WITH_USER_ID/REPLACE_WITH_UPLOAD_ID",
         key,
     );
     handler(app.state.clone(), serde_json::from_str(&event).unwrap())
@@ -364,7 +364,7 @@ async fn every_function_s3_flow_is_allowed_by_its_own_policy() {
         StatusCode::ACCEPTED,
         "zip complete",
     );
-    let ran = worker(&unpacker, &format!("attachments/{user}/{zid}")).await;
+    let ran = worker(&unpacker, &format!("project-zips/{user}/{zid}")).await;
     assert_eq!(ran["uploads"], 1, "{ran}");
     let status = projects
         .get(&format!("/api/v1/projects/uploads/{zid}"), Some(&t))

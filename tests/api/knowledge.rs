@@ -1057,7 +1057,7 @@ fn airships(paragraphs: usize) -> String {
 fn text_created(user_id: &str, document_id: &str) -> Value {
     serde_json::from_str(
         &codechat_api_tests::repo_file("events/unpacker-object-created.json")
-            .replace("attachments/", "knowledge/")
+            .replace("project-zips/", "knowledge/")
             .replace("REPLACE_WITH_USER_ID", user_id)
             .replace("REPLACE_WITH_UPLOAD_ID", document_id),
     )

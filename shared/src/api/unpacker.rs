@@ -1,5 +1,5 @@
 //! The `unpacker` worker: the work too large for a request. It unpacks project zips too large to
-//! unpack inside the request that completes their upload (the checked zip under `attachments/`),
+//! unpack inside the request that completes their upload (the checked zip under `project-zips/`),
 //! and indexes knowledge documents too large to index inside the request that adds them (their
 //! text under `knowledge/`). Deployed, it runs on the objects' "Object Created" events
 //! (EventBridge); an S3 notification's `Records` are understood too. Events arrive at least once:
@@ -43,9 +43,9 @@ fn keys(event: &Value) -> Vec<String> {
     from_bridge.into_iter().chain(from_records).collect()
 }
 
-/// The upload a key belongs to: `attachments/<user id>/<upload id>`.
+/// The upload a key belongs to: `project-zips/<user id>/<upload id>`.
 fn upload_of(key: &str) -> Option<(UserId, AttachmentId)> {
-    ids_under(key, "attachments/")
+    ids_under(key, "project-zips/")
 }
 
 /// The document a key belongs to: `knowledge/<user id>/<document id>`.
@@ -87,19 +87,20 @@ mod tests {
 
     #[test]
     fn keys_come_from_either_event_shape() {
-        let bridge = json!({"detail-type": "Object Created", "detail": {"object": {"key": "attachments/a/b"}}});
-        assert_eq!(keys(&bridge), vec!["attachments/a/b"]);
+        let bridge = json!({"detail-type": "Object Created", "detail": {"object": {"key": "project-zips/a/b"}}});
+        assert_eq!(keys(&bridge), vec!["project-zips/a/b"]);
         let records = json!({"Records": [{"s3": {"object": {"key": "x"}}}, {"s3": {"object": {"key": "y"}}}]});
         assert_eq!(keys(&records), vec!["x", "y"]);
         assert!(keys(&json!({})).is_empty());
         let user = UserId::new();
         let id = AttachmentId::new();
         assert_eq!(
-            upload_of(&format!("attachments/{user}/{id}")),
+            upload_of(&format!("project-zips/{user}/{id}")),
             Some((user, id))
         );
         assert_eq!(upload_of(&format!("projects/{user}/{id}")), None);
-        assert_eq!(upload_of("attachments/not/ids"), None);
+        assert_eq!(upload_of("project-zips/not/ids"), None);
+        assert_eq!(upload_of(&format!("attachments/{user}/{id}")), None);
         let doc = DocumentId::new();
         assert_eq!(
             document_of(&format!("knowledge/{user}/{doc}")),

@@ -166,7 +166,9 @@ pub async fn discard(
 /// row is already gone, so nothing points at it).
 pub async fn remove_blob(blobs: &BlobStore, attachment: &Attachment) {
     let key = match attachment.status {
-        AttachmentStatus::Ready => BlobKey::attachment(attachment.user_id, attachment.id),
+        AttachmentStatus::Ready => {
+            BlobKey::checked(attachment.user_id, attachment.id, attachment.purpose)
+        }
         AttachmentStatus::Pending => BlobKey::upload(attachment.user_id, attachment.id),
     };
     if let Err(e) = blobs.delete(&key).await {

@@ -322,7 +322,7 @@ pub async fn complete(
         return Err(e);
     }
     blobs
-        .rename(&key, &BlobKey::attachment(user_id, id))
+        .rename(&key, &BlobKey::checked(user_id, id, pending.purpose))
         .await
         .map_err(Error::from)?;
     match conn

@@ -25,6 +25,24 @@ impl BlobKey {
         BlobKey(format!("attachments/{user}/{id}"))
     }
 
+    /// A checked project zip waiting to be unpacked: under its own prefix, since its "Object
+    /// Created" event starts the worker, and an ordinary attachment's must not.
+    pub fn project_zip(user: impl std::fmt::Display, id: impl std::fmt::Display) -> Self {
+        BlobKey(format!("project-zips/{user}/{id}"))
+    }
+
+    /// Where a completed upload's bytes are, by what it is for.
+    pub fn checked(
+        user: impl std::fmt::Display,
+        id: impl std::fmt::Display,
+        purpose: crate::kinds::UploadPurpose,
+    ) -> Self {
+        match purpose {
+            crate::kinds::UploadPurpose::Project => Self::project_zip(user, id),
+            crate::kinds::UploadPurpose::Attachment => Self::attachment(user, id),
+        }
+    }
+
     /// A presigned upload not completed yet. The bucket's lifecycle rule expires this prefix, so an
     /// upload that is never completed is removed even if no sweep runs.
     pub fn upload(user: impl std::fmt::Display, id: impl std::fmt::Display) -> Self {

@@ -279,7 +279,7 @@ async fn unpack_once(
         }
     };
     // The outcome is on the upload's row (for retries and its status); the zip itself goes.
-    let key = crate::blobs::BlobKey::attachment(upload.user_id, upload.id);
+    let key = crate::blobs::BlobKey::project_zip(upload.user_id, upload.id);
     if let Err(e) = blobs.delete(&key).await {
         tracing::warn!(error = %e, "an unpacked project upload's zip was not removed");
     }
@@ -305,7 +305,7 @@ async fn unpack_upload(
     // whatever the archive's size.
     let temp = std::env::temp_dir().join(format!("codechat-unpack-{}.zip", upload.id));
     let unpacked = async {
-        let key = crate::blobs::BlobKey::attachment(upload.user_id, upload.id);
+        let key = crate::blobs::BlobKey::project_zip(upload.user_id, upload.id);
         let mut reader = blobs.read(&key).await?;
         let io =
             |e: std::io::Error| Error::Internal(format!("unpacking through a temporary file: {e}"));
@@ -392,7 +392,7 @@ pub async fn sweep_stuck(conn: &Conn, blobs: &BlobStore, deadline: std::time::Du
         {
             Ok(true) => {
                 tracing::warn!(upload = %upload.id, "a project upload was not unpacked in time");
-                let key = crate::blobs::BlobKey::attachment(upload.user_id, upload.id);
+                let key = crate::blobs::BlobKey::project_zip(upload.user_id, upload.id);
                 if let Err(e) = blobs.delete(&key).await {
                     tracing::warn!(error = %e, "a stuck project upload's zip was not removed");
                 }
