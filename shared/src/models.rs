@@ -172,4 +172,25 @@ mod tests {
         let err = load(Some("mars")).await.unwrap_err().to_string();
         assert!(err.contains("BEDROCK_PROFILE_PREFIX"), "{err}");
     }
+
+    /// An OpenAI key held in Secrets Manager makes the OpenAI models available without reading it
+    /// (nothing here could: there is no AWS): the models function lists them, only a model call
+    /// reads the secret.
+    #[tokio::test]
+    async fn a_key_in_secrets_manager_is_not_read_to_list_models() {
+        let dir = tempfile::tempdir().unwrap();
+        let data_dir = dir.path().to_str().unwrap().to_string();
+        let config = Config::load(move |k| match k {
+            "CODECHAT_DATA_DIR" => Some(data_dir.clone()),
+            "OPENAI_API_KEY_ARN" => {
+                Some("arn:aws:secretsmanager:us-east-1:123456789012:secret:openai-AbCdEf".into())
+            }
+            _ => None,
+        })
+        .await
+        .expect("no secret is read at start");
+        let catalog = Catalog::shipped(&config);
+        let openai = catalog.get("openai/gpt-4o-mini").unwrap();
+        assert!(openai.available);
+    }
 }

@@ -262,11 +262,12 @@ impl Config {
             None => BlobConfig::NotConfigured,
         };
 
-        // The key as a value (local, tests) or, deployed, a Secrets Manager ARN read at cold start.
-        let openai_key = match secret_source(&var, "OPENAI_API_KEY") {
-            Some(source) => Some(resolve_secret(source).await?),
-            None => None,
-        };
+        // The key as a value (local, tests) or, deployed, a Secrets Manager ARN read when a model
+        // call first needs it.
+        let openai_key = secret_source(&var, "OPENAI_API_KEY").map(|source| match source {
+            SecretSource::Value(v) => OpenAiKey::Value(v),
+            SecretSource::Arn(arn) => OpenAiKey::SecretArn(arn),
+        });
         let openai = match (var("OPENAI_BASE_URL"), openai_key) {
             (None, None) => None,
             (base, key) => Some(OpenAiConfig {

@@ -5,7 +5,25 @@ use super::*;
 #[derive(Clone)]
 pub struct OpenAiConfig {
     pub base_url: String,
-    pub api_key: Option<String>,
+    /// `OPENAI_API_KEY` (a value) or `OPENAI_API_KEY_ARN` (a Secrets Manager secret, read when
+    /// the first model call needs it: a function that only lists models never reads it).
+    pub api_key: Option<OpenAiKey>,
+}
+
+#[derive(Clone)]
+pub enum OpenAiKey {
+    Value(String),
+    SecretArn(String),
+}
+
+impl OpenAiKey {
+    /// The key itself, reading the secret if it is one.
+    pub async fn read(&self) -> Result<String, ConfigError> {
+        match self {
+            OpenAiKey::Value(v) => Ok(v.clone()),
+            OpenAiKey::SecretArn(arn) => resolve_secret(SecretSource::Arn(arn.clone())).await,
+        }
+    }
 }
 
 /// The model that embeds knowledge chunks and queries.

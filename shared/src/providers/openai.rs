@@ -16,7 +16,9 @@ pub struct OpenAi {
     http: reqwest::Client,
     url: String,
     embeddings_url: String,
-    api_key: Option<String>,
+    api_key: Option<crate::config::OpenAiKey>,
+    /// The key, once read (a secret is read on the first call, then kept).
+    key: tokio::sync::OnceCell<String>,
     timeout: Duration,
 }
 
@@ -31,6 +33,7 @@ impl OpenAi {
             url: format!("{}/chat/completions", config.base_url.trim_end_matches('/')),
             embeddings_url: format!("{}/embeddings", config.base_url.trim_end_matches('/')),
             api_key: config.api_key.clone(),
+            key: tokio::sync::OnceCell::new(),
             timeout,
         }
     }
@@ -111,7 +114,12 @@ impl OpenAi {
 
     async fn post(&self, url: &str, body: &Value) -> Result<reqwest::Response, ProviderError> {
         let mut req = self.http.post(url).json(body);
-        if let Some(key) = &self.api_key {
+        if let Some(source) = &self.api_key {
+            let key = self
+                .key
+                .get_or_try_init(|| source.read())
+                .await
+                .map_err(|e| ProviderError::Unavailable(e.to_string()))?;
             req = req.bearer_auth(key);
         }
         let response = tokio::time::timeout(self.timeout, req.send())
