@@ -386,13 +386,5 @@ impl tokio::io::AsyncWrite for QuickAck {
 /// Where the functions' logs go: the file `BENCH_FUNCTION_LOG` names (appended to), for finding
 /// what an error was; otherwise nowhere.
 fn function_log() -> Stdio {
-    std::env::var_os("BENCH_FUNCTION_LOG")
-        .and_then(|path| {
-            std::fs::OpenOptions::new()
-                .create(true)
-                .append(true)
-                .open(path)
-                .ok()
-        })
-        .map_or_else(Stdio::null, Stdio::from)
+    codechat_api_tests::log_named_by("BENCH_FUNCTION_LOG")
 }

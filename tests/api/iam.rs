@@ -183,6 +183,17 @@ fn ok(res: &TestResponse, expected: StatusCode, what: &str) {
     assert_eq!(res.status, expected, "{what}: {}", res.text());
 }
 
+/// Completing an upload before its PUT: the object is missing, which S3 must say as such (404,
+/// not 403: the policy's ListBucket), so the answer is the client's error, not a 5xx.
+async fn too_early(app: &TestApp, complete: &str, token: &str) {
+    let early = app.post(complete, json!({}), Some(token)).await;
+    assert!(
+        early.status.is_client_error(),
+        "complete before the upload: {}",
+        early.text()
+    );
+}
+
 /// The worker's handler, as the Lambda runtime calls it on an "Object Created" event.
 async fn worker(app: &TestApp, key: &str) -> Value {
     let codechat::function::Transport::Worker(handler) =
@@ -254,12 +265,7 @@ async fn every_function_s3_flow_is_allowed_by_its_own_policy() {
     let started = started.json();
     let upload = started["attachment"]["id"].as_str().unwrap().to_string();
     let complete = format!("/api/v1/attachments/{upload}/complete");
-    let early = attachments.post(&complete, json!({}), Some(&t)).await;
-    assert!(
-        early.status.is_client_error(),
-        "complete before the upload: {}",
-        early.text()
-    );
+    too_early(&attachments, &complete, &t).await;
     let url = started["upload"]["url"].as_str().unwrap();
     let put = moto
         .as_signer("AttachmentsFunction", url, Some((bytes, "text/plain")))
@@ -348,12 +354,7 @@ async fn every_function_s3_flow_is_allowed_by_its_own_policy() {
         .json();
     let zid = started["upload_id"].as_str().unwrap().to_string();
     let complete = format!("/api/v1/projects/uploads/{zid}/complete");
-    let early = projects.post(&complete, json!({}), Some(&t)).await;
-    assert!(
-        early.status.is_client_error(),
-        "complete before the upload: {}",
-        early.text()
-    );
+    too_early(&projects, &complete, &t).await;
     let url = started["upload"]["url"].as_str().unwrap();
     let put = moto
         .as_signer("ProjectsFunction", url, Some((&zip, "application/zip")))

@@ -9,6 +9,18 @@ use codechat::{
 use codechat_api_tests::{sqld::Sqld, TestApp, PASSWORD};
 use serde_json::json;
 
+/// An app on `sqld` through a proxy that counts what passes (no added delay).
+async fn proxied_app(sqld: &Sqld) -> (codechat_api_tests::proxy::LatencyProxy, TestApp) {
+    use codechat_api_tests::proxy::LatencyProxy;
+    let proxy = LatencyProxy::start(sqld.addr(), std::time::Duration::ZERO).await;
+    let app = TestApp::with_env(&[
+        ("LIBSQL_URL", &proxy.url()),
+        ("LIBSQL_AUTH_TOKEN", &sqld.token()),
+    ])
+    .await;
+    (proxy, app)
+}
+
 async fn remote_app(sqld: &Sqld) -> TestApp {
     TestApp::with_env(&[
         ("LIBSQL_URL", &sqld.url),
@@ -211,16 +223,10 @@ async fn the_server_going_away_is_a_503_and_loses_nothing() {
 /// front of the server. Today a new conversation costs exactly 3 and an existing one 4.
 #[tokio::test]
 async fn a_chat_turn_costs_few_round_trips() {
-    use codechat_api_tests::proxy::LatencyProxy;
     let Some(sqld) = Sqld::start().await else {
         return;
     };
-    let proxy = LatencyProxy::start(sqld.addr(), std::time::Duration::ZERO).await;
-    let app = TestApp::with_env(&[
-        ("LIBSQL_URL", &proxy.url()),
-        ("LIBSQL_AUTH_TOKEN", &sqld.token()),
-    ])
-    .await;
+    let (proxy, app) = proxied_app(&sqld).await;
     let t = app.register("trips@example.com").await;
     let trips = |before: u64| proxy.requests() - before;
 
@@ -291,16 +297,10 @@ async fn a_chat_turn_costs_few_round_trips() {
 /// (its baton refused) costs a new stream, and the statement on it runs once.
 #[tokio::test]
 async fn statements_share_kept_streams_and_outlive_a_lost_one() {
-    use codechat_api_tests::proxy::LatencyProxy;
     let Some(sqld) = Sqld::start().await else {
         return;
     };
-    let proxy = LatencyProxy::start(sqld.addr(), std::time::Duration::ZERO).await;
-    let app = TestApp::with_env(&[
-        ("LIBSQL_URL", &proxy.url()),
-        ("LIBSQL_AUTH_TOKEN", &sqld.token()),
-    ])
-    .await;
+    let (proxy, app) = proxied_app(&sqld).await;
     let t = app.register("streams@example.com").await;
 
     let before = proxy.new_streams();

@@ -346,6 +346,20 @@ impl TestResponse {
     }
 }
 
+/// A child process's output: appended to the file the environment variable `var` names, or
+/// nowhere.
+pub fn log_named_by(var: &str) -> std::process::Stdio {
+    std::env::var_os(var)
+        .and_then(|path| {
+            std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(path)
+                .ok()
+        })
+        .map_or_else(std::process::Stdio::null, std::process::Stdio::from)
+}
+
 /// A path in the repository (the tests crate sits one level below its root).
 pub fn repo_path(relative: &str) -> std::path::PathBuf {
     std::path::Path::new(env!("CARGO_MANIFEST_DIR"))

@@ -176,13 +176,5 @@ impl Drop for Sqld {
 /// Where sqld's log goes: the file `CODECHAT_SQLD_LOG` names (appended to), for looking at what the
 /// server did during a test or a bench; otherwise nowhere.
 fn log_file() -> Stdio {
-    std::env::var_os("CODECHAT_SQLD_LOG")
-        .and_then(|path| {
-            std::fs::OpenOptions::new()
-                .create(true)
-                .append(true)
-                .open(path)
-                .ok()
-        })
-        .map_or_else(Stdio::null, Stdio::from)
+    crate::log_named_by("CODECHAT_SQLD_LOG")
 }
