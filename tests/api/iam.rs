@@ -70,6 +70,7 @@ impl Moto {
             .unwrap();
         let Ok(started) = serde_json::from_str::<Value>(&line) else {
             let _ = child.kill();
+            let _ = child.wait();
             let why = std::fs::read_to_string(log.path()).unwrap_or_default();
             return skip(&format!("moto did not start: {why}"));
         };
