@@ -4,7 +4,7 @@
 //! text under `knowledge/`). Deployed, it runs on the objects' "Object Created" events
 //! (EventBridge); an S3 notification's `Records` are understood too. Events arrive at least once:
 //! each upload is unpacked and each document indexed once (see
-//! [`crate::projects::archive::unpack_stored`], [`crate::knowledge::index_stored`]), and other
+//! [`crate::projects::uploads::unpack_stored`], [`crate::knowledge::index_stored`]), and other
 //! objects under the prefixes are ignored.
 
 use futures_util::future::BoxFuture;
@@ -14,7 +14,7 @@ use crate::{
     function::{BoxError, Function, Limits, Transport},
     ids::{AttachmentId, DocumentId, UserId},
     knowledge,
-    projects::archive::{unpack_stored, ZipRules},
+    projects::{archive::ZipRules, uploads::unpack_stored},
     state::AppState,
 };
 

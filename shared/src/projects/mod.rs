@@ -9,6 +9,7 @@ pub mod archive;
 mod dump;
 mod filling;
 mod path;
+pub mod uploads;
 
 pub use dump::{export, import, DumpFile, ProjectDump};
 use filling::Filling;

@@ -120,8 +120,8 @@ async fn start_project_upload(
 ) -> Result<(StatusCode, Json<StartedProjectUpload>)> {
     let rules = crate::attachments::UploadRules::project_archives(state.config());
     let conn = state.store().conn().await?;
-    projects::archive::sweep_stuck(&conn, state.blobs(), state.config().unpack_deadline).await;
-    let (upload, target) = projects::archive::start_upload(
+    projects::uploads::sweep_stuck(&conn, state.blobs(), state.config().unpack_deadline).await;
+    let (upload, target) = projects::uploads::start_upload(
         &conn,
         state.blobs(),
         state.tokens(),
@@ -163,7 +163,7 @@ struct UploadStatusOut {
 
 fn status_out(
     id: crate::ids::AttachmentId,
-    status: projects::archive::UploadStatus,
+    status: projects::uploads::UploadStatus,
 ) -> UploadStatusOut {
     UploadStatusOut {
         upload_id: id,
@@ -194,7 +194,7 @@ async fn complete_project_upload(
     };
     let rules = projects::archive::ZipRules::from(state.config());
     let conn = state.store().conn().await?;
-    let completed = projects::archive::complete_upload(
+    let completed = projects::uploads::complete_upload(
         &conn,
         state.blobs(),
         &rules,
@@ -205,17 +205,17 @@ async fn complete_project_upload(
     )
     .await?;
     match completed {
-        projects::archive::Completed::Project(project) => {
+        projects::uploads::Completed::Project(project) => {
             Ok((StatusCode::CREATED, Json(ProjectOut::from(project))).into_response())
         }
-        projects::archive::Completed::Unpacking(_) => {
+        projects::uploads::Completed::Unpacking(_) => {
             if !state.config().unpack_in_worker {
                 let state = state.clone();
                 let user_id = user.id;
                 tokio::spawn(async move {
                     let unpacked = async {
                         let conn = state.store().conn().await?;
-                        projects::archive::unpack_stored(&conn, state.blobs(), &rules, user_id, id)
+                        projects::uploads::unpack_stored(&conn, state.blobs(), &rules, user_id, id)
                             .await
                     };
                     if let Err(e) = unpacked.await {
@@ -223,7 +223,7 @@ async fn complete_project_upload(
                     }
                 });
             }
-            let status = projects::archive::upload_status(&conn, user.id, id).await?;
+            let status = projects::uploads::upload_status(&conn, user.id, id).await?;
             let out = status_out(id, status);
             let location = HeaderValue::from_str(&out.status_url)
                 .map_err(|e| Error::Internal(e.to_string()))?;
@@ -248,7 +248,7 @@ async fn project_upload_status(
     IdPath(id): IdPath<crate::ids::AttachmentId>,
 ) -> Result<Json<UploadStatusOut>> {
     let conn = state.store().conn().await?;
-    projects::archive::sweep_stuck(&conn, state.blobs(), state.config().unpack_deadline).await;
-    let status = projects::archive::upload_status(&conn, user.id, id).await?;
+    projects::uploads::sweep_stuck(&conn, state.blobs(), state.config().unpack_deadline).await;
+    let status = projects::uploads::upload_status(&conn, user.id, id).await?;
     Ok(Json(status_out(id, status)))
 }
