@@ -38,6 +38,24 @@ async fn new_project(app: &TestApp, token: &str, name: &str) -> String {
     res.json()["id"].as_str().unwrap().to_string()
 }
 
+/// The worker's run on a checked zip's "Object Created" event (`events/unpacker-object-created.json`),
+/// as the Lambda runtime calls it.
+async fn worker_run(
+    app: &TestApp,
+    user_id: &str,
+    upload_id: &str,
+) -> Result<Value, codechat::function::BoxError> {
+    let event = codechat_api_tests::repo_file("events/unpacker-object-created.json")
+        .replace("REPLACE_WITH_USER_ID", user_id)
+        .replace("REPLACE_WITH_UPLOAD_ID", upload_id);
+    let codechat::function::Transport::Worker(handler) =
+        codechat::api::unpacker::FUNCTION.transport
+    else {
+        panic!("the unpacker is a worker");
+    };
+    handler(app.state.clone(), serde_json::from_str(&event).unwrap()).await
+}
+
 fn blob_files(app: &TestApp) -> Vec<String> {
     codechat_api_tests::files_under(&app.data_dir().join("blobs"))
 }
@@ -835,17 +853,8 @@ async fn a_large_zip_is_unpacked_after_the_request_locally_and_by_the_worker() {
             assert_eq!(res.headers[header::LOCATION], status_url.as_str());
             if in_worker {
                 assert_eq!(res.json()["status"], "unpacking");
-                let event = codechat_api_tests::repo_file("events/unpacker-object-created.json")
-                    .replace("REPLACE_WITH_USER_ID", &user_id)
-                    .replace("REPLACE_WITH_UPLOAD_ID", &id);
-                let event: Value = serde_json::from_str(&event).unwrap();
-                let codechat::function::Transport::Worker(handler) =
-                    codechat::api::unpacker::FUNCTION.transport
-                else {
-                    panic!("the unpacker is a worker");
-                };
                 for _ in 0..2 {
-                    let answer = handler(app.state.clone(), event.clone()).await.unwrap();
+                    let answer = worker_run(&app, &user_id, &id).await.unwrap();
                     assert_eq!(answer["uploads"], 1);
                 }
             }
@@ -949,20 +958,9 @@ async fn concurrent_deliveries_unpack_once() {
         )
         .await;
     assert_eq!(res.status, StatusCode::ACCEPTED, "{}", res.text());
-    let event: Value = serde_json::from_str(
-        &codechat_api_tests::repo_file("events/unpacker-object-created.json")
-            .replace("REPLACE_WITH_USER_ID", &user_id)
-            .replace("REPLACE_WITH_UPLOAD_ID", &id),
-    )
-    .unwrap();
-    let codechat::function::Transport::Worker(handler) =
-        codechat::api::unpacker::FUNCTION.transport
-    else {
-        panic!("the unpacker is a worker");
-    };
     let (a, b) = tokio::join!(
-        handler(app.state.clone(), event.clone()),
-        handler(app.state.clone(), event.clone())
+        worker_run(&app, &user_id, &id),
+        worker_run(&app, &user_id, &id)
     );
     a.unwrap();
     b.unwrap();
@@ -1080,18 +1078,7 @@ async fn an_upload_never_unpacked_is_marked_failed_past_its_deadline() {
         // A completion retried, or the event arriving late, answers the failure and unpacks nothing.
         let again = app.post(&complete, json!({}), Some(&token)).await;
         assert_eq!(again.invalid_fields(), vec!["file"], "{}", again.text());
-        let event: Value = serde_json::from_str(
-            &codechat_api_tests::repo_file("events/unpacker-object-created.json")
-                .replace("REPLACE_WITH_USER_ID", &user_id)
-                .replace("REPLACE_WITH_UPLOAD_ID", &id),
-        )
-        .unwrap();
-        let codechat::function::Transport::Worker(handler) =
-            codechat::api::unpacker::FUNCTION.transport
-        else {
-            panic!("the unpacker is a worker");
-        };
-        let _ = handler(app.state.clone(), event).await;
+        let _ = worker_run(&app, &user_id, &id).await;
         assert!(
             app.get("/api/v1/projects", Some(&token)).await.json()["items"]
                 .as_array()

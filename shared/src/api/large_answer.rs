@@ -9,7 +9,12 @@ use axum::{
 use bytes::Bytes;
 use futures_util::{Stream, StreamExt};
 
-use crate::{blobs::BlobKey, error::Result, ids::UserId, state::AppState};
+use crate::{
+    blobs::{BlobError, BlobKey},
+    error::{Error, Result},
+    ids::UserId,
+    state::AppState,
+};
 
 /// How long the link to a stored answer works.
 const LINK_TTL: std::time::Duration = std::time::Duration::from_secs(15 * 60);
@@ -23,38 +28,40 @@ pub async fn answer(
     user_id: UserId,
     content_type: &str,
     filename: &str,
-    chunks: impl Stream<Item = std::io::Result<Bytes>> + Send + Unpin + 'static,
+    mut chunks: impl Stream<Item = std::io::Result<Bytes>> + Send + Unpin + 'static,
 ) -> Result<Response> {
     let disposition = crate::attachments::content_disposition(filename);
-    let mut chunks = chunks;
+    if !state.blobs().presigns() {
+        return Ok(attachment(
+            content_type,
+            &disposition,
+            Body::from_stream(chunks),
+        ));
+    }
+    // Read up to the limit: an answer that ends within it goes inline.
     let limit = state.config().max_inline_answer_bytes;
     let mut head: Vec<Bytes> = Vec::new();
     let mut size = 0;
-    let presigns = state.blobs().presigns();
-    while !presigns || size <= limit {
+    while size <= limit {
         match chunks.next().await {
             Some(chunk) => {
-                let chunk = chunk.map_err(|e| crate::error::Error::Internal(e.to_string()))?;
+                let chunk = chunk.map_err(|e| Error::Internal(e.to_string()))?;
                 size += chunk.len();
                 head.push(chunk);
             }
-            None => return Ok(inline(content_type, &disposition, head.concat().into())),
-        }
-        if !presigns {
-            // Nothing to redirect to: the rest streams after what was read.
-            let head = futures_util::stream::iter(head.into_iter().map(Ok::<_, std::io::Error>));
-            return Ok(streamed(content_type, &disposition, head.chain(chunks)));
+            None => {
+                let body = Body::from(Bytes::from(head.concat()));
+                return Ok(attachment(content_type, &disposition, body));
+            }
         }
     }
     let key = BlobKey::export(user_id, uuid::Uuid::now_v7());
     let mut writer = state.blobs().writer(&key, content_type).await?;
-    for chunk in head {
-        writer.write(chunk).await?;
-    }
-    while let Some(chunk) = chunks.next().await {
+    let mut all = futures_util::stream::iter(head.into_iter().map(Ok)).chain(chunks);
+    while let Some(chunk) = all.next().await {
         let written = match chunk {
             Ok(chunk) => writer.write(chunk).await,
-            Err(e) => Err(crate::blobs::BlobError::Io(e.to_string())),
+            Err(e) => Err(BlobError::Io(e.to_string())),
         };
         if let Err(e) = written {
             writer.abort().await;
@@ -66,34 +73,19 @@ pub async fn answer(
         .blobs()
         .presign_get(&key, content_type, &disposition, LINK_TTL)
         .await?
-        .ok_or_else(|| crate::error::Error::Internal("the blob store stopped presigning".into()))?;
+        .ok_or_else(|| Error::Internal("the blob store stopped presigning".into()))?;
     let location = HeaderValue::from_str(&url)
-        .map_err(|_| crate::error::Error::Internal("a presigned URL is not a header".into()))?;
+        .map_err(|_| Error::Internal("a presigned URL is not a header".into()))?;
     Ok((StatusCode::SEE_OTHER, [(header::LOCATION, location)]).into_response())
 }
 
-fn inline(content_type: &str, disposition: &str, body: Bytes) -> Response {
+fn attachment(content_type: &str, disposition: &str, body: Body) -> Response {
     (
         [
             (header::CONTENT_TYPE, content_type.to_string()),
             (header::CONTENT_DISPOSITION, disposition.to_string()),
         ],
         body,
-    )
-        .into_response()
-}
-
-fn streamed(
-    content_type: &str,
-    disposition: &str,
-    chunks: impl Stream<Item = std::io::Result<Bytes>> + Send + 'static,
-) -> Response {
-    (
-        [
-            (header::CONTENT_TYPE, content_type.to_string()),
-            (header::CONTENT_DISPOSITION, disposition.to_string()),
-        ],
-        Body::from_stream(chunks),
     )
         .into_response()
 }

@@ -48,13 +48,6 @@ const KEPT_STREAMS: usize = 8;
 /// this is left to expire instead of risking a refused round trip; a refused one is handled too.
 const STREAM_IDLE_LIMIT: Duration = Duration::from_secs(5);
 
-/// What one request on a stream came to.
-enum Sent {
-    Answer(StoreResult<(Vec<Row>, u64)>),
-    /// The server no longer knows the stream (expired, or its baton refused): nothing ran.
-    StreamGone,
-}
-
 impl Pipeline {
     /// For the database at `url` (`libsql://`, `https://` or `http://`).
     pub(super) fn new(url: &str, auth_token: &str) -> StoreResult<Self> {
@@ -120,14 +113,15 @@ impl Pipeline {
             .await
             .map_err(|_| StoreError::Unavailable("the store is closing".into()))?;
         if let Some(stream) = self.take_idle() {
-            if let Sent::Answer(answer) = self.send_on(Some(stream), stmt).await {
-                return answer;
+            match self.post(&stream.url, Some(&stream.baton), stmt).await {
+                // The server no longer knows the stream (expired, or its baton refused): nothing
+                // ran, so the statement goes on a new one.
+                Err(Refused::Status(400, _)) => {}
+                answer => return self.keep_and_read(answer, &stream.url),
             }
         }
-        match self.send_on(None, stmt).await {
-            Sent::Answer(answer) => answer,
-            Sent::StreamGone => Err(StoreError::Db("a new stream was refused".into())),
-        }
+        let answer = self.post(&self.url, None, stmt).await;
+        self.keep_and_read(answer, &self.url)
     }
 
     /// A fresh idle stream, dropping the ones idle too long (the server expires them).
@@ -137,39 +131,38 @@ impl Pipeline {
         idle.pop()
     }
 
-    /// Sends the statement on `stream` (a new one if `None`) and keeps the stream if the server
-    /// answered with its next baton.
-    async fn send_on(&self, stream: Option<Stream>, stmt: &Json) -> Sent {
-        let (url, baton) = match &stream {
-            Some(s) => (s.url.as_str(), Json::from(s.baton.as_str())),
-            None => (self.url.as_str(), Json::Null),
-        };
+    /// The statement on the stream `baton` continues (a new stream without one), left open.
+    async fn post(&self, url: &str, baton: Option<&str>, stmt: &Json) -> Result<Json, Refused> {
         let body = json!({"baton": baton, "requests": [{"type": "execute", "stmt": stmt}]});
         let mut request = self.http.post(url).json(&body);
         if let Some(auth) = &self.auth {
             request = request.header(reqwest::header::AUTHORIZATION, auth);
         }
-        let answer = Self::answer(request.send().await).await;
-        if let Ok(json) = &answer {
-            if let Some(baton) = json["baton"].as_str() {
-                let next = Stream {
-                    baton: baton.to_string(),
-                    url: json["base_url"]
-                        .as_str()
-                        .map_or_else(|| url.to_string(), pipeline_url),
-                    idle_since: Instant::now(),
-                };
-                self.idle
-                    .lock()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .push(next);
-            }
+        Self::answer(request.send().await).await
+    }
+
+    /// Keeps the stream if the server answered with its next baton, and reads the statement's
+    /// result.
+    fn keep_and_read(
+        &self,
+        answer: Result<Json, Refused>,
+        url: &str,
+    ) -> StoreResult<(Vec<Row>, u64)> {
+        let json = answer?;
+        if let Some(baton) = json["baton"].as_str() {
+            let next = Stream {
+                baton: baton.to_string(),
+                url: json["base_url"]
+                    .as_str()
+                    .map_or_else(|| url.to_string(), pipeline_url),
+                idle_since: Instant::now(),
+            };
+            self.idle
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .push(next);
         }
-        match answer {
-            Err(Refused::Status(400, _)) if stream.is_some() => Sent::StreamGone,
-            Err(refused) => Sent::Answer(Err(refused.into())),
-            Ok(json) => Sent::Answer(result(&json)),
-        }
+        result(&json)
     }
 
     /// The answer's JSON, or why there is none.
