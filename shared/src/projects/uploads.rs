@@ -221,7 +221,7 @@ const NOT_UNPACKED_IN_TIME: &str = "file: the zip was not unpacked in time; uplo
 /// Marks completed project uploads that were not unpacked within `deadline` of their start, and
 /// that no run holds, as failed, and removes their zips: without it an upload whose worker event
 /// was lost (or whose runs all died) would say `unpacking` for ever and its zip stay in the
-/// bucket. Runs when a client asks an upload's status and before each new upload; a few at a
+/// bucket. Runs before each new upload, and when a client asks the status of one overdue; a few at a
 /// time, any user's; its failures are only logged, since they are not the caller's.
 pub async fn sweep_stuck(conn: &Conn, blobs: &BlobStore, deadline: std::time::Duration) {
     let now = std::time::SystemTime::now();
@@ -270,20 +270,51 @@ pub async fn upload_status(
     user_id: UserId,
     id: crate::ids::AttachmentId,
 ) -> Result<UploadStatus> {
-    let upload = conn
-        .attachment(id, user_id)
-        .await?
-        .filter(|a| a.purpose == crate::kinds::UploadPurpose::Project)
-        .ok_or(Error::NotFound)?;
+    Ok(status_of(project_upload(conn, user_id, id).await?))
+}
+
+/// The status a client polls: an upload still `unpacking` past the deadline from its start has
+/// the sweep run first (only then: the sweep reads every user's uploads), so it answers `failed`
+/// once nobody holds it.
+pub async fn polled_status(
+    conn: &Conn,
+    blobs: &BlobStore,
+    deadline: std::time::Duration,
+    user_id: UserId,
+    id: crate::ids::AttachmentId,
+) -> Result<UploadStatus> {
+    let upload = project_upload(conn, user_id, id).await?;
+    let overdue = crate::ids::parse_time(&upload.created_at)
+        .is_some_and(|t| t + deadline < time::OffsetDateTime::now_utc());
+    let status = status_of(upload);
+    if status.status != "unpacking" || !overdue {
+        return Ok(status);
+    }
+    sweep_stuck(conn, blobs, deadline).await;
+    upload_status(conn, user_id, id).await
+}
+
+fn status_of(upload: crate::store::Attachment) -> UploadStatus {
     let status = match (&upload.status, &upload.project_id, &upload.unpack_error) {
         (crate::kinds::AttachmentStatus::Pending, _, _) => "pending",
         (_, Some(_), _) => "done",
         (_, _, Some(_)) => "failed",
         _ => "unpacking",
     };
-    Ok(UploadStatus {
+    UploadStatus {
         status,
         project_id: upload.project_id,
         error: upload.unpack_error,
-    })
+    }
+}
+
+async fn project_upload(
+    conn: &Conn,
+    user_id: UserId,
+    id: crate::ids::AttachmentId,
+) -> Result<crate::store::Attachment> {
+    conn.attachment(id, user_id)
+        .await?
+        .filter(|a| a.purpose == crate::kinds::UploadPurpose::Project)
+        .ok_or(Error::NotFound)
 }

@@ -248,7 +248,8 @@ async fn project_upload_status(
     IdPath(id): IdPath<crate::ids::AttachmentId>,
 ) -> Result<Json<UploadStatusOut>> {
     let conn = state.store().conn().await?;
-    projects::uploads::sweep_stuck(&conn, state.blobs(), state.config().unpack_deadline).await;
-    let status = projects::uploads::upload_status(&conn, user.id, id).await?;
+    let deadline = state.config().unpack_deadline;
+    let status =
+        projects::uploads::polled_status(&conn, state.blobs(), deadline, user.id, id).await?;
     Ok(Json(status_out(id, status)))
 }
