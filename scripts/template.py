@@ -219,7 +219,7 @@ def readme_findings(cfn):
                 actions = statement["Action"]
                 for action in [actions] if isinstance(actions, str) else actions:
                     used.add(SERVICES.get(action.split(":")[0], action.split(":")[0]))
-        said = {s.strip() for s in services.split(",") if s.strip()}
+        said = {s.strip() for s in services.split(",") if s.strip()} - {"none"}
         if said != used:
             findings.append(f"README: {name} says it calls {sorted(said)}; its policies allow {sorted(used)}")
     return findings

@@ -7,6 +7,7 @@
 use futures_util::future::BoxFuture;
 use utoipa_axum::router::OpenApiRouter;
 
+pub use crate::config::Needs;
 use crate::state::AppState;
 
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
@@ -52,6 +53,8 @@ pub struct Function {
     pub name: &'static str,
     pub transport: Transport,
     pub limits: Limits,
+    /// What it opens at cold start (and so which secrets its role may read).
+    pub needs: Needs,
 }
 
 impl Function {

@@ -19,11 +19,17 @@ pub struct AppState(Arc<Inner>);
 
 struct Inner {
     config: Config,
-    store: Store,
-    tokens: TokenKeys,
     catalog: Catalog,
     blobs: BlobStore,
     providers: Providers,
+    /// `None` in a function that serves static data ([`crate::config::Needs::Static`]).
+    user_data: Option<UserData>,
+}
+
+/// What reaches users' data: the store, and the keys that say who a request's user is.
+struct UserData {
+    store: Store,
+    tokens: TokenKeys,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -37,23 +43,29 @@ pub enum StartupError {
 }
 
 impl AppState {
+    /// Opens what `config` was loaded for: the store and token keys when it names a database and
+    /// a secret, only the static parts (catalog, settings) otherwise.
     pub async fn new(config: Config) -> Result<Self, StartupError> {
-        let store = Store::open(&config.database).await?;
+        let user_data = match (&config.database, &config.jwt_secret) {
+            (Some(database), Some(secret)) => Some(UserData {
+                store: Store::open(database).await?,
+                tokens: TokenKeys::new(
+                    secret.expose(),
+                    config.access_token_ttl,
+                    config.refresh_token_ttl,
+                ),
+            }),
+            _ => None,
+        };
         let blobs = BlobStore::new(&config.blobs).map_err(StartupError::Blobs)?;
-        let tokens = TokenKeys::new(
-            config.jwt_secret.expose(),
-            config.access_token_ttl,
-            config.refresh_token_ttl,
-        );
         let catalog = Catalog::shipped(&config);
         let providers = Providers::new(&config);
         Ok(AppState(Arc::new(Inner {
             config,
-            store,
-            tokens,
             catalog,
             blobs,
             providers,
+            user_data,
         })))
     }
 
@@ -61,12 +73,21 @@ impl AppState {
         &self.0.config
     }
 
+    fn user_data(&self) -> &UserData {
+        // Only the routes of `Needs::Store` functions reach here; `tests/api/static_functions.rs`
+        // serves every route of the static ones from a state without user data.
+        self.0
+            .user_data
+            .as_ref()
+            .expect("a function declared Needs::Static used the store")
+    }
+
     pub fn store(&self) -> &Store {
-        &self.0.store
+        &self.user_data().store
     }
 
     pub fn tokens(&self) -> &TokenKeys {
-        &self.0.tokens
+        &self.user_data().tokens
     }
 
     pub fn catalog(&self) -> &Catalog {

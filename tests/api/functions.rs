@@ -9,7 +9,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use codechat::{
     api::FUNCTIONS,
-    function::{Limits, Transport},
+    function::{Limits, Needs, Transport},
 };
 use codechat_api_tests::repo_file;
 
@@ -50,6 +50,8 @@ struct TemplateFunction {
     timeout: Option<u32>,
     memory: Option<u32>,
     streamed_routes: usize,
+    /// Its policies let it read a secret.
+    reads_secrets: bool,
 }
 
 /// Each function resource names its binary (`Binary: <name>`) before its `Timeout:`, `MemorySize:`
@@ -76,6 +78,8 @@ fn in_template() -> BTreeMap<String, TemplateFunction> {
             entry(&mut table, &function).timeout = t.trim().parse().ok();
         } else if let Some(m) = line.strip_prefix("MemorySize: ") {
             entry(&mut table, &function).memory = m.trim().parse().ok();
+        } else if line.contains("AWSSecretsManagerGetSecretValuePolicy") {
+            entry(&mut table, &function).reads_secrets = true;
         } else if line == "ResponseTransferMode: RESPONSE_STREAM" {
             entry(&mut table, &function).streamed_routes += 1;
         }
@@ -219,6 +223,12 @@ fn every_function_has_its_binary_template_resource_and_events() {
             ),
             _ => assert_eq!(resource.streamed_routes, 0, "{name} does not stream"),
         }
+        // A function that opens the store reads its secrets; a static one may read none.
+        assert_eq!(
+            resource.reads_secrets,
+            f.needs == Needs::Store,
+            "{name}: its role's secret access differs from its Needs"
+        );
         assert!(
             events
                 .iter()

@@ -21,6 +21,7 @@ mod quotas;
 mod remote_store;
 mod runtime_api;
 mod service;
+mod static_functions;
 mod template;
 mod users;
 mod web;

@@ -203,7 +203,7 @@ async fn sam_local_env_file_fits_the_template_and_loads_the_local_profile() {
         other => panic!("{other:?}"),
     }
     let url = match &config.database {
-        codechat::config::DatabaseConfig::Remote { url, auth_token } => {
+        Some(codechat::config::DatabaseConfig::Remote { url, auth_token }) => {
             assert!(auth_token.is_empty());
             url.clone()
         }

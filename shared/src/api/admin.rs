@@ -10,7 +10,7 @@ use super::{
 use crate::{
     admin::{self, Window},
     error::{Error, FieldError, FieldErrors, Problem, Result},
-    function::{Function, Limits, Transport},
+    function::{Function, Limits, Needs, Transport},
     http::{ApiJson, ApiQuery},
     ids::{ConversationId, UserId},
     kinds::Role,
@@ -23,6 +23,7 @@ pub const FUNCTION: Function = Function {
     name: "admin",
     transport: Transport::Buffered(routes),
     limits: Limits::API,
+    needs: Needs::Store,
 };
 
 /// The admin console; every route needs the `admin` role.

@@ -7,7 +7,7 @@ use super::{CurrentUser, IdPath};
 use crate::{
     agents::{self, AgentPatch, AgentSettings},
     error::{Problem, Result},
-    function::{Function, Limits, Transport},
+    function::{Function, Limits, Needs, Transport},
     http::{ApiJson, ApiQuery},
     ids::AgentId,
     kinds::AgentStatus,
@@ -20,6 +20,7 @@ pub const FUNCTION: Function = Function {
     name: "agents",
     transport: Transport::Buffered(routes),
     limits: Limits::API,
+    needs: Needs::Store,
 };
 
 /// Agents CRUD.

@@ -16,7 +16,7 @@ use super::{CurrentUser, IdPath};
 use crate::{
     attachments::{self, Chunks, Content, UploadRequest, UploadRules},
     error::{Error, Problem, Result},
-    function::{Function, Limits, Transport},
+    function::{Function, Limits, Needs, Transport},
     http::{ApiJson, ApiQuery},
     ids::{AttachmentId, ConversationId, MessageId},
     kinds::{AttachmentStatus, UploadPurpose},
@@ -29,6 +29,7 @@ pub const FUNCTION: Function = Function {
     name: "attachments",
     transport: Transport::Buffered(routes),
     limits: Limits::API,
+    needs: Needs::Store,
 };
 
 /// Uploads (inline and presigned), metadata, content and deletion of attachments.

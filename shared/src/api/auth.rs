@@ -12,7 +12,7 @@ use super::{ClientIp, CurrentUser, UserOut};
 use crate::{
     accounts::{self, Attempt, DisplayName, Email, Password, Registration, TokenPair},
     error::{Error, FieldErrors, Problem, Result},
-    function::{Function, Limits, Transport},
+    function::{Function, Limits, Needs, Transport},
     http::{ApiForm, ApiJson},
     state::AppState,
     store::User,
@@ -30,6 +30,7 @@ pub const FUNCTION: Function = Function {
         timeout_secs: 29,
         memory_mb: 1024,
     },
+    needs: Needs::Store,
 };
 
 /// Accounts and tokens.

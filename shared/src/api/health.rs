@@ -9,7 +9,7 @@ use utoipa::ToSchema;
 use utoipa_axum::{router::OpenApiRouter, routes};
 
 use crate::{
-    function::{Function, Limits, Transport},
+    function::{Function, Limits, Needs, Transport},
     state::AppState,
 };
 
@@ -17,6 +17,7 @@ pub const FUNCTION: Function = Function {
     name: "health",
     transport: Transport::Buffered(routes),
     limits: Limits::API,
+    needs: Needs::Store,
 };
 
 /// Health, the OpenAPI document and the interactive docs.

@@ -12,7 +12,7 @@ use utoipa_axum::{router::OpenApiRouter, routes};
 use super::{CurrentUser, IdPath};
 use crate::{
     error::{Error, Problem, Result},
-    function::{Function, Limits, Transport},
+    function::{Function, Limits, Needs, Transport},
     http::{ApiJson, ApiQuery},
     ids::{AttachmentId, DocumentId},
     kinds::DocumentStatus,
@@ -26,6 +26,7 @@ pub const FUNCTION: Function = Function {
     name: "knowledge",
     transport: Transport::Buffered(routes),
     limits: Limits::API,
+    needs: Needs::Store,
 };
 
 /// Knowledge documents and search.

@@ -9,7 +9,7 @@ use utoipa::ToSchema;
 use utoipa_axum::{router::OpenApiRouter, routes};
 
 use crate::{
-    function::{Function, Limits, Transport},
+    function::{Function, Limits, Needs, Transport},
     models::Model,
     state::AppState,
 };
@@ -18,6 +18,7 @@ pub const FUNCTION: Function = Function {
     name: "models",
     transport: Transport::Buffered(routes),
     limits: Limits::API,
+    needs: Needs::Static,
 };
 
 /// The models catalog.

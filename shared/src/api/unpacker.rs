@@ -11,7 +11,7 @@ use futures_util::future::BoxFuture;
 use serde_json::{json, Value};
 
 use crate::{
-    function::{BoxError, Function, Limits, Transport},
+    function::{BoxError, Function, Limits, Needs, Transport},
     ids::{AttachmentId, DocumentId, UserId},
     knowledge,
     projects::{archive::ZipRules, uploads::unpack_stored},
@@ -26,6 +26,7 @@ pub const FUNCTION: Function = Function {
         timeout_secs: 900,
         memory_mb: 1024,
     },
+    needs: Needs::Store,
 };
 
 /// The object keys an event names: EventBridge's `detail.object.key`, or each S3 record's key.

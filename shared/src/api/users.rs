@@ -8,7 +8,7 @@ use crate::{
     accounts::{self, DisplayName, Password, PasswordChange, ProfileChanges},
     api_keys,
     error::{Error, FieldError, FieldErrors, Problem, Result},
-    function::{Function, Limits, Transport},
+    function::{Function, Limits, Needs, Transport},
     http::ApiJson,
     http::ApiQuery,
     ids::ApiKeyId,
@@ -24,6 +24,7 @@ pub const FUNCTION: Function = Function {
     name: "users",
     transport: Transport::Buffered(routes),
     limits: Limits::API,
+    needs: Needs::Store,
 };
 
 /// The current user's profile and personal API keys.

@@ -13,7 +13,7 @@ use utoipa_axum::{router::OpenApiRouter, routes};
 
 use crate::{
     error::Error,
-    function::{Function, Limits, Transport},
+    function::{Function, Limits, Needs, Transport},
     state::AppState,
 };
 
@@ -21,6 +21,7 @@ pub const FUNCTION: Function = Function {
     name: "web",
     transport: Transport::Buffered(routes),
     limits: Limits::API,
+    needs: Needs::Static,
 };
 
 /// One embedded asset: its bytes, and the same gzipped at build time.

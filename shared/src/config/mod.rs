@@ -35,6 +35,16 @@ pub enum ConfigError {
     Secret { arn: String, reason: String },
 }
 
+/// What a process opens at cold start, and so which settings it reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Needs {
+    /// Static data only (the web client, the models catalog): no secret is read and no store is
+    /// opened, so the function starts and answers while the database or Secrets Manager is down.
+    Static,
+    /// The store and the token-signing secret: every function that touches user data.
+    Store,
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Profile {
     Local,
@@ -49,9 +59,11 @@ pub const DEFAULT_ALLOWED_UPLOAD_TYPES: &str = "image/png,image/jpeg,image/gif,i
 pub struct Config {
     pub profile: Profile,
     pub data_dir: PathBuf,
-    pub database: DatabaseConfig,
+    /// `None` when loaded for [`Needs::Static`].
+    pub database: Option<DatabaseConfig>,
     pub blobs: BlobConfig,
-    pub jwt_secret: Secret,
+    /// `None` when loaded for [`Needs::Static`].
+    pub jwt_secret: Option<Secret>,
     pub access_token_ttl: Duration,
     pub refresh_token_ttl: Duration,
     pub max_json_body_bytes: usize,
@@ -186,14 +198,23 @@ impl std::fmt::Debug for WebSocketConfig {
 }
 
 impl Config {
-    /// Reads the process environment, resolving secrets (Secrets Manager in Lambda).
-    pub async fn from_env() -> Result<Self, ConfigError> {
+    /// Reads the process environment, resolving the secrets `needs` names (Secrets Manager in
+    /// Lambda).
+    pub async fn from_env(needs: Needs) -> Result<Self, ConfigError> {
         let vars: HashMap<String, String> = std::env::vars().collect();
-        Self::load(|k| vars.get(k).cloned()).await
+        Self::load_for(needs, |k| vars.get(k).cloned()).await
+    }
+
+    /// Every setting, as a function that opens the store reads them.
+    pub async fn load(var: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+        Self::load_for(Needs::Store, var).await
     }
 
     /// Reads settings through `var`, so tests configure a process without touching its environment.
-    pub async fn load(var: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+    pub async fn load_for(
+        needs: Needs,
+        var: impl Fn(&str) -> Option<String>,
+    ) -> Result<Self, ConfigError> {
         let var = |k: &str| var(k).filter(|v| !v.trim().is_empty());
         let profile = match var("CODECHAT_PROFILE").as_deref() {
             Some("local") => Profile::Local,
@@ -210,46 +231,13 @@ impl Config {
         let data_dir = PathBuf::from(var("CODECHAT_DATA_DIR").unwrap_or_else(|| ".data".into()));
         let local = profile == Profile::Local;
 
-        let database = match var("LIBSQL_URL") {
-            Some(url) if url.starts_with("file:") => {
-                DatabaseConfig::LocalFile(url.trim_start_matches("file:").into())
-            }
-            Some(url) => {
-                let token = match secret_source(&var, "LIBSQL_AUTH_TOKEN") {
-                    Some(src) => resolve_secret(src).await?,
-                    // Self-hosted sqld without auth takes no token.
-                    None => String::new(),
-                };
-                DatabaseConfig::Remote {
-                    url,
-                    auth_token: token,
-                }
-            }
-            None if local => DatabaseConfig::LocalFile(data_dir.join("codechat.db")),
-            None => {
-                return Err(ConfigError::Missing {
-                    name: "LIBSQL_URL",
-                    hint: "the remote libSQL database, e.g. libsql://<db>.turso.io",
-                })
+        let (database, jwt_secret) = match needs {
+            Needs::Static => (None, None),
+            Needs::Store => {
+                let (database, jwt_secret) = store_secrets(&var, local, &data_dir).await?;
+                (Some(database), Some(jwt_secret))
             }
         };
-
-        let jwt_secret = match secret_source(&var, "JWT_SECRET") {
-            Some(src) => resolve_secret(src).await?,
-            None if local => dev_jwt_secret(&data_dir)?,
-            None => {
-                return Err(ConfigError::Missing {
-                    name: "JWT_SECRET_ARN",
-                    hint: "the Secrets Manager ARN of the JWT signing secret",
-                })
-            }
-        };
-        if jwt_secret.len() < 32 {
-            return Err(ConfigError::Invalid {
-                name: "JWT_SECRET",
-                reason: "must be at least 32 bytes".into(),
-            });
-        }
 
         let blobs = match var("S3_BUCKET") {
             Some(bucket) => BlobConfig::S3(S3Config {
@@ -280,7 +268,7 @@ impl Config {
             profile,
             database,
             blobs,
-            jwt_secret: Secret(jwt_secret.into_bytes()),
+            jwt_secret,
             access_token_ttl: Duration::from_secs(number(
                 &var,
                 "ACCESS_TOKEN_TTL_SECONDS",
@@ -427,6 +415,55 @@ impl Config {
             data_dir,
         })
     }
+}
+
+/// The database and the token-signing secret: what only a function that opens the store reads.
+async fn store_secrets(
+    var: &impl Fn(&str) -> Option<String>,
+    local: bool,
+    data_dir: &std::path::Path,
+) -> Result<(DatabaseConfig, Secret), ConfigError> {
+    let database = match var("LIBSQL_URL") {
+        Some(url) if url.starts_with("file:") => {
+            DatabaseConfig::LocalFile(url.trim_start_matches("file:").into())
+        }
+        Some(url) => {
+            let token = match secret_source(var, "LIBSQL_AUTH_TOKEN") {
+                Some(src) => resolve_secret(src).await?,
+                // Self-hosted sqld without auth takes no token.
+                None => String::new(),
+            };
+            DatabaseConfig::Remote {
+                url,
+                auth_token: token,
+            }
+        }
+        None if local => DatabaseConfig::LocalFile(data_dir.join("codechat.db")),
+        None => {
+            return Err(ConfigError::Missing {
+                name: "LIBSQL_URL",
+                hint: "the remote libSQL database, e.g. libsql://<db>.turso.io",
+            })
+        }
+    };
+
+    let jwt_secret = match secret_source(var, "JWT_SECRET") {
+        Some(src) => resolve_secret(src).await?,
+        None if local => dev_jwt_secret(data_dir)?,
+        None => {
+            return Err(ConfigError::Missing {
+                name: "JWT_SECRET_ARN",
+                hint: "the Secrets Manager ARN of the JWT signing secret",
+            })
+        }
+    };
+    if jwt_secret.len() < 32 {
+        return Err(ConfigError::Invalid {
+            name: "JWT_SECRET",
+            reason: "must be at least 32 bytes".into(),
+        });
+    }
+    Ok((database, Secret(jwt_secret.into_bytes())))
 }
 
 #[cfg(test)]

@@ -41,6 +41,37 @@ async fn inline_limits_fit_a_lambda_event_after_base64() {
     assert!(c.websocket.max_message_bytes < 32 * 1024);
 }
 
+/// The web client and the models catalog start in Lambda with no database, no secret and
+/// nothing reachable: they read neither, even when the variables name them.
+#[tokio::test]
+async fn static_functions_read_no_secret_and_no_database() {
+    let lambda = [("AWS_LAMBDA_RUNTIME_API", "127.0.0.1:9001")];
+    let c = Config::load_for(Needs::Static, vars(&lambda))
+        .await
+        .unwrap();
+    assert_eq!(c.profile, Profile::Lambda);
+    assert!(c.database.is_none() && c.jwt_secret.is_none());
+
+    // ARNs of secrets nobody can read here (no credentials, no Secrets Manager): a read would fail
+    // the load.
+    let unreadable = [
+        ("AWS_LAMBDA_RUNTIME_API", "127.0.0.1:9001"),
+        ("LIBSQL_URL", "libsql://db.example"),
+        (
+            "LIBSQL_AUTH_TOKEN_ARN",
+            "arn:aws:secretsmanager:us-east-1:123456789012:secret:token",
+        ),
+        (
+            "JWT_SECRET_ARN",
+            "arn:aws:secretsmanager:us-east-1:123456789012:secret:jwt",
+        ),
+    ];
+    let c = Config::load_for(Needs::Static, vars(&unreadable))
+        .await
+        .unwrap();
+    assert!(c.database.is_none() && c.jwt_secret.is_none());
+}
+
 #[tokio::test]
 async fn lambda_without_database_or_secret_fails_clearly() {
     let err = Config::load(vars(&[("AWS_LAMBDA_RUNTIME_API", "127.0.0.1:9001")]))
@@ -73,10 +104,11 @@ async fn local_profile_creates_one_dev_secret_shared_by_processes() {
     ]))
     .await
     .unwrap();
-    assert_eq!(a.jwt_secret.expose(), b.jwt_secret.expose());
-    assert_eq!(a.jwt_secret.expose().len(), 64);
-    assert!(matches!(a.database, DatabaseConfig::LocalFile(ref p) if p.starts_with(d)));
-    assert_eq!(format!("{:?}", a.jwt_secret), "Secret(..)");
+    let (a_secret, b_secret) = (a.jwt_secret.unwrap(), b.jwt_secret.unwrap());
+    assert_eq!(a_secret.expose(), b_secret.expose());
+    assert_eq!(a_secret.expose().len(), 64);
+    assert!(matches!(a.database, Some(DatabaseConfig::LocalFile(ref p)) if p.starts_with(d)));
+    assert_eq!(format!("{:?}", a_secret), "Secret(..)");
 }
 
 #[tokio::test]

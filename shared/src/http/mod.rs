@@ -178,7 +178,7 @@ where
 pub async fn run(function: &'static Function) -> Result<(), BoxError> {
     init_tracing();
     let name = function.name;
-    let state = match start(name).await {
+    let state = match start(function).await {
         Ok(state) => state,
         Err(e) => {
             tracing::error!(error = %e, function = name, "start-up failed");
@@ -248,8 +248,8 @@ async fn serve_locally(name: &str, app: Router) -> Result<(), BoxError> {
     axum::serve(listener, app).await.map_err(Into::into)
 }
 
-async fn start(name: &str) -> Result<AppState, BoxError> {
-    let config = Config::from_env().await?;
-    tracing::info!(function = name, profile = ?config.profile, "starting");
+async fn start(function: &Function) -> Result<AppState, BoxError> {
+    let config = Config::from_env(function.needs).await?;
+    tracing::info!(function = function.name, profile = ?config.profile, "starting");
     Ok(AppState::new(config).await?)
 }

@@ -2,7 +2,7 @@
 //! `scripts/check-panics` as a release binary under a fake Lambda Runtime API.
 
 use codechat::{
-    function::{Function, Limits, Transport},
+    function::{Function, Limits, Needs, Transport},
     AppState,
 };
 use utoipa_axum::router::OpenApiRouter;
@@ -11,6 +11,7 @@ static FUNCTION: Function = Function {
     name: "panicking",
     transport: Transport::Buffered(routes),
     limits: Limits::API,
+    needs: Needs::Static,
 };
 
 fn routes() -> OpenApiRouter<AppState> {

@@ -18,7 +18,7 @@ use super::{
 use crate::{
     chat::{self, ChatInput, Outcome},
     error::{Error, FieldError, FieldErrors, Problem, Result},
-    function::{Function, Limits, Transport},
+    function::{Function, Limits, Needs, Transport},
     http::{
         record_conversation,
         sse::{self, Event},
@@ -42,6 +42,7 @@ pub const FUNCTION: Function = Function {
         timeout_secs: 300,
         memory_mb: 256,
     },
+    needs: Needs::Store,
 };
 
 /// Chat turns, whole or streamed.

@@ -9,7 +9,7 @@ use super::{CurrentUser, IdPath};
 use crate::{
     conversations::{self, Changes, NewConversationInput, Title},
     error::{Error, FieldError, FieldErrors, Problem, Result},
-    function::{Function, Limits, Transport},
+    function::{Function, Limits, Needs, Transport},
     http::{record_conversation, ApiJson, ApiQuery},
     ids::{AttachmentId, ConversationId, MessageId},
     kinds::{MessageRole, MessageStatus},
@@ -24,6 +24,7 @@ pub const FUNCTION: Function = Function {
     name: "conversations",
     transport: Transport::Buffered(routes),
     limits: Limits::API,
+    needs: Needs::Store,
 };
 
 /// Conversations, messages, usage and export.

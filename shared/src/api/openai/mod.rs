@@ -25,7 +25,7 @@ use crate::{
     attachments::{self, Sniffed},
     chat::{AttachmentsInput, ChatInput, ClientTurns},
     error::Error,
-    function::{Function, Limits, Transport},
+    function::{Function, Limits, Needs, Transport},
     http::{parse_json, sse},
     providers::{FileKind, FilePart, Speaker, ToolCall, ToolChoice, ToolOutput, ToolSpec, Turn},
     state::AppState,
@@ -49,6 +49,7 @@ pub const FUNCTION: Function = Function {
         timeout_secs: 300,
         memory_mb: 256,
     },
+    needs: Needs::Store,
 };
 
 pub fn routes() -> OpenApiRouter<AppState> {

@@ -19,7 +19,7 @@ use utoipa_axum::{
 use super::{CurrentUser, IdPath};
 use crate::{
     error::{Error, FieldError, Problem, Result},
-    function::{Function, Limits, Transport},
+    function::{Function, Limits, Needs, Transport},
     http::{parse_json, ApiJson, ApiQuery},
     ids::ProjectId,
     pagination::{PageQuery, Paginated},
@@ -32,6 +32,7 @@ pub const FUNCTION: Function = Function {
     name: "projects",
     transport: Transport::Buffered(routes),
     limits: Limits::API,
+    needs: Needs::Store,
 };
 
 /// Projects, their files and tree, JSON export and import.

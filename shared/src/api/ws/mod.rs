@@ -31,7 +31,7 @@ use crate::{
     accounts::{self, Session},
     config::WebSocketConfig,
     error::{Error, Problem},
-    function::{BoxError, Function, Limits, Transport},
+    function::{BoxError, Function, Limits, Needs, Transport},
     http::parse_json,
     idempotency::IdempotencyKey,
     state::AppState,
@@ -50,6 +50,7 @@ pub const FUNCTION: Function = Function {
         timeout_secs: 300,
         memory_mb: 256,
     },
+    needs: Needs::Store,
 };
 
 /// API Gateway keeps a connection at most two hours: rows not seen for longer are dead.
