@@ -4,7 +4,7 @@ use crate::{
     accounts::LoginLimits,
     auth::tokens::TokenKeys,
     blobs::BlobStore,
-    chat::TurnSettings,
+    chat::{self, TurnSettings},
     config::{Config, ConfigError},
     idempotency,
     models::Catalog,
@@ -19,9 +19,10 @@ pub struct AppState(Arc<Inner>);
 
 struct Inner {
     config: Config,
-    catalog: Catalog,
+    catalog: Arc<Catalog>,
     blobs: BlobStore,
-    providers: Providers,
+    providers: Arc<Providers>,
+    embedding_model: Arc<crate::config::EmbeddingModel>,
     /// `None` in a function that serves static data ([`crate::config::Needs::Static`]).
     user_data: Option<UserData>,
 }
@@ -58,13 +59,15 @@ impl AppState {
             _ => None,
         };
         let blobs = BlobStore::new(&config.blobs).map_err(StartupError::Blobs)?;
-        let catalog = Catalog::shipped(&config);
-        let providers = Providers::new(&config);
+        let catalog = Arc::new(Catalog::shipped(&config));
+        let providers = Arc::new(Providers::new(&config));
+        let embedding_model = Arc::new(config.embedding_model.clone());
         Ok(AppState(Arc::new(Inner {
             config,
             catalog,
             blobs,
             providers,
+            embedding_model,
             user_data,
         })))
     }
@@ -102,8 +105,16 @@ impl AppState {
         &self.0.providers
     }
 
-    pub fn turn_settings(&self) -> TurnSettings {
-        TurnSettings::from(&self.0.config)
+    /// What a chat turn uses, for the transports that run one.
+    pub fn turn_services(&self) -> chat::Services {
+        chat::Services {
+            catalog: self.0.catalog.clone(),
+            providers: self.0.providers.clone(),
+            blobs: self.0.blobs.clone(),
+            embedding_model: self.0.embedding_model.clone(),
+            settings: TurnSettings::from(&self.0.config),
+            quotas: crate::quotas::QuotaSettings::from(&self.0.config),
+        }
     }
 
     pub fn quota_settings(&self) -> crate::quotas::QuotaSettings {

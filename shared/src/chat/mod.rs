@@ -33,9 +33,11 @@ use crate::{
 mod answer;
 mod run;
 mod start;
+mod turn;
 pub use answer::*;
-pub use run::*;
-pub use start::*;
+use run::*;
+use start::*;
+pub use turn::*;
 
 /// The most messages read to build a turn's context. Older unsummarised messages beyond this are
 /// left out (they only exist if summaries failed for a long time), so a turn's cost is bounded.
@@ -104,10 +106,7 @@ pub struct TurnSettings {
 impl From<&Config> for TurnSettings {
     fn from(config: &Config) -> Self {
         TurnSettings {
-            retry: RetryPolicy {
-                max_attempts: config.provider_max_attempts,
-                base: config.provider_retry_base,
-            },
+            retry: RetryPolicy::from(config),
             stream_idle_timeout: config.stream_idle_timeout,
             budget: config.turn_budget,
             max_agent_steps: config.max_agent_steps,
@@ -136,6 +135,7 @@ pub struct Started {
     citations: Vec<Citation>,
 }
 
+#[derive(Debug, Clone)]
 pub struct Outcome {
     pub conversation_id: ConversationId,
     pub user_message: Message,

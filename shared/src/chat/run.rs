@@ -2,19 +2,30 @@
 
 use super::*;
 
+/// What running a turn calls out to.
+pub(super) struct RunDeps<'a> {
+    pub providers: &'a Providers,
+    pub blobs: &'a BlobStore,
+    pub embedding: knowledge::Embedding<'a>,
+    pub settings: TurnSettings,
+}
+
 /// Calls the model and stores the answer. With `deltas`, the answer is streamed: each text delta is
 /// sent as it arrives, and a closed channel (the client left) ends the turn as `incomplete`.
 #[tracing::instrument(level = "debug", skip_all, fields(model = %started.model.id))]
-pub async fn run(
+pub(super) async fn run(
     conn: &Conn,
-    providers: &Providers,
-    blobs: &BlobStore,
-    embedding: knowledge::Embedding<'_>,
-    settings: TurnSettings,
+    deps: RunDeps<'_>,
     user_id: UserId,
     started: Started,
-    deltas: Option<mpsc::Sender<TurnEvent>>,
+    deltas: Option<mpsc::Sender<Event>>,
 ) -> Result<Outcome> {
+    let RunDeps {
+        providers,
+        blobs,
+        embedding,
+        settings,
+    } = deps;
     let Started {
         conversation,
         user_message,
@@ -82,7 +93,7 @@ pub async fn run(
             {
                 Ok(c) => {
                     if let (Some(tx), false) = (deltas, c.text.is_empty()) {
-                        let _ = tx.send(TurnEvent::Delta(c.text.clone())).await;
+                        let _ = tx.send(Event::Delta(c.text.clone())).await;
                     }
                     tool_calls = c.tool_calls;
                     (c.text, Ok(c.usage))
@@ -150,15 +161,6 @@ pub(super) enum TurnEnd {
     Failed(Error),
 }
 
-/// What a streamed turn sends as it goes: text, and the coding agent's steps.
-#[derive(Debug, Clone)]
-pub enum TurnEvent {
-    Delta(String),
-    ToolCall(crate::providers::ToolCall),
-    ToolResult(crate::providers::ToolOutput),
-    FileChanged(crate::store::FileChange),
-}
-
 /// The coding agent's loop: call the model with the tools; run the calls it makes (each through
 /// the project's rules), give it their outputs, and again, until it answers without calling a tool
 /// or the step limit is reached. Calls are not streamed (a tool call must be whole to run); the
@@ -168,11 +170,11 @@ pub(super) struct AgentTurn<'a> {
     settings: TurnSettings,
     deadline: Instant,
     model: &'a Model,
-    events: Option<&'a mpsc::Sender<TurnEvent>>,
+    events: Option<&'a mpsc::Sender<Event>>,
 }
 
 impl AgentTurn<'_> {
-    async fn emit(&self, event: TurnEvent) {
+    async fn emit(&self, event: Event) {
         // A client that left does not stop the agent: its changes and answer are stored.
         if let Some(tx) = self.events {
             let _ = tx.send(event).await;
@@ -211,19 +213,19 @@ impl AgentTurn<'_> {
             total.output_tokens += completion.usage.output_tokens;
             total.cached_tokens += completion.usage.cached_tokens;
             if completion.tool_calls.is_empty() {
-                self.emit(TurnEvent::Delta(completion.text.clone())).await;
+                self.emit(Event::Delta(completion.text.clone())).await;
                 return (completion.text, Ok(total));
             }
             let mut outputs = Vec::with_capacity(completion.tool_calls.len());
             for call in &completion.tool_calls {
-                self.emit(TurnEvent::ToolCall(call.clone())).await;
+                self.emit(Event::ToolCall(call.clone())).await;
                 let (output, change) = match agent::run_tool(ws, call).await {
                     Ok(done) => done,
                     Err(e) => return (String::new(), Err(TurnEnd::Failed(e))),
                 };
-                self.emit(TurnEvent::ToolResult(output.clone())).await;
+                self.emit(Event::ToolResult(output.clone())).await;
                 if let Some(change) = change {
-                    self.emit(TurnEvent::FileChanged(change.clone())).await;
+                    self.emit(Event::FileChanged(change.clone())).await;
                     changes.push(change);
                 }
                 outputs.push(output);
@@ -240,7 +242,7 @@ impl AgentTurn<'_> {
             "Stopped after {} steps without a final answer (the agent's step limit).",
             self.settings.max_agent_steps
         );
-        self.emit(TurnEvent::Delta(text.clone())).await;
+        self.emit(Event::Delta(text.clone())).await;
         (text, Ok(total))
     }
 }
@@ -268,7 +270,7 @@ pub(super) async fn stream_answer(
     deadline: Instant,
     model: &Model,
     request: &ModelRequest,
-    tx: &mpsc::Sender<TurnEvent>,
+    tx: &mpsc::Sender<Event>,
 ) -> (String, std::result::Result<TokenUsage, TurnEnd>) {
     let mut text = String::new();
     let start = settings.retry.run(|| providers.stream(model, request));
@@ -298,7 +300,7 @@ pub(super) async fn stream_answer(
         match event {
             StreamEvent::Delta(d) => {
                 text.push_str(&d);
-                if tx.send(TurnEvent::Delta(d)).await.is_err() {
+                if tx.send(Event::Delta(d)).await.is_err() {
                     return (text, Err(TurnEnd::ClientGone));
                 }
             }

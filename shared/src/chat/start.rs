@@ -6,7 +6,7 @@ use super::*;
 /// budget, and stores the user message (and, for a new chat, the conversation) before any model is
 /// called. A refused turn (bad input, over budget) stores nothing.
 #[tracing::instrument(level = "debug", skip_all)]
-pub async fn start(
+pub(super) async fn start(
     conn: &Conn,
     catalog: &Catalog,
     blobs: &BlobStore,

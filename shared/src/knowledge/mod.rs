@@ -193,10 +193,7 @@ impl<'a> Embedding<'a> {
         Embedding {
             model: &config.embedding_model,
             providers,
-            retry: RetryPolicy {
-                max_attempts: config.provider_max_attempts,
-                base: config.provider_retry_base,
-            },
+            retry: RetryPolicy::from(config),
         }
     }
 

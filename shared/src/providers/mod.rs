@@ -270,6 +270,15 @@ pub struct RetryPolicy {
     pub base: Duration,
 }
 
+impl From<&crate::config::Config> for RetryPolicy {
+    fn from(config: &crate::config::Config) -> Self {
+        RetryPolicy {
+            max_attempts: config.provider_max_attempts,
+            base: config.provider_retry_base,
+        }
+    }
+}
+
 impl RetryPolicy {
     /// Runs `call`, retrying throttling, 5xx and timeouts. Callers only use it before any output
     /// exists, so a retry cannot duplicate text.

@@ -1,5 +1,8 @@
-//! A turn's answer as it travels: frames (a Server-Sent Event or a WebSocket frame), a whole
-//! JSON answer, and a recorded answer replayed.
+//! A chat turn on the wire, for `POST /chat` and the WebSocket: its events as frames (a
+//! Server-Sent Event or a WebSocket frame, the same kinds and data), a whole JSON answer, and a
+//! recorded answer replayed.
+
+use serde_json::json;
 
 use super::*;
 
@@ -12,79 +15,71 @@ pub(crate) struct Frame {
 }
 
 impl Frame {
-    pub(super) fn new(kind: &'static str, data: &impl Serialize) -> Frame {
+    fn new(kind: &'static str, data: &impl Serialize) -> Frame {
         Frame {
             kind,
-            data: serde_json::to_value(data).unwrap_or_else(|_| serde_json::json!({})),
+            data: serde_json::to_value(data).unwrap_or_else(|_| json!({})),
         }
     }
 }
 
-impl From<Frame> for Event {
-    fn from(frame: Frame) -> Event {
+impl From<Frame> for sse::Event {
+    fn from(frame: Frame) -> sse::Event {
         sse::event(frame.kind, &frame.data)
     }
 }
 
-/// How a turn answers: whole (a turn that does not stream, or a recorded answer that failed), or
-/// its frames as they come (`meta`, `delta`…, then `done` or `error`).
-pub(crate) enum Answer {
-    Whole {
-        status: StatusCode,
-        body: String,
-    },
-    Frames {
-        frames: mpsc::Receiver<Frame>,
-        /// The task running the turn (none for a replay): it finishes, and stores what it has,
-        /// even when the receiver goes away, which ends the turn as `incomplete`.
-        turn: Option<tokio::task::JoinHandle<()>>,
-    },
-}
-
-/// A turn's event as a frame: `delta` text, and the coding agent's `tool_call`, `tool_result` and
-/// `file_changed` between the deltas.
-pub(super) fn turn_frame(event: chat::TurnEvent) -> Frame {
-    use serde_json::json;
-    match event {
-        chat::TurnEvent::Delta(text) => Frame::new("delta", &json!({ "text": text })),
-        chat::TurnEvent::ToolCall(call) => Frame::new(
-            "tool_call",
-            &json!({"id": call.id, "name": call.name, "input": call.input}),
-        ),
-        chat::TurnEvent::ToolResult(output) => Frame::new(
-            "tool_result",
-            &json!({"id": output.call_id, "content": output.content, "is_error": output.is_error}),
-        ),
-        chat::TurnEvent::FileChanged(change) => Frame::new("file_changed", &change),
+/// `meta` (the stored user message), `delta` text, the coding agent's `tool_call`, `tool_result`
+/// and `file_changed`, then `done` (the stored answer and its usage) or `error` (the problem).
+impl From<chat::Event> for Frame {
+    fn from(event: chat::Event) -> Frame {
+        match event {
+            chat::Event::Started {
+                conversation_id,
+                user_message,
+            } => meta_frame(conversation_id, &MessageOut::from(user_message)),
+            chat::Event::Delta(text) => Frame::new("delta", &json!({ "text": text })),
+            chat::Event::ToolCall(call) => Frame::new(
+                "tool_call",
+                &json!({"id": call.id, "name": call.name, "input": call.input}),
+            ),
+            chat::Event::ToolResult(output) => Frame::new(
+                "tool_result",
+                &json!({"id": output.call_id, "content": output.content, "is_error": output.is_error}),
+            ),
+            chat::Event::FileChanged(change) => Frame::new("file_changed", &change),
+            chat::Event::Done(outcome) => done_frame(&ChatResponse::from(*outcome)),
+            chat::Event::Failed(error) => Frame::new("error", &error.problem()),
+        }
     }
 }
 
-/// A finished turn as it is answered and recorded for replays: status, JSON body, and the frame that
-/// ends a stream (`done`, or `error` with the problem).
-pub(super) fn finish(result: Result<Outcome>) -> Result<(StatusCode, String, Frame)> {
-    fn encode(v: &impl Serialize) -> Result<String> {
-        serde_json::to_string(v).map_err(|e| Error::Internal(e.to_string()))
+impl From<chat::Event> for sse::Event {
+    fn from(event: chat::Event) -> sse::Event {
+        Frame::from(event).into()
     }
-    Ok(match result {
-        Ok(outcome) => {
-            let response = ChatResponse::from(outcome);
-            (StatusCode::OK, encode(&response)?, done_frame(&response))
-        }
-        Err(error) => {
-            let problem = error.problem();
-            (
-                error.status(),
-                encode(&problem)?,
-                Frame::new("error", &problem),
-            )
-        }
-    })
 }
 
-pub(super) fn meta_frame(conversation_id: ConversationId, user_message: &MessageOut) -> Frame {
+/// A finished turn as it is answered whole and recorded for replays: its status and JSON body.
+pub(super) fn encode(result: &Result<Outcome>) -> Result<(u16, String)> {
+    let body = match result {
+        Ok(outcome) => serde_json::to_string(&ChatResponse::from(outcome.clone())),
+        Err(error) => serde_json::to_string(&error.problem()),
+    };
+    let status = match result {
+        Ok(_) => StatusCode::OK,
+        Err(error) => error.status(),
+    };
+    Ok((
+        status.as_u16(),
+        body.map_err(|e| Error::Internal(e.to_string()))?,
+    ))
+}
+
+fn meta_frame(conversation_id: ConversationId, user_message: &MessageOut) -> Frame {
     Frame::new(
         "meta",
-        &serde_json::json!({
+        &json!({
             "conversation_id": conversation_id,
             "user_message_id": user_message.id,
             "user_message": user_message,
@@ -95,41 +90,36 @@ pub(super) fn meta_frame(conversation_id: ConversationId, user_message: &Message
 fn done_frame(response: &ChatResponse) -> Frame {
     Frame::new(
         "done",
-        &serde_json::json!({ "assistant_message": response.assistant_message, "usage": response.usage }),
+        &json!({ "assistant_message": response.assistant_message, "usage": response.usage }),
     )
 }
 
-/// A recorded answer: the JSON as it was, or, for a streaming client, the same turn as frames
-/// (`meta`, one `delta` with the whole text, `done`).
-pub(super) fn replay(status: u16, answer: String, stream: bool) -> Answer {
+/// A recorded answer: for a streaming client that succeeded, the same turn to replay as frames;
+/// otherwise the JSON as it was.
+pub(super) fn replay(status: u16, answer: String, stream: bool) -> ChatReply {
     let status = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
     let ok: Option<ChatResponse> = (stream && status.is_success())
         .then(|| serde_json::from_str(&answer).ok())
         .flatten();
     match ok {
-        Some(response) => {
-            let (tx, rx) = mpsc::channel(3);
-            for frame in [
-                meta_frame(response.conversation_id, &response.user_message),
-                Frame::new(
-                    "delta",
-                    &serde_json::json!({ "text": response.assistant_message.content }),
-                ),
-                done_frame(&response),
-            ] {
-                // The channel holds them all, so nothing waits.
-                let _ = tx.try_send(frame);
-            }
-            Answer::Frames {
-                frames: rx,
-                turn: None,
-            }
-        }
-        None => Answer::Whole {
+        Some(response) => ChatReply::Replayed(Box::new(response)),
+        None => ChatReply::Whole {
             status,
             body: answer,
         },
     }
+}
+
+/// A replayed answer's frames: `meta`, one `delta` with the whole text, `done`.
+pub(crate) fn replay_frames(response: &ChatResponse) -> [Frame; 3] {
+    [
+        meta_frame(response.conversation_id, &response.user_message),
+        Frame::new(
+            "delta",
+            &json!({ "text": response.assistant_message.content }),
+        ),
+        done_frame(response),
+    ]
 }
 
 /// A whole answer: the turn's JSON, or its problem.

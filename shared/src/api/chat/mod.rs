@@ -7,7 +7,6 @@ use axum::{
 };
 use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc;
-use tracing::Instrument;
 use utoipa::ToSchema;
 use utoipa_axum::{router::OpenApiRouter, routes};
 
@@ -19,20 +18,14 @@ use crate::{
     chat::{self, ChatInput, Outcome},
     error::{Error, FieldError, FieldErrors, Problem, Result},
     function::{Function, Limits, Needs, Transport},
-    http::{
-        record_conversation,
-        sse::{self, Event},
-        ApiJson,
-    },
+    http::{sse, ApiJson},
     idempotency::{self, Begin, IdempotencyKey},
     ids::{AttachmentId, ConversationId},
-    knowledge,
-    quotas::Budget,
     state::AppState,
     store::User,
 };
-use frames::{finish, meta_frame, replay, turn_frame, whole};
-pub(crate) use frames::{Answer, Frame};
+use frames::{encode, replay, whole};
+pub(crate) use frames::{replay_frames, Frame};
 
 /// Answers stream (Lambda response streaming), for up to five minutes.
 pub const FUNCTION: Function = Function {
@@ -158,7 +151,7 @@ impl TryFrom<(ChatRequest, &AppState)> for ChatInput {
 }
 
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
-struct ChatResponse {
+pub(crate) struct ChatResponse {
     #[schema(value_type = String)]
     conversation_id: ConversationId,
     user_message: MessageOut,
@@ -199,28 +192,43 @@ async fn post_chat(
         .get("idempotency-key")
         .map(|v| IdempotencyKey::parse(v.to_str().unwrap_or("")))
         .transpose()?;
-    Ok(match turn(&state, &user, body, key, stream).await? {
-        Answer::Whole { status, body } => whole(status, body),
-        Answer::Frames { frames, turn } => sse::stream_then(frames, async move {
-            if let Some(task) = turn {
-                if let Err(e) = task.await {
-                    tracing::error!(error = %e, "the chat turn task failed");
-                }
+    Ok(match chat_turn(&state, &user, body, key, stream).await? {
+        ChatReply::Whole { status, body } => whole(status, body),
+        ChatReply::Live(chat::Running { events, task }) => sse::stream_then(events, async move {
+            if let Err(e) = task.await {
+                tracing::error!(error = %e, "the chat turn task failed");
             }
         }),
+        ChatReply::Replayed(response) => {
+            let (tx, rx) = mpsc::channel(3);
+            for frame in replay_frames(&response) {
+                // The channel holds them all, so nothing waits.
+                let _ = tx.try_send(frame);
+            }
+            sse::stream_then(rx, async {})
+        }
     })
 }
 
-/// One chat turn, the same whatever transport carries it (`POST /chat`, the WebSocket): the
-/// idempotency key's claim or replay, the checks, the stored user message, then the model's answer.
-/// An error is returned before anything was stored.
-pub(crate) async fn turn(
+/// A chat turn as `POST /chat` and the WebSocket's `chat` action answer it.
+pub(crate) enum ChatReply {
+    /// The turn's JSON (a [`ChatResponse`] or a problem), or a recorded answer as it was.
+    Whole { status: StatusCode, body: String },
+    /// A streamed turn, as it happens.
+    Live(chat::Running),
+    /// A recorded answer replayed to a streaming client.
+    Replayed(Box<ChatResponse>),
+}
+
+/// One chat turn of this API: the idempotency key's claim or replay, the request's checks, then
+/// the domain's turn. An error is returned before anything was stored.
+pub(crate) async fn chat_turn(
     state: &AppState,
     user: &User,
     body: ChatRequest,
     key: Option<IdempotencyKey>,
     stream: bool,
-) -> Result<Answer> {
+) -> Result<ChatReply> {
     let conn = state.store().conn().await?;
     let claim = match key {
         None => None,
@@ -240,48 +248,8 @@ pub(crate) async fn turn(
             }
         }
     };
-
-    let input = ChatInput::try_from((body, state));
-    run_turn(state, user, conn, input, claim, stream).await
-}
-
-/// A turn from a parsed input, without an idempotency key (the OpenAI-compatible endpoint).
-pub(crate) async fn turn_input(
-    state: &AppState,
-    user: &User,
-    input: ChatInput,
-    stream: bool,
-) -> Result<Answer> {
-    let conn = state.store().conn().await?;
-    run_turn(state, user, conn, Ok(input), None, stream).await
-}
-
-async fn run_turn(
-    state: &AppState,
-    user: &User,
-    conn: crate::store::Conn,
-    input: Result<ChatInput>,
-    claim: Option<idempotency::Claim>,
-    stream: bool,
-) -> Result<Answer> {
-    let started = match input {
-        Ok(input) => {
-            let budget = Budget::of(user, state.quota_settings());
-            let embedding = knowledge::Embedding::new(state.config(), state.providers());
-            chat::start(
-                &conn,
-                state.catalog(),
-                state.blobs(),
-                embedding,
-                &budget,
-                input,
-            )
-            .await
-        }
-        Err(e) => Err(e),
-    };
-    let started = match started {
-        Ok(started) => started,
+    let input = match ChatInput::try_from((body, state)) {
+        Ok(input) => input,
         Err(e) => {
             // Nothing was stored, so the key is free for a corrected retry.
             if let Some(claim) = claim {
@@ -290,83 +258,24 @@ async fn run_turn(
             return Err(e);
         }
     };
-    record_conversation(started.conversation.id);
-    if let Some(claim) = &claim {
-        claim.attach(&conn, started.conversation.id).await?;
-    }
-
-    let settings = state.turn_settings();
-    if !stream {
-        let result = run_started(&state, &conn, settings, user.id, started, None).await;
-        let (status, answer, _) = finish(result)?;
-        if let Some(claim) = claim {
-            claim.complete(&conn, status.as_u16(), &answer).await?;
+    let record = claim.map(|claim| chat::Record { claim, encode });
+    let reply = chat::turn(&state.turn_services(), conn, user, input, record, stream).await?;
+    Ok(match reply {
+        chat::Reply::Answered(outcome) => {
+            let (status, body) = encode(&Ok(*outcome))?;
+            whole_reply(status, body)
         }
-        return Ok(replay(status.as_u16(), answer, false));
-    }
-
-    // Streaming: the turn runs in its own task so that it finishes (and stores what it has) even if
-    // the client goes away; the transport only relays its frames.
-    let (frames, rx) = mpsc::channel::<Frame>(64);
-    let _ = frames.try_send(meta_frame(
-        started.conversation.id,
-        &MessageOut::from(started.user_message.clone()),
-    ));
-    let user_id = user.id;
-    let state = state.clone();
-    let turn = async move {
-        let (deltas, mut delta_rx) = mpsc::channel::<chat::TurnEvent>(64);
-        let relay = {
-            let frames = frames.clone();
-            tokio::spawn(async move {
-                while let Some(event) = delta_rx.recv().await {
-                    if frames.send(turn_frame(event)).await.is_err() {
-                        break;
-                    }
-                }
-            })
-        };
-        let result = run_started(&state, &conn, settings, user_id, started, Some(deltas)).await;
-        let _ = relay.await;
-        let last = match finish(result) {
-            Ok((status, answer, frame)) => {
-                if let Some(claim) = claim {
-                    if let Err(e) = claim.complete(&conn, status.as_u16(), &answer).await {
-                        tracing::error!(error = %e, "could not record the idempotent answer");
-                    }
-                }
-                frame
-            }
-            Err(e) => Frame::new("error", &e.problem()),
-        };
-        let _ = frames.send(last).await;
-    };
-    let task = tokio::spawn(turn.instrument(tracing::Span::current()));
-    Ok(Answer::Frames {
-        frames: rx,
-        turn: Some(task),
+        chat::Reply::Failed(error) => {
+            let (status, body) = encode(&Err(error))?;
+            whole_reply(status, body)
+        }
+        chat::Reply::Streaming(running) => ChatReply::Live(running),
     })
 }
 
-/// A started turn's model call with this deployment's providers, blob store and embedding model;
-/// `deltas` takes its events when it streams.
-async fn run_started(
-    state: &AppState,
-    conn: &crate::store::Conn,
-    settings: chat::TurnSettings,
-    user_id: crate::ids::UserId,
-    started: chat::Started,
-    deltas: Option<mpsc::Sender<chat::TurnEvent>>,
-) -> Result<chat::Outcome> {
-    chat::run(
-        conn,
-        state.providers(),
-        state.blobs(),
-        knowledge::Embedding::new(state.config(), state.providers()),
-        settings,
-        user_id,
-        started,
-        deltas,
-    )
-    .await
+fn whole_reply(status: u16, body: String) -> ChatReply {
+    ChatReply::Whole {
+        status: StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
+        body,
+    }
 }

@@ -84,15 +84,12 @@ impl IntoResponse for OpenAiError {
     }
 }
 
-/// A failed turn's problem (as the chat turn answered it), in OpenAI's shape.
-pub(super) fn problem_error(status: StatusCode, problem: &Value) -> OpenAiError {
-    let code = problem["code"].as_str();
+/// A turn whose model call failed (its answer stored `failed`), in OpenAI's shape.
+pub(super) fn failed_turn(error: &Error) -> OpenAiError {
+    let status = error.status();
     OpenAiError {
         status,
-        message: problem["detail"]
-            .as_str()
-            .unwrap_or("the completion failed")
-            .to_string(),
+        message: error.problem().detail,
         kind: if status == StatusCode::TOO_MANY_REQUESTS {
             "rate_limit_exceeded"
         } else if status.is_server_error() {
@@ -100,7 +97,7 @@ pub(super) fn problem_error(status: StatusCode, problem: &Value) -> OpenAiError 
         } else {
             "invalid_request_error"
         },
-        code: match code {
+        code: match error.code() {
             Some("timeout") => Some("timeout"),
             Some("provider_throttled") => Some("provider_throttled"),
             Some("provider_unavailable") => Some("provider_unavailable"),

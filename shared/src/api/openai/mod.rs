@@ -1,6 +1,6 @@
 //! The `openai` function: the OpenAI Chat Completions wire format, so OpenAI SDKs and tools work
 //! against CodeChat with `base_url = <API>/api/v1/openai/v1` and an API key (or an access token).
-//! A completion is an ordinary chat turn (`api::chat::turn_input`): the same providers, retries,
+//! A completion is an ordinary chat turn (`chat::turn`): the same providers, retries,
 //! budgets and usage rows; it is stored as a conversation marked as the API's (listed with
 //! `GET /conversations?source=api`). Errors on these routes use OpenAI's shape
 //! `{"error": {"message", "type", "param", "code"}}`.
@@ -17,13 +17,10 @@ use serde_json::{json, Value};
 use tokio::sync::mpsc;
 use utoipa_axum::{router::OpenApiRouter, routes};
 
-use super::{
-    chat::{self, Answer, Frame},
-    CurrentUser,
-};
+use super::CurrentUser;
 use crate::{
     attachments::{self, Sniffed},
-    chat::{AttachmentsInput, ChatInput, ClientTurns},
+    chat::{self, AttachmentsInput, ChatInput, ClientTurns},
     error::Error,
     function::{Function, Limits, Needs, Transport},
     http::{parse_json, sse},
@@ -91,23 +88,29 @@ async fn chat_completions(
     let request: CompletionRequest = parse_json(&body)?;
     let checked = check(&state, request)?;
     let model = checked.model.clone();
-    match chat::turn_input(&state, &user, checked.input, checked.stream).await? {
-        Answer::Whole { status, body } => {
-            let v: Value = serde_json::from_str(&body).unwrap_or(Value::Null);
-            if !status.is_success() {
-                return Err(problem_error(status, &v));
-            }
-            let assistant = &v["assistant_message"];
+    let conn = state.store().conn().await.map_err(Error::from)?;
+    let reply = chat::turn(
+        &state.turn_services(),
+        conn,
+        &user,
+        checked.input,
+        None,
+        checked.stream,
+    )
+    .await?;
+    match reply {
+        chat::Reply::Answered(outcome) => {
+            let assistant = &outcome.assistant_message;
             let mut message =
-                json!({"role": "assistant", "content": assistant["content"], "refusal": null});
+                json!({"role": "assistant", "content": assistant.content, "refusal": null});
             if let Some(calls) = tool_calls_of(assistant, false) {
-                if assistant["content"] == "" {
+                if assistant.content.is_empty() {
                     message["content"] = Value::Null;
                 }
                 message["tool_calls"] = Value::Array(calls);
             }
             Ok(Json(json!({
-                "id": format!("chatcmpl-{}", assistant["id"].as_str().unwrap_or("")),
+                "id": format!("chatcmpl-{}", assistant.id),
                 "object": "chat.completion",
                 "created": now(),
                 "model": model,
@@ -117,21 +120,18 @@ async fn chat_completions(
                     "logprobs": null,
                     "finish_reason": finish_reason(assistant),
                 }],
-                "usage": usage_of(&v["usage"]),
+                "usage": usage_of(&outcome.usage),
             }))
             .into_response())
         }
-        Answer::Frames { frames, turn } => Ok(stream(frames, turn, model, checked.include_usage)),
+        chat::Reply::Failed(error) => Err(failed_turn(&error)),
+        chat::Reply::Streaming(running) => Ok(stream(running, model, checked.include_usage)),
     }
 }
 
-/// The turn's frames as `chat.completion.chunk` events.
-fn stream(
-    mut frames: mpsc::Receiver<Frame>,
-    turn: Option<tokio::task::JoinHandle<()>>,
-    model: String,
-    include_usage: bool,
-) -> Response {
+/// The turn's events as `chat.completion.chunk` events.
+fn stream(running: chat::Running, model: String, include_usage: bool) -> Response {
+    let chat::Running { mut events, task } = running;
     let (tx, rx) = mpsc::channel::<sse::Event>(64);
     let relay = tokio::spawn(async move {
         let created = now();
@@ -146,22 +146,19 @@ fn stream(
             }
             c
         };
-        while let Some(frame) = frames.recv().await {
-            let events: Vec<Value> = match frame.kind {
-                "meta" => {
-                    id = format!(
-                        "chatcmpl-{}",
-                        frame.data["user_message_id"].as_str().unwrap_or("")
-                    );
+        while let Some(event) = events.recv().await {
+            let chunks: Vec<Value> = match event {
+                chat::Event::Started { user_message, .. } => {
+                    id = format!("chatcmpl-{}", user_message.id);
                     vec![chunk(
                         &id,
                         json!({"role": "assistant", "content": ""}),
                         None,
                     )]
                 }
-                "delta" => vec![chunk(&id, json!({"content": frame.data["text"]}), None)],
-                "done" => {
-                    let assistant = &frame.data["assistant_message"];
+                chat::Event::Delta(text) => vec![chunk(&id, json!({"content": text}), None)],
+                chat::Event::Done(outcome) => {
+                    let assistant = &outcome.assistant_message;
                     let mut out = Vec::new();
                     if let Some(calls) = tool_calls_of(assistant, true) {
                         out.push(chunk(&id, json!({"tool_calls": calls}), None));
@@ -170,27 +167,24 @@ fn stream(
                     if include_usage {
                         out.push(json!({
                             "id": id, "object": "chat.completion.chunk", "created": created,
-                            "model": model, "choices": [], "usage": usage_of(&frame.data["usage"]),
+                            "model": model, "choices": [], "usage": usage_of(&outcome.usage),
                         }));
                     }
                     out
                 }
-                "error" => {
-                    let status = frame.data["status"]
-                        .as_u64()
-                        .and_then(|s| StatusCode::from_u16(s as u16).ok())
-                        .unwrap_or(StatusCode::BAD_GATEWAY);
-                    vec![problem_error(status, &frame.data).body()]
-                }
-                _ => Vec::new(),
+                chat::Event::Failed(error) => vec![failed_turn(&error).body()],
+                // The client runs its own tools: no project tools, no file changes.
+                chat::Event::ToolCall(_)
+                | chat::Event::ToolResult(_)
+                | chat::Event::FileChanged(_) => Vec::new(),
             };
-            for e in events {
+            for c in chunks {
                 if tx
-                    .send(sse::Event::default().data(e.to_string()))
+                    .send(sse::Event::default().data(c.to_string()))
                     .await
                     .is_err()
                 {
-                    // The client left: dropping `frames` ends the turn as `incomplete`.
+                    // The client left: dropping `events` ends the turn as `incomplete`.
                     return;
                 }
             }
@@ -199,10 +193,8 @@ fn stream(
     });
     sse::stream_then(rx, async move {
         let _ = relay.await;
-        if let Some(turn) = turn {
-            if let Err(e) = turn.await {
-                tracing::error!(error = %e, "the completion's turn task failed");
-            }
+        if let Err(e) = task.await {
+            tracing::error!(error = %e, "the completion's turn task failed");
         }
     })
 }

@@ -26,7 +26,7 @@ use lambda_http::aws_lambda_events::apigw::{
 use serde_json::{json, Map, Value};
 use tokio::sync::mpsc;
 
-use super::chat::{self, Answer, ChatRequest, Frame};
+use super::chat::{self as chat_api, ChatReply, ChatRequest, Frame};
 use crate::{
     accounts::{self, Session},
     config::WebSocketConfig,
@@ -171,6 +171,11 @@ impl Socket<'_> {
         Ok(())
     }
 
+    /// A turn's frame (never `error`: that one is [`Socket::error`]).
+    async fn frame(&self, request_id: Option<&str>, frame: Frame) -> Result<(), Gone> {
+        self.send(frame.kind, request_id, frame.data).await
+    }
+
     /// An `error` frame: `status`, the `problem` (its own `type` is a URI, so it is nested rather
     /// than merged into the frame), and `retry_after` where the error has one.
     async fn error(&self, request_id: Option<&str>, error: &Error) -> Result<(), Gone> {
@@ -276,32 +281,34 @@ async fn run_action(
                 .transpose()
                 .map_err(|e| Error::invalid("request_id", e.message))?;
             let body: ChatRequest = parse_json(body)?;
-            match chat::turn(state, user, body, key, true).await? {
-                Answer::Frames { frames, turn } => {
-                    let gone = relay(socket, request_id, frames).await.is_err();
-                    if let Some(turn) = turn {
-                        if let Err(e) = turn.await {
-                            tracing::error!(error = %e, "the chat turn task failed");
+            let sent = match chat_api::chat_turn(state, user, body, key, true).await? {
+                ChatReply::Live(crate::chat::Running { events, task }) => {
+                    let sent = relay(socket, request_id, events).await;
+                    if let Err(e) = task.await {
+                        tracing::error!(error = %e, "the chat turn task failed");
+                    }
+                    sent
+                }
+                ChatReply::Replayed(response) => {
+                    let mut sent = Ok(());
+                    for frame in chat_api::replay_frames(&response) {
+                        sent = socket.frame(request_id, frame).await;
+                        if sent.is_err() {
+                            break;
                         }
                     }
-                    if gone {
-                        forget(state, socket.id).await;
-                    }
-                    Ok(())
+                    sent
                 }
                 // A recorded turn that failed: its problem, as it was answered.
-                Answer::Whole { body, .. } => {
+                ChatReply::Whole { body, .. } => {
                     let problem = serde_json::from_str(&body).unwrap_or_else(|_| json!({}));
-                    if socket
-                        .send("error", request_id, error_data(problem))
-                        .await
-                        .is_err()
-                    {
-                        forget(state, socket.id).await;
-                    }
-                    Ok(())
+                    socket.send("error", request_id, error_data(problem)).await
                 }
+            };
+            if sent.is_err() {
+                forget(state, socket.id).await;
             }
+            Ok(())
         }
         Some(other) => Err(Error::BadRequest(format!(
             "unknown action `{other}`: send `chat` or `ping`"
@@ -310,14 +317,14 @@ async fn run_action(
     }
 }
 
-/// Posts a turn's frames as they come. Deltas are coalesced: the first goes at once (the first
+/// Posts a turn's events as they come. Deltas are coalesced: the first goes at once (the first
 /// token is not delayed), later ones are sent together at most `max_posts_per_second` times a
-/// second, and any other frame sends what is pending first. A gone connection stops the relay,
-/// which closes `frames`: the turn ends `incomplete` with the text so far.
+/// second, and any other event sends what is pending first. A gone connection stops the relay,
+/// which closes `events`: the turn ends `incomplete` with the text so far.
 async fn relay(
     socket: Socket<'_>,
     request_id: Option<&str>,
-    mut frames: mpsc::Receiver<Frame>,
+    mut events: mpsc::Receiver<crate::chat::Event>,
 ) -> Result<(), Gone> {
     let interval = Duration::from_secs(1) / socket.settings.max_posts_per_second;
     let mut pending = String::new();
@@ -326,32 +333,34 @@ async fn relay(
         let next = match last_delta {
             Some(at) if !pending.is_empty() => {
                 tokio::select! {
-                    frame = frames.recv() => frame,
+                    event = events.recv() => event,
                     _ = tokio::time::sleep_until((at + interval).into()) => {
                         flush(socket, request_id, &mut pending, &mut last_delta).await?;
                         continue;
                     }
                 }
             }
-            _ => frames.recv().await,
+            _ => events.recv().await,
         };
-        let Some(frame) = next else {
+        let Some(event) = next else {
             return flush(socket, request_id, &mut pending, &mut last_delta).await;
         };
-        if frame.kind == "delta" {
-            pending.push_str(frame.data["text"].as_str().unwrap_or(""));
-            if last_delta.is_none_or(|at| at.elapsed() >= interval) {
-                flush(socket, request_id, &mut pending, &mut last_delta).await?;
+        match event {
+            crate::chat::Event::Delta(text) => {
+                pending.push_str(&text);
+                if last_delta.is_none_or(|at| at.elapsed() >= interval) {
+                    flush(socket, request_id, &mut pending, &mut last_delta).await?;
+                }
             }
-            continue;
+            crate::chat::Event::Failed(error) => {
+                flush(socket, request_id, &mut pending, &mut last_delta).await?;
+                socket.error(request_id, &error).await?;
+            }
+            other => {
+                flush(socket, request_id, &mut pending, &mut last_delta).await?;
+                socket.frame(request_id, Frame::from(other)).await?;
+            }
         }
-        flush(socket, request_id, &mut pending, &mut last_delta).await?;
-        let data = match frame.kind {
-            // The turn's own `error` frame carries the problem as its data.
-            "error" => error_data(frame.data),
-            _ => frame.data,
-        };
-        socket.send(frame.kind, request_id, data).await?;
     }
 }
 
