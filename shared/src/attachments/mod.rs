@@ -24,9 +24,11 @@ use crate::{
 
 mod download;
 mod file_type;
+mod for_message;
 mod upload;
 pub use download::*;
 pub use file_type::*;
+pub use for_message::*;
 pub use upload::*;
 
 /// The longest filename kept, in characters (display data only: the blob key never uses it).

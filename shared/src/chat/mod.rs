@@ -5,36 +5,38 @@
 //! stored as `failed` (or `incomplete` with the text so far when the client went away), and the
 //! caller gets a 502/504 problem.
 
-pub mod agent;
 pub mod context;
+pub mod tools;
 
 use std::time::Duration;
 
 use tokio::{sync::mpsc, time::Instant};
 
 use crate::{
-    agents,
-    blobs::{BlobKey, BlobStore},
+    agents, attachments,
+    blobs::BlobStore,
     config::Config,
     conversations::{self, NewConversationInput, Title},
-    error::{Error, FieldError, FieldErrors, Result},
+    error::{Error, FieldError, Result},
     ids::{AgentId, AttachmentId, ConversationId, MessageId, UserId},
-    kinds::{AttachmentStatus, MessageRole, MessageStatus, UploadPurpose},
+    kinds::{MessageRole, MessageStatus},
     knowledge,
     models::{Catalog, Model},
     providers::{
-        Completion, FileKind, FilePart, ModelRequest, ProviderError, Providers, Purpose,
-        RetryPolicy, StreamEvent, TokenUsage, ToolCall, ToolChoice, ToolSpec, Turn,
+        Completion, ModelRequest, ProviderError, Providers, Purpose, RetryPolicy, StreamEvent,
+        TokenUsage, ToolCall, ToolChoice, ToolSpec, Turn,
     },
     quotas::{self, Budget, Holds},
     store::{AttachmentRef, Citation, Conn, Conversation, Message, NewMessage, UsageRecord},
 };
 
 mod answer;
+mod input;
 mod run;
 mod start;
 mod turn;
 pub use answer::*;
+pub use input::*;
 use run::*;
 use start::*;
 pub use turn::*;
@@ -42,53 +44,6 @@ pub use turn::*;
 /// The most messages read to build a turn's context. Older unsummarised messages beyond this are
 /// left out (they only exist if summaries failed for a long time), so a turn's cost is bounded.
 const CONTEXT_MESSAGES: u32 = 400;
-
-/// A chat request, parsed: the message is within limits and the model (if named) is usable.
-#[derive(Debug)]
-pub struct ChatInput {
-    pub conversation_id: Option<ConversationId>,
-    pub message: String,
-    pub model: Option<Model>,
-    /// The agent for this turn; without one, the conversation's.
-    pub agent_id: Option<AgentId>,
-    pub temperature: Option<f32>,
-    pub max_tokens: Option<u32>,
-    pub attachments: AttachmentsInput,
-    /// For a new conversation: the project it works on (the coding agent's).
-    pub project_id: Option<crate::ids::ProjectId>,
-    /// Retrieve from the user's knowledge before the model call; `None` follows the agent.
-    pub knowledge: Option<bool>,
-    /// Tokens the retrieved sources may take in the context.
-    pub knowledge_tokens: usize,
-    /// A client's own system prompt (the OpenAI-compatible endpoint), in place of the agent's or
-    /// the default.
-    pub system_prompt: Option<String>,
-    /// A client that owns its history (the OpenAI-compatible endpoint): the turns the model sees,
-    /// and the tools it may call for the client. The conversation stores `message` as this turn.
-    pub client: Option<ClientTurns>,
-    /// A new conversation started through the OpenAI-compatible endpoint: kept out of the
-    /// conversation list unless it asks for them (`?source=api`).
-    pub from_api: bool,
-}
-
-/// What a client that owns its history sends: every turn goes to the model as given (no summary,
-/// no dropping; more than the model's window is refused), and the tools are the client's to run:
-/// the answer names the calls, the client sends their outputs in its next request.
-#[derive(Debug, Default)]
-pub struct ClientTurns {
-    /// Alternating turns, oldest first, starting and ending with the user's (the newest may carry
-    /// images and the outputs of the tools called in the answer before it).
-    pub turns: Vec<Turn>,
-    pub tools: Vec<ToolSpec>,
-    pub tool_choice: ToolChoice,
-}
-
-/// The attachments to send with the message (distinct ids), and the largest one a model is sent.
-#[derive(Debug, Default)]
-pub struct AttachmentsInput {
-    pub ids: Vec<AttachmentId>,
-    pub max_bytes: u64,
-}
 
 /// How a turn treats its provider: retries before any output, the longest silence in a stream, and
 /// the wall-clock budget of the whole turn (below the function's timeout, so that a turn always
@@ -101,6 +56,10 @@ pub struct TurnSettings {
     /// Model calls the coding agent may make in one turn.
     pub max_agent_steps: u32,
     pub project_limits: crate::projects::ProjectLimits,
+    /// Tokens the retrieved knowledge sources may take in the context.
+    pub knowledge_tokens: usize,
+    /// The largest attachment a model is sent.
+    pub max_attachment_bytes: u64,
 }
 
 impl From<&Config> for TurnSettings {
@@ -111,6 +70,8 @@ impl From<&Config> for TurnSettings {
             budget: config.turn_budget,
             max_agent_steps: config.max_agent_steps,
             project_limits: crate::projects::ProjectLimits::from(config),
+            knowledge_tokens: config.knowledge_context_tokens,
+            max_attachment_bytes: config.max_chat_attachment_bytes,
         }
     }
 }

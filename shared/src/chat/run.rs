@@ -65,7 +65,7 @@ pub(super) async fn run(
     let client_tools = !plan.request.tools.is_empty();
     let (text, result) = match (&deltas, tool_turn) {
         (_, true) => {
-            let ws = agent::Workspace {
+            let ws = tools::Workspace {
                 conn,
                 blobs,
                 limits: settings.project_limits,
@@ -73,7 +73,7 @@ pub(super) async fn run(
                 project_id: project,
                 embedding,
             };
-            let turn = AgentTurn {
+            let turn = ToolLoop {
                 providers,
                 settings,
                 deadline,
@@ -165,7 +165,7 @@ pub(super) enum TurnEnd {
 /// the project's rules), give it their outputs, and again, until it answers without calling a tool
 /// or the step limit is reached. Calls are not streamed (a tool call must be whole to run); the
 /// steps stream as events, and the answer as one delta.
-pub(super) struct AgentTurn<'a> {
+pub(super) struct ToolLoop<'a> {
     providers: &'a Providers,
     settings: TurnSettings,
     deadline: Instant,
@@ -173,7 +173,7 @@ pub(super) struct AgentTurn<'a> {
     events: Option<&'a mpsc::Sender<Event>>,
 }
 
-impl AgentTurn<'_> {
+impl ToolLoop<'_> {
     async fn emit(&self, event: Event) {
         // A client that left does not stop the agent: its changes and answer are stored.
         if let Some(tx) = self.events {
@@ -183,7 +183,7 @@ impl AgentTurn<'_> {
 
     async fn run(
         &self,
-        ws: &agent::Workspace<'_>,
+        ws: &tools::Workspace<'_>,
         request: &mut ModelRequest,
         changes: &mut Vec<crate::store::FileChange>,
         holds: &mut Holds,
@@ -219,7 +219,7 @@ impl AgentTurn<'_> {
             let mut outputs = Vec::with_capacity(completion.tool_calls.len());
             for call in &completion.tool_calls {
                 self.emit(Event::ToolCall(call.clone())).await;
-                let (output, change) = match agent::run_tool(ws, call).await {
+                let (output, change) = match tools::run_tool(ws, call).await {
                     Ok(done) => done,
                     Err(e) => return (String::new(), Err(TurnEnd::Failed(e))),
                 };

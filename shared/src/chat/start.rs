@@ -1,108 +1,81 @@
-//! Starting a turn: the checks, the caller's turns and attachments, and what is stored before the model is called.
+//! Starting a turn, step by step: the conversation, agent and model in force, the answer's limits,
+//! the attachments, the tools offered, the system prompt, the plan and its reservation (with the
+//! knowledge sources), and the user message stored. Nothing is stored before the last step, and a
+//! refused turn (bad input, over budget) stores nothing.
 
 use super::*;
 
+/// What starting a turn reads and calls.
+pub(super) struct StartDeps<'a> {
+    pub conn: &'a Conn,
+    pub catalog: &'a Catalog,
+    pub blobs: &'a BlobStore,
+    pub embedding: knowledge::Embedding<'a>,
+    pub settings: &'a TurnSettings,
+}
+
 /// Resolves the conversation, agent and model, reserves the turn's maximum cost against the user's
 /// budget, and stores the user message (and, for a new chat, the conversation) before any model is
-/// called. A refused turn (bad input, over budget) stores nothing.
+/// called.
 #[tracing::instrument(level = "debug", skip_all)]
 pub(super) async fn start(
-    conn: &Conn,
-    catalog: &Catalog,
-    blobs: &BlobStore,
-    embedding: knowledge::Embedding<'_>,
+    deps: StartDeps<'_>,
     budget: &Budget,
     input: ChatInput,
 ) -> Result<Started> {
+    let StartDeps {
+        conn,
+        catalog,
+        blobs,
+        embedding,
+        settings,
+    } = deps;
     let user_id = budget.user_id;
     quotas::count_turn(conn, budget).await?;
-    // The conversation and its recent history in one read; the history leaves room for this message.
     let existing = match input.conversation_id {
-        Some(id) => Some(
-            conn.turn_context(id, user_id, CONTEXT_MESSAGES - 1)
-                .await?
-                .ok_or(Error::NotFound)?,
-        ),
+        Some(id) => Some(existing_conversation(conn, user_id, id).await?),
         None => None,
     };
-    // The request's agent, else the conversation's; a deleted or inactive one refuses new turns.
-    let agent_id = input.agent_id.or_else(|| {
-        existing
-            .as_ref()
-            .and_then(|(c, _)| c.agent_id.as_deref()?.parse().ok())
-    });
-    let agent = match agent_id {
-        Some(id) => Some(agents::usable(conn, user_id, id).await?),
-        None => None,
+    let conversation = existing.as_ref().map(|(c, _)| c);
+    let agent = agent_in_force(conn, user_id, input.agent_id, conversation).await?;
+    let model = match input.model {
+        Some(model) => model,
+        None => model_in_force(catalog, agent.as_ref(), conversation)?,
     };
-    let model = match (input.model, &agent, &existing) {
-        (Some(model), _, _) => model,
-        (None, Some(a), _) => catalog.usable(&a.model)?.clone(),
-        (None, None, Some((c, _))) => catalog.usable(&c.model)?.clone(),
-        (None, None, None) => catalog.usable(catalog.default_model())?.clone(),
-    };
-    let max_tokens = input
-        .max_tokens
-        .or_else(|| agent.as_ref()?.max_tokens.map(|n| n as u32))
-        .unwrap_or_else(|| model.max_output_tokens.min(4096));
-    if max_tokens == 0 || max_tokens > model.max_output_tokens {
-        return Err(FieldError::new(
-            "max_tokens",
-            format!(
-                "must be between 1 and {} for {}",
-                model.max_output_tokens, model.id
-            ),
-        )
-        .into());
-    }
-    let temperature = input
-        .temperature
-        .or_else(|| agent.as_ref()?.temperature.map(|t| t as f32));
-
+    let (max_tokens, temperature) =
+        answer_limits(&model, agent.as_ref(), input.max_tokens, input.temperature)?;
     // The files are checked and read before anything is stored: a refused or unreadable one
     // leaves no message behind.
-    let (attached, files) =
-        attachment_files(conn, blobs, user_id, &model, &input.attachments).await?;
-
-    // With a model that calls tools, the agent loop runs when there is a tool to offer: the
-    // project tools on a conversation's project (all of them without an agent, else the agent's),
-    // and `search_knowledge` when the agent names it.
-    let project_id = match &existing {
-        Some((c, _)) => c.project_id.as_deref().and_then(|p| p.parse().ok()),
+    let (attached, files) = attachments::for_message(
+        conn,
+        blobs,
+        user_id,
+        &input.attachments,
+        settings.max_attachment_bytes,
+        &model,
+    )
+    .await?;
+    let project_id = match conversation {
+        Some(c) => c.project_id.as_deref().and_then(|p| p.parse().ok()),
         None => input.project_id,
     };
-    let tools: Vec<_> = agent::tools()
-        .into_iter()
-        .filter(|t| match &agent {
-            Some(a) => a.tools.iter().any(|n| *n == t.name),
-            None => t.name != agent::SEARCH_KNOWLEDGE,
-        })
-        .filter(|t| t.name == agent::SEARCH_KNOWLEDGE || project_id.is_some())
-        .collect();
-    let tool_turn = model.capabilities.tools && !tools.is_empty();
-    let project = project_id.filter(|_| tool_turn);
-    let mut base_system = input
-        .system_prompt
-        .clone()
-        .or_else(|| agent.as_ref().map(|a| a.system_prompt.clone()))
-        .unwrap_or_else(|| context::DEFAULT_SYSTEM_PROMPT.to_string());
-    if let Some(project_id) = project {
-        let view = match agent::project_view(conn, user_id, project_id).await {
-            Err(Error::NotFound) => Err(Error::invalid("project_id", "no such project")),
-            other => other,
-        }?;
-        base_system = format!("{base_system}\n\n{view}");
-    }
+    let (tools, project) = tools_offered(&model, agent.as_ref(), project_id);
+    let base_system = system_prompt(
+        conn,
+        user_id,
+        input.system_prompt.as_deref(),
+        agent.as_ref(),
+        project,
+    )
+    .await?;
     let retrieve = input
         .knowledge
         .unwrap_or_else(|| agent.as_ref().is_some_and(|a| a.knowledge));
 
-    // The plan is made before the message is stored, so its cost can be reserved first.
     let (conversation, mut history) = match existing {
         Some((c, history)) => (Some(c), history),
         None => (None, Vec::new()),
     };
-    let summary = conversation.as_ref().and_then(|c| c.summary.clone());
     let new_message = NewMessage {
         id: MessageId::new(),
         conversation_id: conversation
@@ -125,120 +98,54 @@ pub(super) async fn start(
         MessageRole::User,
         input.message.clone(),
     ));
-    let planned = |system: &str| {
-        let mut plan = context::plan(
-            &model,
-            system,
-            summary.as_deref(),
-            &history,
-            max_tokens,
-            temperature,
-        );
-        // A long newest message may leave less room than asked for: the answer gets what fits.
-        plan.request.max_tokens = context::answer_room(&model, &plan.request).clamp(1, max_tokens);
-        let mut cost = plan.request.most_tokens();
-        if !plan.to_summarise.is_empty() {
-            cost += context::summary_request(&model, summary.as_deref(), &plan.to_summarise)
-                .most_tokens();
-        }
-        (plan, cost)
+    let planning = Planning {
+        model: &model,
+        summary: conversation.as_ref().and_then(|c| c.summary.as_deref()),
+        history,
+        max_tokens,
+        temperature,
     };
-    let (mut plan, cost) = match input.client {
-        Some(client) => client_plan(&model, &base_system, client, max_tokens, temperature)?,
-        None => planned(&base_system),
-    };
-    // With retrieval the reservation also covers the sources' room, and is taken before the query
-    // is embedded: a turn refused for its budget makes no embedding call and bills nothing.
-    let room = if retrieve {
-        input.knowledge_tokens as u64 + 1
-    } else {
-        0
-    };
-    let mut holds = quotas::reserve(conn, budget, cost + room).await?;
-    // Retrieval runs before the model call (whatever the model), so sources and citations work
-    // with every provider; the request's `knowledge` wins over the agent's.
-    let mut citations = Vec::new();
-    if retrieve {
-        let retrieved = knowledge::context_for(
+    let reserved = planning
+        .reserve(
             conn,
             embedding,
             budget,
             &input.message,
-            input.knowledge_tokens,
+            input.client,
+            base_system,
+            retrieve.then_some(settings.knowledge_tokens),
         )
-        .await;
-        match retrieved {
-            Ok(Some((sources, cited))) => {
-                base_system = format!("{base_system}\n\n{sources}");
-                citations = cited;
-                let (with_sources, final_cost) = planned(&base_system);
-                plan = with_sources;
-                // Sources that push history into a summary call may cost a little more.
-                if final_cost > cost + room {
-                    if let Err(e) = holds.extend(conn, final_cost - cost - room).await {
-                        holds.release(conn).await;
-                        return Err(e);
-                    }
-                }
-            }
-            Ok(None) => {}
-            Err(e) => {
-                holds.release(conn).await;
-                return Err(e);
-            }
-        }
-    }
+        .await?;
+    let Reserved {
+        mut plan,
+        base_system,
+        holds,
+        citations,
+    } = reserved;
     if let Some(last) = plan.request.turns.last_mut() {
         last.files.extend(files);
     }
+    let tool_turn = !tools.is_empty();
     if tool_turn {
         plan.request.tools = tools;
     }
 
-    let stored = match conversation {
-        Some(conversation) => conn
-            .append_message(new_message)
-            .await
-            .map(|m| (conversation, m))
-            .map_err(Error::from),
-        None => {
-            let new = NewConversationInput {
-                title: Title::from_message(&input.message),
-                model: Some(model.clone()),
-                project_id: input.project_id,
-                agent_id: input.agent_id,
-            };
-            match conversations::start(conn, user_id, &new, &model, new_message).await {
-                Ok((c, m)) if input.from_api => conn
-                    .mark_api_conversation(c.id, user_id)
-                    .await
-                    .map(|()| (c, m))
-                    .map_err(Error::from),
-                other => other,
-            }
-        }
+    let new = NewTurnMessage {
+        message: new_message,
+        attached,
+        model: &model,
+        project_id: input.project_id,
+        agent_id: input.agent_id,
+        from_api: input.from_api,
     };
-    let stored = match stored {
-        Ok((conversation, mut user_message)) if !attached.is_empty() => {
-            let ids: Vec<AttachmentId> = attached.iter().map(|a| a.id).collect();
-            conn.attach_to_message(user_id, &ids, conversation.id, user_message.id)
-                .await
-                .map(|_| {
-                    user_message.attachments = attached;
-                    (conversation, user_message)
-                })
-                .map_err(Error::from)
-        }
-        other => other,
-    };
-    match stored {
+    match store_user_message(conn, user_id, conversation, new).await {
         Ok((conversation, user_message)) => Ok(Started {
             conversation,
             user_message,
             model,
             plan,
             base_system,
-            agent_id,
+            agent_id: agent.map(|a| a.id),
             tool_turn,
             project,
             holds,
@@ -249,6 +156,270 @@ pub(super) async fn start(
             Err(e)
         }
     }
+}
+
+/// The conversation and its recent history in one read; the history leaves room for this message.
+async fn existing_conversation(
+    conn: &Conn,
+    user_id: UserId,
+    id: ConversationId,
+) -> Result<(Conversation, Vec<Message>)> {
+    conn.turn_context(id, user_id, CONTEXT_MESSAGES - 1)
+        .await?
+        .ok_or(Error::NotFound)
+}
+
+/// The request's agent, else the conversation's; a deleted or inactive one refuses new turns.
+async fn agent_in_force(
+    conn: &Conn,
+    user_id: UserId,
+    requested: Option<AgentId>,
+    conversation: Option<&Conversation>,
+) -> Result<Option<crate::store::Agent>> {
+    let id = requested.or_else(|| conversation?.agent_id.as_deref()?.parse().ok());
+    match id {
+        Some(id) => agents::usable(conn, user_id, id).await.map(Some),
+        None => Ok(None),
+    }
+}
+
+/// Without a model in the request: the agent's, else the conversation's, else the default.
+fn model_in_force(
+    catalog: &Catalog,
+    agent: Option<&crate::store::Agent>,
+    conversation: Option<&Conversation>,
+) -> Result<Model> {
+    let id = match (agent, conversation) {
+        (Some(a), _) => a.model.as_str(),
+        (None, Some(c)) => c.model.as_str(),
+        (None, None) => catalog.default_model(),
+    };
+    Ok(catalog.usable(id)?.clone())
+}
+
+/// The answer's token limit and temperature: the request's, else the agent's, within the model's
+/// ceiling.
+fn answer_limits(
+    model: &Model,
+    agent: Option<&crate::store::Agent>,
+    max_tokens: Option<u32>,
+    temperature: Option<f32>,
+) -> Result<(u32, Option<f32>)> {
+    let max_tokens = max_tokens
+        .or_else(|| agent?.max_tokens.map(|n| n as u32))
+        .unwrap_or_else(|| model.max_output_tokens.min(4096));
+    if max_tokens == 0 || max_tokens > model.max_output_tokens {
+        return Err(FieldError::new(
+            "max_tokens",
+            format!(
+                "must be between 1 and {} for {}",
+                model.max_output_tokens, model.id
+            ),
+        )
+        .into());
+    }
+    let temperature = temperature.or_else(|| agent?.temperature.map(|t| t as f32));
+    Ok((max_tokens, temperature))
+}
+
+/// With a model that calls tools, the agent loop runs when there is a tool to offer: the project
+/// tools on a conversation's project (all of them without an agent, else the agent's), and
+/// `search_knowledge` when the agent names it. Answers the tools and the project they work on
+/// (none when no tool is offered).
+fn tools_offered(
+    model: &Model,
+    agent: Option<&crate::store::Agent>,
+    project_id: Option<crate::ids::ProjectId>,
+) -> (Vec<ToolSpec>, Option<crate::ids::ProjectId>) {
+    let tools: Vec<_> = tools::specs()
+        .into_iter()
+        .filter(|t| match agent {
+            Some(a) => a.tools.contains(&t.name),
+            None => t.name != tools::SEARCH_KNOWLEDGE,
+        })
+        .filter(|t| t.name == tools::SEARCH_KNOWLEDGE || project_id.is_some())
+        .collect();
+    if !model.capabilities.tools || tools.is_empty() {
+        return (Vec::new(), None);
+    }
+    (tools, project_id)
+}
+
+/// The client's system prompt, else the agent's, else the default; with the project's view when
+/// the coding agent works on one.
+async fn system_prompt(
+    conn: &Conn,
+    user_id: UserId,
+    client: Option<&str>,
+    agent: Option<&crate::store::Agent>,
+    project: Option<crate::ids::ProjectId>,
+) -> Result<String> {
+    let base = client
+        .or(agent.map(|a| a.system_prompt.as_str()))
+        .unwrap_or(context::DEFAULT_SYSTEM_PROMPT);
+    let Some(project_id) = project else {
+        return Ok(base.to_string());
+    };
+    let view = match tools::project_view(conn, user_id, project_id).await {
+        Err(Error::NotFound) => Err(Error::invalid("project_id", "no such project")),
+        other => other,
+    }?;
+    Ok(format!("{base}\n\n{view}"))
+}
+
+/// What a turn's plan is made from.
+struct Planning<'a> {
+    model: &'a Model,
+    summary: Option<&'a str>,
+    /// The conversation's recent history, ending with this message.
+    history: Vec<Message>,
+    max_tokens: u32,
+    temperature: Option<f32>,
+}
+
+/// A turn's plan, reserved against the budget.
+struct Reserved {
+    plan: context::Plan,
+    /// The system prompt with the knowledge sources, when there are any.
+    base_system: String,
+    holds: Holds,
+    citations: Vec<Citation>,
+}
+
+impl Planning<'_> {
+    /// The model call over the history, and what it may cost at most (with the summary call it
+    /// needs, if any).
+    fn plan(&self, system: &str) -> (context::Plan, u64) {
+        let mut plan = context::plan(
+            self.model,
+            system,
+            self.summary,
+            &self.history,
+            self.max_tokens,
+            self.temperature,
+        );
+        // A long newest message may leave less room than asked for: the answer gets what fits.
+        plan.request.max_tokens =
+            context::answer_room(self.model, &plan.request).clamp(1, self.max_tokens);
+        let mut cost = plan.request.most_tokens();
+        if !plan.to_summarise.is_empty() {
+            cost += context::summary_request(self.model, self.summary, &plan.to_summarise)
+                .most_tokens();
+        }
+        (plan, cost)
+    }
+
+    /// Plans the call, reserves its cost, and, with `knowledge_tokens`, retrieves the sources:
+    /// the reservation covers their room and is taken before the query is embedded, so a turn
+    /// refused for its budget makes no embedding call and bills nothing. Retrieval runs before the
+    /// model call (whatever the model), so sources and citations work with every provider.
+    #[allow(clippy::too_many_arguments)]
+    async fn reserve(
+        &self,
+        conn: &Conn,
+        embedding: knowledge::Embedding<'_>,
+        budget: &Budget,
+        query: &str,
+        client: Option<ClientTurns>,
+        mut base_system: String,
+        knowledge_tokens: Option<usize>,
+    ) -> Result<Reserved> {
+        let (mut plan, cost) = match client {
+            Some(client) => client_plan(
+                self.model,
+                &base_system,
+                client,
+                self.max_tokens,
+                self.temperature,
+            )?,
+            None => self.plan(&base_system),
+        };
+        let room = knowledge_tokens.map_or(0, |t| t as u64 + 1);
+        let mut holds = quotas::reserve(conn, budget, cost + room).await?;
+        let mut citations = Vec::new();
+        if let Some(tokens) = knowledge_tokens {
+            let retrieved = knowledge::context_for(conn, embedding, budget, query, tokens).await;
+            match retrieved {
+                Ok(Some((sources, cited))) => {
+                    base_system = format!("{base_system}\n\n{sources}");
+                    citations = cited;
+                    let (with_sources, final_cost) = self.plan(&base_system);
+                    plan = with_sources;
+                    // Sources that push history into a summary call may cost a little more.
+                    if final_cost > cost + room {
+                        if let Err(e) = holds.extend(conn, final_cost - cost - room).await {
+                            holds.release(conn).await;
+                            return Err(e);
+                        }
+                    }
+                }
+                Ok(None) => {}
+                Err(e) => {
+                    holds.release(conn).await;
+                    return Err(e);
+                }
+            }
+        }
+        Ok(Reserved {
+            plan,
+            base_system,
+            holds,
+            citations,
+        })
+    }
+}
+
+/// The user message to store, with what a new conversation is made from.
+struct NewTurnMessage<'a> {
+    message: NewMessage<'a>,
+    attached: Vec<AttachmentRef>,
+    model: &'a Model,
+    project_id: Option<crate::ids::ProjectId>,
+    agent_id: Option<AgentId>,
+    from_api: bool,
+}
+
+/// Stores the user message (in a new conversation when there is none) and links its attachments.
+async fn store_user_message(
+    conn: &Conn,
+    user_id: UserId,
+    conversation: Option<Conversation>,
+    new: NewTurnMessage<'_>,
+) -> Result<(Conversation, Message)> {
+    let NewTurnMessage {
+        message,
+        attached,
+        model,
+        project_id,
+        agent_id,
+        from_api,
+    } = new;
+    let (conversation, mut user_message) = match conversation {
+        Some(conversation) => {
+            let user_message = conn.append_message(message).await?;
+            (conversation, user_message)
+        }
+        None => {
+            let new = NewConversationInput {
+                title: Title::from_message(message.content),
+                model: Some(model.clone()),
+                project_id,
+                agent_id,
+            };
+            let (c, m) = conversations::start(conn, user_id, &new, model, message).await?;
+            if from_api {
+                conn.mark_api_conversation(c.id, user_id).await?;
+            }
+            (c, m)
+        }
+    };
+    if !attached.is_empty() {
+        let ids: Vec<AttachmentId> = attached.iter().map(|a| a.id).collect();
+        conn.attach_to_message(user_id, &ids, conversation.id, user_message.id)
+            .await?;
+        user_message.attachments = attached;
+    }
+    Ok((conversation, user_message))
 }
 
 /// The call over a client's own turns: all of them, or a refusal when they leave no room for an
@@ -288,83 +459,4 @@ pub(super) fn client_plan(
         },
         cost,
     ))
-}
-
-/// The attachments named for a message, checked (the user's own, ready, not sent before, within the
-/// size a model takes, of a kind the model reads) and read from the blob store.
-pub(super) async fn attachment_files(
-    conn: &Conn,
-    blobs: &BlobStore,
-    user_id: UserId,
-    model: &Model,
-    input: &AttachmentsInput,
-) -> Result<(Vec<AttachmentRef>, Vec<FilePart>)> {
-    if input.ids.is_empty() {
-        return Ok((Vec::new(), Vec::new()));
-    }
-    let found = conn.attachments_by_ids(user_id, &input.ids).await?;
-    let mut errors = FieldErrors::default();
-    let mut chosen = Vec::new();
-    for (i, id) in input.ids.iter().enumerate() {
-        let field = format!("attachment_ids[{i}]");
-        let Some(a) = found
-            .iter()
-            .find(|a| a.id == *id && a.purpose == UploadPurpose::Attachment)
-        else {
-            errors.push(FieldError::new(field, "no such attachment"));
-            continue;
-        };
-        let kind = if a.content_type.starts_with("image/") {
-            FileKind::Image
-        } else if a.content_type == "application/pdf" {
-            FileKind::Pdf
-        } else {
-            FileKind::Text
-        };
-        let problem = if a.status != AttachmentStatus::Ready {
-            Some("is not complete yet".to_string())
-        } else if a.message_id.is_some() {
-            Some("was already sent with another message".to_string())
-        } else if a.size as u64 > input.max_bytes {
-            Some(format!(
-                "is larger than the {} bytes a model is sent",
-                input.max_bytes
-            ))
-        } else if kind == FileKind::Image && !model.capabilities.vision {
-            Some(format!(
-                "is an image, and {} does not read images",
-                model.id
-            ))
-        } else if kind == FileKind::Pdf && !model.capabilities.documents {
-            Some(format!(
-                "is a PDF, and {} does not read documents",
-                model.id
-            ))
-        } else {
-            None
-        };
-        match problem {
-            Some(p) => errors.push(FieldError::new(field, p)),
-            None => chosen.push((a, kind)),
-        }
-    }
-    errors.finish()?;
-    let mut refs = Vec::with_capacity(chosen.len());
-    let mut files = Vec::with_capacity(chosen.len());
-    for (a, kind) in chosen {
-        let bytes = blobs.read_all(&BlobKey::attachment(user_id, a.id)).await?;
-        refs.push(AttachmentRef {
-            id: a.id,
-            filename: a.filename.clone(),
-            content_type: a.content_type.clone(),
-            size: a.size,
-        });
-        files.push(FilePart {
-            name: a.filename.clone(),
-            media_type: a.content_type.clone(),
-            kind,
-            bytes: bytes.into(),
-        });
-    }
-    Ok((refs, files))
 }

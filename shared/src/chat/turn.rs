@@ -95,16 +95,14 @@ pub async fn turn(
     stream: bool,
 ) -> Result<Reply> {
     let budget = Budget::of(user, services.quotas);
-    let embedding = services.embedding();
-    let started = start(
-        &conn,
-        &services.catalog,
-        &services.blobs,
-        embedding,
-        &budget,
-        input,
-    )
-    .await;
+    let deps = StartDeps {
+        conn: &conn,
+        catalog: &services.catalog,
+        blobs: &services.blobs,
+        embedding: services.embedding(),
+        settings: &services.settings,
+    };
+    let started = start(deps, &budget, input).await;
     let started = match started {
         Ok(started) => started,
         Err(e) => {

@@ -78,20 +78,15 @@ impl TryFrom<(ChatRequest, &AppState)> for ChatInput {
             .map(|id| id.parse::<ConversationId>().map_err(|_| Error::NotFound))
             .transpose()?;
         let mut errors = FieldErrors::default();
-        let max_chars = state.config().max_message_chars;
-        if body.message.trim().is_empty() {
-            errors.push(FieldError::new("message", "must not be empty"));
-        } else if body.message.chars().count() > max_chars {
-            errors.push(FieldError::new(
-                "message",
-                format!("must be at most {max_chars} characters"),
-            ));
+        let limits = chat::InputLimits::from(state.config());
+        if let Err(reason) = limits.check_message(&body.message) {
+            errors.push(FieldError::new("message", reason));
         }
-        if body.temperature.is_some_and(|t| !(0.0..=2.0).contains(&t)) {
-            errors.push(FieldError::new("temperature", "must be between 0 and 2"));
+        if let Err(reason) = chat::check_temperature(body.temperature) {
+            errors.push(FieldError::new("temperature", reason));
         }
-        if body.max_tokens == Some(0) {
-            errors.push(FieldError::new("max_tokens", "must be at least 1"));
+        if let Err(reason) = chat::check_max_tokens(body.max_tokens) {
+            errors.push(FieldError::new("max_tokens", reason));
         }
         let agent_id = body.agent_id.as_deref().and_then(|a| {
             errors.take(
@@ -100,13 +95,9 @@ impl TryFrom<(ChatRequest, &AppState)> for ChatInput {
             )
         });
         let mut attachment_ids = Vec::new();
-        let max_attachments = state.config().max_chat_attachments;
         let raw_ids = body.attachment_ids.unwrap_or_default();
-        if raw_ids.len() > max_attachments {
-            errors.push(FieldError::new(
-                "attachment_ids",
-                format!("at most {max_attachments} attachments per message"),
-            ));
+        if let Err(reason) = limits.check_attachment_count(raw_ids.len()) {
+            errors.push(FieldError::new("attachment_ids", reason));
         }
         for (i, raw) in raw_ids.iter().enumerate() {
             match raw.parse::<AttachmentId>() {
@@ -136,13 +127,9 @@ impl TryFrom<(ChatRequest, &AppState)> for ChatInput {
             agent_id,
             temperature: body.temperature,
             max_tokens: body.max_tokens,
-            attachments: chat::AttachmentsInput {
-                ids: attachment_ids,
-                max_bytes: state.config().max_chat_attachment_bytes,
-            },
+            attachments: attachment_ids,
             project_id,
             knowledge: body.knowledge,
-            knowledge_tokens: state.config().knowledge_context_tokens,
             system_prompt: None,
             client: None,
             from_api: false,

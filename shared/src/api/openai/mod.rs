@@ -20,7 +20,7 @@ use utoipa_axum::{router::OpenApiRouter, routes};
 use super::CurrentUser;
 use crate::{
     attachments::{self, Sniffed},
-    chat::{self, AttachmentsInput, ChatInput, ClientTurns},
+    chat::{self, ChatInput, ClientTurns},
     error::Error,
     function::{Function, Limits, Needs, Transport},
     http::{parse_json, sse},

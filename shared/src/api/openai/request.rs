@@ -75,16 +75,11 @@ pub(super) fn check(state: &AppState, req: CompletionRequest) -> Result<Checked,
             format!("{} does not call tools", model.id),
         ));
     }
-    if req.temperature.is_some_and(|t| !(0.0..=2.0).contains(&t)) {
-        return Err(OpenAiError::invalid(
-            "temperature",
-            "must be between 0 and 2",
-        ));
-    }
+    chat::check_temperature(req.temperature)
+        .map_err(|reason| OpenAiError::invalid("temperature", reason))?;
     let max_tokens = req.max_completion_tokens.or(req.max_tokens);
-    if max_tokens == Some(0) {
-        return Err(OpenAiError::invalid("max_tokens", "must be at least 1"));
-    }
+    chat::check_max_tokens(max_tokens)
+        .map_err(|reason| OpenAiError::invalid("max_tokens", reason))?;
     let messages = req.messages.unwrap_or_default();
     let Some(at) = messages.len().checked_sub(1) else {
         return Err(OpenAiError::invalid(
@@ -114,19 +109,9 @@ pub(super) fn check(state: &AppState, req: CompletionRequest) -> Result<Checked,
         ));
     }
     let message = stored_text(newest);
-    let max_chars = state.config().max_message_chars;
-    if message.trim().is_empty() {
-        return Err(OpenAiError::invalid(
-            &format!("messages[{at}].content"),
-            "must not be empty",
-        ));
-    }
-    if message.chars().count() > max_chars {
-        return Err(OpenAiError::invalid(
-            &format!("messages[{at}].content"),
-            format!("the newest turn must be at most {max_chars} characters"),
-        ));
-    }
+    chat::InputLimits::from(state.config())
+        .check_message(&message)
+        .map_err(|reason| OpenAiError::invalid(&format!("messages[{at}].content"), reason))?;
     Ok(Checked {
         model: model.id.clone(),
         stream: req.stream,
@@ -138,13 +123,9 @@ pub(super) fn check(state: &AppState, req: CompletionRequest) -> Result<Checked,
             agent_id: None,
             temperature: req.temperature,
             max_tokens,
-            attachments: AttachmentsInput {
-                ids: Vec::new(),
-                max_bytes: max_image_bytes,
-            },
+            attachments: Vec::new(),
             project_id: None,
             knowledge: Some(false),
-            knowledge_tokens: state.config().knowledge_context_tokens,
             system_prompt: (!system.is_empty()).then(|| system.join("\n\n")),
             client: Some(ClientTurns {
                 turns,

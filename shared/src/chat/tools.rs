@@ -1,9 +1,9 @@
-//! The agent's tools. The coding agent: a turn in a conversation tied to a project, with a model
-//! that can call tools, sees the project's file list and may list, read, search, write and delete
+//! The tools a turn offers its model. The coding agent (a turn in a conversation tied to a project,
+//! with a model that can call tools) sees the project's file list and may list, read, search, write and delete
 //! its files. Every path goes through [`ProjectPath`] and every write through the file routes' own
 //! rules ([`projects::write_file`]); a refused call becomes an error the model reads, never a
-//! write. An agent may also search the user's knowledge (`search_knowledge`), with or without a
-//! project.
+//! write. A configured agent (`agents`) that names `search_knowledge` also searches the user's
+//! knowledge, with or without a project.
 
 use serde_json::{json, Value};
 
@@ -40,7 +40,7 @@ pub struct Workspace<'a> {
     pub embedding: knowledge::Embedding<'a>,
 }
 
-pub fn tools() -> Vec<ToolSpec> {
+pub fn specs() -> Vec<ToolSpec> {
     let path = json!({"type": "string", "description": "A relative path inside the project, e.g. src/main.rs"});
     vec![
         ToolSpec {
