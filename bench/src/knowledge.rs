@@ -83,7 +83,7 @@ async fn retrieval(app: &InProcess, token: &str, text: &mut Corpus, chunks: u64)
                     None,
                 )
             },
-            &token,
+            token,
             200,
         )
         .await;
@@ -96,7 +96,7 @@ async fn retrieval(app: &InProcess, token: &str, text: &mut Corpus, chunks: u64)
         let body = json!({"message": queries[i % SEARCHES], "knowledge": knowledge});
         let t = Instant::now();
         let (status, answer) = app
-            .call("POST", "/api/v1/chat", Some(&token), Some(body))
+            .call("POST", "/api/v1/chat", Some(token), Some(body))
             .await;
         let took: Duration = t.elapsed();
         assert_eq!(status, 200, "{answer}");
@@ -196,11 +196,9 @@ impl Corpus {
         let mut paragraphs = 0;
         while out.len() < chars {
             if paragraphs % 5 == 0 {
-                out.push_str(&format!(
-                    "## {} {}\n\n",
-                    self.word().to_string(),
-                    self.word()
-                ));
+                let first = self.word().to_owned();
+                let second = self.word();
+                out.push_str(&format!("## {first} {second}\n\n"));
             }
             let n = 3 + self.next() % 4;
             for _ in 0..n {

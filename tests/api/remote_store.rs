@@ -421,7 +421,7 @@ fn handbook(bytes: usize) -> String {
     let mut text = String::with_capacity(bytes + 512);
     let mut n = 0usize;
     while text.len() < bytes - 400 {
-        if n % 60 == 0 {
+        if n.is_multiple_of(60) {
             text.push_str(&format!("\n\n## Section {}\n\n", n / 60));
         }
         let w = words[(n * 7 + n / 3) % words.len()];

@@ -10,6 +10,12 @@ use crate::{
     store::{Conn, Project},
 };
 
+/// A zip the client is about to upload: its name and size.
+pub struct ZipUpload<'a> {
+    pub filename: &'a str,
+    pub size: u64,
+}
+
 /// Starts a presigned upload of a project's zip: the attachments' upload machinery (URL, checks,
 /// expiry sweep) with the purpose `project`, so the zip never lists or sends as an attachment.
 pub async fn start_upload(
@@ -18,8 +24,7 @@ pub async fn start_upload(
     keys: &crate::auth::tokens::TokenKeys,
     rules: &crate::attachments::UploadRules,
     user_id: UserId,
-    filename: &str,
-    size: u64,
+    zip: ZipUpload<'_>,
     local_base: &str,
 ) -> Result<(crate::store::Attachment, crate::attachments::UploadTarget)> {
     crate::attachments::start_upload(
@@ -29,9 +34,9 @@ pub async fn start_upload(
         rules,
         user_id,
         crate::attachments::UploadRequest {
-            filename,
+            filename: zip.filename,
             content_type: "application/zip",
-            size,
+            size: zip.size,
         },
         local_base,
     )

@@ -70,7 +70,7 @@ impl OpenAi {
                     .push(json!({"role": "assistant", "content": content, "tool_calls": calls}));
             } else if !turn.files.is_empty() {
                 messages.push(json!({"role": role, "content": content_parts(turn)}));
-            } else if !(turn.text.is_empty() && !turn.tool_outputs.is_empty()) {
+            } else if !turn.text.is_empty() || turn.tool_outputs.is_empty() {
                 messages.push(json!({"role": role, "content": turn.text}));
             }
         }
@@ -372,6 +372,37 @@ fn find_event_end(buf: &[u8]) -> Option<(usize, usize)> {
     }
 }
 
+/// A turn with files as Chat Completions content parts: images as data URLs, PDFs as `file` parts,
+/// text files as text (named), then the message itself.
+fn content_parts(turn: &super::Turn) -> Value {
+    use base64::Engine;
+    let data_url = |f: &super::FilePart| {
+        format!(
+            "data:{};base64,{}",
+            f.media_type,
+            base64::engine::general_purpose::STANDARD.encode(&f.bytes)
+        )
+    };
+    let mut parts: Vec<Value> = turn
+        .files
+        .iter()
+        .map(|f| match f.kind {
+            super::FileKind::Image => {
+                json!({"type": "image_url", "image_url": {"url": data_url(f)}})
+            }
+            super::FileKind::Pdf => {
+                json!({"type": "file", "file": {"filename": f.name, "file_data": data_url(f)}})
+            }
+            super::FileKind::Text => json!({
+                "type": "text",
+                "text": format!("File {}:\n{}", f.name, String::from_utf8_lossy(&f.bytes)),
+            }),
+        })
+        .collect();
+    parts.push(json!({"type": "text", "text": turn.text}));
+    Value::Array(parts)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -406,35 +437,4 @@ mod tests {
             })
         );
     }
-}
-
-/// A turn with files as Chat Completions content parts: images as data URLs, PDFs as `file` parts,
-/// text files as text (named), then the message itself.
-fn content_parts(turn: &super::Turn) -> Value {
-    use base64::Engine;
-    let data_url = |f: &super::FilePart| {
-        format!(
-            "data:{};base64,{}",
-            f.media_type,
-            base64::engine::general_purpose::STANDARD.encode(&f.bytes)
-        )
-    };
-    let mut parts: Vec<Value> = turn
-        .files
-        .iter()
-        .map(|f| match f.kind {
-            super::FileKind::Image => {
-                json!({"type": "image_url", "image_url": {"url": data_url(f)}})
-            }
-            super::FileKind::Pdf => {
-                json!({"type": "file", "file": {"filename": f.name, "file_data": data_url(f)}})
-            }
-            super::FileKind::Text => json!({
-                "type": "text",
-                "text": format!("File {}:\n{}", f.name, String::from_utf8_lossy(&f.bytes)),
-            }),
-        })
-        .collect();
-    parts.push(json!({"type": "text", "text": turn.text}));
-    Value::Array(parts)
 }

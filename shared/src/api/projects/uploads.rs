@@ -127,8 +127,10 @@ async fn start_project_upload(
         state.tokens(),
         &rules,
         user.id,
-        &body.filename,
-        body.size,
+        projects::uploads::ZipUpload {
+            filename: &body.filename,
+            size: body.size,
+        },
         &crate::api::attachments::base_url(&headers),
     )
     .await?;
