@@ -474,6 +474,24 @@ def browser_flow():
     print(f"smoke: ok   web client in headless Chromium; screenshot: {os.path.join(shots, 'chat.png')}")
 
 
+def docs_flow():
+    """The docs pages in headless Chromium (web/e2e/docs.mjs): Swagger UI's "Authorize" with email
+    and password, then "Try it out" on a secured operation; ReDoc renders. The CDN's assets come from
+    the npm packages scripts/check-docs-assets left in target/docs-packages (checked against the
+    pages' integrity hashes there)."""
+    packages = os.path.join(ROOT, "target", "docs-packages")
+    if not os.path.isdir(packages):
+        result = subprocess.run([os.path.join(ROOT, "scripts", "check-docs-assets"), packages], cwd=ROOT)
+        if result.returncode != 0:
+            sys.exit("smoke: could not fetch the docs pages' packages")
+    shots = os.path.join(ROOT, "target", "docs-e2e")
+    result = subprocess.run(["node", os.path.join(ROOT, "web", "e2e", "docs.mjs"), f"http://127.0.0.1:{PORT}", packages, shots],
+                            cwd=ROOT, timeout=300)
+    if result.returncode != 0:
+        sys.exit(f"smoke: the docs pages' browser check failed ({result.returncode})")
+    print("smoke: ok   docs pages in headless Chromium (Swagger UI's password login and Try it out, ReDoc)")
+
+
 def start_sqld():
     """The libSQL server (the production store's protocol) on a free loopback port, fresh database."""
     import socket
@@ -515,6 +533,7 @@ def main():
         flow(upstream)
         if sqld is None:
             browser_flow()
+            docs_flow()
         print("smoke: 1 passed, 0 failed")
     finally:
         os.killpg(proc.pid, signal.SIGTERM)

@@ -319,6 +319,60 @@ async fn export_and_import_round_trip_byte_for_byte() {
     assert_eq!(blob_files(&app).len(), 2, "each project has its own blob");
 }
 
+/// Clients that upload the exported file send it as multipart/form-data: the same import, the same
+/// limit (a file of exactly `MAX_PROJECT_IMPORT_BYTES` is taken, one byte more is 413), and any
+/// other body type is 415.
+#[tokio::test]
+async fn an_export_imports_as_a_multipart_file_within_the_same_limit() {
+    let limit = 400;
+    let app = TestApp::with_env(&[("MAX_PROJECT_IMPORT_BYTES", "400")]).await;
+    let token = app.register("multipartimport@example.com").await.access;
+    let dump = json!({"format": "codechat.project", "version": 1, "name": "From a file",
+        "files": [{"path": "a.txt", "encoding": "utf-8", "content": "hello"}]})
+    .to_string();
+    // JSON with trailing spaces up to `size` bytes.
+    let padded = |size: usize| format!("{dump}{}", " ".repeat(size - dump.len()));
+    let import = |bytes: String| {
+        let app = &app;
+        let token = &token;
+        async move {
+            app.post_multipart(
+                "/api/v1/projects/import",
+                token,
+                &[(
+                    "file",
+                    Some("project.json"),
+                    Some("application/json"),
+                    bytes.as_bytes(),
+                )],
+            )
+            .await
+        }
+    };
+    let res = import(padded(limit)).await;
+    assert_eq!(res.status, StatusCode::CREATED, "{}", res.text());
+    let id = res.json()["id"].as_str().unwrap().to_string();
+    let file = app
+        .get(&format!("/api/v1/projects/{id}/files/a.txt"), Some(&token))
+        .await;
+    assert_eq!(&file.body[..], b"hello");
+
+    import(padded(limit + 1))
+        .await
+        .problem(StatusCode::PAYLOAD_TOO_LARGE);
+    app.send(
+        Request::post("/api/v1/projects/import")
+            .header(header::AUTHORIZATION, format!("Bearer {token}"))
+            .header(header::CONTENT_TYPE, "text/plain")
+            .body(Body::from(dump))
+            .unwrap(),
+    )
+    .await
+    .problem(StatusCode::UNSUPPORTED_MEDIA_TYPE);
+    let projects = app.get("/api/v1/projects", Some(&token)).await.json();
+    assert_eq!(projects["items"].as_array().unwrap().len(), 1, "{projects}");
+}
+
 #[tokio::test]
 async fn a_bad_import_creates_nothing() {
     let app = TestApp::with_env(&[("MAX_ZIP_ENTRIES", "3")]).await;

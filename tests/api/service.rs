@@ -112,11 +112,22 @@ async fn openapi_documents_every_route_and_docs_render() {
         "/api/v1/health",
         "/api/v1/openapi.json",
         "/api/v1/docs",
+        "/api/v1/redoc",
     ] {
         assert!(doc["paths"][path].is_object(), "{path} is not documented");
     }
-    assert!(doc["paths"]["/api/v1/users/me"]["patch"]["security"].is_array());
+    // A bearer token, or the docs' password login, on every secured operation.
+    let secured = &doc["paths"]["/api/v1/users/me"]["patch"]["security"];
+    assert_eq!(
+        secured,
+        &serde_json::json!([{"bearer": []}, {"oauth2": []}])
+    );
     assert!(doc["components"]["securitySchemes"]["bearer"].is_object());
+    // Relative, like the pages: it holds behind a stage prefix.
+    assert_eq!(
+        doc["components"]["securitySchemes"]["oauth2"]["flows"]["password"]["tokenUrl"],
+        "auth/token"
+    );
 
     let res = app.get("/api/v1/docs", None).await;
     assert_eq!(res.status, StatusCode::OK);
@@ -142,4 +153,19 @@ async fn openapi_documents_every_route_and_docs_render() {
     assert!(!page.contains("persistAuthorization: true") && !page.contains("localStorage"));
     let csp = res.headers["content-security-policy"].to_str().unwrap();
     assert!(csp.contains("default-src 'none'") && csp.contains("frame-ancestors 'none'"));
+
+    let res = app.get("/api/v1/redoc", None).await;
+    assert_eq!(res.status, StatusCode::OK);
+    let page = res.text();
+    assert!(page.contains("spec-url=\"openapi.json\""));
+    let version = codechat::api::health::REDOC_VERSION;
+    for tag in page.split('<').filter(|t| t.contains("https://")) {
+        assert!(tag.contains(&format!("redoc@{version}/")), "{tag}");
+        assert!(
+            tag.contains("integrity=\"sha384-") && tag.contains("crossorigin"),
+            "{tag}"
+        );
+    }
+    let csp = res.headers["content-security-policy"].to_str().unwrap();
+    assert!(csp.contains("default-src 'none'") && !csp.contains("unsafe-eval"));
 }

@@ -26,6 +26,7 @@ pub fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(health))
         .routes(routes!(openapi_json))
         .routes(routes!(docs))
+        .routes(routes!(redoc))
 }
 
 #[derive(Serialize, ToSchema)]
@@ -109,6 +110,40 @@ async fn docs() -> impl IntoResponse {
         Html(DOCS_HTML),
     )
 }
+
+/// The API reference (ReDoc): the same document as one readable page.
+#[utoipa::path(get, path = "/api/v1/redoc", tag = "service", responses((status = 200, description = "HTML page", content_type = "text/html")))]
+async fn redoc() -> impl IntoResponse {
+    (
+        [(
+            axum::http::header::CONTENT_SECURITY_POLICY,
+            // ReDoc styles with inline styles and searches in a blob: worker.
+            "default-src 'none'; script-src 'self' https://cdn.jsdelivr.net; \
+             style-src 'self' 'unsafe-inline'; img-src 'self' data:; font-src 'self' data:; \
+             worker-src blob:; connect-src 'self'; base-uri 'none'; form-action 'none'; \
+             frame-ancestors 'none'",
+        )],
+        Html(REDOC_HTML),
+    )
+}
+
+/// ReDoc's standalone bundle, pinned and checked like Swagger UI's.
+pub const REDOC_VERSION: &str = "2.5.4";
+
+const REDOC_HTML: &str = r##"<!doctype html>
+<html lang="en">
+<head>
+  <meta charset="utf-8">
+  <title>CodeChat API reference</title>
+  <meta name="viewport" content="width=device-width, initial-scale=1">
+</head>
+<body>
+  <redoc spec-url="openapi.json"></redoc>
+  <script src="https://cdn.jsdelivr.net/npm/redoc@2.5.4/bundles/redoc.standalone.js"
+          integrity="sha384-w447zOpYfw/1Tv/5AK9NfHTlQIqE3RVR6KY62jCyy9zNDgO64cMwGGP1Fj0zJVf5" crossorigin="anonymous"></script>
+</body>
+</html>
+"##;
 
 /// Swagger UI's assets: one exact version, each with its Subresource Integrity hash (checked
 /// against the npm package by `scripts/test`), so a compromised CDN cannot run code on this page.

@@ -70,7 +70,39 @@ pub fn all_routes() -> OpenApiRouter<AppState> {
 /// health function serves the committed copy (`shared/openapi.json`), which a test keeps equal.
 pub fn openapi() -> &'static utoipa::openapi::OpenApi {
     static DOC: OnceLock<utoipa::openapi::OpenApi> = OnceLock::new();
-    DOC.get_or_init(|| all_routes().into_openapi())
+    DOC.get_or_init(|| {
+        let mut doc = all_routes().into_openapi();
+        password_flow_on_secured_operations(&mut doc);
+        doc
+    })
+}
+
+/// The docs' "Authorize" logs in with the password flow (`oauth2`); for its token to be sent, an
+/// operation secured by a bearer token lists `oauth2` as the alternative. (A modifier of
+/// [`ApiDoc`] would run before the routes' operations are merged in.)
+fn password_flow_on_secured_operations(doc: &mut utoipa::openapi::OpenApi) {
+    use utoipa::openapi::security::SecurityRequirement;
+    let bearer = SecurityRequirement::new("bearer", Vec::<String>::new());
+    let oauth2 = SecurityRequirement::new("oauth2", Vec::<String>::new());
+    for item in doc.paths.paths.values_mut() {
+        let operations = [
+            &mut item.get,
+            &mut item.put,
+            &mut item.post,
+            &mut item.delete,
+            &mut item.patch,
+            &mut item.head,
+            &mut item.options,
+            &mut item.trace,
+        ];
+        for operation in operations.into_iter().flatten() {
+            if let Some(security) = &mut operation.security {
+                if security.contains(&bearer) && !security.contains(&oauth2) {
+                    security.push(oauth2.clone());
+                }
+            }
+        }
+    }
 }
 
 #[derive(OpenApi)]
@@ -114,11 +146,12 @@ impl Modify for SecuritySchemes {
                     .build(),
             ),
         );
-        // Lets the interactive docs' "Authorize" button log in with email and password.
+        // Lets the interactive docs' "Authorize" button log in with email and password. Relative,
+        // like the docs pages, so it holds behind a stage prefix (`/Prod/api/v1/auth/token`).
         components.add_security_scheme(
             "oauth2",
             SecurityScheme::OAuth2(OAuth2::new([Flow::Password(Password::new(
-                "/api/v1/auth/token",
+                "auth/token",
                 Scopes::new(),
             ))])),
         );

@@ -236,31 +236,97 @@ async fn body_bytes(body: Body, limit: usize) -> Result<bytes::Bytes> {
         )
 }
 
-/// A new project from an export (`GET /projects/{id}/export`'s JSON), up to `MAX_PROJECT_IMPORT_BYTES`.
-#[utoipa::path(post, path = "/api/v1/projects/import", tag = "projects", security(("bearer" = [])), request_body = ProjectDump,
+/// A multipart body's `file` part (read up to `limit` bytes, 413 past it) and its `name` part.
+pub(super) struct FilePart {
+    pub bytes: bytes::Bytes,
+    /// The file's own name, as the client sent it.
+    pub filename: Option<String>,
+    pub name: Option<String>,
+}
+
+pub(super) async fn file_part(
+    mut multipart: axum::extract::Multipart,
+    limit: usize,
+) -> Result<FilePart> {
+    let malformed = |e: axum::extract::multipart::MultipartError| {
+        Error::BadRequest(format!(
+            "the multipart body is malformed: {}",
+            e.body_text()
+        ))
+    };
+    let (mut file, mut filename, mut name) = (None, None, None);
+    while let Some(mut field) = multipart.next_field().await.map_err(malformed)? {
+        match field.name() {
+            Some("file") => {
+                filename = field.file_name().map(str::to_string);
+                let mut bytes = bytes::BytesMut::new();
+                while let Some(chunk) = field.chunk().await.map_err(malformed)? {
+                    if bytes.len() + chunk.len() > limit {
+                        return Err(Error::PayloadTooLarge { limit });
+                    }
+                    bytes.extend_from_slice(&chunk);
+                }
+                file = Some(bytes.freeze());
+            }
+            Some("name") => name = Some(field.text().await.map_err(malformed)?),
+            _ => {}
+        }
+    }
+    let bytes =
+        file.ok_or_else(|| Error::invalid("file", "is required (a multipart part named `file`)"))?;
+    Ok(FilePart {
+        bytes,
+        filename,
+        name,
+    })
+}
+
+#[derive(ToSchema)]
+#[allow(dead_code)] // describes the multipart body for the OpenAPI document
+struct DumpUpload {
+    /// A project export (`GET /projects/{id}/export`'s JSON) as a file.
+    #[schema(value_type = String, format = Binary)]
+    file: Vec<u8>,
+}
+
+/// A new project from an export (`GET /projects/{id}/export`'s JSON), up to
+/// `MAX_PROJECT_IMPORT_BYTES`: the JSON as the body, or as a multipart/form-data `file` part (as
+/// clients that upload the exported file send it).
+#[utoipa::path(post, path = "/api/v1/projects/import", tag = "projects", security(("bearer" = [])),
+    request_body(content(
+        (ProjectDump = "application/json"),
+        (DumpUpload = "multipart/form-data"),
+    )),
     responses((status = 201, body = ProjectOut), (status = 413, body = Problem), (status = 415, body = Problem), (status = 422, body = Problem)))]
 async fn import_project(
     State(state): State<AppState>,
     CurrentUser(user): CurrentUser,
-    headers: axum::http::HeaderMap,
-    body: Body,
+    request: axum::extract::Request,
 ) -> Result<(StatusCode, Json<ProjectOut>)> {
-    let is_json = headers
+    let media_type = request
+        .headers()
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| {
-            v.split(';')
-                .next()
-                .unwrap_or("")
-                .trim()
-                .eq_ignore_ascii_case("application/json")
-        });
-    if !is_json {
-        return Err(Error::UnsupportedMediaType(
-            "the body must be JSON (Content-Type: application/json)",
-        ));
-    }
-    let bytes = body_bytes(body, state.config().max_project_import_bytes).await?;
+        .and_then(|v| v.split(';').next())
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase();
+    let limit = state.config().max_project_import_bytes;
+    let bytes = match media_type.as_str() {
+        "application/json" => body_bytes(request.into_body(), limit).await?,
+        "multipart/form-data" => {
+            use axum::extract::FromRequest;
+            let multipart = axum::extract::Multipart::from_request(request, &state)
+                .await
+                .map_err(|e| Error::BadRequest(e.body_text()))?;
+            file_part(multipart, limit).await?.bytes
+        }
+        _ => {
+            return Err(Error::UnsupportedMediaType(
+                "the body must be JSON (Content-Type: application/json) or multipart/form-data with a `file` part",
+            ))
+        }
+    };
     let dump: ProjectDump = parse_json(&bytes)?;
     let limits = ProjectLimits::from(state.config());
     let conn = state.store().conn().await?;

@@ -35,38 +35,15 @@ async fn upload_project(
         axum::extract::multipart::MultipartRejection,
     >,
 ) -> Result<(StatusCode, Json<ProjectOut>)> {
-    let mut multipart = multipart.map_err(|_| {
+    let multipart = multipart.map_err(|_| {
         Error::UnsupportedMediaType("the body must be multipart/form-data with a `file` part")
     })?;
-    let malformed = |e: axum::extract::multipart::MultipartError| {
-        Error::BadRequest(format!(
-            "the multipart body is malformed: {}",
-            e.body_text()
-        ))
-    };
-    let limit = state.config().max_inline_upload_bytes;
-    let (mut archive, mut filename, mut name) = (None, None, None);
-    while let Some(mut field) = multipart.next_field().await.map_err(malformed)? {
-        match field.name() {
-            Some("file") => {
-                filename = field.file_name().map(str::to_string);
-                let mut bytes = bytes::BytesMut::new();
-                while let Some(chunk) = field.chunk().await.map_err(malformed)? {
-                    if (bytes.len() + chunk.len()) as u64 > limit {
-                        return Err(Error::PayloadTooLarge {
-                            limit: limit as usize,
-                        });
-                    }
-                    bytes.extend_from_slice(&chunk);
-                }
-                archive = Some(bytes.freeze());
-            }
-            Some("name") => name = Some(field.text().await.map_err(malformed)?),
-            _ => {}
-        }
-    }
-    let archive = archive
-        .ok_or_else(|| Error::invalid("file", "is required (a multipart part named `file`)"))?;
+    let limit = state.config().max_inline_upload_bytes as usize;
+    let FilePart {
+        bytes: archive,
+        filename,
+        name,
+    } = file_part(multipart, limit).await?;
     let name = name.or_else(|| {
         filename.map(|f| {
             let base = f.rsplit(['/', '\\']).next().unwrap_or("").to_string();
