@@ -49,6 +49,15 @@ pub struct Policy {
     pub ttl: Duration,
 }
 
+impl From<&crate::config::IdempotencyConfig> for Policy {
+    fn from(config: &crate::config::IdempotencyConfig) -> Self {
+        Policy {
+            lease: config.lease,
+            ttl: config.ttl,
+        }
+    }
+}
+
 #[derive(Debug)]
 pub enum Begin {
     /// First use (or a takeover of a dead run): run the request and record its answer.

@@ -3,7 +3,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::{config::Config, error::FieldError};
+use crate::{config::ProvidersConfig, error::FieldError};
 
 const SHIPPED: &str = include_str!("../data/models.json");
 
@@ -62,7 +62,7 @@ pub struct Catalog {
 impl Catalog {
     /// The shipped catalog with availability for `config`. The data file is checked by a unit test,
     /// so parsing it cannot fail in a released binary.
-    pub fn shipped(config: &Config) -> Self {
+    pub fn shipped(config: &ProvidersConfig) -> Self {
         let mut models: Vec<Model> =
             serde_json::from_str(SHIPPED).expect("shared/data/models.json is valid");
         for m in &mut models {
@@ -116,6 +116,7 @@ impl Catalog {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::Config;
 
     #[test]
     fn shipped_catalog_is_valid_and_unique() {
@@ -150,7 +151,7 @@ mod tests {
                 _ => None,
             })
         };
-        let eu = Catalog::shipped(&load(Some("eu")).await.unwrap());
+        let eu = Catalog::shipped(&load(Some("eu")).await.unwrap().providers);
         let bedrock: Vec<_> = eu
             .all()
             .iter()
@@ -164,7 +165,7 @@ mod tests {
                 m.provider_model_id
             );
         }
-        let us = Catalog::shipped(&load(None).await.unwrap());
+        let us = Catalog::shipped(&load(None).await.unwrap().providers);
         assert_eq!(
             us.get("bedrock/nova-lite").unwrap().provider_model_id,
             "us.amazon.nova-lite-v1:0"
@@ -189,7 +190,7 @@ mod tests {
         })
         .await
         .expect("no secret is read at start");
-        let catalog = Catalog::shipped(&config);
+        let catalog = Catalog::shipped(&config.providers);
         let openai = catalog.get("openai/gpt-4o-mini").unwrap();
         assert!(openai.available);
     }

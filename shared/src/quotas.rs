@@ -12,7 +12,7 @@ use std::time::Duration;
 use time::OffsetDateTime;
 
 use crate::{
-    config::Config,
+    config::{ChatConfig, QuotaConfig},
     error::{Error, Result},
     ids::UserId,
     store::{Conn, HoldRequest, RateOutcome, User},
@@ -28,12 +28,13 @@ pub struct QuotaSettings {
     pub hold_ttl: Duration,
 }
 
-impl From<&Config> for QuotaSettings {
-    fn from(config: &Config) -> Self {
+impl QuotaSettings {
+    /// A hold lasts past the longest a turn can run (`chat.turn_budget`).
+    pub fn new(quotas: &QuotaConfig, chat: &ChatConfig) -> Self {
         QuotaSettings {
-            default_daily_limit: config.default_daily_token_limit,
-            turns_per_minute: config.turns_per_minute,
-            hold_ttl: config.turn_budget + Duration::from_secs(60),
+            default_daily_limit: quotas.default_daily_token_limit,
+            turns_per_minute: quotas.turns_per_minute,
+            hold_ttl: chat.turn_budget + Duration::from_secs(60),
         }
     }
 }

@@ -1,19 +1,18 @@
 use std::sync::Arc;
 
 use crate::{
-    accounts::LoginLimits,
     auth::tokens::TokenKeys,
     blobs::BlobStore,
-    chat::{self, TurnSettings},
     config::{Config, ConfigError},
-    idempotency,
     models::Catalog,
     providers::Providers,
     store::{Store, StoreError},
 };
 
-/// Everything a request needs, built once per process (cold start) and cheap to clone. Handlers
-/// take what a domain function uses from it; domain functions never see the whole state.
+/// Everything a request needs, built once per process (cold start) and cheap to clone: the
+/// settings and the infrastructure (store, token keys, catalog, blob store, providers). Handlers
+/// build what a domain function takes from it (its own sub-config, `&Conn`, `&Catalog`…); domain
+/// functions never see the whole state, and this module imports no domain module.
 #[derive(Clone)]
 pub struct AppState(Arc<Inner>);
 
@@ -22,7 +21,6 @@ struct Inner {
     catalog: Arc<Catalog>,
     blobs: BlobStore,
     providers: Arc<Providers>,
-    embedding_model: Arc<crate::config::EmbeddingModel>,
     /// `None` in a function that serves static data ([`crate::config::Needs::Static`]).
     user_data: Option<UserData>,
 }
@@ -52,22 +50,20 @@ impl AppState {
                 store: Store::open(database).await?,
                 tokens: TokenKeys::new(
                     secret.expose(),
-                    config.access_token_ttl,
-                    config.refresh_token_ttl,
+                    config.auth.access_token_ttl,
+                    config.auth.refresh_token_ttl,
                 ),
             }),
             _ => None,
         };
         let blobs = BlobStore::new(&config.blobs).map_err(StartupError::Blobs)?;
-        let catalog = Arc::new(Catalog::shipped(&config));
-        let providers = Arc::new(Providers::new(&config));
-        let embedding_model = Arc::new(config.embedding_model.clone());
+        let catalog = Arc::new(Catalog::shipped(&config.providers));
+        let providers = Arc::new(Providers::new(&config.providers));
         Ok(AppState(Arc::new(Inner {
             config,
             catalog,
             blobs,
             providers,
-            embedding_model,
             user_data,
         })))
     }
@@ -97,6 +93,11 @@ impl AppState {
         &self.0.catalog
     }
 
+    /// The catalog, to keep in a task that outlives the request.
+    pub fn catalog_arc(&self) -> Arc<Catalog> {
+        self.0.catalog.clone()
+    }
+
     pub fn blobs(&self) -> &BlobStore {
         &self.0.blobs
     }
@@ -105,35 +106,8 @@ impl AppState {
         &self.0.providers
     }
 
-    /// What a chat turn uses, for the transports that run one.
-    pub fn turn_services(&self) -> chat::Services {
-        chat::Services {
-            catalog: self.0.catalog.clone(),
-            providers: self.0.providers.clone(),
-            blobs: self.0.blobs.clone(),
-            embedding_model: self.0.embedding_model.clone(),
-            settings: TurnSettings::from(&self.0.config),
-            quotas: crate::quotas::QuotaSettings::from(&self.0.config),
-        }
-    }
-
-    pub fn quota_settings(&self) -> crate::quotas::QuotaSettings {
-        crate::quotas::QuotaSettings::from(&self.0.config)
-    }
-
-    pub fn login_limits(&self) -> LoginLimits {
-        let c = &self.0.config;
-        LoginLimits {
-            per_account: c.login_max_failures_per_account,
-            per_ip: c.login_max_failures_per_ip,
-            window: c.login_failure_window,
-        }
-    }
-
-    pub fn idempotency_policy(&self) -> idempotency::Policy {
-        idempotency::Policy {
-            lease: self.0.config.idempotency_lease,
-            ttl: self.0.config.idempotency_ttl,
-        }
+    /// The providers, to keep in a task that outlives the request.
+    pub fn providers_arc(&self) -> Arc<Providers> {
+        self.0.providers.clone()
     }
 }

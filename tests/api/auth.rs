@@ -371,7 +371,7 @@ async fn a_login_interleaved_with_a_password_change_gets_a_dead_session() {
         email: "max@example.com",
         ip: None,
     };
-    let limits = app.state.login_limits();
+    let limits = codechat::accounts::LoginLimits::from(&app.state.config().auth);
     let checked = codechat::accounts::verify_credentials(&conn, limits, attempt, PASSWORD.into())
         .await
         .unwrap();

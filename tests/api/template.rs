@@ -189,10 +189,10 @@ async fn sam_local_env_file_fits_the_template_and_loads_the_local_profile() {
         .expect("the sam local environment loads");
     assert_eq!(config.profile, codechat::config::Profile::Local);
     assert!(
-        !config.bedrock_enabled,
+        !config.providers.bedrock_enabled,
         "offline: no Bedrock without asking"
     );
-    assert!(config.openai.is_none());
+    assert!(config.providers.openai.is_none());
     match &config.blobs {
         codechat::config::BlobConfig::LocalDir(dir) => {
             assert!(

@@ -14,6 +14,16 @@ pub struct LoginLimits {
     pub window: Duration,
 }
 
+impl From<&crate::config::AuthConfig> for LoginLimits {
+    fn from(config: &crate::config::AuthConfig) -> Self {
+        LoginLimits {
+            per_account: config.login_max_failures_per_account,
+            per_ip: config.login_max_failures_per_ip,
+            window: config.login_failure_window,
+        }
+    }
+}
+
 /// Who is checking a password: the account's email as given, and the client's IP (API Gateway's
 /// source IP; never a header the client could set), when known.
 #[derive(Debug, Clone, Copy)]

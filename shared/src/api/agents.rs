@@ -155,8 +155,8 @@ async fn create_agent(
     CurrentUser(user): CurrentUser,
     ApiJson(body): ApiJson<CreateAgent>,
 ) -> Result<(StatusCode, Json<AgentOut>)> {
-    let settings =
-        AgentSettings::from(body).check(state.catalog(), state.config().max_system_prompt_chars)?;
+    let settings = AgentSettings::from(body)
+        .check(state.catalog(), state.config().chat.max_system_prompt_chars)?;
     let conn = state.store().conn().await?;
     let agent = agents::create(&conn, user.id, &settings).await?;
     Ok((StatusCode::CREATED, Json(agent.into())))
@@ -203,7 +203,7 @@ async fn patch_agent(
     let agent = agents::update(
         &conn,
         state.catalog(),
-        state.config().max_system_prompt_chars,
+        state.config().chat.max_system_prompt_chars,
         user.id,
         id,
         body.into(),

@@ -143,7 +143,7 @@ async fn upload_attachment(
     let mut multipart = multipart.map_err(|_| {
         Error::UnsupportedMediaType("the body must be multipart/form-data with a `file` part")
     })?;
-    let rules = UploadRules::from(state.config());
+    let rules = UploadRules::from(&state.config().uploads);
     let conn = state.store().conn().await?;
     let mut stored: Option<Attachment> = None;
     while let Some(field) = multipart.next_field().await.map_err(multipart_error)? {
@@ -258,7 +258,7 @@ async fn start_upload(
     headers: HeaderMap,
     ApiJson(body): ApiJson<StartUpload>,
 ) -> Result<(StatusCode, Json<StartedUpload>)> {
-    let rules = UploadRules::from(state.config());
+    let rules = UploadRules::from(&state.config().uploads);
     let conn = state.store().conn().await?;
     let (attachment, target) = attachments::start_upload(
         &conn,

@@ -127,7 +127,7 @@ async fn register(
 ) -> Result<Response> {
     let input = Registration::try_from(body)?;
     let conn = state.store().conn().await?;
-    let bootstrap_admin = state.config().bootstrap_admin_email.as_deref();
+    let bootstrap_admin = state.config().auth.bootstrap_admin_email.as_deref();
     Ok(tokens(
         StatusCode::CREATED,
         accounts::register(&conn, state.tokens(), bootstrap_admin, input).await?,
@@ -147,7 +147,7 @@ async fn login(
         email: &body.email,
         ip,
     };
-    let limits = state.login_limits();
+    let limits = accounts::LoginLimits::from(&state.config().auth);
     Ok(tokens(
         StatusCode::OK,
         accounts::login(&conn, state.tokens(), limits, attempt, body.password).await?,
@@ -174,7 +174,7 @@ async fn token(
         email: &form.username,
         ip,
     };
-    let limits = state.login_limits();
+    let limits = accounts::LoginLimits::from(&state.config().auth);
     Ok(tokens(
         StatusCode::OK,
         accounts::login(&conn, state.tokens(), limits, attempt, form.password).await?,

@@ -161,11 +161,11 @@ async fn create_document(
                 .to_ascii_lowercase()
                 .starts_with("multipart/form-data")
         });
-    let max_bytes = config.max_document_bytes;
+    let max_bytes = config.knowledge.max_document_bytes;
     let input = if is_multipart {
         from_multipart(&state, req).await?.check(max_bytes)?
     } else {
-        let limit = config.max_json_body_bytes;
+        let limit = config.http.max_json_body_bytes;
         let req = req.map(|b| Body::new(http_body_util::Limited::new(b, limit)));
         let ApiJson(body) = ApiJson::<CreateDocument>::from_request(req, &state).await?;
         match (body.content, body.attachment_id) {
@@ -185,7 +185,7 @@ async fn create_document(
                     state.blobs(),
                     user.id,
                     id,
-                    config.max_inline_upload_bytes,
+                    config.uploads.max_inline_upload_bytes,
                 )
                 .await?;
                 NewDocumentInput::from_file(
@@ -213,9 +213,9 @@ async fn create_document(
         }
     };
     let conn = state.store().conn().await?;
-    let embedding = knowledge::Embedding::new(config, state.providers());
-    let budget = crate::quotas::Budget::of(&user, state.quota_settings());
-    let settings = knowledge::IndexSettings::from(config);
+    let embedding = knowledge::Embedding::new(&config.providers, state.providers());
+    let budget = crate::quotas::Budget::of(&user, quota_settings(&state));
+    let settings = knowledge::IndexSettings::from(&config.knowledge);
     let created =
         knowledge::create(&conn, state.blobs(), embedding, &budget, &input, settings).await?;
     match created {
@@ -223,7 +223,7 @@ async fn create_document(
             Ok((StatusCode::CREATED, Json(DocumentOut::from(document))).into_response())
         }
         knowledge::Created::Indexing(document) => {
-            if !config.unpack_in_worker {
+            if !config.projects.unpack_in_worker {
                 // Locally, a task of this process indexes it; deployed, the worker on the
                 // text's "Object Created" event.
                 let (state, user_id, id) = (state.clone(), user.id, document.id);
@@ -231,7 +231,7 @@ async fn create_document(
                     let indexed = async {
                         let conn = state.store().conn().await?;
                         let embedding =
-                            knowledge::Embedding::new(state.config(), state.providers());
+                            knowledge::Embedding::new(&state.config().providers, state.providers());
                         knowledge::index_stored(
                             &conn,
                             state.blobs(),
@@ -263,7 +263,7 @@ async fn create_document(
 /// A document from a multipart body: a `file` part up to `MAX_INLINE_UPLOAD_BYTES` and an
 /// optional `title` part.
 async fn from_multipart(state: &AppState, req: Request) -> Result<NewDocumentInput> {
-    let limit = state.config().max_inline_upload_bytes;
+    let limit = state.config().uploads.max_inline_upload_bytes;
     // Room for the multipart framing and a title beyond the file itself.
     let req = req.map(|b| Body::new(http_body_util::Limited::new(b, limit as usize + 64 * 1024)));
     let mut multipart = Multipart::from_request(req, state).await.map_err(|_| {
@@ -392,8 +392,8 @@ async fn search_knowledge(
     };
     let q = query.q.unwrap_or_default();
     let conn = state.store().conn().await?;
-    let embedding = knowledge::Embedding::new(state.config(), state.providers());
-    let budget = crate::quotas::Budget::of(&user, state.quota_settings());
+    let embedding = knowledge::Embedding::new(&state.config().providers, state.providers());
+    let budget = crate::quotas::Budget::of(&user, quota_settings(&state));
     let hits = knowledge::search(&conn, embedding, &budget, &q, limit, "q").await?;
     Ok(Json(SearchResults {
         items: hits
@@ -408,4 +408,8 @@ async fn search_knowledge(
             })
             .collect(),
     }))
+}
+
+fn quota_settings(state: &AppState) -> crate::quotas::QuotaSettings {
+    crate::quotas::QuotaSettings::new(&state.config().quotas, &state.config().chat)
 }

@@ -39,7 +39,7 @@ pub async fn answer(
         ));
     }
     // Read up to the limit: an answer that ends within it goes inline.
-    let limit = state.config().max_inline_answer_bytes;
+    let limit = state.config().http.max_inline_answer_bytes;
     let mut head: Vec<Bytes> = Vec::new();
     let mut size = 0;
     while size <= limit {

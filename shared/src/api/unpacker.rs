@@ -61,7 +61,7 @@ fn ids_under<T: std::str::FromStr>(key: &str, prefix: &str) -> Option<(UserId, T
 
 fn handle(state: AppState, event: Value) -> BoxFuture<'static, Result<Value, BoxError>> {
     Box::pin(async move {
-        let rules = ZipRules::from(state.config());
+        let rules = ZipRules::from(&state.config().projects);
         let conn = state.store().conn().await?;
         let mut seen = 0;
         let mut documents = 0;
@@ -71,8 +71,9 @@ fn handle(state: AppState, event: Value) -> BoxFuture<'static, Result<Value, Box
                 unpack_stored(&conn, state.blobs(), &rules, user_id, id).await?;
                 seen += 1;
             } else if let Some((user_id, id)) = document_of(&key) {
-                let embedding = knowledge::Embedding::new(state.config(), state.providers());
-                let chunk = knowledge::IndexSettings::from(state.config()).chunk;
+                let embedding =
+                    knowledge::Embedding::new(&state.config().providers, state.providers());
+                let chunk = knowledge::IndexSettings::from(&state.config().knowledge).chunk;
                 knowledge::index_stored(&conn, state.blobs(), embedding, chunk, user_id, id)
                     .await?;
                 documents += 1;

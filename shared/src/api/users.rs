@@ -117,7 +117,14 @@ async fn patch_me(
 ) -> Result<Json<UserOut>> {
     let changes = ProfileChanges::try_from(body)?;
     let conn = state.store().conn().await?;
-    let updated = accounts::update_profile(&conn, state.login_limits(), ip, &user, changes).await?;
+    let updated = accounts::update_profile(
+        &conn,
+        accounts::LoginLimits::from(&state.config().auth),
+        ip,
+        &user,
+        changes,
+    )
+    .await?;
     Ok(Json(updated.into()))
 }
 

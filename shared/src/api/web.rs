@@ -71,7 +71,7 @@ fn takes_gzip(headers: &HeaderMap) -> bool {
 #[utoipa::path(get, path = "/", tag = "web",
     responses((status = 200, content_type = "text/html", description = "The single-page chat client")))]
 async fn index(State(state): State<AppState>, headers: HeaderMap) -> Response {
-    let base = state.config().web_api_base.as_str();
+    let base = state.config().web.api_base.as_str();
     let (body, gzipped) = if base == "api/v1" && takes_gzip(&headers) {
         (embedded::INDEX_DEFAULT_GZIP.to_vec(), true)
     } else {

@@ -14,7 +14,7 @@ use sha2::{Digest, Sha256};
 use crate::{
     auth::tokens::{TokenKeys, UploadGrant},
     blobs::{BlobError, BlobKey, BlobReader, BlobStore, BlobWriter},
-    config::Config,
+    config::UploadConfig,
     error::{Error, FieldError, FieldErrors, Result},
     ids::{AttachmentId, UserId},
     kinds::{AttachmentStatus, UploadPurpose},
@@ -51,8 +51,8 @@ pub struct UploadRules {
     pub purpose: UploadPurpose,
 }
 
-impl From<&Config> for UploadRules {
-    fn from(config: &Config) -> Self {
+impl From<&UploadConfig> for UploadRules {
+    fn from(config: &UploadConfig) -> Self {
         UploadRules {
             max_inline_bytes: config.max_inline_upload_bytes,
             max_upload_bytes: config.max_upload_bytes,
@@ -65,7 +65,7 @@ impl From<&Config> for UploadRules {
 
 impl UploadRules {
     /// The rules of a project's zip upload: the same sizes and URL life, zip archives only.
-    pub fn project_archives(config: &Config) -> Self {
+    pub fn project_archives(config: &UploadConfig) -> Self {
         UploadRules {
             allowed_types: vec!["application/zip".into()],
             purpose: UploadPurpose::Project,

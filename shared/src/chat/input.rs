@@ -11,8 +11,8 @@ pub struct InputLimits {
     pub max_attachments: usize,
 }
 
-impl From<&Config> for InputLimits {
-    fn from(config: &Config) -> Self {
+impl From<&ChatConfig> for InputLimits {
+    fn from(config: &ChatConfig) -> Self {
         InputLimits {
             max_message_chars: config.max_message_chars,
             max_attachments: config.max_chat_attachments,

@@ -15,7 +15,7 @@ use tokio::{sync::mpsc, time::Instant};
 use crate::{
     agents, attachments,
     blobs::BlobStore,
-    config::Config,
+    config::ChatConfig,
     conversations::{self, NewConversationInput, Title},
     error::{Error, FieldError, Result},
     ids::{AgentId, AttachmentId, ConversationId, MessageId, UserId},
@@ -62,16 +62,22 @@ pub struct TurnSettings {
     pub max_attachment_bytes: u64,
 }
 
-impl From<&Config> for TurnSettings {
-    fn from(config: &Config) -> Self {
+impl TurnSettings {
+    /// The chat settings, with the providers' retries and the project limits the coding agent
+    /// writes under.
+    pub fn new(
+        chat: &ChatConfig,
+        retry: RetryPolicy,
+        project_limits: crate::projects::ProjectLimits,
+    ) -> Self {
         TurnSettings {
-            retry: RetryPolicy::from(config),
-            stream_idle_timeout: config.stream_idle_timeout,
-            budget: config.turn_budget,
-            max_agent_steps: config.max_agent_steps,
-            project_limits: crate::projects::ProjectLimits::from(config),
-            knowledge_tokens: config.knowledge_context_tokens,
-            max_attachment_bytes: config.max_chat_attachment_bytes,
+            retry,
+            stream_idle_timeout: chat.stream_idle_timeout,
+            budget: chat.turn_budget,
+            max_agent_steps: chat.max_agent_steps,
+            project_limits,
+            knowledge_tokens: chat.knowledge_context_tokens,
+            max_attachment_bytes: chat.max_chat_attachment_bytes,
         }
     }
 }

@@ -17,7 +17,7 @@ pub struct Services {
     pub catalog: Arc<Catalog>,
     pub providers: Arc<Providers>,
     pub blobs: BlobStore,
-    pub embedding_model: Arc<crate::config::EmbeddingModel>,
+    pub embedding_model: crate::config::EmbeddingModel,
     pub settings: TurnSettings,
     pub quotas: quotas::QuotaSettings,
 }

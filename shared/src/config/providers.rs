@@ -2,6 +2,75 @@
 
 use super::*;
 
+/// The model providers: which are on, how to reach them, timeouts and retries.
+#[derive(Debug, Clone)]
+pub struct ProvidersConfig {
+    pub bedrock_enabled: bool,
+    pub bedrock: BedrockConfig,
+    pub openai: Option<OpenAiConfig>,
+    pub embedding_model: EmbeddingModel,
+    /// The model of a new conversation when the client names none.
+    pub default_model: String,
+    /// Longest wait for a provider to start answering (or to finish a non-streamed answer).
+    pub provider_timeout: Duration,
+    /// Attempts per model call, counting the first (1 to 10); retries only happen before any output.
+    pub provider_max_attempts: u32,
+    /// First retry delay; doubles per attempt (a provider's Retry-After wins, up to 20 s).
+    pub provider_retry_base: Duration,
+    /// Pause between the offline model's streamed words.
+    pub echo_delay: Duration,
+}
+
+impl ProvidersConfig {
+    pub(super) fn load(
+        var: &impl Fn(&str) -> Option<String>,
+        local: bool,
+    ) -> Result<Self, ConfigError> {
+        // The key as a value (local, tests) or, deployed, a Secrets Manager ARN read when a model
+        // call first needs it.
+        let openai_key = secret_source(var, "OPENAI_API_KEY").map(|source| match source {
+            SecretSource::Value(v) => OpenAiKey::Value(v),
+            SecretSource::Arn(arn) => OpenAiKey::SecretArn(arn),
+        });
+        let openai = match (var("OPENAI_BASE_URL"), openai_key) {
+            (None, None) => None,
+            (base, key) => Some(OpenAiConfig {
+                base_url: base.unwrap_or_else(|| "https://api.openai.com/v1".into()),
+                api_key: key,
+            }),
+        };
+        Ok(ProvidersConfig {
+            bedrock_enabled: match var("BEDROCK_ENABLED").as_deref() {
+                Some(v) => parse_bool("BEDROCK_ENABLED", v)?,
+                // In Lambda the execution role decides; locally nobody has Bedrock without asking for it.
+                None => !local,
+            },
+            bedrock: BedrockConfig {
+                region: var("BEDROCK_REGION").or_else(|| var("AWS_REGION")),
+                endpoint_url: var("BEDROCK_ENDPOINT_URL"),
+                credentials: aws_credentials(var),
+                profile_prefix: match var("BEDROCK_PROFILE_PREFIX") {
+                    None => "us".into(),
+                    Some(p) if ["us", "eu", "apac", "global"].contains(&p.as_str()) => p,
+                    Some(p) => {
+                        return Err(ConfigError::Invalid {
+                            name: "BEDROCK_PROFILE_PREFIX",
+                            reason: format!("{p:?} is not one of us, eu, apac, global"),
+                        })
+                    }
+                },
+            },
+            openai,
+            embedding_model: embedding_model(var)?,
+            default_model: var("DEFAULT_MODEL").unwrap_or_else(|| "local/echo".into()),
+            provider_timeout: Duration::from_secs(number(var, "PROVIDER_TIMEOUT_SECONDS", 60)?),
+            provider_max_attempts: number(var, "PROVIDER_MAX_ATTEMPTS", 3u32)?.clamp(1, 10),
+            provider_retry_base: Duration::from_millis(number(var, "PROVIDER_RETRY_BASE_MS", 250)?),
+            echo_delay: Duration::from_millis(number(var, "ECHO_DELAY_MS", 15)?),
+        })
+    }
+}
+
 #[derive(Clone)]
 pub struct OpenAiConfig {
     pub base_url: String,

@@ -22,15 +22,18 @@ async fn inline_limits_fit_a_lambda_event_after_base64() {
         .await
         .unwrap();
     for (name, bytes) in [
-        ("MAX_JSON_BODY_BYTES", c.max_json_body_bytes as u64),
-        ("MAX_INLINE_UPLOAD_BYTES", c.max_inline_upload_bytes),
-        ("MAX_PROJECT_FILE_BYTES", c.max_project_file_bytes),
+        ("MAX_JSON_BODY_BYTES", c.http.max_json_body_bytes as u64),
+        ("MAX_INLINE_UPLOAD_BYTES", c.uploads.max_inline_upload_bytes),
+        ("MAX_PROJECT_FILE_BYTES", c.projects.max_project_file_bytes),
         (
             "MAX_PROJECT_IMPORT_BYTES",
-            c.max_project_import_bytes as u64,
+            c.projects.max_project_import_bytes as u64,
         ),
-        ("MAX_DOCUMENT_BYTES", c.max_document_bytes as u64),
-        ("MAX_INLINE_ANSWER_BYTES", c.max_inline_answer_bytes as u64),
+        ("MAX_DOCUMENT_BYTES", c.knowledge.max_document_bytes as u64),
+        (
+            "MAX_INLINE_ANSWER_BYTES",
+            c.http.max_inline_answer_bytes as u64,
+        ),
     ] {
         let encoded = bytes.div_ceil(3) * 4;
         assert!(

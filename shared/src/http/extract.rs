@@ -33,7 +33,7 @@ impl<T: DeserializeOwned> FromRequest<AppState> for ApiJson<T> {
                 "the body must be JSON (Content-Type: application/json)",
             ));
         }
-        let limit = state.config().max_json_body_bytes;
+        let limit = state.config().http.max_json_body_bytes;
         let bytes = Bytes::from_request(req, state)
             .await
             .map_err(|r| body_error(r.status(), limit))?;
@@ -105,7 +105,7 @@ impl<T: DeserializeOwned + Send> FromRequest<AppState> for ApiForm<T> {
             }
             Err(other) => Err(body_error(
                 other.status(),
-                state.config().max_json_body_bytes,
+                state.config().http.max_json_body_bytes,
             )),
         }
     }

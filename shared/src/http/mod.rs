@@ -27,7 +27,7 @@ pub use extract::{parse_json, ApiForm, ApiJson, ApiQuery};
 
 pub use crate::function::BoxError;
 use crate::{
-    config::Config,
+    config::{Config, HttpConfig},
     error::Error,
     function::{Function, Transport},
     ids::ConversationId,
@@ -78,13 +78,13 @@ pub fn app(state: AppState, routes: OpenApiRouter<AppState>) -> Router {
                 })
                 .on_failure(()),
         )
-        .layer(cors(config))
+        .layer(cors(&config.http))
         .layer(CatchPanicLayer::custom(|_| {
             axum::response::IntoResponse::into_response(Error::Internal(
                 "a handler panicked".into(),
             ))
         }))
-        .layer(DefaultBodyLimit::max(config.max_json_body_bytes));
+        .layer(DefaultBodyLimit::max(config.http.max_json_body_bytes));
     router
         .fallback(|| async { Error::NotFound })
         .method_not_allowed_fallback(|req: axum::extract::Request| async move {
@@ -104,7 +104,7 @@ pub fn record_conversation(conversation_id: ConversationId) {
     Span::current().record("conversation_id", tracing::field::display(conversation_id));
 }
 
-fn cors(config: &Config) -> CorsLayer {
+fn cors(config: &HttpConfig) -> CorsLayer {
     let origins = match &config.cors_allowed_origins {
         None => AllowOrigin::from(Any),
         Some(list) => AllowOrigin::list(list.iter().filter_map(|o| HeaderValue::from_str(o).ok())),

@@ -11,11 +11,11 @@ pub struct IndexSettings {
 }
 
 impl IndexSettings {
-    pub fn from(config: &crate::config::Config) -> Self {
+    pub fn from(config: &crate::config::KnowledgeConfig) -> Self {
         IndexSettings {
             chunk: ChunkSize {
-                max_tokens: config.knowledge_chunk_tokens,
-                overlap_tokens: config.knowledge_chunk_tokens / 7,
+                max_tokens: config.chunk_tokens,
+                overlap_tokens: config.chunk_tokens / 7,
             },
             in_request_bytes: config.max_index_in_request_bytes,
         }

@@ -189,7 +189,7 @@ pub struct Embedding<'a> {
 
 impl<'a> Embedding<'a> {
     /// This deployment's embedder, retried as its chat calls are.
-    pub fn new(config: &'a crate::config::Config, providers: &'a Providers) -> Self {
+    pub fn new(config: &'a crate::config::ProvidersConfig, providers: &'a Providers) -> Self {
         Embedding {
             model: &config.embedding_model,
             providers,

@@ -28,8 +28,8 @@ pub struct ZipRules {
     pub max_ratio: u64,
 }
 
-impl From<&crate::config::Config> for ZipRules {
-    fn from(config: &crate::config::Config) -> Self {
+impl From<&crate::config::ProjectConfig> for ZipRules {
+    fn from(config: &crate::config::ProjectConfig) -> Self {
         ZipRules {
             limits: ProjectLimits::from(config),
             max_ratio: config.max_zip_ratio,

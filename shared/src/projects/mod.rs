@@ -23,7 +23,7 @@ use sha2::{Digest, Sha256};
 
 use crate::{
     blobs::{BlobKey, BlobStore},
-    config::Config,
+    config::ProjectConfig,
     error::{Error, FieldError, FieldErrors, Result},
     ids::{ProjectId, UserId},
     pagination::{Page, Paginated},
@@ -42,8 +42,8 @@ pub struct ProjectLimits {
     pub max_total_bytes: u64,
 }
 
-impl From<&Config> for ProjectLimits {
-    fn from(config: &Config) -> Self {
+impl From<&ProjectConfig> for ProjectLimits {
+    fn from(config: &ProjectConfig) -> Self {
         ProjectLimits {
             max_file_bytes: config.max_project_file_bytes,
             max_files: config.max_zip_entries,

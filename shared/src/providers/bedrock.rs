@@ -17,7 +17,7 @@ use tokio::sync::mpsc;
 use super::{
     Completion, EventStream, ModelRequest, ProviderError, Speaker, StreamEvent, TokenUsage,
 };
-use crate::{config::Config, models::Model};
+use crate::{config::ProvidersConfig, models::Model};
 
 /// What the client is built from; taken from [`Config`] so tests configure it without touching the
 /// process environment.
@@ -29,8 +29,8 @@ pub struct Settings {
     timeout: Duration,
 }
 
-impl From<&Config> for Settings {
-    fn from(config: &Config) -> Self {
+impl From<&ProvidersConfig> for Settings {
+    fn from(config: &ProvidersConfig) -> Self {
         Settings {
             region: config.bedrock.region.clone(),
             endpoint_url: config.bedrock.endpoint_url.clone(),

@@ -14,7 +14,7 @@ use std::time::Duration;
 use tokio::sync::{mpsc, OnceCell};
 
 use crate::{
-    config::{Config, EmbeddingModel},
+    config::{EmbeddingModel, ProvidersConfig},
     models::{Model, Provider},
 };
 
@@ -270,8 +270,8 @@ pub struct RetryPolicy {
     pub base: Duration,
 }
 
-impl From<&crate::config::Config> for RetryPolicy {
-    fn from(config: &crate::config::Config) -> Self {
+impl From<&crate::config::ProvidersConfig> for RetryPolicy {
+    fn from(config: &crate::config::ProvidersConfig) -> Self {
         RetryPolicy {
             max_attempts: config.provider_max_attempts,
             base: config.provider_retry_base,
@@ -335,7 +335,7 @@ const QUERY_CACHE_TTL: Duration = Duration::from_secs(600);
 type QueryCache = crate::cache::TtlCache<(String, String), Vec<f32>>;
 
 impl Providers {
-    pub fn new(config: &Config) -> Self {
+    pub fn new(config: &ProvidersConfig) -> Self {
         Providers {
             openai: config.openai.clone().map(|c| (OnceCell::new(), c)),
             provider_timeout: config.provider_timeout,

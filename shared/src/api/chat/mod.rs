@@ -78,7 +78,7 @@ impl TryFrom<(ChatRequest, &AppState)> for ChatInput {
             .map(|id| id.parse::<ConversationId>().map_err(|_| Error::NotFound))
             .transpose()?;
         let mut errors = FieldErrors::default();
-        let limits = chat::InputLimits::from(state.config());
+        let limits = chat::InputLimits::from(&state.config().chat);
         if let Err(reason) = limits.check_message(&body.message) {
             errors.push(FieldError::new("message", reason));
         }
@@ -223,7 +223,7 @@ pub(crate) async fn chat_turn(
             // The transport (`stream`) is not part of the request's identity; everything else is.
             let canonical =
                 serde_json::to_string(&body).map_err(|e| Error::Internal(e.to_string()))?;
-            let policy = state.idempotency_policy();
+            let policy = idempotency::Policy::from(&state.config().idempotency);
             match idempotency::begin(&conn, policy, user.id, key, &canonical).await? {
                 Begin::Start(claim) => Some(claim),
                 Begin::Replay { status, body } => return Ok(replay(status, body, stream)),
@@ -246,7 +246,7 @@ pub(crate) async fn chat_turn(
         }
     };
     let record = claim.map(|claim| chat::Record { claim, encode });
-    let reply = chat::turn(&state.turn_services(), conn, user, input, record, stream).await?;
+    let reply = chat::turn(&turn_services(state), conn, user, input, record, stream).await?;
     Ok(match reply {
         chat::Reply::Answered(outcome) => {
             let (status, body) = encode(&Ok(*outcome))?;
@@ -258,6 +258,23 @@ pub(crate) async fn chat_turn(
         }
         chat::Reply::Streaming(running) => ChatReply::Live(running),
     })
+}
+
+/// What a chat turn uses of this process (the chat function, the WebSocket, the OpenAI endpoint).
+pub(crate) fn turn_services(state: &AppState) -> chat::Services {
+    let config = state.config();
+    chat::Services {
+        catalog: state.catalog_arc(),
+        providers: state.providers_arc(),
+        blobs: state.blobs().clone(),
+        embedding_model: config.providers.embedding_model.clone(),
+        settings: chat::TurnSettings::new(
+            &config.chat,
+            crate::providers::RetryPolicy::from(&config.providers),
+            crate::projects::ProjectLimits::from(&config.projects),
+        ),
+        quotas: crate::quotas::QuotaSettings::new(&config.quotas, &config.chat),
+    }
 }
 
 fn whole_reply(status: u16, body: String) -> ChatReply {

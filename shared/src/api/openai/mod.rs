@@ -81,7 +81,7 @@ async fn chat_completions(
 ) -> Result<Response, OpenAiError> {
     let body = body.map_err(|e| match e.status() {
         StatusCode::PAYLOAD_TOO_LARGE => OpenAiError::from(Error::PayloadTooLarge {
-            limit: state.config().max_json_body_bytes,
+            limit: state.config().http.max_json_body_bytes,
         }),
         _ => OpenAiError::invalid("body", e.body_text()),
     })?;
@@ -90,7 +90,7 @@ async fn chat_completions(
     let model = checked.model.clone();
     let conn = state.store().conn().await.map_err(Error::from)?;
     let reply = chat::turn(
-        &state.turn_services(),
+        &super::chat::turn_services(&state),
         conn,
         &user,
         checked.input,

@@ -96,7 +96,7 @@ pub(super) fn check(state: &AppState, req: CompletionRequest) -> Result<Checked,
     if !matches!(messages[at].role.as_str(), "user" | "tool") {
         return Err(last_role());
     }
-    let max_image_bytes = state.config().max_chat_attachment_bytes;
+    let max_image_bytes = state.config().chat.max_chat_attachment_bytes;
     let (system, turns) = turns_of(&messages, max_image_bytes)?;
     // A last user or tool message always makes a last user turn; this only avoids a panic path.
     let Some(newest) = turns.last() else {
@@ -109,7 +109,7 @@ pub(super) fn check(state: &AppState, req: CompletionRequest) -> Result<Checked,
         ));
     }
     let message = stored_text(newest);
-    chat::InputLimits::from(state.config())
+    chat::InputLimits::from(&state.config().chat)
         .check_message(&message)
         .map_err(|reason| OpenAiError::invalid(&format!("messages[{at}].content"), reason))?;
     Ok(Checked {

@@ -105,7 +105,7 @@ async fn write_file(
     body: Body,
 ) -> Result<Json<FileOut>> {
     let (id, path) = file_target(target)?;
-    let limits = ProjectLimits::from(state.config());
+    let limits = ProjectLimits::from(&state.config().projects);
     let bytes = body_bytes(body, limits.max_file_bytes as usize).await?;
     let conn = state.store().conn().await?;
     let file = projects::write_file(&conn, state.blobs(), &limits, user.id, id, &path, bytes)

@@ -311,7 +311,7 @@ async fn import_project(
         .unwrap_or("")
         .trim()
         .to_ascii_lowercase();
-    let limit = state.config().max_project_import_bytes;
+    let limit = state.config().projects.max_project_import_bytes;
     let bytes = match media_type.as_str() {
         "application/json" => body_bytes(request.into_body(), limit).await?,
         "multipart/form-data" => {
@@ -328,7 +328,7 @@ async fn import_project(
         }
     };
     let dump: ProjectDump = parse_json(&bytes)?;
-    let limits = ProjectLimits::from(state.config());
+    let limits = ProjectLimits::from(&state.config().projects);
     let conn = state.store().conn().await?;
     let project = projects::import(&conn, state.blobs(), &limits, user.id, dump).await?;
     Ok((StatusCode::CREATED, Json(project.into())))

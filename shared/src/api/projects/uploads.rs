@@ -38,7 +38,7 @@ async fn upload_project(
     let multipart = multipart.map_err(|_| {
         Error::UnsupportedMediaType("the body must be multipart/form-data with a `file` part")
     })?;
-    let limit = state.config().max_inline_upload_bytes as usize;
+    let limit = state.config().uploads.max_inline_upload_bytes as usize;
     let FilePart {
         bytes: archive,
         filename,
@@ -55,7 +55,7 @@ async fn upload_project(
     let name = name
         .filter(|n| !n.trim().is_empty())
         .unwrap_or_else(|| "Uploaded project".into());
-    let rules = projects::archive::ZipRules::from(state.config());
+    let rules = projects::archive::ZipRules::from(&state.config().projects);
     let conn = state.store().conn().await?;
     let project = projects::archive::unpack(
         &conn,
@@ -95,9 +95,14 @@ async fn start_project_upload(
     headers: axum::http::HeaderMap,
     ApiJson(body): ApiJson<StartProjectUpload>,
 ) -> Result<(StatusCode, Json<StartedProjectUpload>)> {
-    let rules = crate::attachments::UploadRules::project_archives(state.config());
+    let rules = crate::attachments::UploadRules::project_archives(&state.config().uploads);
     let conn = state.store().conn().await?;
-    projects::uploads::sweep_stuck(&conn, state.blobs(), state.config().unpack_deadline).await;
+    projects::uploads::sweep_stuck(
+        &conn,
+        state.blobs(),
+        state.config().projects.unpack_deadline,
+    )
+    .await;
     let (upload, target) = projects::uploads::start_upload(
         &conn,
         state.blobs(),
@@ -171,13 +176,13 @@ async fn complete_project_upload(
         true => CompleteProjectUpload::default(),
         false => parse_json(&body)?,
     };
-    let rules = projects::archive::ZipRules::from(state.config());
+    let rules = projects::archive::ZipRules::from(&state.config().projects);
     let conn = state.store().conn().await?;
     let completed = projects::uploads::complete_upload(
         &conn,
         state.blobs(),
         &rules,
-        state.config().max_unpack_in_request_bytes,
+        state.config().projects.max_unpack_in_request_bytes,
         user.id,
         id,
         options.name.as_deref(),
@@ -188,7 +193,7 @@ async fn complete_project_upload(
             Ok((StatusCode::CREATED, Json(ProjectOut::from(project))).into_response())
         }
         projects::uploads::Completed::Unpacking(_) => {
-            if !state.config().unpack_in_worker {
+            if !state.config().projects.unpack_in_worker {
                 let state = state.clone();
                 let user_id = user.id;
                 tokio::spawn(async move {
@@ -227,7 +232,7 @@ async fn project_upload_status(
     IdPath(id): IdPath<crate::ids::AttachmentId>,
 ) -> Result<Json<UploadStatusOut>> {
     let conn = state.store().conn().await?;
-    let deadline = state.config().unpack_deadline;
+    let deadline = state.config().projects.unpack_deadline;
     let status =
         projects::uploads::polled_status(&conn, state.blobs(), deadline, user.id, id).await?;
     Ok(Json(status_out(id, status)))

@@ -84,7 +84,7 @@ async fn handle(state: AppState, event: Value) -> Result<Value, BoxError> {
             answer(200, None)
         }
         _ => {
-            let poster = Poster::for_event(state.config(), &event).await;
+            let poster = Poster::for_event(&state.config().websocket, &event).await;
             let body = match (&event.body, event.is_base64_encoded) {
                 (Some(b), true) => base64::engine::general_purpose::STANDARD
                     .decode(b)

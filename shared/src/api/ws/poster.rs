@@ -19,10 +19,9 @@ static CLIENTS: Mutex<Option<HashMap<String, aws_sdk_apigatewaymanagement::Clien
 
 impl Poster {
     pub(super) async fn for_event(
-        config: &crate::config::Config,
+        settings: &crate::config::WebSocketConfig,
         event: &ApiGatewayWebsocketProxyRequest,
     ) -> Poster {
-        let settings = &config.websocket;
         let ctx = &event.request_context;
         let domain = ctx.domain_name.as_deref().unwrap_or("localhost");
         let host = domain.split(':').next().unwrap_or(domain);
