@@ -223,30 +223,13 @@ async fn create_document(
             Ok((StatusCode::CREATED, Json(DocumentOut::from(document))).into_response())
         }
         knowledge::Created::Indexing(document) => {
-            if !config.projects.unpack_in_worker {
-                // Locally, a task of this process indexes it; deployed, the worker on the
-                // text's "Object Created" event.
-                let (state, user_id, id) = (state.clone(), user.id, document.id);
-                tokio::spawn(async move {
-                    let indexed = async {
-                        let conn = state.store().conn().await?;
-                        let embedding =
-                            knowledge::Embedding::new(&state.config().providers, state.providers());
-                        knowledge::index_stored(
-                            &conn,
-                            state.blobs(),
-                            embedding,
-                            settings.chunk,
-                            user_id,
-                            id,
-                        )
-                        .await
-                    };
-                    if let Err(e) = indexed.await {
-                        tracing::error!(error = %e, "indexing a knowledge document failed");
-                    }
-                });
-            }
+            super::jobs::dispatch(
+                &state,
+                super::jobs::Job::Index {
+                    user_id: user.id,
+                    document_id: document.id,
+                },
+            );
             let location =
                 HeaderValue::from_str(&format!("/api/v1/knowledge/documents/{}", document.id))
                     .map_err(|e| Error::Internal(e.to_string()))?;

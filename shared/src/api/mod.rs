@@ -11,6 +11,7 @@ pub mod chat;
 pub mod conversations;
 mod extract;
 pub mod health;
+mod jobs;
 pub mod knowledge;
 pub(crate) mod large_answer;
 pub mod models;

@@ -21,8 +21,9 @@ pub struct ProjectConfig {
     /// (`UNPACK_DEADLINE_SECONDS`, 2 hours: the worker's events give up after an hour and a run
     /// takes at most 15 minutes); past it, with no run holding it, it is marked failed.
     pub unpack_deadline: Duration,
-    /// Whether large project zips are unpacked by the `unpacker` worker (deployed: the stored object's
-    /// event triggers it) rather than by a background task of the projects function (locally).
+    /// Whether work too large for a request (a project zip to unpack, a knowledge document to
+    /// index) runs in the `unpacker` worker (deployed: the stored object's event triggers it)
+    /// rather than in a task of the function that made it (locally).
     pub unpack_in_worker: bool,
 }
 

@@ -193,20 +193,13 @@ async fn complete_project_upload(
             Ok((StatusCode::CREATED, Json(ProjectOut::from(project))).into_response())
         }
         projects::uploads::Completed::Unpacking(_) => {
-            if !state.config().projects.unpack_in_worker {
-                let state = state.clone();
-                let user_id = user.id;
-                tokio::spawn(async move {
-                    let unpacked = async {
-                        let conn = state.store().conn().await?;
-                        projects::uploads::unpack_stored(&conn, state.blobs(), &rules, user_id, id)
-                            .await
-                    };
-                    if let Err(e) = unpacked.await {
-                        tracing::error!(error = %e, "unpacking a project upload failed");
-                    }
-                });
-            }
+            crate::api::jobs::dispatch(
+                &state,
+                crate::api::jobs::Job::Unpack {
+                    user_id: user.id,
+                    upload_id: id,
+                },
+            );
             let status = projects::uploads::upload_status(&conn, user.id, id).await?;
             let out = status_out(id, status);
             let location = HeaderValue::from_str(&out.status_url)
