@@ -10,12 +10,13 @@
 //! - **SQL** in [`store`], one module per table family, as methods on [`store::Conn`] that return
 //!   plain row types (no serde, no schemas).
 //! - **Domain logic** in one module per feature: [`accounts`], [`conversations`], [`chat`],
-//!   [`agents`], [`admin`], [`quotas`], [`knowledge`], [`api_keys`]. Domain
+//!   [`agents`], [`admin`], [`quotas`], [`knowledge`], [`api_keys`], [`connections`] (WebSocket
+//!   connections), [`attachments`], [`projects`]. Domain
 //!   functions take what they use (`&Conn`, `&Catalog`, `&Providers`, settings), never the whole
 //!   [`AppState`].
 //! - **Infrastructure** at the root: [`config`], [`http`] (layers, extractors, SSE, the runner),
 //!   [`function`] (what a Lambda function is), [`auth`] (password hashes, JWTs), [`providers`],
-//!   [`blobs`], [`idempotency`], [`ids`], [`kinds`], [`text`], [`cache`], [`error`], [`pagination`], [`models`] (the
+//!   [`blobs`], [`websocket_api`] (posting to WebSocket connections), [`idempotency`], [`ids`], [`kinds`], [`text`], [`cache`], [`error`], [`pagination`], [`models`] (the
 //!   catalog), [`state`].
 //!
 //! Dependencies point one way: `api` → domain → infrastructure → leaves ([`ids`], [`kinds`], [`text`], [`cache`]).
@@ -35,6 +36,7 @@ pub mod blobs;
 pub mod cache;
 pub mod chat;
 pub mod config;
+pub mod connections;
 pub mod conversations;
 pub mod error;
 pub mod function;
@@ -51,6 +53,7 @@ pub mod quotas;
 pub mod state;
 pub mod store;
 pub mod text;
+pub mod websocket_api;
 
 pub use error::Error;
 pub use state::AppState;

@@ -9,15 +9,9 @@
 //! these events and serves the Management API's `POST /@connections/{id}` itself.
 
 mod frames;
-mod poster;
 
-use std::{
-    collections::HashMap,
-    sync::Mutex,
-    time::{Duration, Instant},
-};
+use std::time::{Duration, Instant};
 
-use aws_sdk_apigatewaymanagement::primitives::Blob;
 use base64::Engine;
 use futures_util::FutureExt;
 use lambda_http::aws_lambda_events::apigw::{
@@ -28,17 +22,17 @@ use tokio::sync::mpsc;
 
 use super::chat::{self as chat_api, ChatReply, ChatRequest, Frame};
 use crate::{
-    accounts::{self, Session},
     config::WebSocketConfig,
+    connections,
     error::{Error, Problem},
     function::{BoxError, Function, Limits, Needs, Transport},
     http::parse_json,
     idempotency::IdempotencyKey,
     state::AppState,
     store::User,
+    websocket_api::{Gone, Poster},
 };
 use frames::encode;
-use poster::{Gone, Poster};
 
 /// A turn runs inside the frame's invocation, for as long as `POST /chat`'s may. (API Gateway
 /// stops waiting for the integration after 29 s; the frames are posted, not returned, so the
@@ -52,9 +46,6 @@ pub const FUNCTION: Function = Function {
     },
     needs: Needs::Store,
 };
-
-/// API Gateway keeps a connection at most two hours: rows not seen for longer are dead.
-const STALE_AFTER: Duration = Duration::from_secs(2 * 3600 + 600);
 
 fn handle_event(
     state: AppState,
@@ -80,11 +71,16 @@ async fn handle(state: AppState, event: Value) -> Result<Value, BoxError> {
         },
         "$disconnect" => {
             let conn = state.store().conn().await?;
-            conn.delete_connection(&connection_id).await?;
+            connections::close(&conn, &connection_id).await?;
             answer(200, None)
         }
         _ => {
-            let poster = Poster::for_event(&state.config().websocket, &event).await;
+            let poster = Poster::for_api(
+                &state.config().websocket,
+                ctx.domain_name.as_deref(),
+                ctx.stage.as_deref(),
+            )
+            .await;
             let body = match (&event.body, event.is_base64_encoded) {
                 (Some(b), true) => base64::engine::general_purpose::STANDARD
                     .decode(b)
@@ -141,17 +137,8 @@ async fn connect(
             "connect with ?token=<access token> to open a WebSocket",
         ))?;
     let conn = state.store().conn().await?;
-    let (user, session) = accounts::authenticate_session(&conn, state.tokens(), &token).await?;
+    let user = connections::open(&conn, state.tokens(), connection_id, &token).await?;
     crate::http::record_user(user.id);
-    let stale = time::OffsetDateTime::now_utc() - STALE_AFTER;
-    conn.insert_connection(
-        connection_id,
-        session.user_id,
-        &session.id,
-        session.epoch,
-        &crate::ids::format_time(stale),
-    )
-    .await?;
     Ok(())
 }
 
@@ -229,27 +216,9 @@ async fn checked(
         });
     }
     let conn = state.store().conn().await?;
-    let second = time::OffsetDateTime::now_utc().unix_timestamp();
-    let connection = conn
-        .touch_connection(socket.id, second)
-        .await?
-        .ok_or(Error::Unauthorized(
-            "this connection is not open any more; connect again",
-        ))?;
-    let session = Session {
-        user_id: connection.user_id,
-        id: connection.session_id,
-        epoch: connection.session_epoch,
-    };
-    let user = accounts::session_user(&conn, &session).await?;
+    let user =
+        connections::frame_user(&conn, socket.id, socket.settings.max_frames_per_second).await?;
     crate::http::record_user(user.id);
-    let limit = socket.settings.max_frames_per_second;
-    if connection.frames_this_second > i64::from(limit) {
-        return Err(Error::TooManyRequests {
-            detail: format!("at most {limit} frames a second per connection"),
-            retry_after_secs: 1,
-        });
-    }
     match parse_json::<Value>(body)? {
         Value::Object(frame) => Ok((user, frame)),
         _ => Err(Error::BadRequest(
@@ -382,11 +351,5 @@ async fn flush(
 
 /// The connection went away: its row goes (its `$disconnect` may never come).
 async fn forget(state: &AppState, connection_id: &str) {
-    let removed = match state.store().conn().await {
-        Ok(conn) => conn.delete_connection(connection_id).await,
-        Err(e) => Err(e),
-    };
-    if let Err(e) = removed {
-        tracing::warn!(error = %e, "could not remove a gone websocket connection");
-    }
+    connections::forget(state.store().conn().await, connection_id).await;
 }

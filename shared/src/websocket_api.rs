@@ -1,15 +1,19 @@
-//! Posting frames to a connection with the API Gateway Management API.
+//! Posting frames to WebSocket connections with API Gateway's Management API (`PostToConnection`).
 
-use super::*;
+use std::{collections::HashMap, sync::Mutex, time::Duration};
+
+use aws_sdk_apigatewaymanagement::primitives::Blob;
+
+use crate::config::WebSocketConfig;
 
 /// The connection is gone (the Management API answered 410, or kept failing).
 #[derive(Debug)]
-pub(super) struct Gone;
+pub struct Gone;
 
 /// Posts frames with the API Gateway Management API (`PostToConnection`) at the stage's callback
 /// URL, or at `WEBSOCKET_MANAGEMENT_ENDPOINT`. A loopback domain is the local adapter, spoken to
 /// over plain HTTP with placeholder credentials (it checks none).
-pub(super) struct Poster {
+pub struct Poster {
     client: aws_sdk_apigatewaymanagement::Client,
 }
 
@@ -18,12 +22,14 @@ static CLIENTS: Mutex<Option<HashMap<String, aws_sdk_apigatewaymanagement::Clien
     Mutex::new(None);
 
 impl Poster {
-    pub(super) async fn for_event(
-        settings: &crate::config::WebSocketConfig,
-        event: &ApiGatewayWebsocketProxyRequest,
+    /// The poster for connections of the API at `domain` and `stage` (an event's request
+    /// context).
+    pub async fn for_api(
+        settings: &WebSocketConfig,
+        domain: Option<&str>,
+        stage: Option<&str>,
     ) -> Poster {
-        let ctx = &event.request_context;
-        let domain = ctx.domain_name.as_deref().unwrap_or("localhost");
+        let domain = domain.unwrap_or("localhost");
         let host = domain.split(':').next().unwrap_or(domain);
         let loopback = host == "localhost"
             || host
@@ -32,7 +38,7 @@ impl Poster {
         let endpoint = match &settings.management_endpoint {
             Some(endpoint) => endpoint.clone(),
             None if loopback => format!("http://{domain}"),
-            None => format!("https://{domain}/{}", ctx.stage.as_deref().unwrap_or("")),
+            None => format!("https://{domain}/{}", stage.unwrap_or("")),
         };
         if let Some(client) = CLIENTS
             .lock()
@@ -69,7 +75,7 @@ impl Poster {
     }
 
     /// Posts one frame; a throttled or failed call is tried once more.
-    pub(super) async fn post(&self, connection_id: &str, frame: String) -> Result<(), Gone> {
+    pub async fn post(&self, connection_id: &str, frame: String) -> Result<(), Gone> {
         let data = Blob::new(frame.into_bytes());
         for attempt in 0..2 {
             let sent = self
