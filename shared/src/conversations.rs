@@ -3,7 +3,7 @@
 
 use crate::{
     error::{Error, FieldError, Result},
-    ids::{ConversationId, MessageId, UserId},
+    ids::{ConversationId, MessageId, ProjectId, UserId},
     kinds::{MessageRole, MessageStatus},
     models::{Catalog, Model},
     pagination::{Page, Paginated},
@@ -97,14 +97,13 @@ impl NewConversationInput {
         &'a self,
         user_id: UserId,
         model: &'a str,
-        project_id: Option<&'a str>,
-        agent_id: Option<&'a str>,
+        project_id: Option<ProjectId>,
     ) -> NewConversation<'a> {
         NewConversation {
             user_id,
             title: self.title.as_str(),
             model,
-            agent_id,
+            agent_id: self.agent_id,
             project_id,
         }
     }
@@ -130,11 +129,11 @@ impl NewConversationInput {
     }
 
     /// The project, if one is named, as stored: it must be the user's own (else 422).
-    async fn checked_project(&self, conn: &Conn, user_id: UserId) -> Result<Option<String>> {
+    async fn checked_project(&self, conn: &Conn, user_id: UserId) -> Result<Option<ProjectId>> {
         match self.project_id {
             None => Ok(None),
             Some(id) => match conn.project(id, user_id).await? {
-                Some(_) => Ok(Some(id.to_string())),
+                Some(_) => Ok(Some(id)),
                 None => Err(Error::invalid("project_id", "no such project")),
             },
         }
@@ -151,9 +150,8 @@ pub async fn create(
 ) -> Result<Conversation> {
     let model = input.checked_model(conn, catalog, user_id).await?;
     let project = input.checked_project(conn, user_id).await?;
-    let agent = input.agent_id.map(|a| a.to_string());
     Ok(conn
-        .create_conversation(input.row(user_id, &model.id, project.as_deref(), agent.as_deref()))
+        .create_conversation(input.row(user_id, &model.id, project))
         .await?)
 }
 
@@ -168,12 +166,8 @@ pub async fn start(
     first_message: NewMessage<'_>,
 ) -> Result<(Conversation, Message)> {
     let project = input.checked_project(conn, user_id).await?;
-    let agent = input.agent_id.map(|a| a.to_string());
     Ok(conn
-        .start_conversation(
-            input.row(user_id, &model.id, project.as_deref(), agent.as_deref()),
-            first_message,
-        )
+        .start_conversation(input.row(user_id, &model.id, project), first_message)
         .await?)
 }
 
@@ -209,14 +203,13 @@ pub async fn update(
     if let Some(Some(agent_id)) = changes.agent_id {
         crate::agents::usable(conn, user_id, agent_id).await?;
     }
-    let agent_id = changes.agent_id.map(|a| a.map(|a| a.to_string()));
     conn.update_conversation(
         id,
         user_id,
         ConversationChanges {
             title: changes.title.as_ref().map(Title::as_str),
             model: changes.model.as_ref().map(|m| m.id.as_str()),
-            agent_id: agent_id.as_ref().map(|a| a.as_deref()),
+            agent_id: changes.agent_id,
         },
     )
     .await?

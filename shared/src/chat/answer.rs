@@ -23,7 +23,7 @@ pub(super) struct Answer<'a> {
     /// The stable code of the turn's failure, stored on the message.
     pub(super) error: Option<&'static str>,
     pub(super) changes: &'a [crate::store::FileChange],
-    pub(super) agent_id: Option<&'a str>,
+    pub(super) agent_id: Option<AgentId>,
     pub(super) citations: &'a [Citation],
     pub(super) tool_calls: &'a [ToolCall],
 }

@@ -120,7 +120,6 @@ pub(super) async fn run(
     usage_rows.push(("chat", usage));
 
     // If the answer cannot be stored, the store error is the turn's error; the user message remains.
-    let agent_id = agent_id.map(|a| a.to_string());
     let answer = Answer {
         conversation_id: conversation.id,
         model: &model,
@@ -128,7 +127,7 @@ pub(super) async fn run(
         status,
         error: failure.as_ref().and_then(Error::code),
         changes: &changes,
-        agent_id: agent_id.as_deref(),
+        agent_id,
         citations: &citations,
         tool_calls: &tool_calls,
     };

@@ -56,7 +56,7 @@ pub(super) async fn start(
     )
     .await?;
     let project_id = match conversation {
-        Some(c) => c.project_id.as_deref().and_then(|p| p.parse().ok()),
+        Some(c) => c.project_id,
         None => input.project_id,
     };
     let (tools, project) = tools_offered(&model, agent.as_ref(), project_id);
@@ -176,7 +176,7 @@ async fn agent_in_force(
     requested: Option<AgentId>,
     conversation: Option<&Conversation>,
 ) -> Result<Option<crate::store::Agent>> {
-    let id = requested.or_else(|| conversation?.agent_id.as_deref()?.parse().ok());
+    let id = requested.or_else(|| conversation?.agent_id);
     match id {
         Some(id) => agents::usable(conn, user_id, id).await.map(Some),
         None => Ok(None),

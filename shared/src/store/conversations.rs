@@ -5,7 +5,7 @@ use super::{
     messages::{message_at, Message, NewMessage, MESSAGE_COLUMNS, MESSAGE_COLUMN_COUNT},
     Conn, Row, StoreError, StoreResult,
 };
-use crate::ids::{ConversationId, UserId};
+use crate::ids::{AgentId, ConversationId, ProjectId, UserId};
 
 #[derive(Debug, Clone)]
 pub struct Conversation {
@@ -13,8 +13,8 @@ pub struct Conversation {
     pub user_id: UserId,
     pub title: String,
     pub model: String,
-    pub agent_id: Option<String>,
-    pub project_id: Option<String>,
+    pub agent_id: Option<AgentId>,
+    pub project_id: Option<ProjectId>,
     pub summary: Option<String>,
     /// Messages with `seq` up to this one are covered by the summary.
     pub summary_through_seq: Option<i64>,
@@ -30,8 +30,8 @@ pub struct NewConversation<'a> {
     pub user_id: UserId,
     pub title: &'a str,
     pub model: &'a str,
-    pub agent_id: Option<&'a str>,
-    pub project_id: Option<&'a str>,
+    pub agent_id: Option<AgentId>,
+    pub project_id: Option<ProjectId>,
 }
 
 /// A partial update; `None` leaves a column as it is, `agent_id: Some(None)` clears the agent.
@@ -39,7 +39,7 @@ pub struct NewConversation<'a> {
 pub struct ConversationChanges<'a> {
     pub title: Option<&'a str>,
     pub model: Option<&'a str>,
-    pub agent_id: Option<Option<&'a str>>,
+    pub agent_id: Option<Option<AgentId>>,
 }
 
 const CONVERSATION_COLUMNS: &str =
@@ -126,8 +126,8 @@ impl Conn {
             user_id: new.user_id,
             title: new.title.to_string(),
             model: new.model.to_string(),
-            agent_id: new.agent_id.map(str::to_string),
-            project_id: new.project_id.map(str::to_string),
+            agent_id: new.agent_id,
+            project_id: new.project_id,
             summary: None,
             summary_through_seq: None,
             message_count: 1,

@@ -2,7 +2,7 @@
 
 use super::{col, collect, first, usage, Conn, Row, StoreError, StoreResult, UsageRecord};
 use crate::{
-    ids::{ConversationId, MessageId, UserId},
+    ids::{AgentId, ConversationId, MessageId, UserId},
     kinds::{MessageRole, MessageStatus, ToolCall},
 };
 
@@ -22,7 +22,7 @@ pub struct Message {
     /// The project files the coding agent changed in this turn (answers only).
     pub changes: Vec<FileChange>,
     /// The agent in force when the answer was made (answers only).
-    pub agent_id: Option<String>,
+    pub agent_id: Option<AgentId>,
     /// The knowledge chunks the answer was given as numbered sources (answers only).
     pub citations: Vec<Citation>,
     /// The tools the answer asks its client to call (client-tool answers only).
@@ -101,7 +101,7 @@ pub struct NewMessage<'a> {
     pub model: Option<&'a str>,
     pub error: Option<&'a str>,
     pub changes: &'a [FileChange],
-    pub agent_id: Option<&'a str>,
+    pub agent_id: Option<AgentId>,
     pub citations: &'a [Citation],
     pub tool_calls: &'a [ToolCall],
 }
@@ -121,7 +121,7 @@ impl NewMessage<'_> {
             created_at,
             attachments: Vec::new(),
             changes: self.changes.to_vec(),
-            agent_id: self.agent_id.map(str::to_string),
+            agent_id: self.agent_id,
             citations: self.citations.to_vec(),
             tool_calls: self.tool_calls.to_vec(),
         }

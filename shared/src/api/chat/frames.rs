@@ -47,7 +47,9 @@ impl From<chat::Event> for Frame {
                 "tool_result",
                 &json!({"id": output.call_id, "content": output.content, "is_error": output.is_error}),
             ),
-            chat::Event::FileChanged(change) => Frame::new("file_changed", &change),
+            chat::Event::FileChanged(change) => {
+                Frame::new("file_changed", &FileChangeOut::from(change))
+            }
             chat::Event::Done(outcome) => done_frame(&ChatResponse::from(*outcome)),
             chat::Event::Failed(error) => Frame::new("error", &error.problem()),
         }

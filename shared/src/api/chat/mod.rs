@@ -11,7 +11,7 @@ use utoipa::ToSchema;
 use utoipa_axum::{router::OpenApiRouter, routes};
 
 use super::{
-    conversations::{MessageOut, UsageRow},
+    conversations::{FileChangeOut, MessageOut, UsageRow},
     CurrentUser,
 };
 use crate::{

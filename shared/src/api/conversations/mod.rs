@@ -46,8 +46,10 @@ pub struct ConversationOut {
     id: ConversationId,
     title: String,
     model: String,
-    agent_id: Option<String>,
-    project_id: Option<String>,
+    #[schema(value_type = Option<String>)]
+    agent_id: Option<crate::ids::AgentId>,
+    #[schema(value_type = Option<String>)]
+    project_id: Option<crate::ids::ProjectId>,
     summary: Option<String>,
     message_count: i64,
     created_at: String,
@@ -92,21 +94,89 @@ pub struct MessageOut {
     pub attachments: Vec<MessageAttachment>,
     /// The project files the coding agent changed in this turn (answers that changed any).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    #[schema(value_type = Vec<Object>)]
-    pub changes: Vec<crate::store::FileChange>,
+    pub changes: Vec<FileChangeOut>,
     /// The agent in force when the answer was made (answers made with one).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub agent_id: Option<String>,
+    #[schema(value_type = Option<String>)]
+    pub agent_id: Option<crate::ids::AgentId>,
     /// The knowledge sources the answer was given, numbered from 1 in this order (answers made
-    /// with knowledge): `document_id`, `title`, `chunk`, `heading`, `score`, `snippet`.
+    /// with knowledge).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    #[schema(value_type = Vec<Object>)]
-    pub citations: Vec<crate::store::Citation>,
+    pub citations: Vec<CitationOut>,
     /// The tools the answer asks its client to call, unrun (answers through the OpenAI-compatible
-    /// endpoint with the client's tools): `id`, `name`, `input`.
+    /// endpoint with the client's tools).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    #[schema(value_type = Vec<Object>)]
-    pub tool_calls: Vec<crate::kinds::ToolCall>,
+    pub tool_calls: Vec<ToolCallOut>,
+}
+
+/// A project file the coding agent changed (also the data of a streamed `file_changed` event).
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct FileChangeOut {
+    pub path: String,
+    /// `created`, `updated` or `deleted`.
+    pub action: String,
+    pub before_size: Option<i64>,
+    pub after_size: Option<i64>,
+    /// The new content's SHA-256 (none for a deletion).
+    pub sha256: Option<String>,
+}
+
+impl From<crate::store::FileChange> for FileChangeOut {
+    fn from(c: crate::store::FileChange) -> Self {
+        FileChangeOut {
+            path: c.path,
+            action: c.action,
+            before_size: c.before_size,
+            after_size: c.after_size,
+            sha256: c.sha256,
+        }
+    }
+}
+
+/// A knowledge chunk an answer was given as source `[n]`.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct CitationOut {
+    pub document_id: String,
+    pub title: String,
+    /// The chunk's position in its document, from 0.
+    pub chunk: i64,
+    pub heading: String,
+    /// The fused retrieval score (reciprocal rank fusion of full-text and vector ranks).
+    pub score: f64,
+    pub snippet: String,
+}
+
+impl From<crate::store::Citation> for CitationOut {
+    fn from(c: crate::store::Citation) -> Self {
+        CitationOut {
+            document_id: c.document_id,
+            title: c.title,
+            chunk: c.chunk,
+            heading: c.heading,
+            score: c.score,
+            snippet: c.snippet,
+        }
+    }
+}
+
+/// A tool call the model made: its id (echoed with the output), the tool's name and its input.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct ToolCallOut {
+    pub id: String,
+    pub name: String,
+    /// The tool's arguments, as the model gave them.
+    #[schema(value_type = Object)]
+    pub input: serde_json::Value,
+}
+
+impl From<crate::kinds::ToolCall> for ToolCallOut {
+    fn from(c: crate::kinds::ToolCall) -> Self {
+        ToolCallOut {
+            id: c.id,
+            name: c.name,
+            input: c.input,
+        }
+    }
 }
 
 /// An attachment as a message lists it; `GET /attachments/{id}` has the rest.
@@ -141,9 +211,9 @@ impl From<Message> for MessageOut {
                     size: a.size,
                 })
                 .collect(),
-            changes: m.changes,
-            citations: m.citations,
-            tool_calls: m.tool_calls,
+            changes: m.changes.into_iter().map(Into::into).collect(),
+            citations: m.citations.into_iter().map(Into::into).collect(),
+            tool_calls: m.tool_calls.into_iter().map(Into::into).collect(),
         }
     }
 }
