@@ -8,7 +8,7 @@ use axum::{
 use codechat_api_tests::{fakes, TestApp};
 use serde_json::{json, Value};
 use wiremock::{
-    matchers::{method, path, path_regex},
+    matchers::{method, path},
     Mock, MockServer, ResponseTemplate,
 };
 
@@ -172,22 +172,20 @@ fn openai_tool_call(id: &str, name: &str, args: Value) -> Value {
 #[tokio::test]
 async fn openai_tool_calls_loop_until_the_answer() {
     let server = MockServer::start().await;
-    for reply in [
-        openai_tool_call("call_1", "read_file", json!({"path": "src/main.rs"})),
-        openai_tool_call(
-            "call_2",
-            "write_file",
-            json!({"path": "src/main.rs", "content": "fn main() {}\n"}),
-        ),
-        fakes::openai_completion("Simplified main.", 120, 5, 0),
-    ] {
-        Mock::given(method("POST"))
-            .and(path("/v1/chat/completions"))
-            .respond_with(ResponseTemplate::new(200).set_body_json(reply))
-            .up_to_n_times(1)
-            .mount(&server)
-            .await;
-    }
+    fakes::reply_in_turn(
+        &server,
+        fakes::OPENAI_CHAT,
+        [
+            openai_tool_call("call_1", "read_file", json!({"path": "src/main.rs"})),
+            openai_tool_call(
+                "call_2",
+                "write_file",
+                json!({"path": "src/main.rs", "content": "fn main() {}\n"}),
+            ),
+            fakes::openai_completion("Simplified main.", 120, 5, 0),
+        ],
+    )
+    .await;
     let base = format!("{}/v1", server.uri());
     let app = TestApp::with_openai_fake(&base, &[]).await;
     let token = app.register("openai-agent@example.com").await.access;
@@ -276,14 +274,12 @@ async fn bedrock_tool_use_and_results_go_as_converse_blocks() {
         "usage": {"inputTokens": 80, "outputTokens": 9, "totalTokens": 89},
         "metrics": {"latencyMs": 10}
     });
-    for reply in [tool_use, fakes::bedrock_converse("It prints hi.", 90, 4)] {
-        Mock::given(method("POST"))
-            .and(path_regex("^/model/[^/]+/converse$"))
-            .respond_with(ResponseTemplate::new(200).set_body_json(reply))
-            .up_to_n_times(1)
-            .mount(&server)
-            .await;
-    }
+    fakes::reply_in_turn(
+        &server,
+        fakes::BEDROCK_CONVERSE,
+        [tool_use, fakes::bedrock_converse("It prints hi.", 90, 4)],
+    )
+    .await;
     let app = TestApp::with_bedrock_fake(&server.uri(), &[]).await;
     let token = app.register("bedrock-agent@example.com").await.access;
     let project = project_with_main(&app, &token).await;
@@ -338,29 +334,27 @@ fn bedrock_tool_uses(uses: &[(&str, &str, Value)]) -> Value {
 #[tokio::test]
 async fn bedrock_reads_then_writes_and_a_traversal_is_a_tool_error() {
     let server = MockServer::start().await;
-    for reply in [
-        bedrock_tool_uses(&[
-            ("r1", "read_file", json!({"path": "src/main.rs"})),
-            (
-                "w0",
+    fakes::reply_in_turn(
+        &server,
+        fakes::BEDROCK_CONVERSE,
+        [
+            bedrock_tool_uses(&[
+                ("r1", "read_file", json!({"path": "src/main.rs"})),
+                (
+                    "w0",
+                    "write_file",
+                    json!({"path": "../outside.rs", "content": "x"}),
+                ),
+            ]),
+            bedrock_tool_uses(&[(
+                "w1",
                 "write_file",
-                json!({"path": "../outside.rs", "content": "x"}),
-            ),
-        ]),
-        bedrock_tool_uses(&[(
-            "w1",
-            "write_file",
-            json!({"path": "src/main.rs", "content": "fn main() {}\n"}),
-        )]),
-        fakes::bedrock_converse("Done.", 60, 2),
-    ] {
-        Mock::given(method("POST"))
-            .and(path_regex("^/model/[^/]+/converse$"))
-            .respond_with(ResponseTemplate::new(200).set_body_json(reply))
-            .up_to_n_times(1)
-            .mount(&server)
-            .await;
-    }
+                json!({"path": "src/main.rs", "content": "fn main() {}\n"}),
+            )]),
+            fakes::bedrock_converse("Done.", 60, 2),
+        ],
+    )
+    .await;
     let app = TestApp::with_bedrock_fake(&server.uri(), &[]).await;
     let token = app.register("bedrock-writes@example.com").await.access;
     let project = project_with_main(&app, &token).await;

@@ -184,11 +184,7 @@ async fn invalid_agents_name_every_field_and_store_nothing() {
 /// An app whose default model is the offline one, with an OpenAI-compatible fake behind
 /// `openai/gpt-4o-mini`: only an agent's model reaches the fake.
 async fn app_with_fake(server: &MockServer) -> TestApp {
-    TestApp::with_openai_fake(
-        &format!("{}/v1", server.uri()),
-        &[("DEFAULT_MODEL", "local/echo")],
-    )
-    .await
+    TestApp::with_openai_server(server, &[("DEFAULT_MODEL", "local/echo")]).await
 }
 
 #[tokio::test]

@@ -16,6 +16,17 @@ fn ignore_stage_in_path() {
     ONCE.call_once(|| std::env::set_var("AWS_LAMBDA_HTTP_IGNORE_STAGE_IN_PATH", "true"));
 }
 
+/// `events/<file>` as the runtime hands it to lambda_http, with the access token filled in.
+fn sample_event(file: &str, access_token: Option<&str>) -> LambdaRequest {
+    ignore_stage_in_path();
+    let mut text = repo_file(&format!("events/{file}"));
+    if let Some(token) = access_token {
+        text = text.replace("REPLACE_WITH_ACCESS_TOKEN", token);
+    }
+    serde_json::from_str(&text)
+        .unwrap_or_else(|e| panic!("{file} is not an API Gateway event: {e}"))
+}
+
 /// Feeds `events/<file>` to `function`'s router through lambda_http and returns the serialized
 /// response, as the runtime would send it back to API Gateway.
 async fn invoke(
@@ -24,13 +35,7 @@ async fn invoke(
     file: &str,
     access_token: Option<&str>,
 ) -> Value {
-    ignore_stage_in_path();
-    let mut text = repo_file(&format!("events/{file}"));
-    if let Some(token) = access_token {
-        text = text.replace("REPLACE_WITH_ACCESS_TOKEN", token);
-    }
-    let payload: LambdaRequest = serde_json::from_str(&text)
-        .unwrap_or_else(|e| panic!("{file} is not an API Gateway event: {e}"));
+    let payload = sample_event(file, access_token);
     let adapter = Adapter::from(app.function(function));
     let response = adapter
         .oneshot(LambdaEvent::new(payload, Context::default()))
@@ -129,10 +134,7 @@ async fn a_function_answers_only_its_own_routes() {
 /// and the whole streamed body.
 async fn invoke_streaming(app: &TestApp, file: &str, access_token: &str) -> (u16, String, String) {
     use futures_util::StreamExt;
-    ignore_stage_in_path();
-    let text =
-        repo_file(&format!("events/{file}")).replace("REPLACE_WITH_ACCESS_TOKEN", access_token);
-    let payload: LambdaRequest = serde_json::from_str(&text).unwrap();
+    let payload = sample_event(file, Some(access_token));
     let adapter = lambda_http::StreamAdapter::from(app.function(&api::chat::FUNCTION));
     let response = adapter
         .oneshot(LambdaEvent::new(payload, Context::default()))

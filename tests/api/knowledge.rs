@@ -284,11 +284,7 @@ async fn chat_with_knowledge_sends_numbered_sources_and_cites_them() {
         )
         .mount(&server)
         .await;
-    let app = TestApp::with_openai_fake(
-        &format!("{}/v1", server.uri()),
-        &[("DEFAULT_MODEL", "local/echo")],
-    )
-    .await;
+    let app = TestApp::with_openai_server(&server, &[("DEFAULT_MODEL", "local/echo")]).await;
     let t = app.register("cite@example.com").await.access;
     let ids = add_labelled(&app, &t).await;
 
@@ -401,18 +397,16 @@ async fn an_agent_searches_knowledge_mid_turn_with_its_tool() {
         }}],
         "usage": {"prompt_tokens": 100, "completion_tokens": 10, "total_tokens": 110}
     });
-    for reply in [
-        tool_call,
-        fakes::openai_completion("Spruce tops, maple backs.", 150, 6, 0),
-    ] {
-        Mock::given(method("POST"))
-            .and(path("/v1/chat/completions"))
-            .respond_with(ResponseTemplate::new(200).set_body_json(reply))
-            .up_to_n_times(1)
-            .mount(&server)
-            .await;
-    }
-    let app = TestApp::with_openai_fake(&format!("{}/v1", server.uri()), &[]).await;
+    fakes::reply_in_turn(
+        &server,
+        fakes::OPENAI_CHAT,
+        [
+            tool_call,
+            fakes::openai_completion("Spruce tops, maple backs.", 150, 6, 0),
+        ],
+    )
+    .await;
+    let app = TestApp::with_openai_server(&server, &[]).await;
     let t = app.register("tool-search@example.com").await.access;
     let other = app.register("tool-other@example.com").await.access;
     add_labelled(&app, &t).await;
@@ -742,8 +736,8 @@ async fn an_openai_embedding_model_is_batched_retried_billed_and_ranks() {
         .respond_with(Embeddings { titan: false })
         .mount(&server)
         .await;
-    let app = TestApp::with_openai_fake(
-        &format!("{}/v1", server.uri()),
+    let app = TestApp::with_openai_server(
+        &server,
         &[
             ("EMBEDDING_MODEL", "openai/text-embedding-3-small"),
             ("DEFAULT_MODEL", "local/echo"),
@@ -808,8 +802,8 @@ async fn a_failing_embedding_model_stores_nothing_and_titan_speaks_invoke_model(
         .respond_with(ResponseTemplate::new(500))
         .mount(&server)
         .await;
-    let app = TestApp::with_openai_fake(
-        &format!("{}/v1", server.uri()),
+    let app = TestApp::with_openai_server(
+        &server,
         &[("EMBEDDING_MODEL", "openai/text-embedding-3-small")],
     )
     .await;
@@ -830,8 +824,8 @@ async fn a_failing_embedding_model_stores_nothing_and_titan_speaks_invoke_model(
     let calls = fakes::sent_bodies(&server).await.len();
 
     // A remote model's calls count against the daily budget: a blocked user is refused first.
-    let app = TestApp::with_openai_fake(
-        &format!("{}/v1", server.uri()),
+    let app = TestApp::with_openai_server(
+        &server,
         &[
             ("EMBEDDING_MODEL", "openai/text-embedding-3-small"),
             ("DEFAULT_DAILY_TOKEN_LIMIT", "0"),
@@ -896,8 +890,8 @@ async fn retrieval_with_a_remote_model_is_reserved_before_the_query_is_embedded(
         .respond_with(Embeddings { titan: false })
         .mount(&server)
         .await;
-    let app = TestApp::with_openai_fake(
-        &format!("{}/v1", server.uri()),
+    let app = TestApp::with_openai_server(
+        &server,
         &[
             ("EMBEDDING_MODEL", "openai/text-embedding-3-small"),
             ("DEFAULT_MODEL", "local/echo"),
@@ -1182,8 +1176,8 @@ async fn a_large_document_whose_embedding_fails_is_marked_failed() {
         .respond_with(ResponseTemplate::new(500).set_body_string("internal secret detail"))
         .mount(&server)
         .await;
-    let app = TestApp::with_openai_fake(
-        &format!("{}/v1", server.uri()),
+    let app = TestApp::with_openai_server(
+        &server,
         &[
             ("EMBEDDING_MODEL", "openai/text-embedding-3-small"),
             ("MAX_INDEX_IN_REQUEST_BYTES", "10"),
@@ -1216,8 +1210,8 @@ async fn a_large_document_whose_embedding_fails_is_marked_failed() {
 
     // The budget is checked when such a document is added: a blocked user is refused, and no
     // document or text is left waiting.
-    let app = TestApp::with_openai_fake(
-        &format!("{}/v1", server.uri()),
+    let app = TestApp::with_openai_server(
+        &server,
         &[
             ("EMBEDDING_MODEL", "openai/text-embedding-3-small"),
             ("MAX_INDEX_IN_REQUEST_BYTES", "10"),

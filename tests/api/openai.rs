@@ -603,7 +603,7 @@ async fn tools_choices_tool_messages_and_images_reach_openai_as_sent() {
         .respond_with(ResponseTemplate::new(200).set_body_json(upstream))
         .mount(&server)
         .await;
-    let app = TestApp::with_openai_fake(&format!("{}/v1", server.uri()), &[]).await;
+    let app = TestApp::with_openai_server(&server, &[]).await;
     let ada = app.register("openai-upstream-tools@example.com").await;
     let key = key_for(&app, &ada).await;
     let png = image_url("image/png", PNG);
@@ -808,19 +808,18 @@ async fn over_the_window_is_a_400_and_128_tools_are_taken() {
 /// code, and the failed answer stored after the kept user message.
 #[tokio::test]
 async fn a_failing_upstream_in_a_tool_turn_is_a_502_and_the_turn_is_stored() {
-    use wiremock::{matchers::method, Mock, MockServer, ResponseTemplate};
+    use codechat_api_tests::fakes;
+    use wiremock::{MockServer, ResponseTemplate};
     let server = MockServer::start().await;
-    Mock::given(method("POST"))
-        .respond_with(ResponseTemplate::new(503).set_body_json(
-            codechat_api_tests::fakes::openai_error("overloaded", "server_error"),
-        ))
-        .mount(&server)
-        .await;
-    let app = TestApp::with_openai_fake(
-        &format!("{}/v1", server.uri()),
-        &[("PROVIDER_MAX_ATTEMPTS", "2")],
+    fakes::reply_always(
+        &server,
+        ResponseTemplate::new(503).set_body_json(codechat_api_tests::fakes::openai_error(
+            "overloaded",
+            "server_error",
+        )),
     )
     .await;
+    let app = TestApp::with_openai_server(&server, &[("PROVIDER_MAX_ATTEMPTS", "2")]).await;
     let ada = app.register("openai-tool-failure@example.com").await;
     let err = openai_error(
         &app.post(

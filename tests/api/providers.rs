@@ -137,17 +137,16 @@ async fn openai_throttling_is_retried_with_retry_after() {
         .up_to_n_times(2)
         .mount(&server)
         .await;
-    Mock::given(method("POST"))
-        .respond_with(
-            ResponseTemplate::new(200).set_body_json(fakes::openai_completion(
-                "third time lucky",
-                10,
-                3,
-                0,
-            )),
-        )
-        .mount(&server)
-        .await;
+    fakes::reply_always(
+        &server,
+        ResponseTemplate::new(200).set_body_json(fakes::openai_completion(
+            "third time lucky",
+            10,
+            3,
+            0,
+        )),
+    )
+    .await;
     let (app, t) = openai_app(&format!("{}/v1", server.uri()), &[]).await;
     let res = app.chat(&t.access, json!({"message": "hi"}), None).await;
     assert_eq!(res.status, StatusCode::OK, "{}", res.text());
@@ -161,13 +160,11 @@ async fn openai_throttling_is_retried_with_retry_after() {
 #[tokio::test]
 async fn openai_persistent_5xx_is_a_502_and_the_failed_turn_is_stored() {
     let server = MockServer::start().await;
-    Mock::given(method("POST"))
-        .respond_with(
-            ResponseTemplate::new(503)
-                .set_body_json(fakes::openai_error("overloaded", "server_error")),
-        )
-        .mount(&server)
-        .await;
+    fakes::reply_always(
+        &server,
+        ResponseTemplate::new(503).set_body_json(fakes::openai_error("overloaded", "server_error")),
+    )
+    .await;
     let (app, t) = openai_app(
         &format!("{}/v1", server.uri()),
         &[("PROVIDER_MAX_ATTEMPTS", "3")],
@@ -212,15 +209,14 @@ async fn openai_persistent_5xx_is_a_502_and_the_failed_turn_is_stored() {
 #[tokio::test]
 async fn openai_client_errors_are_not_retried() {
     let server = MockServer::start().await;
-    Mock::given(method("POST"))
-        .respond_with(
-            ResponseTemplate::new(400).set_body_json(fakes::openai_error(
-                "context too long",
-                "invalid_request_error",
-            )),
-        )
-        .mount(&server)
-        .await;
+    fakes::reply_always(
+        &server,
+        ResponseTemplate::new(400).set_body_json(fakes::openai_error(
+            "context too long",
+            "invalid_request_error",
+        )),
+    )
+    .await;
     let (app, t) = openai_app(&format!("{}/v1", server.uri()), &[]).await;
     let p = app
         .chat(&t.access, json!({"message": "hi"}), None)
@@ -234,14 +230,13 @@ async fn openai_client_errors_are_not_retried() {
 #[tokio::test]
 async fn a_provider_that_does_not_answer_in_time_is_a_504() {
     let server = MockServer::start().await;
-    Mock::given(method("POST"))
-        .respond_with(
-            ResponseTemplate::new(200)
-                .set_body_json(fakes::openai_completion("late", 1, 1, 0))
-                .set_delay(Duration::from_secs(5)),
-        )
-        .mount(&server)
-        .await;
+    fakes::reply_always(
+        &server,
+        ResponseTemplate::new(200)
+            .set_body_json(fakes::openai_completion("late", 1, 1, 0))
+            .set_delay(Duration::from_secs(5)),
+    )
+    .await;
     let (app, t) = openai_app(
         &format!("{}/v1", server.uri()),
         &[
@@ -407,12 +402,11 @@ async fn a_streamed_turn_past_its_budget_ends_incomplete_with_the_text_so_far() 
 #[tokio::test]
 async fn retries_fit_the_turn_budget() {
     let server = MockServer::start().await;
-    Mock::given(method("POST"))
-        .respond_with(
-            ResponseTemplate::new(503).set_body_json(fakes::openai_error("busy", "server_error")),
-        )
-        .mount(&server)
-        .await;
+    fakes::reply_always(
+        &server,
+        ResponseTemplate::new(503).set_body_json(fakes::openai_error("busy", "server_error")),
+    )
+    .await;
     // Backoff alone (1 s, 2 s, 4 s...) would outlast the budget: the turn ends at the budget.
     let (app, t) = openai_app(
         &format!("{}/v1", server.uri()),
@@ -553,14 +547,13 @@ async fn bedrock_throttling_is_retried() {
 #[tokio::test]
 async fn bedrock_persistent_throttling_is_a_502() {
     let server = MockServer::start().await;
-    Mock::given(method("POST"))
-        .respond_with(
-            ResponseTemplate::new(429)
-                .insert_header("x-amzn-errortype", "ThrottlingException")
-                .set_body_json(json!({"message": "Too many requests"})),
-        )
-        .mount(&server)
-        .await;
+    fakes::reply_always(
+        &server,
+        ResponseTemplate::new(429)
+            .insert_header("x-amzn-errortype", "ThrottlingException")
+            .set_body_json(json!({"message": "Too many requests"})),
+    )
+    .await;
     let (app, t) = bedrock_app(&server.uri()).await;
     let p = app
         .chat(&t.access, json!({"message": "hi"}), None)
@@ -586,12 +579,11 @@ async fn bedrock_model_stream_error_mid_stream() {
         "modelStreamErrorException",
         json!({"message": "The model crashed", "originalStatusCode": 500}),
     ));
-    Mock::given(method("POST"))
-        .respond_with(
-            ResponseTemplate::new(200).set_body_raw(body, "application/vnd.amazon.eventstream"),
-        )
-        .mount(&server)
-        .await;
+    fakes::reply_always(
+        &server,
+        ResponseTemplate::new(200).set_body_raw(body, "application/vnd.amazon.eventstream"),
+    )
+    .await;
     let (app, t) = bedrock_app(&server.uri()).await;
     let events = app
         .chat_stream(&t.access, json!({"message": "hi"}), None)

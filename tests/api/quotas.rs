@@ -164,8 +164,8 @@ async fn a_failed_model_call_gives_its_reservation_back() {
         ))
         .mount(&server)
         .await;
-    let app = TestApp::with_openai_fake(
-        &format!("{}/v1", server.uri()),
+    let app = TestApp::with_openai_server(
+        &server,
         &[
             ("BOOTSTRAP_ADMIN_EMAIL", ADMIN),
             ("DEFAULT_MODEL", "local/echo"),

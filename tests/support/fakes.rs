@@ -11,6 +11,36 @@ use axum::{body::Body, response::IntoResponse, routing::post, Router};
 use serde_json::{json, Value};
 use tokio::sync::mpsc;
 
+/// Answers POSTs to paths matching `path_regex` with `replies` in turn, each once (the calls of an
+/// agent's steps); a call past the last is wiremock's 404.
+pub async fn reply_in_turn(
+    server: &wiremock::MockServer,
+    path_regex: &str,
+    replies: impl IntoIterator<Item = Value>,
+) {
+    use wiremock::{matchers, Mock, ResponseTemplate};
+    for reply in replies {
+        Mock::given(matchers::method("POST"))
+            .and(matchers::path_regex(path_regex))
+            .respond_with(ResponseTemplate::new(200).set_body_json(reply))
+            .up_to_n_times(1)
+            .mount(server)
+            .await;
+    }
+}
+
+/// The path of OpenAI's Chat Completions, and of Bedrock's Converse for any model.
+pub const OPENAI_CHAT: &str = "^/v1/chat/completions$";
+pub const BEDROCK_CONVERSE: &str = "^/model/[^/]+/converse$";
+
+/// Answers every POST with `reply`.
+pub async fn reply_always(server: &wiremock::MockServer, reply: wiremock::ResponseTemplate) {
+    wiremock::Mock::given(wiremock::matchers::method("POST"))
+        .respond_with(reply)
+        .mount(server)
+        .await;
+}
+
 /// The JSON bodies a wiremock server received, in order.
 pub async fn sent_bodies(server: &wiremock::MockServer) -> Vec<Value> {
     server

@@ -531,6 +531,12 @@ impl TestApp {
         Self::with_env(&env).await
     }
 
+    /// An app whose OpenAI-compatible client talks to a wiremock `server` (its `/v1`), as
+    /// [`Self::with_openai_fake`].
+    pub async fn with_openai_server(server: &wiremock::MockServer, extra: &[(&str, &str)]) -> Self {
+        Self::with_openai_fake(&format!("{}/v1", server.uri()), extra).await
+    }
+
     /// An app whose OpenAI-compatible client talks to a fake at `base_url` (`…/v1`), with
     /// gpt-4o-mini as the default model, and `extra` settings.
     pub async fn with_openai_fake(base_url: &str, extra: &[(&str, &str)]) -> Self {
