@@ -16,7 +16,7 @@
 //!   [`AppState`].
 //! - **Infrastructure** at the root: [`config`], [`http`] (layers, extractors, SSE, the runner),
 //!   [`function`] (what a Lambda function is), [`auth`] (password hashes, JWTs), [`providers`],
-//!   [`blobs`], [`websocket_api`] (posting to WebSocket connections), [`idempotency`], [`ids`], [`kinds`], [`text`], [`cache`], [`error`], [`pagination`], [`models`] (the
+//!   [`blobs`], [`websocket_api`] (posting to WebSocket connections), [`idempotency`], [`ids`], [`kinds`], [`text`], [`cache`], [`error`], [`pagination`], [`media`] (what a file is), [`models`] (the
 //!   catalog), [`state`].
 //!
 //! Dependencies point one way: `api` → domain → infrastructure → leaves ([`ids`], [`kinds`], [`text`], [`cache`]).
@@ -45,6 +45,7 @@ pub mod idempotency;
 pub mod ids;
 pub mod kinds;
 pub mod knowledge;
+pub mod media;
 pub mod models;
 pub mod pagination;
 pub mod projects;

@@ -160,7 +160,7 @@ async fn upload_attachment(
             .content_type()
             .map(str::to_string)
             .filter(|t| !t.eq_ignore_ascii_case("application/octet-stream"))
-            .or_else(|| attachments::guess_type(&filename).map(str::to_string))
+            .or_else(|| crate::media::guess_type(&filename).map(str::to_string))
             .unwrap_or_else(|| "application/octet-stream".into());
         let mut chunks = FieldChunks(field);
         stored = Some(
@@ -395,7 +395,7 @@ async fn attachment_content(
         )
             .into_response()),
         Content::Stream(reader) => {
-            let content_type = match attachments::is_text_type(&attachment.content_type) {
+            let content_type = match crate::media::is_text_type(&attachment.content_type) {
                 true => format!("{}; charset=utf-8", attachment.content_type),
                 false => attachment.content_type.clone(),
             };

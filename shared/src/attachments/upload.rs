@@ -1,6 +1,7 @@
 //! Uploads: inline (checked as they stream to the blob store) and presigned (started, received, completed).
 
 use super::*;
+use crate::media::{check_type, clean_filename, media_type, Sniffed};
 
 /// Hashes, counts and samples the bytes of one file as they pass.
 pub(super) struct Inspector {

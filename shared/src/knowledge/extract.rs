@@ -29,7 +29,7 @@ impl Kind {
             return Some(Kind::Pdf);
         }
         let declared = declared
-            .map(crate::attachments::media_type)
+            .map(crate::media::media_type)
             .filter(|t| t != "application/octet-stream");
         let by_type = match declared.as_deref() {
             Some("text/plain") => Some(Kind::Text),

@@ -103,7 +103,7 @@ pub(super) fn image_of(
         ));
     };
     // The bytes must be what the URL says, as for uploaded attachments.
-    attachments::check_type(media_type, Sniffed::of(&bytes[..bytes.len().min(16)]))
+    media::check_type(media_type, Sniffed::of(&bytes[..bytes.len().min(16)]))
         .map_err(|e| OpenAiError::invalid(param, format!("the data URL's type {}", e.message)))?;
     Ok(FilePart {
         name: format!("image.{extension}"),

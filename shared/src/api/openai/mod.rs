@@ -19,11 +19,11 @@ use utoipa_axum::{router::OpenApiRouter, routes};
 
 use super::CurrentUser;
 use crate::{
-    attachments::{self, Sniffed},
     chat::{self, ChatInput, ClientTurns},
     error::Error,
     function::{Function, Limits, Needs, Transport},
     http::{parse_json, sse},
+    media::{self, Sniffed},
     providers::{FileKind, FilePart, Speaker, ToolCall, ToolChoice, ToolOutput, ToolSpec, Turn},
     state::AppState,
     store::User,

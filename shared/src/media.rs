@@ -1,6 +1,11 @@
-//! What a file is: its cleaned name, the type its first bytes show, and whether that matches the declared one.
+//! What a file is, for every part that takes files (attachments, project zips, knowledge
+//! documents, the OpenAI endpoint's images): its cleaned name, the type its first bytes show and
+//! whether that matches the declared one, the type a name suggests, and which types are text.
 
-use super::*;
+use crate::error::FieldError;
+
+/// The longest filename kept, in characters (display data only: the blob key never uses it).
+const MAX_FILENAME_CHARS: usize = 255;
 
 /// A client's filename made safe to show: the last path part only, control characters removed,
 /// surrounding spaces and dots trimmed. Refused when nothing is left or it is absurdly long.
@@ -166,4 +171,41 @@ pub fn is_text_type(mime: &str) -> bool {
                 | "application/x-sh"
                 | "application/sql"
         )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn filenames_are_display_data() {
+        assert_eq!(clean_filename("../../etc/passwd").unwrap(), "passwd");
+        assert_eq!(
+            clean_filename("C:\\Users\\me\\notes.md").unwrap(),
+            "notes.md"
+        );
+        assert_eq!(clean_filename("re\u{0}port\n.pdf").unwrap(), "report.pdf");
+        assert_eq!(clean_filename("  .hidden. ").unwrap(), "hidden");
+        assert!(clean_filename("dir/").is_err());
+        assert!(clean_filename("..").is_err());
+        assert!(clean_filename(&"a".repeat(256)).is_err());
+        assert!(clean_filename(&"é".repeat(255)).is_ok());
+    }
+
+    #[test]
+    fn bytes_must_be_what_the_type_says() {
+        let png = b"\x89PNG\r\n\x1a\n\0\0\0\rIHDR";
+        assert_eq!(Sniffed::of(png), Sniffed::Png);
+        assert_eq!(Sniffed::of(b"%PDF-1.7\n"), Sniffed::Pdf);
+        assert_eq!(Sniffed::of(b"RIFF\0\0\0\0WEBPVP8 "), Sniffed::Webp);
+        assert_eq!(Sniffed::of("# Titre é".as_bytes()), Sniffed::Text);
+        // A sample that ends inside a multi-byte character is still text.
+        assert_eq!(Sniffed::of(&"é".as_bytes()[..1]), Sniffed::Text);
+        assert_eq!(Sniffed::of(b"MZ\x90\0\x03"), Sniffed::Binary);
+        assert!(check_type("image/png", Sniffed::of(png)).is_ok());
+        assert!(check_type("image/png", Sniffed::Pdf).is_err());
+        assert!(check_type("application/pdf", Sniffed::Text).is_err());
+        assert!(check_type("text/plain", Sniffed::Binary).is_err());
+        assert!(check_type("text/csv", Sniffed::Text).is_ok());
+    }
 }
