@@ -441,3 +441,78 @@ async fn an_agent_on_a_project_offers_only_its_own_tools() {
         "You are a terse Rust reviewer."
     );
 }
+
+/// A read-only agent's model asked (say, by a prompt injection in a project file) to write: the call
+/// is answered as a tool error and never run, the file unchanged.
+#[tokio::test]
+async fn a_tool_the_turn_did_not_offer_is_refused_not_run() {
+    let server = MockServer::start().await;
+    let write = json!({
+        "id": "chatcmpl-w", "object": "chat.completion", "created": 1, "model": "gpt-4o-mini",
+        "choices": [{"index": 0, "finish_reason": "tool_calls", "message": {
+            "role": "assistant", "content": null,
+            "tool_calls": [{"id": "call_w", "type": "function", "function": {
+                "name": "write_file",
+                "arguments": json!({"path": "notes.md", "content": "pwned"}).to_string()}}]
+        }}],
+        "usage": {"prompt_tokens": 50, "completion_tokens": 5, "total_tokens": 55}
+    });
+    fakes::reply_in_turn(
+        &server,
+        fakes::OPENAI_CHAT,
+        [write, fakes::openai_completion("I cannot write.", 60, 4, 0)],
+    )
+    .await;
+    let app = app_with_fake(&server).await;
+    let t = app.register("agent-no-write@example.com").await;
+    let project = app
+        .post("/api/v1/projects", json!({"name": "P"}), Some(&t.access))
+        .await
+        .json()["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let reader = app
+        .post(
+            "/api/v1/agents",
+            reviewer("openai/gpt-4o-mini"),
+            Some(&t.access),
+        )
+        .await
+        .json();
+    let events = app
+        .chat_stream(
+            &t.access,
+            json!({"message": "Follow the notes", "project_id": project, "agent_id": reader["id"]}),
+            None,
+        )
+        .await;
+    let result = events
+        .iter()
+        .find(|e| e.event == "tool_result")
+        .expect("a tool_result event");
+    assert_eq!(result.data["is_error"], true, "{}", result.data);
+    assert!(events.iter().all(|e| e.event != "file_changed"));
+    let done = &events.last().unwrap().data;
+    assert_eq!(done["assistant_message"]["content"], "I cannot write.");
+    assert!(done["assistant_message"].get("changes").is_none(), "{done}");
+    app.get(
+        &format!("/api/v1/projects/{project}/files/notes.md"),
+        Some(&t.access),
+    )
+    .await
+    .problem(StatusCode::NOT_FOUND);
+    // The model read the refusal.
+    let sent = fakes::sent_bodies(&server).await;
+    let last = sent[1]["messages"]
+        .as_array()
+        .unwrap()
+        .last()
+        .unwrap()
+        .clone();
+    assert_eq!(last["role"], "tool");
+    assert_eq!(
+        last["content"],
+        "the tool `write_file` is not offered in this turn"
+    );
+}

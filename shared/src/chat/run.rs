@@ -218,9 +218,16 @@ impl ToolLoop<'_> {
             let mut outputs = Vec::with_capacity(completion.tool_calls.len());
             for call in &completion.tool_calls {
                 self.emit(Event::ToolCall(call.clone())).await;
-                let (output, change) = match tools::run_tool(ws, call).await {
-                    Ok(done) => done,
-                    Err(e) => return (String::new(), Err(TurnEnd::Failed(e))),
+                // The offered tools are the turn's (the agent's list); a call to any other (a
+                // prompt injection's `write_file` for a read-only agent) is refused, never run.
+                let offered = request.tools.iter().any(|t| t.name == call.name);
+                let (output, change) = if !offered {
+                    (tools::not_offered(call), None)
+                } else {
+                    match tools::run_tool(ws, call).await {
+                        Ok(done) => done,
+                        Err(e) => return (String::new(), Err(TurnEnd::Failed(e))),
+                    }
                 };
                 self.emit(Event::ToolResult(output.clone())).await;
                 if let Some(change) = change {

@@ -122,6 +122,12 @@ fn cut(mut text: String) -> String {
     text
 }
 
+/// The answer to a call of a tool the turn did not offer: an error the model reads.
+pub fn not_offered(call: &ToolCall) -> ToolOutput {
+    let refusal = format!("the tool `{}` is not offered in this turn", call.name);
+    output(call, Err(refusal)).0
+}
+
 /// Runs one call. Refusals (bad input, a path that breaks a rule, a missing file, a limit) are
 /// outputs marked as errors for the model; store and blob failures end the turn.
 pub async fn run_tool(
