@@ -170,3 +170,121 @@ async fn bad_bodies_are_422_naming_the_field_and_store_nothing() {
         json!([])
     );
 }
+
+async fn new_key(app: &TestApp, access: &str) -> String {
+    let res = app
+        .post("/api/v1/api-keys", json!({"name": "k"}), Some(access))
+        .await;
+    assert_eq!(res.status, StatusCode::CREATED, "{}", res.text());
+    res.json()["key"].as_str().unwrap().to_string()
+}
+
+/// A key calls models and reads and writes its owner's data; it cannot manage keys, change the
+/// profile or password, log out, or act as admin, even the admin's own key.
+#[tokio::test]
+async fn a_key_stays_in_its_lane() {
+    let app = TestApp::with_env(&[("BOOTSTRAP_ADMIN_EMAIL", "keys-admin@example.com")]).await;
+    let admin = app.register("keys-admin@example.com").await;
+    let key = new_key(&app, &admin.access).await;
+
+    // What a key is for.
+    assert_eq!(
+        app.get("/api/v1/users/me", Some(&key)).await.status,
+        StatusCode::OK
+    );
+    assert_eq!(
+        app.chat(&key, json!({"message": "hi"}), None).await.status,
+        StatusCode::OK
+    );
+
+    // What it is not: each a 403 problem, nothing changed.
+    let refused = [
+        app.post("/api/v1/api-keys", json!({"name": "more"}), Some(&key))
+            .await,
+        app.get("/api/v1/api-keys", Some(&key)).await,
+        app.delete(
+            "/api/v1/api-keys/01890a5d-ac96-774b-bcce-b302099a8057",
+            Some(&key),
+        )
+        .await,
+        app.patch(
+            "/api/v1/users/me",
+            json!({"display_name": "Owned"}),
+            Some(&key),
+        )
+        .await,
+        app.post(
+            "/api/v1/auth/logout",
+            json!({"refresh_token": admin.refresh}),
+            Some(&key),
+        )
+        .await,
+        app.post("/api/v1/auth/logout-all", json!({}), Some(&key))
+            .await,
+        app.get("/api/v1/admin/users", Some(&key)).await,
+        app.get("/api/v1/admin/audit", Some(&key)).await,
+    ];
+    for res in refused {
+        let p = res.problem(StatusCode::FORBIDDEN);
+        assert!(p["detail"].as_str().unwrap().contains("API key"), "{p}");
+    }
+    let me = app
+        .get("/api/v1/users/me", Some(&admin.access))
+        .await
+        .json();
+    assert_ne!(me["display_name"], "Owned");
+    let keys = app
+        .get("/api/v1/api-keys", Some(&admin.access))
+        .await
+        .json();
+    assert_eq!(keys["items"].as_array().unwrap().len(), 1, "{keys}");
+    // The session it could not end is still live; the admin routes answer the session.
+    assert_eq!(
+        app.get("/api/v1/admin/users", Some(&admin.access))
+            .await
+            .status,
+        StatusCode::OK
+    );
+}
+
+/// "Log out everywhere" and a password change end every key too.
+#[tokio::test]
+async fn logging_out_everywhere_and_a_new_password_revoke_every_key() {
+    let app = TestApp::spawn().await;
+    let ada = app.register("keys-revoked@example.com").await;
+    let key = new_key(&app, &ada.access).await;
+    let res = app
+        .post("/api/v1/auth/logout-all", json!({}), Some(&ada.access))
+        .await;
+    assert_eq!(res.status, StatusCode::NO_CONTENT, "{}", res.text());
+    app.get("/api/v1/users/me", Some(&key))
+        .await
+        .problem(StatusCode::UNAUTHORIZED);
+
+    let again = app
+        .login("keys-revoked@example.com", codechat_api_tests::PASSWORD)
+        .await
+        .json();
+    let access = again["access_token"].as_str().unwrap().to_string();
+    let key = new_key(&app, &access).await;
+    let res = app
+        .patch(
+            "/api/v1/users/me",
+            json!({"current_password": codechat_api_tests::PASSWORD, "new_password": "a brand new passphrase"}),
+            Some(&access),
+        )
+        .await;
+    assert_eq!(res.status, StatusCode::OK, "{}", res.text());
+    app.get("/api/v1/users/me", Some(&key))
+        .await
+        .problem(StatusCode::UNAUTHORIZED);
+    let relogged = app
+        .login("keys-revoked@example.com", "a brand new passphrase")
+        .await
+        .json();
+    let keys = app
+        .get("/api/v1/api-keys", relogged["access_token"].as_str())
+        .await
+        .json();
+    assert_eq!(keys["items"], json!([]), "{keys}");
+}

@@ -184,7 +184,8 @@ pub async fn register(
 }
 
 /// Applies a profile change. A password change needs the current password and logs the user out of
-/// every session, this one included (the epoch moves on and every refresh token is revoked).
+/// every session, this one included (the epoch moves on, every refresh token is revoked and every
+/// API key deleted).
 /// A wrong `current_password` counts as a failed password check (see [`LoginLimits`]).
 #[tracing::instrument(level = "debug", skip_all)]
 pub async fn update_profile(
@@ -216,7 +217,7 @@ pub async fn update_profile(
         .await?
         .ok_or(Error::NotFound)?;
     if password_hash.is_some() {
-        conn.revoke_user_refresh_tokens(user.id).await?;
+        conn.revoke_user_credentials(user.id).await?;
     }
     Ok(updated)
 }

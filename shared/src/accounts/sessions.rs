@@ -58,7 +58,8 @@ pub async fn logout(conn: &Conn, keys: &TokenKeys, user: &User, refresh_token: &
     Ok(())
 }
 
-/// Ends every session of `user`: every access and refresh token stops working at once.
+/// Ends every session of `user`: every access and refresh token and every API key stops working at
+/// once.
 #[tracing::instrument(level = "debug", skip_all)]
 pub async fn logout_everywhere(conn: &Conn, user: &User) -> Result<()> {
     Ok(conn.end_all_sessions(user.id).await?)

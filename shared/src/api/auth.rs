@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 use utoipa_axum::{router::OpenApiRouter, routes};
 
-use super::{ClientIp, CurrentUser, UserOut};
+use super::{ClientIp, SessionUser, UserOut};
 use crate::{
     accounts::{self, Attempt, DisplayName, Email, Password, Registration, TokenPair},
     error::{Error, FieldErrors, Problem, Result},
@@ -197,10 +197,10 @@ async fn refresh(
 
 /// Ends the session the refresh token belongs to: its refresh and access tokens stop working at once.
 #[utoipa::path(post, path = "/api/v1/auth/logout", tag = "auth", security(("bearer" = [])), request_body = RefreshRequest,
-    responses((status = 204), (status = 401, body = Problem)))]
+    responses((status = 204), (status = 401, body = Problem), (status = 403, body = Problem, description = "Not with an API key")))]
 async fn logout(
     State(state): State<AppState>,
-    CurrentUser(user): CurrentUser,
+    SessionUser(user): SessionUser,
     ApiJson(body): ApiJson<RefreshRequest>,
 ) -> Result<StatusCode> {
     let conn = state.store().conn().await?;
@@ -211,10 +211,10 @@ async fn logout(
 /// Ends every session of the current user ("log out everywhere"): every access and refresh token
 /// stops working at once.
 #[utoipa::path(post, path = "/api/v1/auth/logout-all", tag = "auth", security(("bearer" = [])),
-    responses((status = 204), (status = 401, body = Problem)))]
+    responses((status = 204), (status = 401, body = Problem), (status = 403, body = Problem, description = "Not with an API key")))]
 async fn logout_all(
     State(state): State<AppState>,
-    CurrentUser(user): CurrentUser,
+    SessionUser(user): SessionUser,
 ) -> Result<StatusCode> {
     let conn = state.store().conn().await?;
     accounts::logout_everywhere(&conn, &user).await?;

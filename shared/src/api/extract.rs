@@ -20,15 +20,8 @@ impl FromRequestParts<AppState> for CurrentUser {
     type Rejection = Error;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Error> {
-        let token = parts
-            .headers
-            .get(axum::http::header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| {
-                let (scheme, token) = v.split_once(' ')?;
-                scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
-            })
-            .ok_or(Error::Unauthorized("a bearer access token is required"))?;
+        let token =
+            bearer(parts).ok_or(Error::Unauthorized("a bearer access token is required"))?;
         let conn = state.store().conn().await?;
         // A personal API key (`cc_…`) is a bearer credential too: scripts, CI and OpenAI clients.
         let user = if api_keys::is_api_key(token) {
@@ -41,15 +34,46 @@ impl FromRequestParts<AppState> for CurrentUser {
     }
 }
 
+/// The user signed in with an access token. An API key calls models and reads and writes the
+/// user's data; it cannot manage API keys, change the profile or password, log out, or act as
+/// admin (403), so a leaked key cannot lock its owner out or make itself permanent.
+pub struct SessionUser(pub User);
+
+impl FromRequestParts<AppState> for SessionUser {
+    type Rejection = Error;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Error> {
+        if bearer(parts).is_some_and(api_keys::is_api_key) {
+            return Err(Error::Forbidden(
+                "an API key cannot do this: sign in with your password",
+            ));
+        }
+        let CurrentUser(user) = CurrentUser::from_request_parts(parts, state).await?;
+        Ok(SessionUser(user))
+    }
+}
+
+fn bearer(parts: &Parts) -> Option<&str> {
+    parts
+        .headers
+        .get(axum::http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| {
+            let (scheme, token) = v.split_once(' ')?;
+            scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
+        })
+}
+
 /// The authenticated user, who must be an admin: the role is read from the stored account on every
-/// request (the token's `role` claim opens nothing), so a demotion holds from the next request.
+/// request (the token's `role` claim opens nothing), so a demotion holds from the next request. An
+/// API key never acts as admin.
 pub struct AdminUser(pub User);
 
 impl FromRequestParts<AppState> for AdminUser {
     type Rejection = Error;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Error> {
-        let CurrentUser(user) = CurrentUser::from_request_parts(parts, state).await?;
+        let SessionUser(user) = SessionUser::from_request_parts(parts, state).await?;
         if user.role != crate::kinds::Role::Admin {
             return Err(Error::Forbidden("this route is for admins"));
         }

@@ -3,7 +3,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 use utoipa_axum::{router::OpenApiRouter, routes};
 
-use super::{ClientIp, CurrentUser, IdPath};
+use super::{ClientIp, CurrentUser, IdPath, SessionUser};
 use crate::{
     accounts::{self, DisplayName, Password, PasswordChange, ProfileChanges},
     api_keys,
@@ -108,10 +108,10 @@ async fn get_me(CurrentUser(user): CurrentUser) -> Json<UserOut> {
 /// Changes the display name and/or the password (which needs the current one, and ends every
 /// session, this one included).
 #[utoipa::path(patch, path = "/api/v1/users/me", tag = "users", security(("bearer" = [])), request_body = UpdateMe,
-    responses((status = 200, body = UserOut), (status = 401, body = Problem), (status = 422, body = Problem), (status = 429, body = Problem)))]
+    responses((status = 200, body = UserOut), (status = 401, body = Problem), (status = 403, body = Problem, description = "Not with an API key"), (status = 422, body = Problem), (status = 429, body = Problem)))]
 async fn patch_me(
     State(state): State<AppState>,
-    CurrentUser(user): CurrentUser,
+    SessionUser(user): SessionUser,
     ClientIp(ip): ClientIp,
     ApiJson(body): ApiJson<UpdateMe>,
 ) -> Result<Json<UserOut>> {
@@ -174,10 +174,10 @@ type ApiKeyPage = Paginated<ApiKeyOut>;
 
 /// Creates a personal API key; the answer is the only time the key is shown.
 #[utoipa::path(post, path = "/api/v1/api-keys", tag = "users", security(("bearer" = [])), request_body = NewApiKeyBody,
-    responses((status = 201, body = CreatedApiKey), (status = 401, body = Problem), (status = 422, body = Problem)))]
+    responses((status = 201, body = CreatedApiKey), (status = 401, body = Problem), (status = 403, body = Problem, description = "Not with an API key"), (status = 422, body = Problem)))]
 async fn create_api_key(
     State(state): State<AppState>,
-    CurrentUser(user): CurrentUser,
+    SessionUser(user): SessionUser,
     ApiJson(body): ApiJson<NewApiKeyBody>,
 ) -> Result<(StatusCode, Json<CreatedApiKey>)> {
     let new = api_keys::NewKey::parse(&body.name, body.expires_at.as_deref())?;
@@ -194,10 +194,10 @@ async fn create_api_key(
 
 /// The user's API keys, newest first (name, prefix, times; never the key).
 #[utoipa::path(get, path = "/api/v1/api-keys", tag = "users", security(("bearer" = [])), params(PageQuery),
-    responses((status = 200, body = ApiKeyPage), (status = 401, body = Problem), (status = 422, body = Problem)))]
+    responses((status = 200, body = ApiKeyPage), (status = 401, body = Problem), (status = 403, body = Problem, description = "Not with an API key"), (status = 422, body = Problem)))]
 async fn list_api_keys(
     State(state): State<AppState>,
-    CurrentUser(user): CurrentUser,
+    SessionUser(user): SessionUser,
     ApiQuery(query): ApiQuery<PageQuery>,
 ) -> Result<Json<ApiKeyPage>> {
     let page = query.parse()?;
@@ -210,10 +210,10 @@ async fn list_api_keys(
 /// Deletes a key; calls with it fail from now on.
 #[utoipa::path(delete, path = "/api/v1/api-keys/{id}", tag = "users", security(("bearer" = [])),
     params(("id" = String, Path, description = "API key id")),
-    responses((status = 204), (status = 404, body = Problem)))]
+    responses((status = 204), (status = 403, body = Problem, description = "Not with an API key"), (status = 404, body = Problem)))]
 async fn delete_api_key(
     State(state): State<AppState>,
-    CurrentUser(user): CurrentUser,
+    SessionUser(user): SessionUser,
     IdPath(id): IdPath<ApiKeyId>,
 ) -> Result<StatusCode> {
     let conn = state.store().conn().await?;

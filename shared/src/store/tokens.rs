@@ -121,12 +121,20 @@ impl Conn {
     }
 
     /// Revokes every refresh token of a user (a password change).
-    pub async fn revoke_user_refresh_tokens(&self, user_id: UserId) -> StoreResult<()> {
-        self.execute(
+    /// After a password change: every refresh token revoked and every API key deleted, together.
+    pub async fn revoke_user_credentials(&self, user_id: UserId) -> StoreResult<()> {
+        let tx = self.transaction("tokens.revoke_user_credentials").await?;
+        tx.execute(
             "UPDATE refresh_tokens SET revoked_at = ?2 WHERE user_id = ?1 AND revoked_at IS NULL",
             libsql::params![user_id, crate::ids::now()],
         )
         .await?;
+        tx.execute(
+            "DELETE FROM api_keys WHERE user_id = ?1",
+            libsql::params![user_id],
+        )
+        .await?;
+        tx.commit().await?;
         Ok(())
     }
 }

@@ -173,6 +173,11 @@ impl Conn {
             libsql::params![id, now],
         )
         .await?;
+        tx.execute(
+            "DELETE FROM api_keys WHERE user_id = ?1",
+            libsql::params![id],
+        )
+        .await?;
         tx.commit().await?;
         Ok(())
     }
