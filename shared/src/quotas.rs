@@ -171,7 +171,7 @@ async fn take(
         "chat is blocked for this account (daily_token_limit is 0)".to_string()
     } else if tokens > limit {
         format!(
-            "this turn may use up to {tokens} tokens (input estimate + max_tokens), more than the daily_token_limit of {limit}; lower max_tokens"
+            "this turn may use up to {tokens} tokens (the input with its files and sources, and max_tokens), more than the daily_token_limit of {limit}; lower max_tokens or send fewer files"
         )
     } else {
         format!(

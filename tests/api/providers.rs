@@ -318,7 +318,7 @@ async fn a_client_that_disconnects_leaves_an_incomplete_message() {
         Method::POST,
         "/api/v1/chat",
         Some(&t.access),
-        Some(json!({"message": "hi", "stream": true})),
+        Some(json!({"message": "hi", "stream": true, "max_tokens": 300})),
     );
     let mut body = app.send_streaming(req).await.into_body();
     fake.send(fakes::openai_chunk("so far "));
@@ -340,6 +340,18 @@ async fn a_client_that_disconnects_leaves_an_incomplete_message() {
     let msgs = app.messages(&t.access, &id).await;
     assert_eq!(msgs[1]["status"], "incomplete");
     assert!(msgs[1]["content"].as_str().unwrap().starts_with("so far "));
+    // The provider's count never came (the stream was dropped): the reservation is billed, all of
+    // the answer's room included.
+    let usage = app
+        .get(
+            &format!("/api/v1/messages/{}/usage", msgs[1]["id"].as_str().unwrap()),
+            Some(&t.access),
+        )
+        .await
+        .json();
+    let row = &usage["items"][0];
+    assert_eq!(row["output_tokens"], 300, "{usage}");
+    assert!(row["input_tokens"].as_i64().unwrap() > 0, "{usage}");
 }
 
 #[tokio::test]

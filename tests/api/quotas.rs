@@ -373,3 +373,69 @@ async fn fifty_turns_in_four_processes_never_overspend() {
         .json();
     assert_eq!(listed["items"].as_array().unwrap().len(), ok);
 }
+
+/// The files sent with a message count against the budget before the call: a 200 KB text file is
+/// about 50 000 tokens, so a user with 3 000 left is refused before any model call, and nothing is
+/// stored (the attachment stays unsent).
+#[tokio::test]
+async fn an_attached_file_counts_against_the_budget_before_the_call() {
+    let server = MockServer::start().await;
+    codechat_api_tests::fakes::reply_always(
+        &server,
+        ResponseTemplate::new(200).set_body_json(codechat_api_tests::fakes::openai_completion(
+            "read it", 10, 2, 0,
+        )),
+    )
+    .await;
+    let app = TestApp::with_openai_server(&server, &[("BOOTSTRAP_ADMIN_EMAIL", ADMIN)]).await;
+    let admin = app.register(ADMIN).await;
+    let user = app.register("quota-files@example.com").await;
+    app.set_daily_limit(&admin.access, &user, json!(3000)).await;
+
+    let text = "a".repeat(200 * 1024);
+    let res = app
+        .post_multipart(
+            "/api/v1/attachments",
+            &user.access,
+            &[("file", Some("big.txt"), Some("text/plain"), text.as_bytes())],
+        )
+        .await;
+    assert_eq!(res.status, StatusCode::CREATED, "{}", res.text());
+    let attachment = res.json()["id"].as_str().unwrap().to_string();
+
+    let res = app
+        .chat(
+            &user.access,
+            json!({"message": "summarise", "attachment_ids": [attachment], "max_tokens": 500}),
+            None,
+        )
+        .await;
+    assert_limited(&res, "daily_token_limit");
+    assert!(
+        server.received_requests().await.unwrap().is_empty(),
+        "no model call"
+    );
+    let conversations = app
+        .get("/api/v1/conversations", Some(&user.access))
+        .await
+        .json();
+    assert_eq!(conversations["items"], json!([]), "{conversations}");
+    let a = app
+        .get(
+            &format!("/api/v1/attachments/{attachment}"),
+            Some(&user.access),
+        )
+        .await
+        .json();
+    assert!(a["message_id"].is_null(), "{a}");
+
+    // The same message without the file fits.
+    let res = app
+        .chat(
+            &user.access,
+            json!({"message": "summarise", "max_tokens": 500}),
+            None,
+        )
+        .await;
+    assert_eq!(res.status, StatusCode::OK, "{}", res.text());
+}

@@ -105,10 +105,17 @@ pub(super) async fn run(
 
     // A call that produced nothing is not billed; a partial answer is, by estimate.
     let estimate = || TokenUsage::estimate(&plan.request, &text);
+    // The provider's own count never came (the client left and the stream was dropped, or the
+    // deadline passed): what was reserved for the call is billed, files and all.
+    let reserved = || TokenUsage {
+        input_tokens: TokenUsage::estimate(&plan.request, "").input_tokens,
+        output_tokens: plan.request.max_tokens as u64,
+        cached_tokens: 0,
+    };
     let (status, failure, usage) = match result {
         Ok(usage) => (MessageStatus::Complete, None, usage),
-        Err(TurnEnd::ClientGone) => (MessageStatus::Incomplete, None, estimate()),
-        Err(TurnEnd::OutOfTime) => (MessageStatus::Incomplete, Some(out_of_time()), estimate()),
+        Err(TurnEnd::ClientGone) => (MessageStatus::Incomplete, None, reserved()),
+        Err(TurnEnd::OutOfTime) => (MessageStatus::Incomplete, Some(out_of_time()), reserved()),
         Err(TurnEnd::Provider(e)) if text.is_empty() => (
             MessageStatus::Failed,
             Some(provider_error(e)),

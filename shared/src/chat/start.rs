@@ -55,6 +55,9 @@ pub(super) async fn start(
         &model,
     )
     .await?;
+    // What the files cost is reserved with the rest (they are sent on every step of a tool loop,
+    // whose further calls reserve again with them in the request).
+    let file_tokens: u64 = files.iter().map(crate::providers::file_tokens).sum();
     let project_id = match conversation {
         Some(c) => c.project_id,
         None => input.project_id,
@@ -114,6 +117,7 @@ pub(super) async fn start(
             input.client,
             base_system,
             retrieve.then_some(settings.knowledge_tokens),
+            file_tokens,
         )
         .await?;
     let Reserved {
@@ -309,7 +313,8 @@ impl Planning<'_> {
         (plan, cost)
     }
 
-    /// Plans the call, reserves its cost, and, with `knowledge_tokens`, retrieves the sources:
+    /// Plans the call, reserves its cost (with `file_tokens`, the files it will carry), and, with
+    /// `knowledge_tokens`, retrieves the sources:
     /// the reservation covers their room and is taken before the query is embedded, so a turn
     /// refused for its budget makes no embedding call and bills nothing. Retrieval runs before the
     /// model call (whatever the model), so sources and citations work with every provider.
@@ -323,6 +328,7 @@ impl Planning<'_> {
         client: Option<ClientTurns>,
         mut base_system: String,
         knowledge_tokens: Option<usize>,
+        file_tokens: u64,
     ) -> Result<Reserved> {
         let (mut plan, cost) = match client {
             Some(client) => client_plan(
@@ -335,7 +341,7 @@ impl Planning<'_> {
             None => self.plan(&base_system),
         };
         let room = knowledge_tokens.map_or(0, |t| t as u64 + 1);
-        let mut holds = quotas::reserve(conn, budget, cost + room).await?;
+        let mut holds = quotas::reserve(conn, budget, cost + room + file_tokens).await?;
         let mut citations = Vec::new();
         if let Some(tokens) = knowledge_tokens {
             let retrieved = knowledge::context_for(conn, embedding, budget, query, tokens).await;

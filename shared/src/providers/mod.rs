@@ -7,6 +7,7 @@
 
 mod bedrock;
 mod echo;
+mod file_tokens;
 mod openai;
 
 use std::time::Duration;
@@ -72,6 +73,7 @@ pub enum ToolChoice {
 }
 
 pub use crate::kinds::ToolCall;
+pub use file_tokens::file_tokens;
 
 /// What a tool call returned.
 #[derive(Debug, Clone, PartialEq)]
@@ -144,10 +146,20 @@ pub struct ModelRequest {
 }
 
 impl ModelRequest {
-    /// The most tokens the call can bill: its input's estimate and all of the answer's room (what
-    /// a turn reserves against its budget before calling).
+    /// The most tokens the call can bill: its input's estimate (files included) and all of the
+    /// answer's room (what a turn reserves against its budget before calling, and bills when the
+    /// provider's own count never comes).
     pub fn most_tokens(&self) -> u64 {
         TokenUsage::estimate(self, "").input_tokens + self.max_tokens as u64
+    }
+
+    /// The files the call sends, in tokens at most ([`file_tokens`]).
+    pub fn file_tokens(&self) -> u64 {
+        self.turns
+            .iter()
+            .flat_map(|t| &t.files)
+            .map(file_tokens)
+            .sum()
     }
 }
 
@@ -164,7 +176,8 @@ impl TokenUsage {
     /// the offline model reports, and what is billed when a provider never reported usage.
     pub fn estimate(request: &ModelRequest, reply: &str) -> Self {
         let input = request.system.as_deref().map(estimate_tokens).unwrap_or(0)
-            + request.turns.iter().map(estimate_turn_tokens).sum::<u64>();
+            + request.turns.iter().map(estimate_turn_tokens).sum::<u64>()
+            + request.file_tokens();
         TokenUsage {
             input_tokens: input,
             output_tokens: estimate_tokens(reply),
