@@ -202,8 +202,15 @@ pub async fn usage_report(
     Ok(rows)
 }
 
-pub async fn audit_log(conn: &Conn, page: Page<(String, String)>) -> Result<Paginated<AuditEntry>> {
+/// A page of the audit log; the read is itself an entry (`audit.read`), written after the page is
+/// read, so it shows from the next read on.
+pub async fn audit_log(
+    conn: &Conn,
+    actor: &User,
+    page: Page<(String, String)>,
+) -> Result<Paginated<AuditEntry>> {
     let rows = conn.list_audit(page.after, page.limit).await?;
+    record(conn, actor, "audit.read", "audit", String::new()).await?;
     Ok(Paginated::from_rows(rows, page.limit, |e| {
         (e.created_at.clone(), e.id.clone())
     }))

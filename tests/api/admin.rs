@@ -319,6 +319,13 @@ async fn admins_read_any_conversation_and_are_audited() {
             ("user.conversations.read", uid.as_str())
         ]
     );
+    // Reading the log is itself in the log, from the next read on.
+    let audit = app
+        .get("/api/v1/admin/audit", Some(&admin.access))
+        .await
+        .json();
+    assert_eq!(audit["items"][0]["action"], "audit.read", "{audit}");
+    assert_eq!(audit["items"][0]["actor_id"], admin.user["id"], "{audit}");
 }
 
 #[tokio::test]

@@ -341,10 +341,12 @@ async fn usage_report(
     responses((status = 200, body = AuditPage), (status = 403, body = Problem), (status = 422, body = Problem)))]
 async fn audit_log(
     State(state): State<AppState>,
-    AdminUser(_admin): AdminUser,
+    AdminUser(admin): AdminUser,
     ApiQuery(query): ApiQuery<PageQuery>,
 ) -> Result<Json<AuditPage>> {
     let page = query.parse()?;
     let conn = state.store().conn().await?;
-    Ok(Json(admin::audit_log(&conn, page).await?.map(Into::into)))
+    Ok(Json(
+        admin::audit_log(&conn, &admin, page).await?.map(Into::into),
+    ))
 }

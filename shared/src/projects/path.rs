@@ -5,8 +5,9 @@ const MAX_SEGMENT_BYTES: usize = 255;
 const MAX_DEPTH: usize = 32;
 
 /// A file's path inside a project: relative, `/`-separated, normalised once and checked against
-/// every rule (no `..` or `.`, no absolute path, no backslash, no NUL or control character, no
-/// empty segment, at most 32 levels and 1024 bytes, segments of at most 255 bytes).
+/// every rule (no `..` or `.`, no absolute path, no backslash, no NUL, control or invisible format
+/// character (bidi overrides, zero-width characters: a spoofed name in the tree or in the agent's
+/// prompt), no empty segment, at most 32 levels and 1024 bytes, segments of at most 255 bytes).
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct ProjectPath(String);
 
@@ -26,6 +27,12 @@ impl ProjectPath {
         }
         if raw.chars().any(|c| c.is_control()) {
             return Err("must not contain NUL or control characters".into());
+        }
+        if crate::text::has_hidden_characters(raw) {
+            return Err(
+                "must not contain invisible characters (bidi controls, zero-width characters)"
+                    .into(),
+            );
         }
         let segments: Vec<&str> = raw.split('/').collect();
         if segments.len() > MAX_DEPTH {
@@ -69,6 +76,9 @@ mod tests {
         }
         for bad in [
             "",
+            "src/\u{202e}sr.exe",
+            "a\u{200b}.txt",
+            "\u{feff}main.rs",
             "/etc/passwd",
             "../x",
             "a/../b",
