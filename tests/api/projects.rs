@@ -1212,3 +1212,59 @@ async fn exports_past_lambdas_limit_are_answered_through_the_bucket() {
         }
     }
 }
+
+/// The project routes that take JSON keep the JSON body limit (413, nothing stored); only the
+/// import and the inline zip have their own; a multipart `name` part is bounded too.
+#[tokio::test]
+async fn project_json_bodies_and_names_are_bounded() {
+    let app = TestApp::with_env(&[("MAX_JSON_BODY_BYTES", "1000")]).await;
+    let token = app.register("bounded-projects@example.com").await.access;
+    let long = "x".repeat(2000);
+    app.post(
+        "/api/v1/projects",
+        json!({"name": "P", "description": long}),
+        Some(&token),
+    )
+    .await
+    .problem(StatusCode::PAYLOAD_TOO_LARGE);
+    let list = app.get("/api/v1/projects", Some(&token)).await.json();
+    assert_eq!(list["items"], json!([]), "{list}");
+
+    let id = app
+        .post("/api/v1/projects", json!({"name": "P"}), Some(&token))
+        .await
+        .json()["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    app.patch(
+        &format!("/api/v1/projects/{id}"),
+        json!({"description": long}),
+        Some(&token),
+    )
+    .await
+    .problem(StatusCode::PAYLOAD_TOO_LARGE);
+    app.post(
+        "/api/v1/projects/uploads",
+        json!({"filename": long, "size": 10}),
+        Some(&token),
+    )
+    .await
+    .problem(StatusCode::PAYLOAD_TOO_LARGE);
+
+    let zip = zip_of(&[("a.txt", b"a")]);
+    let name = "n".repeat(5000);
+    let res = app
+        .post_multipart(
+            "/api/v1/projects/upload",
+            &token,
+            &[
+                ("name", None, None, name.as_bytes()),
+                ("file", Some("p.zip"), Some("application/zip"), &zip),
+            ],
+        )
+        .await;
+    assert_eq!(res.invalid_fields(), vec!["name"], "{}", res.text());
+    let list = app.get("/api/v1/projects", Some(&token)).await.json();
+    assert_eq!(list["items"].as_array().unwrap().len(), 1, "{list}");
+}

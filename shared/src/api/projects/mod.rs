@@ -37,17 +37,21 @@ pub const FUNCTION: Function = Function {
 
 /// Projects, their files and tree, JSON export and import.
 pub fn routes() -> OpenApiRouter<AppState> {
-    let router = OpenApiRouter::new()
+    // Imports and inline zips count their bytes against their own limits; every other route keeps
+    // the JSON body limit (file bodies are read as a stream, under their own limit too).
+    let own_limits = OpenApiRouter::new()
+        .routes(routes!(import_project))
+        .merge(uploads::inline_routes())
+        .layer(DefaultBodyLimit::disable());
+    OpenApiRouter::new()
         .routes(routes!(create_project, list_projects))
         .routes(routes!(get_project, patch_project, delete_project))
         .routes(routes!(project_tree))
         .routes(routes!(export_project))
         .routes(routes!(project_archive))
-        .routes(routes!(import_project))
         .merge(uploads::routes())
-        // File bodies and imports count their bytes against their own limits.
-        .layer(DefaultBodyLimit::disable());
-    router.merge(files::routes())
+        .merge(own_limits)
+        .merge(files::routes())
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -236,6 +240,9 @@ async fn body_bytes(body: Body, limit: usize) -> Result<bytes::Bytes> {
         )
 }
 
+/// The most a multipart `name` part may hold (a name is far shorter; this bounds the read).
+const MAX_NAME_PART_BYTES: usize = 4096;
+
 /// A multipart body's `file` part (read up to `limit` bytes, 413 past it) and its `name` part.
 pub(super) struct FilePart {
     pub bytes: bytes::Bytes,
@@ -268,7 +275,18 @@ pub(super) async fn file_part(
                 }
                 file = Some(bytes.freeze());
             }
-            Some("name") => name = Some(field.text().await.map_err(malformed)?),
+            Some("name") => {
+                let mut bytes = Vec::new();
+                while let Some(chunk) = field.chunk().await.map_err(malformed)? {
+                    if bytes.len() + chunk.len() > MAX_NAME_PART_BYTES {
+                        return Err(Error::invalid("name", "is too long"));
+                    }
+                    bytes.extend_from_slice(&chunk);
+                }
+                let text = String::from_utf8(bytes)
+                    .map_err(|_| Error::invalid("name", "must be UTF-8 text"))?;
+                name = Some(text);
+            }
             _ => {}
         }
     }

@@ -2,10 +2,14 @@
 
 use super::*;
 
-/// The zip routes.
+/// The inline zip route: its body is the zip, under its own limit.
+pub(super) fn inline_routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new().routes(routes!(upload_project))
+}
+
+/// The presigned upload's routes (JSON bodies).
 pub(super) fn routes() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
-        .routes(routes!(upload_project))
         .routes(routes!(start_project_upload))
         .routes(routes!(complete_project_upload))
         .routes(routes!(project_upload_status))
