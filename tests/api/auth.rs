@@ -633,3 +633,67 @@ async fn wrong_current_passwords_count_as_failed_logins() {
         .await
         .problem(StatusCode::TOO_MANY_REQUESTS);
 }
+
+async fn register(app: &TestApp, email: &str, token: Option<&str>) -> TestResponse {
+    let mut body = json!({"email": email, "password": PASSWORD});
+    if let Some(t) = token {
+        body["bootstrap_token"] = json!(t);
+    }
+    app.post("/api/v1/auth/register", body, None).await
+}
+
+/// In the lambda profile the first admin's email alone makes no one admin: registering it needs the
+/// deployment's bootstrap token, and a missing or wrong one is refused with nothing stored.
+#[tokio::test]
+async fn the_first_admin_presents_the_bootstrap_token_in_lambda() {
+    let store = tempfile::tempdir().unwrap();
+    let url = format!("file:{}", store.path().join("lambda.db").display());
+    let lambda = [
+        ("CODECHAT_PROFILE", "lambda"),
+        ("LIBSQL_URL", url.as_str()),
+        ("BEDROCK_ENABLED", "false"),
+        ("BOOTSTRAP_ADMIN_EMAIL", "first-admin@example.com"),
+    ];
+
+    // No token set on the deployment: nobody becomes admin, the email is not taken either.
+    let app = TestApp::with_env(&lambda).await;
+    let res = register(&app, "first-admin@example.com", None).await;
+    assert_eq!(
+        res.invalid_fields(),
+        vec!["bootstrap_token"],
+        "{}",
+        res.text()
+    );
+
+    let mut with_token = lambda.to_vec();
+    with_token.push(("BOOTSTRAP_ADMIN_TOKEN", "a-long-random-bootstrap-token"));
+    let app = TestApp::with_env(&with_token).await;
+    for token in [None, Some("wrong")] {
+        let res = register(&app, "first-admin@example.com", token).await;
+        assert_eq!(
+            res.invalid_fields(),
+            vec!["bootstrap_token"],
+            "{}",
+            res.text()
+        );
+    }
+    app.login("first-admin@example.com", PASSWORD)
+        .await
+        .problem(StatusCode::UNAUTHORIZED);
+    let res = register(
+        &app,
+        "first-admin@example.com",
+        Some("a-long-random-bootstrap-token"),
+    )
+    .await;
+    assert_eq!(res.status, StatusCode::CREATED, "{}", res.text());
+    assert_eq!(res.json()["user"]["role"], "admin");
+    // Once an admin exists the token opens nothing more.
+    let res = register(
+        &app,
+        "second@example.com",
+        Some("a-long-random-bootstrap-token"),
+    )
+    .await;
+    assert_eq!(res.json()["user"]["role"], "user");
+}

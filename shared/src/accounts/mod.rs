@@ -124,6 +124,54 @@ pub struct Registration {
     pub email: Email,
     pub password: Password,
     pub display_name: Option<DisplayName>,
+    /// What the first admin presents (see [`Bootstrap`]).
+    pub bootstrap_token: Option<String>,
+}
+
+/// Who becomes the first admin: the account registered with `email` while no admin exists, when it
+/// presents `token`. Where `needs_token` (Lambda: an email alone proves nothing) and no token is
+/// set, nobody does. While no admin exists, registering that email with a missing or wrong token
+/// is refused (422 on `bootstrap_token`, nothing stored), so the email is never taken by a plain
+/// account.
+#[derive(Clone, Copy, Default)]
+pub struct Bootstrap<'a> {
+    pub email: Option<&'a str>,
+    pub token: Option<&'a crate::config::SecretRef>,
+    pub needs_token: bool,
+}
+
+impl Bootstrap<'_> {
+    async fn makes_admin(&self, conn: &Conn, input: &Registration) -> Result<bool> {
+        let Some(email) = self.email.map(Email::normalize) else {
+            return Ok(false);
+        };
+        if email != input.email.as_str() || conn.admin_exists().await? {
+            return Ok(false);
+        }
+        let refused = |why: &str| Err(Error::invalid("bootstrap_token", why.to_string()));
+        match (self.token, &input.bootstrap_token) {
+            (Some(expected), Some(presented)) => {
+                let expected = expected
+                    .read()
+                    .await
+                    .map_err(|e| Error::Internal(e.to_string()))?;
+                if constant_time_eq(expected.as_bytes(), presented.as_bytes()) {
+                    Ok(true)
+                } else {
+                    refused("is incorrect")
+                }
+            }
+            (Some(_), None) => refused("is required to register the first admin"),
+            (None, _) if self.needs_token => {
+                refused("the first admin needs BOOTSTRAP_ADMIN_TOKEN set on this deployment")
+            }
+            (None, _) => Ok(true),
+        }
+    }
+}
+
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
 #[derive(Debug, Default)]
@@ -152,12 +200,12 @@ pub struct TokenPair {
 pub async fn register(
     conn: &Conn,
     keys: &TokenKeys,
-    bootstrap_admin: Option<&str>,
+    bootstrap: Bootstrap<'_>,
     input: Registration,
 ) -> Result<(User, TokenPair)> {
-    let role = match bootstrap_admin.map(Email::normalize) {
-        Some(admin) if admin == input.email.as_str() && !conn.admin_exists().await? => Role::Admin,
-        _ => Role::User,
+    let role = match bootstrap.makes_admin(conn, &input).await? {
+        true => Role::Admin,
+        false => Role::User,
     };
     let display_name = match &input.display_name {
         Some(name) => name.as_str(),

@@ -49,6 +49,10 @@ pub(super) struct RegisterRequest {
     email: String,
     password: String,
     display_name: Option<String>,
+    /// Only for the first admin's account (`BOOTSTRAP_ADMIN_EMAIL`): the deployment's
+    /// `BOOTSTRAP_ADMIN_TOKEN`.
+    #[serde(default)]
+    bootstrap_token: Option<String>,
 }
 
 impl TryFrom<RegisterRequest> for Registration {
@@ -67,6 +71,7 @@ impl TryFrom<RegisterRequest> for Registration {
                 email,
                 password,
                 display_name,
+                bootstrap_token: body.bootstrap_token,
             }),
             _ => Err(errors.into()),
         }
@@ -127,10 +132,15 @@ async fn register(
 ) -> Result<Response> {
     let input = Registration::try_from(body)?;
     let conn = state.store().conn().await?;
-    let bootstrap_admin = state.config().auth.bootstrap_admin_email.as_deref();
+    let auth = &state.config().auth;
+    let bootstrap = accounts::Bootstrap {
+        email: auth.bootstrap_admin_email.as_deref(),
+        token: auth.bootstrap_admin_token.as_ref(),
+        needs_token: auth.bootstrap_needs_token,
+    };
     Ok(tokens(
         StatusCode::CREATED,
-        accounts::register(&conn, state.tokens(), bootstrap_admin, input).await?,
+        accounts::register(&conn, state.tokens(), bootstrap, input).await?,
     ))
 }
 

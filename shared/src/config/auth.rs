@@ -12,10 +12,19 @@ pub struct AuthConfig {
     pub login_max_failures_per_ip: u32,
     pub login_failure_window: Duration,
     pub bootstrap_admin_email: Option<String>,
+    /// What registering `bootstrap_admin_email` must also present as `bootstrap_token` to become
+    /// admin (`BOOTSTRAP_ADMIN_TOKEN`, or `BOOTSTRAP_ADMIN_TOKEN_ARN`, read at that registration).
+    /// In the lambda profile the email alone makes no one admin (nobody can prove owning it); in
+    /// the local profile the email alone still works when no token is set.
+    pub bootstrap_admin_token: Option<SecretRef>,
+    pub bootstrap_needs_token: bool,
 }
 
 impl AuthConfig {
-    pub(super) fn load(var: &impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+    pub(super) fn load(
+        var: &impl Fn(&str) -> Option<String>,
+        local: bool,
+    ) -> Result<Self, ConfigError> {
         Ok(AuthConfig {
             access_token_ttl: Duration::from_secs(number(
                 var,
@@ -35,6 +44,8 @@ impl AuthConfig {
                 900,
             )?),
             bootstrap_admin_email: var("BOOTSTRAP_ADMIN_EMAIL"),
+            bootstrap_admin_token: SecretRef::named(var, "BOOTSTRAP_ADMIN_TOKEN"),
+            bootstrap_needs_token: !local,
         })
     }
 }

@@ -160,7 +160,7 @@ impl Config {
             blobs,
             jwt_secret,
             websocket: WebSocketConfig::load(&var, local)?,
-            auth: AuthConfig::load(&var)?,
+            auth: AuthConfig::load(&var, local)?,
             http: HttpConfig::load(&var)?,
             chat: ChatConfig::load(&var)?,
             providers: ProvidersConfig::load(&var, local)?,

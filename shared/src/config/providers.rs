@@ -28,10 +28,7 @@ impl ProvidersConfig {
     ) -> Result<Self, ConfigError> {
         // The key as a value (local, tests) or, deployed, a Secrets Manager ARN read when a model
         // call first needs it.
-        let openai_key = secret_source(var, "OPENAI_API_KEY").map(|source| match source {
-            SecretSource::Value(v) => OpenAiKey::Value(v),
-            SecretSource::Arn(arn) => OpenAiKey::SecretArn(arn),
-        });
+        let openai_key = SecretRef::named(var, "OPENAI_API_KEY");
         let openai = match (var("OPENAI_BASE_URL"), openai_key) {
             (None, None) => None,
             (base, key) => Some(OpenAiConfig {
@@ -76,23 +73,7 @@ pub struct OpenAiConfig {
     pub base_url: String,
     /// `OPENAI_API_KEY` (a value) or `OPENAI_API_KEY_ARN` (a Secrets Manager secret, read when
     /// the first model call needs it: a function that only lists models never reads it).
-    pub api_key: Option<OpenAiKey>,
-}
-
-#[derive(Clone)]
-pub enum OpenAiKey {
-    Value(String),
-    SecretArn(String),
-}
-
-impl OpenAiKey {
-    /// The key itself, reading the secret if it is one.
-    pub async fn read(&self) -> Result<String, ConfigError> {
-        match self {
-            OpenAiKey::Value(v) => Ok(v.clone()),
-            OpenAiKey::SecretArn(arn) => resolve_secret(SecretSource::Arn(arn.clone())).await,
-        }
-    }
+    pub api_key: Option<SecretRef>,
 }
 
 /// The model that embeds knowledge chunks and queries.

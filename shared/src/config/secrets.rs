@@ -18,6 +18,41 @@ impl std::fmt::Debug for Secret {
     }
 }
 
+/// A secret read when first needed, not at start-up: a value (`NAME`; local, tests) or a Secrets
+/// Manager ARN (`NAME_ARN`), so a function that never needs it never reads it.
+#[derive(Clone)]
+pub enum SecretRef {
+    Value(String),
+    SecretArn(String),
+}
+
+impl std::fmt::Debug for SecretRef {
+    // Never the value.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            SecretRef::Value(_) => f.write_str("SecretRef::Value(..)"),
+            SecretRef::SecretArn(arn) => f.debug_tuple("SecretRef::SecretArn").field(arn).finish(),
+        }
+    }
+}
+
+impl SecretRef {
+    pub(super) fn named(var: &impl Fn(&str) -> Option<String>, name: &str) -> Option<SecretRef> {
+        secret_source(var, name).map(|source| match source {
+            SecretSource::Value(v) => SecretRef::Value(v),
+            SecretSource::Arn(arn) => SecretRef::SecretArn(arn),
+        })
+    }
+
+    /// The secret itself, reading it from Secrets Manager if it is an ARN.
+    pub async fn read(&self) -> Result<String, ConfigError> {
+        match self {
+            SecretRef::Value(v) => Ok(v.clone()),
+            SecretRef::SecretArn(arn) => resolve_secret(SecretSource::Arn(arn.clone())).await,
+        }
+    }
+}
+
 /// Where a secret comes from before it is resolved: a value (tests, local) or a Secrets Manager ARN.
 pub(super) enum SecretSource {
     Value(String),

@@ -16,7 +16,7 @@ pub struct OpenAi {
     http: reqwest::Client,
     url: String,
     embeddings_url: String,
-    api_key: Option<crate::config::OpenAiKey>,
+    api_key: Option<crate::config::SecretRef>,
     /// The key, once read (a secret is read on the first call, then kept).
     key: tokio::sync::OnceCell<String>,
     timeout: Duration,
