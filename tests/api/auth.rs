@@ -515,14 +515,19 @@ async fn login_from(app: &TestApp, ip: [u8; 4], email: &str, password: &str) -> 
 }
 
 #[tokio::test]
-async fn failed_logins_per_account_are_limited_until_the_window_passes() {
+async fn failed_logins_lock_the_account_for_that_address_until_the_window_passes() {
     let app = TestApp::with_env(&[("LOGIN_FAILURE_WINDOW_SECONDS", "2")]).await;
     app.register("nan@example.com").await;
-    for i in 0..5 {
+    // Failures spread over many addresses lock nobody out.
+    for i in 0..6 {
         let res = login_from(&app, [10, 0, 0, i], "nan@example.com", "wrong password").await;
         res.problem(StatusCode::UNAUTHORIZED);
     }
-    // Past the limit even the right password waits, from any address, with Retry-After.
+    for _ in 0..5 {
+        let res = login_from(&app, [10, 0, 1, 1], "nan@example.com", "wrong password").await;
+        res.problem(StatusCode::UNAUTHORIZED);
+    }
+    // Five from one address: that address waits, even with the right password, with Retry-After.
     let res = login_from(&app, [10, 0, 1, 1], "NAN@example.com", PASSWORD).await;
     res.problem(StatusCode::TOO_MANY_REQUESTS);
     let wait: u64 = res.headers["retry-after"]
@@ -531,18 +536,21 @@ async fn failed_logins_per_account_are_limited_until_the_window_passes() {
         .parse()
         .unwrap();
     assert!((1..=2).contains(&wait), "{wait}");
+    // The owner, from another address, is not locked out.
+    let res = login_from(&app, [10, 0, 2, 2], "nan@example.com", PASSWORD).await;
+    assert_eq!(res.status, StatusCode::OK, "{}", res.text());
     // The OAuth2 form shares the counter.
     let form = format!(
         "username=nan%40example.com&password={}",
         PASSWORD.replace(' ', "+")
     );
-    app.post_raw(
-        "/api/v1/auth/token",
-        "application/x-www-form-urlencoded",
-        form,
-    )
-    .await
-    .problem(StatusCode::TOO_MANY_REQUESTS);
+    let mut req = axum::http::Request::post("/api/v1/auth/token")
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(axum::body::Body::from(form))
+        .unwrap();
+    req.extensions_mut()
+        .insert(ConnectInfo(SocketAddr::from(([10, 0, 1, 1], 40000))));
+    app.send(req).await.problem(StatusCode::TOO_MANY_REQUESTS);
     // Other accounts are not affected.
     app.register("oz@example.com").await;
     assert_eq!(

@@ -76,33 +76,45 @@ pub async fn verify_credentials(
     }
 }
 
-/// The failure counters one password check is subject to.
-pub(super) struct FailureGuard<'a> {
+/// The failure counters one password check is subject to: the account from this client address
+/// (failures elsewhere never lock its owner out), and the address across accounts.
+pub(super) struct FailureGuard {
     limits: LoginLimits,
-    account: &'a str,
+    /// The account's counter for this address (`<email> <address>`; the email alone where the
+    /// address is unknown).
+    account: String,
     ip: Option<String>,
     now: OffsetDateTime,
     /// Whether the account has failures in the current window (a success then clears them).
     account_failed: bool,
 }
 
-impl<'a> FailureGuard<'a> {
-    /// 429 with the seconds left in the window when the account or the IP is over its limit.
+impl FailureGuard {
+    /// 429 with the seconds left in the window when the account (from this address) or the
+    /// address is over its limit.
     pub(super) async fn check(
         conn: &Conn,
         limits: LoginLimits,
-        account: &'a str,
+        account: &str,
         ip: Option<IpAddr>,
-    ) -> Result<FailureGuard<'a>> {
+    ) -> Result<FailureGuard> {
+        let ip = ip.map(|ip| ip.to_string());
         let mut guard = FailureGuard {
             limits,
-            account,
-            ip: ip.map(|ip| ip.to_string()),
+            account: match &ip {
+                Some(ip) => format!("{account} {ip}"),
+                None => account.to_string(),
+            },
+            ip,
             now: OffsetDateTime::now_utc(),
             account_failed: false,
         };
         let cutoff = guard.cutoff();
-        let mut scopes = vec![(FailureScope::Account, account, limits.per_account)];
+        let mut scopes = vec![(
+            FailureScope::Account,
+            guard.account.as_str(),
+            limits.per_account,
+        )];
         if let Some(ip) = &guard.ip {
             scopes.push((FailureScope::Ip, ip.as_str(), limits.per_ip));
         }
@@ -127,7 +139,7 @@ impl<'a> FailureGuard<'a> {
     /// A success resets the account's counter; a login with no failures to reset writes nothing.
     async fn succeeded(&self, conn: &Conn) -> Result<()> {
         if self.account_failed {
-            conn.clear_login_failures(FailureScope::Account, self.account)
+            conn.clear_login_failures(FailureScope::Account, &self.account)
                 .await?;
         }
         Ok(())
@@ -139,7 +151,7 @@ impl<'a> FailureGuard<'a> {
 
     pub(super) async fn failed(&self, conn: &Conn) -> Result<()> {
         let (now, cutoff) = (crate::ids::format_time(self.now), self.cutoff());
-        conn.count_login_failure(FailureScope::Account, self.account, &now, &cutoff)
+        conn.count_login_failure(FailureScope::Account, &self.account, &now, &cutoff)
             .await?;
         if let Some(ip) = &self.ip {
             conn.count_login_failure(FailureScope::Ip, ip, &now, &cutoff)
