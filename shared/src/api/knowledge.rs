@@ -194,6 +194,7 @@ async fn create_document(
                     &attachment.filename,
                     body.title,
                     "attachment_id",
+                    config.knowledge.pdf,
                 )
                 .await?
                 .check(max_bytes)?
@@ -291,7 +292,8 @@ async fn from_multipart(state: &AppState, req: Request) -> Result<NewDocumentInp
     }
     let (bytes, filename, declared) =
         file.ok_or_else(|| Error::invalid("file", "is required (a multipart part named `file`)"))?;
-    NewDocumentInput::from_file(bytes, declared.as_deref(), &filename, title, "file").await
+    let pdf = state.config().knowledge.pdf;
+    NewDocumentInput::from_file(bytes, declared.as_deref(), &filename, title, "file", pdf).await
 }
 
 /// The user's documents, newest first.

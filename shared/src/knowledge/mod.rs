@@ -116,11 +116,12 @@ impl NewDocumentInput {
         filename: &str,
         title: Option<String>,
         field: &str,
+        pdf: crate::config::PdfLimits,
     ) -> Result<Self> {
         let kind = Kind::of(&bytes, declared, filename).ok_or(Error::UnsupportedMediaType(
             "a knowledge document is text (.txt), Markdown (.md) or PDF (.pdf)",
         ))?;
-        let content = extract::text(bytes, kind, field).await?;
+        let content = extract::text(bytes, kind, field, pdf).await?;
         let base = filename.rsplit(['/', '\\']).next().unwrap_or("");
         let stem = base.rsplit_once('.').map_or(base, |(stem, _)| stem);
         let title = title.filter(|t| !t.trim().is_empty()).unwrap_or_else(|| {
