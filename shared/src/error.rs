@@ -128,7 +128,9 @@ impl Error {
             Error::Forbidden(_) => StatusCode::FORBIDDEN,
             Error::NotFound => StatusCode::NOT_FOUND,
             Error::Conflict(_) | Error::Taken(_) => StatusCode::CONFLICT,
-            Error::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            Error::PayloadTooLarge { .. } | Error::Store(StoreError::StorageFull { .. }) => {
+                StatusCode::PAYLOAD_TOO_LARGE
+            }
             Error::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Error::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
             Error::TooManyRequests { .. } | Error::Limited { .. } => StatusCode::TOO_MANY_REQUESTS,
@@ -156,6 +158,7 @@ impl Error {
             Error::NotFound => "not-found",
             Error::Conflict(_) | Error::Taken(_) => "conflict",
             Error::PayloadTooLarge { .. } => "payload-too-large",
+            Error::Store(StoreError::StorageFull { .. }) => "storage-quota",
             Error::UnsupportedMediaType(_) => "unsupported-media-type",
             Error::MethodNotAllowed(_) => "method-not-allowed",
             Error::TooManyRequests { .. } => "too-many-requests",
@@ -199,6 +202,7 @@ impl Error {
     pub fn problem(&self) -> Problem {
         let status = self.status();
         let detail = match self {
+            Error::Store(full @ StoreError::StorageFull { .. }) => full.to_string(),
             // Internal causes stay in the log.
             Error::Store(StoreError::Busy | StoreError::Unavailable(_)) => {
                 "the database is busy or unreachable; retry shortly".to_string()

@@ -1329,6 +1329,7 @@ async fn a_run_that_died_part_way_is_resumed_or_swept() {
                 embedder: Some("local"),
             },
             Some(LONG_AGO),
+            u64::MAX,
         )
         .await
         .unwrap();

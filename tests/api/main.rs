@@ -22,6 +22,7 @@ mod remote_store;
 mod runtime_api;
 mod service;
 mod static_functions;
+mod storage;
 mod template;
 mod users;
 mod web;

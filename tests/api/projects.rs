@@ -1051,7 +1051,10 @@ async fn an_import_that_died_part_way_is_invisible_and_swept() {
         {"path": "a.txt", "size": 2, "sha256": "0", "text": "hi", "blob_key": null},
         {"path": "b.png", "size": PNG.len(), "sha256": "0", "text": null, "blob_key": blob.as_str()},
     ]);
-    assert!(conn.add_project_files(id, &rows.to_string()).await.unwrap());
+    assert!(conn
+        .add_project_files(id, &rows.to_string(), u64::MAX)
+        .await
+        .unwrap());
     // Invisible while importing: not listed, not found.
     let list = app.get("/api/v1/projects", Some(&token)).await.json();
     assert_eq!(list["items"], json!([]), "{list}");

@@ -46,6 +46,8 @@ pub struct UploadRules {
     pub allowed_types: Vec<String>,
     pub url_ttl: Duration,
     pub purpose: UploadPurpose,
+    /// What the user may store in all; an upload past it is a 413 `storage-quota`.
+    pub max_user_bytes: u64,
 }
 
 impl From<&UploadConfig> for UploadRules {
@@ -56,6 +58,7 @@ impl From<&UploadConfig> for UploadRules {
             allowed_types: config.allowed_upload_types.clone(),
             url_ttl: config.upload_url_ttl,
             purpose: UploadPurpose::Attachment,
+            max_user_bytes: config.max_user_storage_bytes,
         }
     }
 }
@@ -203,6 +206,7 @@ mod tests {
                 .collect(),
             url_ttl: Duration::from_secs(60),
             purpose: UploadPurpose::Attachment,
+            max_user_bytes: u64::MAX,
         }
     }
 

@@ -119,17 +119,20 @@ pub async fn upload_inline(
     let size = seen.size;
     let sha256 = seen.sha256_hex();
     let stored = conn
-        .insert_attachment(NewAttachment {
-            id,
-            user_id,
-            filename: &filename,
-            content_type: &content_type,
-            size: size as i64,
-            sha256: Some(&sha256),
-            status: AttachmentStatus::Ready,
-            expires_at: None,
-            purpose: UploadPurpose::Attachment,
-        })
+        .insert_attachment(
+            NewAttachment {
+                id,
+                user_id,
+                filename: &filename,
+                content_type: &content_type,
+                size: size as i64,
+                sha256: Some(&sha256),
+                status: AttachmentStatus::Ready,
+                expires_at: None,
+                purpose: UploadPurpose::Attachment,
+            },
+            rules.max_user_bytes,
+        )
         .await;
     match stored {
         Ok(a) => Ok(a),
@@ -217,17 +220,20 @@ pub async fn start_upload(
     };
     let sweep_after = crate::ids::format_time((expires_at + UPLOAD_GRACE).into());
     let attachment = conn
-        .insert_attachment(NewAttachment {
-            id,
-            user_id,
-            filename: &filename,
-            content_type: &content_type,
-            size: request.size as i64,
-            sha256: None,
-            status: AttachmentStatus::Pending,
-            expires_at: Some(&sweep_after),
-            purpose: rules.purpose,
-        })
+        .insert_attachment(
+            NewAttachment {
+                id,
+                user_id,
+                filename: &filename,
+                content_type: &content_type,
+                size: request.size as i64,
+                sha256: None,
+                status: AttachmentStatus::Pending,
+                expires_at: Some(&sweep_after),
+                purpose: rules.purpose,
+            },
+            rules.max_user_bytes,
+        )
         .await?;
     Ok((attachment, target))
 }

@@ -13,6 +13,9 @@ pub struct KnowledgeConfig {
     pub chunk_tokens: usize,
     /// How a PDF's text is read: bounded in memory and time.
     pub pdf: PdfLimits,
+    /// What one user may store in all (`MAX_USER_STORAGE_BYTES`, 1 GiB): attachments, project
+    /// files and knowledge documents together.
+    pub max_user_storage_bytes: u64,
 }
 
 /// The bounds of reading a PDF's text: its compressed streams may inflate to at most
@@ -37,6 +40,7 @@ impl KnowledgeConfig {
                     number(var, "PDF_EXTRACT_TIMEOUT_SECONDS", 20)?.max(1),
                 ),
             },
+            max_user_storage_bytes: max_user_storage_bytes(var)?,
         })
     }
 }

@@ -25,6 +25,9 @@ pub struct ProjectConfig {
     /// index) runs in the `unpacker` worker (deployed: the stored object's event triggers it)
     /// rather than in a task of the function that made it (locally).
     pub unpack_in_worker: bool,
+    /// What one user may store in all (`MAX_USER_STORAGE_BYTES`, 1 GiB): attachments, project
+    /// files and knowledge documents together.
+    pub max_user_storage_bytes: u64,
 }
 
 impl ProjectConfig {
@@ -49,6 +52,7 @@ impl ProjectConfig {
                 Some(v) => parse_bool("UNPACK_IN_WORKER", v)?,
                 None => false,
             },
+            max_user_storage_bytes: max_user_storage_bytes(var)?,
         })
     }
 }

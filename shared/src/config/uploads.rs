@@ -14,6 +14,9 @@ pub struct UploadConfig {
     pub allowed_upload_types: Vec<String>,
     /// How long a presigned upload URL stays valid.
     pub upload_url_ttl: Duration,
+    /// What one user may store in all (`MAX_USER_STORAGE_BYTES`, 1 GiB): attachments, project
+    /// files and knowledge documents together.
+    pub max_user_storage_bytes: u64,
 }
 
 impl UploadConfig {
@@ -28,6 +31,7 @@ impl UploadConfig {
                 .filter(|t| !t.is_empty())
                 .collect(),
             upload_url_ttl: Duration::from_secs(number(var, "UPLOAD_URL_TTL_SECONDS", 15 * 60)?),
+            max_user_storage_bytes: max_user_storage_bytes(var)?,
         })
     }
 }

@@ -16,6 +16,14 @@ pub(super) fn number<T: std::str::FromStr>(
     }
 }
 
+/// `MAX_USER_STORAGE_BYTES` (1 GiB): what one user may store in all (attachments, project files,
+/// knowledge documents); read by each concern that stores files.
+pub(super) fn max_user_storage_bytes(
+    var: &impl Fn(&str) -> Option<String>,
+) -> Result<u64, ConfigError> {
+    number(var, "MAX_USER_STORAGE_BYTES", 1024 * 1024 * 1024)
+}
+
 pub(super) fn parse_bool(name: &'static str, v: &str) -> Result<bool, ConfigError> {
     match v.trim().to_ascii_lowercase().as_str() {
         "1" | "true" | "yes" | "on" => Ok(true),

@@ -8,6 +8,8 @@ use super::*;
 pub struct IndexSettings {
     pub chunk: ChunkSize,
     pub in_request_bytes: usize,
+    /// What the user may store in all (a document past it is a 413 `storage-quota`).
+    pub max_user_bytes: u64,
 }
 
 impl IndexSettings {
@@ -18,6 +20,7 @@ impl IndexSettings {
                 overlap_tokens: config.chunk_tokens / 7,
             },
             in_request_bytes: config.max_index_in_request_bytes,
+            max_user_bytes: config.max_user_storage_bytes,
         }
     }
 }
@@ -63,7 +66,11 @@ pub async fn create(
                 .await;
         }
         let document = conn
-            .insert_indexing_document(new_document(user_id, input, &embedder, &sha256), None)
+            .insert_indexing_document(
+                new_document(user_id, input, &embedder, &sha256),
+                None,
+                settings.max_user_bytes,
+            )
             .await?;
         let put = blobs
             .put(
@@ -89,7 +96,9 @@ pub async fn create(
         let (chunks, bill) = embed(embedding, pieces, &texts).await?;
         let lease = crate::ids::format_time((std::time::SystemTime::now() + REQUEST_LEASE).into());
         let new = new_document(user_id, input, &embedder, &sha256);
-        let document = conn.insert_indexing_document(new, Some(&lease)).await?;
+        let document = conn
+            .insert_indexing_document(new, Some(&lease), settings.max_user_bytes)
+            .await?;
         let stored = async {
             let complete = store_chunks(conn, document.id, user_id, &chunks).await?
                 && conn

@@ -28,6 +28,8 @@ pub(super) struct Filling<'a> {
     blobs: &'a BlobStore,
     user_id: UserId,
     id: ProjectId,
+    /// What the user may store in all; a batch past it fails the import.
+    storage_cap: u64,
     batch: Vec<serde_json::Value>,
     batch_bytes: usize,
     written: Vec<BlobKey>,
@@ -40,6 +42,7 @@ impl<'a> Filling<'a> {
         user_id: UserId,
         name: &str,
         description: Option<&str>,
+        storage_cap: u64,
     ) -> Result<Filling<'a>> {
         sweep(conn, blobs).await;
         let id = ProjectId::new();
@@ -51,6 +54,7 @@ impl<'a> Filling<'a> {
             blobs,
             user_id,
             id,
+            storage_cap,
             batch: Vec::new(),
             batch_bytes: 0,
             written: Vec::new(),
@@ -81,7 +85,11 @@ impl<'a> Filling<'a> {
         }
         let rows = serde_json::Value::Array(std::mem::take(&mut self.batch)).to_string();
         self.batch_bytes = 0;
-        match self.conn.add_project_files(self.id, &rows).await? {
+        match self
+            .conn
+            .add_project_files(self.id, &rows, self.storage_cap)
+            .await?
+        {
             true => Ok(()),
             false => Err(outlived_lease()),
         }
@@ -150,8 +158,9 @@ pub async fn create_with_files(
     name: &str,
     description: Option<&str>,
     files: Vec<(ProjectPath, bytes::Bytes)>,
+    storage_cap: u64,
 ) -> Result<Project> {
-    let mut filling = Filling::start(conn, blobs, user_id, name, description).await?;
+    let mut filling = Filling::start(conn, blobs, user_id, name, description, storage_cap).await?;
     for (path, bytes) in files {
         if let Err(e) = filling.add(&path, bytes).await {
             filling.abandon().await;

@@ -40,6 +40,8 @@ pub struct ProjectLimits {
     pub max_file_bytes: u64,
     pub max_files: usize,
     pub max_total_bytes: u64,
+    /// What the user may store in all (a write past it is a 413 `storage-quota`).
+    pub max_user_bytes: u64,
 }
 
 impl From<&ProjectConfig> for ProjectLimits {
@@ -48,6 +50,7 @@ impl From<&ProjectConfig> for ProjectLimits {
             max_file_bytes: config.max_project_file_bytes,
             max_files: config.max_zip_entries,
             max_total_bytes: config.max_zip_uncompressed_bytes,
+            max_user_bytes: config.max_user_storage_bytes,
         }
     }
 }
@@ -253,6 +256,7 @@ pub async fn write_file(
                 text: text.as_deref(),
                 blob_key: key.as_ref().map(BlobKey::as_str),
             },
+            limits.max_user_bytes,
         )
         .await;
     let file = match (stored, key) {

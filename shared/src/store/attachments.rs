@@ -69,12 +69,20 @@ fn placeholders(from: usize, count: usize) -> String {
 }
 
 impl Conn {
-    pub async fn insert_attachment(&self, new: NewAttachment<'_>) -> StoreResult<Attachment> {
+    /// Stores an attachment's row (its declared size counts at once), unless the user's files
+    /// would then take more than `storage_cap` bytes ([`super::StoreError::StorageFull`]).
+    pub async fn insert_attachment(
+        &self,
+        new: NewAttachment<'_>,
+        storage_cap: u64,
+    ) -> StoreResult<Attachment> {
+        let used = super::user_storage_bytes("?2");
         let rows = self
             .query(
                 &format!(
                     "INSERT INTO attachments (id, user_id, filename, content_type, size, sha256, status, created_at, expires_at, purpose)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10) RETURNING {COLUMNS}"
+                     SELECT ?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10 WHERE {used} + ?5 <= ?11
+                     RETURNING {COLUMNS}"
                 ),
                 libsql::params![
                     new.id,
@@ -86,11 +94,13 @@ impl Conn {
                     new.status.as_str(),
                     crate::ids::now(),
                     new.expires_at,
-                    new.purpose.as_str()
+                    new.purpose.as_str(),
+                    storage_cap.min(i64::MAX as u64) as i64
                 ],
             )
             .await?;
-        first(rows, attachment_from_row)?.ok_or(super::StoreError::Corrupt("attachments"))
+        first(rows, attachment_from_row)?
+            .ok_or(super::StoreError::StorageFull { limit: storage_cap })
     }
 
     /// The attachment if it exists and belongs to `user_id`.

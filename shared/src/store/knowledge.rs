@@ -83,19 +83,28 @@ impl Conn {
     /// Stores a document without chunks, `indexing`: its chunks follow in batches
     /// ([`Conn::add_chunks`]) and [`Conn::finish_indexing`] makes it ready. Until then it is listed
     /// as `indexing` and no search finds it. `lease_until` is when a run indexing it inside a
-    /// request counts as dead (the sweep removes it); none for the worker's, claimed later.
+    /// request counts as dead (the sweep removes it); none for the worker's, claimed later. Refused
+    /// ([`StoreError::StorageFull`], nothing written) when the user's files would then take more
+    /// than `storage_cap` bytes.
     pub async fn insert_indexing_document(
         &self,
         new: NewDocument<'_>,
         lease_until: Option<&str>,
+        storage_cap: u64,
     ) -> StoreResult<Document> {
+        let sql = INSERT_DOCUMENT.replace("{used}", &super::user_storage_bytes("?2"));
         let rows = self
             .query(
-                INSERT_DOCUMENT,
-                new.params(DocumentId::new(), DocumentStatus::Indexing, lease_until),
+                &sql,
+                new.params(
+                    DocumentId::new(),
+                    DocumentStatus::Indexing,
+                    lease_until,
+                    storage_cap,
+                ),
             )
             .await?;
-        first(rows, document_from_row)?.ok_or(StoreError::Corrupt("documents"))
+        first(rows, document_from_row)?.ok_or(StoreError::StorageFull { limit: storage_cap })
     }
 
     /// Claims an `indexing` document for one run until `until`, and returns it: none when it is
@@ -346,7 +355,7 @@ impl Conn {
 const INSERT_DOCUMENT: &str =
     "INSERT INTO documents (id, user_id, title, content_type, size, sha256,
          chunk_count, embedder, created_at, updated_at, status, index_lease_until)
-     VALUES (?1, ?2, ?3, ?4, ?5, ?6, 0, ?7, ?8, ?8, ?9, ?10)
+     SELECT ?1, ?2, ?3, ?4, ?5, ?6, 0, ?7, ?8, ?8, ?9, ?10 WHERE {used} + ?5 <= ?11
      RETURNING id, user_id, title, content_type, size, sha256, chunk_count, embedder, created_at,
          updated_at, status, error";
 
@@ -356,6 +365,7 @@ impl NewDocument<'_> {
         id: DocumentId,
         status: DocumentStatus,
         lease_until: Option<&str>,
+        storage_cap: u64,
     ) -> impl libsql::params::IntoParams {
         libsql::params![
             id,
@@ -367,7 +377,8 @@ impl NewDocument<'_> {
             self.embedder,
             crate::ids::now(),
             status.as_str(),
-            lease_until
+            lease_until,
+            storage_cap.min(i64::MAX as u64) as i64
         ]
     }
 }

@@ -207,7 +207,10 @@ mod tests {
             chunk("an index of rows"),
             chunk("indexes and keys"),
         ];
-        let doc = conn.insert_indexing_document(document, None).await.unwrap();
+        let doc = conn
+            .insert_indexing_document(document, None, u64::MAX)
+            .await
+            .unwrap();
         assert!(conn.add_chunks(doc.id, user_id, &chunks).await.unwrap());
         assert!(conn
             .finish_indexing(doc.id, user_id, chunks.len(), None)

@@ -64,8 +64,23 @@ pub use writes::SLOW_WRITE;
 
 use row::{col, collect, first, rows, Row};
 
+/// What a user stores, in bytes, as an SQL expression over `user` (a parameter or a subquery):
+/// attachments (project zips on their way in included), project files (each project's
+/// trigger-kept `total_bytes`) and knowledge documents. A write that checks it in its own
+/// statement cannot race another (SQLite takes the write lock before the statement reads).
+pub(crate) fn user_storage_bytes(user: &str) -> String {
+    format!(
+        "((SELECT COALESCE(SUM(size), 0) FROM attachments WHERE user_id = {user}) \
+         + (SELECT COALESCE(SUM(total_bytes), 0) FROM projects WHERE user_id = {user}) \
+         + (SELECT COALESCE(SUM(size), 0) FROM documents WHERE user_id = {user}))"
+    )
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
+    /// The write would take the user past `MAX_USER_STORAGE_BYTES`; nothing was written.
+    #[error("this would store more than the {limit} bytes each account may keep (attachments, project files and knowledge documents together); delete some first")]
+    StorageFull { limit: u64 },
     /// Another writer held the database past the busy timeout: safe to retry.
     #[error("the database is busy")]
     Busy,

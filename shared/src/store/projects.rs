@@ -122,19 +122,49 @@ impl Conn {
     /// Adds one batch of an importing project's files, given as a JSON array of
     /// `{path, size, sha256, text, blob_key}`, in one statement; false (nothing added) when the
     /// project is no longer importing (swept).
-    pub async fn add_project_files(&self, id: ProjectId, files_json: &str) -> StoreResult<bool> {
+    ///
+    /// The batch is refused whole ([`StoreError::StorageFull`]) when the user's files would then
+    /// take more than `storage_cap` bytes.
+    pub async fn add_project_files(
+        &self,
+        id: ProjectId,
+        files_json: &str,
+        storage_cap: u64,
+    ) -> StoreResult<bool> {
+        let used = super::user_storage_bytes("(SELECT user_id FROM projects WHERE id = ?1)");
         let added = self
             .write_batch(
                 "projects.add_files",
-                "INSERT INTO project_files (project_id, path, size, sha256, text, blob_key, updated_at)
-                 SELECT ?1, f.value ->> 'path', f.value ->> 'size', f.value ->> 'sha256',
-                        f.value ->> 'text', f.value ->> 'blob_key', ?2
-                 FROM json_each(?3) AS f
-                 WHERE EXISTS (SELECT 1 FROM projects WHERE id = ?1 AND status = 'importing')",
-                libsql::params![id, crate::ids::now(), files_json],
+                &format!(
+                    "INSERT INTO project_files (project_id, path, size, sha256, text, blob_key, updated_at)
+                     SELECT ?1, f.value ->> 'path', f.value ->> 'size', f.value ->> 'sha256',
+                            f.value ->> 'text', f.value ->> 'blob_key', ?2
+                     FROM json_each(?3) AS f
+                     WHERE EXISTS (SELECT 1 FROM projects WHERE id = ?1 AND status = 'importing')
+                       AND {used} + (SELECT COALESCE(SUM(b.value ->> 'size'), 0) FROM json_each(?3) AS b) <= ?4"
+                ),
+                libsql::params![
+                    id,
+                    crate::ids::now(),
+                    files_json,
+                    storage_cap.min(i64::MAX as u64) as i64
+                ],
             )
             .await?;
-        Ok(added > 0 || files_json == "[]")
+        if added > 0 || files_json == "[]" {
+            return Ok(true);
+        }
+        // Nothing added: the project was swept, or the batch did not fit.
+        let importing = self
+            .query(
+                "SELECT 1 FROM projects WHERE id = ?1 AND status = 'importing'",
+                libsql::params![id],
+            )
+            .await?;
+        match importing.is_empty() {
+            true => Ok(false),
+            false => Err(StoreError::StorageFull { limit: storage_cap }),
+        }
     }
 
     /// Makes an importing project visible, complete; none when its lease ran out (the sweep
@@ -322,16 +352,23 @@ impl Conn {
     }
 
     /// Writes a file (creating or replacing it) in one statement; the project's counters follow.
+    /// Refused ([`StoreError::StorageFull`], nothing written) when the user's files would then
+    /// take more than `storage_cap` bytes (a replaced file's old size no longer counts).
     pub async fn put_project_file(
         &self,
         project_id: ProjectId,
         file: NewProjectFile<'_>,
+        storage_cap: u64,
     ) -> StoreResult<ProjectFile> {
+        let used = super::user_storage_bytes("(SELECT user_id FROM projects WHERE id = ?1)");
         let rows = self
             .query(
                 &format!(
                     "INSERT INTO project_files (project_id, path, size, sha256, text, blob_key, updated_at)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
+                     SELECT ?1, ?2, ?3, ?4, ?5, ?6, ?7
+                     WHERE {used} + ?3
+                         - COALESCE((SELECT size FROM project_files WHERE project_id = ?1 AND path = ?2), 0)
+                         <= ?8
                      ON CONFLICT (project_id, path) DO UPDATE SET size = excluded.size,
                          sha256 = excluded.sha256, text = excluded.text, blob_key = excluded.blob_key,
                          updated_at = excluded.updated_at
@@ -344,11 +381,12 @@ impl Conn {
                     file.sha256,
                     file.text,
                     file.blob_key,
-                    crate::ids::now()
+                    crate::ids::now(),
+                    storage_cap.min(i64::MAX as u64) as i64
                 ],
             )
             .await?;
-        first(rows, file_from_row)?.ok_or(StoreError::Corrupt("project_files"))
+        first(rows, file_from_row)?.ok_or(StoreError::StorageFull { limit: storage_cap })
     }
 
     /// Removes a file and answers what it was (so the caller removes its blob).
