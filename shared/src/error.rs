@@ -127,7 +127,9 @@ impl Error {
             Error::Unauthorized(_) => StatusCode::UNAUTHORIZED,
             Error::Forbidden(_) => StatusCode::FORBIDDEN,
             Error::NotFound => StatusCode::NOT_FOUND,
-            Error::Conflict(_) | Error::Taken(_) => StatusCode::CONFLICT,
+            Error::Conflict(_) | Error::Taken(_) | Error::Store(StoreError::ProjectFull(_)) => {
+                StatusCode::CONFLICT
+            }
             Error::PayloadTooLarge { .. } | Error::Store(StoreError::StorageFull { .. }) => {
                 StatusCode::PAYLOAD_TOO_LARGE
             }
@@ -156,7 +158,9 @@ impl Error {
             Error::Unauthorized(_) => "unauthorized",
             Error::Forbidden(_) => "forbidden",
             Error::NotFound => "not-found",
-            Error::Conflict(_) | Error::Taken(_) => "conflict",
+            Error::Conflict(_) | Error::Taken(_) | Error::Store(StoreError::ProjectFull(_)) => {
+                "conflict"
+            }
             Error::PayloadTooLarge { .. } => "payload-too-large",
             Error::Store(StoreError::StorageFull { .. }) => "storage-quota",
             Error::UnsupportedMediaType(_) => "unsupported-media-type",
@@ -202,7 +206,9 @@ impl Error {
     pub fn problem(&self) -> Problem {
         let status = self.status();
         let detail = match self {
-            Error::Store(full @ StoreError::StorageFull { .. }) => full.to_string(),
+            Error::Store(full @ (StoreError::StorageFull { .. } | StoreError::ProjectFull(_))) => {
+                full.to_string()
+            }
             // Internal causes stay in the log.
             Error::Store(StoreError::Busy | StoreError::Unavailable(_)) => {
                 "the database is busy or unreachable; retry shortly".to_string()

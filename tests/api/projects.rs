@@ -1271,3 +1271,51 @@ async fn project_json_bodies_and_names_are_bounded() {
     let list = app.get("/api/v1/projects", Some(&token)).await.json();
     assert_eq!(list["items"].as_array().unwrap().len(), 1, "{list}");
 }
+
+/// The project's limits hold under concurrent writes: they are checked in the statement that
+/// writes, not only before it. A second writer whose check passed before the first one wrote (what
+/// two requests at once do) is refused by the statement itself.
+#[tokio::test]
+async fn the_write_statement_holds_the_project_limits() {
+    let app = TestApp::spawn().await;
+    let token = app.register("statement-limits@example.com").await.access;
+    let id = new_project(&app, &token, "P").await;
+    let res = put_file(&app, &token, &id, "a.txt", b"a").await;
+    assert_eq!(res.status, StatusCode::OK, "{}", res.text());
+    let conn = app.state.store().conn().await.unwrap();
+    let project: codechat::ids::ProjectId = id.parse().unwrap();
+    let limits = codechat::store::FileLimits {
+        project_files: 2,
+        project_bytes: 1000,
+        user_bytes: u64::MAX,
+    };
+    let file = |path: &'static str, size: i64| codechat::store::NewProjectFile {
+        path,
+        size,
+        sha256: "0",
+        text: Some(""),
+        blob_key: None,
+    };
+    conn.put_project_file(project, file("b.txt", 1), limits)
+        .await
+        .unwrap();
+    let err = conn
+        .put_project_file(project, file("c.txt", 1), limits)
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("as many files"), "{err}");
+    // Replacing a file is not a new file; growing past the bytes is refused.
+    conn.put_project_file(project, file("b.txt", 500), limits)
+        .await
+        .unwrap();
+    let err = conn
+        .put_project_file(project, file("b.txt", 1000), limits)
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("larger than it may be"), "{err}");
+    let project = app
+        .get(&format!("/api/v1/projects/{id}"), Some(&token))
+        .await
+        .json();
+    assert_eq!(project["file_count"], 2, "{project}");
+}

@@ -256,7 +256,11 @@ pub async fn write_file(
                 text: text.as_deref(),
                 blob_key: key.as_ref().map(BlobKey::as_str),
             },
-            limits.max_user_bytes,
+            crate::store::FileLimits {
+                project_files: limits.max_files as u64,
+                project_bytes: limits.max_total_bytes,
+                user_bytes: limits.max_user_bytes,
+            },
         )
         .await;
     let file = match (stored, key) {

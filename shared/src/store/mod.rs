@@ -55,7 +55,7 @@ pub use knowledge::{Document, EmbeddingBill, NewChunk, NewDocument};
 pub use knowledge_search::ChunkHit;
 pub use login_failures::FailureScope;
 pub use messages::{AttachmentRef, Citation, FileChange, Message, NewMessage};
-pub use projects::{NewProjectFile, Project, ProjectFile};
+pub use projects::{FileLimits, NewProjectFile, Project, ProjectFile};
 pub use quotas::{HoldRequest, RateOutcome};
 pub use tokens::{NewRefreshToken, RefreshOutcome};
 pub use usage::{UsageRecord, UsageTotals};
@@ -78,6 +78,9 @@ pub(crate) fn user_storage_bytes(user: &str) -> String {
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
+    /// A project file write would pass the project's file count or size; nothing was written.
+    #[error("{0}")]
+    ProjectFull(&'static str),
     /// The write would take the user past `MAX_USER_STORAGE_BYTES`; nothing was written.
     #[error("this would store more than the {limit} bytes each account may keep (attachments, project files and knowledge documents together); delete some first")]
     StorageFull { limit: u64 },

@@ -26,6 +26,14 @@ pub struct ProjectFile {
     pub updated_at: String,
 }
 
+/// What a file write may not pass: the project's files and bytes, and the user's storage.
+#[derive(Debug, Clone, Copy)]
+pub struct FileLimits {
+    pub project_files: u64,
+    pub project_bytes: u64,
+    pub user_bytes: u64,
+}
+
 pub struct NewProjectFile<'a> {
     pub path: &'a str,
     pub size: i64,
@@ -352,23 +360,27 @@ impl Conn {
     }
 
     /// Writes a file (creating or replacing it) in one statement; the project's counters follow.
-    /// Refused ([`StoreError::StorageFull`], nothing written) when the user's files would then
-    /// take more than `storage_cap` bytes (a replaced file's old size no longer counts).
+    /// The project's limits (files, bytes) and the user's storage cap are checked in the same
+    /// statement, so concurrent writes cannot pass them together: a refusal writes nothing and is
+    /// [`StoreError::ProjectFull`] or [`StoreError::StorageFull`] (a replaced file's old size no
+    /// longer counts).
     pub async fn put_project_file(
         &self,
         project_id: ProjectId,
         file: NewProjectFile<'_>,
-        storage_cap: u64,
+        limits: FileLimits,
     ) -> StoreResult<ProjectFile> {
         let used = super::user_storage_bytes("(SELECT user_id FROM projects WHERE id = ?1)");
+        let old = "(SELECT size FROM project_files WHERE project_id = ?1 AND path = ?2)";
         let rows = self
             .query(
                 &format!(
                     "INSERT INTO project_files (project_id, path, size, sha256, text, blob_key, updated_at)
-                     SELECT ?1, ?2, ?3, ?4, ?5, ?6, ?7
-                     WHERE {used} + ?3
-                         - COALESCE((SELECT size FROM project_files WHERE project_id = ?1 AND path = ?2), 0)
-                         <= ?8
+                     SELECT ?1, ?2, ?3, ?4, ?5, ?6, ?7 FROM projects p
+                     WHERE p.id = ?1
+                       AND {used} + ?3 - COALESCE({old}, 0) <= ?8
+                       AND p.total_bytes + ?3 - COALESCE({old}, 0) <= ?9
+                       AND p.file_count + (CASE WHEN {old} IS NULL THEN 1 ELSE 0 END) <= ?10
                      ON CONFLICT (project_id, path) DO UPDATE SET size = excluded.size,
                          sha256 = excluded.sha256, text = excluded.text, blob_key = excluded.blob_key,
                          updated_at = excluded.updated_at
@@ -382,11 +394,48 @@ impl Conn {
                     file.text,
                     file.blob_key,
                     crate::ids::now(),
-                    storage_cap.min(i64::MAX as u64) as i64
+                    limits.user_bytes.min(i64::MAX as u64) as i64,
+                    limits.project_bytes.min(i64::MAX as u64) as i64,
+                    limits.project_files.min(i64::MAX as u64) as i64
                 ],
             )
             .await?;
-        first(rows, file_from_row)?.ok_or(StoreError::StorageFull { limit: storage_cap })
+        if let Some(file) = first(rows, file_from_row)? {
+            return Ok(file);
+        }
+        // Refused: say which bound.
+        let rows = self
+            .query(
+                &format!(
+                    "SELECT p.file_count + (CASE WHEN {old} IS NULL THEN 1 ELSE 0 END) > ?3,
+                            p.total_bytes + ?4 - COALESCE({old}, 0) > ?5
+                     FROM projects p WHERE p.id = ?1"
+                ),
+                libsql::params![
+                    project_id,
+                    file.path,
+                    limits.project_files.min(i64::MAX as u64) as i64,
+                    file.size,
+                    limits.project_bytes.min(i64::MAX as u64) as i64
+                ],
+            )
+            .await?;
+        let (too_many, too_large) = match rows.first() {
+            Some(row) => (
+                col::<bool>(row, 0, "project_files.too_many")?,
+                col::<bool>(row, 1, "project_files.too_large")?,
+            ),
+            None => (false, false),
+        };
+        Err(if too_many {
+            StoreError::ProjectFull("the project has as many files as it may hold")
+        } else if too_large {
+            StoreError::ProjectFull("the project would be larger than it may be")
+        } else {
+            StoreError::StorageFull {
+                limit: limits.user_bytes,
+            }
+        })
     }
 
     /// Removes a file and answers what it was (so the caller removes its blob).
