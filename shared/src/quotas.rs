@@ -81,7 +81,8 @@ impl Holds {
             return Ok(());
         };
         let id = crate::ids::new_id();
-        take(conn, &self.budget, limit, &self.day, &id, tokens).await?;
+        let ttl = self.budget.settings.hold_ttl;
+        take(conn, &self.budget, limit, &self.day, &id, tokens, ttl).await?;
         self.ids.push(id);
         Ok(())
     }
@@ -115,6 +116,23 @@ pub async fn count_turn(conn: &Conn, budget: &Budget) -> Result<()> {
     }
 }
 
+/// Reserves work that outlives its request (a document indexed by the worker) under `id`, for
+/// `ttl`: the run that does the work deletes it when it bills (see
+/// [`crate::store::document_hold_id`]); if none does, it stops counting after `ttl`.
+pub async fn reserve_for_later(
+    conn: &Conn,
+    budget: &Budget,
+    tokens: u64,
+    id: &str,
+    ttl: Duration,
+) -> Result<()> {
+    let Some(limit) = budget.daily_limit else {
+        return Ok(());
+    };
+    let day = crate::ids::format_time(OffsetDateTime::now_utc())[..10].to_string();
+    take(conn, budget, limit, &day, id, tokens, ttl).await
+}
+
 /// Reserves a turn's maximum cost, or refuses the turn with 429 when it does not fit today's budget.
 pub async fn reserve(conn: &Conn, budget: &Budget, tokens: u64) -> Result<Holds> {
     let now = OffsetDateTime::now_utc();
@@ -126,7 +144,8 @@ pub async fn reserve(conn: &Conn, budget: &Budget, tokens: u64) -> Result<Holds>
     };
     if let Some(limit) = budget.daily_limit {
         let id = crate::ids::new_id();
-        take(conn, budget, limit, &holds.day, &id, tokens).await?;
+        let ttl = budget.settings.hold_ttl;
+        take(conn, budget, limit, &holds.day, &id, tokens, ttl).await?;
         holds.ids.push(id);
         // Old holds and counters go now and then; they no longer count either way.
         if rand_percent() == 0 {
@@ -149,6 +168,7 @@ async fn take(
     day: &str,
     id: &str,
     tokens: u64,
+    ttl: Duration,
 ) -> Result<()> {
     let now = OffsetDateTime::now_utc();
     let tokens = tokens.min(i64::MAX as u64) as i64;
@@ -160,7 +180,7 @@ async fn take(
             tokens,
             limit,
             now: &crate::ids::format_time(now),
-            expires_at: &crate::ids::format_time(now + budget.settings.hold_ttl),
+            expires_at: &crate::ids::format_time(now + ttl),
         })
         .await?;
     if taken {

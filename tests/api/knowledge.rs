@@ -1320,6 +1320,7 @@ async fn a_run_that_died_part_way_is_resumed_or_swept() {
     // A request's run stored a batch and died: no text to resume from, so the sweep removes it.
     let dead = conn
         .insert_indexing_document(
+            codechat::ids::DocumentId::new(),
             codechat::store::NewDocument {
                 user_id,
                 title: "Half",
@@ -1349,4 +1350,45 @@ async fn a_run_that_died_part_way_is_resumed_or_swept() {
         .finish_indexing(dead.id, user_id, 1, None)
         .await
         .unwrap());
+}
+
+/// A document indexed after its request keeps its reservation until that indexing bills: two large
+/// documents back to back cannot both pass a budget that holds one.
+#[tokio::test]
+async fn a_large_documents_reservation_is_kept_until_it_is_billed() {
+    let app = TestApp::with_openai_fake(
+        "http://127.0.0.1:9/v1",
+        &[
+            ("EMBEDDING_MODEL", "openai/text-embedding-3-small"),
+            ("MAX_INDEX_IN_REQUEST_BYTES", "100"),
+            // Deployed-style: the worker indexes it (not run here), so nothing bills yet.
+            ("UNPACK_IN_WORKER", "true"),
+            ("BOOTSTRAP_ADMIN_EMAIL", "kb-hold-admin@example.com"),
+        ],
+    )
+    .await;
+    let admin = app.register("kb-hold-admin@example.com").await;
+    let user = app.register("kb-hold@example.com").await;
+    app.set_daily_limit(&admin.access, &user, json!(1500)).await;
+    // About 1 000 tokens each (four characters a token).
+    let text = "word ".repeat(800);
+    let res = app
+        .post(
+            DOCUMENTS,
+            json!({"title": "One", "content": text}),
+            Some(&user.access),
+        )
+        .await;
+    assert_eq!(res.status, StatusCode::ACCEPTED, "{}", res.text());
+    let res = app
+        .post(
+            DOCUMENTS,
+            json!({"title": "Two", "content": text}),
+            Some(&user.access),
+        )
+        .await;
+    let p = res.problem(StatusCode::TOO_MANY_REQUESTS);
+    assert_eq!(p["code"], "daily_token_limit", "{p}");
+    let docs = app.get(DOCUMENTS, Some(&user.access)).await.json();
+    assert_eq!(docs["items"].as_array().unwrap().len(), 1, "{docs}");
 }

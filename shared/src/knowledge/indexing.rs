@@ -3,6 +3,10 @@
 
 use super::*;
 
+/// How long a document indexed after its request keeps its reservation: past the worker's event
+/// retries (an hour) and one run (15 minutes).
+const WORKER_HOLD: std::time::Duration = std::time::Duration::from_secs(2 * 3600);
+
 /// How documents are indexed: chunk sizes, and the largest text indexed inside the request.
 #[derive(Debug, Clone, Copy)]
 pub struct IndexSettings {
@@ -59,31 +63,41 @@ pub async fn create(
         _ => estimate_tokens(text),
     };
     if input.content.len() > settings.in_request_bytes {
+        // Its embedding calls are reserved now and the hold kept until the run that indexes it
+        // bills (or fails): back-to-back large documents cannot all pass a budget.
+        let id = DocumentId::new();
+        let hold = crate::store::document_hold_id(id);
         if estimate(&input.content) > 0 {
-            quotas::reserve(conn, budget, estimate(&input.content))
-                .await?
-                .release(conn)
+            quotas::reserve_for_later(conn, budget, estimate(&input.content), &hold, WORKER_HOLD)
+                .await?;
+        }
+        let stored = async {
+            let new = new_document(user_id, input, &embedder, &sha256);
+            let document = conn
+                .insert_indexing_document(id, new, None, settings.max_user_bytes)
+                .await?;
+            let put = blobs
+                .put(
+                    &BlobKey::knowledge_text(user_id, document.id),
+                    "text/plain; charset=utf-8",
+                    input.content.clone().into(),
+                )
                 .await;
-        }
-        let document = conn
-            .insert_indexing_document(
-                new_document(user_id, input, &embedder, &sha256),
-                None,
-                settings.max_user_bytes,
-            )
-            .await?;
-        let put = blobs
-            .put(
-                &BlobKey::knowledge_text(user_id, document.id),
-                "text/plain; charset=utf-8",
-                input.content.clone().into(),
-            )
-            .await;
-        if let Err(e) = put {
-            conn.delete_document(document.id, user_id).await?;
-            return Err(e.into());
-        }
-        return Ok(Created::Indexing(document));
+            if let Err(e) = put {
+                conn.delete_document(document.id, user_id).await?;
+                return Err(e.into());
+            }
+            Ok(document)
+        };
+        return match stored.await {
+            Ok(document) => Ok(Created::Indexing(document)),
+            Err(e) => {
+                if let Err(release) = conn.release_quota_holds(&[hold]).await {
+                    tracing::warn!(error = %release, "releasing a document's hold failed");
+                }
+                Err(e)
+            }
+        };
     }
     let markdown = input.kind == Kind::Markdown;
     let pieces = chunking::chunk(&input.content, markdown, settings.chunk);
@@ -97,7 +111,7 @@ pub async fn create(
         let lease = crate::ids::format_time((std::time::SystemTime::now() + REQUEST_LEASE).into());
         let new = new_document(user_id, input, &embedder, &sha256);
         let document = conn
-            .insert_indexing_document(new, Some(&lease), settings.max_user_bytes)
+            .insert_indexing_document(DocumentId::new(), new, Some(&lease), settings.max_user_bytes)
             .await?;
         let stored = async {
             let complete = store_chunks(conn, document.id, user_id, &chunks).await?

@@ -79,6 +79,12 @@ fn document_from_row(row: &Row) -> StoreResult<Document> {
     })
 }
 
+/// The hold a document indexed after its request keeps against the budget until the indexing
+/// bills (or fails): one per document, by name, so the run that settles it needs nothing else.
+pub fn document_hold_id(id: DocumentId) -> String {
+    format!("document-{id}")
+}
+
 impl Conn {
     /// Stores a document without chunks, `indexing`: its chunks follow in batches
     /// ([`Conn::add_chunks`]) and [`Conn::finish_indexing`] makes it ready. Until then it is listed
@@ -88,6 +94,7 @@ impl Conn {
     /// than `storage_cap` bytes.
     pub async fn insert_indexing_document(
         &self,
+        id: DocumentId,
         new: NewDocument<'_>,
         lease_until: Option<&str>,
         storage_cap: u64,
@@ -96,12 +103,7 @@ impl Conn {
         let rows = self
             .query(
                 &sql,
-                new.params(
-                    DocumentId::new(),
-                    DocumentStatus::Indexing,
-                    lease_until,
-                    storage_cap,
-                ),
+                new.params(id, DocumentStatus::Indexing, lease_until, storage_cap),
             )
             .await?;
         first(rows, document_from_row)?.ok_or(StoreError::StorageFull { limit: storage_cap })
@@ -200,6 +202,12 @@ impl Conn {
             )
             .await?;
         }
+        // The bill replaces what the indexing kept reserved.
+        tx.execute(
+            "DELETE FROM quota_holds WHERE id = ?1",
+            libsql::params![document_hold_id(id)],
+        )
+        .await?;
         tx.commit().await?;
         Ok(true)
     }
@@ -230,19 +238,27 @@ impl Conn {
     }
 
     /// Marks an `indexing` document failed, with a public reason.
+    /// Marks a document failed and gives back the hold its indexing kept ([`document_hold_id`]).
     pub async fn fail_indexing(
         &self,
         id: DocumentId,
         user_id: UserId,
         error: &str,
     ) -> StoreResult<()> {
-        self.execute(
+        let tx = self.transaction("knowledge.fail_indexing").await?;
+        tx.execute(
             "UPDATE documents SET status = 'failed', error = ?3, index_lease_until = NULL,
                  updated_at = ?4
              WHERE id = ?1 AND user_id = ?2 AND status = 'indexing'",
             libsql::params![id, user_id, error, crate::ids::now()],
         )
         .await?;
+        tx.execute(
+            "DELETE FROM quota_holds WHERE id = ?1",
+            libsql::params![document_hold_id(id)],
+        )
+        .await?;
+        tx.commit().await?;
         Ok(())
     }
 

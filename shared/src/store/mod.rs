@@ -51,7 +51,7 @@ pub use attachments::{Attachment, NewAttachment};
 pub use connections::Connection;
 pub use conversations::{Conversation, ConversationChanges, NewConversation};
 pub use idempotency::{IdempotencyRecord, NewClaim};
-pub use knowledge::{Document, EmbeddingBill, NewChunk, NewDocument};
+pub use knowledge::{document_hold_id, Document, EmbeddingBill, NewChunk, NewDocument};
 pub use knowledge_search::ChunkHit;
 pub use login_failures::FailureScope;
 pub use messages::{AttachmentRef, Citation, FileChange, Message, NewMessage};
