@@ -64,7 +64,12 @@ fn hash(key: &str) -> String {
 }
 
 /// Creates a key: the stored row, and the key itself (never stored, never shown again).
-pub async fn create(conn: &Conn, user_id: UserId, new: &NewKey) -> Result<(ApiKey, String)> {
+pub async fn create(
+    conn: &Conn,
+    user_id: UserId,
+    new: &NewKey,
+    max_keys: u64,
+) -> Result<(ApiKey, String)> {
     use base64::Engine;
     let mut bytes = [0u8; 32];
     getrandom::fill(&mut bytes).map_err(|e| Error::Internal(e.to_string()))?;
@@ -74,13 +79,16 @@ pub async fn create(conn: &Conn, user_id: UserId, new: &NewKey) -> Result<(ApiKe
     );
     let expires_at = new.expires_at.map(crate::ids::format_time);
     let row = conn
-        .insert_api_key(NewApiKey {
-            user_id,
-            name: &new.name,
-            prefix: &key[..LOOKUP_CHARS],
-            key_hash: &hash(&key),
-            expires_at: expires_at.as_deref(),
-        })
+        .insert_api_key(
+            NewApiKey {
+                user_id,
+                name: &new.name,
+                prefix: &key[..LOOKUP_CHARS],
+                key_hash: &hash(&key),
+                expires_at: expires_at.as_deref(),
+            },
+            max_keys,
+        )
         .await?;
     Ok((row, key))
 }

@@ -127,7 +127,9 @@ impl Error {
             Error::Unauthorized(_) => StatusCode::UNAUTHORIZED,
             Error::Forbidden(_) => StatusCode::FORBIDDEN,
             Error::NotFound => StatusCode::NOT_FOUND,
-            Error::Conflict(_) | Error::Taken(_) | Error::Store(StoreError::ProjectFull(_)) => {
+            Error::Conflict(_)
+            | Error::Taken(_)
+            | Error::Store(StoreError::ProjectFull(_) | StoreError::LimitReached { .. }) => {
                 StatusCode::CONFLICT
             }
             Error::PayloadTooLarge { .. } | Error::Store(StoreError::StorageFull { .. }) => {
@@ -158,7 +160,9 @@ impl Error {
             Error::Unauthorized(_) => "unauthorized",
             Error::Forbidden(_) => "forbidden",
             Error::NotFound => "not-found",
-            Error::Conflict(_) | Error::Taken(_) | Error::Store(StoreError::ProjectFull(_)) => {
+            Error::Conflict(_)
+            | Error::Taken(_)
+            | Error::Store(StoreError::ProjectFull(_) | StoreError::LimitReached { .. }) => {
                 "conflict"
             }
             Error::PayloadTooLarge { .. } => "payload-too-large",
@@ -206,9 +210,11 @@ impl Error {
     pub fn problem(&self) -> Problem {
         let status = self.status();
         let detail = match self {
-            Error::Store(full @ (StoreError::StorageFull { .. } | StoreError::ProjectFull(_))) => {
-                full.to_string()
-            }
+            Error::Store(
+                full @ (StoreError::StorageFull { .. }
+                | StoreError::ProjectFull(_)
+                | StoreError::LimitReached { .. }),
+            ) => full.to_string(),
             // Internal causes stay in the log.
             Error::Store(StoreError::Busy | StoreError::Unavailable(_)) => {
                 "the database is busy or unreachable; retry shortly".to_string()

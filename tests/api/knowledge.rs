@@ -1330,7 +1330,7 @@ async fn a_run_that_died_part_way_is_resumed_or_swept() {
                 embedder: Some("local"),
             },
             Some(LONG_AGO),
-            u64::MAX,
+            codechat::store::DocumentCaps::NONE,
         )
         .await
         .unwrap();

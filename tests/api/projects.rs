@@ -1038,9 +1038,16 @@ async fn an_import_that_died_part_way_is_invisible_and_swept() {
     let user_id = app.user_id(&token).await;
     let conn = app.state.store().conn().await.unwrap();
     let id = ProjectId::new();
-    conn.insert_importing_project(id, user_id, "half", None, "2000-01-01T00:00:00.000000Z")
-        .await
-        .unwrap();
+    conn.insert_importing_project(
+        id,
+        user_id,
+        "half",
+        None,
+        "2000-01-01T00:00:00.000000Z",
+        u64::MAX,
+    )
+    .await
+    .unwrap();
     let blob = BlobKey::project_file(user_id, id, "b1");
     app.state
         .blobs()

@@ -147,3 +147,64 @@ async fn an_import_past_the_cap_stores_no_project() {
     let list = app.get("/api/v1/projects", Some(&token)).await.json();
     assert_eq!(list["items"], json!([]), "{list}");
 }
+
+/// The number of API keys, projects and knowledge documents a user holds is capped too: past it a
+/// 409 naming the cap, nothing stored.
+#[tokio::test]
+async fn counts_are_capped_per_user() {
+    let app = TestApp::with_env(&[
+        ("MAX_API_KEYS_PER_USER", "2"),
+        ("MAX_PROJECTS_PER_USER", "1"),
+        ("MAX_DOCUMENTS_PER_USER", "1"),
+    ])
+    .await;
+    let token = app.register("counts@example.com").await.access;
+    for _ in 0..2 {
+        let res = app
+            .post("/api/v1/api-keys", json!({"name": "k"}), Some(&token))
+            .await;
+        assert_eq!(res.status, StatusCode::CREATED, "{}", res.text());
+    }
+    let p = app
+        .post("/api/v1/api-keys", json!({"name": "k"}), Some(&token))
+        .await
+        .problem(StatusCode::CONFLICT);
+    assert!(
+        p["detail"].as_str().unwrap().contains("at most 2 API keys"),
+        "{p}"
+    );
+
+    let res = app
+        .post("/api/v1/projects", json!({"name": "One"}), Some(&token))
+        .await;
+    assert_eq!(res.status, StatusCode::CREATED, "{}", res.text());
+    app.post("/api/v1/projects", json!({"name": "Two"}), Some(&token))
+        .await
+        .problem(StatusCode::CONFLICT);
+    app.post(
+        "/api/v1/projects/import",
+        json!({"format": "codechat.project", "version": 1, "name": "Three", "files": []}),
+        Some(&token),
+    )
+    .await
+    .problem(StatusCode::CONFLICT);
+    let projects = app.get("/api/v1/projects", Some(&token)).await.json();
+    assert_eq!(projects["items"].as_array().unwrap().len(), 1, "{projects}");
+
+    let doc = json!({"title": "Doc", "content": "some words to index"});
+    let res = app
+        .post("/api/v1/knowledge/documents", doc.clone(), Some(&token))
+        .await;
+    assert_eq!(res.status, StatusCode::CREATED, "{}", res.text());
+    let p = app
+        .post("/api/v1/knowledge/documents", doc, Some(&token))
+        .await
+        .problem(StatusCode::CONFLICT);
+    assert!(
+        p["detail"]
+            .as_str()
+            .unwrap()
+            .contains("knowledge documents"),
+        "{p}"
+    );
+}

@@ -182,7 +182,8 @@ async fn create_api_key(
 ) -> Result<(StatusCode, Json<CreatedApiKey>)> {
     let new = api_keys::NewKey::parse(&body.name, body.expires_at.as_deref())?;
     let conn = state.store().conn().await?;
-    let (row, key) = api_keys::create(&conn, user.id, &new).await?;
+    let max_keys = state.config().auth.max_api_keys_per_user;
+    let (row, key) = api_keys::create(&conn, user.id, &new, max_keys).await?;
     Ok((
         StatusCode::CREATED,
         Json(CreatedApiKey {

@@ -18,6 +18,8 @@ pub struct AuthConfig {
     /// the local profile the email alone still works when no token is set.
     pub bootstrap_admin_token: Option<SecretRef>,
     pub bootstrap_needs_token: bool,
+    /// API keys one user may hold (`MAX_API_KEYS_PER_USER`, 25).
+    pub max_api_keys_per_user: u64,
 }
 
 impl AuthConfig {
@@ -46,6 +48,7 @@ impl AuthConfig {
             bootstrap_admin_email: var("BOOTSTRAP_ADMIN_EMAIL"),
             bootstrap_admin_token: SecretRef::named(var, "BOOTSTRAP_ADMIN_TOKEN"),
             bootstrap_needs_token: !local,
+            max_api_keys_per_user: number(var, "MAX_API_KEYS_PER_USER", 25)?,
         })
     }
 }

@@ -16,6 +16,8 @@ pub struct KnowledgeConfig {
     /// What one user may store in all (`MAX_USER_STORAGE_BYTES`, 1 GiB): attachments, project
     /// files and knowledge documents together.
     pub max_user_storage_bytes: u64,
+    /// Knowledge documents one user may hold (`MAX_DOCUMENTS_PER_USER`, 1000).
+    pub max_documents_per_user: u64,
 }
 
 /// The bounds of reading a PDF's text: its compressed streams may inflate to at most
@@ -41,6 +43,7 @@ impl KnowledgeConfig {
                 ),
             },
             max_user_storage_bytes: max_user_storage_bytes(var)?,
+            max_documents_per_user: number(var, "MAX_DOCUMENTS_PER_USER", 1000)?,
         })
     }
 }

@@ -28,6 +28,8 @@ pub struct ProjectConfig {
     /// What one user may store in all (`MAX_USER_STORAGE_BYTES`, 1 GiB): attachments, project
     /// files and knowledge documents together.
     pub max_user_storage_bytes: u64,
+    /// Projects one user may hold (`MAX_PROJECTS_PER_USER`, 200).
+    pub max_projects_per_user: u64,
 }
 
 impl ProjectConfig {
@@ -53,6 +55,7 @@ impl ProjectConfig {
                 None => false,
             },
             max_user_storage_bytes: max_user_storage_bytes(var)?,
+            max_projects_per_user: number(var, "MAX_PROJECTS_PER_USER", 200)?,
         })
     }
 }

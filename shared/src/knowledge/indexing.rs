@@ -12,8 +12,9 @@ const WORKER_HOLD: std::time::Duration = std::time::Duration::from_secs(2 * 3600
 pub struct IndexSettings {
     pub chunk: ChunkSize,
     pub in_request_bytes: usize,
-    /// What the user may store in all (a document past it is a 413 `storage-quota`).
-    pub max_user_bytes: u64,
+    /// What the user may store (a document past it is a 413 `storage-quota`), and how many
+    /// documents they may hold (409 past it).
+    pub caps: crate::store::DocumentCaps,
 }
 
 impl IndexSettings {
@@ -24,7 +25,10 @@ impl IndexSettings {
                 overlap_tokens: config.chunk_tokens / 7,
             },
             in_request_bytes: config.max_index_in_request_bytes,
-            max_user_bytes: config.max_user_storage_bytes,
+            caps: crate::store::DocumentCaps {
+                storage_bytes: config.max_user_storage_bytes,
+                documents: config.max_documents_per_user,
+            },
         }
     }
 }
@@ -74,7 +78,7 @@ pub async fn create(
         let stored = async {
             let new = new_document(user_id, input, &embedder, &sha256);
             let document = conn
-                .insert_indexing_document(id, new, None, settings.max_user_bytes)
+                .insert_indexing_document(id, new, None, settings.caps)
                 .await?;
             let put = blobs
                 .put(
@@ -111,7 +115,7 @@ pub async fn create(
         let lease = crate::ids::format_time((std::time::SystemTime::now() + REQUEST_LEASE).into());
         let new = new_document(user_id, input, &embedder, &sha256);
         let document = conn
-            .insert_indexing_document(DocumentId::new(), new, Some(&lease), settings.max_user_bytes)
+            .insert_indexing_document(DocumentId::new(), new, Some(&lease), settings.caps)
             .await?;
         let stored = async {
             let complete = store_chunks(conn, document.id, user_id, &chunks).await?

@@ -133,15 +133,7 @@ pub async fn unpack(
             ),
         ));
     }
-    let mut filling = Filling::start(
-        conn,
-        blobs,
-        user_id,
-        &name,
-        None,
-        rules.limits.max_user_bytes,
-    )
-    .await?;
+    let mut filling = Filling::start(conn, blobs, user_id, &name, None, &rules.limits).await?;
     let mut total = 0u64;
     let mut seen = std::collections::HashSet::new();
     for index in 0..archive.len() {

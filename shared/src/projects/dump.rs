@@ -156,7 +156,7 @@ pub async fn import(
         &name.unwrap_or_default(),
         description.as_deref().filter(|d| !d.is_empty()),
         files,
-        limits.max_user_bytes,
+        limits,
     )
     .await
 }

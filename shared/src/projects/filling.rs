@@ -1,7 +1,7 @@
 //! Filling a new project with many files (a zip, an import): in bounded batches behind the
 //! `importing` status, and the sweep of runs that died part-way.
 
-use super::{place, sha256_hex, ProjectPath};
+use super::{place, sha256_hex, ProjectLimits, ProjectPath};
 use crate::{
     blobs::{BlobKey, BlobStore},
     error::{Error, Result},
@@ -42,19 +42,19 @@ impl<'a> Filling<'a> {
         user_id: UserId,
         name: &str,
         description: Option<&str>,
-        storage_cap: u64,
+        limits: &ProjectLimits,
     ) -> Result<Filling<'a>> {
         sweep(conn, blobs).await;
         let id = ProjectId::new();
         let lease = crate::ids::format_time((std::time::SystemTime::now() + IMPORT_LEASE).into());
-        conn.insert_importing_project(id, user_id, name, description, &lease)
+        conn.insert_importing_project(id, user_id, name, description, &lease, limits.max_projects)
             .await?;
         Ok(Filling {
             conn,
             blobs,
             user_id,
             id,
-            storage_cap,
+            storage_cap: limits.max_user_bytes,
             batch: Vec::new(),
             batch_bytes: 0,
             written: Vec::new(),
@@ -158,9 +158,9 @@ pub async fn create_with_files(
     name: &str,
     description: Option<&str>,
     files: Vec<(ProjectPath, bytes::Bytes)>,
-    storage_cap: u64,
+    limits: &ProjectLimits,
 ) -> Result<Project> {
-    let mut filling = Filling::start(conn, blobs, user_id, name, description, storage_cap).await?;
+    let mut filling = Filling::start(conn, blobs, user_id, name, description, limits).await?;
     for (path, bytes) in files {
         if let Err(e) = filling.add(&path, bytes).await {
             filling.abandon().await;

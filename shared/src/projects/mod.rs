@@ -42,6 +42,8 @@ pub struct ProjectLimits {
     pub max_total_bytes: u64,
     /// What the user may store in all (a write past it is a 413 `storage-quota`).
     pub max_user_bytes: u64,
+    /// Projects the user may hold.
+    pub max_projects: u64,
 }
 
 impl From<&ProjectConfig> for ProjectLimits {
@@ -51,6 +53,7 @@ impl From<&ProjectConfig> for ProjectLimits {
             max_files: config.max_zip_entries,
             max_total_bytes: config.max_zip_uncompressed_bytes,
             max_user_bytes: config.max_user_storage_bytes,
+            max_projects: config.max_projects_per_user,
         }
     }
 }
@@ -121,6 +124,7 @@ pub async fn create(
     user_id: UserId,
     name: &str,
     description: Option<&str>,
+    max_projects: u64,
 ) -> Result<Project> {
     let mut errors = FieldErrors::default();
     let name = errors.take(parse_name(name));
@@ -128,7 +132,13 @@ pub async fn create(
     errors.finish()?;
     let name = name.unwrap_or_default();
     Ok(conn
-        .insert_project(ProjectId::new(), user_id, &name, description.as_deref())
+        .insert_project(
+            ProjectId::new(),
+            user_id,
+            &name,
+            description.as_deref(),
+            max_projects,
+        )
         .await?)
 }
 

@@ -48,12 +48,15 @@ fn key_from_row(row: &Row) -> StoreResult<ApiKey> {
 }
 
 impl Conn {
-    pub async fn insert_api_key(&self, new: NewApiKey<'_>) -> StoreResult<ApiKey> {
+    /// Refused ([`super::StoreError::LimitReached`]) when the user already holds `max_keys`.
+    pub async fn insert_api_key(&self, new: NewApiKey<'_>, max_keys: u64) -> StoreResult<ApiKey> {
         let rows = self
             .query(
                 &format!(
                     "INSERT INTO api_keys (id, user_id, name, prefix, key_hash, created_at, expires_at)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7) RETURNING {KEY_COLUMNS}"
+                     SELECT ?1, ?2, ?3, ?4, ?5, ?6, ?7
+                     WHERE (SELECT COUNT(*) FROM api_keys WHERE user_id = ?2) < ?8
+                     RETURNING {KEY_COLUMNS}"
                 ),
                 libsql::params![
                     ApiKeyId::new(),
@@ -62,11 +65,15 @@ impl Conn {
                     new.prefix,
                     new.key_hash,
                     crate::ids::now(),
-                    new.expires_at
+                    new.expires_at,
+                    max_keys.min(i64::MAX as u64) as i64
                 ],
             )
             .await?;
-        first(rows, key_from_row)?.ok_or(super::StoreError::Corrupt("api_keys"))
+        first(rows, key_from_row)?.ok_or(super::StoreError::LimitReached {
+            what: "API keys",
+            limit: max_keys,
+        })
     }
 
     /// The key with this prefix and its owner, in one statement.

@@ -24,6 +24,21 @@ pub struct Document {
     pub error: Option<String>,
 }
 
+/// What a new document may not pass: the user's storage and their number of documents.
+#[derive(Debug, Clone, Copy)]
+pub struct DocumentCaps {
+    pub storage_bytes: u64,
+    pub documents: u64,
+}
+
+impl DocumentCaps {
+    /// No cap (tests, and callers whose checks ran before).
+    pub const NONE: DocumentCaps = DocumentCaps {
+        storage_bytes: u64::MAX,
+        documents: u64::MAX,
+    };
+}
+
 pub struct NewDocument<'a> {
     pub user_id: UserId,
     pub title: &'a str,
@@ -89,24 +104,48 @@ impl Conn {
     /// Stores a document without chunks, `indexing`: its chunks follow in batches
     /// ([`Conn::add_chunks`]) and [`Conn::finish_indexing`] makes it ready. Until then it is listed
     /// as `indexing` and no search finds it. `lease_until` is when a run indexing it inside a
-    /// request counts as dead (the sweep removes it); none for the worker's, claimed later. Refused
-    /// ([`StoreError::StorageFull`], nothing written) when the user's files would then take more
-    /// than `storage_cap` bytes.
+    /// request counts as dead (the sweep removes it); none for the worker's, claimed later. Refused,
+    /// nothing written, past the user's `caps`: [`StoreError::StorageFull`] for their storage,
+    /// [`StoreError::LimitReached`] for their number of documents.
     pub async fn insert_indexing_document(
         &self,
         id: DocumentId,
         new: NewDocument<'_>,
         lease_until: Option<&str>,
-        storage_cap: u64,
+        caps: DocumentCaps,
     ) -> StoreResult<Document> {
         let sql = INSERT_DOCUMENT.replace("{used}", &super::user_storage_bytes("?2"));
+        let user_id = new.user_id;
         let rows = self
             .query(
                 &sql,
-                new.params(id, DocumentStatus::Indexing, lease_until, storage_cap),
+                new.params(id, DocumentStatus::Indexing, lease_until, caps),
             )
             .await?;
-        first(rows, document_from_row)?.ok_or(StoreError::StorageFull { limit: storage_cap })
+        if let Some(document) = first(rows, document_from_row)? {
+            return Ok(document);
+        }
+        // Refused: say which cap.
+        let rows = self
+            .query(
+                "SELECT COUNT(*) FROM documents WHERE user_id = ?1",
+                libsql::params![user_id],
+            )
+            .await?;
+        let held: i64 = match rows.first() {
+            Some(row) => col(row, 0, "documents.count")?,
+            None => 0,
+        };
+        Err(if held as u64 >= caps.documents {
+            StoreError::LimitReached {
+                what: "knowledge documents",
+                limit: caps.documents,
+            }
+        } else {
+            StoreError::StorageFull {
+                limit: caps.storage_bytes,
+            }
+        })
     }
 
     /// Claims an `indexing` document for one run until `until`, and returns it: none when it is
@@ -371,7 +410,8 @@ impl Conn {
 const INSERT_DOCUMENT: &str =
     "INSERT INTO documents (id, user_id, title, content_type, size, sha256,
          chunk_count, embedder, created_at, updated_at, status, index_lease_until)
-     SELECT ?1, ?2, ?3, ?4, ?5, ?6, 0, ?7, ?8, ?8, ?9, ?10 WHERE {used} + ?5 <= ?11
+     SELECT ?1, ?2, ?3, ?4, ?5, ?6, 0, ?7, ?8, ?8, ?9, ?10
+     WHERE {used} + ?5 <= ?11 AND (SELECT COUNT(*) FROM documents WHERE user_id = ?2) < ?12
      RETURNING id, user_id, title, content_type, size, sha256, chunk_count, embedder, created_at,
          updated_at, status, error";
 
@@ -381,7 +421,7 @@ impl NewDocument<'_> {
         id: DocumentId,
         status: DocumentStatus,
         lease_until: Option<&str>,
-        storage_cap: u64,
+        caps: DocumentCaps,
     ) -> impl libsql::params::IntoParams {
         libsql::params![
             id,
@@ -394,7 +434,8 @@ impl NewDocument<'_> {
             crate::ids::now(),
             status.as_str(),
             lease_until,
-            storage_cap.min(i64::MAX as u64) as i64
+            caps.storage_bytes.min(i64::MAX as u64) as i64,
+            caps.documents.min(i64::MAX as u64) as i64
         ]
     }
 }

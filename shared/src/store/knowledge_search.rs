@@ -208,7 +208,12 @@ mod tests {
             chunk("indexes and keys"),
         ];
         let doc = conn
-            .insert_indexing_document(crate::ids::DocumentId::new(), document, None, u64::MAX)
+            .insert_indexing_document(
+                crate::ids::DocumentId::new(),
+                document,
+                None,
+                crate::store::DocumentCaps::NONE,
+            )
             .await
             .unwrap();
         assert!(conn.add_chunks(doc.id, user_id, &chunks).await.unwrap());

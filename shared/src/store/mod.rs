@@ -51,7 +51,9 @@ pub use attachments::{Attachment, NewAttachment};
 pub use connections::Connection;
 pub use conversations::{Conversation, ConversationChanges, NewConversation};
 pub use idempotency::{IdempotencyRecord, NewClaim};
-pub use knowledge::{document_hold_id, Document, EmbeddingBill, NewChunk, NewDocument};
+pub use knowledge::{
+    document_hold_id, Document, DocumentCaps, EmbeddingBill, NewChunk, NewDocument,
+};
 pub use knowledge_search::ChunkHit;
 pub use login_failures::FailureScope;
 pub use messages::{AttachmentRef, Citation, FileChange, Message, NewMessage};
@@ -78,6 +80,9 @@ pub(crate) fn user_storage_bytes(user: &str) -> String {
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
+    /// The user already holds `limit` of `what` (API keys, projects, documents); nothing written.
+    #[error("at most {limit} {what} per account; delete one first")]
+    LimitReached { what: &'static str, limit: u64 },
     /// A project file write would pass the project's file count or size; nothing was written.
     #[error("{0}")]
     ProjectFull(&'static str),

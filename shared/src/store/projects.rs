@@ -79,24 +79,38 @@ fn file_from_row(row: &Row) -> StoreResult<ProjectFile> {
 }
 
 impl Conn {
-    /// A new empty project.
+    /// A new empty project; refused ([`StoreError::LimitReached`]) when the user already holds
+    /// `max_projects` (importing ones included).
     pub async fn insert_project(
         &self,
         id: ProjectId,
         user_id: UserId,
         name: &str,
         description: Option<&str>,
+        max_projects: u64,
     ) -> StoreResult<Project> {
         let rows = self
             .query(
                 &format!(
                     "INSERT INTO projects (id, user_id, name, description, created_at, updated_at)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?5) RETURNING {PROJECT_COLUMNS}"
+                     SELECT ?1, ?2, ?3, ?4, ?5, ?5
+                     WHERE (SELECT COUNT(*) FROM projects WHERE user_id = ?2) < ?6
+                     RETURNING {PROJECT_COLUMNS}"
                 ),
-                libsql::params![id, user_id, name, description, crate::ids::now()],
+                libsql::params![
+                    id,
+                    user_id,
+                    name,
+                    description,
+                    crate::ids::now(),
+                    max_projects.min(i64::MAX as u64) as i64
+                ],
             )
             .await?;
-        first(rows, project_from_row)?.ok_or(StoreError::Corrupt("projects"))
+        first(rows, project_from_row)?.ok_or(StoreError::LimitReached {
+            what: "projects",
+            limit: max_projects,
+        })
     }
 
     /// Starts a project that is filled in batches ([`Conn::add_project_files`]): `importing`,
@@ -109,22 +123,32 @@ impl Conn {
         name: &str,
         description: Option<&str>,
         lease_until: &str,
+        max_projects: u64,
     ) -> StoreResult<()> {
-        self.execute(
-            "INSERT INTO projects (id, user_id, name, description, created_at, updated_at, status,
-                                   import_lease_until)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?5, 'importing', ?6)",
-            libsql::params![
-                id,
-                user_id,
-                name,
-                description,
-                crate::ids::now(),
-                lease_until
-            ],
-        )
-        .await?;
-        Ok(())
+        let added = self
+            .execute(
+                "INSERT INTO projects (id, user_id, name, description, created_at, updated_at, status,
+                                       import_lease_until)
+                 SELECT ?1, ?2, ?3, ?4, ?5, ?5, 'importing', ?6
+                 WHERE (SELECT COUNT(*) FROM projects WHERE user_id = ?2) < ?7",
+                libsql::params![
+                    id,
+                    user_id,
+                    name,
+                    description,
+                    crate::ids::now(),
+                    lease_until,
+                    max_projects.min(i64::MAX as u64) as i64
+                ],
+            )
+            .await?;
+        match added {
+            0 => Err(StoreError::LimitReached {
+                what: "projects",
+                limit: max_projects,
+            }),
+            _ => Ok(()),
+        }
     }
 
     /// Adds one batch of an importing project's files, given as a JSON array of

@@ -96,7 +96,15 @@ async fn create_project(
     ApiJson(body): ApiJson<CreateProject>,
 ) -> Result<(StatusCode, Json<ProjectOut>)> {
     let conn = state.store().conn().await?;
-    let project = projects::create(&conn, user.id, &body.name, body.description.as_deref()).await?;
+    let max_projects = state.config().projects.max_projects_per_user;
+    let project = projects::create(
+        &conn,
+        user.id,
+        &body.name,
+        body.description.as_deref(),
+        max_projects,
+    )
+    .await?;
     Ok((StatusCode::CREATED, Json(project.into())))
 }
 
