@@ -148,6 +148,7 @@ impl Error {
             }
             Error::Store(_) | Error::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
             Error::Blobs(BlobError::Missing) => StatusCode::NOT_FOUND,
+            Error::Blobs(BlobError::Changed) => StatusCode::CONFLICT,
             Error::Blobs(_) => StatusCode::SERVICE_UNAVAILABLE,
         }
     }
@@ -179,6 +180,7 @@ impl Error {
             Error::Store(StoreError::Busy | StoreError::Unavailable(_)) => "unavailable",
             Error::Store(_) | Error::Internal(_) => "internal",
             Error::Blobs(BlobError::Missing) => "not-found",
+            Error::Blobs(BlobError::Changed) => "conflict",
             Error::Blobs(BlobError::NotConfigured) => "blobs-not-configured",
             Error::Blobs(_) => "unavailable",
         }

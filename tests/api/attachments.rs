@@ -848,3 +848,66 @@ async fn pending_uploads_past_their_deadline_are_swept_with_their_blobs() {
         "the new one stays"
     );
 }
+
+/// The upload URL stays valid after a completion checked it: the bytes moved are the version that
+/// was checked, never bytes put in between (S3's copy precondition on the ETag read).
+#[tokio::test]
+async fn bytes_put_after_the_check_are_never_moved() {
+    let setup = Setup::s3(&[]).await;
+    let app = &setup.app;
+    let token = app.register("upload-race@example.com").await.access;
+    let checked = b"checked bytes";
+    let started = app
+        .post(
+            "/api/v1/attachments/uploads",
+            json!({"filename": "a.txt", "content_type": "text/plain", "size": checked.len()}),
+            Some(&token),
+        )
+        .await
+        .json();
+    let id = started["attachment"]["id"].as_str().unwrap().to_string();
+    let put = app.put_upload(&started["upload"], checked, &[]).await;
+    assert!(put == 200 || put == 204, "{put}");
+
+    // A completion read (and checked) this version...
+    let user: codechat::ids::UserId = app.me(&token).await.json()["id"]
+        .as_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    let attachment: codechat::ids::AttachmentId = id.parse().unwrap();
+    let key = codechat::blobs::BlobKey::upload(user, attachment);
+    let (_, version) = app.state.blobs().read_tagged(&key).await.unwrap();
+    assert!(version.is_some(), "S3 answers an ETag");
+    // ...then other bytes of the same size arrive through the still-valid URL...
+    let put = app
+        .put_upload(&started["upload"], b"swapped bytes", &[])
+        .await;
+    assert!(put == 200 || put == 204, "{put}");
+    // ...and moving the checked version refuses.
+    let target = codechat::blobs::BlobKey::checked(
+        user,
+        attachment,
+        codechat::kinds::UploadPurpose::Attachment,
+    );
+    let moved = app
+        .state
+        .blobs()
+        .rename_if_unchanged(&key, &target, version.as_deref())
+        .await;
+    assert!(
+        matches!(moved, Err(codechat::blobs::BlobError::Changed)),
+        "{moved:?}"
+    );
+    // A completion now checks the new bytes, and moves those.
+    let res = app
+        .post(
+            &format!("/api/v1/attachments/{id}/complete"),
+            json!({}),
+            Some(&token),
+        )
+        .await;
+    assert_eq!(res.status, StatusCode::OK, "{}", res.text());
+    let stored = app.state.blobs().read_all(&target).await.unwrap();
+    assert_eq!(&stored[..], b"swapped bytes");
+}

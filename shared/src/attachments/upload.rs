@@ -296,7 +296,7 @@ pub async fn complete(
         None => return Err(Error::NotFound),
     };
     let key = BlobKey::upload(user_id, id);
-    let mut reader = match blobs.read(&key).await {
+    let (mut reader, version) = match blobs.read_tagged(&key).await {
         Ok(r) => r,
         Err(BlobError::Missing) => {
             return Err(Error::Conflict(
@@ -328,10 +328,24 @@ pub async fn complete(
         conn.delete_attachment(id, user_id).await?;
         return Err(e);
     }
-    blobs
-        .rename(&key, &BlobKey::checked(user_id, id, pending.purpose))
-        .await
-        .map_err(Error::from)?;
+    // The upload URL stays valid until it expires: only the version checked is moved, so a PUT
+    // after the check (unchecked bytes) makes this a 409 and a retried completion checks it.
+    let moved = blobs
+        .rename_if_unchanged(
+            &key,
+            &BlobKey::checked(user_id, id, pending.purpose),
+            version.as_deref(),
+        )
+        .await;
+    match moved {
+        Ok(()) => {}
+        Err(BlobError::Changed) => {
+            return Err(Error::Conflict(
+                "the upload changed while it was checked; complete it again",
+            ))
+        }
+        Err(e) => return Err(e.into()),
+    }
     match conn
         .complete_attachment(id, user_id, &seen.sha256_hex())
         .await?

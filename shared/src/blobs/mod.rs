@@ -88,6 +88,9 @@ pub enum BlobError {
     Missing,
     #[error("blob store: {0}")]
     Io(String),
+    /// The blob is no longer the one that was read (a conditional copy's precondition failed).
+    #[error("the file changed while it was checked")]
+    Changed,
 }
 
 /// A presigned PUT: the URL and the headers the client must send with it (they are signed).
@@ -312,6 +315,69 @@ impl BlobStore {
             all.extend_from_slice(&chunk);
         }
         Ok(all)
+    }
+
+    /// [`Self::read`], with the version read where the store has one (S3's ETag), for
+    /// [`Self::rename_if_unchanged`].
+    pub async fn read_tagged(
+        &self,
+        key: &BlobKey,
+    ) -> Result<(BlobReader, Option<String>), BlobError> {
+        match &*self.backend {
+            Backend::S3 { .. } => {
+                let (client, bucket) = self.s3().await?;
+                match client
+                    .get_object()
+                    .bucket(bucket)
+                    .key(key.as_str())
+                    .send()
+                    .await
+                {
+                    Ok(o) => {
+                        let tag = o.e_tag.clone();
+                        Ok((BlobReader::S3(o.body), tag))
+                    }
+                    Err(e) if e.as_service_error().is_some_and(s3_missing) => {
+                        Err(BlobError::Missing)
+                    }
+                    Err(e) => Err(s3_error(e)),
+                }
+            }
+            _ => Ok((self.read(key).await?, None)),
+        }
+    }
+
+    /// [`Self::rename`], only if the blob is still the version `tag` names: on S3 a copy with
+    /// `x-amz-copy-source-if-match`, so bytes put after they were checked are never moved
+    /// ([`BlobError::Changed`]). Without a tag (the local store) it is a plain rename.
+    pub async fn rename_if_unchanged(
+        &self,
+        from: &BlobKey,
+        to: &BlobKey,
+        tag: Option<&str>,
+    ) -> Result<(), BlobError> {
+        let (Backend::S3 { .. }, Some(tag)) = (&*self.backend, tag) else {
+            return self.rename(from, to).await;
+        };
+        let (client, bucket) = self.s3().await?;
+        client
+            .copy_object()
+            .bucket(bucket)
+            .key(to.as_str())
+            .copy_source(format!("{bucket}/{}", from.as_str()))
+            .copy_source_if_match(tag)
+            .send()
+            .await
+            .map_err(|e| {
+                if e.as_service_error().is_some_and(s3_missing) {
+                    BlobError::Missing
+                } else if e.raw_response().is_some_and(|r| r.status().as_u16() == 412) {
+                    BlobError::Changed
+                } else {
+                    s3_error(e)
+                }
+            })?;
+        self.delete(from).await
     }
 
     /// Moves a blob to another key (a server-side copy on S3: the bytes never pass through here).
