@@ -369,9 +369,15 @@ impl BlobStore {
             .send()
             .await
             .map_err(|e| {
+                // A failed precondition: 412, and S3's code for it (either one is enough).
+                let code = e
+                    .as_service_error()
+                    .and_then(aws_sdk_s3::error::ProvideErrorMetadata::code);
                 if e.as_service_error().is_some_and(s3_missing) {
                     BlobError::Missing
-                } else if e.raw_response().is_some_and(|r| r.status().as_u16() == 412) {
+                } else if code == Some("PreconditionFailed")
+                    || e.raw_response().is_some_and(|r| r.status().as_u16() == 412)
+                {
                     BlobError::Changed
                 } else {
                     s3_error(e)
