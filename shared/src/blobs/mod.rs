@@ -281,30 +281,7 @@ impl BlobStore {
 
     /// Reads the blob from its start.
     pub async fn read(&self, key: &BlobKey) -> Result<BlobReader, BlobError> {
-        match &*self.backend {
-            Backend::Local { root } => match tokio::fs::File::open(Self::path(root, key)).await {
-                Ok(f) => Ok(BlobReader::File(f)),
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => Err(BlobError::Missing),
-                Err(e) => Err(io(e)),
-            },
-            Backend::NotConfigured => Err(BlobError::NotConfigured),
-            Backend::S3 { .. } => {
-                let (client, bucket) = self.s3().await?;
-                match client
-                    .get_object()
-                    .bucket(bucket)
-                    .key(key.as_str())
-                    .send()
-                    .await
-                {
-                    Ok(o) => Ok(BlobReader::S3(o.body)),
-                    Err(e) if e.as_service_error().is_some_and(s3_missing) => {
-                        Err(BlobError::Missing)
-                    }
-                    Err(e) => Err(s3_error(e)),
-                }
-            }
-        }
+        Ok(self.read_tagged(key).await?.0)
     }
 
     /// The whole blob in memory: for the bounded sizes a model call takes.
@@ -343,7 +320,12 @@ impl BlobStore {
                     Err(e) => Err(s3_error(e)),
                 }
             }
-            _ => Ok((self.read(key).await?, None)),
+            Backend::Local { root } => match tokio::fs::File::open(Self::path(root, key)).await {
+                Ok(f) => Ok((BlobReader::File(f), None)),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => Err(BlobError::Missing),
+                Err(e) => Err(io(e)),
+            },
+            Backend::NotConfigured => Err(BlobError::NotConfigured),
         }
     }
 
