@@ -23,6 +23,7 @@ mod login_failures;
 mod messages;
 mod migrations;
 mod pipeline;
+mod project_files;
 mod projects;
 mod quotas;
 mod row;
@@ -57,7 +58,8 @@ pub use knowledge::{
 pub use knowledge_search::ChunkHit;
 pub use login_failures::FailureScope;
 pub use messages::{AttachmentRef, Citation, FileChange, Message, NewMessage};
-pub use projects::{FileLimits, NewProjectFile, Project, ProjectFile};
+pub use project_files::{FileLimits, NewProjectFile, ProjectFile};
+pub use projects::Project;
 pub use quotas::{HoldRequest, RateOutcome};
 pub use tokens::{NewRefreshToken, RefreshOutcome};
 pub use usage::{UsageRecord, UsageTotals};
