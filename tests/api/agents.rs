@@ -183,6 +183,26 @@ async fn invalid_agents_name_every_field_and_store_nothing() {
 
 /// An app whose default model is the offline one, with an OpenAI-compatible fake behind
 /// `openai/gpt-4o-mini`: only an agent's model reaches the fake.
+/// A project "P" and the read-only reviewer agent, for `token`'s user.
+async fn project_and_reader(app: &TestApp, token: &str) -> (String, Value) {
+    let project = app
+        .post("/api/v1/projects", json!({"name": "P"}), Some(token))
+        .await
+        .json()["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let reader = app
+        .post(
+            "/api/v1/agents",
+            reviewer("openai/gpt-4o-mini"),
+            Some(token),
+        )
+        .await
+        .json();
+    (project, reader)
+}
+
 async fn app_with_fake(server: &MockServer) -> TestApp {
     TestApp::with_openai_server(server, &[("DEFAULT_MODEL", "local/echo")]).await
 }
@@ -390,21 +410,7 @@ async fn an_agent_on_a_project_offers_only_its_own_tools() {
         .await;
     let app = app_with_fake(&server).await;
     let t = app.register("agent-tools@example.com").await;
-    let project = app
-        .post("/api/v1/projects", json!({"name": "P"}), Some(&t.access))
-        .await
-        .json()["id"]
-        .as_str()
-        .unwrap()
-        .to_string();
-    let reader = app
-        .post(
-            "/api/v1/agents",
-            reviewer("openai/gpt-4o-mini"),
-            Some(&t.access),
-        )
-        .await
-        .json();
+    let (project, reader) = project_and_reader(&app, &t.access).await;
     let mut plain = reviewer("openai/gpt-4o-mini");
     plain["tools"] = json!([]);
     let plain = app
@@ -465,21 +471,7 @@ async fn a_tool_the_turn_did_not_offer_is_refused_not_run() {
     .await;
     let app = app_with_fake(&server).await;
     let t = app.register("agent-no-write@example.com").await;
-    let project = app
-        .post("/api/v1/projects", json!({"name": "P"}), Some(&t.access))
-        .await
-        .json()["id"]
-        .as_str()
-        .unwrap()
-        .to_string();
-    let reader = app
-        .post(
-            "/api/v1/agents",
-            reviewer("openai/gpt-4o-mini"),
-            Some(&t.access),
-        )
-        .await
-        .json();
+    let (project, reader) = project_and_reader(&app, &t.access).await;
     let events = app
         .chat_stream(
             &t.access,

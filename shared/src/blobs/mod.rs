@@ -338,16 +338,45 @@ impl BlobStore {
         to: &BlobKey,
         tag: Option<&str>,
     ) -> Result<(), BlobError> {
-        let (Backend::S3 { .. }, Some(tag)) = (&*self.backend, tag) else {
-            return self.rename(from, to).await;
-        };
+        match &*self.backend {
+            Backend::S3 { .. } => self.s3_move(from, to, tag).await,
+            _ => self.rename(from, to).await,
+        }
+    }
+
+    /// Moves a blob to another key (a server-side copy on S3: the bytes never pass through here).
+    pub async fn rename(&self, from: &BlobKey, to: &BlobKey) -> Result<(), BlobError> {
+        match &*self.backend {
+            Backend::Local { root } => {
+                let target = Self::path(root, to);
+                if let Some(dir) = target.parent() {
+                    tokio::fs::create_dir_all(dir).await.map_err(io)?;
+                }
+                match tokio::fs::rename(Self::path(root, from), target).await {
+                    Ok(()) => Ok(()),
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => Err(BlobError::Missing),
+                    Err(e) => Err(io(e)),
+                }
+            }
+            Backend::NotConfigured => Err(BlobError::NotConfigured),
+            Backend::S3 { .. } => self.s3_move(from, to, None).await,
+        }
+    }
+
+    /// A copy then a delete on S3, the copy conditioned on `if_match` when given.
+    async fn s3_move(
+        &self,
+        from: &BlobKey,
+        to: &BlobKey,
+        if_match: Option<&str>,
+    ) -> Result<(), BlobError> {
         let (client, bucket) = self.s3().await?;
         client
             .copy_object()
             .bucket(bucket)
             .key(to.as_str())
             .copy_source(format!("{bucket}/{}", from.as_str()))
-            .copy_source_if_match(tag)
+            .set_copy_source_if_match(if_match.map(str::to_string))
             .send()
             .await
             .map_err(|e| {
@@ -366,39 +395,6 @@ impl BlobStore {
                 }
             })?;
         self.delete(from).await
-    }
-
-    /// Moves a blob to another key (a server-side copy on S3: the bytes never pass through here).
-    pub async fn rename(&self, from: &BlobKey, to: &BlobKey) -> Result<(), BlobError> {
-        match &*self.backend {
-            Backend::Local { root } => {
-                let target = Self::path(root, to);
-                if let Some(dir) = target.parent() {
-                    tokio::fs::create_dir_all(dir).await.map_err(io)?;
-                }
-                match tokio::fs::rename(Self::path(root, from), target).await {
-                    Ok(()) => Ok(()),
-                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => Err(BlobError::Missing),
-                    Err(e) => Err(io(e)),
-                }
-            }
-            Backend::NotConfigured => Err(BlobError::NotConfigured),
-            Backend::S3 { .. } => {
-                let (client, bucket) = self.s3().await?;
-                client
-                    .copy_object()
-                    .bucket(bucket)
-                    .key(to.as_str())
-                    .copy_source(format!("{bucket}/{}", from.as_str()))
-                    .send()
-                    .await
-                    .map_err(|e| match e.as_service_error() {
-                        Some(s) if s3_missing(s) => BlobError::Missing,
-                        _ => s3_error(e),
-                    })?;
-                self.delete(from).await
-            }
-        }
     }
 
     /// Removes the blob; one that is already gone is not an error (deletes are retried safely).

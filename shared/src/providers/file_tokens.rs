@@ -1,8 +1,11 @@
-//! What a file sent to a model costs in input tokens, at most: what a turn reserves against the
-//! user's budget before the call, and bills when the provider never reports usage. Text and PDFs by
-//! size (a token per four bytes, the same rule as text: a PDF's text and page images are billed,
-//! and its size bounds them without parsing it); images by the providers' own formulas from their
-//! dimensions (the larger of Anthropic's and OpenAI's, so one rule holds whichever answers).
+//! What a file sent to a model is estimated to cost in input tokens: what a turn reserves against
+//! the user's budget before the call, and bills when the provider never reports usage (when it does,
+//! its count is billed). Text and PDFs by size, a token per four bytes, the rule used for text
+//! (an estimate, not a bound: a compressed PDF can hold more text than its size suggests, and
+//! providers bill its pages' images too). Images by the formulas documented for Claude's standard
+//! tier (width × height / 750 within 1568 px and about 1.15 megapixels) and GPT-4o-class models
+//! (512-px tiles), the larger of the two. Models that bill images by another rule (gpt-4o-mini's
+//! multiplier, newer Claude tiers' larger images) are reserved for less than they bill.
 
 use super::{FileKind, FilePart};
 
@@ -19,15 +22,17 @@ pub fn file_tokens(file: &FilePart) -> u64 {
     }
 }
 
-/// Anthropic (Claude on Bedrock): scaled to at most 1568 px on the long edge and about 1.15
-/// megapixels, then width × height / 750.
+/// `(w, h)` scaled down, aspect kept, so that `side` of them (the longer or the shorter) is at most
+/// `max`.
+fn scaled(w: f64, h: f64, side: fn(f64, f64) -> f64, max: f64) -> (f64, f64) {
+    let s = (max / side(w, h)).min(1.0);
+    (w * s, h * s)
+}
+
+/// Claude's standard tier: scaled to at most 1568 px on the long edge and about 1.15 megapixels,
+/// then width × height / 750.
 fn anthropic_image_tokens(w: u64, h: u64) -> u64 {
-    let (mut w, mut h) = (w as f64, h as f64);
-    let long = w.max(h);
-    if long > 1568.0 {
-        let s = 1568.0 / long;
-        (w, h) = (w * s, h * s);
-    }
+    let (mut w, mut h) = scaled(w as f64, h as f64, f64::max, 1568.0);
     let pixels = w * h;
     if pixels > 1_150_000.0 {
         let s = (1_150_000.0 / pixels).sqrt();
@@ -36,20 +41,11 @@ fn anthropic_image_tokens(w: u64, h: u64) -> u64 {
     ((w * h) / 750.0).ceil() as u64
 }
 
-/// OpenAI (high detail): fit within 2048 × 2048, the short side scaled to 768, then 170 tokens a
-/// 512-px tile and 85 more.
+/// GPT-4o-class models (high detail): fit within 2048 × 2048, the short side scaled to 768, then
+/// 170 tokens a 512-px tile and 85 more.
 fn openai_image_tokens(w: u64, h: u64) -> u64 {
-    let (mut w, mut h) = (w as f64, h as f64);
-    let long = w.max(h);
-    if long > 2048.0 {
-        let s = 2048.0 / long;
-        (w, h) = (w * s, h * s);
-    }
-    let short = w.min(h);
-    if short > 768.0 {
-        let s = 768.0 / short;
-        (w, h) = (w * s, h * s);
-    }
+    let (w, h) = scaled(w as f64, h as f64, f64::max, 2048.0);
+    let (w, h) = scaled(w, h, f64::min, 768.0);
     let tiles = (w / 512.0).ceil() as u64 * (h / 512.0).ceil() as u64;
     85 + 170 * tiles
 }
