@@ -1,6 +1,8 @@
 //! Knowledge on the local store, in-process: indexing throughput (chunking, the offline embedder,
 //! FTS5 and the vector index, through `POST /knowledge/documents`) and retrieval latency
-//! (`GET /knowledge/search`, and a chat turn with and without knowledge) at 1k and 100k chunks.
+//! (`GET /knowledge/search`, and a chat turn with and without knowledge) at 1k and 100k chunks;
+//! at 100k also a search by a second user who holds one document of that index (a user's words are
+//! counted and matched among their own chunks, so the other user's 100k should cost them little).
 //!
 //! The corpus is synthetic Markdown from a fixed seed: a 4 000-word vocabulary drawn with a
 //! Zipf-like skew (a few words are everywhere, most are rare, as in prose), headings every few
@@ -62,7 +64,47 @@ pub async fn measure(app: &InProcess) -> Vec<Row> {
 
         rows.extend(retrieval(app, &token, &mut text, chunks).await);
     }
+    let small = app.register("small@bench.dev", PASSWORD).await;
+    let doc = text.document(DOCUMENT_CHARS);
+    let (status, body) = app
+        .call(
+            "POST",
+            "/api/v1/knowledge/documents",
+            Some(&small),
+            Some(json!({"title": "One document", "content": doc})),
+        )
+        .await;
+    assert_eq!(status, 201, "{body}");
+    rows.push(small_user_search(app, &small, &mut text, chunks).await);
     rows
+}
+
+/// Search latency for the second user, who holds one document among `chunks`.
+async fn small_user_search(app: &InProcess, token: &str, text: &mut Corpus, chunks: u64) -> Row {
+    let queries: Vec<String> = (0..SEARCHES).map(|_| text.question()).collect();
+    let mut row = app
+        .measure(
+            "",
+            SEARCHES,
+            |i| {
+                (
+                    "GET",
+                    format!(
+                        "/api/v1/knowledge/search?q={}",
+                        queries[i].replace(' ', "%20")
+                    ),
+                    None,
+                )
+            },
+            token,
+            200,
+        )
+        .await;
+    row.route = format!(
+        "GET /knowledge/search, {}k chunks, by a user holding one document",
+        chunks / 1000
+    );
+    row
 }
 
 /// Search and chat-turn latency over what is indexed (`chunks` of it).
@@ -139,7 +181,10 @@ pub async fn measure_kept(app: &InProcess) -> Vec<Row> {
             None => break,
         }
     }
-    retrieval(app, &token, &mut text, chunks).await
+    let mut rows = retrieval(app, &token, &mut text, chunks).await;
+    let small = app.login("small@bench.dev", PASSWORD).await;
+    rows.push(small_user_search(app, &small, &mut text, chunks).await);
+    rows
 }
 
 /// Deterministic pseudo-prose.
