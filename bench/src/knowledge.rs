@@ -12,6 +12,8 @@ use std::time::{Duration, Instant};
 
 use serde_json::json;
 
+use codechat::store::BACKFILL_STEP;
+
 use crate::{in_process::InProcess, Row, PASSWORD};
 
 const SEARCHES: usize = 60;
@@ -185,6 +187,33 @@ pub async fn measure_kept(app: &InProcess) -> Vec<Row> {
     let small = app.login("small@bench.dev", PASSWORD).await;
     rows.push(small_user_search(app, &small, &mut text, chunks).await);
     rows
+}
+
+/// Indexes for full-text search, in the store's own steps, whatever a store kept by an older build
+/// holds from before migration 23, and prints how long that took (nothing when nothing was left).
+pub async fn finish_backfill(state: &codechat::AppState) {
+    let conn = state.store().conn().await.unwrap();
+    let started = Instant::now();
+    let mut steps = Vec::new();
+    loop {
+        let t = Instant::now();
+        let more = conn.index_backfill_step(BACKFILL_STEP).await.unwrap();
+        steps.push(t.elapsed());
+        if !more {
+            break;
+        }
+    }
+    if steps.len() > 1 {
+        steps.sort();
+        eprintln!(
+            "bench: full-text backfill, {} steps of up to {BACKFILL_STEP} chunks in {:.2} s, \
+             a step {:.1} ms p50, {:.1} ms max",
+            steps.len(),
+            started.elapsed().as_secs_f64(),
+            steps[steps.len() / 2].as_secs_f64() * 1000.0,
+            steps[steps.len() - 1].as_secs_f64() * 1000.0,
+        );
+    }
 }
 
 /// Deterministic pseudo-prose.

@@ -35,10 +35,12 @@ const ANN_OVERSAMPLE: u32 = 10;
 /// Distinct words of a query looked up, and kept for full-text search (the rarest).
 const MAX_LOOKUP_TERMS: usize = 64;
 const MAX_QUERY_TERMS: usize = 16;
-/// Common words are left out of full-text search from this many chunks on…
-const PRUNE_FROM_CHUNKS: i64 = 10_000;
-/// …when more than one chunk in this many holds them.
-const COMMON_TERM_SHARE: i64 = 20;
+/// Common words are left out of full-text search once the user holds 10 000 chunks, when more than
+/// one of their chunks in 20 holds them.
+const COMMON_WORDS: crate::store::CommonWords = crate::store::CommonWords {
+    from_chunks: 10_000,
+    share: 20,
+};
 /// Characters of a chunk shown as a result's snippet.
 const SNIPPET_CHARS: usize = 240;
 

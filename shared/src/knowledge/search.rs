@@ -47,7 +47,7 @@ pub async fn search(
     // the vector statement on a second connection in its own task: on a local file the two run on
     // two cores (at 100k chunks about 6 and 4.5 ms p50; bench/README.md), against a remote store
     // their round trips overlap.
-    let ((terms, factor), vector) = tokio::try_join!(
+    let ((plan, factor), vector) = tokio::try_join!(
         search_terms(conn, user_id, &words),
         embedding.query_vector(conn, budget, query),
     )?;
@@ -69,16 +69,10 @@ pub async fn search(
         }
         None => None,
     };
-    let by_text = if terms.is_empty() {
+    let by_text = if plan.terms.is_empty() {
         Vec::new()
     } else {
-        // Each word quoted (FTS5 syntax in the query is text, not operators), any may match.
-        let fts_query = terms
-            .iter()
-            .map(|w| format!("\"{w}\""))
-            .collect::<Vec<_>>()
-            .join(" OR ");
-        conn.search_chunks_text(user_id, &fts_query, candidates)
+        conn.search_chunks_text(user_id, &plan.terms, plan.owner_in_match, candidates)
             .await?
     };
     let by_vector = match by_vector {
@@ -97,26 +91,35 @@ pub async fn search(
         .collect())
 }
 
-/// The words full-text search looks for: distinct, at most [`MAX_QUERY_TERMS`] of the rarest. In a
-/// large index (over [`PRUNE_FROM_CHUNKS`] chunks) a word held by more than one chunk in
-/// [`COMMON_TERM_SHARE`] is left out: BM25 gives it almost no weight, and matching it means
-/// scoring a large part of the index (160 ms a query at 100k chunks, against about 10 without;
-/// bench/README.md). A query of only such words is answered by its vector neighbours alone.
-/// Also returns how many times the candidates the vector index is asked for (see [`oversample`]).
-async fn search_terms(
-    conn: &Conn,
-    user_id: UserId,
-    words: &[String],
-) -> Result<(Vec<String>, u32)> {
+/// The words full-text search looks for: distinct, at most [`MAX_QUERY_TERMS`] of the rarest among
+/// the user's own chunks, without the words [`COMMON_WORDS`] in them: matching such a word means
+/// scoring a large part of the user's chunks (160 ms a query at 100k chunks, against about 10
+/// without; bench/README.md) for almost no BM25 weight. A query of only such words is answered by
+/// its vector neighbours alone. What other users store changes neither which words are searched
+/// nor which of the user's chunks match. Also returns how many times the candidates the vector
+/// index is asked for (see [`oversample`]).
+async fn search_terms(conn: &Conn, user_id: UserId, words: &[String]) -> Result<(TextPlan, u32)> {
     let mut unique: Vec<String> = Vec::new();
     for w in words {
         if !unique.contains(w) && unique.len() < MAX_LOOKUP_TERMS {
             unique.push(w.clone());
         }
     }
-    let stats = conn.term_frequencies(user_id, &unique).await?;
+    let stats = conn
+        .term_frequencies(user_id, &unique, COMMON_WORDS)
+        .await?;
     let factor = oversample(stats.total, stats.own);
-    Ok((rarest_terms(unique, stats.counts, stats.total), factor))
+    let plan = TextPlan {
+        owner_in_match: stats.owner_in_match(),
+        terms: rarest_terms(unique, stats.counts, stats.own),
+    };
+    Ok((plan, factor))
+}
+
+/// What the full-text statement looks for, and how (see `Conn::search_chunks_text`).
+struct TextPlan {
+    terms: Vec<String>,
+    owner_in_match: bool,
 }
 
 /// How many neighbours per wanted candidate to ask the vector index for, which ranks all users'
@@ -131,12 +134,10 @@ fn oversample(total: i64, own: i64) -> u32 {
     ratio.clamp(1, ANN_OVERSAMPLE as i64) as u32
 }
 
-/// The words to search for, given how many chunks hold each and about how many there are.
-fn rarest_terms(words: Vec<String>, counts: Vec<i64>, total: i64) -> Vec<String> {
+/// The words to search for, given how many of the user's chunks hold each and how many they hold.
+fn rarest_terms(words: Vec<String>, counts: Vec<i64>, own: i64) -> Vec<String> {
     let mut ranked: Vec<(i64, String)> = counts.into_iter().zip(words).collect();
-    if total >= PRUNE_FROM_CHUNKS {
-        ranked.retain(|(n, _)| *n * COMMON_TERM_SHARE <= total);
-    }
+    ranked.retain(|(n, _)| !COMMON_WORDS.is_common(*n, own));
     ranked.sort();
     ranked.truncate(MAX_QUERY_TERMS);
     ranked.into_iter().map(|(_, w)| w).collect()
@@ -263,7 +264,7 @@ mod tests {
     }
 
     #[test]
-    fn common_words_leave_full_text_search_only_in_a_large_index() {
+    fn common_words_leave_full_text_search_only_in_a_large_set_of_the_users_chunks() {
         let words = |w: &[&str]| w.iter().map(|s| s.to_string()).collect::<Vec<_>>();
         // Small index: every word stays, rarest first.
         assert_eq!(

@@ -2,23 +2,39 @@
 //! (libSQL `vector_top_k`) search, each filtered to the owner inside the statement that ranks
 //! and to `ready` documents.
 
+use std::sync::atomic::Ordering;
+
 use super::{col, collect, Conn, Row, StoreError, StoreResult};
 use crate::ids::{DocumentId, UserId};
 
-/// What a search learns of the index before it runs: how many chunks hold each of its terms,
-/// about how many chunks there are, and how many of them are the user's.
+/// What a search learns of the index before it runs: how many of the user's chunks hold each of
+/// its terms (counting stops once a term is [`CommonWords`]), how many chunks the user has, and
+/// about how many chunks all users have (for the vector index, which ranks them all).
 #[derive(Debug)]
 pub struct TermFrequencies {
     pub counts: Vec<i64>,
-    pub total: i64,
     pub own: i64,
+    pub total: i64,
 }
 
-/// How many chunks (of all users) hold a word, per instance and database. Counting walks the
-/// word's entries in the full-text index, so a common word (the ones most queries share) costs
-/// the most: about 2.3 ms of a search at 100k chunks before this cache (bench/README.md). The
-/// counts only decide which words are too common to search for, so a few minutes stale is harmless.
-pub struct TermCounts(crate::cache::TtlCache<String, i64>);
+impl TermFrequencies {
+    /// Whether a full-text search should match the user's owner token along with the words, so
+    /// that FTS5 ranks only the user's chunks. It should unless the user holds half the chunks
+    /// or more: then the owner filter after ranking costs less than matching the token (which
+    /// every one of the user's chunks holds; about 6 against 11 ms a statement for the bench's
+    /// questions in a Python SQLite copy of its 100k-chunk store), and the other users' chunks
+    /// ranked and dropped are fewer than the user's.
+    /// The answer is the same either way: the token weighs nothing in the rank.
+    pub fn owner_in_match(&self) -> bool {
+        self.own * 2 < self.total
+    }
+}
+
+/// The user's word counts, per instance: counting a word walks its entries among the user's chunks
+/// (up to the count that makes it common), about 1 ms a word for a user holding 100k chunks, and
+/// the counts only decide which words are searched, so a few minutes stale is harmless. Keyed by
+/// user: what one user stores never changes another's counts.
+pub struct TermCounts(crate::cache::TtlCache<(UserId, String), i64>);
 
 const TERM_COUNT_ENTRIES: usize = 4096;
 const TERM_COUNT_TTL: std::time::Duration = std::time::Duration::from_secs(300);
@@ -30,6 +46,36 @@ impl Default for TermCounts {
             TERM_COUNT_TTL,
         ))
     }
+}
+
+/// Chunks indexed per backfill step: about 30 ms of write lock (the bench's 100k-chunk store: 31 ms
+/// a step p50; the longest, 0.07 and 0.9 s in two runs, is a step in which FTS5 merges segments).
+pub const BACKFILL_STEP: u32 = 1000;
+
+/// When a word is too common to search for: once the user holds `from_chunks` chunks, a word in
+/// more than one of their chunks in `share`. BM25 gives such a word almost no weight, and matching
+/// it means ranking a large part of the user's chunks.
+#[derive(Debug, Clone, Copy)]
+pub struct CommonWords {
+    pub from_chunks: i64,
+    pub share: i64,
+}
+
+impl CommonWords {
+    pub fn is_common(&self, count: i64, own: i64) -> bool {
+        own >= self.from_chunks && count * self.share > own
+    }
+}
+
+/// The token that stands for the user's chunks in the full-text index's `owner_token` column:
+/// spelled as migration 23's generated column spells it (a test holds the two together).
+fn owner_token(user_id: UserId) -> String {
+    format!("{}0", user_id.to_string().replace('-', ""))
+}
+
+/// An FTS5 phrase for a word: quoted, so FTS5 syntax in it is text, not operators.
+fn phrase(word: &str) -> String {
+    format!("\"{}\"", word.replace('"', "\"\""))
 }
 
 /// A chunk found by a search, with its document's title.
@@ -56,40 +102,77 @@ fn hit_from_row(row: &Row) -> StoreResult<ChunkHit> {
     })
 }
 
+impl super::Store {
+    /// Indexes the chunks stored before migration 23 for full-text search, in steps, in a task
+    /// of this process (unless one runs already). Until it ends, full-text search misses the
+    /// chunks not yet reached; the vector search still finds them. The first search after the
+    /// upgrade starts it; a step that fails ends the task, and the next search starts another.
+    fn finish_index_backfill(&self) {
+        if self.backfilling.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        let store = self.clone();
+        tokio::spawn(async move {
+            let steps = async {
+                let conn = store.conn().await?;
+                while conn.index_backfill_step(BACKFILL_STEP).await? {}
+                Ok::<_, StoreError>(())
+            };
+            match steps.await {
+                Ok(()) => tracing::info!("the full-text index holds every stored chunk"),
+                Err(error) => tracing::warn!(%error, "a full-text backfill step failed"),
+            }
+            store.backfilling.store(false, Ordering::Release);
+        });
+    }
+}
+
 impl Conn {
-    /// How many chunks (of all users) hold each term, about how many chunks there are (the
-    /// highest id), and how many are the user's, in one statement. Counts come from the
-    /// instance's cache where it has them; only the others are counted. A term is counted by
-    /// matching it, so it is stemmed as the search will stem it: the index holds stems ("index"
-    /// for "indexing"), and a look-up of the word as typed would count an inflected common word as
-    /// absent, which kept it in every search.
+    /// How many of the user's chunks hold each term, in one statement (for the terms not in the
+    /// instance's [`TermCounts`]). A term is counted by matching it, so it is stemmed as the search
+    /// will stem it: the index holds stems ("index" for "indexing"), and a look-up of the word as
+    /// typed would count an inflected common word as absent. Only the user's chunks are matched
+    /// (their owner token ANDed in), and counting a term stops at the first count that makes it
+    /// common, so a common word costs no more than a rare one.
     pub async fn term_frequencies(
         &self,
         user_id: UserId,
         terms: &[String],
+        common: CommonWords,
     ) -> StoreResult<TermFrequencies> {
+        let cache = &self.store.term_counts.0;
         let mut counts: Vec<Option<i64>> = terms
             .iter()
-            .map(|t| self.store.term_counts.0.get(t))
+            .map(|t| cache.get(&(user_id, t.clone())))
             .collect();
-        let missing: Vec<&String> = terms
+        let owner = format!("owner_token : {}", phrase(&owner_token(user_id)));
+        let missing: Vec<(usize, String)> = counts
             .iter()
-            .zip(&counts)
+            .enumerate()
             .filter(|(_, c)| c.is_none())
-            .map(|(t, _)| t)
+            .map(|(i, _)| {
+                (
+                    i,
+                    format!("{owner} AND {{heading content}} : {}", phrase(&terms[i])),
+                )
+            })
             .collect();
-        let json = serde_json::to_string(&missing).map_err(|e| StoreError::Db(e.to_string()))?;
+        let queries: Vec<&String> = missing.iter().map(|(_, q)| q).collect();
+        let json = serde_json::to_string(&queries).map_err(|e| StoreError::Db(e.to_string()))?;
         let rows = self
             .query(
-                r#"SELECT (SELECT COALESCE(max(id), 0) FROM chunks),
-                        (SELECT COALESCE(sum(chunk_count), 0) FROM documents WHERE user_id = ?2),
-                        NULL
+                r#"WITH own AS (SELECT COALESCE(sum(chunk_count), 0) AS n FROM documents
+                                WHERE user_id = ?2)
+                 SELECT (SELECT n FROM own), (SELECT COALESCE(max(id), 0) FROM chunks),
+                        (SELECT next < stop FROM chunks_fts_backfill), NULL
                  UNION ALL
-                 SELECT (SELECT count(*) FROM chunks_fts
-                         WHERE chunks_fts MATCH '"' || replace(j.value, '"', '""') || '"'), 0, j.key
+                 SELECT (SELECT count(*) FROM (
+                            SELECT 1 FROM chunks_fts WHERE chunks_fts MATCH j.value
+                            LIMIT (SELECT CASE WHEN n >= ?3 THEN n / ?4 + 1 ELSE -1 END FROM own))),
+                        0, 0, j.key
                  FROM json_each(?1) j
-                 ORDER BY 3"#,
-                libsql::params![json, user_id],
+                 ORDER BY 4"#,
+                libsql::params![json, user_id, common.from_chunks, common.share],
             )
             .await?;
         let Some((first, rest)) = rows.split_first() else {
@@ -98,29 +181,65 @@ impl Conn {
         if rest.len() != missing.len() {
             return Err(StoreError::Corrupt("chunks_fts"));
         }
-        let mut counted = rest.iter().zip(missing);
-        for count in counts.iter_mut().filter(|c| c.is_none()) {
-            let Some((row, term)) = counted.next() else {
-                break;
-            };
+        if col(first, 2, "chunks_fts_backfill.next")? {
+            self.store.finish_index_backfill();
+        }
+        for (row, (i, _)) in rest.iter().zip(&missing) {
             let n: i64 = col(row, 0, "chunks_fts.count")?;
-            self.store.term_counts.0.put(term.clone(), n);
-            *count = Some(n);
+            cache.put((user_id, terms[*i].clone()), n);
+            counts[*i] = Some(n);
         }
         Ok(TermFrequencies {
-            total: col(first, 0, "chunks.id")?,
-            own: col(first, 1, "documents.chunk_count")?,
+            own: col(first, 0, "documents.chunk_count")?,
+            total: col(first, 1, "chunks.id")?,
             counts: counts.into_iter().map(|c| c.unwrap_or(0)).collect(),
         })
     }
 
-    /// The user's chunks that match an FTS5 query, best BM25 first (a heading match weighs double).
+    /// Indexes up to `chunks` of the chunks stored before migration 23 for full-text search, in
+    /// one statement (one short write). Answers whether any are left. Steps may run on several
+    /// instances at once: each moves the backfill's `next` only from where it read it, in the
+    /// statement that indexes what it passed over, so a chunk is indexed once.
+    pub async fn index_backfill_step(&self, chunks: u32) -> StoreResult<bool> {
+        let rows = self
+            .query(
+                "UPDATE chunks_fts_backfill SET next = COALESCE(
+                     (SELECT id FROM chunks WHERE id >= next AND id < stop
+                      ORDER BY id LIMIT 1 OFFSET ?1),
+                     stop)
+                 WHERE next < stop
+                 RETURNING next < stop",
+                libsql::params![chunks as i64],
+            )
+            .await?;
+        match rows.first() {
+            Some(row) => Ok(col(row, 0, "chunks_fts_backfill.next")?),
+            None => Ok(false),
+        }
+    }
+
+    /// The user's chunks that hold any of `terms`, best BM25 first (a heading match weighs double).
+    /// With `owner_in_match` (see [`TermFrequencies::owner_in_match`]) FTS5 matches and ranks only
+    /// the user's chunks, their owner token ANDed in: another user's chunks holding the same
+    /// words cost nothing. Either way the owner filter is in the statement.
     pub async fn search_chunks_text(
         &self,
         user_id: UserId,
-        fts_query: &str,
+        terms: &[String],
+        owner_in_match: bool,
         limit: u32,
     ) -> StoreResult<Vec<ChunkHit>> {
+        let any = terms
+            .iter()
+            .map(|t| phrase(t))
+            .collect::<Vec<_>>()
+            .join(" OR ");
+        let fts_query = if owner_in_match {
+            let owner = phrase(&owner_token(user_id));
+            format!("owner_token : {owner} AND {{heading content}} : ({any})")
+        } else {
+            format!("{{heading content}} : ({any})")
+        };
         let rows = self
             .query(
                 &format!(
@@ -182,19 +301,28 @@ impl Conn {
 
 #[cfg(test)]
 mod tests {
-    use crate::store::{NewChunk, NewDocument};
+    use super::{owner_token, CommonWords};
+    use crate::ids::{DocumentId, UserId};
+    use crate::store::{Conn, DocumentCaps, NewChunk, NewDocument, NewUser};
 
-    #[tokio::test]
-    async fn terms_are_counted_by_their_stem_as_the_search_matches_them() {
-        let (_dir, conn, user_id) = crate::store::test_conn_with_user().await;
-        let chunk = |content: &str| NewChunk {
+    const NEVER_COMMON: CommonWords = CommonWords {
+        from_chunks: i64::MAX,
+        share: 1,
+    };
+
+    fn chunk(content: &str) -> NewChunk {
+        NewChunk {
             ord: 0,
             heading: String::new(),
             content: content.into(),
             tokens: 3,
             embedding: None,
-        };
-        let document = NewDocument {
+        }
+    }
+
+    /// A ready document of `user_id` holding `contents`, one chunk each.
+    async fn document(conn: &Conn, user_id: UserId, contents: &[&str]) -> DocumentId {
+        let new = NewDocument {
             user_id,
             title: "Words",
             content_type: "text/plain",
@@ -202,31 +330,102 @@ mod tests {
             sha256: "0",
             embedder: None,
         };
-        let chunks = [
-            chunk("indexing the rows"),
-            chunk("an index of rows"),
-            chunk("indexes and keys"),
-        ];
         let doc = conn
-            .insert_indexing_document(
-                crate::ids::DocumentId::new(),
-                document,
-                None,
-                crate::store::DocumentCaps::NONE,
-            )
+            .insert_indexing_document(DocumentId::new(), new, None, DocumentCaps::NONE)
             .await
             .unwrap();
+        let chunks: Vec<NewChunk> = contents.iter().map(|c| chunk(c)).collect();
         assert!(conn.add_chunks(doc.id, user_id, &chunks).await.unwrap());
         assert!(conn
             .finish_indexing(doc.id, user_id, chunks.len(), None)
             .await
             .unwrap());
-        let terms: Vec<String> = ["indexing", "rows", "keys", "absent", "say \"hi\""]
-            .map(String::from)
-            .to_vec();
-        let found = conn.term_frequencies(user_id, &terms).await.unwrap();
+        doc.id
+    }
+
+    async fn other_user(conn: &Conn, email: &str) -> UserId {
+        let new = NewUser {
+            email,
+            password_hash: "x",
+            display_name: "other",
+            role: crate::kinds::Role::User,
+        };
+        conn.insert_user(new).await.unwrap().id
+    }
+
+    fn strings(words: &[&str]) -> Vec<String> {
+        words.iter().map(|w| w.to_string()).collect()
+    }
+
+    #[tokio::test]
+    async fn terms_are_counted_by_their_stem_as_the_search_matches_them() {
+        let (_dir, conn, user_id) = crate::store::test_conn_with_user().await;
+        let contents = ["indexing the rows", "an index of rows", "indexes and keys"];
+        document(&conn, user_id, &contents).await;
+        let terms = strings(&["indexing", "rows", "keys", "absent", "say \"hi\""]);
+        let found = conn
+            .term_frequencies(user_id, &terms, NEVER_COMMON)
+            .await
+            .unwrap();
         // "indexing" is every chunk's stem "index"; "rows" two; a quote is text, not syntax.
         assert_eq!(found.counts, vec![3, 2, 1, 0, 0]);
         assert_eq!((found.total, found.own), (3, 3));
+    }
+
+    #[tokio::test]
+    async fn terms_are_counted_and_matched_among_the_users_own_chunks_only() {
+        let (_dir, conn, user_id) = crate::store::test_conn_with_user().await;
+        let mine = document(
+            &conn,
+            user_id,
+            &["alpha and beta", "gamma", "delta", "omega"],
+        )
+        .await;
+        // Another user stores "alpha" in bulk: over all users it would be in 11 chunks of 14,
+        // common by the rule below, and so dropped from the first user's search.
+        let crowd = other_user(&conn, "crowd@example.com").await;
+        document(&conn, crowd, &["alpha"; 10]).await;
+        let rule = CommonWords {
+            from_chunks: 4,
+            share: 2,
+        };
+        let terms = strings(&["alpha", "beta", "zeta"]);
+        let found = conn.term_frequencies(user_id, &terms, rule).await.unwrap();
+        assert_eq!(found.counts, vec![1, 1, 0]);
+        assert_eq!(found.own, 4);
+        assert!(!rule.is_common(found.counts[0], found.own));
+        assert!(found.owner_in_match(), "4 chunks of 14");
+        for owner_in_match in [true, false] {
+            let hits = conn
+                .search_chunks_text(user_id, &strings(&["alpha"]), owner_in_match, 10)
+                .await
+                .unwrap();
+            assert_eq!(hits.len(), 1);
+            assert_eq!(hits[0].document_id, mine);
+        }
+
+        // For the crowd's owner the word is common: counting stops at the first count that
+        // shows it (10 / 2 + 1), rather than walking all ten.
+        let theirs = conn.term_frequencies(crowd, &terms, rule).await.unwrap();
+        assert_eq!(theirs.counts, vec![6, 0, 0]);
+        assert!(rule.is_common(theirs.counts[0], theirs.own));
+        // An owner token typed as a word matches nothing: words are matched in the text only.
+        let typed = conn
+            .search_chunks_text(user_id, &[owner_token(crowd)], true, 10)
+            .await
+            .unwrap();
+        assert!(typed.is_empty());
+    }
+
+    #[tokio::test]
+    async fn the_owner_token_is_spelled_as_the_schema_spells_it() {
+        let (_dir, conn, user_id) = crate::store::test_conn_with_user().await;
+        document(&conn, user_id, &["words"]).await;
+        let rows = conn
+            .query("SELECT owner_token FROM chunks", ())
+            .await
+            .unwrap();
+        let stored: String = super::col(&rows[0], 0, "chunks.owner_token").unwrap();
+        assert_eq!(stored, owner_token(user_id));
     }
 }

@@ -41,6 +41,7 @@ pub(crate) const MIGRATIONS: &[(i64, &str, &str)] = migrations![
     20 => "0020_message_tool_calls.sql",
     21 => "0021_drop_chunks_vocab.sql",
     22 => "0022_bounded_imports.sql",
+    23 => "0023_knowledge_fts_by_owner.sql",
 ];
 
 pub(super) async fn apply(conn: &Conn) -> StoreResult<()> {
@@ -93,6 +94,10 @@ fn version_in(rows: Vec<super::Row>) -> StoreResult<i64> {
 #[cfg(test)]
 mod tests {
     use super::MIGRATIONS;
+    use crate::{
+        config::DatabaseConfig,
+        store::{col, Conn, Store},
+    };
 
     #[test]
     fn the_list_matches_the_folder_in_order() {
@@ -109,5 +114,130 @@ mod tests {
             assert_eq!(*version, i as i64 + 1);
             assert!(file.starts_with(&format!("{version:04}_")), "{file}");
         }
+    }
+
+    /// A database as it was at `version`, holding two users' documents and `chunks` chunks
+    /// ("word<i> common"), their owners alternating.
+    async fn database_at(version: i64, path: &std::path::Path, chunks: i64) -> [String; 2] {
+        let db = libsql::Builder::new_local(path).build().await.unwrap();
+        let conn = db.connect().unwrap();
+        conn.execute(
+            "CREATE TABLE schema_migrations (version INTEGER PRIMARY KEY, applied_at TEXT NOT NULL)",
+            (),
+        )
+        .await
+        .unwrap();
+        for (v, _, sql) in MIGRATIONS.iter().filter(|m| m.0 <= version) {
+            conn.execute_batch(sql).await.unwrap();
+            conn.execute("INSERT INTO schema_migrations VALUES (?1, 'then')", [*v])
+                .await
+                .unwrap();
+        }
+        let users = [crate::ids::UserId::new(), crate::ids::UserId::new()].map(|u| u.to_string());
+        for (i, user) in users.iter().enumerate() {
+            conn.execute(
+                "INSERT INTO users (id, email, password_hash, display_name, created_at, updated_at)
+                 VALUES (?1, ?2, 'x', 'x', 'then', 'then')",
+                libsql::params![user.as_str(), format!("u{i}@example.com")],
+            )
+            .await
+            .unwrap();
+            conn.execute(
+                "INSERT INTO documents (id, user_id, title, content_type, size, sha256, chunk_count,
+                                        created_at, updated_at)
+                 VALUES (?1, ?2, 'Doc', 'text/plain', 1, '0', ?3, 'then', 'then')",
+                libsql::params![format!("d{i}"), user.as_str(), chunks / 2],
+            )
+            .await
+            .unwrap();
+        }
+        for i in 1..=chunks {
+            let owner = (i % 2) as usize;
+            conn.execute(
+                "INSERT INTO chunks (id, document_id, user_id, ord, heading, content, tokens)
+                 VALUES (?1, ?2, ?3, ?1, '', ?4, 2)",
+                libsql::params![
+                    i,
+                    format!("d{owner}"),
+                    users[owner].as_str(),
+                    format!("word{i} common")
+                ],
+            )
+            .await
+            .unwrap();
+        }
+        users
+    }
+
+    async fn matches(conn: &Conn, query: &str) -> i64 {
+        let rows = conn
+            .query(
+                "SELECT count(*) FROM chunks_fts WHERE chunks_fts MATCH ?1",
+                [query],
+            )
+            .await
+            .unwrap();
+        col(&rows[0], 0, "count").unwrap()
+    }
+
+    async fn add_chunk(conn: &Conn, user: &str, content: &str) -> i64 {
+        let rows = conn
+            .query(
+                "INSERT INTO chunks (document_id, user_id, ord, heading, content, tokens)
+                 VALUES ((SELECT id FROM documents WHERE user_id = ?1), ?1, 0, '', ?2, 2)
+                 RETURNING id",
+                [user, content],
+            )
+            .await
+            .unwrap();
+        col(&rows[0], 0, "chunks.id").unwrap()
+    }
+
+    #[tokio::test]
+    async fn chunks_stored_before_the_owner_token_are_indexed_in_steps() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("db");
+        let users = database_at(22, &path, 40).await;
+        let store = Store::open(&DatabaseConfig::LocalFile(path)).await.unwrap();
+        let (conn, other) = (store.conn().await.unwrap(), store.conn().await.unwrap());
+        assert_eq!(
+            matches(&conn, "common").await,
+            0,
+            "migration 23 indexes nothing itself"
+        );
+
+        assert!(conn.index_backfill_step(10).await.unwrap());
+        assert_eq!(matches(&conn, "common").await, 10);
+        // Chunks written meanwhile: one deleted after the step passed it, one before; a new one
+        // takes the top id of the range still to do (SQLite reuses the largest free rowid), the
+        // next one an id above it.
+        conn.execute("DELETE FROM chunks WHERE id IN (5, 40)", ())
+            .await
+            .unwrap();
+        assert_eq!(add_chunk(&conn, &users[0], "late arrival").await, 40);
+        assert_eq!(add_chunk(&conn, &users[1], "latest arrival").await, 41);
+        assert_eq!(matches(&conn, "arrival").await, 1, "41 is indexed at once");
+        // Two instances stepping at once index each chunk once.
+        let (a, b) = tokio::join!(conn.index_backfill_step(7), other.index_backfill_step(7));
+        assert!(a.unwrap() && b.unwrap());
+        while conn.index_backfill_step(10).await.unwrap() {}
+        assert!(
+            !conn.index_backfill_step(10).await.unwrap(),
+            "done stays done"
+        );
+
+        assert_eq!(matches(&conn, "common").await, 38);
+        assert_eq!(matches(&conn, "arrival").await, 2);
+        conn.execute(
+            "INSERT INTO chunks_fts (chunks_fts, rank) VALUES ('integrity-check', 1)",
+            (),
+        )
+        .await
+        .expect("the index agrees with the chunks");
+        let owner0 = format!(
+            "owner_token : \"{}0\" AND common",
+            users[0].replace('-', "")
+        );
+        assert_eq!(matches(&conn, &owner0).await, 19);
     }
 }

@@ -34,7 +34,7 @@ mod writes;
 
 use std::{
     sync::{
-        atomic::{AtomicU64, Ordering},
+        atomic::{AtomicBool, AtomicU64, Ordering},
         Arc,
     },
     time::Duration,
@@ -55,7 +55,7 @@ pub use idempotency::{IdempotencyRecord, NewClaim};
 pub use knowledge::{
     document_hold_id, Document, DocumentCaps, EmbeddingBill, NewChunk, NewDocument,
 };
-pub use knowledge_search::ChunkHit;
+pub use knowledge_search::{ChunkHit, CommonWords, BACKFILL_STEP};
 pub use login_failures::FailureScope;
 pub use messages::{AttachmentRef, Citation, FileChange, Message, NewMessage};
 pub use project_files::{FileLimits, NewProjectFile, ProjectFile};
@@ -176,6 +176,8 @@ pub struct Store {
     db: Arc<libsql::Database>,
     kind: Kind,
     term_counts: Arc<knowledge_search::TermCounts>,
+    /// Whether a task of this process is indexing chunks stored before migration 23.
+    backfilling: Arc<AtomicBool>,
     /// Write transactions (and batch statements) that held the write lock past [`SLOW_WRITE`].
     slow_writes: Arc<AtomicU64>,
 }
@@ -215,6 +217,7 @@ impl Store {
                     db: Arc::new(db),
                     kind: Kind::Local(Idle::default()),
                     term_counts: Default::default(),
+                    backfilling: Default::default(),
                     slow_writes: Default::default(),
                 }
             }
@@ -227,6 +230,7 @@ impl Store {
                     db: Arc::new(db),
                     kind: Kind::Remote(Arc::new(pipeline::Pipeline::new(url, auth_token)?)),
                     term_counts: Default::default(),
+                    backfilling: Default::default(),
                     slow_writes: Default::default(),
                 }
             }
