@@ -84,28 +84,28 @@ pub async fn measure(app: &InProcess) -> Vec<Row> {
 /// Search latency for the second user, who holds one document among `chunks`.
 async fn small_user_search(app: &InProcess, token: &str, text: &mut Corpus, chunks: u64) -> Row {
     let queries: Vec<String> = (0..SEARCHES).map(|_| text.question()).collect();
+    let route = format!(
+        "GET /knowledge/search, {}k chunks, by a user holding one document",
+        chunks / 1000
+    );
+    searches(app, token, &queries, route).await
+}
+
+/// `queries` searched one after the other, as the row `route`.
+async fn searches(app: &InProcess, token: &str, queries: &[String], route: String) -> Row {
     let mut row = app
         .measure(
             "",
-            SEARCHES,
+            queries.len(),
             |i| {
-                (
-                    "GET",
-                    format!(
-                        "/api/v1/knowledge/search?q={}",
-                        queries[i].replace(' ', "%20")
-                    ),
-                    None,
-                )
+                let q = queries[i].replace(' ', "%20");
+                ("GET", format!("/api/v1/knowledge/search?q={q}"), None)
             },
             token,
             200,
         )
         .await;
-    row.route = format!(
-        "GET /knowledge/search, {}k chunks, by a user holding one document",
-        chunks / 1000
-    );
+    row.route = route;
     row
 }
 
@@ -113,26 +113,8 @@ async fn small_user_search(app: &InProcess, token: &str, text: &mut Corpus, chun
 async fn retrieval(app: &InProcess, token: &str, text: &mut Corpus, chunks: u64) -> Vec<Row> {
     let mut rows = Vec::new();
     let queries: Vec<String> = (0..SEARCHES).map(|_| text.question()).collect();
-    let mut row = app
-        .measure(
-            "",
-            SEARCHES,
-            |i| {
-                (
-                    "GET",
-                    format!(
-                        "/api/v1/knowledge/search?q={}",
-                        queries[i].replace(' ', "%20")
-                    ),
-                    None,
-                )
-            },
-            token,
-            200,
-        )
-        .await;
-    row.route = format!("GET /knowledge/search, {}k chunks", chunks / 1000);
-    rows.push(row);
+    let route = format!("GET /knowledge/search, {}k chunks", chunks / 1000);
+    rows.push(searches(app, token, &queries, route).await);
 
     let (mut with, mut without) = (Vec::new(), Vec::new());
     for i in 0..CHAT_TURNS * 2 {
