@@ -39,6 +39,10 @@ pub enum StartupError {
     Store(#[from] StoreError),
     #[error("blob store: {0}")]
     Blobs(String),
+    #[error("MODELS_FILE could not be read: {0}")]
+    ModelsFile(String),
+    #[error("MODELS_FILE: {0}")]
+    Catalog(#[from] crate::models::CatalogError),
 }
 
 impl AppState {
@@ -57,7 +61,21 @@ impl AppState {
             _ => None,
         };
         let blobs = BlobStore::new(&config.blobs).map_err(StartupError::Blobs)?;
-        let catalog = Arc::new(Catalog::shipped(&config.providers));
+        let overlay = match &config.providers.models_file {
+            None => None,
+            Some(source) => {
+                let s3 = match &config.blobs {
+                    crate::config::BlobConfig::S3(s3) => Some(s3),
+                    _ => None,
+                };
+                Some(
+                    crate::models::read_source(source, s3)
+                        .await
+                        .map_err(StartupError::ModelsFile)?,
+                )
+            }
+        };
+        let catalog = Arc::new(Catalog::new(&config.providers, overlay.as_deref())?);
         let providers = Arc::new(Providers::new(&config.providers));
         Ok(AppState(Arc::new(Inner {
             config,

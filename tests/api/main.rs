@@ -13,6 +13,7 @@ mod functions;
 mod iam;
 mod knowledge;
 mod limits;
+mod models_runtime;
 mod modules;
 mod openai;
 mod projects;

@@ -58,6 +58,23 @@ impl S3Server {
         ]
     }
 
+    /// An S3 client of this server, signing with its key: how a test puts objects of its own.
+    pub async fn client(&self) -> aws_sdk_s3::Client {
+        let sdk = aws_config::defaults(aws_config::BehaviorVersion::latest())
+            .region(aws_config::Region::new(REGION))
+            .credentials_provider(aws_credential_types::Credentials::new(
+                ACCESS_KEY, SECRET_KEY, None, None, "s3-test",
+            ))
+            .load()
+            .await;
+        aws_sdk_s3::Client::from_conf(
+            aws_sdk_s3::config::Builder::from(&sdk)
+                .endpoint_url(&self.endpoint)
+                .force_path_style(true)
+                .build(),
+        )
+    }
+
     /// The keys of every object in the bucket (straight from the server's directory: s3s-fs keeps
     /// each object as a file under the bucket's directory, its metadata elsewhere).
     pub fn keys(&self) -> Vec<String> {

@@ -12,7 +12,11 @@ use tokio::{io::AsyncReadExt, sync::OnceCell};
 
 use crate::config::{BlobConfig, S3Config};
 
+mod client;
 mod stream;
+
+use client::build_client;
+pub use client::read_s3_object;
 pub use stream::*;
 
 /// Where a blob lives, built only from service-generated ids.
@@ -476,15 +480,4 @@ impl BlobStore {
             .map_err(s3_error)?;
         Ok(Some(presigned.uri().to_string()))
     }
-}
-
-async fn build_client(config: &S3Config) -> S3Client {
-    let loader = crate::aws::loader(config.region.as_deref(), config.credentials.as_ref());
-    let sdk = loader.load().await;
-    let mut s3 = aws_sdk_s3::config::Builder::from(&sdk);
-    if let Some(url) = &config.endpoint_url {
-        // S3-compatible servers (and tests) address buckets by path, not by subdomain.
-        s3 = s3.endpoint_url(url).force_path_style(true);
-    }
-    S3Client::from_conf(s3.build())
 }

@@ -152,31 +152,16 @@ pub fn summary_request(model: &Model, previous: Option<&str>, older: &[Message])
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::models::{Capabilities, Pricing, Provider};
 
     fn model(context_window: u32) -> Model {
-        Model {
-            id: "t/m".into(),
-            provider: Provider::Local,
-            provider_model_id: "m".into(),
-            display_name: "m".into(),
-            description: None,
-            context_window,
-            max_output_tokens: 100,
-            pricing: Pricing {
-                input_per_mtok_usd: 0.0,
-                output_per_mtok_usd: 0.0,
-                cached_input_per_mtok_usd: None,
-            },
-            capabilities: Capabilities {
-                streaming: true,
-                vision: false,
-                documents: false,
-                tools: false,
-            },
-            offline: true,
-            available: true,
-        }
+        serde_json::from_value(serde_json::json!({
+            "id": "t/m", "provider": "local", "provider_model_id": "m", "display_name": "m",
+            "context_window": context_window, "max_output_tokens": 100,
+            "pricing": {"input_per_mtok_usd": 0.0, "output_per_mtok_usd": 0.0},
+            "capabilities": {"streaming": true, "vision": false, "documents": false, "tools": false},
+            "offline": true, "available": true,
+        }))
+        .unwrap()
     }
 
     fn msg(seq: i64, role: MessageRole, chars: usize) -> Message {

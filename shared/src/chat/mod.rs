@@ -113,32 +113,18 @@ pub struct Outcome {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::models::{Capabilities, Pricing, Provider};
 
     #[test]
     fn cost_uses_per_million_prices_and_the_cached_rate() {
-        let model = Model {
-            id: "x".into(),
-            provider: Provider::Openai,
-            provider_model_id: "x".into(),
-            display_name: "x".into(),
-            description: None,
-            context_window: 1000,
-            max_output_tokens: 10,
-            pricing: Pricing {
-                input_per_mtok_usd: 3.0,
-                output_per_mtok_usd: 15.0,
-                cached_input_per_mtok_usd: Some(0.3),
-            },
-            capabilities: Capabilities {
-                streaming: true,
-                vision: false,
-                documents: false,
-                tools: false,
-            },
-            offline: false,
-            available: true,
-        };
+        let model: Model = serde_json::from_value(serde_json::json!({
+            "id": "x", "provider": "openai", "provider_model_id": "x", "display_name": "x",
+            "context_window": 1000, "max_output_tokens": 10,
+            "pricing": {"input_per_mtok_usd": 3.0, "output_per_mtok_usd": 15.0,
+                        "cached_input_per_mtok_usd": 0.3},
+            "capabilities": {"streaming": true, "vision": false, "documents": false, "tools": false},
+            "available": true,
+        }))
+        .unwrap();
         let usage = TokenUsage {
             input_tokens: 1_000_000,
             output_tokens: 100_000,

@@ -7,7 +7,12 @@ use super::*;
 pub struct ProvidersConfig {
     pub bedrock_enabled: bool,
     pub bedrock: BedrockConfig,
+    /// `OPENAI_BASE_URL` / `OPENAI_API_KEY`: the provider named `openai`.
     pub openai: Option<OpenAiConfig>,
+    /// More OpenAI-compatible providers by name (`PROVIDERS_FILE`, `OPENAI_COMPATIBLE_PROVIDERS`).
+    pub named: Vec<NamedProvider>,
+    /// `MODELS_FILE`: entries merged over the built-in catalog at start-up.
+    pub models_file: Option<ModelsSource>,
     pub embedding_model: EmbeddingModel,
     /// The model of a new conversation when the client names none.
     pub default_model: String,
@@ -58,6 +63,18 @@ impl ProvidersConfig {
                 },
             },
             openai,
+            named: named_providers(var)?,
+            models_file: match var("MODELS_FILE") {
+                None => None,
+                Some(v) => {
+                    Some(
+                        ModelsSource::parse(v.trim()).map_err(|reason| ConfigError::Invalid {
+                            name: "MODELS_FILE",
+                            reason,
+                        })?,
+                    )
+                }
+            },
             embedding_model: embedding_model(var)?,
             default_model: var("DEFAULT_MODEL").unwrap_or_else(|| "local/echo".into()),
             provider_timeout: Duration::from_secs(number(var, "PROVIDER_TIMEOUT_SECONDS", 60)?),
@@ -65,6 +82,143 @@ impl ProvidersConfig {
             provider_retry_base: Duration::from_millis(number(var, "PROVIDER_RETRY_BASE_MS", 250)?),
             echo_delay: Duration::from_millis(number(var, "ECHO_DELAY_MS", 15)?),
         })
+    }
+}
+
+impl ProvidersConfig {
+    /// The OpenAI-compatible provider called `name`, if this deployment configures it.
+    pub fn compatible(&self, name: &str) -> Option<&OpenAiConfig> {
+        if name == "openai" {
+            return self.openai.as_ref();
+        }
+        self.named
+            .iter()
+            .find(|p| p.name == name)
+            .map(|p| &p.config)
+    }
+}
+
+/// An OpenAI-compatible provider named in `PROVIDERS_FILE` or `OPENAI_COMPATIBLE_PROVIDERS`.
+#[derive(Debug, Clone)]
+pub struct NamedProvider {
+    pub name: String,
+    pub config: OpenAiConfig,
+}
+
+/// One entry of those lists: `{name, base_url, api_key_env | api_key_secret_arn}` (neither for a
+/// local server that takes no key).
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ProviderEntry {
+    name: String,
+    base_url: String,
+    #[serde(default)]
+    api_key_env: Option<String>,
+    #[serde(default)]
+    api_key_secret_arn: Option<String>,
+}
+
+/// `PROVIDERS_FILE` (a JSON file) and `OPENAI_COMPATIBLE_PROVIDERS` (the same JSON inline), both
+/// lists of [`ProviderEntry`]; every problem is named in one error.
+fn named_providers(
+    var: &impl Fn(&str) -> Option<String>,
+) -> Result<Vec<NamedProvider>, ConfigError> {
+    let mut lists: Vec<(&'static str, String)> = Vec::new();
+    if let Some(path) = var("PROVIDERS_FILE") {
+        let text = std::fs::read_to_string(path.trim()).map_err(|e| ConfigError::Invalid {
+            name: "PROVIDERS_FILE",
+            reason: format!("{path}: {e}"),
+        })?;
+        lists.push(("PROVIDERS_FILE", text));
+    }
+    if let Some(inline) = var("OPENAI_COMPATIBLE_PROVIDERS") {
+        lists.push(("OPENAI_COMPATIBLE_PROVIDERS", inline));
+    }
+    let mut named: Vec<NamedProvider> = Vec::new();
+    for (source, text) in lists {
+        let invalid = |reason: String| ConfigError::Invalid {
+            name: source,
+            reason,
+        };
+        let entries: Vec<ProviderEntry> = serde_json::from_str(&text).map_err(|e| {
+            invalid(format!(
+                "expected a JSON array of {{name, base_url, api_key_env | api_key_secret_arn}}: {e}"
+            ))
+        })?;
+        let mut problems = Vec::new();
+        for entry in entries {
+            let name = entry.name.trim().to_string();
+            if name.is_empty()
+                || !name
+                    .chars()
+                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_')
+            {
+                problems.push(format!(
+                    "`{name}`: a name is lowercase letters, digits, - and _"
+                ));
+            } else if ["local", "bedrock", "openai"].contains(&name.as_str()) {
+                problems.push(format!(
+                    "`{name}` is built in (`openai` is OPENAI_BASE_URL / OPENAI_API_KEY)"
+                ));
+            } else if named.iter().any(|p| p.name == name) {
+                problems.push(format!("`{name}` is named twice"));
+            }
+            if !(entry.base_url.starts_with("https://") || entry.base_url.starts_with("http://")) {
+                problems.push(format!("`{name}`: base_url must be an http(s) URL"));
+            }
+            let api_key = match (entry.api_key_env, entry.api_key_secret_arn) {
+                (Some(_), Some(_)) => {
+                    problems.push(format!(
+                        "`{name}`: api_key_env or api_key_secret_arn, not both"
+                    ));
+                    None
+                }
+                (Some(env), None) => match var(&env) {
+                    Some(key) => Some(SecretRef::Value(key)),
+                    None => {
+                        problems.push(format!("`{name}`: api_key_env {env} is not set"));
+                        None
+                    }
+                },
+                (None, Some(arn)) => Some(SecretRef::SecretArn(arn)),
+                (None, None) => None,
+            };
+            named.push(NamedProvider {
+                name,
+                config: OpenAiConfig {
+                    base_url: entry.base_url,
+                    api_key,
+                },
+            });
+        }
+        if !problems.is_empty() {
+            return Err(invalid(problems.join("; ")));
+        }
+    }
+    Ok(named)
+}
+
+/// Where `MODELS_FILE` points: a path, or (in Lambda, read at cold start) `s3://bucket/key`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ModelsSource {
+    Path(std::path::PathBuf),
+    S3 { bucket: String, key: String },
+}
+
+impl ModelsSource {
+    pub fn parse(value: &str) -> Result<Self, String> {
+        match value.strip_prefix("s3://") {
+            Some(rest) => match rest.split_once('/') {
+                Some((bucket, key)) if !bucket.is_empty() && !key.is_empty() => {
+                    Ok(ModelsSource::S3 {
+                        bucket: bucket.into(),
+                        key: key.into(),
+                    })
+                }
+                _ => Err(format!("`{value}` is not s3://<bucket>/<key>")),
+            },
+            None => Ok(ModelsSource::Path(value.into())),
+        }
     }
 }
 

@@ -1,5 +1,5 @@
 //! Model providers behind one small interface: complete a turn, or stream it as text deltas that end
-//! with usage. Which provider serves a model comes from the catalog (`models.json`).
+//! with usage. Which provider serves a model comes from the catalog ([`crate::models`]).
 //!
 //! Streams are channels: the provider's task reads the wire and sends [`StreamEvent`]s; dropping the
 //! receiver (the client went away) stops that task and with it the upstream request.
@@ -331,7 +331,12 @@ pub const EMBED_CONCURRENCY: usize = 8;
 /// The providers this process can call. Clients are built on first use, so functions that never
 /// call a model pay nothing for them at cold start (nor carry their code: the linker drops it).
 pub struct Providers {
-    openai: Option<(OnceCell<openai::OpenAi>, crate::config::OpenAiConfig)>,
+    /// OpenAI-compatible providers by name, `openai` among them when configured.
+    compatible: Vec<(
+        String,
+        OnceCell<openai::OpenAi>,
+        crate::config::OpenAiConfig,
+    )>,
     provider_timeout: Duration,
     bedrock: Option<OnceCell<bedrock::Bedrock>>,
     bedrock_settings: bedrock::Settings,
@@ -350,7 +355,13 @@ type QueryCache = crate::cache::TtlCache<(String, String), Vec<f32>>;
 impl Providers {
     pub fn new(config: &ProvidersConfig) -> Self {
         Providers {
-            openai: config.openai.clone().map(|c| (OnceCell::new(), c)),
+            compatible: config
+                .openai
+                .iter()
+                .map(|c| ("openai".to_string(), c))
+                .chain(config.named.iter().map(|p| (p.name.clone(), &p.config)))
+                .map(|(name, c)| (name, OnceCell::new(), c.clone()))
+                .collect(),
             provider_timeout: config.provider_timeout,
             bedrock: config.bedrock_enabled.then(OnceCell::new),
             bedrock_settings: bedrock::Settings::from(config),
@@ -369,10 +380,13 @@ impl Providers {
             .await)
     }
 
-    async fn openai(&self) -> Result<&openai::OpenAi, ProviderError> {
-        let (cell, config) = self.openai.as_ref().ok_or(ProviderError::NotConfigured(
-            "set OPENAI_BASE_URL or OPENAI_API_KEY",
-        ))?;
+    /// The OpenAI-compatible provider `name`'s client, built on first use.
+    async fn compatible(&self, name: &str) -> Result<&openai::OpenAi, ProviderError> {
+        let (_, cell, config) = self.compatible.iter().find(|(n, _, _)| n == name).ok_or(
+            ProviderError::NotConfigured(
+                "set OPENAI_BASE_URL or OPENAI_API_KEY, or name the provider in PROVIDERS_FILE",
+            ),
+        )?;
         Ok(cell
             .get_or_init(|| async { openai::OpenAi::new(config, self.provider_timeout) })
             .await)
@@ -384,9 +398,11 @@ impl Providers {
         model: &Model,
         request: &ModelRequest,
     ) -> Result<Completion, ProviderError> {
-        match model.provider {
+        match &model.provider {
             Provider::Local => Ok(self.echo.complete(request)),
-            Provider::Openai => self.openai().await?.complete(model, request).await,
+            Provider::OpenAiCompatible(name) => {
+                self.compatible(name).await?.complete(model, request).await
+            }
             Provider::Bedrock => self.bedrock().await?.complete(model, request).await,
         }
     }
@@ -407,7 +423,7 @@ impl Providers {
                 "the offline embedder runs in process",
             )),
             EmbeddingModel::OpenAi { model, .. } => {
-                let client = self.openai().await?;
+                let client = self.compatible("openai").await?;
                 let mut vectors = Vec::with_capacity(texts.len());
                 let mut tokens = 0;
                 for batch in texts.chunks(EMBED_BATCH) {
@@ -468,9 +484,11 @@ impl Providers {
         model: &Model,
         request: &ModelRequest,
     ) -> Result<EventStream, ProviderError> {
-        match model.provider {
+        match &model.provider {
             Provider::Local => Ok(self.echo.stream(request)),
-            Provider::Openai => self.openai().await?.stream(model, request).await,
+            Provider::OpenAiCompatible(name) => {
+                self.compatible(name).await?.stream(model, request).await
+            }
             Provider::Bedrock => self.bedrock().await?.stream(model, request).await,
         }
     }

@@ -210,7 +210,7 @@ async fn list_models(State(state): State<AppState>, Caller(_): Caller) -> Json<V
         .filter(|m| m.available)
         .map(|m| {
             json!({"id": m.id, "object": "model", "created": 0,
-                "owned_by": serde_json::to_value(m.provider).unwrap_or(Value::Null)})
+                "owned_by": m.provider.name()})
         })
         .collect();
     Json(json!({"object": "list", "data": data}))

@@ -1,30 +1,75 @@
-//! The models catalog: a data file shipped inside every binary (`shared/data/models.json`), marked
-//! available or not for the configuration this process runs with.
+//! The models catalog: entries built into every binary (`shared/data/models.json`), with an
+//! operator's file (`MODELS_FILE`) merged over them by id at start-up, each marked available or not
+//! for the configuration this process runs with. Reading and checking the file: [`file`].
+
+mod file;
 
 use serde::{Deserialize, Serialize};
 
 use crate::{config::ProvidersConfig, error::FieldError};
 
-const SHIPPED: &str = include_str!("../data/models.json");
+pub use file::{read_source, CatalogError};
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
-#[serde(rename_all = "lowercase")]
+const SHIPPED: &str = include_str!("../../data/models.json");
+
+/// Who serves a model: the offline model, Bedrock, or an OpenAI-compatible endpoint by its name
+/// (`openai` is `OPENAI_BASE_URL`'s; the others come from `PROVIDERS_FILE` /
+/// `OPENAI_COMPATIBLE_PROVIDERS`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(from = "String", into = "String")]
 pub enum Provider {
     Local,
     Bedrock,
-    Openai,
+    OpenAiCompatible(String),
+}
+
+impl Provider {
+    pub fn name(&self) -> &str {
+        match self {
+            Provider::Local => "local",
+            Provider::Bedrock => "bedrock",
+            Provider::OpenAiCompatible(name) => name,
+        }
+    }
+}
+
+impl From<String> for Provider {
+    fn from(name: String) -> Self {
+        match name.as_str() {
+            "local" => Provider::Local,
+            "bedrock" => Provider::Bedrock,
+            _ => Provider::OpenAiCompatible(name),
+        }
+    }
+}
+
+impl From<Provider> for String {
+    fn from(p: Provider) -> Self {
+        p.name().to_string()
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
 pub struct Pricing {
     pub input_per_mtok_usd: f64,
     pub output_per_mtok_usd: f64,
     /// Price of input tokens served from the provider's prompt cache, where it has one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cached_input_per_mtok_usd: Option<f64>,
+    /// Price of input tokens written to the provider's prompt cache, where that costs more.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cache_write_per_mtok_usd: Option<f64>,
+    /// When these prices were read from `source` (e.g. `2025-05`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub as_of: Option<String>,
+    /// Where the prices come from (the provider's price page).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
 pub struct Capabilities {
     pub streaming: bool,
     pub vision: bool,
@@ -33,9 +78,12 @@ pub struct Capabilities {
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
 pub struct Model {
     /// The id clients send, e.g. `bedrock/claude-sonnet-4`.
     pub id: String,
+    /// `local`, `bedrock`, or the name of an OpenAI-compatible provider (`openai`, `groq`…).
+    #[schema(value_type = String)]
     pub provider: Provider,
     /// The id the provider knows the model by.
     pub provider_model_id: String,
@@ -49,22 +97,32 @@ pub struct Model {
     /// True for models that run inside the service with no provider (`local/echo`).
     #[serde(default)]
     pub offline: bool,
+    /// Models a turn goes to, in order, when this one's provider fails before answering.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub fallbacks: Vec<String>,
+    /// `false` hides the model: it is neither listed nor usable.
+    #[serde(default = "enabled", skip_serializing)]
+    pub enabled: bool,
     /// Whether this deployment is configured to call the model's provider.
     #[serde(default)]
     pub available: bool,
 }
 
+fn enabled() -> bool {
+    true
+}
+
 pub struct Catalog {
+    /// The enabled models, in the built-in order and then the file's.
     models: Vec<Model>,
     default_model: String,
 }
 
 impl Catalog {
-    /// The shipped catalog with availability for `config`. The data file is checked by a unit test,
-    /// so parsing it cannot fail in a released binary.
-    pub fn shipped(config: &ProvidersConfig) -> Self {
-        let mut models: Vec<Model> =
-            serde_json::from_str(SHIPPED).expect("shared/data/models.json is valid");
+    /// The built-in entries with `overlay` (a `MODELS_FILE`'s text) merged over them, checked, with
+    /// availability for `config`. Every bad entry is named in the one error.
+    pub fn new(config: &ProvidersConfig, overlay: Option<&str>) -> Result<Self, CatalogError> {
+        let mut models = file::merged(SHIPPED, overlay, config)?;
         for m in &mut models {
             // The catalog names US profiles; a deployment elsewhere calls its own geography's.
             if m.provider == Provider::Bedrock {
@@ -72,16 +130,23 @@ impl Catalog {
                     m.provider_model_id = format!("{}.{model}", config.bedrock.profile_prefix);
                 }
             }
-            m.available = match m.provider {
+            m.available = match &m.provider {
                 Provider::Local => true,
                 Provider::Bedrock => config.bedrock_enabled,
-                Provider::Openai => config.openai.is_some(),
+                Provider::OpenAiCompatible(name) => config.compatible(name).is_some(),
             };
         }
-        Catalog {
+        models.retain(|m| m.enabled);
+        Ok(Catalog {
             models,
             default_model: config.default_model.clone(),
-        }
+        })
+    }
+
+    /// The built-in catalog alone. It is checked by a unit test, so this cannot fail in a
+    /// released binary.
+    pub fn shipped(config: &ProvidersConfig) -> Self {
+        Self::new(config, None).expect("shared/data/models.json is valid")
     }
 
     pub fn all(&self) -> &[Model] {
@@ -90,6 +155,12 @@ impl Catalog {
 
     pub fn get(&self, id: &str) -> Option<&Model> {
         self.models.iter().find(|m| m.id == id)
+    }
+
+    /// The models a turn on `model` tries in order: itself, then its fallbacks depth first (each
+    /// fallback's own after it), each once, leaving out those this deployment cannot call.
+    pub fn chain<'a>(&'a self, model: &'a Model) -> Vec<&'a Model> {
+        file::chain(&self.models, model)
     }
 
     /// The model of a new conversation when the client names none (`DEFAULT_MODEL`).
@@ -118,21 +189,29 @@ mod tests {
     use super::*;
     use crate::config::Config;
 
-    #[test]
-    fn shipped_catalog_is_valid_and_unique() {
-        let models: Vec<Model> = serde_json::from_str(SHIPPED).unwrap();
+    #[tokio::test]
+    async fn shipped_catalog_is_valid_and_unique() {
+        let dir = tempfile::tempdir().unwrap();
+        let data_dir = dir.path().to_str().unwrap().to_string();
+        let config = Config::load(move |k| (k == "CODECHAT_DATA_DIR").then(|| data_dir.clone()))
+            .await
+            .unwrap();
+        let catalog = Catalog::shipped(&config.providers);
+        let models = catalog.all();
         let mut ids: Vec<_> = models.iter().map(|m| m.id.as_str()).collect();
         ids.sort();
         ids.dedup();
         assert_eq!(ids.len(), models.len());
         let echo = models.iter().find(|m| m.id == "local/echo").unwrap();
         assert!(echo.offline && echo.provider == Provider::Local);
-        for m in &models {
-            assert!(m.id.starts_with(match m.provider {
-                Provider::Local => "local/",
-                Provider::Bedrock => "bedrock/",
-                Provider::Openai => "openai/",
-            }));
+        for m in models {
+            assert!(m.id.starts_with(&format!("{}/", m.provider.name())));
+            let pricing = &m.pricing;
+            assert!(
+                m.offline || (pricing.as_of.is_some() && pricing.source.is_some()),
+                "{}: prices dated and sourced",
+                m.id
+            );
             assert!(m.pricing.input_per_mtok_usd >= 0.0 && m.pricing.output_per_mtok_usd >= 0.0);
             assert!(m.context_window > m.max_output_tokens);
         }
