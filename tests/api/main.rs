@@ -9,6 +9,7 @@ mod auth;
 mod chat;
 mod conversations;
 mod events;
+mod fallbacks;
 mod functions;
 mod iam;
 mod knowledge;

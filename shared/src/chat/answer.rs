@@ -17,7 +17,9 @@ pub fn cost_usd(model: &Model, usage: TokenUsage) -> f64 {
 /// A finished answer, before it is stored.
 pub(super) struct Answer<'a> {
     pub(super) conversation_id: ConversationId,
+    /// The model that answered (a fallback, when `fallback_from` names the one asked for).
     pub(super) model: &'a Model,
+    pub(super) fallback_from: Option<&'a str>,
     pub(super) text: &'a str,
     pub(super) status: MessageStatus,
     /// The stable code of the turn's failure, stored on the message.
@@ -28,27 +30,27 @@ pub(super) struct Answer<'a> {
     pub(super) tool_calls: &'a [ToolCall],
 }
 
-/// Stores the answer with its usage rows (the chat row last) in one statement, which also settles
-/// the turn's quota holds.
+/// Stores the answer with its usage rows (the chat row last), each priced at its own model's
+/// prices, in one statement, which also settles the turn's quota holds.
 #[tracing::instrument(level = "debug", skip_all)]
 pub(super) async fn store_answer(
     conn: &Conn,
     user_id: UserId,
     answer: Answer<'_>,
-    usage_rows: &[(&str, TokenUsage)],
+    usage_rows: &[(&str, &Model, TokenUsage)],
     holds: &[String],
 ) -> Result<(Message, UsageRecord)> {
     let id = MessageId::new();
     let mut rows: Vec<UsageRecord> = usage_rows
         .iter()
-        .map(|(kind, usage)| UsageRecord {
+        .map(|(kind, model, usage)| UsageRecord {
             message_id: id,
-            model: answer.model.id.clone(),
+            model: model.id.clone(),
             kind: kind.to_string(),
             input_tokens: usage.input_tokens as i64,
             output_tokens: usage.output_tokens as i64,
             cached_tokens: usage.cached_tokens as i64,
-            cost_usd: cost_usd(answer.model, *usage),
+            cost_usd: cost_usd(model, *usage),
         })
         .collect();
     let message = conn
@@ -66,6 +68,7 @@ pub(super) async fn store_answer(
                 agent_id: answer.agent_id,
                 citations: answer.citations,
                 tool_calls: answer.tool_calls,
+                fallback_from: answer.fallback_from,
             },
             &rows,
             holds,

@@ -87,6 +87,8 @@ pub struct Started {
     pub conversation: Conversation,
     pub user_message: Message,
     model: Model,
+    /// The models tried after `model`, in order, when its provider fails before answering.
+    fallbacks: Vec<Model>,
     plan: context::Plan,
     /// The system prompt before any summary: the agent's (or the default) with the project's view.
     base_system: String,

@@ -30,6 +30,7 @@ pub(super) async fn run(
         conversation,
         user_message,
         model,
+        fallbacks,
         mut plan,
         base_system,
         agent_id,
@@ -39,6 +40,10 @@ pub(super) async fn run(
         citations,
     } = started;
     let deadline = Instant::now() + settings.budget;
+    // The model asked for, then its fallbacks: a provider failing before the answer's first token
+    // hands the turn to the next.
+    let models: Vec<Model> = std::iter::once(model).chain(fallbacks).collect();
+    let model = &models[0];
     let mut usage_rows = Vec::new();
 
     if !plan.to_summarise.is_empty() {
@@ -48,14 +53,14 @@ pub(super) async fn run(
                 conn,
                 providers,
                 settings.retry,
-                &model,
+                model,
                 &conversation,
                 &plan.to_summarise,
             ),
         );
         if let Ok(Some((summary, usage))) = summary.await {
             plan.request.system = Some(context::system_prompt(&base_system, Some(&summary)));
-            usage_rows.push(("summary", usage));
+            usage_rows.push(("summary", model, usage));
         }
     }
 
@@ -63,7 +68,7 @@ pub(super) async fn run(
     // The calls of a client's tools, handed back to the client unrun.
     let mut tool_calls = Vec::new();
     let client_tools = !plan.request.tools.is_empty();
-    let (text, result) = match (&deltas, tool_turn) {
+    let (text, result, answered) = match (&deltas, tool_turn) {
         (_, true) => {
             let ws = tools::Workspace {
                 conn,
@@ -77,28 +82,28 @@ pub(super) async fn run(
                 providers,
                 settings,
                 deadline,
-                model: &model,
+                models: &models,
                 events: deltas.as_ref(),
             };
             turn.run(&ws, &mut plan.request, &mut changes, &mut holds)
                 .await
         }
         (Some(tx), false) if !client_tools => {
-            stream_answer(providers, settings, deadline, &model, &plan.request, tx).await
+            stream_answer(providers, settings, deadline, &models, &plan.request, tx).await
         }
         // A whole call: none streamed, or one with the client's tools (a call must be whole, so
         // its text goes as one delta).
         (deltas, false) => {
-            match complete_within(providers, settings.retry, deadline, &model, &plan.request).await
+            match complete_within(providers, settings.retry, deadline, &models, &plan.request).await
             {
-                Ok(c) => {
+                Ok((c, answered)) => {
                     if let (Some(tx), false) = (deltas, c.text.is_empty()) {
                         let _ = tx.send(Event::Delta(c.text.clone())).await;
                     }
                     tool_calls = c.tool_calls;
-                    (c.text, Ok(c.usage))
+                    (c.text, Ok(c.usage), answered)
                 }
-                Err(end) => (String::new(), Err(end)),
+                Err((end, tried)) => (String::new(), Err(end), tried),
             }
         }
     };
@@ -124,12 +129,14 @@ pub(super) async fn run(
         Err(TurnEnd::Provider(e)) => (MessageStatus::Failed, Some(provider_error(e)), estimate()),
         Err(TurnEnd::Failed(e)) => (MessageStatus::Failed, Some(e), estimate()),
     };
-    usage_rows.push(("chat", usage));
+    // Billed at the prices of the model that answered (or last failed).
+    usage_rows.push(("chat", &models[answered], usage));
 
     // If the answer cannot be stored, the store error is the turn's error; the user message remains.
     let answer = Answer {
         conversation_id: conversation.id,
-        model: &model,
+        model: &models[answered],
+        fallback_from: (answered > 0).then_some(model.id.as_str()),
         text: &text,
         status,
         error: failure.as_ref().and_then(Error::code),
@@ -175,7 +182,8 @@ pub(super) struct ToolLoop<'a> {
     providers: &'a Providers,
     settings: TurnSettings,
     deadline: Instant,
-    model: &'a Model,
+    /// The model asked for and its fallbacks; each call starts from the one that answered last.
+    models: &'a [Model],
     events: Option<&'a mpsc::Sender<Event>>,
 }
 
@@ -193,34 +201,38 @@ impl ToolLoop<'_> {
         request: &mut ModelRequest,
         changes: &mut Vec<crate::store::FileChange>,
         holds: &mut Holds,
-    ) -> (String, std::result::Result<TokenUsage, TurnEnd>) {
+    ) -> (String, std::result::Result<TokenUsage, TurnEnd>, usize) {
         let mut total = TokenUsage::default();
+        let mut answering = 0;
         for step in 0..self.settings.max_agent_steps {
             // The turn's reservation covers its first call; each further call reserves its own
             // maximum cost, and a budget that cannot take it ends the turn.
             if step > 0 {
                 if let Err(e) = holds.extend(ws.conn, request.most_tokens()).await {
-                    return (String::new(), Err(TurnEnd::Failed(e)));
+                    return (String::new(), Err(TurnEnd::Failed(e)), answering);
                 }
             }
             let completion = match complete_within(
                 self.providers,
                 self.settings.retry,
                 self.deadline,
-                self.model,
+                &self.models[answering..],
                 request,
             )
             .await
             {
-                Ok(c) => c,
-                Err(end) => return (String::new(), Err(end)),
+                Ok((c, answered)) => {
+                    answering += answered;
+                    c
+                }
+                Err((end, tried)) => return (String::new(), Err(end), answering + tried),
             };
             total.input_tokens += completion.usage.input_tokens;
             total.output_tokens += completion.usage.output_tokens;
             total.cached_tokens += completion.usage.cached_tokens;
             if completion.tool_calls.is_empty() {
                 self.emit(Event::Delta(completion.text.clone())).await;
-                return (completion.text, Ok(total));
+                return (completion.text, Ok(total), answering);
             }
             let mut outputs = Vec::with_capacity(completion.tool_calls.len());
             for call in &completion.tool_calls {
@@ -233,7 +245,7 @@ impl ToolLoop<'_> {
                 } else {
                     match tools::run_tool(ws, call).await {
                         Ok(done) => done,
-                        Err(e) => return (String::new(), Err(TurnEnd::Failed(e))),
+                        Err(e) => return (String::new(), Err(TurnEnd::Failed(e)), answering),
                     }
                 };
                 self.emit(Event::ToolResult(output.clone())).await;
@@ -256,68 +268,110 @@ impl ToolLoop<'_> {
             self.settings.max_agent_steps
         );
         self.emit(Event::Delta(text.clone())).await;
-        (text, Ok(total))
+        (text, Ok(total), answering)
     }
 }
 
-/// One whole call (not streamed), retried while nothing has been output, within the turn's
-/// deadline.
+/// Whether a failure before any output hands the turn to the next model of its chain: the
+/// provider throttled, failed (5xx), timed out, or broke off before its first token. A refusal of
+/// the request itself (4xx) would only be refused again.
+fn falls_back(e: &ProviderError) -> bool {
+    e.is_retryable() || matches!(e, ProviderError::Stream(_))
+}
+
+/// `request` for `model`: the answer's room within that model's own limit (a fallback's may be
+/// smaller than the model the turn was planned for).
+fn for_model<'r>(request: &'r ModelRequest, model: &Model) -> std::borrow::Cow<'r, ModelRequest> {
+    if request.max_tokens <= model.max_output_tokens {
+        return std::borrow::Cow::Borrowed(request);
+    }
+    let mut fitted = request.clone();
+    fitted.max_tokens = model.max_output_tokens;
+    std::borrow::Cow::Owned(fitted)
+}
+
+fn falling_back(failed: &Model, next: &Model, e: &ProviderError) {
+    tracing::warn!(model = %failed.id, next = %next.id, error = %e, "the model failed before answering; falling back");
+}
+
+/// One whole call (not streamed), retried while nothing has been output, then handed to the next
+/// of `models` on a failure that [`falls_back`], within the turn's deadline. Answers the index of
+/// the model that answered, or (with the turn's end) of the last one tried.
 pub(super) async fn complete_within(
     providers: &Providers,
     retry: RetryPolicy,
     deadline: Instant,
-    model: &Model,
+    models: &[Model],
     request: &ModelRequest,
-) -> std::result::Result<Completion, TurnEnd> {
-    match tokio::time::timeout_at(deadline, retry.run(|| providers.complete(model, request))).await
-    {
-        Ok(Ok(c)) => Ok(c),
-        Ok(Err(e)) => Err(TurnEnd::Provider(e)),
-        Err(_) => Err(TurnEnd::OutOfTime),
+) -> std::result::Result<(Completion, usize), (TurnEnd, usize)> {
+    let mut tried = 0;
+    loop {
+        let model = &models[tried];
+        let request = for_model(request, model);
+        let call = retry.run(|| providers.complete(model, &request));
+        match tokio::time::timeout_at(deadline, call).await {
+            Ok(Ok(c)) => return Ok((c, tried)),
+            Ok(Err(e)) if falls_back(&e) && tried + 1 < models.len() => {
+                falling_back(model, &models[tried + 1], &e);
+                tried += 1;
+            }
+            Ok(Err(e)) => return Err((TurnEnd::Provider(e), tried)),
+            Err(_) => return Err((TurnEnd::OutOfTime, tried)),
+        }
     }
 }
 
+/// A streamed call: each delta is sent as it arrives. Until the first one, a failure that
+/// [`falls_back`] hands the call to the next of `models`; after it, the answer is that model's or
+/// ends with its error. Answers the index of the model that answered (or last failed).
 pub(super) async fn stream_answer(
     providers: &Providers,
     settings: TurnSettings,
     deadline: Instant,
-    model: &Model,
+    models: &[Model],
     request: &ModelRequest,
     tx: &mpsc::Sender<Event>,
-) -> (String, std::result::Result<TokenUsage, TurnEnd>) {
+) -> (String, std::result::Result<TokenUsage, TurnEnd>, usize) {
     let mut text = String::new();
-    let start = settings.retry.run(|| providers.stream(model, request));
-    let mut rx = match tokio::time::timeout_at(deadline, start).await {
-        Ok(Ok(rx)) => rx,
-        Ok(Err(e)) => return (text, Err(TurnEnd::Provider(e))),
-        Err(_) => return (text, Err(TurnEnd::OutOfTime)),
-    };
-    loop {
-        let idle_until = Instant::now() + settings.stream_idle_timeout;
-        let event = match tokio::time::timeout_at(idle_until.min(deadline), rx.recv()).await {
-            Err(_) if idle_until < deadline => {
-                return (text, Err(TurnEnd::Provider(ProviderError::Timeout)))
+    let mut tried = 0;
+    'models: loop {
+        let model = &models[tried];
+        let more = tried + 1 < models.len();
+        let request = for_model(request, model);
+        let start = settings.retry.run(|| providers.stream(model, &request));
+        let mut rx = match tokio::time::timeout_at(deadline, start).await {
+            Ok(Ok(rx)) => rx,
+            Ok(Err(e)) if more && falls_back(&e) => {
+                falling_back(model, &models[tried + 1], &e);
+                tried += 1;
+                continue 'models;
             }
-            Err(_) => return (text, Err(TurnEnd::OutOfTime)),
-            Ok(None) => {
-                return (
-                    text,
-                    Err(TurnEnd::Provider(ProviderError::Stream(
-                        "the stream ended early".into(),
-                    ))),
-                )
-            }
-            Ok(Some(Err(e))) => return (text, Err(TurnEnd::Provider(e))),
-            Ok(Some(Ok(event))) => event,
+            Ok(Err(e)) => return (text, Err(TurnEnd::Provider(e)), tried),
+            Err(_) => return (text, Err(TurnEnd::OutOfTime), tried),
         };
-        match event {
-            StreamEvent::Delta(d) => {
-                text.push_str(&d);
-                if tx.send(Event::Delta(d)).await.is_err() {
-                    return (text, Err(TurnEnd::ClientGone));
+        loop {
+            let idle_until = Instant::now() + settings.stream_idle_timeout;
+            let event = match tokio::time::timeout_at(idle_until.min(deadline), rx.recv()).await {
+                Err(_) if idle_until >= deadline => return (text, Err(TurnEnd::OutOfTime), tried),
+                Err(_) => Err(ProviderError::Timeout),
+                Ok(None) => Err(ProviderError::Stream("the stream ended early".into())),
+                Ok(Some(event)) => event,
+            };
+            match event {
+                Err(e) if text.is_empty() && more && falls_back(&e) => {
+                    falling_back(model, &models[tried + 1], &e);
+                    tried += 1;
+                    continue 'models;
                 }
+                Err(e) => return (text, Err(TurnEnd::Provider(e)), tried),
+                Ok(StreamEvent::Delta(d)) => {
+                    text.push_str(&d);
+                    if tx.send(Event::Delta(d)).await.is_err() {
+                        return (text, Err(TurnEnd::ClientGone), tried);
+                    }
+                }
+                Ok(StreamEvent::End { usage, .. }) => return (text, Ok(usage), tried),
             }
-            StreamEvent::End { usage, .. } => return (text, Ok(usage)),
         }
     }
 }

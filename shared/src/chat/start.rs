@@ -93,6 +93,7 @@ pub(super) async fn start(
         agent_id: None,
         citations: &[],
         tool_calls: &[],
+        fallback_from: None,
     };
     history.push(Message::unstored(
         i64::MAX,
@@ -146,6 +147,7 @@ pub(super) async fn start(
         Ok((conversation, user_message)) => Ok(Started {
             conversation,
             user_message,
+            fallbacks: catalog.chain(&model).into_iter().skip(1).cloned().collect(),
             model,
             plan,
             base_system,

@@ -27,6 +27,8 @@ pub struct Message {
     pub citations: Vec<Citation>,
     /// The tools the answer asks its client to call (client-tool answers only).
     pub tool_calls: Vec<ToolCall>,
+    /// The model the turn asked for, when `model` answered in its place (a fallback).
+    pub fallback_from: Option<String>,
 }
 
 impl Message {
@@ -53,6 +55,7 @@ impl Message {
             agent_id: None,
             citations: Vec::new(),
             tool_calls: Vec::new(),
+            fallback_from: None,
         }
     }
 }
@@ -104,6 +107,8 @@ pub struct NewMessage<'a> {
     pub agent_id: Option<AgentId>,
     pub citations: &'a [Citation],
     pub tool_calls: &'a [ToolCall],
+    /// The model asked for, when `model` answered in its place.
+    pub fallback_from: Option<&'a str>,
 }
 
 impl NewMessage<'_> {
@@ -124,11 +129,12 @@ impl NewMessage<'_> {
             agent_id: self.agent_id,
             citations: self.citations.to_vec(),
             tool_calls: self.tool_calls.to_vec(),
+            fallback_from: self.fallback_from.map(str::to_string),
         }
     }
 }
 
-pub(super) const MESSAGE_COLUMN_COUNT: usize = 14;
+pub(super) const MESSAGE_COLUMN_COUNT: usize = 15;
 /// The last column lists the message's attachments as JSON (an index probe per message; `[]` for
 /// most), so a page of messages shows them without a second query.
 pub(super) const MESSAGE_COLUMNS: &str =
@@ -136,7 +142,7 @@ pub(super) const MESSAGE_COLUMNS: &str =
      (SELECT json_group_array(json_object('id', a.id, 'filename', a.filename,
                                           'content_type', a.content_type, 'size', a.size))
       FROM attachments a WHERE a.message_id = m.id),
-     m.changes, m.agent_id, m.citations, m.tool_calls";
+     m.changes, m.agent_id, m.citations, m.tool_calls, m.fallback_from";
 
 fn message_from_row(row: &Row) -> StoreResult<Message> {
     message_at(row, 0)
@@ -162,6 +168,7 @@ pub(super) fn message_at(row: &Row, at: i32) -> StoreResult<Message> {
         agent_id: col(row, at + 11, "messages.agent_id")?,
         citations: json_list(row, at + 12, "messages.citations")?,
         tool_calls: json_list(row, at + 13, "messages.tool_calls")?,
+        fallback_from: col(row, at + 14, "messages.fallback_from")?,
     })
 }
 
@@ -189,7 +196,7 @@ impl Conn {
         let rows = self.query(
                 "INSERT INTO messages (id, conversation_id, role, content, status, model, error, created_at)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)
-                 RETURNING seq, id, conversation_id, role, content, status, model, error, created_at, '[]', changes, agent_id, citations, tool_calls",
+                 RETURNING seq, id, conversation_id, role, content, status, model, error, created_at, '[]', changes, agent_id, citations, tool_calls, fallback_from",
                 libsql::params![
                     new.id,
                     new.conversation_id,
@@ -221,8 +228,8 @@ impl Conn {
         let rows = self.query(
                 "INSERT INTO messages_with_usage
                      (id, conversation_id, user_id, role, content, status, model, error, created_at, usage, changes,
-                      agent_id, holds, citations, tool_calls)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)
+                      agent_id, holds, citations, tool_calls, fallback_from)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)
                  RETURNING (SELECT seq FROM messages WHERE messages.id = messages_with_usage.id)",
                 libsql::params![
                     new.id,
@@ -239,7 +246,8 @@ impl Conn {
                     new.agent_id,
                     holds,
                     list_json(new.citations),
-                    list_json(new.tool_calls)
+                    list_json(new.tool_calls),
+                    new.fallback_from
                 ],
             )
             .await?;

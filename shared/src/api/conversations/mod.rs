@@ -107,6 +107,10 @@ pub struct MessageOut {
     /// endpoint with the client's tools).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub tool_calls: Vec<ToolCallOut>,
+    /// The model the turn asked for, on an answer `model` gave in its place because that one's
+    /// provider failed before answering (the catalog entry's `fallbacks`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fallback_from: Option<String>,
 }
 
 /// A project file the coding agent changed (also the data of a streamed `file_changed` event).
@@ -214,6 +218,7 @@ impl From<Message> for MessageOut {
             changes: m.changes.into_iter().map(Into::into).collect(),
             citations: m.citations.into_iter().map(Into::into).collect(),
             tool_calls: m.tool_calls.into_iter().map(Into::into).collect(),
+            fallback_from: m.fallback_from,
         }
     }
 }

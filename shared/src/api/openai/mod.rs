@@ -109,11 +109,13 @@ async fn chat_completions(
                 }
                 message["tool_calls"] = Value::Array(calls);
             }
+            // The model that answered: a fallback's id when the one asked for failed first.
+            let answered = assistant.model.as_deref().unwrap_or(&model);
             Ok(Json(json!({
                 "id": format!("chatcmpl-{}", assistant.id),
                 "object": "chat.completion",
                 "created": now(),
-                "model": model,
+                "model": answered,
                 "choices": [{
                     "index": 0,
                     "message": message,
@@ -136,7 +138,7 @@ fn stream(running: chat::Running, model: String, include_usage: bool) -> Respons
     let relay = tokio::spawn(async move {
         let created = now();
         let mut id = String::from("chatcmpl");
-        let chunk = |id: &str, delta: Value, finish: Option<&str>| {
+        let chunk = |id: &str, model: &str, delta: Value, finish: Option<&str>| {
             let mut c = json!({
                 "id": id, "object": "chat.completion.chunk", "created": created, "model": model,
                 "choices": [{"index": 0, "delta": delta, "logprobs": null, "finish_reason": finish}],
@@ -152,22 +154,33 @@ fn stream(running: chat::Running, model: String, include_usage: bool) -> Respons
                     id = format!("chatcmpl-{}", user_message.id);
                     vec![chunk(
                         &id,
+                        &model,
                         json!({"role": "assistant", "content": ""}),
                         None,
                     )]
                 }
-                chat::Event::Delta(text) => vec![chunk(&id, json!({"content": text}), None)],
+                chat::Event::Delta(text) => {
+                    vec![chunk(&id, &model, json!({"content": text}), None)]
+                }
                 chat::Event::Done(outcome) => {
                     let assistant = &outcome.assistant_message;
+                    // The last chunks name the model that answered (a fallback's id when the one
+                    // asked for failed before its first token).
+                    let answered = assistant.model.as_deref().unwrap_or(&model);
                     let mut out = Vec::new();
                     if let Some(calls) = tool_calls_of(assistant, true) {
-                        out.push(chunk(&id, json!({"tool_calls": calls}), None));
+                        out.push(chunk(&id, answered, json!({"tool_calls": calls}), None));
                     }
-                    out.push(chunk(&id, json!({}), Some(finish_reason(assistant))));
+                    out.push(chunk(
+                        &id,
+                        answered,
+                        json!({}),
+                        Some(finish_reason(assistant)),
+                    ));
                     if include_usage {
                         out.push(json!({
                             "id": id, "object": "chat.completion.chunk", "created": created,
-                            "model": model, "choices": [], "usage": usage_of(&outcome.usage),
+                            "model": answered, "choices": [], "usage": usage_of(&outcome.usage),
                         }));
                     }
                     out
