@@ -173,7 +173,10 @@ async fn each_failure_before_the_first_token_falls_back_on_post_chat() {
             (
                 done.data["assistant_message"].clone(),
                 done.data["usage"].clone(),
-                events[0].data["conversation_id"].as_str().unwrap().to_string(),
+                events[0].data["conversation_id"]
+                    .as_str()
+                    .unwrap()
+                    .to_string(),
             )
         } else {
             let res = app.chat(&user.access, json!({"message": "hi"}), None).await;

@@ -657,3 +657,113 @@ async fn a_retry_while_the_first_attempt_runs_is_a_conflict() {
         "one model call for the key"
     );
 }
+
+/// Bedrock prompt caching: a model whose entry says `prompt_cache` gets a cache point after a
+/// system prompt long enough to be cached and after the history before the newest turn; the
+/// answer's cache reads and writes (counted apart from `inputTokens` by Bedrock) are billed at the
+/// catalog's cached and cache-write rates. The Converse answer is a recorded shape.
+#[tokio::test]
+async fn bedrock_prompt_caching_marks_cache_points_and_prices_reads_and_writes() {
+    let server = MockServer::start().await;
+    let mut answer = fakes::bedrock_converse("Cached.", 50, 10);
+    answer["usage"] = json!({
+        "inputTokens": 50, "outputTokens": 10, "totalTokens": 6060,
+        "cacheReadInputTokens": 4000, "cacheWriteInputTokens": 2000
+    });
+    Mock::given(method("POST"))
+        .and(path_regex("^/model/[^/]+/converse$"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(answer))
+        .mount(&server)
+        .await;
+    let (app, t) = bedrock_app(&server.uri()).await;
+    let agent = app
+        .post(
+            "/api/v1/agents",
+            json!({"name": "Long rules", "model": "bedrock/claude-sonnet-4",
+                   "system_prompt": "Follow the house rules. ".repeat(400)}),
+            Some(&t.access),
+        )
+        .await;
+    assert_eq!(agent.status, StatusCode::CREATED, "{}", agent.text());
+    let agent_id = agent.json()["id"].as_str().unwrap().to_string();
+    let first = app
+        .chat(
+            &t.access,
+            json!({"message": "A long question. ".repeat(600), "agent_id": agent_id}),
+            None,
+        )
+        .await;
+    assert_eq!(first.status, StatusCode::OK, "{}", first.text());
+    let turn = first.json();
+    let u = &turn["usage"];
+    assert_eq!(
+        u["input_tokens"], 6050,
+        "reads and writes are part of the input: {u}"
+    );
+    assert_eq!(
+        (
+            u["cached_tokens"].as_i64(),
+            u["cache_write_tokens"].as_i64()
+        ),
+        (Some(4000), Some(2000))
+    );
+    // Claude Sonnet 4: $3 input, $0.30 cached read, $3.75 cache write, $15 output per million.
+    let expected = (50.0 * 3.0 + 4000.0 * 0.3 + 2000.0 * 3.75 + 10.0 * 15.0) / 1e6;
+    assert!(close(u["cost_usd"].as_f64().unwrap(), expected), "{u}");
+
+    let conversation = turn["conversation_id"].as_str().unwrap();
+    let second = app
+        .chat(
+            &t.access,
+            json!({"message": "And a short follow-up?", "conversation_id": conversation}),
+            None,
+        )
+        .await;
+    assert_eq!(second.status, StatusCode::OK, "{}", second.text());
+    let sent: Vec<Value> = server
+        .received_requests()
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.body_json().unwrap())
+        .collect();
+    let cache_point = json!({"cachePoint": {"type": "default"}});
+    // First call: the long system prompt is marked; there is no history yet.
+    assert_eq!(
+        sent[0]["system"].as_array().unwrap().last().unwrap(),
+        &cache_point
+    );
+    assert!(!sent[0]["messages"].to_string().contains("cachePoint"));
+    // Second call: the system prompt again, and the history up to the previous answer.
+    assert_eq!(
+        sent[1]["system"].as_array().unwrap().last().unwrap(),
+        &cache_point
+    );
+    let messages = sent[1]["messages"].as_array().unwrap();
+    assert_eq!(messages.len(), 3);
+    assert_eq!(messages[1]["role"], "assistant");
+    assert_eq!(
+        messages[1]["content"].as_array().unwrap().last().unwrap(),
+        &cache_point
+    );
+    assert!(!messages[2].to_string().contains("cachePoint"));
+
+    // A short conversation on a model without caching gets no points.
+    let plain = app
+        .chat(
+            &t.access,
+            json!({"message": "hi", "model": "bedrock/llama-3-3-70b"}),
+            None,
+        )
+        .await;
+    assert_eq!(plain.status, StatusCode::OK, "{}", plain.text());
+    let last: Value = server
+        .received_requests()
+        .await
+        .unwrap()
+        .last()
+        .unwrap()
+        .body_json()
+        .unwrap();
+    assert!(!last.to_string().contains("cachePoint"), "{last}");
+}

@@ -2,14 +2,17 @@
 
 use super::*;
 
-/// Price of a call from the catalog's per-million prices. Cached input tokens are part of the input
-/// and priced at the cached rate where the model has one.
+/// Price of a call from the catalog's per-million prices. Input tokens read from and written to the
+/// provider's prompt cache are part of the input, priced at the cached and cache-write rates where
+/// the model has them (else as input); reasoning tokens are part of the output, priced as output.
 pub fn cost_usd(model: &Model, usage: TokenUsage) -> f64 {
     let p = &model.pricing;
     let cached = usage.cached_tokens.min(usage.input_tokens);
-    let fresh = usage.input_tokens - cached;
+    let written = usage.cache_write_tokens.min(usage.input_tokens - cached);
+    let fresh = usage.input_tokens - cached - written;
     (fresh as f64 * p.input_per_mtok_usd
         + cached as f64 * p.cached_input_per_mtok_usd.unwrap_or(p.input_per_mtok_usd)
+        + written as f64 * p.cache_write_per_mtok_usd.unwrap_or(p.input_per_mtok_usd)
         + usage.output_tokens as f64 * p.output_per_mtok_usd)
         / 1_000_000.0
 }
@@ -50,6 +53,8 @@ pub(super) async fn store_answer(
             input_tokens: usage.input_tokens as i64,
             output_tokens: usage.output_tokens as i64,
             cached_tokens: usage.cached_tokens as i64,
+            cache_write_tokens: usage.cache_write_tokens as i64,
+            reasoning_tokens: usage.reasoning_tokens as i64,
             cost_usd: cost_usd(model, *usage),
         })
         .collect();

@@ -122,7 +122,7 @@ mod tests {
             "id": "x", "provider": "openai", "provider_model_id": "x", "display_name": "x",
             "context_window": 1000, "max_output_tokens": 10,
             "pricing": {"input_per_mtok_usd": 3.0, "output_per_mtok_usd": 15.0,
-                        "cached_input_per_mtok_usd": 0.3},
+                        "cached_input_per_mtok_usd": 0.3, "cache_write_per_mtok_usd": 3.75},
             "capabilities": {"streaming": true, "vision": false, "documents": false, "tools": false},
             "available": true,
         }))
@@ -131,8 +131,17 @@ mod tests {
             input_tokens: 1_000_000,
             output_tokens: 100_000,
             cached_tokens: 400_000,
+            ..TokenUsage::default()
         };
         // 600k fresh × $3 + 400k cached × $0.30 + 100k out × $15 = 1.8 + 0.12 + 1.5
         assert!((cost_usd(&model, usage) - 3.42).abs() < 1e-9);
+        // 200k of the input written to the cache: 400k fresh × $3 + 200k × $3.75 + the rest;
+        // reasoning tokens are output already counted.
+        let written = TokenUsage {
+            cache_write_tokens: 200_000,
+            reasoning_tokens: 50_000,
+            ..usage
+        };
+        assert!((cost_usd(&model, written) - (1.2 + 0.75 + 0.12 + 1.5)).abs() < 1e-9);
     }
 }

@@ -115,7 +115,7 @@ pub(super) async fn run(
     let reserved = || TokenUsage {
         input_tokens: TokenUsage::estimate(&plan.request, "").input_tokens,
         output_tokens: plan.request.max_tokens as u64,
-        cached_tokens: 0,
+        ..TokenUsage::default()
     };
     let (status, failure, usage) = match result {
         Ok(usage) => (MessageStatus::Complete, None, usage),
@@ -230,6 +230,8 @@ impl ToolLoop<'_> {
             total.input_tokens += completion.usage.input_tokens;
             total.output_tokens += completion.usage.output_tokens;
             total.cached_tokens += completion.usage.cached_tokens;
+            total.cache_write_tokens += completion.usage.cache_write_tokens;
+            total.reasoning_tokens += completion.usage.reasoning_tokens;
             if completion.tool_calls.is_empty() {
                 self.emit(Event::Delta(completion.text.clone())).await;
                 return (completion.text, Ok(total), answering);

@@ -75,6 +75,9 @@ pub struct Capabilities {
     pub vision: bool,
     pub documents: bool,
     pub tools: bool,
+    /// Whether the provider caches a prompt's stable part when asked (Bedrock `cachePoint`s).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub prompt_cache: bool,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]

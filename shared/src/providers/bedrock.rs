@@ -15,7 +15,8 @@ use aws_sdk_bedrockruntime::{
 use tokio::sync::mpsc;
 
 use super::{
-    Completion, EventStream, ModelRequest, ProviderError, Speaker, StreamEvent, TokenUsage,
+    prompt_cache, Completion, EventStream, ModelRequest, ProviderError, Speaker, StreamEvent,
+    TokenUsage,
 };
 use crate::{config::ProvidersConfig, models::Model};
 
@@ -68,12 +69,14 @@ impl Bedrock {
         }
     }
 
-    fn parts(request: &ModelRequest) -> Result<CallParts, ProviderError> {
-        let system = request
+    /// The Converse request's parts; with `cache`, prompt-cache points after the system prompt and
+    /// after the history before the newest turn ([`prompt_cache::mark`]).
+    fn parts(request: &ModelRequest, cache: bool) -> Result<CallParts, ProviderError> {
+        let mut system = request
             .system
             .clone()
             .map(|s| vec![SystemContentBlock::Text(s)]);
-        let messages = request
+        let mut messages = request
             .turns
             .iter()
             .map(|t| {
@@ -104,6 +107,9 @@ impl Bedrock {
             .max_tokens(request.max_tokens.min(i32::MAX as u32) as i32)
             .set_temperature(request.temperature)
             .build();
+        if cache {
+            prompt_cache::mark(request, &mut system, &mut messages)?;
+        }
         Ok((system, messages, inference, tool_configuration(request)?))
     }
 
@@ -151,7 +157,8 @@ impl Bedrock {
         model: &Model,
         request: &ModelRequest,
     ) -> Result<Completion, ProviderError> {
-        let (system, messages, inference, tools) = Self::parts(request)?;
+        let (system, messages, inference, tools) =
+            Self::parts(request, model.capabilities.prompt_cache)?;
         let call = self
             .client
             .converse()
@@ -191,7 +198,7 @@ impl Bedrock {
         };
         Ok(Completion {
             text,
-            usage: out.usage().map(usage).unwrap_or_default(),
+            usage: out.usage().map(prompt_cache::usage).unwrap_or_default(),
             stop_reason: Some(out.stop_reason().as_str().to_string()),
             tool_calls,
         })
@@ -202,7 +209,8 @@ impl Bedrock {
         model: &Model,
         request: &ModelRequest,
     ) -> Result<EventStream, ProviderError> {
-        let (system, messages, inference, _tools) = Self::parts(request)?;
+        let (system, messages, inference, _tools) =
+            Self::parts(request, model.capabilities.prompt_cache)?;
         let call = self
             .client
             .converse_stream()
@@ -265,7 +273,7 @@ impl Bedrock {
                     }
                     ConverseStreamOutput::Metadata(meta) => {
                         if let Some(u) = meta.usage() {
-                            usage_seen = usage(u);
+                            usage_seen = prompt_cache::usage(u);
                         }
                     }
                     _ => {}
@@ -285,16 +293,6 @@ fn stream_error_name(e: &ConverseStreamOutputError) -> &'static str {
         ConverseStreamOutputError::InternalServerException(_) => "internalServerException",
         ConverseStreamOutputError::ServiceUnavailableException(_) => "serviceUnavailableException",
         _ => "streamError",
-    }
-}
-
-/// Bedrock counts cache reads apart from `inputTokens`; ours include them, as OpenAI's do.
-fn usage(u: &aws_sdk_bedrockruntime::types::TokenUsage) -> TokenUsage {
-    let cached = u.cache_read_input_tokens().unwrap_or(0).max(0) as u64;
-    TokenUsage {
-        input_tokens: u.input_tokens().max(0) as u64 + cached,
-        output_tokens: u.output_tokens().max(0) as u64,
-        cached_tokens: cached,
     }
 }
 

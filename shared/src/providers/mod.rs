@@ -9,6 +9,7 @@ mod bedrock;
 mod echo;
 mod file_tokens;
 mod openai;
+mod prompt_cache;
 
 use std::time::Duration;
 
@@ -169,6 +170,10 @@ pub struct TokenUsage {
     pub output_tokens: u64,
     /// Input tokens served from the provider's prompt cache (a subset of `input_tokens`).
     pub cached_tokens: u64,
+    /// Input tokens written to the provider's prompt cache (a subset of `input_tokens`).
+    pub cache_write_tokens: u64,
+    /// Tokens the model spent reasoning (a subset of `output_tokens`).
+    pub reasoning_tokens: u64,
 }
 
 impl TokenUsage {
@@ -181,7 +186,7 @@ impl TokenUsage {
         TokenUsage {
             input_tokens: input,
             output_tokens: estimate_tokens(reply),
-            cached_tokens: 0,
+            ..TokenUsage::default()
         }
     }
 }

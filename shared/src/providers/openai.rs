@@ -299,6 +299,12 @@ fn usage(v: &Value) -> TokenUsage {
         cached_tokens: v["prompt_tokens_details"]["cached_tokens"]
             .as_u64()
             .unwrap_or(0),
+        // OpenAI's cache writes cost nothing extra and are not reported; reasoning models
+        // report their thinking within the completion tokens.
+        cache_write_tokens: 0,
+        reasoning_tokens: v["completion_tokens_details"]["reasoning_tokens"]
+            .as_u64()
+            .unwrap_or(0),
     }
 }
 
@@ -407,6 +413,29 @@ fn content_parts(turn: &super::Turn) -> Value {
 mod tests {
     use super::*;
 
+    /// A reasoning model's usage as OpenAI reports it: cached prompt tokens and reasoning tokens
+    /// inside the prompt and completion counts.
+    #[test]
+    fn reasoning_and_cached_tokens_are_read_from_the_details() {
+        let reported = json!({
+            "prompt_tokens": 1200, "completion_tokens": 900, "total_tokens": 2100,
+            "prompt_tokens_details": {"cached_tokens": 1024, "audio_tokens": 0},
+            "completion_tokens_details": {"reasoning_tokens": 640, "audio_tokens": 0,
+                                          "accepted_prediction_tokens": 0,
+                                          "rejected_prediction_tokens": 0}
+        });
+        assert_eq!(
+            usage(&reported),
+            TokenUsage {
+                input_tokens: 1200,
+                output_tokens: 900,
+                cached_tokens: 1024,
+                cache_write_tokens: 0,
+                reasoning_tokens: 640,
+            }
+        );
+    }
+
     #[test]
     fn sse_events_split_across_chunks_are_reassembled() {
         let mut p = SseParser::default();
@@ -431,7 +460,8 @@ mod tests {
                 usage: TokenUsage {
                     input_tokens: 9,
                     output_tokens: 2,
-                    cached_tokens: 4
+                    cached_tokens: 4,
+                    ..TokenUsage::default()
                 },
                 stop_reason: Some("stop".into())
             })

@@ -42,7 +42,7 @@ pub(crate) const MIGRATIONS: &[(i64, &str, &str)] = migrations![
     21 => "0021_drop_chunks_vocab.sql",
     22 => "0022_bounded_imports.sql",
     23 => "0023_knowledge_fts_by_owner.sql",
-    24 => "0024_message_fallback_from.sql",
+    24 => "0024_fallbacks_and_usage_detail.sql",
 ];
 
 pub(super) async fn apply(conn: &Conn) -> StoreResult<()> {

@@ -13,6 +13,10 @@ pub struct UsageRecord {
     pub input_tokens: i64,
     pub output_tokens: i64,
     pub cached_tokens: i64,
+    /// Input tokens written to the provider's prompt cache (part of `input_tokens`).
+    pub cache_write_tokens: i64,
+    /// Reasoning tokens (part of `output_tokens`).
+    pub reasoning_tokens: i64,
     pub cost_usd: f64,
 }
 
@@ -38,6 +42,8 @@ pub(super) fn to_json(rows: &[UsageRecord]) -> String {
                 "input_tokens": r.input_tokens,
                 "output_tokens": r.output_tokens,
                 "cached_tokens": r.cached_tokens,
+                "cache_write_tokens": r.cache_write_tokens,
+                "reasoning_tokens": r.reasoning_tokens,
                 "cost_usd": r.cost_usd,
             })
         })
@@ -48,7 +54,8 @@ pub(super) fn to_json(rows: &[UsageRecord]) -> String {
 impl Conn {
     pub async fn message_usage(&self, message_id: MessageId) -> StoreResult<Vec<UsageRecord>> {
         let rows = self.query(
-                "SELECT message_id, model, kind, input_tokens, output_tokens, cached_tokens, cost_usd
+                "SELECT message_id, model, kind, input_tokens, output_tokens, cached_tokens, cost_usd,
+                        cache_write_tokens, reasoning_tokens
                  FROM usage WHERE message_id = ?1 ORDER BY created_at, id",
                 [message_id],
             )
@@ -62,6 +69,8 @@ impl Conn {
                 output_tokens: col(row, 4, "usage.output_tokens")?,
                 cached_tokens: col(row, 5, "usage.cached_tokens")?,
                 cost_usd: col(row, 6, "usage.cost_usd")?,
+                cache_write_tokens: col(row, 7, "usage.cache_write_tokens")?,
+                reasoning_tokens: col(row, 8, "usage.reasoning_tokens")?,
             })
         })
     }

@@ -21,6 +21,11 @@ pub struct UsageRow {
     pub input_tokens: i64,
     pub output_tokens: i64,
     pub cached_tokens: i64,
+    /// Input tokens written to the provider's prompt cache (part of `input_tokens`; 0 where the
+    /// provider reports none).
+    pub cache_write_tokens: i64,
+    /// Reasoning tokens (part of `output_tokens`; 0 where the provider reports none).
+    pub reasoning_tokens: i64,
     pub cost_usd: f64,
 }
 
@@ -33,6 +38,8 @@ impl From<UsageRecord> for UsageRow {
             input_tokens: u.input_tokens,
             output_tokens: u.output_tokens,
             cached_tokens: u.cached_tokens,
+            cache_write_tokens: u.cache_write_tokens,
+            reasoning_tokens: u.reasoning_tokens,
             cost_usd: u.cost_usd,
         }
     }
