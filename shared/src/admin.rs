@@ -7,6 +7,7 @@ use time::{macros::format_description, Date, Duration, OffsetDateTime, Time};
 use crate::{
     error::{Error, FieldError, FieldErrors, Result},
     ids::{ConversationId, UserId},
+    models::LiveCatalog,
     pagination::{Page, Paginated},
     store::{
         AdminUpdate, AuditEntry, Conn, Conversation, Message, NewAuditEntry, ReportRanges,
@@ -214,6 +215,116 @@ pub async fn audit_log(
     Ok(Paginated::from_rows(rows, page.limit, |e| {
         (e.created_at.clone(), e.id.clone())
     }))
+}
+
+/// An admin's change to a catalog entry: any of these, merged over what admins changed before.
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct ModelChanges {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub enabled: Option<bool>,
+    /// Prices to change, by name (`input_per_mtok_usd`, `output_per_mtok_usd`,
+    /// `cached_input_per_mtok_usd`, `cache_write_per_mtok_usd`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pricing: Option<serde_json::Map<String, serde_json::Value>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub fallbacks: Option<Vec<String>>,
+}
+
+/// A model as the admin sees it: its entry in force, and what admins changed of it.
+pub struct AdminModel {
+    pub model: crate::models::Model,
+    pub changes: Option<serde_json::Value>,
+    pub changed_at: Option<String>,
+}
+
+/// Every model, hidden ones too, with the admins' changes.
+pub async fn list_models(conn: &Conn, live: &LiveCatalog) -> Result<Vec<AdminModel>> {
+    let settings = conn.model_settings().await?;
+    let catalog = live.current();
+    Ok(catalog
+        .every()
+        .map(|m| admin_model(m.clone(), &settings))
+        .collect())
+}
+
+fn admin_model(model: crate::models::Model, settings: &[crate::store::ModelSetting]) -> AdminModel {
+    let setting = settings.iter().find(|s| s.id == model.id);
+    AdminModel {
+        changes: setting.map(|s| s.changes.clone()),
+        changed_at: setting.map(|s| s.updated_at.clone()),
+        model,
+    }
+}
+
+/// Changes a catalog entry for every instance: checked against the whole catalog first (a price
+/// below 0, a fallback that is not a model or makes a cycle, hiding `DEFAULT_MODEL`: 422, nothing
+/// stored), stored with its audit entry, and in force on this instance at once (on the others
+/// within about a second). An unknown model is 404.
+pub async fn update_model(
+    conn: &Conn,
+    live: &LiveCatalog,
+    actor: &User,
+    id: &str,
+    changes: ModelChanges,
+) -> Result<AdminModel> {
+    if !live.current().every().any(|m| m.id == id) {
+        return Err(Error::NotFound);
+    }
+    let patch = serde_json::to_value(&changes).map_err(|e| Error::Internal(e.to_string()))?;
+    let mut settings = conn.model_settings().await?;
+    match settings.iter_mut().find(|s| s.id == id) {
+        Some(s) => merge_patch(&mut s.changes, &patch),
+        None => settings.push(crate::store::ModelSetting {
+            id: id.to_string(),
+            changes: patch.clone(),
+            updated_at: String::new(),
+        }),
+    }
+    let catalog = live.with_settings(&settings).map_err(|e| {
+        let mut errors = FieldErrors::default();
+        for problem in e.0 {
+            let field = ["pricing", "fallback", "enabled"]
+                .into_iter()
+                .find(|f| problem.contains(f))
+                .map(|f| if f == "fallback" { "fallbacks" } else { f })
+                .unwrap_or("body");
+            errors.push(FieldError::new(field, problem));
+        }
+        Error::from(errors)
+    })?;
+    let merged = settings
+        .iter()
+        .find(|s| s.id == id)
+        .map(|s| s.changes.clone())
+        .unwrap_or_default();
+    let audit = NewAuditEntry {
+        actor_id: actor.id,
+        action: "model.update",
+        target_type: Some("model"),
+        target_id: Some(id.to_string()),
+        details: Some(patch),
+    };
+    conn.put_model_setting(id, &merged, audit).await?;
+    let model = catalog
+        .every()
+        .find(|m| m.id == id)
+        .cloned()
+        .ok_or(Error::NotFound)?;
+    live.set(catalog);
+    let settings = conn.model_settings().await?;
+    Ok(admin_model(model, &settings))
+}
+
+/// RFC 7396: objects merge key by key, anything else replaces.
+fn merge_patch(target: &mut serde_json::Value, patch: &serde_json::Value) {
+    match (target, patch) {
+        (serde_json::Value::Object(t), serde_json::Value::Object(p)) => {
+            for (k, v) in p {
+                merge_patch(t.entry(k.clone()).or_insert(serde_json::Value::Null), v);
+            }
+        }
+        (t, p) => *t = p.clone(),
+    }
 }
 
 /// Writes an audit entry for an admin's read of others' data.

@@ -4,7 +4,7 @@ use crate::{
     auth::tokens::TokenKeys,
     blobs::BlobStore,
     config::{Config, ConfigError},
-    models::Catalog,
+    models::{Catalog, LiveCatalog},
     providers::Providers,
     store::{Store, StoreError},
 };
@@ -18,7 +18,7 @@ pub struct AppState(Arc<Inner>);
 
 struct Inner {
     config: Config,
-    catalog: Arc<Catalog>,
+    catalog: Arc<LiveCatalog>,
     blobs: BlobStore,
     providers: Arc<Providers>,
     /// `None` in a function that serves static data ([`crate::config::Needs::Static`]).
@@ -75,7 +75,7 @@ impl AppState {
                 )
             }
         };
-        let catalog = Arc::new(Catalog::new(&config.providers, overlay.as_deref())?);
+        let catalog = Arc::new(LiveCatalog::new(&config.providers, overlay)?);
         let providers = Arc::new(Providers::new(&config.providers));
         Ok(AppState(Arc::new(Inner {
             config,
@@ -107,13 +107,28 @@ impl AppState {
         &self.user_data().tokens
     }
 
-    pub fn catalog(&self) -> &Catalog {
+    /// The catalog in force on this instance (see [`LiveCatalog`]).
+    pub fn catalog(&self) -> Arc<Catalog> {
+        self.0.catalog.current()
+    }
+
+    /// The catalog with the admins' changes, and how they are read and put in force.
+    pub fn live_catalog(&self) -> &LiveCatalog {
         &self.0.catalog
     }
 
-    /// The catalog, to keep in a task that outlives the request.
-    pub fn catalog_arc(&self) -> Arc<Catalog> {
-        self.0.catalog.clone()
+    /// Takes in the admins' catalog changes when the last look is a second old (a function
+    /// without the store has none to read). Every request of a store function comes through here
+    /// first, so a change holds on every instance within about a second.
+    pub async fn refresh_catalog(&self) {
+        let live = &self.0.catalog;
+        if self.0.user_data.is_none() || !live.due() {
+            return;
+        }
+        match self.store().conn().await {
+            Ok(conn) => live.refresh(&conn).await,
+            Err(error) => tracing::warn!(%error, "no store connection to read the model changes"),
+        }
     }
 
     pub fn blobs(&self) -> &BlobStore {

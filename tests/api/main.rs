@@ -1,6 +1,7 @@
 //! Black-box tests of the whole API, through HTTP requests to the routers.
 
 mod admin;
+mod admin_models;
 mod agent;
 mod agents;
 mod api_keys;

@@ -35,6 +35,8 @@ pub fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(conversation_messages))
         .routes(routes!(usage_report))
         .routes(routes!(audit_log))
+        .routes(routes!(list_models))
+        .routes(routes!(patch_model))
 }
 
 /// An account as the admin console shows it.
@@ -349,4 +351,103 @@ async fn audit_log(
     Ok(Json(
         admin::audit_log(&conn, &admin, page).await?.map(Into::into),
     ))
+}
+
+/// A catalog entry as the admin sees it: the entry in force (hidden ones too), whether it is
+/// enabled, and what admins changed of it.
+#[derive(Debug, Serialize, ToSchema)]
+struct AdminModelOut {
+    #[serde(flatten)]
+    model: crate::models::Model,
+    enabled: bool,
+    /// What admins changed (`enabled`, `pricing`, `fallbacks`), merged over the deployment's entry.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    admin_changes: Option<serde_json::Value>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    changed_at: Option<String>,
+}
+
+impl From<admin::AdminModel> for AdminModelOut {
+    fn from(m: admin::AdminModel) -> Self {
+        AdminModelOut {
+            enabled: m.model.enabled,
+            model: m.model,
+            admin_changes: m.changes,
+            changed_at: m.changed_at,
+        }
+    }
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+struct AdminModelList {
+    items: Vec<AdminModelOut>,
+}
+
+/// Every model of the catalog, hidden ones too, with what admins changed.
+#[utoipa::path(get, path = "/api/v1/admin/models", tag = "admin", security(("bearer" = [])),
+    responses((status = 200, body = AdminModelList), (status = 403, body = Problem)))]
+async fn list_models(
+    State(state): State<AppState>,
+    AdminUser(_admin): AdminUser,
+) -> Result<Json<AdminModelList>> {
+    let conn = state.store().conn().await?;
+    let models = admin::list_models(&conn, state.live_catalog()).await?;
+    Ok(Json(AdminModelList {
+        items: models.into_iter().map(Into::into).collect(),
+    }))
+}
+
+/// Prices to change, per million tokens.
+#[derive(Debug, Deserialize, Serialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+struct PricingChanges {
+    input_per_mtok_usd: Option<f64>,
+    output_per_mtok_usd: Option<f64>,
+    cached_input_per_mtok_usd: Option<f64>,
+    cache_write_per_mtok_usd: Option<f64>,
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+struct PatchModel {
+    /// `false` hides the model: not listed to users, not usable for new turns.
+    enabled: Option<bool>,
+    pricing: Option<PricingChanges>,
+    /// Models to hand a turn to when this one's provider fails before answering, in order.
+    fallbacks: Option<Vec<String>>,
+}
+
+/// Changes a model for new turns on every instance within about a second, audited
+/// (`model.update`). Checked against the whole catalog first: 422 names each problem (a negative
+/// price, a fallback that is not a model or makes a cycle, hiding the default model).
+#[utoipa::path(patch, path = "/api/v1/admin/models/{id}", tag = "admin", security(("bearer" = [])), request_body = PatchModel,
+    params(("id" = String, Path, description = "Model id, URL-encoded (openai%2Fgpt-4.1 for openai/gpt-4.1)")),
+    responses((status = 200, body = AdminModelOut), (status = 403, body = Problem), (status = 404, body = Problem), (status = 422, body = Problem)))]
+async fn patch_model(
+    State(state): State<AppState>,
+    AdminUser(admin): AdminUser,
+    axum::extract::Path(id): axum::extract::Path<String>,
+    ApiJson(body): ApiJson<PatchModel>,
+) -> Result<Json<AdminModelOut>> {
+    if body.enabled.is_none() && body.pricing.is_none() && body.fallbacks.is_none() {
+        return Err(FieldError::new("body", "give enabled, pricing or fallbacks").into());
+    }
+    let pricing = match body.pricing {
+        None => None,
+        Some(p) => match serde_json::to_value(p) {
+            Ok(serde_json::Value::Object(mut fields)) => {
+                fields.retain(|_, v| !v.is_null());
+                Some(fields)
+            }
+            _ => None,
+        },
+    };
+    let changes = admin::ModelChanges {
+        enabled: body.enabled,
+        pricing,
+        fallbacks: body.fallbacks,
+    };
+    let conn = state.store().conn().await?;
+    let updated = admin::update_model(&conn, state.live_catalog(), &admin, &id, changes).await?;
+    Ok(Json(updated.into()))
 }

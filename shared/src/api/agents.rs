@@ -155,8 +155,10 @@ async fn create_agent(
     CurrentUser(user): CurrentUser,
     ApiJson(body): ApiJson<CreateAgent>,
 ) -> Result<(StatusCode, Json<AgentOut>)> {
-    let settings = AgentSettings::from(body)
-        .check(state.catalog(), state.config().chat.max_system_prompt_chars)?;
+    let settings = AgentSettings::from(body).check(
+        &state.catalog(),
+        state.config().chat.max_system_prompt_chars,
+    )?;
     let conn = state.store().conn().await?;
     let agent = agents::create(&conn, user.id, &settings).await?;
     Ok((StatusCode::CREATED, Json(agent.into())))
@@ -202,7 +204,7 @@ async fn patch_agent(
     let conn = state.store().conn().await?;
     let agent = agents::update(
         &conn,
-        state.catalog(),
+        &state.catalog(),
         state.config().chat.max_system_prompt_chars,
         user.id,
         id,

@@ -86,6 +86,15 @@ pub fn app(state: AppState, routes: OpenApiRouter<AppState>) -> Router {
         }))
         .layer(DefaultBodyLimit::max(config.http.max_json_body_bytes));
     router
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            |axum::extract::State(state): axum::extract::State<AppState>,
+             req: axum::extract::Request,
+             next: axum::middleware::Next| async move {
+                state.refresh_catalog().await;
+                next.run(req).await
+            },
+        ))
         .fallback(|| async { Error::NotFound })
         .method_not_allowed_fallback(|req: axum::extract::Request| async move {
             Error::MethodNotAllowed(format!("{} is not allowed on this resource", req.method()))

@@ -33,13 +33,13 @@ pub struct CatalogError(pub Vec<String>);
 /// model and `{"id": …, "pricing": {"input_per_mtok_usd": 1}}` changes one price), then checked.
 pub(super) fn merged(
     shipped: &str,
-    overlay: Option<&str>,
+    overlays: &[&str],
     config: &ProvidersConfig,
 ) -> Result<Vec<Model>, CatalogError> {
     let mut problems = Vec::new();
     let mut entries: Vec<Value> =
         serde_json::from_str(shipped).map_err(|e| CatalogError(vec![format!("built in: {e}")]))?;
-    if let Some(text) = overlay {
+    for text in overlays {
         match serde_json::from_str::<Vec<Value>>(text) {
             Err(e) => problems.push(format!("not a JSON array of model entries: {e}")),
             Ok(file) => {
@@ -247,7 +247,7 @@ mod tests {
              "capabilities": {"streaming": true, "vision": false, "documents": false, "tools": true},
              "fallbacks": ["openai/gpt-4.1-nano"]}
         ]"#;
-        let catalog = Catalog::new(&config, Some(overlay)).unwrap();
+        let catalog = Catalog::new(&config, &[overlay]).unwrap();
         assert!(catalog.get("openai/gpt-4o").is_none(), "hidden");
         assert!(catalog.usable("openai/gpt-4o").is_err());
         let nano = catalog.get("openai/gpt-4.1-nano").unwrap();
@@ -279,7 +279,7 @@ mod tests {
             {"id": "bedrock/nova-pro"},
             {"name": "no id"}
         ]"#;
-        let problems = Catalog::new(&config, Some(overlay)).err().unwrap().0;
+        let problems = Catalog::new(&config, &[overlay]).err().unwrap().0;
         let all = problems.join("\n");
         for expected in [
             "`x/no-price`: missing field `input_per_mtok_usd`",
@@ -295,7 +295,7 @@ mod tests {
         let hidden_default = providers(&[("DEFAULT_MODEL", "openai/gpt-4o")]).await;
         let err = Catalog::new(
             &hidden_default,
-            Some(r#"[{"id": "openai/gpt-4o", "enabled": false}]"#),
+            &[r#"[{"id": "openai/gpt-4o", "enabled": false}]"#],
         )
         .err()
         .unwrap();
@@ -313,7 +313,7 @@ mod tests {
             {"id": "openai/gpt-4.1-mini", "fallbacks": ["openai/gpt-4.1-nano", "openai/gpt-4o-mini"]},
             {"id": "openai/gpt-4o-mini", "fallbacks": ["bedrock/nova-micro"]}
         ]"#;
-        let catalog = Catalog::new(&config, Some(overlay)).unwrap();
+        let catalog = Catalog::new(&config, &[overlay]).unwrap();
         let first = catalog.get("openai/gpt-4.1").unwrap();
         let chain: Vec<&str> = catalog.chain(first).iter().map(|m| m.id.as_str()).collect();
         // Bedrock is off locally: nova-micro cannot be called and is skipped.
@@ -342,7 +342,7 @@ mod tests {
             .await;
             let models = std::fs::read_to_string(format!("{root}/{name}/models.json")).unwrap();
             let catalog =
-                Catalog::new(&config, Some(&models)).unwrap_or_else(|e| panic!("{name}: {e}"));
+                Catalog::new(&config, &[&models]).unwrap_or_else(|e| panic!("{name}: {e}"));
             assert!(
                 catalog
                     .all()

@@ -3,12 +3,14 @@
 //! for the configuration this process runs with. Reading and checking the file: [`file`].
 
 mod file;
+mod live;
 
 use serde::{Deserialize, Serialize};
 
 use crate::{config::ProvidersConfig, error::FieldError};
 
 pub use file::{read_source, CatalogError};
+pub use live::LiveCatalog;
 
 const SHIPPED: &str = include_str!("../../data/models.json");
 
@@ -118,14 +120,17 @@ fn enabled() -> bool {
 pub struct Catalog {
     /// The enabled models, in the built-in order and then the file's.
     models: Vec<Model>,
+    /// The models hidden (`enabled: false`), for the admin's view.
+    hidden: Vec<Model>,
     default_model: String,
 }
 
 impl Catalog {
-    /// The built-in entries with `overlay` (a `MODELS_FILE`'s text) merged over them, checked, with
-    /// availability for `config`. Every bad entry is named in the one error.
-    pub fn new(config: &ProvidersConfig, overlay: Option<&str>) -> Result<Self, CatalogError> {
-        let mut models = file::merged(SHIPPED, overlay, config)?;
+    /// The built-in entries with each of `overlays` (a `MODELS_FILE`'s text, then the admins'
+    /// changes) merged over them in turn, checked, with availability for `config`. Every bad entry
+    /// is named in the one error.
+    pub fn new(config: &ProvidersConfig, overlays: &[&str]) -> Result<Self, CatalogError> {
+        let mut models = file::merged(SHIPPED, overlays, config)?;
         for m in &mut models {
             // The catalog names US profiles; a deployment elsewhere calls its own geography's.
             if m.provider == Provider::Bedrock {
@@ -139,9 +144,10 @@ impl Catalog {
                 Provider::OpenAiCompatible(name) => config.compatible(name).is_some(),
             };
         }
-        models.retain(|m| m.enabled);
+        let (models, hidden) = models.into_iter().partition(|m| m.enabled);
         Ok(Catalog {
             models,
+            hidden,
             default_model: config.default_model.clone(),
         })
     }
@@ -149,11 +155,16 @@ impl Catalog {
     /// The built-in catalog alone. It is checked by a unit test, so this cannot fail in a
     /// released binary.
     pub fn shipped(config: &ProvidersConfig) -> Self {
-        Self::new(config, None).expect("shared/data/models.json is valid")
+        Self::new(config, &[]).expect("shared/data/models.json is valid")
     }
 
     pub fn all(&self) -> &[Model] {
         &self.models
+    }
+
+    /// Every model, hidden ones too (they answer `enabled: false`), for the admin's view.
+    pub fn every(&self) -> impl Iterator<Item = &Model> {
+        self.models.iter().chain(&self.hidden)
     }
 
     pub fn get(&self, id: &str) -> Option<&Model> {

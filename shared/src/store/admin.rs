@@ -92,11 +92,11 @@ fn audit_from_row(row: &Row) -> StoreResult<AuditEntry> {
     })
 }
 
-const INSERT_AUDIT: &str =
+pub(super) const INSERT_AUDIT: &str =
     "INSERT INTO admin_audit (id, actor_id, action, target_type, target_id, details, created_at)
      VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)";
 
-fn audit_params(entry: NewAuditEntry<'_>) -> impl libsql::params::IntoParams {
+pub(super) fn audit_params(entry: NewAuditEntry<'_>) -> impl libsql::params::IntoParams {
     libsql::params![
         crate::ids::new_id(),
         entry.actor_id,

@@ -43,6 +43,7 @@ pub(crate) const MIGRATIONS: &[(i64, &str, &str)] = migrations![
     22 => "0022_bounded_imports.sql",
     23 => "0023_knowledge_fts_by_owner.sql",
     24 => "0024_fallbacks_and_usage_detail.sql",
+    25 => "0025_model_settings.sql",
 ];
 
 pub(super) async fn apply(conn: &Conn) -> StoreResult<()> {

@@ -22,6 +22,7 @@ mod knowledge_search;
 mod login_failures;
 mod messages;
 mod migrations;
+mod model_settings;
 mod pipeline;
 mod project_files;
 mod projects;
@@ -58,6 +59,7 @@ pub use knowledge::{
 pub use knowledge_search::{ChunkHit, CommonWords, BACKFILL_STEP};
 pub use login_failures::FailureScope;
 pub use messages::{AttachmentRef, Citation, FileChange, Message, NewMessage};
+pub use model_settings::ModelSetting;
 pub use project_files::{FileLimits, NewProjectFile, ProjectFile};
 pub use projects::Project;
 pub use quotas::{HoldRequest, RateOutcome};

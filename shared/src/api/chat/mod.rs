@@ -216,6 +216,8 @@ pub(crate) async fn chat_turn(
     key: Option<IdempotencyKey>,
     stream: bool,
 ) -> Result<ChatReply> {
+    // HTTP requests took the admins' model changes in already; a WebSocket frame does here.
+    state.refresh_catalog().await;
     let conn = state.store().conn().await?;
     let claim = match key {
         None => None,
@@ -264,7 +266,7 @@ pub(crate) async fn chat_turn(
 pub(crate) fn turn_services(state: &AppState) -> chat::Services {
     let config = state.config();
     chat::Services {
-        catalog: state.catalog_arc(),
+        catalog: state.catalog(),
         providers: state.providers_arc(),
         blobs: state.blobs().clone(),
         embedding_model: config.providers.embedding_model.clone(),

@@ -339,9 +339,9 @@ async fn create_conversation(
     CurrentUser(user): CurrentUser,
     ApiJson(body): ApiJson<CreateConversation>,
 ) -> Result<(StatusCode, Json<ConversationOut>)> {
-    let input = NewConversationInput::try_from((body, state.catalog()))?;
+    let input = NewConversationInput::try_from((body, &*state.catalog()))?;
     let conn = state.store().conn().await?;
-    let conversation = conversations::create(&conn, state.catalog(), user.id, &input).await?;
+    let conversation = conversations::create(&conn, &state.catalog(), user.id, &input).await?;
     record_conversation(conversation.id);
     Ok((StatusCode::CREATED, Json(conversation.into())))
 }
@@ -393,7 +393,7 @@ async fn patch_conversation(
     ApiJson(body): ApiJson<PatchConversation>,
 ) -> Result<Json<ConversationOut>> {
     record_conversation(id);
-    let changes = Changes::try_from((body, state.catalog()))?;
+    let changes = Changes::try_from((body, &*state.catalog()))?;
     let conn = state.store().conn().await?;
     Ok(Json(
         conversations::update(&conn, user.id, id, changes)
