@@ -41,6 +41,8 @@ BUCKET = "codechat-test-bucket"
 PARAMETERS = {
     "LibsqlUrl": "libsql://codechat-test.turso.io",
     "LibsqlAuthTokenSecretArn": f"arn:aws:secretsmanager:{REGION}:{ACCOUNT}:secret:libsql-token-AbCdEf",
+    # More parameter values for one run (a test's): a JSON object.
+    **json.loads(os.environ.get("TEMPLATE_PARAMETERS", "{}")),
 }
 
 
@@ -189,10 +191,15 @@ def conditions(cfn):
 def role_documents(cfn, function):
     role = cfn["Resources"][function]["Properties"]["Role"]["Fn::GetAtt"][0]
     values = conditions(cfn)
-    return [
-        resolve(p["PolicyDocument"], cfn, values)
-        for p in cfn["Resources"][role]["Properties"].get("Policies", [])
-    ]
+    documents = []
+    for p in cfn["Resources"][role]["Properties"].get("Policies", []):
+        # A policy the template gives under a condition: its branch, or none.
+        while "Fn::If" in p:
+            name, yes, no = p["Fn::If"]
+            p = yes if values[name] else no
+        if p != {"Ref": "AWS::NoValue"}:
+            documents.append(resolve(p["PolicyDocument"], cfn, values))
+    return documents
 
 
 def readme_findings(cfn):
@@ -279,6 +286,9 @@ def resolve(value, cfn, conditions):
             return resolve(yes if conditions[name] else no, cfn, conditions)
         if key == "Fn::Join":
             sep, items = arg
+            # The list may itself be a reference (a CommaDelimitedList parameter).
+            items = resolve(items, cfn, conditions)
+            items = items.split(",") if isinstance(items, str) else items
             return sep.join(str(resolve(i, cfn, conditions)) for i in items)
     return {k: resolve(v, cfn, conditions) for k, v in value.items()}
 

@@ -236,3 +236,63 @@ async fn sam_local_env_file_fits_the_template_and_loads_the_local_profile() {
         "docs/deploying.md starts the libSQL server as {host} on {network}"
     );
 }
+
+/// With a models file and named providers' keys given as parameters, every function that reads the
+/// catalog (all but the web client's) may read exactly that object, and only the functions that
+/// call models may read those keys; without them, no function gets either.
+#[test]
+fn the_models_file_and_named_keys_reach_exactly_the_functions_that_use_them() {
+    let key = "arn:aws:secretsmanager:us-east-1:123456789012:secret:groq-key-AbCdEf";
+    let with = serde_json::json!({"ModelsFileBucket": "config-bucket",
+                                  "ModelsFileKey": "catalog/models.json",
+                                  "OpenAiCompatibleKeySecretArns": [key]});
+    let Some(given) = role_policies(&with.to_string()) else {
+        return;
+    };
+    let none = role_policies("{}").expect("the same tools");
+    let grants = |policies: &serde_json::Value, function: &str, resource: &str| {
+        policies[function]["documents"]
+            .to_string()
+            .contains(resource)
+    };
+    let object = "arn:aws:s3:::config-bucket/catalog/models.json";
+    let functions: Vec<String> = given.as_object().unwrap().keys().cloned().collect();
+    assert_eq!(functions.len(), 15, "{functions:?}");
+    for function in &functions {
+        let reads_catalog = function != "WebFunction";
+        assert_eq!(
+            grants(&given, function, object),
+            reads_catalog,
+            "{function}"
+        );
+        let calls_models =
+            ["ChatFunction", "WsFunction", "OpenaiFunction"].contains(&function.as_str());
+        assert_eq!(grants(&given, function, key), calls_models, "{function}");
+        assert!(!grants(&none, function, "ReadTheModelsFile"), "{function}");
+        assert!(
+            !grants(&none, function, "ReadTheNamedProvidersKeys"),
+            "{function}"
+        );
+    }
+}
+
+/// Each function's policy documents from the transformed template under these parameters
+/// (`scripts/template.py policies`); `None` (the test skipped) without its Python tools, unless
+/// `CODECHAT_REQUIRE_TOOLS` is set.
+fn role_policies(parameters: &str) -> Option<serde_json::Value> {
+    let out = std::process::Command::new("python3")
+        .arg(codechat_api_tests::repo_path("scripts/template.py"))
+        .arg("policies")
+        .env("TEMPLATE_PARAMETERS", parameters)
+        .output()
+        .expect("python3");
+    if !out.status.success() {
+        let why = String::from_utf8_lossy(&out.stderr).to_string();
+        if std::env::var_os("CODECHAT_REQUIRE_TOOLS").is_some() {
+            panic!("scripts/template.py policies failed: {why}");
+        }
+        eprintln!("skipped: scripts/template.py policies failed: {why}");
+        return None;
+    }
+    Some(serde_json::from_slice(&out.stdout).unwrap())
+}
