@@ -237,15 +237,18 @@ async fn sam_local_env_file_fits_the_template_and_loads_the_local_profile() {
     );
 }
 
-/// With a models file and named providers' keys given as parameters, every function that reads the
-/// catalog (all but the web client's) may read exactly that object, and only the functions that
-/// call models may read those keys; without them, no function gets either.
+/// With a models file, named providers' keys and extra Bedrock models given as parameters, every
+/// function that reads the catalog (all but the web client's) may read exactly that object, and
+/// only the functions that run chat turns may read those keys and invoke those models; without
+/// them, no function gets any of it.
 #[test]
 fn the_models_file_and_named_keys_reach_exactly_the_functions_that_use_them() {
     let key = "arn:aws:secretsmanager:us-east-1:123456789012:secret:groq-key-AbCdEf";
+    let model = "arn:aws:bedrock:us-east-1::foundation-model/mistral.mistral-large-2407-v1:0";
     let with = serde_json::json!({"ModelsFileBucket": "config-bucket",
                                   "ModelsFileKey": "catalog/models.json",
-                                  "OpenAiCompatibleKeySecretArns": [key]});
+                                  "OpenAiCompatibleKeySecretArns": [key],
+                                  "ExtraBedrockModelArns": [model]});
     let Some(given) = role_policies(&with.to_string()) else {
         return;
     };
@@ -268,6 +271,11 @@ fn the_models_file_and_named_keys_reach_exactly_the_functions_that_use_them() {
         let calls_models =
             ["ChatFunction", "WsFunction", "OpenaiFunction"].contains(&function.as_str());
         assert_eq!(grants(&given, function, key), calls_models, "{function}");
+        assert_eq!(grants(&given, function, model), calls_models, "{function}");
+        assert!(
+            !grants(&none, function, "InvokeExtraBedrockModels"),
+            "{function}"
+        );
         assert!(!grants(&none, function, "ReadTheModelsFile"), "{function}");
         assert!(
             !grants(&none, function, "ReadTheNamedProvidersKeys"),
