@@ -2,8 +2,8 @@
 //! refused connection, a stream that ends before its first token) hands the turn to the next of
 //! its catalog entry's `fallbacks`; the answer names the model that answered and the one asked
 //! for, and is billed at the answering model's prices. After the first token there is no fallback.
-//! Each failure against the wire-format fakes, streamed and not, on `POST /chat`; the WebSocket
-//! and the OpenAI-compatible endpoint through the same turn.
+//! Each failure against the wire-format fakes, streamed and not, on `POST /chat`, the WebSocket and
+//! the OpenAI-compatible endpoint.
 
 use std::time::Duration;
 
@@ -259,9 +259,23 @@ async fn after_the_first_token_there_is_no_fallback() {
 }
 
 #[tokio::test]
-async fn the_websocket_and_the_openai_endpoint_fall_back_too() {
+async fn each_failure_falls_back_on_the_websocket_and_the_openai_endpoint() {
+    for failure in [
+        Failure::Throttled,
+        Failure::ServerError,
+        Failure::Timeout,
+        Failure::Refused,
+        Failure::EmptyStream,
+    ] {
+        falls_back_on_the_websocket_and_the_openai_endpoint(failure).await;
+    }
+}
+
+/// A turn through the WebSocket (streamed) and the OpenAI-compatible endpoint (whole, unless the
+/// failure only exists in streams, and streamed) while the primary fails as `failure` says.
+async fn falls_back_on_the_websocket_and_the_openai_endpoint(failure: Failure) {
     let backup = backup().await;
-    let (_primary, url) = failing(Failure::ServerError).await;
+    let (_primary, url) = failing(failure).await;
     let fake = ManagementApi::start().await;
     let (app, user) = app(
         &url,
@@ -290,7 +304,7 @@ async fn the_websocket_and_the_openai_endpoint_fall_back_too() {
     handler(app.state.clone(), frame).await.unwrap();
     let frames = fake.frames(connection.as_str().unwrap());
     let done = frames.last().unwrap();
-    assert_eq!(done["type"], "done", "{frames:?}");
+    assert_eq!(done["type"], "done", "{failure:?}: {frames:?}");
     assert_answered_by_the_backup(&done["assistant_message"], &done["usage"]);
 
     // The OpenAI-compatible endpoint, whole and streamed: `model` names the one that answered.
@@ -317,7 +331,12 @@ async fn the_websocket_and_the_openai_endpoint_fall_back_too() {
             Some(&user.access),
         )
         .await;
-    assert_eq!(streamed.status, StatusCode::OK, "{}", streamed.text());
+    assert_eq!(
+        streamed.status,
+        StatusCode::OK,
+        "{failure:?}: {}",
+        streamed.text()
+    );
     let text = streamed.text();
     let chunks: Vec<Value> = text
         .lines()
@@ -329,7 +348,7 @@ async fn the_websocket_and_the_openai_endpoint_fall_back_too() {
         .iter()
         .filter_map(|c| c["choices"][0]["delta"]["content"].as_str())
         .collect();
-    assert_eq!(content, "Backup answer.");
+    assert_eq!(content, "Backup answer.", "{failure:?}");
     assert_eq!(chunks.last().unwrap()["model"], "backup/model");
     assert_eq!(chunks.last().unwrap()["usage"]["prompt_tokens"], 10);
 }
