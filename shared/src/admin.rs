@@ -258,10 +258,13 @@ fn admin_model(model: crate::models::Model, settings: &[crate::store::ModelSetti
 
 /// Changes a catalog entry for every instance: checked against the whole catalog first (a price
 /// below 0, a fallback that is not a model or makes a cycle, hiding `DEFAULT_MODEL`: 422, nothing
-/// stored), stored with its audit entry, and in force on this instance at once (on the others
-/// within about a second). An unknown model is 404.
+/// stored), stored with its audit entry, published for the store-free `models` function, and in
+/// force on this instance at once (on the others within about a second). An unknown model is
+/// 404. When publishing fails the change is stored (and holds for turns) and the blob store's
+/// error is answered: the same change again publishes it.
 pub async fn update_model(
     conn: &Conn,
+    blobs: &crate::blobs::BlobStore,
     live: &LiveCatalog,
     actor: &User,
     id: &str,
@@ -312,6 +315,7 @@ pub async fn update_model(
         .ok_or(Error::NotFound)?;
     live.set(catalog);
     let settings = conn.model_settings().await?;
+    live.publish(blobs, &settings).await?;
     Ok(admin_model(model, &settings))
 }
 

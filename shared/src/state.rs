@@ -117,8 +117,21 @@ impl AppState {
         &self.0.catalog
     }
 
+    /// The catalog with the admins' changes as published for functions without the store (the
+    /// `models` function's list), when the last look is a second old; with the store, as
+    /// [`Self::refresh_catalog`].
+    pub async fn refresh_listed_catalog(&self) {
+        if self.0.user_data.is_some() {
+            return self.refresh_catalog().await;
+        }
+        let live = &self.0.catalog;
+        if live.due() {
+            live.refresh_from(&self.0.blobs).await;
+        }
+    }
+
     /// Takes in the admins' catalog changes when the last look is a second old (a function
-    /// without the store has none to read). Every request of a store function comes through here
+    /// without the store reads none here: see [`Self::refresh_listed_catalog`]). Every request of a store function comes through here
     /// first, so a change holds on every instance within about a second.
     pub async fn refresh_catalog(&self) {
         let live = &self.0.catalog;

@@ -5,6 +5,7 @@
 use axum::http::StatusCode;
 use codechat_api_tests::{eventually, TestApp, Tokens};
 use serde_json::{json, Value};
+use tower::ServiceExt;
 
 const ADMIN: &str = "models-admin@example.com";
 
@@ -23,6 +24,21 @@ async fn two_instances() -> (TestApp, TestApp, Tokens) {
     let admin = a.register(ADMIN).await;
     assert_eq!(admin.user["role"], "admin");
     (a, b, admin)
+}
+
+/// The `models` function as it runs: its own process's state, without the store or secrets, over
+/// `app`'s data directory (its blob store).
+async fn models_function(app: &TestApp) -> axum::Router {
+    let data_dir = app.data_dir().display().to_string();
+    let config = codechat::config::Config::load_for(codechat::config::Needs::Static, |k| match k {
+        "CODECHAT_DATA_DIR" => Some(data_dir.clone()),
+        "OPENAI_API_KEY" => Some("sk-test".into()),
+        _ => None,
+    })
+    .await
+    .unwrap();
+    let state = codechat::AppState::new(config).await.unwrap();
+    codechat::http::app(state, codechat::api::models::routes())
 }
 
 fn model<'a>(list: &'a Value, id: &str) -> &'a Value {
@@ -67,6 +83,36 @@ async fn a_change_on_one_instance_holds_on_another_within_a_second() {
         })
         .await,
         "instance B still takes the hidden model"
+    );
+
+    // The models function, which has no store, stops listing it too (from the published copy).
+    let listed = |models: &axum::Router| {
+        let models = models.clone();
+        async move {
+            let res = models
+                .oneshot(
+                    axum::http::Request::get("/api/v1/models")
+                        .body(axum::body::Body::empty())
+                        .unwrap(),
+                )
+                .await
+                .unwrap();
+            let body = http_body_util::BodyExt::collect(res.into_body())
+                .await
+                .unwrap()
+                .to_bytes();
+            let list: Value = serde_json::from_slice(&body).unwrap();
+            list["items"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|m| m["id"] == "openai/gpt-4.1-nano")
+        }
+    };
+    let models = models_function(&a).await;
+    assert!(
+        eventually(|| async { !listed(&models).await }).await,
+        "the models function still lists the hidden model"
     );
 
     // A price change on A bills B's next turns at the new price.

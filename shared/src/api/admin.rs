@@ -448,6 +448,14 @@ async fn patch_model(
         fallbacks: body.fallbacks,
     };
     let conn = state.store().conn().await?;
-    let updated = admin::update_model(&conn, state.live_catalog(), &admin, &id, changes).await?;
+    let updated = admin::update_model(
+        &conn,
+        state.blobs(),
+        state.live_catalog(),
+        &admin,
+        &id,
+        changes,
+    )
+    .await?;
     Ok(Json(updated.into()))
 }

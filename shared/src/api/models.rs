@@ -31,13 +31,17 @@ struct ModelList<'a> {
     items: &'a [Model],
 }
 
-/// The models catalog, with availability for this deployment's configuration.
+/// The models catalog, with availability for this deployment's configuration and the admins'
+/// changes (a model they hid is not listed).
 #[utoipa::path(get, path = "/api/v1/models", tag = "models", responses((status = 200, body = ModelList)))]
 async fn list_models(State(state): State<AppState>) -> Response {
+    state.refresh_listed_catalog().await;
+    let catalog = state.catalog();
     (
-        [(header::CACHE_CONTROL, "public, max-age=300")],
+        // Short: an admin's change shows within seconds.
+        [(header::CACHE_CONTROL, "public, max-age=5")],
         Json(ModelList {
-            items: state.catalog().all(),
+            items: catalog.all(),
         }),
     )
         .into_response()

@@ -74,6 +74,11 @@ impl BlobKey {
         BlobKey(format!("knowledge/{user}/{id}"))
     }
 
+    /// The admins' changes to the models catalog, as the store-free `models` function reads them.
+    pub fn model_changes() -> Self {
+        BlobKey("catalog/model-changes.json".into())
+    }
+
     /// A key this service made and stored in a row, read back.
     pub fn stored(key: &str) -> Self {
         BlobKey(key.to_string())

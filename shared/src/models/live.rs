@@ -1,6 +1,8 @@
 //! The catalog in force on an instance: the deployment's (built-in and `MODELS_FILE`) with the
 //! admins' stored changes merged over it, read from the store at most once a second, so a change
-//! made on one instance holds on every instance within about a second, with no redeploy.
+//! made on one instance holds on every instance within about a second, with no redeploy. The
+//! `models` function has no store (it starts without secrets): it reads a copy of the changes that
+//! each change publishes to the blob store.
 
 use std::{
     sync::{Arc, RwLock},
@@ -10,7 +12,11 @@ use std::{
 use serde_json::Value;
 
 use super::{Catalog, CatalogError};
-use crate::{config::ProvidersConfig, store::Conn, store::ModelSetting};
+use crate::{
+    blobs::{BlobError, BlobKey, BlobStore},
+    config::ProvidersConfig,
+    store::{Conn, ModelSetting},
+};
 
 /// How stale an instance's view of the admins' changes may be.
 pub const CHECK_EVERY: Duration = Duration::from_secs(1);
@@ -64,22 +70,40 @@ impl LiveCatalog {
             .is_none_or(|at| at.elapsed() >= CHECK_EVERY)
     }
 
-    /// Reads the admins' changes when [`Self::due`], and takes them in when they changed. A failed
-    /// read keeps the catalog as it was (the next request tries again); so do changes that no
-    /// longer fit the deployment's catalog (a `MODELS_FILE` that dropped a model they name as a
-    /// fallback), which are logged.
+    /// Reads the admins' changes from the store when [`Self::due`], and takes them in when they
+    /// changed. A failed read keeps the catalog as it was (the next request tries again); so do
+    /// changes that no longer fit the deployment's catalog (a `MODELS_FILE` that dropped a model
+    /// they name as a fallback), which are logged.
     pub async fn refresh(&self, conn: &Conn) {
         let mut seen = self.seen.lock().await;
         if !self.due() {
             return;
         }
-        let settings = match conn.model_settings().await {
-            Ok(settings) => settings,
-            Err(error) => {
-                tracing::warn!(%error, "reading the admins' model changes failed");
-                return;
-            }
+        match conn.model_settings().await {
+            Ok(settings) => self.take_in(&mut seen, settings),
+            Err(error) => tracing::warn!(%error, "reading the admins' model changes failed"),
+        }
+    }
+
+    /// [`Self::refresh`] for a function without the store (`models`): from the copy of the
+    /// changes [`Self::publish`] keeps in the blob store.
+    pub async fn refresh_from(&self, blobs: &BlobStore) {
+        let mut seen = self.seen.lock().await;
+        if !self.due() {
+            return;
+        }
+        let settings = match blobs.read_all(&BlobKey::model_changes()).await {
+            Ok(bytes) => serde_json::from_slice(&bytes).map_err(|e| e.to_string()),
+            Err(BlobError::Missing) => Ok(Vec::new()),
+            Err(error) => Err(error.to_string()),
         };
+        match settings {
+            Ok(settings) => self.take_in(&mut seen, settings),
+            Err(error) => tracing::warn!(%error, "reading the published model changes failed"),
+        }
+    }
+
+    fn take_in(&self, seen: &mut Vec<ModelSetting>, settings: Vec<ModelSetting>) {
         *self.checked_at.lock().unwrap_or_else(|e| e.into_inner()) = Some(Instant::now());
         if settings == *seen {
             return;
@@ -91,6 +115,18 @@ impl LiveCatalog {
             }
         }
         *seen = settings;
+    }
+
+    /// Writes every model's changes where the store-free `models` function reads them.
+    pub async fn publish(
+        &self,
+        blobs: &BlobStore,
+        settings: &[ModelSetting],
+    ) -> Result<(), BlobError> {
+        let json = serde_json::to_vec(settings).map_err(|e| BlobError::Io(e.to_string()))?;
+        blobs
+            .put(&BlobKey::model_changes(), "application/json", json.into())
+            .await
     }
 
     /// Puts `catalog` in force on this instance at once (after this instance stored a change).

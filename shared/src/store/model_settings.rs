@@ -6,7 +6,7 @@ use super::{
 };
 
 /// One model's stored changes.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct ModelSetting {
     pub id: String,
     /// A JSON object of `enabled`, `pricing` and `fallbacks`.
