@@ -276,7 +276,7 @@ pub async fn update_model(
     let patch = serde_json::to_value(&changes).map_err(|e| Error::Internal(e.to_string()))?;
     let mut settings = conn.model_settings().await?;
     match settings.iter_mut().find(|s| s.id == id) {
-        Some(s) => merge_patch(&mut s.changes, &patch),
+        Some(s) => crate::models::merge(&mut s.changes, patch.clone()),
         None => settings.push(crate::store::ModelSetting {
             id: id.to_string(),
             changes: patch.clone(),
@@ -314,21 +314,11 @@ pub async fn update_model(
         .cloned()
         .ok_or(Error::NotFound)?;
     live.set(catalog);
+    // Read again after the commit, so the published copy holds what other admins stored meanwhile
+    // (and this change's time).
     let settings = conn.model_settings().await?;
     live.publish(blobs, &settings).await?;
     Ok(admin_model(model, &settings))
-}
-
-/// RFC 7396: objects merge key by key, anything else replaces.
-fn merge_patch(target: &mut serde_json::Value, patch: &serde_json::Value) {
-    match (target, patch) {
-        (serde_json::Value::Object(t), serde_json::Value::Object(p)) => {
-            for (k, v) in p {
-                merge_patch(t.entry(k.clone()).or_insert(serde_json::Value::Null), v);
-            }
-        }
-        (t, p) => *t = p.clone(),
-    }
 }
 
 /// Writes an audit entry for an admin's read of others' data.

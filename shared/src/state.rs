@@ -4,7 +4,7 @@ use crate::{
     auth::tokens::TokenKeys,
     blobs::BlobStore,
     config::{Config, ConfigError},
-    models::{Catalog, LiveCatalog},
+    models::{Catalog, ChangesSource, LiveCatalog},
     providers::Providers,
     store::{Store, StoreError},
 };
@@ -107,7 +107,7 @@ impl AppState {
         &self.user_data().tokens
     }
 
-    /// The catalog in force on this instance (see [`LiveCatalog`]).
+    /// The catalog in force on this instance, as last taken in (see [`Self::fresh_catalog`]).
     pub fn catalog(&self) -> Arc<Catalog> {
         self.0.catalog.current()
     }
@@ -117,31 +117,29 @@ impl AppState {
         &self.0.catalog
     }
 
-    /// The catalog with the admins' changes as published for functions without the store (the
-    /// `models` function's list), when the last look is a second old; with the store, as
-    /// [`Self::refresh_catalog`].
-    pub async fn refresh_listed_catalog(&self) {
-        if self.0.user_data.is_some() {
-            return self.refresh_catalog().await;
-        }
-        let live = &self.0.catalog;
-        if live.due() {
-            live.refresh_from(&self.0.blobs).await;
-        }
+    /// Whether this process opened the store (a `Needs::Store` function).
+    pub fn has_store(&self) -> bool {
+        self.0.user_data.is_some()
     }
 
-    /// Takes in the admins' catalog changes when the last look is a second old (a function
-    /// without the store reads none here: see [`Self::refresh_listed_catalog`]). Every request of a store function comes through here
-    /// first, so a change holds on every instance within about a second.
-    pub async fn refresh_catalog(&self) {
+    /// The catalog in force, with the admins' changes taken in first when this instance last
+    /// looked over a second ago: from the store, or in a function without it (`models`) from the
+    /// copy each change publishes to the blob store. So a change holds on every instance within
+    /// about a second; the look costs the request that makes it one read.
+    pub async fn fresh_catalog(&self) -> Arc<Catalog> {
         let live = &self.0.catalog;
-        if self.0.user_data.is_none() || !live.due() {
-            return;
+        if live.due() {
+            match &self.0.user_data {
+                Some(data) => match data.store.conn().await {
+                    Ok(conn) => live.refresh(ChangesSource::Store(&conn)).await,
+                    Err(error) => {
+                        tracing::warn!(%error, "no store connection to read the model changes")
+                    }
+                },
+                None => live.refresh(ChangesSource::Blobs(&self.0.blobs)).await,
+            }
         }
-        match self.store().conn().await {
-            Ok(conn) => live.refresh(&conn).await,
-            Err(error) => tracing::warn!(%error, "no store connection to read the model changes"),
-        }
+        live.current()
     }
 
     pub fn blobs(&self) -> &BlobStore {

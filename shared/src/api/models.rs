@@ -35,8 +35,7 @@ struct ModelList<'a> {
 /// changes (a model they hid is not listed).
 #[utoipa::path(get, path = "/api/v1/models", tag = "models", responses((status = 200, body = ModelList)))]
 async fn list_models(State(state): State<AppState>) -> Response {
-    state.refresh_listed_catalog().await;
-    let catalog = state.catalog();
+    let catalog = state.fresh_catalog().await;
     (
         // Short: an admin's change shows within seconds.
         [(header::CACHE_CONTROL, "public, max-age=5")],

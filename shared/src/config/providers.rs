@@ -86,15 +86,18 @@ impl ProvidersConfig {
 }
 
 impl ProvidersConfig {
+    /// Every OpenAI-compatible provider this deployment configures, by name: `openai` (from
+    /// `OPENAI_BASE_URL` / `OPENAI_API_KEY`) when set, then the named ones.
+    pub fn compatible_providers(&self) -> impl Iterator<Item = (&str, &OpenAiConfig)> {
+        let openai = self.openai.iter().map(|c| ("openai", c));
+        openai.chain(self.named.iter().map(|p| (p.name.as_str(), &p.config)))
+    }
+
     /// The OpenAI-compatible provider called `name`, if this deployment configures it.
     pub fn compatible(&self, name: &str) -> Option<&OpenAiConfig> {
-        if name == "openai" {
-            return self.openai.as_ref();
-        }
-        self.named
-            .iter()
-            .find(|p| p.name == name)
-            .map(|p| &p.config)
+        self.compatible_providers()
+            .find(|(n, _)| *n == name)
+            .map(|(_, c)| c)
     }
 }
 

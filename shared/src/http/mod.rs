@@ -86,12 +86,16 @@ pub fn app(state: AppState, routes: OpenApiRouter<AppState>) -> Router {
         }))
         .layer(DefaultBodyLimit::max(config.http.max_json_body_bytes));
     router
+        // A store function takes in the admins' model changes when its instance last looked over a
+        // second ago (see `AppState::fresh_catalog`), before the handler reads the catalog.
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
             |axum::extract::State(state): axum::extract::State<AppState>,
              req: axum::extract::Request,
              next: axum::middleware::Next| async move {
-                state.refresh_catalog().await;
+                if state.has_store() {
+                    state.fresh_catalog().await;
+                }
                 next.run(req).await
             },
         ))

@@ -95,7 +95,9 @@ pub(super) fn merged(
     }
 }
 
-fn merge(into: &mut Value, from: Value) {
+/// Merges a partial entry over another: objects key by key (nested ones too), anything else
+/// replaced. How a models file's entries, and the admins' changes, apply.
+pub fn merge(into: &mut Value, from: Value) {
     match (into, from) {
         (Value::Object(into), Value::Object(from)) => merge_objects(into, from),
         (into, from) => *into = from,

@@ -21,6 +21,13 @@ use crate::{
 /// How stale an instance's view of the admins' changes may be.
 pub const CHECK_EVERY: Duration = Duration::from_secs(1);
 
+/// Where an instance reads the admins' changes from.
+pub enum ChangesSource<'a> {
+    Store(&'a Conn),
+    /// The copy published for functions without the store.
+    Blobs(&'a BlobStore),
+}
+
 pub struct LiveCatalog {
     providers: ProvidersConfig,
     /// `MODELS_FILE`'s text, read once at start-up.
@@ -70,36 +77,27 @@ impl LiveCatalog {
             .is_none_or(|at| at.elapsed() >= CHECK_EVERY)
     }
 
-    /// Reads the admins' changes from the store when [`Self::due`], and takes them in when they
-    /// changed. A failed read keeps the catalog as it was (the next request tries again); so do
+    /// Reads the admins' changes when [`Self::due`] (from the store, or for a function without it
+    /// from the copy [`Self::publish`] keeps in the blob store), and takes them in when they
+    /// changed. A failed read keeps the catalog as it was (the next look tries again); so do
     /// changes that no longer fit the deployment's catalog (a `MODELS_FILE` that dropped a model
     /// they name as a fallback), which are logged.
-    pub async fn refresh(&self, conn: &Conn) {
+    pub async fn refresh(&self, source: ChangesSource<'_>) {
         let mut seen = self.seen.lock().await;
         if !self.due() {
             return;
         }
-        match conn.model_settings().await {
+        let read = match source {
+            ChangesSource::Store(conn) => conn.model_settings().await.map_err(|e| e.to_string()),
+            ChangesSource::Blobs(blobs) => match blobs.read_all(&BlobKey::model_changes()).await {
+                Ok(bytes) => serde_json::from_slice(&bytes).map_err(|e| e.to_string()),
+                Err(BlobError::Missing) => Ok(Vec::new()),
+                Err(error) => Err(error.to_string()),
+            },
+        };
+        match read {
             Ok(settings) => self.take_in(&mut seen, settings),
             Err(error) => tracing::warn!(%error, "reading the admins' model changes failed"),
-        }
-    }
-
-    /// [`Self::refresh`] for a function without the store (`models`): from the copy of the
-    /// changes [`Self::publish`] keeps in the blob store.
-    pub async fn refresh_from(&self, blobs: &BlobStore) {
-        let mut seen = self.seen.lock().await;
-        if !self.due() {
-            return;
-        }
-        let settings = match blobs.read_all(&BlobKey::model_changes()).await {
-            Ok(bytes) => serde_json::from_slice(&bytes).map_err(|e| e.to_string()),
-            Err(BlobError::Missing) => Ok(Vec::new()),
-            Err(error) => Err(error.to_string()),
-        };
-        match settings {
-            Ok(settings) => self.take_in(&mut seen, settings),
-            Err(error) => tracing::warn!(%error, "reading the published model changes failed"),
         }
     }
 

@@ -9,8 +9,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::{config::ProvidersConfig, error::FieldError};
 
-pub use file::{read_source, CatalogError};
-pub use live::LiveCatalog;
+pub use file::{merge, read_source, CatalogError};
+pub use live::{ChangesSource, LiveCatalog};
 
 const SHIPPED: &str = include_str!("../../data/models.json");
 

@@ -361,11 +361,8 @@ impl Providers {
     pub fn new(config: &ProvidersConfig) -> Self {
         Providers {
             compatible: config
-                .openai
-                .iter()
-                .map(|c| ("openai".to_string(), c))
-                .chain(config.named.iter().map(|p| (p.name.clone(), &p.config)))
-                .map(|(name, c)| (name, OnceCell::new(), c.clone()))
+                .compatible_providers()
+                .map(|(name, c)| (name.to_string(), OnceCell::new(), c.clone()))
                 .collect(),
             provider_timeout: config.provider_timeout,
             bedrock: config.bedrock_enabled.then(OnceCell::new),

@@ -13,8 +13,8 @@ use super::{estimate_tokens, estimate_turn_tokens, ModelRequest, ProviderError, 
 
 /// The fewest tokens (by the four-characters estimate) before a cache point: Bedrock caches
 /// nothing shorter than a model's minimum (1 024 tokens for Claude Sonnet and Opus, 2 048 for
-/// Claude 3.5 Haiku, by Bedrock's documentation), so a point is only marked past the largest of
-/// those.
+/// Claude 3.5 Haiku, as Bedrock's documentation gives them; not checked against Bedrock here), so
+/// a point is only marked past the largest of those.
 const MIN_CACHED_TOKENS: u64 = 2048;
 
 fn cache_point() -> Result<CachePointBlock, ProviderError> {

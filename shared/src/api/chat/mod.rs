@@ -216,8 +216,9 @@ pub(crate) async fn chat_turn(
     key: Option<IdempotencyKey>,
     stream: bool,
 ) -> Result<ChatReply> {
-    // HTTP requests took the admins' model changes in already; a WebSocket frame does here.
-    state.refresh_catalog().await;
+    // A WebSocket frame comes through no HTTP layer: the turn takes in the admins' model changes
+    // here (over HTTP the layer did, and this finds nothing due).
+    state.fresh_catalog().await;
     let conn = state.store().conn().await?;
     let claim = match key {
         None => None,

@@ -339,9 +339,10 @@ async fn create_conversation(
     CurrentUser(user): CurrentUser,
     ApiJson(body): ApiJson<CreateConversation>,
 ) -> Result<(StatusCode, Json<ConversationOut>)> {
-    let input = NewConversationInput::try_from((body, &*state.catalog()))?;
+    let catalog = state.catalog();
+    let input = NewConversationInput::try_from((body, &*catalog))?;
     let conn = state.store().conn().await?;
-    let conversation = conversations::create(&conn, &state.catalog(), user.id, &input).await?;
+    let conversation = conversations::create(&conn, &catalog, user.id, &input).await?;
     record_conversation(conversation.id);
     Ok((StatusCode::CREATED, Json(conversation.into())))
 }
