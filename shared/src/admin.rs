@@ -11,7 +11,7 @@ use crate::{
     pagination::{Page, Paginated},
     store::{
         AdminUpdate, AuditEntry, Conn, Conversation, Message, NewAuditEntry, ReportRanges,
-        UsageGroup, UsageReportRow, User, UserAdminChanges, UserFilter,
+        UsageGroup, UsageReportRow, User, UserAdminChanges, UserFilter, Which,
     },
 };
 
@@ -95,7 +95,7 @@ pub async fn conversation_messages(
     id: ConversationId,
     page: Page<i64>,
 ) -> Result<Paginated<Message>> {
-    conn.conversation_by_id(id).await?.ok_or(Error::NotFound)?;
+    let conversation = conn.conversation_by_id(id).await?.ok_or(Error::NotFound)?;
     record(
         conn,
         actor,
@@ -104,7 +104,9 @@ pub async fn conversation_messages(
         id.to_string(),
     )
     .await?;
-    let rows = conn.list_messages(id, page.after, page.limit).await?;
+    let rows = conn
+        .list_messages(&conversation, Which::All, page.after, page.limit)
+        .await?;
     Ok(Paginated::from_rows(rows, page.limit, |m| m.seq))
 }
 

@@ -9,7 +9,7 @@ use crate::{
     pagination::{Page, Paginated},
     store::{
         Conn, Conversation, ConversationChanges, Message, NewConversation, NewMessage, UsageRecord,
-        UsageTotals,
+        UsageTotals, Which,
     },
     text,
 };
@@ -235,45 +235,85 @@ pub async fn delete(
     Ok(())
 }
 
+/// `which` of a conversation's messages (the active path, or the whole tree), oldest first.
 pub async fn messages(
     conn: &Conn,
     user_id: UserId,
     id: ConversationId,
+    which: Which,
     page: Page<i64>,
 ) -> Result<Paginated<Message>> {
     let conversation = get(conn, user_id, id).await?;
     let rows = conn
-        .list_messages(conversation.id, page.after, page.limit)
+        .list_messages(&conversation, which, page.after, page.limit)
         .await?;
     Ok(Paginated::from_rows(rows, page.limit, |m| m.seq))
 }
 
-/// Per-model totals and their sum.
-pub async fn usage(
+/// Makes the path ending at `message_id`, a message of the conversation, the active one.
+pub async fn set_active_leaf(
     conn: &Conn,
     user_id: UserId,
     id: ConversationId,
-) -> Result<(UsageTotals, Vec<UsageTotals>)> {
+    message_id: MessageId,
+) -> Result<Conversation> {
+    get(conn, user_id, id).await?;
+    conn.message_of_user(message_id, user_id)
+        .await?
+        .filter(|m| m.conversation_id == id)
+        .ok_or_else(|| Error::invalid("message_id", "not a message of this conversation"))?;
+    conn.set_active_path(id, message_id).await?;
+    get(conn, user_id, id).await
+}
+
+/// What a conversation cost.
+pub struct ConversationUsage {
+    /// The active path's usage, per model, and its sum.
+    pub by_model: Vec<UsageTotals>,
+    pub total: UsageTotals,
+    /// The sum over every branch (what was billed): `total` until the conversation branches.
+    pub all_branches: UsageTotals,
+}
+
+/// The active path's usage per model and in total, and what every branch cost.
+pub async fn usage(conn: &Conn, user_id: UserId, id: ConversationId) -> Result<ConversationUsage> {
     let conversation = get(conn, user_id, id).await?;
-    let by_model = conn.conversation_usage(conversation.id).await?;
-    let total = by_model.iter().fold(UsageTotals::default(), |mut t, m| {
+    let by_model = conn
+        .conversation_usage(&conversation, Which::ActivePath)
+        .await?;
+    let total = sum(&by_model);
+    let all_branches = if conversation.branched {
+        sum(&conn.conversation_usage(&conversation, Which::All).await?)
+    } else {
+        total.clone()
+    };
+    Ok(ConversationUsage {
+        by_model,
+        total,
+        all_branches,
+    })
+}
+
+fn sum(by_model: &[UsageTotals]) -> UsageTotals {
+    by_model.iter().fold(UsageTotals::default(), |mut t, m| {
         t.input_tokens += m.input_tokens;
         t.output_tokens += m.output_tokens;
         t.cached_tokens += m.cached_tokens;
         t.cost_usd += m.cost_usd;
         t
-    });
-    Ok((total, by_model))
+    })
 }
 
-/// The conversation with every message, oldest first.
+/// The conversation with the messages of its active path, oldest first.
 pub async fn export(
     conn: &Conn,
     user_id: UserId,
     id: ConversationId,
 ) -> Result<(Conversation, Vec<Message>)> {
     let conversation = get(conn, user_id, id).await?;
-    let messages = conn.messages_after(conversation.id, 0).await?;
+    let messages = conn
+        .messages_after(&conversation, Which::ActivePath, 0)
+        .await?;
     Ok((conversation, messages))
 }
 

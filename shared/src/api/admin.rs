@@ -1,5 +1,5 @@
 use axum::{extract::State, Json};
-use serde::{Deserialize, Deserializer, Serialize};
+use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::{router::OpenApiRouter, routes};
 
@@ -87,13 +87,9 @@ struct PatchUser {
     role: Option<Role>,
     is_active: Option<bool>,
     /// Tokens per UTC day (0 blocks chat); `null` gives the account the deployment's default.
-    #[serde(default, deserialize_with = "present")]
+    #[serde(default, deserialize_with = "super::extract::present")]
     #[schema(value_type = Option<i64>)]
     daily_token_limit: Option<Option<i64>>,
-}
-
-fn present<'de, D: Deserializer<'de>>(d: D) -> std::result::Result<Option<Option<i64>>, D::Error> {
-    Option::<i64>::deserialize(d).map(Some)
 }
 
 impl TryFrom<PatchUser> for UserAdminChanges {

@@ -1,5 +1,5 @@
 use axum::{extract::State, http::StatusCode, Json};
-use serde::{Deserialize, Deserializer, Serialize};
+use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 use utoipa_axum::{router::OpenApiRouter, routes};
 
@@ -106,16 +106,16 @@ impl From<CreateAgent> for AgentSettings {
 #[derive(Debug, Deserialize, ToSchema)]
 struct PatchAgent {
     name: Option<String>,
-    #[serde(default, deserialize_with = "present")]
+    #[serde(default, deserialize_with = "super::extract::present")]
     #[schema(value_type = Option<String>)]
     description: Option<Option<String>>,
     status: Option<AgentStatus>,
     system_prompt: Option<String>,
     model: Option<String>,
-    #[serde(default, deserialize_with = "present")]
+    #[serde(default, deserialize_with = "super::extract::present")]
     #[schema(value_type = Option<f64>)]
     temperature: Option<Option<f64>>,
-    #[serde(default, deserialize_with = "present")]
+    #[serde(default, deserialize_with = "super::extract::present")]
     #[schema(value_type = Option<i64>)]
     max_tokens: Option<Option<i64>>,
     tools: Option<Vec<String>>,
@@ -138,12 +138,6 @@ impl From<PatchAgent> for AgentPatch {
     }
 }
 
-/// Tells an absent field (`None`) from an explicit `null` (`Some(None)`).
-fn present<'de, D: Deserializer<'de>, T: Deserialize<'de>>(
-    d: D,
-) -> std::result::Result<Option<Option<T>>, D::Error> {
-    Option::<T>::deserialize(d).map(Some)
-}
 
 type AgentPage = Paginated<AgentOut>;
 

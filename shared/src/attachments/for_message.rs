@@ -9,7 +9,8 @@ use crate::{
 
 /// The attachments named for a message (`attachment_ids[i]` in errors), checked (the user's own,
 /// ready, not sent before, at most `max_bytes`, of a kind the model reads) and read from the blob
-/// store.
+/// store. `sent_with` names the message they may already belong to (a regenerated answer re-reads
+/// its user message's files).
 pub async fn for_message(
     conn: &Conn,
     blobs: &BlobStore,
@@ -17,6 +18,7 @@ pub async fn for_message(
     ids: &[AttachmentId],
     max_bytes: u64,
     model: &Model,
+    sent_with: Option<crate::ids::MessageId>,
 ) -> Result<(Vec<AttachmentRef>, Vec<FilePart>)> {
     if ids.is_empty() {
         return Ok((Vec::new(), Vec::new()));
@@ -42,7 +44,7 @@ pub async fn for_message(
         };
         let problem = if a.status != AttachmentStatus::Ready {
             Some("is not complete yet".to_string())
-        } else if a.message_id.is_some() {
+        } else if a.message_id.is_some() && a.message_id != sent_with {
             Some("was already sent with another message".to_string())
         } else if a.size as u64 > max_bytes {
             Some(format!(

@@ -31,6 +31,8 @@ pub(super) struct Answer<'a> {
     pub(super) agent_id: Option<AgentId>,
     pub(super) citations: &'a [Citation],
     pub(super) tool_calls: &'a [ToolCall],
+    /// The user message it answers.
+    pub(super) parent: crate::store::ParentRef,
 }
 
 /// Stores the answer with its usage rows (the chat row last), each priced at its own model's
@@ -74,6 +76,7 @@ pub(super) async fn store_answer(
                 citations: answer.citations,
                 tool_calls: answer.tool_calls,
                 fallback_from: answer.fallback_from,
+                parent: Some(answer.parent),
             },
             &rows,
             holds,

@@ -90,6 +90,9 @@ pub struct ChatInput {
     /// A new conversation started through the OpenAI-compatible endpoint: kept out of the
     /// conversation list unless it asks for them (`?source=api`).
     pub from_api: bool,
+    /// Where the turn goes in the conversation's tree (an existing conversation only). To
+    /// regenerate, `message` is empty: the answer's user message is answered again.
+    pub parent: TurnParent,
 }
 
 /// What a client that owns its history sends: every turn goes to the model as given (no summary,

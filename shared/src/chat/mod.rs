@@ -27,7 +27,10 @@ use crate::{
         TokenUsage, ToolCall, ToolChoice, ToolSpec, Turn,
     },
     quotas::{self, Budget, Holds},
-    store::{AttachmentRef, Citation, Conn, Conversation, Message, NewMessage, UsageRecord},
+    store::{
+        AttachmentRef, Citation, Conn, Conversation, Message, NewMessage, ParentPlace, ParentRef,
+        TurnContext, TurnParent, UsageRecord,
+    },
 };
 
 mod answer;

@@ -144,6 +144,7 @@ pub(super) async fn run(
         agent_id,
         citations: &citations,
         tool_calls: &tool_calls,
+        parent: user_message.as_parent(),
     };
     let (assistant_message, usage) =
         match store_answer(conn, user_id, answer, &usage_rows, holds.ids()).await {

@@ -33,10 +33,21 @@ pub(super) async fn start(
     let user_id = budget.user_id;
     quotas::count_turn(conn, budget).await?;
     let existing = match input.conversation_id {
-        Some(id) => Some(existing_conversation(conn, user_id, id).await?),
+        Some(id) => Some(existing_conversation(conn, user_id, id, input.parent).await?),
         None => None,
     };
-    let conversation = existing.as_ref().map(|(c, _)| c);
+    let conversation = existing.as_ref().map(|(c, ..)| c);
+    // Regenerating answers the parent, a stored user message, again: with its own files.
+    let regenerated = match &existing {
+        Some((_, history, parent)) if matches!(input.parent, TurnParent::AnswerOf(_)) => {
+            Some(regenerated_message(history, *parent)?)
+        }
+        _ => None,
+    };
+    let attachment_ids: Vec<AttachmentId> = match &regenerated {
+        Some(m) => m.attachments.iter().map(|a| a.id).collect(),
+        None => input.attachments.clone(),
+    };
     let agent = agent_in_force(conn, user_id, input.agent_id, conversation).await?;
     let model = match input.model {
         Some(model) => model,
@@ -50,9 +61,10 @@ pub(super) async fn start(
         conn,
         blobs,
         user_id,
-        &input.attachments,
+        &attachment_ids,
         settings.max_attachment_bytes,
         &model,
+        regenerated.as_ref().map(|m| m.id),
     )
     .await?;
     // What the files cost is reserved with the rest (they are sent on every step of a tool loop,
@@ -75,9 +87,13 @@ pub(super) async fn start(
         .knowledge
         .unwrap_or_else(|| agent.as_ref().is_some_and(|a| a.knowledge));
 
-    let (conversation, mut history) = match existing {
-        Some((c, history)) => (Some(c), history),
-        None => (None, Vec::new()),
+    let (conversation, mut history, parent) = match existing {
+        Some((c, history, parent)) => (Some(c), history, parent),
+        None => (None, Vec::new(), None),
+    };
+    let message_text = match &regenerated {
+        Some(m) => m.content.clone(),
+        None => input.message.clone(),
     };
     let new_message = NewMessage {
         id: MessageId::new(),
@@ -94,14 +110,17 @@ pub(super) async fn start(
         citations: &[],
         tool_calls: &[],
         fallback_from: None,
+        parent,
     };
-    history.push(Message::unstored(
-        i64::MAX,
-        new_message.id,
-        new_message.conversation_id,
-        MessageRole::User,
-        input.message.clone(),
-    ));
+    if regenerated.is_none() {
+        history.push(Message::unstored(
+            i64::MAX,
+            new_message.id,
+            new_message.conversation_id,
+            MessageRole::User,
+            input.message.clone(),
+        ));
+    }
     let planning = Planning {
         model: &model,
         summary: conversation.as_ref().and_then(|c| c.summary.as_deref()),
@@ -114,7 +133,7 @@ pub(super) async fn start(
             conn,
             embedding,
             budget,
-            &input.message,
+            &message_text,
             input.client,
             base_system,
             retrieve.then_some(settings.knowledge_tokens),
@@ -143,7 +162,11 @@ pub(super) async fn start(
         agent_id: input.agent_id,
         from_api: input.from_api,
     };
-    match store_user_message(conn, user_id, conversation, new).await {
+    let stored = match regenerated {
+        Some(user_message) => Ok((conversation.ok_or(Error::NotFound)?, user_message)),
+        None => store_user_message(conn, user_id, conversation, new).await,
+    };
+    match stored {
         Ok((conversation, user_message)) => Ok(Started {
             conversation,
             user_message,
@@ -164,15 +187,61 @@ pub(super) async fn start(
     }
 }
 
-/// The conversation and its recent history in one read; the history leaves room for this message.
+/// The conversation, the turn's parent (`None` for a new root) and the recent history of the path
+/// ending there, in one read; the history leaves room for this message. A parent off the active
+/// path moves the path there first (two more statements and a second read; a client editing or
+/// regenerating what it shows never needs them).
 async fn existing_conversation(
     conn: &Conn,
     user_id: UserId,
     id: ConversationId,
-) -> Result<(Conversation, Vec<Message>)> {
-    conn.turn_context(id, user_id, CONTEXT_MESSAGES - 1)
-        .await?
-        .ok_or(Error::NotFound)
+    parent: TurnParent,
+) -> Result<(Conversation, Vec<Message>, Option<ParentRef>)> {
+    let read = || async {
+        conn.turn_context(id, user_id, parent, CONTEXT_MESSAGES - 1)
+            .await?
+            .ok_or(Error::NotFound)
+    };
+    let mut context: TurnContext = read().await?;
+    if let (ParentPlace::Message { on_path: false, .. }, TurnParent::Message(leaf) | TurnParent::AnswerOf(leaf)) =
+        (context.parent, parent)
+    {
+        conn.set_active_path(id, leaf).await?;
+        context = read().await?;
+    }
+    let TurnContext {
+        conversation,
+        history,
+        parent: place,
+    } = context;
+    let parent_ref = match place {
+        ParentPlace::Root => None,
+        ParentPlace::Message { seq, .. } => {
+            let parent = history
+                .iter()
+                .rfind(|m| m.seq == seq)
+                .ok_or(crate::store::StoreError::Corrupt("messages.parent_seq"))?;
+            Some(parent.as_parent())
+        }
+        ParentPlace::Missing => {
+            return Err(match parent {
+                TurnParent::AnswerOf(_) => {
+                    Error::invalid("regenerate", "not an answer in this conversation")
+                }
+                _ => Error::invalid("parent_id", "not a message of this conversation"),
+            })
+        }
+    };
+    Ok((conversation, history, parent_ref))
+}
+
+/// The user message a regenerated answer answers: the parent, which must be the user's.
+fn regenerated_message(history: &[Message], parent: Option<ParentRef>) -> Result<Message> {
+    parent
+        .and_then(|p| history.iter().rfind(|m| m.seq == p.seq))
+        .filter(|m| m.role == MessageRole::User)
+        .cloned()
+        .ok_or_else(|| Error::invalid("regenerate", "does not answer a message of the user"))
 }
 
 /// The request's agent, else the conversation's; a deleted or inactive one refuses new turns.

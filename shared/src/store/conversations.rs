@@ -5,7 +5,7 @@ use super::{
     messages::{message_at, Message, NewMessage, MESSAGE_COLUMNS, MESSAGE_COLUMN_COUNT},
     Conn, Row, StoreError, StoreResult,
 };
-use crate::ids::{AgentId, ConversationId, ProjectId, UserId};
+use crate::ids::{AgentId, ConversationId, MessageId, ProjectId, UserId};
 
 #[derive(Debug, Clone)]
 pub struct Conversation {
@@ -24,6 +24,10 @@ pub struct Conversation {
     pub last_message_at: Option<String>,
     /// The list's sort key: `last_message_at`, or `created_at` before the first message.
     pub activity_at: String,
+    /// Whether the conversation is more than one path (an answer regenerated, a message edited).
+    pub branched: bool,
+    /// The newest message of the active path (none before the first message).
+    pub active_leaf_id: Option<MessageId>,
 }
 
 pub struct NewConversation<'a> {
@@ -32,6 +36,37 @@ pub struct NewConversation<'a> {
     pub model: &'a str,
     pub agent_id: Option<AgentId>,
     pub project_id: Option<ProjectId>,
+}
+
+/// Where a turn's new message goes in the conversation's tree.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TurnParent {
+    /// Under the active leaf (a plain turn).
+    ActiveLeaf,
+    /// A new root (editing the conversation's first message).
+    Root,
+    /// Under this message (editing the message after it).
+    Message(MessageId),
+    /// Under the user message this answer answers (regenerating the answer).
+    AnswerOf(MessageId),
+}
+
+/// A turn's parent, as the store found it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ParentPlace {
+    Root,
+    Message { seq: i64, on_path: bool },
+    /// Not a message of the conversation (or not an answer, to regenerate).
+    Missing,
+}
+
+/// What a turn in an existing conversation plans with: see [`Conn::turn_context`].
+#[derive(Debug)]
+pub struct TurnContext {
+    pub conversation: Conversation,
+    /// The path's newest messages up to the parent (which is the last of them).
+    pub history: Vec<Message>,
+    pub parent: ParentPlace,
 }
 
 /// A partial update; `None` leaves a column as it is, `agent_id: Some(None)` clears the agent.
@@ -44,7 +79,11 @@ pub struct ConversationChanges<'a> {
 
 const CONVERSATION_COLUMNS: &str =
     "id, user_id, title, model, agent_id, project_id, summary, summary_through_seq, \
-     message_count, created_at, updated_at, last_message_at, activity_at";
+     message_count, created_at, updated_at, last_message_at, activity_at, branched, \
+     CASE WHEN branched THEN (SELECT l.id FROM messages l WHERE l.conversation_id = conversations.id \
+                                AND l.on_path = 1 ORDER BY l.seq DESC LIMIT 1) \
+          ELSE (SELECT l.id FROM messages l WHERE l.conversation_id = conversations.id \
+                ORDER BY l.seq DESC LIMIT 1) END";
 
 fn conversation_from_row(row: &Row) -> StoreResult<Conversation> {
     Ok(Conversation {
@@ -61,14 +100,20 @@ fn conversation_from_row(row: &Row) -> StoreResult<Conversation> {
         updated_at: col(row, 10, "conversations.updated_at")?,
         last_message_at: col(row, 11, "conversations.last_message_at")?,
         activity_at: col(row, 12, "conversations.activity_at")?,
+        branched: col(row, 13, "conversations.branched")?,
+        active_leaf_id: col(row, 14, "conversations.active_leaf_id")?,
     })
 }
 
 /// [`CONVERSATION_COLUMNS`] of the table aliased `c`.
 const C_CONVERSATION_COLUMNS: &str =
     "c.id, c.user_id, c.title, c.model, c.agent_id, c.project_id, c.summary, c.summary_through_seq, \
-     c.message_count, c.created_at, c.updated_at, c.last_message_at, c.activity_at";
-const CONVERSATION_COLUMN_COUNT: usize = 13;
+     c.message_count, c.created_at, c.updated_at, c.last_message_at, c.activity_at, c.branched, \
+     CASE WHEN c.branched THEN (SELECT l.id FROM messages l WHERE l.conversation_id = c.id \
+                                  AND l.on_path = 1 ORDER BY l.seq DESC LIMIT 1) \
+          ELSE (SELECT l.id FROM messages l WHERE l.conversation_id = c.id \
+                ORDER BY l.seq DESC LIMIT 1) END";
+const CONVERSATION_COLUMN_COUNT: usize = 15;
 
 /// Escapes `%`, `_` and `\` for `LIKE … ESCAPE '\'`.
 pub(super) fn like_pattern(q: &str) -> String {
@@ -135,50 +180,109 @@ impl Conn {
             updated_at: now.clone(),
             last_message_at: Some(now.clone()),
             activity_at: now.clone(),
+            branched: false,
+            active_leaf_id: Some(first_message.id),
         };
         Ok((conversation, first_message.stored(seq, now)))
     }
 
     /// What a turn in an existing conversation needs, in one query: the conversation (if it
-    /// belongs to `user_id`) and its newest `limit` messages past the summary, oldest first. The
+    /// belongs to `user_id`), where the turn's message goes, and the newest `limit` messages of the
+    /// path ending there, oldest first, past the summary when the summary covers an earlier part of
+    /// that path (else the summary is left out of the answer and the whole path counts). The
     /// conversation comes as the first row and each message as a row of its own (the other side's
-    /// columns NULL), so its columns are not repeated on every message.
+    /// columns NULL), so its columns are not repeated.
     pub async fn turn_context(
         &self,
         id: ConversationId,
         user_id: UserId,
+        parent: TurnParent,
         limit: u32,
-    ) -> StoreResult<Option<(Conversation, Vec<Message>)>> {
+    ) -> StoreResult<Option<TurnContext>> {
         let no_message = ["NULL"; MESSAGE_COLUMN_COUNT].join(", ");
         let no_conversation = ["NULL"; CONVERSATION_COLUMN_COUNT].join(", ");
+        let (kind, message) = match parent {
+            TurnParent::ActiveLeaf => ("leaf", None),
+            TurnParent::Root => ("root", None),
+            TurnParent::Message(id) => ("message", Some(id)),
+            TurnParent::AnswerOf(id) => ("answer", Some(id)),
+        };
+        // `leaf` is the parent's seq: 0 for a root, -1 for a message that is not there (or, to
+        // regenerate, not an answer of this conversation).
         let rows = self
             .query(
                 &format!(
-                    "SELECT {C_CONVERSATION_COLUMNS}, {no_message}, 0 AS k
-                     FROM conversations c WHERE c.id = ?1 AND c.user_id = ?2
+                    "WITH conv AS (
+                         SELECT c.*, COALESCE(CASE ?5
+                             WHEN 'root' THEN 0
+                             WHEN 'leaf' THEN COALESCE(CASE WHEN c.branched
+                                 THEN (SELECT max(seq) FROM messages WHERE conversation_id = c.id AND on_path = 1)
+                                 ELSE (SELECT max(seq) FROM messages WHERE conversation_id = c.id) END, 0)
+                             WHEN 'message' THEN (SELECT seq FROM messages WHERE id = ?4 AND conversation_id = c.id)
+                             WHEN 'answer' THEN (
+                                 SELECT COALESCE(a.parent_seq, (SELECT max(p.seq) FROM messages p
+                                        WHERE p.conversation_id = c.id AND p.seq < a.seq), 0)
+                                 FROM messages a
+                                 WHERE a.id = ?4 AND a.conversation_id = c.id AND a.role = 'assistant')
+                             END, -1) AS leaf
+                         FROM conversations c WHERE c.id = ?1 AND c.user_id = ?2),
+                     covered AS (
+                         SELECT CASE WHEN summary_through_seq < leaf AND EXISTS (
+                                         SELECT 1 FROM messages s
+                                         WHERE s.seq = summary_through_seq AND s.on_path IS NOT 0)
+                                     THEN summary_through_seq ELSE 0 END AS seq
+                         FROM conv)
+                     SELECT {C_CONVERSATION_COLUMNS}, {no_message}, 0 AS k, (SELECT seq FROM covered),
+                            c.leaf, (SELECT on_path IS NOT 0 FROM messages WHERE seq = c.leaf)
+                     FROM conv c
                      UNION ALL
-                     SELECT {no_conversation}, {MESSAGE_COLUMNS}, m.seq
+                     SELECT {no_conversation}, {MESSAGE_COLUMNS}, m.seq, NULL, NULL, NULL
                      FROM messages m
                      WHERE m.seq IN (
-                         SELECT seq FROM messages
-                         WHERE conversation_id = ?1 AND seq > (
-                             SELECT COALESCE(summary_through_seq, 0) FROM conversations
-                             WHERE id = ?1 AND user_id = ?2)
+                         SELECT seq FROM messages, conv
+                         WHERE conversation_id = ?1 AND conv.branched = 1 AND on_path = 1
+                           AND seq <= conv.leaf AND seq > (SELECT seq FROM covered)
+                         ORDER BY seq DESC LIMIT ?3)
+                        OR m.seq IN (
+                         SELECT seq FROM messages, conv
+                         WHERE conversation_id = ?1 AND conv.branched = 0
+                           AND seq <= conv.leaf AND seq > (SELECT seq FROM covered)
                          ORDER BY seq DESC LIMIT ?3)
                      ORDER BY k"
                 ),
-                libsql::params![id, user_id, limit as i64],
+                libsql::params![id, user_id, limit as i64, message, kind],
             )
             .await?;
         let mut rows = rows.iter();
         let Some(first) = rows.next() else {
             return Ok(None);
         };
-        let conversation = conversation_from_row(first)?;
-        let messages = rows
+        let mut conversation = conversation_from_row(first)?;
+        let at = (CONVERSATION_COLUMN_COUNT + MESSAGE_COLUMN_COUNT + 1) as i32;
+        let covered: i64 = col(first, at, "conversations.summary_through_seq")?;
+        let leaf: i64 = col(first, at + 1, "messages.seq")?;
+        let on_path: Option<bool> = col(first, at + 2, "messages.on_path")?;
+        if covered == 0 {
+            // The summary covers another branch (or nothing): this turn plans without it.
+            conversation.summary = None;
+            conversation.summary_through_seq = None;
+        }
+        let history = rows
             .map(|row| message_at(row, CONVERSATION_COLUMN_COUNT as i32))
             .collect::<StoreResult<Vec<_>>>()?;
-        Ok(Some((conversation, messages)))
+        let parent = match leaf {
+            -1 => ParentPlace::Missing,
+            0 => ParentPlace::Root,
+            seq => ParentPlace::Message {
+                seq,
+                on_path: on_path.unwrap_or(false),
+            },
+        };
+        Ok(Some(TurnContext {
+            conversation,
+            history,
+            parent,
+        }))
     }
 
     /// The conversation if it exists and belongs to `user_id`; another user's is simply not found.
@@ -300,7 +404,7 @@ impl Conn {
             tx.rollback().await?;
             return Ok(false);
         }
-        for table in ["messages", "usage", "idempotency_keys", "attachments"] {
+        for table in ["messages", "usage", "idempotency_keys", "attachments", "shares"] {
             tx.execute(
                 &format!("DELETE FROM {table} WHERE conversation_id = ?1"),
                 [id],

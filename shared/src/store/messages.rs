@@ -29,9 +29,31 @@ pub struct Message {
     pub tool_calls: Vec<ToolCall>,
     /// The model the turn asked for, when `model` answered in its place (a fallback).
     pub fallback_from: Option<String>,
+    /// The message this one follows (none for a root).
+    pub parent: Option<ParentRef>,
+    /// The messages under the same parent, oldest first, this one included; empty when not read
+    /// (a message just stored).
+    pub sibling_ids: Vec<MessageId>,
+    /// Whether the message is on its conversation's active path.
+    pub on_path: bool,
+}
+
+/// A message as a parent: its seq (the store's order) and id (the clients').
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ParentRef {
+    pub seq: i64,
+    pub id: MessageId,
 }
 
 impl Message {
+    /// This message as the parent of another.
+    pub fn as_parent(&self) -> ParentRef {
+        ParentRef {
+            seq: self.seq,
+            id: self.id,
+        }
+    }
+
     /// A complete message that is not (or not yet) stored: history a turn plans with.
     pub fn unstored(
         seq: i64,
@@ -56,6 +78,27 @@ impl Message {
             citations: Vec::new(),
             tool_calls: Vec::new(),
             fallback_from: None,
+            parent: None,
+            sibling_ids: Vec::new(),
+            on_path: true,
+        }
+    }
+}
+
+/// Which of a conversation's messages a read answers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Which {
+    /// The active path, root to leaf.
+    ActivePath,
+    /// Every message of the tree.
+    All,
+}
+
+impl Which {
+    fn filter(self, conversation: &super::Conversation) -> &'static str {
+        match self {
+            Which::ActivePath if conversation.branched => "AND on_path = 1",
+            _ => "",
         }
     }
 }
@@ -109,6 +152,9 @@ pub struct NewMessage<'a> {
     pub tool_calls: &'a [ToolCall],
     /// The model asked for, when `model` answered in its place.
     pub fallback_from: Option<&'a str>,
+    /// The message it follows; `None` makes it a root. The store makes it the active leaf when the
+    /// parent is on the active path (see migration 26).
+    pub parent: Option<ParentRef>,
 }
 
 impl NewMessage<'_> {
@@ -130,19 +176,37 @@ impl NewMessage<'_> {
             citations: self.citations.to_vec(),
             tool_calls: self.tool_calls.to_vec(),
             fallback_from: self.fallback_from.map(str::to_string),
+            parent: self.parent,
+            sibling_ids: Vec::new(),
+            on_path: true,
         }
     }
 }
 
-pub(super) const MESSAGE_COLUMN_COUNT: usize = 15;
-/// The last column lists the message's attachments as JSON (an index probe per message; `[]` for
-/// most), so a page of messages shows them without a second query.
+pub(super) const MESSAGE_COLUMN_COUNT: usize = 19;
+/// Column 10 lists the message's attachments as JSON (an index probe per message; `[]` for most),
+/// so a page of messages shows them without a second query. The last four are its parent (seq and
+/// id: a message stored before branches existed follows the one before it), its siblings (itself
+/// alone in a conversation that never branched) and whether it is on the active path.
 pub(super) const MESSAGE_COLUMNS: &str =
     "m.seq, m.id, m.conversation_id, m.role, m.content, m.status, m.model, m.error, m.created_at,
      (SELECT json_group_array(json_object('id', a.id, 'filename', a.filename,
                                           'content_type', a.content_type, 'size', a.size))
       FROM attachments a WHERE a.message_id = m.id),
-     m.changes, m.agent_id, m.citations, m.tool_calls, m.fallback_from";
+     m.changes, m.agent_id, m.citations, m.tool_calls, m.fallback_from,
+     CASE WHEN m.parent_seq IS NULL
+          THEN (SELECT p.seq FROM messages p WHERE p.conversation_id = m.conversation_id
+                AND p.seq < m.seq ORDER BY p.seq DESC LIMIT 1)
+          ELSE NULLIF(m.parent_seq, 0) END,
+     CASE WHEN m.parent_seq IS NULL
+          THEN (SELECT p.id FROM messages p WHERE p.conversation_id = m.conversation_id
+                AND p.seq < m.seq ORDER BY p.seq DESC LIMIT 1)
+          ELSE (SELECT p.id FROM messages p WHERE p.seq = m.parent_seq) END,
+     CASE WHEN m.on_path IS NULL THEN json_array(m.id)
+          ELSE (SELECT json_group_array(s.id) FROM
+                  (SELECT s.id FROM messages s WHERE s.conversation_id = m.conversation_id
+                   AND s.parent_seq = m.parent_seq ORDER BY s.seq) s) END,
+     m.on_path IS NOT 0";
 
 fn message_from_row(row: &Row) -> StoreResult<Message> {
     message_at(row, 0)
@@ -169,6 +233,16 @@ pub(super) fn message_at(row: &Row, at: i32) -> StoreResult<Message> {
         citations: json_list(row, at + 12, "messages.citations")?,
         tool_calls: json_list(row, at + 13, "messages.tool_calls")?,
         fallback_from: col(row, at + 14, "messages.fallback_from")?,
+        parent: {
+            let seq: Option<i64> = col(row, at + 15, "messages.parent_seq")?;
+            let id: Option<MessageId> = col(row, at + 16, "messages.parent_id")?;
+            seq.zip(id).map(|(seq, id)| ParentRef { seq, id })
+        },
+        sibling_ids: {
+            let json: String = col(row, at + 17, "messages.sibling_ids")?;
+            serde_json::from_str(&json).map_err(|_| StoreError::Corrupt("messages.sibling_ids"))?
+        },
+        on_path: col(row, at + 18, "messages.on_path")?,
     })
 }
 
@@ -193,10 +267,11 @@ impl Conn {
     /// Appends a message: one statement (the `messages_bump_conversation` trigger moves the
     /// conversation's counters in it).
     pub async fn append_message(&self, new: NewMessage<'_>) -> StoreResult<Message> {
+        let created_at = crate::ids::now();
         let rows = self.query(
-                "INSERT INTO messages (id, conversation_id, role, content, status, model, error, created_at)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)
-                 RETURNING seq, id, conversation_id, role, content, status, model, error, created_at, '[]', changes, agent_id, citations, tool_calls, fallback_from",
+                "INSERT INTO messages (id, conversation_id, role, content, status, model, error, created_at, parent_seq)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)
+                 RETURNING seq",
                 libsql::params![
                     new.id,
                     new.conversation_id,
@@ -205,11 +280,14 @@ impl Conn {
                     new.status.as_str(),
                     new.model,
                     new.error,
-                    crate::ids::now()
+                    created_at.clone(),
+                    new.parent.map_or(0, |p| p.seq)
                 ],
             )
             .await?;
-        first(rows, message_from_row)?.ok_or(StoreError::Corrupt("messages"))
+        let seq = first(rows, |row| col(row, 0, "messages.seq"))?
+            .ok_or(StoreError::Corrupt("messages"))?;
+        Ok(new.stored(seq, created_at))
     }
 
     /// Stores a turn's answer with its usage rows in one statement (the `messages_with_usage`
@@ -228,8 +306,8 @@ impl Conn {
         let rows = self.query(
                 "INSERT INTO messages_with_usage
                      (id, conversation_id, user_id, role, content, status, model, error, created_at, usage, changes,
-                      agent_id, holds, citations, tool_calls, fallback_from)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)
+                      agent_id, holds, citations, tool_calls, fallback_from, parent_seq)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17)
                  RETURNING (SELECT seq FROM messages WHERE messages.id = messages_with_usage.id)",
                 libsql::params![
                     new.id,
@@ -247,7 +325,8 @@ impl Conn {
                     holds,
                     list_json(new.citations),
                     list_json(new.tool_calls),
-                    new.fallback_from
+                    new.fallback_from,
+                    new.parent.map_or(0, |p| p.seq)
                 ],
             )
             .await?;
@@ -256,35 +335,72 @@ impl Conn {
         Ok(new.stored(seq, created_at))
     }
 
-    /// Oldest first, after `after_seq`; one more than `limit` if there are more.
+    /// `which` of a conversation's messages, oldest first, after `after_seq`; one more than `limit`
+    /// if there are more. A path read uses the active path's index once the conversation branched,
+    /// so it costs what a flat conversation of the path's length does.
     pub async fn list_messages(
         &self,
-        conversation_id: ConversationId,
+        conversation: &super::Conversation,
+        which: Which,
         after_seq: Option<i64>,
         limit: u32,
     ) -> StoreResult<Vec<Message>> {
         let rows = self.query(
                 &format!(
-                    "SELECT {MESSAGE_COLUMNS} FROM messages m WHERE conversation_id = ?1 AND seq > ?2 ORDER BY seq LIMIT ?3"
+                    "SELECT {MESSAGE_COLUMNS} FROM messages m WHERE conversation_id = ?1 AND seq > ?2 {} ORDER BY seq LIMIT ?3",
+                    which.filter(conversation)
                 ),
-                libsql::params![conversation_id, after_seq.unwrap_or(0), limit as i64 + 1],
+                libsql::params![conversation.id, after_seq.unwrap_or(0), limit as i64 + 1],
             )
             .await?;
         collect(rows, message_from_row)
     }
 
-    /// Every message after `after_seq`, oldest first (export).
+    /// `which` of a conversation's messages after `after_seq`, oldest first (export).
     pub async fn messages_after(
         &self,
-        conversation_id: ConversationId,
+        conversation: &super::Conversation,
+        which: Which,
         after_seq: i64,
     ) -> StoreResult<Vec<Message>> {
         let rows = self.query(
-                &format!("SELECT {MESSAGE_COLUMNS} FROM messages m WHERE conversation_id = ?1 AND seq > ?2 ORDER BY seq"),
-                libsql::params![conversation_id, after_seq],
+                &format!(
+                    "SELECT {MESSAGE_COLUMNS} FROM messages m WHERE conversation_id = ?1 AND seq > ?2 {} ORDER BY seq",
+                    which.filter(conversation)
+                ),
+                libsql::params![conversation.id, after_seq],
             )
             .await?;
         collect(rows, message_from_row)
+    }
+
+    /// Makes the path to `leaf` (a message of the conversation) the active one: a flat conversation
+    /// becomes a tree first (unless `leaf` is already its newest message), then every message of the
+    /// conversation whose place changes is updated, in one statement each.
+    pub async fn set_active_path(
+        &self,
+        conversation_id: ConversationId,
+        leaf: MessageId,
+    ) -> StoreResult<()> {
+        self.execute(
+            "UPDATE conversations SET branched = 1
+             WHERE id = ?1 AND branched = 0
+               AND (SELECT seq FROM messages WHERE id = ?2 AND conversation_id = ?1)
+                   < (SELECT max(seq) FROM messages WHERE conversation_id = ?1)",
+            libsql::params![conversation_id, leaf],
+        )
+        .await?;
+        self.execute(
+            "WITH RECURSIVE path(seq) AS (
+                 SELECT seq FROM messages WHERE id = ?2 AND conversation_id = ?1
+                 UNION ALL
+                 SELECT m.parent_seq FROM messages m JOIN path ON m.seq = path.seq WHERE m.parent_seq > 0)
+             UPDATE messages SET on_path = (seq IN path)
+             WHERE conversation_id = ?1 AND on_path IS NOT NULL AND on_path <> (seq IN path)",
+            libsql::params![conversation_id, leaf],
+        )
+        .await?;
+        Ok(())
     }
 
     /// A message, if it is in a conversation of `user_id`.

@@ -51,14 +51,16 @@ pub use agents::{Agent, AgentChanges, NewAgent};
 pub use api_keys::{ApiKey, KeyOwner, NewApiKey};
 pub use attachments::{Attachment, NewAttachment};
 pub use connections::Connection;
-pub use conversations::{Conversation, ConversationChanges, NewConversation};
+pub use conversations::{
+    Conversation, ConversationChanges, NewConversation, ParentPlace, TurnContext, TurnParent,
+};
 pub use idempotency::{IdempotencyRecord, NewClaim};
 pub use knowledge::{
     document_hold_id, Document, DocumentCaps, EmbeddingBill, NewChunk, NewDocument,
 };
 pub use knowledge_search::{ChunkHit, CommonWords, BACKFILL_STEP};
 pub use login_failures::FailureScope;
-pub use messages::{AttachmentRef, Citation, FileChange, Message, NewMessage};
+pub use messages::{AttachmentRef, Citation, FileChange, Message, NewMessage, ParentRef, Which};
 pub use model_settings::ModelSetting;
 pub use project_files::{FileLimits, NewProjectFile, ProjectFile};
 pub use projects::Project;

@@ -1,7 +1,7 @@
 //! Usage rows: one per model call, with its tokens and cost.
 
 use super::{col, collect, Conn, StoreResult};
-use crate::ids::{ConversationId, MessageId};
+use crate::ids::MessageId;
 
 /// One model call's usage and cost, billed to a message.
 #[derive(Debug, Clone, PartialEq)]
@@ -76,14 +76,23 @@ impl Conn {
     }
 
     /// Per-model totals of a conversation.
+    /// Per-model totals of the usage billed to `which` of the conversation's messages.
     pub async fn conversation_usage(
         &self,
-        conversation_id: ConversationId,
+        conversation: &super::Conversation,
+        which: super::Which,
     ) -> StoreResult<Vec<UsageTotals>> {
+        let path = if which == super::Which::ActivePath && conversation.branched {
+            "AND EXISTS (SELECT 1 FROM messages m WHERE m.id = u.message_id AND m.on_path = 1)"
+        } else {
+            ""
+        };
         let rows = self.query(
-                "SELECT model, SUM(input_tokens), SUM(output_tokens), SUM(cached_tokens), SUM(cost_usd)
-                 FROM usage WHERE conversation_id = ?1 GROUP BY model ORDER BY model",
-                [conversation_id],
+                &format!(
+                    "SELECT model, SUM(input_tokens), SUM(output_tokens), SUM(cached_tokens), SUM(cost_usd)
+                     FROM usage u WHERE conversation_id = ?1 {path} GROUP BY model ORDER BY model"
+                ),
+                [conversation.id],
             )
             .await?;
         collect(rows, |row| {

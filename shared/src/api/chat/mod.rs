@@ -20,9 +20,9 @@ use crate::{
     function::{Function, Limits, Needs, Transport},
     http::{sse, ApiJson},
     idempotency::{self, Begin, IdempotencyKey},
-    ids::{AttachmentId, ConversationId},
+    ids::{AttachmentId, ConversationId, MessageId},
     state::AppState,
-    store::User,
+    store::{TurnParent, User},
 };
 use frames::{encode, replay, whole};
 pub(crate) use frames::{replay_frames, Frame};
@@ -47,7 +47,18 @@ pub fn routes() -> OpenApiRouter<AppState> {
 pub(crate) struct ChatRequest {
     /// Omit to start a new conversation, titled from the message.
     conversation_id: Option<String>,
+    /// Required, except to regenerate.
+    #[serde(default)]
     message: String,
+    /// The message of the conversation to answer under (to edit a message: the edited one's
+    /// parent); `null` starts a new root (editing the first message). Default: the active leaf.
+    /// The new message becomes the active leaf. Needs `conversation_id`.
+    #[serde(default, deserialize_with = "super::extract::present")]
+    #[schema(value_type = Option<String>)]
+    parent_id: Option<Option<String>>,
+    /// An answer of the conversation to answer again: the new answer is its sibling and becomes
+    /// the active leaf. Leave `message` and `attachment_ids` out (the user message's are used).
+    regenerate: Option<String>,
     /// A catalog model id; defaults to the conversation's model.
     model: Option<String>,
     /// One of the user's active agents: its system prompt, model and parameters apply (the
@@ -79,7 +90,27 @@ impl TryFrom<(ChatRequest, &AppState)> for ChatInput {
             .transpose()?;
         let mut errors = FieldErrors::default();
         let limits = chat::InputLimits::from(&state.config().chat);
-        if let Err(reason) = limits.check_message(&body.message) {
+        let parent = turn_parent(&mut errors, body.parent_id, body.regenerate.as_deref());
+        if parent != TurnParent::ActiveLeaf && conversation_id.is_none() {
+            errors.push(FieldError::new(
+                "conversation_id",
+                "is required with parent_id or regenerate",
+            ));
+        }
+        if matches!(parent, TurnParent::AnswerOf(_)) || body.regenerate.is_some() {
+            if !body.message.is_empty() {
+                errors.push(FieldError::new(
+                    "message",
+                    "must be left out to regenerate (the user message is answered again)",
+                ));
+            }
+            if body.attachment_ids.as_ref().is_some_and(|a| !a.is_empty()) {
+                errors.push(FieldError::new(
+                    "attachment_ids",
+                    "must be left out to regenerate (the user message's files are sent again)",
+                ));
+            }
+        } else if let Err(reason) = limits.check_message(&body.message) {
             errors.push(FieldError::new("message", reason));
         }
         if let Err(reason) = chat::check_temperature(body.temperature) {
@@ -133,7 +164,42 @@ impl TryFrom<(ChatRequest, &AppState)> for ChatInput {
             system_prompt: None,
             client: None,
             from_api: false,
+            parent,
         })
+    }
+}
+
+/// Where a turn goes, from `parent_id` (absent, `null` or an id) and `regenerate`.
+fn turn_parent(
+    errors: &mut FieldErrors,
+    parent_id: Option<Option<String>>,
+    regenerate: Option<&str>,
+) -> TurnParent {
+    let parse = |errors: &mut FieldErrors, field: &str, id: &str, reason: &str| {
+        errors.take(
+            id.parse::<MessageId>()
+                .map_err(|_| FieldError::new(field, reason)),
+        )
+    };
+    match (parent_id, regenerate) {
+        (None, None) => TurnParent::ActiveLeaf,
+        (Some(_), Some(_)) => {
+            errors.push(FieldError::new(
+                "regenerate",
+                "cannot be given with parent_id",
+            ));
+            TurnParent::ActiveLeaf
+        }
+        (Some(None), None) => TurnParent::Root,
+        (Some(Some(id)), None) => parse(
+            errors,
+            "parent_id",
+            &id,
+            "not a message of this conversation",
+        )
+        .map_or(TurnParent::ActiveLeaf, TurnParent::Message),
+        (None, Some(id)) => parse(errors, "regenerate", id, "not an answer in this conversation")
+            .map_or(TurnParent::ActiveLeaf, TurnParent::AnswerOf),
     }
 }
 

@@ -1,4 +1,5 @@
 mod reports;
+mod tree;
 
 use axum::{extract::State, http::StatusCode, response::Response, Json};
 use serde::{Deserialize, Serialize};
@@ -36,7 +37,7 @@ pub fn routes() -> OpenApiRouter<AppState> {
             patch_conversation,
             delete_conversation
         ))
-        .routes(routes!(list_messages))
+        .merge(tree::routes())
         .merge(reports::routes())
 }
 
@@ -55,6 +56,9 @@ pub struct ConversationOut {
     created_at: String,
     updated_at: String,
     last_message_at: Option<String>,
+    /// The newest message of the active path (what `GET …/messages` ends with).
+    #[schema(value_type = Option<String>)]
+    active_leaf_id: Option<MessageId>,
 }
 
 impl From<Conversation> for ConversationOut {
@@ -70,6 +74,7 @@ impl From<Conversation> for ConversationOut {
             created_at: c.created_at,
             updated_at: c.updated_at,
             last_message_at: c.last_message_at,
+            active_leaf_id: c.active_leaf_id,
         }
     }
 }
@@ -111,6 +116,16 @@ pub struct MessageOut {
     /// provider failed before answering (the catalog entry's `fallbacks`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub fallback_from: Option<String>,
+    /// The message this one follows; `null` for a root (a conversation's first message, or an
+    /// edit of it).
+    #[schema(value_type = Option<String>)]
+    pub parent_id: Option<MessageId>,
+    /// The messages under the same parent (the versions of this message), oldest first, this one
+    /// included: a client shows "2 / 3" and switches with `PUT …/active-leaf`. Left out where not
+    /// read (the messages a turn answers with).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schema(value_type = Vec<String>)]
+    pub sibling_ids: Vec<MessageId>,
 }
 
 /// A project file the coding agent changed (also the data of a streamed `file_changed` event).
@@ -219,6 +234,8 @@ impl From<Message> for MessageOut {
             citations: m.citations.into_iter().map(Into::into).collect(),
             tool_calls: m.tool_calls.into_iter().map(Into::into).collect(),
             fallback_from: m.fallback_from,
+            parent_id: m.parent.map(|p| p.id),
+            sibling_ids: m.sibling_ids,
         }
     }
 }
@@ -275,7 +292,7 @@ struct PatchConversation {
     title: Option<String>,
     model: Option<String>,
     /// A new agent, or `null` to clear it.
-    #[serde(default, deserialize_with = "present")]
+    #[serde(default, deserialize_with = "crate::api::extract::present")]
     #[schema(value_type = Option<String>)]
     agent_id: Option<Option<String>>,
 }
@@ -310,12 +327,6 @@ impl TryFrom<(PatchConversation, &Catalog)> for Changes {
     }
 }
 
-/// Tells an absent field (`None`) from an explicit `null` (`Some(None)`).
-fn present<'de, D: serde::Deserializer<'de>>(
-    d: D,
-) -> std::result::Result<Option<Option<String>>, D::Error> {
-    Option::<String>::deserialize(d).map(Some)
-}
 
 #[derive(Debug, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
@@ -329,7 +340,6 @@ struct ListQuery {
 }
 
 type ConversationPage = Paginated<ConversationOut>;
-type MessagePage = Paginated<MessageOut>;
 
 /// Starts an empty conversation (a chat without `conversation_id` also creates one).
 #[utoipa::path(post, path = "/api/v1/conversations", tag = "conversations", security(("bearer" = [])), request_body = CreateConversation,
@@ -418,19 +428,3 @@ async fn delete_conversation(
     Ok(StatusCode::NO_CONTENT)
 }
 
-/// Messages, oldest first.
-#[utoipa::path(get, path = "/api/v1/conversations/{id}/messages", tag = "conversations", security(("bearer" = [])),
-    params(("id" = String, Path, description = "Conversation id"), PageQuery),
-    responses((status = 200, body = MessagePage), (status = 404, body = Problem), (status = 422, body = Problem)))]
-async fn list_messages(
-    State(state): State<AppState>,
-    CurrentUser(user): CurrentUser,
-    IdPath(id): IdPath<ConversationId>,
-    ApiQuery(query): ApiQuery<PageQuery>,
-) -> Result<Json<MessagePage>> {
-    record_conversation(id);
-    let page = query.parse()?;
-    let conn = state.store().conn().await?;
-    let found = conversations::messages(&conn, user.id, id, page).await?;
-    Ok(Json(found.map(Into::into)))
-}

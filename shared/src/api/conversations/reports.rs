@@ -69,8 +69,12 @@ impl TotalsOut {
 
 #[derive(Debug, Serialize, ToSchema)]
 struct UsageReport {
+    /// The active path's.
     total: TotalsOut,
     by_model: Vec<TotalsOut>,
+    /// Every branch's (regenerated answers and edits included): what was billed. Equals `total`
+    /// until the conversation branches.
+    all_branches: TotalsOut,
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -95,7 +99,8 @@ struct ExportQuery {
     format: Option<ExportFormat>,
 }
 
-/// Tokens and cost of the conversation, per model and in total (summaries included).
+/// Tokens and cost of the conversation's active path, per model and in total (summaries
+/// included), and of every branch.
 #[utoipa::path(get, path = "/api/v1/conversations/{id}/usage", tag = "conversations", security(("bearer" = [])),
     params(("id" = String, Path, description = "Conversation id")),
     responses((status = 200, body = UsageReport), (status = 404, body = Problem)))]
@@ -106,10 +111,12 @@ async fn conversation_usage(
 ) -> Result<Json<UsageReport>> {
     record_conversation(id);
     let conn = state.store().conn().await?;
-    let (total, by_model) = conversations::usage(&conn, user.id, id).await?;
+    let usage = conversations::usage(&conn, user.id, id).await?;
     Ok(Json(UsageReport {
-        total: TotalsOut::new(total, false),
-        by_model: by_model
+        total: TotalsOut::new(usage.total, false),
+        all_branches: TotalsOut::new(usage.all_branches, false),
+        by_model: usage
+            .by_model
             .into_iter()
             .map(|t| TotalsOut::new(t, true))
             .collect(),

@@ -133,6 +133,7 @@ pub(super) fn check(state: &AppState, req: CompletionRequest) -> Result<Checked,
                 tool_choice,
             }),
             from_api: true,
+            parent: crate::store::TurnParent::ActiveLeaf,
         },
     })
 }

@@ -139,17 +139,11 @@ async fn get_project(
 struct PatchProject {
     name: Option<String>,
     /// A string sets it, `null` clears it, absent leaves it.
-    #[serde(default, deserialize_with = "present")]
+    #[serde(default, deserialize_with = "crate::api::extract::present")]
     #[schema(value_type = Option<String>)]
     description: Option<Option<String>>,
 }
 
-/// Tells an absent field (None) from an explicit null (Some(None)).
-fn present<'de, D: serde::Deserializer<'de>>(
-    d: D,
-) -> std::result::Result<Option<Option<String>>, D::Error> {
-    Ok(Some(Option::<String>::deserialize(d)?))
-}
 
 #[utoipa::path(patch, path = "/api/v1/projects/{id}", tag = "projects", security(("bearer" = [])), request_body = PatchProject,
     params(("id" = String, Path, description = "Project id")),
