@@ -7,6 +7,7 @@ mod agents;
 mod api_keys;
 mod attachments;
 mod auth;
+mod branches;
 mod chat;
 mod conversations;
 mod events;

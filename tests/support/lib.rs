@@ -139,6 +139,11 @@ impl TestApp {
             .await
     }
 
+    pub async fn put(&self, path: &str, body: Value, token: Option<&str>) -> TestResponse {
+        self.send(request(Method::PUT, path, token, Some(body)))
+            .await
+    }
+
     pub async fn delete(&self, path: &str, token: Option<&str>) -> TestResponse {
         self.send(request(Method::DELETE, path, token, None)).await
     }

@@ -138,7 +138,6 @@ impl From<PatchAgent> for AgentPatch {
     }
 }
 
-
 type AgentPage = Paginated<AgentOut>;
 
 /// Creates an agent.

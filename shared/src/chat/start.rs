@@ -203,8 +203,10 @@ async fn existing_conversation(
             .ok_or(Error::NotFound)
     };
     let mut context: TurnContext = read().await?;
-    if let (ParentPlace::Message { on_path: false, .. }, TurnParent::Message(leaf) | TurnParent::AnswerOf(leaf)) =
-        (context.parent, parent)
+    if let (
+        ParentPlace::Message { on_path: false, .. },
+        TurnParent::Message(leaf) | TurnParent::AnswerOf(leaf),
+    ) = (context.parent, parent)
     {
         conn.set_active_path(id, leaf).await?;
         context = read().await?;

@@ -55,7 +55,10 @@ pub enum TurnParent {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ParentPlace {
     Root,
-    Message { seq: i64, on_path: bool },
+    Message {
+        seq: i64,
+        on_path: bool,
+    },
     /// Not a message of the conversation (or not an answer, to regenerate).
     Missing,
 }
@@ -404,7 +407,13 @@ impl Conn {
             tx.rollback().await?;
             return Ok(false);
         }
-        for table in ["messages", "usage", "idempotency_keys", "attachments", "shares"] {
+        for table in [
+            "messages",
+            "usage",
+            "idempotency_keys",
+            "attachments",
+            "shares",
+        ] {
             tx.execute(
                 &format!("DELETE FROM {table} WHERE conversation_id = ?1"),
                 [id],

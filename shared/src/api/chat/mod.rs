@@ -198,8 +198,13 @@ fn turn_parent(
             "not a message of this conversation",
         )
         .map_or(TurnParent::ActiveLeaf, TurnParent::Message),
-        (None, Some(id)) => parse(errors, "regenerate", id, "not an answer in this conversation")
-            .map_or(TurnParent::ActiveLeaf, TurnParent::AnswerOf),
+        (None, Some(id)) => parse(
+            errors,
+            "regenerate",
+            id,
+            "not an answer in this conversation",
+        )
+        .map_or(TurnParent::ActiveLeaf, TurnParent::AnswerOf),
     }
 }
 

@@ -327,7 +327,6 @@ impl TryFrom<(PatchConversation, &Catalog)> for Changes {
     }
 }
 
-
 #[derive(Debug, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
 struct ListQuery {
@@ -427,4 +426,3 @@ async fn delete_conversation(
     conversations::delete(&conn, state.blobs(), user.id, id).await?;
     Ok(StatusCode::NO_CONTENT)
 }
-

@@ -144,7 +144,6 @@ struct PatchProject {
     description: Option<Option<String>>,
 }
 
-
 #[utoipa::path(patch, path = "/api/v1/projects/{id}", tag = "projects", security(("bearer" = [])), request_body = PatchProject,
     params(("id" = String, Path, description = "Project id")),
     responses((status = 200, body = ProjectOut), (status = 404, body = Problem), (status = 422, body = Problem)))]
