@@ -34,11 +34,12 @@ END;
 -- the path's messages after its parent leave the path. Under a message off the path it is stored
 -- off the path too (the caller moves the path first when it means to answer there). The same
 -- statement that stores the message does this, so a branch turn costs no more round trips than a
--- plain one.
+-- plain one. A message stored without a parent joins a flat conversation as the one after the last
+-- (a copied share link's messages).
 CREATE TRIGGER messages_active_path AFTER INSERT ON messages
 BEGIN
     UPDATE conversations SET branched = 1
-    WHERE id = NEW.conversation_id AND branched = 0
+    WHERE id = NEW.conversation_id AND branched = 0 AND NEW.parent_seq IS NOT NULL
       AND NEW.parent_seq IS NOT COALESCE(
           (SELECT max(seq) FROM messages WHERE conversation_id = NEW.conversation_id AND seq < NEW.seq), 0);
     UPDATE messages SET on_path = 0

@@ -10,14 +10,16 @@ use crate::{
     store::{Agent, AgentChanges, Conn, NewAgent},
 };
 
-/// The tools an agent may name: the coding agent's project tools, and knowledge search.
-pub const TOOL_NAMES: [&str; 6] = [
+/// The tools an agent may name: the coding agent's project tools, knowledge search and search over
+/// the user's history.
+pub const TOOL_NAMES: [&str; 7] = [
     "list_files",
     "read_file",
     "write_file",
     "delete_file",
     "search_files",
     "search_knowledge",
+    "search_history",
 ];
 
 const MAX_NAME_CHARS: usize = 100;

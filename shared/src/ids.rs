@@ -90,6 +90,10 @@ uuid_id!(
     AgentId
 );
 uuid_id!(
+    /// A share link of a conversation.
+    ShareId
+);
+uuid_id!(
     /// A knowledge document.
     DocumentId
 );

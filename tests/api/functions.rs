@@ -247,7 +247,10 @@ fn every_route_is_under_api_v1_but_the_web_clients() {
     for (function, routes) in served() {
         for (_, path) in routes {
             if function == "web" {
-                assert!(path == "/" || path.starts_with("/assets/"), "{path}");
+                assert!(
+                    path == "/" || path == "/s/{token}" || path.starts_with("/assets/"),
+                    "{path}"
+                );
             } else {
                 assert!(path.starts_with("/api/v1/"), "{path}");
             }

@@ -25,6 +25,7 @@ mod quotas;
 mod remote_store;
 mod runtime_api;
 mod service;
+mod shares;
 mod static_functions;
 mod storage;
 mod template;

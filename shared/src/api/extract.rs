@@ -127,3 +127,44 @@ pub(crate) fn present<'de, D: serde::Deserializer<'de>, T: serde::Deserialize<'d
 ) -> Result<Option<Option<T>>, D::Error> {
     <Option<T> as serde::Deserialize>::deserialize(d).map(Some)
 }
+
+/// Where browsers reach this deployment (scheme, host and, on API Gateway's own domain, the stage),
+/// for links the API hands out; `None` when the request does not say (no `Host`).
+pub struct PublicBase(pub Option<String>);
+
+impl<S: Send + Sync> FromRequestParts<S> for PublicBase {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
+        // A custom domain maps the API at its root (as the template's outputs assume); the
+        // execute-api domain serves it under the stage.
+        let on_gateway = |domain: Option<&str>, stage: Option<&str>| {
+            domain.map(|domain| match stage {
+                Some(stage) if stage != "$default" && domain.ends_with(".amazonaws.com") => {
+                    format!("https://{domain}/{stage}")
+                }
+                _ => format!("https://{domain}"),
+            })
+        };
+        let base = match parts.extensions.get::<RequestContext>() {
+            Some(RequestContext::ApiGatewayV1(ctx)) => {
+                on_gateway(ctx.domain_name.as_deref(), ctx.stage.as_deref())
+            }
+            Some(RequestContext::ApiGatewayV2(ctx)) => {
+                on_gateway(ctx.domain_name.as_deref(), ctx.stage.as_deref())
+            }
+            _ => None,
+        };
+        let base = base.or_else(|| {
+            let host = parts.headers.get(axum::http::header::HOST)?.to_str().ok()?;
+            let scheme = parts
+                .headers
+                .get("x-forwarded-proto")
+                .and_then(|v| v.to_str().ok())
+                .filter(|s| *s == "https")
+                .unwrap_or("http");
+            Some(format!("{scheme}://{host}"))
+        });
+        Ok(PublicBase(base))
+    }
+}

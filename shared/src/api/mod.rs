@@ -32,7 +32,7 @@ use utoipa::{
 };
 use utoipa_axum::router::OpenApiRouter;
 
-pub use extract::{AdminUser, ClientIp, CurrentUser, IdPath, SessionUser};
+pub use extract::{AdminUser, ClientIp, CurrentUser, IdPath, PublicBase, SessionUser};
 pub use users::UserOut;
 
 use crate::{function::Function, state::AppState};

@@ -42,6 +42,7 @@ pub use embedded::{ASSETS, VERSION};
 pub fn routes() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
         .routes(routes!(index))
+        .routes(routes!(shared_page))
         .routes(routes!(asset))
 }
 
@@ -82,6 +83,11 @@ async fn index(State(state): State<AppState>, headers: HeaderMap) -> Response {
             false,
         )
     };
+    page(body, gzipped, base)
+}
+
+/// The client's page with its headers: never cached stale, its strict policy.
+fn page(body: Vec<u8>, gzipped: bool, api_base: &str) -> Response {
     let mut response = (StatusCode::OK, body).into_response();
     let h = response.headers_mut();
     h.insert(
@@ -89,11 +95,31 @@ async fn index(State(state): State<AppState>, headers: HeaderMap) -> Response {
         HeaderValue::from_static("text/html; charset=utf-8"),
     );
     h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
-    if let Ok(csp) = HeaderValue::from_str(&content_security_policy(base)) {
+    if let Ok(csp) = HeaderValue::from_str(&content_security_policy(api_base)) {
         h.insert(header::CONTENT_SECURITY_POLICY, csp);
     }
     security_headers(h, gzipped);
     response
+}
+
+/// A share link's page: the client, one level down (its relative URLs say so), shows the shared
+/// conversation read-only, signed in or not. The token is the client's to read; a bad one shows
+/// the API's 404 there.
+#[utoipa::path(get, path = "/s/{token}", tag = "web",
+    params(("token" = String, Path, description = "The share link's token")),
+    responses((status = 200, content_type = "text/html", description = "The client's read-only view of a shared conversation")))]
+async fn shared_page(State(state): State<AppState>) -> Response {
+    let base = state.config().web.api_base.as_str();
+    let relative = !base.contains("://") && !base.starts_with('/');
+    let api = if relative {
+        format!("../{base}")
+    } else {
+        base.to_string()
+    };
+    let body = embedded::INDEX
+        .replace("=\"assets/", "=\"../assets/")
+        .replace("{{API_BASE}}", &html_attribute(&api));
+    page(body.into_bytes(), false, base)
 }
 
 /// An asset of the client, by the build's content hash and its name.

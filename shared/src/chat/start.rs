@@ -301,7 +301,7 @@ fn answer_limits(
 
 /// With a model that calls tools, the agent loop runs when there is a tool to offer: the project
 /// tools on a conversation's project (all of them without an agent, else the agent's), and
-/// `search_knowledge` when the agent names it. Answers the tools and the project they work on
+/// `search_knowledge` and `search_history` when the agent names them. Answers the tools and the project they work on
 /// (none when no tool is offered).
 fn tools_offered(
     model: &Model,
@@ -312,9 +312,9 @@ fn tools_offered(
         .into_iter()
         .filter(|t| match agent {
             Some(a) => a.tools.contains(&t.name),
-            None => t.name != tools::SEARCH_KNOWLEDGE,
+            None => !tools::is_agent_only(&t.name),
         })
-        .filter(|t| t.name == tools::SEARCH_KNOWLEDGE || project_id.is_some())
+        .filter(|t| tools::is_agent_only(&t.name) || project_id.is_some())
         .collect();
     if !model.capabilities.tools || tools.is_empty() {
         return (Vec::new(), None);

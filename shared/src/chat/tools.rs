@@ -3,7 +3,8 @@
 //! its files. Every path goes through [`ProjectPath`] and every write through the file routes' own
 //! rules ([`projects::write_file`]); a refused call becomes an error the model reads, never a
 //! write. A configured agent (`agents`) that names `search_knowledge` also searches the user's
-//! knowledge, with or without a project.
+//! knowledge, and one that names `search_history` the user's earlier messages, with or without a
+//! project.
 
 use serde_json::{json, Value};
 
@@ -27,6 +28,15 @@ const MAX_MATCHES: usize = 50;
 const KNOWLEDGE_RESULTS: u32 = 5;
 /// The knowledge tool's name (offered only when an agent names it).
 pub const SEARCH_KNOWLEDGE: &str = "search_knowledge";
+/// The history tool's name (offered only when an agent names it).
+pub const SEARCH_HISTORY: &str = "search_history";
+/// Messages a history search returns to the model.
+const HISTORY_RESULTS: u32 = 5;
+
+/// Whether a tool works without a project (and is offered only when an agent names it).
+pub fn is_agent_only(name: &str) -> bool {
+    name == SEARCH_KNOWLEDGE || name == SEARCH_HISTORY
+}
 
 /// What the agent works on, and its limits.
 pub struct Workspace<'a> {
@@ -73,6 +83,11 @@ pub fn specs() -> Vec<ToolSpec> {
         ToolSpec {
             name: SEARCH_KNOWLEDGE.into(),
             description: "Search the user's knowledge documents; returns the best passages with their document title and heading.".into(),
+            input_schema: json!({"type": "object", "properties": {"query": {"type": "string"}}, "required": ["query"]}),
+        },
+        ToolSpec {
+            name: SEARCH_HISTORY.into(),
+            description: "Search the user's earlier messages in all their conversations (every word must appear); returns the best matches with their conversation's title and date.".into(),
             input_schema: json!({"type": "object", "properties": {"query": {"type": "string"}}, "required": ["query"]}),
         },
     ]
@@ -172,6 +187,40 @@ pub async fn run_tool(
                         .join("\n\n")),
                     Err(Error::Validation(_)) => Err("the query has no word to search for".into()),
                     Err(e) => return Err(e),
+                }
+            }
+        };
+        return Ok(output(call, outcome.map(|text| (text, None))));
+    }
+    if call.name == SEARCH_HISTORY {
+        let outcome = match text_arg(&call.input, "query").and_then(|q| {
+            crate::history::HistoryQuery::parse(q).map_err(|e| format!("the query {}", e.message))
+        }) {
+            Err(e) => Err(e),
+            Ok(query) => {
+                let page = crate::pagination::Page {
+                    limit: HISTORY_RESULTS,
+                    after: None,
+                };
+                let found =
+                    crate::history::search(ws.conn, ws.budget.user_id, &query, page).await?;
+                if found.items.is_empty() {
+                    Ok("no messages found".to_string())
+                } else {
+                    Ok(cut(found
+                        .items
+                        .iter()
+                        .map(|h| {
+                            format!(
+                                "- {} message in \"{}\" ({}): {}",
+                                h.role.as_str(),
+                                h.conversation_title,
+                                h.created_at,
+                                h.snippet
+                            )
+                        })
+                        .collect::<Vec<_>>()
+                        .join("\n")))
                 }
             }
         };

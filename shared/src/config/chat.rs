@@ -21,6 +21,10 @@ pub struct ChatConfig {
     pub knowledge_context_tokens: usize,
     /// Longest agent system prompt, in characters.
     pub max_system_prompt_chars: usize,
+    /// The most messages a share link's snapshot holds (a longer active path is refused).
+    pub max_share_messages: u32,
+    /// Share links one account may hold at once.
+    pub max_shares_per_user: u32,
 }
 
 impl ChatConfig {
@@ -38,6 +42,8 @@ impl ChatConfig {
             turn_budget: Duration::from_secs(number(var, "TURN_BUDGET_SECONDS", 240)?),
             knowledge_context_tokens: number(var, "KNOWLEDGE_CONTEXT_TOKENS", 1500)?,
             max_system_prompt_chars: number(var, "MAX_SYSTEM_PROMPT_CHARS", 32_000)?,
+            max_share_messages: number(var, "MAX_SHARE_MESSAGES", 2_000u32)?.max(1),
+            max_shares_per_user: number(var, "MAX_SHARES_PER_USER", 200u32)?,
         })
     }
 }

@@ -2,9 +2,7 @@
 //! (libSQL `vector_top_k`) search, each filtered to the owner inside the statement that ranks
 //! and to `ready` documents.
 
-use std::sync::atomic::Ordering;
-
-use super::{col, collect, Conn, Row, StoreError, StoreResult};
+use super::{col, collect, Conn, FullText, Row, StoreError, StoreResult};
 use crate::ids::{DocumentId, UserId};
 
 /// What a search learns of the index before it runs: how many of the user's chunks hold each of
@@ -49,10 +47,6 @@ impl Default for TermCounts {
     }
 }
 
-/// Chunks indexed per backfill step: about 30 ms of write lock (the bench's 100k-chunk store: 31 ms
-/// a step p50; the longest, 0.07 and 0.9 s in two runs, is a step in which FTS5 merges segments).
-pub const BACKFILL_STEP: u32 = 1000;
-
 /// When a word is too common to search for: once the user holds `from_chunks` chunks, a word in
 /// more than one of their chunks in `share`. BM25 gives such a word almost no weight, and matching
 /// it means ranking a large part of the user's chunks.
@@ -70,12 +64,12 @@ impl CommonWords {
 
 /// The token that stands for the user's chunks in the full-text index's `owner_token` column:
 /// spelled as migration 23's generated column spells it (a test holds the two together).
-fn owner_token(user_id: UserId) -> String {
+pub(super) fn owner_token(user_id: UserId) -> String {
     format!("{}0", user_id.to_string().replace('-', ""))
 }
 
 /// An FTS5 phrase for a word: quoted, so FTS5 syntax in it is text, not operators.
-fn phrase(word: &str) -> String {
+pub(super) fn phrase(word: &str) -> String {
     format!("\"{}\"", word.replace('"', "\"\""))
 }
 
@@ -101,31 +95,6 @@ fn hit_from_row(row: &Row) -> StoreResult<ChunkHit> {
         heading: col(row, 4, "chunks.heading")?,
         content: col(row, 5, "chunks.content")?,
     })
-}
-
-impl super::Store {
-    /// Indexes the chunks stored before migration 23 for full-text search, in steps, in a task
-    /// of this process (unless one runs already). Until it ends, full-text search misses the
-    /// chunks not yet reached; the vector search still finds them. The first search after the
-    /// upgrade starts it; a step that fails ends the task, and the next search starts another.
-    fn finish_index_backfill(&self) {
-        if self.backfilling.swap(true, Ordering::AcqRel) {
-            return;
-        }
-        let store = self.clone();
-        tokio::spawn(async move {
-            let steps = async {
-                let conn = store.conn().await?;
-                while conn.index_backfill_step(BACKFILL_STEP).await? {}
-                Ok::<_, StoreError>(())
-            };
-            match steps.await {
-                Ok(()) => tracing::info!("the full-text index holds every stored chunk"),
-                Err(error) => tracing::warn!(%error, "a full-text backfill step failed"),
-            }
-            store.backfilling.store(false, Ordering::Release);
-        });
-    }
 }
 
 impl Conn {
@@ -183,7 +152,7 @@ impl Conn {
             return Err(StoreError::Corrupt("chunks_fts"));
         }
         if col(first, 2, "chunks_fts_backfill.next")? {
-            self.store.finish_index_backfill();
+            self.store.finish_backfill(FullText::Chunks);
         }
         for (row, (i, _)) in rest.iter().zip(&missing) {
             let n: i64 = col(row, 0, "chunks_fts.count")?;
@@ -195,28 +164,6 @@ impl Conn {
             total: col(first, 1, "chunks.id")?,
             counts: counts.into_iter().map(|c| c.unwrap_or(0)).collect(),
         })
-    }
-
-    /// Indexes up to `chunks` of the chunks stored before migration 23 for full-text search, in
-    /// one statement (one short write). Answers whether any are left. Steps may run on several
-    /// instances at once: each moves the backfill's `next` only from where it read it, in the
-    /// statement that indexes what it passed over, so a chunk is indexed once.
-    pub async fn index_backfill_step(&self, chunks: u32) -> StoreResult<bool> {
-        let rows = self
-            .query(
-                "UPDATE chunks_fts_backfill SET next = COALESCE(
-                     (SELECT id FROM chunks WHERE id >= next AND id < stop
-                      ORDER BY id LIMIT 1 OFFSET ?1),
-                     stop)
-                 WHERE next < stop
-                 RETURNING next < stop",
-                libsql::params![chunks as i64],
-            )
-            .await?;
-        match rows.first() {
-            Some(row) => Ok(col(row, 0, "chunks_fts_backfill.next")?),
-            None => Ok(false),
-        }
     }
 
     /// The user's chunks that hold any of `terms`, best BM25 first (a heading match weighs double).

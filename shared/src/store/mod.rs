@@ -14,8 +14,10 @@ mod admin;
 mod agents;
 mod api_keys;
 mod attachments;
+mod backfill;
 mod connections;
 mod conversations;
+mod history;
 mod idempotency;
 mod knowledge;
 mod knowledge_search;
@@ -28,6 +30,7 @@ mod project_files;
 mod projects;
 mod quotas;
 mod row;
+mod shares;
 mod tokens;
 mod usage;
 mod users;
@@ -35,7 +38,7 @@ mod writes;
 
 use std::{
     sync::{
-        atomic::{AtomicBool, AtomicU64, Ordering},
+        atomic::{AtomicU64, Ordering},
         Arc,
     },
     time::Duration,
@@ -50,21 +53,24 @@ pub use admin::{
 pub use agents::{Agent, AgentChanges, NewAgent};
 pub use api_keys::{ApiKey, KeyOwner, NewApiKey};
 pub use attachments::{Attachment, NewAttachment};
+pub use backfill::{FullText, BACKFILL_STEP};
 pub use connections::Connection;
 pub use conversations::{
     Conversation, ConversationChanges, NewConversation, ParentPlace, TurnContext, TurnParent,
 };
+pub use history::MessageHit;
 pub use idempotency::{IdempotencyRecord, NewClaim};
 pub use knowledge::{
     document_hold_id, Document, DocumentCaps, EmbeddingBill, NewChunk, NewDocument,
 };
-pub use knowledge_search::{ChunkHit, CommonWords, BACKFILL_STEP};
+pub use knowledge_search::{ChunkHit, CommonWords};
 pub use login_failures::FailureScope;
 pub use messages::{AttachmentRef, Citation, FileChange, Message, NewMessage, ParentRef, Which};
 pub use model_settings::ModelSetting;
 pub use project_files::{FileLimits, NewProjectFile, ProjectFile};
 pub use projects::Project;
 pub use quotas::{HoldRequest, RateOutcome};
+pub use shares::{Share, SharedMessage, Snapshot};
 pub use tokens::{NewRefreshToken, RefreshOutcome};
 pub use usage::{UsageRecord, UsageTotals};
 pub use users::{NewUser, User, UserChanges};
@@ -181,7 +187,7 @@ pub struct Store {
     kind: Kind,
     term_counts: Arc<knowledge_search::TermCounts>,
     /// Whether a task of this process is indexing chunks stored before migration 23.
-    backfilling: Arc<AtomicBool>,
+    backfilling: Arc<backfill::Backfilling>,
     /// Write transactions (and batch statements) that held the write lock past [`SLOW_WRITE`].
     slow_writes: Arc<AtomicU64>,
 }

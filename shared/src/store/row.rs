@@ -3,7 +3,8 @@
 use super::{StoreError, StoreResult};
 use crate::{
     ids::{
-        AgentId, ApiKeyId, AttachmentId, ConversationId, DocumentId, MessageId, ProjectId, UserId,
+        AgentId, ApiKeyId, AttachmentId, ConversationId, DocumentId, MessageId, ProjectId, ShareId,
+        UserId,
     },
     kinds::{
         AgentStatus, AttachmentStatus, DocumentStatus, MessageRole, MessageStatus, Role,
@@ -91,6 +92,7 @@ parsed_column!(
     AgentId => |s: &str| s.parse().ok(),
     ApiKeyId => |s: &str| s.parse().ok(),
     DocumentId => |s: &str| s.parse().ok(),
+    ShareId => |s: &str| s.parse().ok(),
     AgentStatus => AgentStatus::parse,
     AttachmentStatus => AttachmentStatus::parse,
     DocumentStatus => DocumentStatus::parse,

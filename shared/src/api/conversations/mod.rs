@@ -1,4 +1,6 @@
 mod reports;
+mod search;
+mod shares;
 mod tree;
 
 use axum::{extract::State, http::StatusCode, response::Response, Json};
@@ -38,6 +40,8 @@ pub fn routes() -> OpenApiRouter<AppState> {
             delete_conversation
         ))
         .merge(tree::routes())
+        .merge(shares::routes())
+        .merge(search::routes())
         .merge(reports::routes())
 }
 
