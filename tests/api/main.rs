@@ -12,7 +12,9 @@ mod chat;
 mod conversations;
 mod events;
 mod fallbacks;
+
 mod functions;
+mod history;
 mod iam;
 mod knowledge;
 mod limits;
