@@ -12,7 +12,6 @@ mod chat;
 mod conversations;
 mod events;
 mod fallbacks;
-
 mod functions;
 mod history;
 mod iam;
