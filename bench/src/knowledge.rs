@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::json;
 
-use codechat::store::BACKFILL_STEP;
+use codechat::store::{FullText, BACKFILL_STEP};
 
 use crate::{in_process::InProcess, Row, PASSWORD};
 
@@ -179,7 +179,10 @@ pub async fn finish_backfill(state: &codechat::AppState) {
     let mut steps = Vec::new();
     loop {
         let t = Instant::now();
-        let more = conn.index_backfill_step(BACKFILL_STEP).await.unwrap();
+        let more = conn
+            .backfill_step(FullText::Chunks, BACKFILL_STEP)
+            .await
+            .unwrap();
         steps.push(t.elapsed());
         if !more {
             break;

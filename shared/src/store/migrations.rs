@@ -99,7 +99,7 @@ mod tests {
     use super::MIGRATIONS;
     use crate::{
         config::DatabaseConfig,
-        store::{col, Conn, Store},
+        store::{col, Conn, FullText, Store},
     };
 
     #[test]
@@ -209,7 +209,7 @@ mod tests {
             "migration 23 indexes nothing itself"
         );
 
-        assert!(conn.index_backfill_step(10).await.unwrap());
+        assert!(conn.backfill_step(FullText::Chunks, 10).await.unwrap());
         assert_eq!(matches(&conn, "common").await, 10);
         // Chunks written meanwhile: one deleted after the step passed it, one before; a new one
         // takes the top id of the range still to do (SQLite reuses the largest free rowid), the
@@ -221,11 +221,14 @@ mod tests {
         assert_eq!(add_chunk(&conn, &users[1], "latest arrival").await, 41);
         assert_eq!(matches(&conn, "arrival").await, 1, "41 is indexed at once");
         // Two instances stepping at once index each chunk once.
-        let (a, b) = tokio::join!(conn.index_backfill_step(7), other.index_backfill_step(7));
+        let (a, b) = tokio::join!(
+            conn.backfill_step(FullText::Chunks, 7),
+            other.backfill_step(FullText::Chunks, 7)
+        );
         assert!(a.unwrap() && b.unwrap());
-        while conn.index_backfill_step(10).await.unwrap() {}
+        while conn.backfill_step(FullText::Chunks, 10).await.unwrap() {}
         assert!(
-            !conn.index_backfill_step(10).await.unwrap(),
+            !conn.backfill_step(FullText::Chunks, 10).await.unwrap(),
             "done stays done"
         );
 
@@ -242,5 +245,203 @@ mod tests {
             users[0].replace('-', "")
         );
         assert_eq!(matches(&conn, &owner0).await, 19);
+    }
+
+    /// A flat conversation stored before migration 26: `messages` messages ("said <i>"), one user's.
+    async fn conversation_at_25(path: &std::path::Path, messages: i64) -> (String, String) {
+        let users = database_at(25, path, 0).await;
+        let db = libsql::Builder::new_local(path).build().await.unwrap();
+        let conn = db.connect().unwrap();
+        let id = crate::ids::ConversationId::new().to_string();
+        conn.execute(
+            "INSERT INTO conversations (id, user_id, title, model, created_at, updated_at, activity_at)
+             VALUES (?1, ?2, 'Old', 'local/echo', 'then', 'then', 'then')",
+            libsql::params![id.as_str(), users[0].as_str()],
+        )
+        .await
+        .unwrap();
+        for i in 1..=messages {
+            let role = if i % 2 == 1 { "user" } else { "assistant" };
+            conn.execute(
+                "INSERT INTO messages (id, conversation_id, role, content, status, created_at)
+                 VALUES (?1, ?2, ?3, ?4, 'complete', 'then')",
+                libsql::params![
+                    crate::ids::MessageId::new().to_string(),
+                    id.as_str(),
+                    role,
+                    format!("said {i} earlier")
+                ],
+            )
+            .await
+            .unwrap();
+        }
+        (users[0].clone(), id)
+    }
+
+    /// One more old conversation of `user`'s, stored after the first, with one message.
+    async fn conversation_at_25_beside(path: &std::path::Path, user: &str) -> (String, String) {
+        let db = libsql::Builder::new_local(path).build().await.unwrap();
+        let conn = db.connect().unwrap();
+        let id = crate::ids::ConversationId::new().to_string();
+        conn.execute(
+            "INSERT INTO conversations (id, user_id, title, model, created_at, updated_at, activity_at)
+             VALUES (?1, ?2, 'Beside', 'local/echo', 'then', 'then', 'then')",
+            libsql::params![id.as_str(), user],
+        )
+        .await
+        .unwrap();
+        conn.execute(
+            "INSERT INTO messages (id, conversation_id, role, content, status, created_at)
+             VALUES (?1, ?2, 'user', 'said beside', 'complete', 'then')",
+            libsql::params![crate::ids::MessageId::new().to_string(), id.as_str()],
+        )
+        .await
+        .unwrap();
+        (user.to_string(), id)
+    }
+
+    #[tokio::test]
+    async fn flat_conversations_from_before_branches_read_as_paths_and_branch() {
+        use crate::store::{NewMessage, Which};
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("db");
+        let (user, id) = conversation_at_25(&path, 4).await;
+        let store = Store::open(&DatabaseConfig::LocalFile(path)).await.unwrap();
+        let conn = store.conn().await.unwrap();
+        let (user, id) = (user.parse().unwrap(), id.parse().unwrap());
+        let conversation = conn.conversation(id, user).await.unwrap().unwrap();
+        assert!(!conversation.branched);
+        let path = conn
+            .list_messages(&conversation, Which::ActivePath, None, 10)
+            .await
+            .unwrap();
+        assert_eq!(path.len(), 4);
+        assert_eq!(conversation.active_leaf_id, Some(path[3].id));
+        // Each follows the one before it, alone under its parent.
+        assert_eq!(path[0].parent, None);
+        for pair in path.windows(2) {
+            assert_eq!(pair[1].parent, Some(pair[0].as_parent()));
+            assert_eq!(pair[1].sibling_ids, [pair[1].id]);
+        }
+
+        // An edit of the third message (under the second): the conversation becomes a tree.
+        let new = NewMessage {
+            id: crate::ids::MessageId::new(),
+            conversation_id: id,
+            role: crate::kinds::MessageRole::User,
+            content: "said 3 again",
+            status: crate::kinds::MessageStatus::Complete,
+            model: None,
+            error: None,
+            changes: &[],
+            agent_id: None,
+            citations: &[],
+            tool_calls: &[],
+            fallback_from: None,
+            parent: Some(path[1].as_parent()),
+        };
+        let edit = conn.append_message(new).await.unwrap();
+        let conversation = conn.conversation(id, user).await.unwrap().unwrap();
+        assert!(conversation.branched);
+        assert_eq!(conversation.active_leaf_id, Some(edit.id));
+        let now = conn
+            .list_messages(&conversation, Which::ActivePath, None, 10)
+            .await
+            .unwrap();
+        assert_eq!(
+            now.iter().map(|m| m.id).collect::<Vec<_>>(),
+            [path[0].id, path[1].id, edit.id]
+        );
+        assert_eq!(now[2].sibling_ids, [path[2].id, edit.id]);
+        assert_eq!(now[1].parent, Some(path[0].as_parent()));
+        let all = conn
+            .list_messages(&conversation, Which::All, None, 10)
+            .await
+            .unwrap();
+        assert_eq!(all.len(), 5);
+        assert_eq!(
+            all[3].parent,
+            Some(path[2].as_parent()),
+            "learnt its parent"
+        );
+        assert!(!all[2].on_path && !all[3].on_path);
+
+        // Back to the old branch.
+        conn.set_active_path(id, path[3].id).await.unwrap();
+        let conversation = conn.conversation(id, user).await.unwrap().unwrap();
+        let back = conn
+            .list_messages(&conversation, Which::ActivePath, None, 10)
+            .await
+            .unwrap();
+        assert_eq!(
+            back.iter().map(|m| m.id).collect::<Vec<_>>(),
+            path.iter().map(|m| m.id).collect::<Vec<_>>()
+        );
+    }
+
+    async fn history_hits(conn: &Conn, user: &str, word: &str) -> usize {
+        conn.search_messages(user.parse().unwrap(), &[word.to_string()], None, 100)
+            .await
+            .unwrap()
+            .len()
+    }
+
+    #[tokio::test]
+    async fn messages_stored_before_history_search_are_indexed_in_steps() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("db");
+        let (user, id) = conversation_at_25(&path, 25).await;
+        let (_, kept) = conversation_at_25_beside(&path, &user).await;
+        let store = Store::open(&DatabaseConfig::LocalFile(path)).await.unwrap();
+        let conn = store.conn().await.unwrap();
+        let rows = conn
+            .query(
+                "SELECT count(*) FROM messages_fts WHERE messages_fts MATCH 'earlier'",
+                (),
+            )
+            .await
+            .unwrap();
+        assert_eq!(
+            col::<i64>(&rows[0], 0, "count").unwrap(),
+            0,
+            "migration 26 indexes nothing itself"
+        );
+        assert!(conn.backfill_step(FullText::Messages, 10).await.unwrap());
+        // A conversation deleted while the backfill is under way, one after it.
+        let (user_id, id) = (user.parse().unwrap(), id.parse().unwrap());
+        assert!(conn.delete_conversation(id, user_id).await.unwrap());
+        while conn.backfill_step(FullText::Messages, 10).await.unwrap() {}
+        assert_eq!(history_hits(&conn, &user, "earlier").await, 0);
+        assert_eq!(history_hits(&conn, &user, "beside").await, 1);
+        assert!(conn
+            .delete_conversation(kept.parse().unwrap(), user_id)
+            .await
+            .unwrap());
+        assert_eq!(history_hits(&conn, &user, "beside").await, 0);
+        conn.execute(
+            "INSERT INTO messages_fts (messages_fts, rank) VALUES ('integrity-check', 1)",
+            (),
+        )
+        .await
+        .expect("the index agrees with the messages");
+    }
+
+    #[tokio::test]
+    async fn the_first_search_starts_the_history_backfill() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("db");
+        let (user, _) = conversation_at_25(&path, 3).await;
+        let store = Store::open(&DatabaseConfig::LocalFile(path)).await.unwrap();
+        let conn = store.conn().await.unwrap();
+        assert_eq!(history_hits(&conn, &user, "earlier").await, 0);
+        let mut found = 0;
+        for _ in 0..100 {
+            found = history_hits(&conn, &user, "earlier").await;
+            if found == 3 {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+        assert_eq!(found, 3);
     }
 }
