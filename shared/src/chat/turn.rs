@@ -39,7 +39,7 @@ pub enum Event {
     /// The user message is stored (and, for a new chat, its conversation).
     Started {
         conversation_id: ConversationId,
-        user_message: Message,
+        user_message: Box<Message>,
     },
     Delta(String),
     ToolCall(ToolCall),
@@ -135,7 +135,7 @@ pub async fn turn(
     let (events, rx) = mpsc::channel::<Event>(64);
     let _ = events.try_send(Event::Started {
         conversation_id: started.conversation.id,
-        user_message: started.user_message.clone(),
+        user_message: Box::new(started.user_message.clone()),
     });
     let services = services.clone();
     let user_id = user.id;

@@ -37,7 +37,7 @@ impl From<chat::Event> for Frame {
             chat::Event::Started {
                 conversation_id,
                 user_message,
-            } => meta_frame(conversation_id, &MessageOut::from(user_message)),
+            } => meta_frame(conversation_id, &MessageOut::from(*user_message)),
             chat::Event::Delta(text) => Frame::new("delta", &json!({ "text": text })),
             chat::Event::ToolCall(call) => Frame::new(
                 "tool_call",
