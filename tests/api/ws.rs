@@ -518,7 +518,16 @@ async fn the_local_adapter_serves_the_same_flow_over_a_real_socket() {
             .unwrap()
             .contains(text));
     }
-    assert_eq!(app.messages(&user.access, &conversation).await.len(), 6);
+    // Both answered the same leaf: two branches, one of them shown, nothing lost.
+    assert_eq!(app.messages(&user.access, &conversation).await.len(), 4);
+    let all = app
+        .get(
+            &format!("/api/v1/conversations/{conversation}/messages?all=true"),
+            Some(&user.access),
+        )
+        .await
+        .json();
+    assert_eq!(all["items"].as_array().unwrap().len(), 6);
     second.close(None).await.unwrap();
     socket.close(None).await.unwrap();
 }

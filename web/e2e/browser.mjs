@@ -1,8 +1,10 @@
 // End to end in a real headless Chromium (Debian's, driven by playwright-core; no browser is
 // downloaded), against a running API: `node web/e2e/browser.mjs <base URL> <project zip> <screenshot dir>`.
 // Signs up, sends a message and watches the answer stream in, reloads and finds the conversation,
-// renames it, sends an attachment, opens a project's tree and a file, deletes the conversation;
-// checks a phone-width layout; fails on any console error or any request to another origin.
+// renames it, sends an attachment, edits the first message and switches back to the original
+// branch, shares the conversation and opens the link signed out, searches the history, opens a
+// project's tree and a file, deletes the conversation; checks a phone-width layout; fails on any
+// console error or any request to another origin.
 import { chromium } from 'playwright-core';
 import { mkdirSync } from 'node:fs';
 import path from 'node:path';
@@ -94,6 +96,45 @@ try {
 
   await page.screenshot({ path: path.join(shots, 'chat.png'), fullPage: true });
 
+  // Edit the first message: a new branch, "2 / 2"; then back to the original, "1 / 2".
+  const firstMessage = () => page.locator('.message.user').first();
+  await firstMessage().getByRole('button', { name: 'Edit message' }).click();
+  await page.getByLabel('Edited message').fill('Hello again, edited in the browser');
+  await page.getByRole('button', { name: 'Send edit' }).click();
+  await firstMessage().locator('.branches', { hasText: '2 / 2' }).waitFor({ timeout: 30000 });
+  await page.locator('.message.assistant', { hasText: 'edited in the browser' }).waitFor();
+  if ((await page.locator('.message').count()) !== 2) throw new Error('the edit does not show its own branch alone');
+  step('edited the first message: a second branch, shown');
+  await firstMessage().getByRole('button', { name: 'Previous version' }).click();
+  await firstMessage().locator('.branches', { hasText: '1 / 2' }).waitFor();
+  await firstMessage().locator('.body', { hasText: 'Hello from a real browser' }).waitFor();
+  await page.locator('.message.user', { hasText: 'What is in the attached note?' }).waitFor();
+  step('switched back to the original branch, all of it');
+  await page.screenshot({ path: path.join(shots, 'branches.png') });
+
+  // Share it, and open the link in a fresh, signed-out browser context.
+  await page.getByRole('button', { name: 'Share', exact: true }).click();
+  await page.getByRole('button', { name: 'Create a link' }).click();
+  const link = await page.locator('#share-list input').first().inputValue();
+  await page.getByRole('button', { name: 'Close', exact: true }).click();
+  const reader = await browser.newContext({ viewport: { width: 1280, height: 800 } });
+  const shared = await reader.newPage();
+  shared.on('console', (m) => m.type() === 'error' && problems.push(`shared page console: ${m.text()}`));
+  shared.on('pageerror', (e) => problems.push(`shared page error: ${e.message}`));
+  await shared.goto(new URL(link, base).href, { waitUntil: 'networkidle' });
+  await shared.locator('#shared-messages .message.user', { hasText: 'Hello from a real browser' }).waitFor();
+  if (await shared.locator('#auth').isVisible()) throw new Error('the shared page asked to sign in');
+  await shared.screenshot({ path: path.join(shots, 'shared.png') });
+  await reader.close();
+  step('shared: the link opens signed out, read-only');
+
+  // Search over history finds the edited branch's message too.
+  await page.getByLabel('Search messages').fill('edited browser');
+  await page.getByRole('button', { name: /^Open the user message in / }).first().waitFor();
+  await page.getByLabel('Search messages').fill('');
+  await page.getByRole('button', { name: 'Open conversation Renamed in the browser' }).waitFor();
+  step('searched the history');
+
   if (zip) {
     await page.locator('#zip-input').setInputFiles(zip);
     await page.getByRole('button', { name: 'Open file src/main.rs' }).click();
@@ -124,5 +165,5 @@ if (problems.length) {
   console.error(problems.join('\n'));
   process.exit(1);
 }
-console.log(`web e2e: screenshots in ${path.resolve(shots)} (chat.png, project.png, phone.png)`);
+console.log(`web e2e: screenshots in ${path.resolve(shots)} (chat.png, branches.png, shared.png, project.png, phone.png)`);
 console.log('web e2e: 1 passed, 0 failed');

@@ -5,6 +5,7 @@
 import { readSse } from './sse.js';
 import { render as renderMarkdown } from './markdown.js';
 import { ApiError, Session } from './session.js';
+import { latestLeaf, position, sibling } from './branches.js';
 
 const $ = (id) => document.getElementById(id);
 const apiBase = document.querySelector('meta[name="codechat-api"]')?.content || '/api/v1';
@@ -112,6 +113,7 @@ async function start() {
     await reloadConversations();
     await loadProjects();
     newConversation();
+    await resumeFromSharedPage();
   } catch (error) {
     if (state.session.signedIn) toast(describe(error));
   }
@@ -218,6 +220,7 @@ function newConversation() {
   $('messages').replaceChildren(el('p', { class: 'hint', text: 'Ask anything. Enter sends, Shift+Enter starts a new line.' }));
   $('usage').textContent = '';
   $('agent').disabled = false;
+  $('share').hidden = true;
   markCurrent();
   $('composer-input').focus();
 }
@@ -228,6 +231,7 @@ function setConversation(c) {
   if (c.model && state.models.some((m) => m.id === c.model && m.available)) $('model').value = c.model;
   $('agent').value = c.agent_id || '';
   $('agent').disabled = true;
+  $('share').hidden = false;
   markCurrent();
 }
 
@@ -235,7 +239,7 @@ function markCurrent() {
   for (const li of $('conversations').children) li.classList.toggle('current', li.dataset.id === state.conversation?.id);
 }
 
-async function openConversation(id) {
+async function openConversation(id, { keepScroll = false } = {}) {
   try {
     const c = await state.session.json(`/conversations/${id}`);
     setConversation(c);
@@ -250,7 +254,7 @@ async function openConversation(id) {
     for (const m of messages) $('messages').append(messageView(m));
     await Promise.all(messages.filter((m) => m.role === 'assistant').slice(-20).map((m) => showMessageUsage(m.id)));
     await refreshUsage();
-    scrollDown();
+    if (!keepScroll) scrollDown();
   } catch (error) {
     toast(describe(error));
   }
@@ -270,7 +274,76 @@ function messageView(m, streaming = false) {
   if (m.citations && m.citations.length) {
     view.append(el('ol', { class: 'citations', 'aria-label': 'Sources' }, ...m.citations.map((c) => el('li', { text: `${c.title}${c.heading ? ` › ${c.heading}` : ''}` }))));
   }
+  if (m.id && !streaming && m.parent_id !== undefined) view.append(messageActions(m, view));
   return view;
+}
+
+// Under a stored message: its versions ("2 / 3" with the neighbours), and edit (a user message)
+// or regenerate (an answer), each making a new branch.
+function messageActions(m, view) {
+  const actions = el('div', { class: 'actions' });
+  const { index, count } = position(m);
+  if (count > 1) {
+    const step = (by, label, text) =>
+      el('button', {
+        type: 'button',
+        'aria-label': label,
+        text,
+        disabled: !sibling(m, by),
+        onclick: () => switchTo(sibling(m, by)),
+      });
+    actions.append(
+      el('span', { class: 'branches', role: 'group', 'aria-label': 'Versions of this message' },
+        step(-1, 'Previous version', '‹'),
+        el('span', { text: `${index} / ${count}` }),
+        step(1, 'Next version', '›')),
+    );
+  }
+  if (m.role === 'user') {
+    actions.append(el('button', { type: 'button', text: 'Edit', 'aria-label': 'Edit message', onclick: () => editMessage(m, view) }));
+  } else if (m.role === 'assistant') {
+    actions.append(el('button', { type: 'button', text: 'Regenerate', 'aria-label': 'Regenerate answer', onclick: () => send({ regenerate: m.id, replacing: view }) }));
+  }
+  return actions;
+}
+
+function editMessage(m, view) {
+  if (state.streaming || view.querySelector('.edit-form')) return;
+  const input = el('textarea', { rows: 3, 'aria-label': 'Edited message' });
+  input.value = m.content;
+  const form = el('form', { class: 'edit-form' }, input,
+    el('div', { class: 'actions' },
+      el('button', { type: 'button', text: 'Cancel', onclick: () => { form.remove(); body.hidden = false; } }),
+      el('button', { type: 'submit', text: 'Send edit' })));
+  const body = view.querySelector('.body');
+  form.addEventListener('submit', (e) => {
+    e.preventDefault();
+    const text = input.value.trim();
+    if (text) send({ text, parent_id: m.parent_id ?? null, replacing: view });
+  });
+  body.hidden = true;
+  body.after(form);
+  input.focus();
+}
+
+// Shows the branch holding `id`: the whole tree is read, the newest message under `id` becomes the
+// active leaf, and the path is shown.
+async function switchTo(id) {
+  if (!id || !state.conversation || state.streaming) return;
+  const conversation = state.conversation.id;
+  try {
+    const all = [];
+    let cursor = null;
+    do {
+      const page = await state.session.json(`/conversations/${conversation}/messages?all=true&limit=100${cursor ? `&cursor=${encodeURIComponent(cursor)}` : ''}`);
+      all.push(...page.items);
+      cursor = page.next_cursor;
+    } while (cursor);
+    await state.session.json(`/conversations/${conversation}/active-leaf`, { method: 'PUT', body: { message_id: latestLeaf(all, id) } });
+    await openConversation(conversation, { keepScroll: true });
+  } catch (error) {
+    toast(describe(error));
+  }
 }
 
 function changesView(changes) {
@@ -310,11 +383,19 @@ function scrollDown() {
   box.scrollTop = box.scrollHeight;
 }
 
-async function send() {
+// Sends the composer's message; or, with `text` and `parent_id`, an edit (a new user message under
+// the edited one's parent); or, with `regenerate`, a new answer to an answer's user message.
+// `replacing` is the edited or regenerated message's view: it and what follows give way to the new
+// branch, and the conversation is read again at the end (its "2 / 2").
+async function send({ text: edited, parent_id, regenerate, replacing } = {}) {
   const input = $('composer-input');
-  const message = input.value.trim();
-  if (!message || state.streaming) return;
-  const body = { message, stream: true };
+  const branching = Boolean(replacing);
+  const message = branching ? edited : input.value.trim();
+  if ((!message && !regenerate) || state.streaming) return;
+  const body = { stream: true };
+  if (regenerate) body.regenerate = regenerate;
+  else body.message = message;
+  if (parent_id !== undefined) body.parent_id = parent_id;
   if (state.conversation) body.conversation_id = state.conversation.id;
   else {
     if ($('agent').value) body.agent_id = $('agent').value;
@@ -322,16 +403,22 @@ async function send() {
   }
   const model = $('model').value;
   if (model && (!state.conversation || state.conversation.model !== model)) body.model = model;
-  if (state.pending.length) body.attachment_ids = state.pending.map((a) => a.id);
+  if (state.pending.length && !branching) body.attachment_ids = state.pending.map((a) => a.id);
 
   if (!state.conversation) $('messages').replaceChildren();
-  const mine = messageView({ role: 'user', content: message, attachments: state.pending });
+  if (branching) {
+    while (replacing.nextSibling) replacing.nextSibling.remove();
+    replacing.remove();
+  }
+  const mine = regenerate ? null : messageView({ role: 'user', content: message, attachments: branching ? [] : state.pending });
   const answer = messageView({ role: 'assistant', content: '', model }, true);
   answer.classList.add('streaming');
-  $('messages').append(mine, answer);
-  input.value = '';
-  state.pending = [];
-  showPending();
+  $('messages').append(...[mine, answer].filter(Boolean));
+  if (!branching) {
+    input.value = '';
+    state.pending = [];
+    showPending();
+  }
   scrollDown();
 
   const controller = new AbortController();
@@ -359,7 +446,7 @@ async function send() {
     }
     await readSse(res, ({ event, data }) => {
       if (event === 'meta') {
-        mine.dataset.id = data.user_message_id;
+        if (mine) mine.dataset.id = data.user_message_id;
         if (isNew) state.conversation = { id: data.conversation_id };
       } else if (event === 'delta') {
         text += data.text;
@@ -398,7 +485,9 @@ async function send() {
     $('send').hidden = false;
     $('stop').hidden = true;
   }
-  if (state.conversation) {
+  if (state.conversation && branching) {
+    await openConversation(state.conversation.id);
+  } else if (state.conversation) {
     if (isNew) {
       try {
         setConversation(await state.session.json(`/conversations/${state.conversation.id}`));
@@ -516,6 +605,131 @@ async function uploadProject(file) {
   }
 }
 
+// ----- share links -----
+
+async function openShareDialog() {
+  if (!state.conversation) return;
+  $('share-dialog').showModal();
+  await listShares();
+}
+
+async function listShares() {
+  try {
+    const page = await state.session.json(`/conversations/${state.conversation.id}/shares`);
+    $('share-list').replaceChildren(...page.items.map(shareItem));
+    $('share-empty').hidden = page.items.length > 0;
+  } catch (error) {
+    toast(describe(error));
+  }
+}
+
+function shareItem(s) {
+  const link = el('input', { type: 'text', readonly: true, value: s.url, 'aria-label': `Link shared ${s.created_at}` });
+  return el('li', {}, link,
+    el('button', {
+      type: 'button',
+      text: 'Copy link',
+      onclick: async () => {
+        try {
+          await navigator.clipboard.writeText(s.url);
+        } catch {
+          link.select();
+          document.execCommand('copy');
+        }
+        toast('Link copied');
+      },
+    }),
+    el('button', {
+      type: 'button',
+      text: 'Revoke',
+      'aria-label': `Revoke the link shared ${s.created_at}`,
+      onclick: async () => {
+        try {
+          await state.session.request(`/shares/${s.id}`, { method: 'DELETE' });
+          await listShares();
+        } catch (error) {
+          toast(describe(error));
+        }
+      },
+    }));
+}
+
+async function createShare() {
+  try {
+    await state.session.json(`/conversations/${state.conversation.id}/shares`, { method: 'POST', body: {} });
+    await listShares();
+  } catch (error) {
+    toast(describe(error));
+  }
+}
+
+// A share link's page (`/s/{token}`): the snapshot, read-only, signed in or not. "Continue" copies
+// it into the reader's own conversations (after signing in, when needed).
+const sharedToken = window.location.pathname.match(/\/s\/([A-Za-z0-9_-]{43})\/?$/)?.[1];
+
+async function showShared(token) {
+  $('auth').hidden = true;
+  $('app').hidden = true;
+  $('shared').hidden = false;
+  try {
+    const res = await fetch(`${apiBase}/shared/${token}`);
+    if (!res.ok) throw new ApiError(res.status, await res.json().catch(() => null));
+    const shared = await res.json();
+    $('shared-title').textContent = shared.title;
+    document.title = `${shared.title} · CodeChat`;
+    $('shared-meta').textContent = `Shared ${new Date(shared.shared_at).toLocaleString()} · ${shared.messages.length} messages · read-only`;
+    $('shared-messages').replaceChildren(...shared.messages.map((m) => messageView(m)));
+  } catch (error) {
+    $('shared-title').textContent = error instanceof ApiError && error.status === 404 ? 'This link was revoked, or never existed' : 'The shared conversation could not be read';
+    $('shared-meta').textContent = error instanceof ApiError && error.status === 404 ? '' : describe(error);
+    $('shared-fork').hidden = true;
+  }
+  $('shared-fork').addEventListener('click', () => {
+    window.sessionStorage.setItem('codechat.fork', token);
+    window.location.href = '../';
+  });
+}
+
+// Back on the app after a share link's "Continue": the copy is made and opened.
+async function resumeFromSharedPage() {
+  const token = window.sessionStorage.getItem('codechat.fork');
+  if (!token) return;
+  window.sessionStorage.removeItem('codechat.fork');
+  try {
+    const copy = await state.session.json(`/shared/${token}/fork`, { method: 'POST', body: {} });
+    await reloadConversations();
+    await openConversation(copy.id);
+  } catch (error) {
+    toast(describe(error));
+  }
+}
+
+// ----- search over history -----
+
+async function searchHistory(q) {
+  const searching = q.length > 0;
+  $('history').hidden = !searching;
+  $('conversation-nav').hidden = searching;
+  if (!searching) return;
+  try {
+    const page = await state.session.json(`/search/messages?${new URLSearchParams({ q, limit: '30' })}`);
+    if ($('history-search').value.trim() !== q) return; // a newer search is under way
+    $('history-results').replaceChildren(...page.items.map((h) =>
+      el('li', {}, el('button', {
+        class: 'hit',
+        'aria-label': `Open the ${h.role} message in ${h.conversation_title}`,
+        onclick: () => openConversation(h.conversation_id),
+      }, el('span', { text: h.conversation_title }), el('small', { text: h.snippet }))),
+    ));
+    $('history-empty').hidden = page.items.length > 0;
+  } catch (error) {
+    if (error instanceof ApiError && error.status === 422) {
+      $('history-results').replaceChildren();
+      $('history-empty').hidden = false;
+    } else toast(describe(error));
+  }
+}
+
 // ----- wiring -----
 
 function setup() {
@@ -525,6 +739,13 @@ function setup() {
     $('project-pane').hidden = true;
     newConversation();
   });
+  let historyTimer;
+  $('history-search').addEventListener('input', () => {
+    clearTimeout(historyTimer);
+    historyTimer = setTimeout(() => searchHistory($('history-search').value.trim()), 250);
+  });
+  $('share').addEventListener('click', openShareDialog);
+  $('share-create').addEventListener('click', createShare);
   let searchTimer;
   $('search').addEventListener('input', () => {
     clearTimeout(searchTimer);
@@ -576,7 +797,8 @@ function setup() {
   $('sign-out').addEventListener('click', () => state.session.signOut());
   $('toggle-sidebar').addEventListener('click', () => document.body.classList.toggle('sidebar-open'));
 
-  if (state.session.signedIn) start();
+  if (sharedToken) showShared(sharedToken);
+  else if (state.session.signedIn) start();
   else showAuth();
 }
 

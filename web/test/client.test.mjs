@@ -113,3 +113,22 @@ test('field errors are read from the problem', () => {
   assert.equal(e.field('email'), 'is not an email');
   assert.equal(e.field('password'), null);
 });
+
+test('branches: switching shows the newest descendant; positions and neighbours', async () => {
+  const { latestLeaf, position, sibling } = await import('../src/branches.js');
+  // u1 → a1 → (u2 → a2 | u2b → a2b → u3); a1 also has a newer root sibling r.
+  const tree = [
+    { id: 'u1', parent_id: null }, { id: 'a1', parent_id: 'u1' }, { id: 'u2', parent_id: 'a1' },
+    { id: 'a2', parent_id: 'u2' }, { id: 'u2b', parent_id: 'a1' }, { id: 'a2b', parent_id: 'u2b' },
+    { id: 'u3', parent_id: 'a2b' }, { id: 'r', parent_id: null },
+  ];
+  assert.equal(latestLeaf(tree, 'u2'), 'a2');
+  assert.equal(latestLeaf(tree, 'u2b'), 'u3');
+  assert.equal(latestLeaf(tree, 'a1'), 'u3', 'the newest child at each step');
+  assert.equal(latestLeaf(tree, 'r'), 'r');
+  const m = { id: 'u2b', sibling_ids: ['u2', 'u2b'] };
+  assert.deepEqual(position(m), { index: 2, count: 2 });
+  assert.equal(sibling(m, -1), 'u2');
+  assert.equal(sibling(m, 1), null);
+  assert.deepEqual(position({ id: 'x' }), { index: 0, count: 0 });
+});
