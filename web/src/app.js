@@ -260,11 +260,11 @@ async function openConversation(id, { keepScroll = false } = {}) {
   }
 }
 
-function messageView(m, streaming = false) {
+function messageView(m, streaming = false, userLabel = 'You') {
   const body = el('div', { class: 'body' });
   if (m.role === 'assistant' && !streaming) renderMarkdown(m.content, body);
   else body.textContent = m.content;
-  const meta = el('div', { class: 'meta' }, el('span', { text: m.role === 'user' ? 'You' : m.model || 'assistant' }));
+  const meta = el('div', { class: 'meta' }, el('span', { text: m.role === 'user' ? userLabel : m.model || 'assistant' }));
   if (m.status && m.status !== 'complete') meta.append(el('span', { class: 'status', text: m.status }));
   const view = el('article', { class: `message ${m.role}`, dataset: { id: m.id || '' }, 'aria-label': `${m.role} message` }, meta, body);
   if (m.attachments && m.attachments.length) {
@@ -678,7 +678,7 @@ async function showShared(token) {
     $('shared-title').textContent = shared.title;
     document.title = `${shared.title} · CodeChat`;
     $('shared-meta').textContent = `Shared ${new Date(shared.shared_at).toLocaleString()} · ${shared.messages.length} messages · read-only`;
-    $('shared-messages').replaceChildren(...shared.messages.map((m) => messageView(m)));
+    $('shared-messages').replaceChildren(...shared.messages.map((m) => messageView(m, false, 'User')));
   } catch (error) {
     $('shared-title').textContent = error instanceof ApiError && error.status === 404 ? 'This link was revoked, or never existed' : 'The shared conversation could not be read';
     $('shared-meta').textContent = error instanceof ApiError && error.status === 404 ? '' : describe(error);

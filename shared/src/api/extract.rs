@@ -129,42 +129,107 @@ pub(crate) fn present<'de, D: serde::Deserializer<'de>, T: serde::Deserialize<'d
 }
 
 /// Where browsers reach this deployment (scheme, host and, on API Gateway's own domain, the stage),
-/// for links the API hands out; `None` when the request does not say (no `Host`).
+/// for links the API hands out; `None` when the request names no host.
 pub struct PublicBase(pub Option<String>);
 
 impl<S: Send + Sync> FromRequestParts<S> for PublicBase {
     type Rejection = std::convert::Infallible;
 
     async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
-        // A custom domain maps the API at its root (as the template's outputs assume); the
-        // execute-api domain serves it under the stage.
-        let on_gateway = |domain: Option<&str>, stage: Option<&str>| {
-            domain.map(|domain| match stage {
-                Some(stage) if stage != "$default" && domain.ends_with(".amazonaws.com") => {
-                    format!("https://{domain}/{stage}")
-                }
-                _ => format!("https://{domain}"),
-            })
+        let header = |name| parts.headers.get(name).and_then(|v| v.to_str().ok());
+        let (gateway_domain, stage) = match parts.extensions.get::<RequestContext>() {
+            Some(RequestContext::ApiGatewayV1(ctx)) => (ctx.domain_name.clone(), ctx.stage.clone()),
+            Some(RequestContext::ApiGatewayV2(ctx)) => (ctx.domain_name.clone(), ctx.stage.clone()),
+            _ => (None, None),
         };
-        let base = match parts.extensions.get::<RequestContext>() {
-            Some(RequestContext::ApiGatewayV1(ctx)) => {
-                on_gateway(ctx.domain_name.as_deref(), ctx.stage.as_deref())
-            }
-            Some(RequestContext::ApiGatewayV2(ctx)) => {
-                on_gateway(ctx.domain_name.as_deref(), ctx.stage.as_deref())
-            }
-            _ => None,
+        // The Host the browser used (`cargo lambda watch` passes it on; its context's domain is a
+        // placeholder), else the gateway's domain.
+        let Some(host) = header(axum::http::header::HOST.as_str())
+            .map(str::to_string)
+            .or(gateway_domain)
+        else {
+            return Ok(PublicBase(None));
         };
-        let base = base.or_else(|| {
-            let host = parts.headers.get(axum::http::header::HOST)?.to_str().ok()?;
-            let scheme = parts
-                .headers
-                .get("x-forwarded-proto")
-                .and_then(|v| v.to_str().ok())
-                .filter(|s| *s == "https")
-                .unwrap_or("http");
-            Some(format!("{scheme}://{host}"))
-        });
-        Ok(PublicBase(base))
+        // API Gateway's own domain serves the API under its stage; a custom domain maps it at its
+        // root (as the template's outputs assume).
+        let aws = host.ends_with(".amazonaws.com");
+        let https = aws || header("x-forwarded-proto") == Some("https");
+        let scheme = if https { "https" } else { "http" };
+        let prefix = match stage {
+            Some(stage) if aws && stage != "$default" => format!("/{stage}"),
+            _ => String::new(),
+        };
+        Ok(PublicBase(Some(format!("{scheme}://{host}{prefix}"))))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    async fn base(
+        host: Option<&str>,
+        context: Option<RequestContext>,
+        proto: Option<&str>,
+    ) -> Option<String> {
+        let mut request = axum::http::Request::builder();
+        if let Some(host) = host {
+            request = request.header("host", host);
+        }
+        if let Some(proto) = proto {
+            request = request.header("x-forwarded-proto", proto);
+        }
+        let (mut parts, ()) = request.body(()).unwrap().into_parts();
+        if let Some(context) = context {
+            parts.extensions.insert(context);
+        }
+        PublicBase::from_request_parts(&mut parts, &())
+            .await
+            .unwrap()
+            .0
+    }
+
+    #[tokio::test]
+    async fn links_name_the_host_the_browser_used_and_the_gateways_stage() {
+        let gateway = |domain: &str| {
+            let mut ctx =
+                lambda_http::aws_lambda_events::apigw::ApiGatewayProxyRequestContext::default();
+            ctx.domain_name = Some(domain.into());
+            ctx.stage = Some("Prod".into());
+            Some(RequestContext::ApiGatewayV1(ctx))
+        };
+        let execute_api = "abc123.execute-api.eu-west-1.amazonaws.com";
+        assert_eq!(
+            base(Some(execute_api), gateway(execute_api), Some("https"))
+                .await
+                .as_deref(),
+            Some("https://abc123.execute-api.eu-west-1.amazonaws.com/Prod")
+        );
+        assert_eq!(
+            base(
+                Some("chat.example.com"),
+                gateway("chat.example.com"),
+                Some("https")
+            )
+            .await
+            .as_deref(),
+            Some("https://chat.example.com")
+        );
+        // `cargo lambda watch`: its context's domain is a placeholder; the Host is the real one.
+        let mut local =
+            lambda_http::aws_lambda_events::apigw::ApiGatewayV2httpRequestContext::default();
+        local.domain_name = Some("localhost".into());
+        local.stage = Some("$default".into());
+        assert_eq!(
+            base(
+                Some("127.0.0.1:9000"),
+                Some(RequestContext::ApiGatewayV2(local)),
+                None
+            )
+            .await
+            .as_deref(),
+            Some("http://127.0.0.1:9000")
+        );
+        assert_eq!(base(None, None, None).await, None);
     }
 }
