@@ -291,6 +291,108 @@ async fn a_chat_turn_costs_few_round_trips() {
     assert_eq!(proxy.writes(), writes_before, "a read writes nothing");
 }
 
+/// A branch turn (an edit, a regeneration) stores its message in the statement a plain turn uses:
+/// the path moves inside it. So it costs the plain turn's round trips and write statements (a
+/// regeneration stores no user message: one write fewer). Switching, sharing, forking and searching
+/// work on the remote store too.
+#[tokio::test]
+async fn branch_turns_cost_what_a_plain_turn_costs_on_remote_libsql() {
+    let Some(sqld) = Sqld::start().await else {
+        return;
+    };
+    let (proxy, app) = proxied_app(&sqld).await;
+    let t = app.register("branch-trips@example.com").await;
+    let first = app
+        .chat(&t.access, json!({"message": "first"}), None)
+        .await
+        .json();
+    let id = first["conversation_id"].as_str().unwrap().to_string();
+    let second = app
+        .chat(
+            &t.access,
+            json!({"conversation_id": id, "message": "second"}),
+            None,
+        )
+        .await
+        .json();
+
+    let cost = |body: serde_json::Value| {
+        let app = &app;
+        let proxy = &proxy;
+        let token = t.access.clone();
+        async move {
+            let (before, writes_before) = (proxy.requests(), proxy.writes());
+            let res = app.chat(&token, body.clone(), None).await;
+            assert_eq!(res.status, StatusCode::OK, "{body}: {}", res.text());
+            (
+                proxy.requests() - before,
+                proxy.writes() - writes_before,
+                res.json(),
+            )
+        }
+    };
+    let (plain, plain_writes, _) = cost(json!({"conversation_id": id, "message": "plain"})).await;
+    let (edit, edit_writes, edited) = cost(json!({"conversation_id": id,
+        "parent_id": first["assistant_message"]["id"], "message": "edited"}))
+    .await;
+    assert_eq!((edit, edit_writes), (plain, plain_writes), "an edit");
+    let (regenerate, regenerate_writes, _) = cost(json!({"conversation_id": id,
+        "regenerate": edited["assistant_message"]["id"]}))
+    .await;
+    assert_eq!(
+        (regenerate, regenerate_writes),
+        (plain - 1, plain_writes - 1),
+        "a regeneration stores no user message"
+    );
+    // An answer off the shown path: the path moves there first (two statements and a read more).
+    let (off_path, _, _) = cost(json!({"conversation_id": id,
+        "regenerate": second["assistant_message"]["id"]}))
+    .await;
+    assert_eq!(off_path, plain - 1 + 3, "a regeneration off the path");
+
+    // The regenerated answer's branch is shown; the first edit is one switch away.
+    let path = app.messages(&t.access, &id).await;
+    assert_eq!(path.len(), 4);
+    assert_eq!(path[3]["sibling_ids"].as_array().unwrap().len(), 2);
+    let res = app
+        .put(
+            &format!("/api/v1/conversations/{id}/active-leaf"),
+            json!({"message_id": first["assistant_message"]["id"]}),
+            Some(&t.access),
+        )
+        .await;
+    assert_eq!(res.status, StatusCode::OK, "{}", res.text());
+    assert_eq!(app.messages(&t.access, &id).await.len(), 2);
+
+    let share = app
+        .post(
+            &format!("/api/v1/conversations/{id}/shares"),
+            json!({}),
+            Some(&t.access),
+        )
+        .await;
+    assert_eq!(share.status, StatusCode::CREATED, "{}", share.text());
+    let token = share.json()["token"].as_str().unwrap().to_string();
+    let shared = app
+        .get(&format!("/api/v1/shared/{token}"), None)
+        .await
+        .json();
+    assert_eq!(shared["messages"].as_array().unwrap().len(), 2);
+    let fork = app
+        .post(
+            &format!("/api/v1/shared/{token}/fork"),
+            json!({}),
+            Some(&t.access),
+        )
+        .await;
+    assert_eq!(fork.status, StatusCode::CREATED, "{}", fork.text());
+    let found = app
+        .get("/api/v1/search/messages?q=edited", Some(&t.access))
+        .await
+        .json();
+    assert_eq!(found["items"].as_array().unwrap().len(), 3, "{found}");
+}
+
 /// Statements reuse a few kept streams instead of opening (and closing) one each: sqld checkpoints
 /// on every stream it closes, and a stream per statement is what let 32 writers stall it
 /// (bench/README.md). Statements at once never hold more than eight. A stream the server let go
