@@ -17,7 +17,8 @@
 //! `BENCH_LOAD_N=32` narrow it; `BENCH_FUNCTION_LOG=<file>` keeps the functions' logs), `-- --uploads-only` only the
 //! attachments and projects, `-- --in-process-only` only the chat turn in-process (no release binaries are
 //! built), for profiling, `-- --quotas-only` only the budget and usage-report figures,
-//! `-- --knowledge-only` only indexing and retrieval at 1k and 100k chunks (`BENCH_KEEP_DATA=<dir>`
+//! `-- --history-only` branches (a 10k-message tree's active path beside a flat conversation) and
+//! search over 1M messages, `-- --knowledge-only` only indexing and retrieval at 1k and 100k chunks (`BENCH_KEEP_DATA=<dir>`
 //! keeps the store; `-- --knowledge-search-only` then measures retrieval over it again), `-- --ws-only`
 //! WebSocket turns (first delta, posts per turn) with and without coalescing, `-- --web-only` the
 //! web client's page and an asset in-process, `-- --openai-only` a turn through `POST /chat` and
@@ -29,6 +30,7 @@
 
 mod ceiling;
 mod cpu;
+mod history;
 mod in_process;
 mod knowledge;
 mod load;
@@ -752,6 +754,20 @@ async fn main() {
         });
         let app = InProcess::start(&data).await;
         print_rows(&knowledge::measure(&app).await, 78);
+        if keep.is_none() {
+            let _ = std::fs::remove_dir_all(&data);
+        }
+        return;
+    }
+    if std::env::args().any(|a| a == "--history-only") {
+        // Branches (a tree's active path beside a flat conversation) and search over 1M messages.
+        // BENCH_KEEP_DATA=<dir> keeps the seeded store (and a later run reuses it).
+        let keep = std::env::var_os("BENCH_KEEP_DATA").map(std::path::PathBuf::from);
+        let data = keep.clone().unwrap_or_else(|| {
+            std::env::temp_dir().join(format!("codechat-bench-history-{}", std::process::id()))
+        });
+        let app = InProcess::start(&data).await;
+        print_rows(&history::measure(&app, &data).await, 78);
         if keep.is_none() {
             let _ = std::fs::remove_dir_all(&data);
         }

@@ -186,6 +186,7 @@ pub struct Store {
     db: Arc<libsql::Database>,
     kind: Kind,
     term_counts: Arc<knowledge_search::TermCounts>,
+    history_shares: Arc<history::HistoryShares>,
     /// Whether a task of this process is indexing chunks stored before migration 23.
     backfilling: Arc<backfill::Backfilling>,
     /// Write transactions (and batch statements) that held the write lock past [`SLOW_WRITE`].
@@ -227,6 +228,7 @@ impl Store {
                     db: Arc::new(db),
                     kind: Kind::Local(Idle::default()),
                     term_counts: Default::default(),
+                    history_shares: Default::default(),
                     backfilling: Default::default(),
                     slow_writes: Default::default(),
                 }
@@ -240,6 +242,7 @@ impl Store {
                     db: Arc::new(db),
                     kind: Kind::Remote(Arc::new(pipeline::Pipeline::new(url, auth_token)?)),
                     term_counts: Default::default(),
+                    history_shares: Default::default(),
                     backfilling: Default::default(),
                     slow_writes: Default::default(),
                 }
