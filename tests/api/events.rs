@@ -18,10 +18,16 @@ fn ignore_stage_in_path() {
 
 /// `events/<file>` as the runtime hands it to lambda_http, with the access token filled in.
 fn sample_event(file: &str, access_token: Option<&str>) -> LambdaRequest {
+    let token = access_token.map(|t| ("REPLACE_WITH_ACCESS_TOKEN", t));
+    sample_event_with(file, token.as_slice())
+}
+
+/// `events/<file>` with each placeholder replaced.
+fn sample_event_with(file: &str, replace: &[(&str, &str)]) -> LambdaRequest {
     ignore_stage_in_path();
     let mut text = repo_file(&format!("events/{file}"));
-    if let Some(token) = access_token {
-        text = text.replace("REPLACE_WITH_ACCESS_TOKEN", token);
+    for (placeholder, value) in replace {
+        text = text.replace(placeholder, value);
     }
     serde_json::from_str(&text)
         .unwrap_or_else(|e| panic!("{file} is not an API Gateway event: {e}"))
@@ -35,7 +41,18 @@ async fn invoke(
     file: &str,
     access_token: Option<&str>,
 ) -> Value {
-    let payload = sample_event(file, access_token);
+    let token = access_token.map(|t| ("REPLACE_WITH_ACCESS_TOKEN", t));
+    invoke_with(app, function, file, token.as_slice()).await
+}
+
+/// [`invoke`] with placeholders of the event replaced.
+async fn invoke_with(
+    app: &TestApp,
+    function: &Function,
+    file: &str,
+    replace: &[(&str, &str)],
+) -> Value {
+    let payload = sample_event_with(file, replace);
     let adapter = Adapter::from(app.function(function));
     let response = adapter
         .oneshot(LambdaEvent::new(payload, Context::default()))
@@ -167,7 +184,39 @@ async fn conversations_and_chat_events() {
     )
     .await;
     assert_eq!(res["statusCode"], 201, "{res}");
-    assert_eq!(body_json(&res)["title"], "From an event");
+    let conversation = body_json(&res);
+    assert_eq!(conversation["title"], "From an event");
+
+    // A share link names API Gateway's domain and stage; the link's page reads it signed out.
+    let share = invoke_with(
+        &app,
+        &api::conversations::FUNCTION,
+        "shares-create.rest.json",
+        &[
+            ("REPLACE_WITH_ACCESS_TOKEN", &token),
+            (
+                "REPLACE_WITH_CONVERSATION_ID",
+                conversation["id"].as_str().unwrap(),
+            ),
+        ],
+    )
+    .await;
+    assert_eq!(share["statusCode"], 201, "{share}");
+    let share = body_json(&share);
+    let share_token = share["token"].as_str().unwrap();
+    assert_eq!(
+        share["url"],
+        format!("https://abc123.execute-api.us-east-1.amazonaws.com/Prod/s/{share_token}")
+    );
+    let shared = invoke_with(
+        &app,
+        &api::conversations::FUNCTION,
+        "shared-open.rest.json",
+        &[("REPLACE_WITH_SHARE_TOKEN", share_token)],
+    )
+    .await;
+    assert_eq!(shared["statusCode"], 200, "{shared}");
+    assert_eq!(body_json(&shared)["title"], "From an event");
 
     // The chat function streams: its REST event is answered as a prelude and an SSE body.
     let (status, content_type, body) =
