@@ -342,3 +342,68 @@ async fn the_model_sees_the_path_only() {
     let back_input = back["usage"]["input_tokens"].as_i64().unwrap();
     assert!(back_input > long_input, "{back_input} {long_input} {back}");
 }
+
+/// The rolling summary belongs to the path it was made on: a branch that leaves the summarised
+/// messages out plans without it, and the original branch finds it again.
+#[tokio::test]
+async fn a_summary_serves_only_the_path_it_summarises() {
+    use codechat::store::TurnParent;
+    let app = TestApp::spawn().await;
+    let t = app.register("summary@example.com").await;
+    let user = app.user_id(&t.access).await;
+    // Long turns outgrow local/echo's window (8 192 tokens): older ones are folded into a summary.
+    let first = turn(&app, &t.access, json!({"message": "opening words"})).await;
+    let c = first["conversation_id"].as_str().unwrap().to_string();
+    let mut last = Value::Null;
+    for i in 0..4 {
+        let long = format!("part {i} {}", "lorem ".repeat(1200));
+        last = turn(
+            &app,
+            &t.access,
+            json!({"conversation_id": c, "message": long}),
+        )
+        .await;
+    }
+    let conn = app.state.store().conn().await.unwrap();
+    let id = c.parse().unwrap();
+    let context = conn
+        .turn_context(id, user, TurnParent::ActiveLeaf, 399)
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(
+        context.conversation.summary.is_some(),
+        "the long path is summarised"
+    );
+
+    // An edit of the first message: its branch holds none of what the summary covers.
+    let edit = turn(
+        &app,
+        &t.access,
+        json!({"conversation_id": c, "parent_id": null, "message": "a new start"}),
+    )
+    .await;
+    let context = conn
+        .turn_context(id, user, TurnParent::ActiveLeaf, 399)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(context.conversation.summary, None);
+    assert_eq!(context.history.len(), 2);
+    assert!(edit["usage"]["input_tokens"].as_i64().unwrap() < 100);
+
+    // Back on the long branch, its summary applies again.
+    switch(
+        &app,
+        &t.access,
+        &c,
+        last["assistant_message"]["id"].as_str().unwrap(),
+    )
+    .await;
+    let context = conn
+        .turn_context(id, user, TurnParent::ActiveLeaf, 399)
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(context.conversation.summary.is_some());
+}
