@@ -2,7 +2,9 @@
 
 use super::{
     col, collect, first,
-    messages::{message_at, Message, NewMessage, MESSAGE_COLUMNS, MESSAGE_COLUMN_COUNT},
+    messages::{
+        message_at, Message, NewMessage, MESSAGE_COLUMNS_NO_SIBLINGS, MESSAGE_COLUMN_COUNT,
+    },
     Conn, Row, StoreError, StoreResult,
 };
 use crate::ids::{AgentId, ConversationId, MessageId, ProjectId, UserId};
@@ -239,7 +241,7 @@ impl Conn {
                             c.leaf, (SELECT on_path IS NOT 0 FROM messages WHERE seq = c.leaf)
                      FROM conv c
                      UNION ALL
-                     SELECT {no_conversation}, {MESSAGE_COLUMNS}, m.seq, NULL, NULL, NULL
+                     SELECT {no_conversation}, {MESSAGE_COLUMNS_NO_SIBLINGS}, m.seq, NULL, NULL, NULL
                      FROM messages m
                      WHERE m.seq IN (
                          SELECT seq FROM messages, conv
