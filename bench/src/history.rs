@@ -78,7 +78,11 @@ async fn conversation(app: &InProcess, token: &str, title: &str) -> (String, boo
 
 /// Inserts a message under `parent` (0: a root) and answers its seq; the triggers keep the path.
 async fn insert(raw: &libsql::Connection, conversation: &str, parent: i64, i: usize) -> i64 {
-    let role = if i % 2 == 0 { "user" } else { "assistant" };
+    let role = if i.is_multiple_of(2) {
+        "user"
+    } else {
+        "assistant"
+    };
     let mut rows = raw
         .query(
             "INSERT INTO messages (id, conversation_id, role, content, status, created_at, parent_seq)
@@ -315,7 +319,7 @@ async fn search(app: &InProcess, raw: &libsql::Connection) -> Vec<Row> {
                 for i in 0..100 {
                     let text: Vec<String> =
                         (0..WORDS_PER_MESSAGE).map(|_| word(zipf.next())).collect();
-                    let role = if (chunk * 100 + i) % 2 == 0 {
+                    let role = if (chunk * 100 + i).is_multiple_of(2) {
                         "user"
                     } else {
                         "assistant"
