@@ -24,6 +24,7 @@ mod projects;
 mod providers;
 mod quotas;
 mod remote_store;
+mod resume;
 mod runtime_api;
 mod service;
 mod shares;

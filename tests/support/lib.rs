@@ -396,6 +396,10 @@ pub fn zip_of(files: &[(&str, &[u8])]) -> Vec<u8> {
 pub struct SseEvent {
     pub event: String,
     pub data: Value,
+    /// The event's `id:`, if it has one.
+    pub id: Option<String>,
+    /// The event's `retry:` (milliseconds), if it has one.
+    pub retry: Option<u64>,
 }
 
 /// Splits an SSE body into its events (comments and keep-alives skipped).
@@ -404,16 +408,26 @@ pub fn parse_sse(text: &str) -> Vec<SseEvent> {
         .filter_map(|block| {
             let mut event = None;
             let mut data = Vec::new();
+            let (mut id, mut retry) = (None, None);
             for line in block.lines() {
                 if let Some(e) = line.strip_prefix("event:") {
                     event = Some(e.trim().to_string());
                 } else if let Some(d) = line.strip_prefix("data:") {
                     data.push(d.strip_prefix(' ').unwrap_or(d));
+                } else if let Some(i) = line.strip_prefix("id:") {
+                    id = Some(i.trim().to_string());
+                } else if let Some(r) = line.strip_prefix("retry:") {
+                    retry = r.trim().parse().ok();
                 }
             }
             let event = event?;
             let data = serde_json::from_str(&data.join("\n")).unwrap_or(Value::Null);
-            Some(SseEvent { event, data })
+            Some(SseEvent {
+                event,
+                data,
+                id,
+                retry,
+            })
         })
         .collect()
 }

@@ -19,6 +19,7 @@ pub fn cost_usd(model: &Model, usage: TokenUsage) -> f64 {
 
 /// A finished answer, before it is stored.
 pub(super) struct Answer<'a> {
+    pub(super) id: MessageId,
     pub(super) conversation_id: ConversationId,
     /// The model that answered (a fallback, when `fallback_from` names the one asked for).
     pub(super) model: &'a Model,
@@ -45,7 +46,7 @@ pub(super) async fn store_answer(
     usage_rows: &[(&str, &Model, TokenUsage)],
     holds: &[String],
 ) -> Result<(Message, UsageRecord)> {
-    let id = MessageId::new();
+    let id = answer.id;
     let mut rows: Vec<UsageRecord> = usage_rows
         .iter()
         .map(|(kind, model, usage)| UsageRecord {

@@ -35,11 +35,14 @@ use crate::{
 
 mod answer;
 mod input;
+pub mod journal;
+pub mod resume;
 mod run;
 mod start;
 mod turn;
 pub use answer::*;
 pub use input::*;
+use journal::Journal;
 use run::*;
 use start::*;
 pub use turn::*;
@@ -89,6 +92,8 @@ impl TurnSettings {
 pub struct Started {
     pub conversation: Conversation,
     pub user_message: Message,
+    /// The answer's id, chosen before the model is called (a streamed answer is resumed by it).
+    pub answer_id: MessageId,
     model: Model,
     /// The models tried after `model`, in order, when its provider fails before answering.
     fallbacks: Vec<Model>,

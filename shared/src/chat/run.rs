@@ -18,7 +18,7 @@ pub(super) async fn run(
     deps: RunDeps<'_>,
     user_id: UserId,
     started: Started,
-    deltas: Option<mpsc::Sender<Event>>,
+    deltas: Option<&Journal>,
 ) -> Result<Outcome> {
     let RunDeps {
         providers,
@@ -29,6 +29,7 @@ pub(super) async fn run(
     let Started {
         conversation,
         user_message,
+        answer_id,
         model,
         fallbacks,
         mut plan,
@@ -83,13 +84,21 @@ pub(super) async fn run(
                 settings,
                 deadline,
                 models: &models,
-                events: deltas.as_ref(),
+                events: deltas,
             };
             turn.run(&ws, &mut plan.request, &mut changes, &mut holds)
                 .await
         }
-        (Some(tx), false) if !client_tools => {
-            stream_answer(providers, settings, deadline, &models, &plan.request, tx).await
+        (Some(journal), false) if !client_tools => {
+            stream_answer(
+                providers,
+                settings,
+                deadline,
+                &models,
+                &plan.request,
+                journal,
+            )
+            .await
         }
         // A whole call: none streamed, or one with the client's tools (a call must be whole, so
         // its text goes as one delta).
@@ -97,8 +106,8 @@ pub(super) async fn run(
             match complete_within(providers, settings.retry, deadline, &models, &plan.request).await
             {
                 Ok((c, answered)) => {
-                    if let (Some(tx), false) = (deltas, c.text.is_empty()) {
-                        let _ = tx.send(Event::Delta(c.text.clone())).await;
+                    if let (Some(journal), false) = (deltas, c.text.is_empty()) {
+                        let _ = journal.send(Event::delta(c.text.clone())).await;
                     }
                     tool_calls = c.tool_calls;
                     (c.text, Ok(c.usage), answered)
@@ -119,7 +128,7 @@ pub(super) async fn run(
     };
     let (status, failure, usage) = match result {
         Ok(usage) => (MessageStatus::Complete, None, usage),
-        Err(TurnEnd::ClientGone) => (MessageStatus::Incomplete, None, reserved()),
+        Err(TurnEnd::Stopped) => (MessageStatus::Incomplete, None, reserved()),
         Err(TurnEnd::OutOfTime) => (MessageStatus::Incomplete, Some(out_of_time()), reserved()),
         Err(TurnEnd::Provider(e)) if text.is_empty() => (
             MessageStatus::Failed,
@@ -133,7 +142,13 @@ pub(super) async fn run(
     usage_rows.push(("chat", &models[answered], usage));
 
     // If the answer cannot be stored, the store error is the turn's error; the user message remains.
+    // Every delta a client may have seen is stored before the answer (a resumed stream cuts the
+    // answer at the delta it saw last).
+    if let Some(journal) = deltas {
+        journal.flush().await;
+    }
     let answer = Answer {
+        id: answer_id,
         conversation_id: conversation.id,
         model: &models[answered],
         fallback_from: (answered > 0).then_some(model.id.as_str()),
@@ -167,7 +182,8 @@ pub(super) async fn run(
 }
 
 pub(super) enum TurnEnd {
-    ClientGone,
+    /// The user asked to stop the answer.
+    Stopped,
     /// The turn's budget ran out.
     OutOfTime,
     Provider(ProviderError),
@@ -185,14 +201,14 @@ pub(super) struct ToolLoop<'a> {
     deadline: Instant,
     /// The model asked for and its fallbacks; each call starts from the one that answered last.
     models: &'a [Model],
-    events: Option<&'a mpsc::Sender<Event>>,
+    events: Option<&'a Journal>,
 }
 
 impl ToolLoop<'_> {
     async fn emit(&self, event: Event) {
-        // A client that left does not stop the agent: its changes and answer are stored.
-        if let Some(tx) = self.events {
-            let _ = tx.send(event).await;
+        // The agent's steps run to their end: its changes and answer are stored.
+        if let Some(journal) = self.events {
+            let _ = journal.send(event).await;
         }
     }
 
@@ -234,7 +250,7 @@ impl ToolLoop<'_> {
             total.cache_write_tokens += completion.usage.cache_write_tokens;
             total.reasoning_tokens += completion.usage.reasoning_tokens;
             if completion.tool_calls.is_empty() {
-                self.emit(Event::Delta(completion.text.clone())).await;
+                self.emit(Event::delta(completion.text.clone())).await;
                 return (completion.text, Ok(total), answering);
             }
             let mut outputs = Vec::with_capacity(completion.tool_calls.len());
@@ -270,7 +286,7 @@ impl ToolLoop<'_> {
             "Stopped after {} steps without a final answer (the agent's step limit).",
             self.settings.max_agent_steps
         );
-        self.emit(Event::Delta(text.clone())).await;
+        self.emit(Event::delta(text.clone())).await;
         (text, Ok(total), answering)
     }
 }
@@ -333,7 +349,7 @@ pub(super) async fn stream_answer(
     deadline: Instant,
     models: &[Model],
     request: &ModelRequest,
-    tx: &mpsc::Sender<Event>,
+    journal: &Journal,
 ) -> (String, std::result::Result<TokenUsage, TurnEnd>, usize) {
     let mut text = String::new();
     let mut tried = 0;
@@ -369,8 +385,8 @@ pub(super) async fn stream_answer(
                 Err(e) => return (text, Err(TurnEnd::Provider(e)), tried),
                 Ok(StreamEvent::Delta(d)) => {
                     text.push_str(&d);
-                    if tx.send(Event::Delta(d)).await.is_err() {
-                        return (text, Err(TurnEnd::ClientGone), tried);
+                    if journal.send(Event::delta(d)).await.is_err() {
+                        return (text, Err(TurnEnd::Stopped), tried);
                     }
                 }
                 Ok(StreamEvent::End { usage, .. }) => return (text, Ok(usage), tried),

@@ -170,6 +170,7 @@ pub(super) async fn start(
         Ok((conversation, user_message)) => Ok(Started {
             conversation,
             user_message,
+            answer_id: MessageId::new(),
             fallbacks: catalog.chain(&model).into_iter().skip(1).cloned().collect(),
             model,
             plan,

@@ -40,8 +40,15 @@ pub enum Event {
     Started {
         conversation_id: ConversationId,
         user_message: Box<Message>,
+        /// The answer's id, before it is stored: what a client resumes the stream by.
+        assistant_message_id: MessageId,
     },
-    Delta(String),
+    /// Text of the answer; `seq` numbers the deltas of a streamed answer from 1 (0 until the
+    /// journal numbers it).
+    Delta {
+        seq: i64,
+        text: String,
+    },
     ToolCall(ToolCall),
     ToolResult(crate::providers::ToolOutput),
     FileChanged(crate::store::FileChange),
@@ -52,6 +59,13 @@ pub enum Event {
 }
 
 /// How a started turn ends for its caller. A turn refused before it started (bad input, over
+impl Event {
+    /// A delta of text, numbered by the journal of a streamed answer.
+    pub fn delta(text: String) -> Event {
+        Event::Delta { seq: 0, text }
+    }
+}
+
 /// budget, an unknown conversation) is the `Err` of [`turn`] instead, and stored nothing.
 pub enum Reply {
     /// The whole answer, stored.
@@ -62,9 +76,9 @@ pub enum Reply {
     Streaming(Running),
 }
 
-/// A streamed turn: its events, and the task that runs it. The task finishes, and stores what it
-/// has, even when `events` is dropped (the client left), which ends the answer `incomplete`;
-/// callers await it before their response ends, because Lambda may freeze the sandbox right after.
+/// A streamed turn: its events, and the task that runs it. The task runs to its end and stores the
+/// answer even when `events` is dropped (the client left: it may resume the stream); callers await
+/// it before their response ends, because Lambda may freeze the sandbox right after.
 pub struct Running {
     pub events: mpsc::Receiver<Event>,
     pub task: tokio::task::JoinHandle<()>,
@@ -136,11 +150,19 @@ pub async fn turn(
     let _ = events.try_send(Event::Started {
         conversation_id: started.conversation.id,
         user_message: Box::new(started.user_message.clone()),
+        assistant_message_id: started.answer_id,
     });
     let services = services.clone();
     let user_id = user.id;
+    let journal = Journal::start(
+        conn.fork().await?,
+        started.answer_id,
+        user_id,
+        started.conversation.id,
+        events,
+    );
     let task = async move {
-        let result = answer(&services, &conn, user_id, started, Some(events.clone())).await;
+        let result = answer(&services, &conn, user_id, started, Some(&journal)).await;
         if let Some(record) = record {
             if let Err(e) = record.complete(&conn, &result).await {
                 tracing::error!(error = %e, "could not record the idempotent answer");
@@ -150,7 +172,7 @@ pub async fn turn(
             Ok(outcome) => Event::Done(Box::new(outcome)),
             Err(e) => Event::Failed(e),
         };
-        let _ = events.send(last).await;
+        let _ = journal.send(last).await;
     };
     Ok(Reply::Streaming(Running {
         events: rx,
@@ -165,7 +187,7 @@ async fn answer(
     conn: &Conn,
     user_id: UserId,
     started: Started,
-    events: Option<mpsc::Sender<Event>>,
+    events: Option<&Journal>,
 ) -> Result<Outcome> {
     let deps = RunDeps {
         providers: &services.providers,

@@ -25,6 +25,22 @@ pub struct ChatConfig {
     pub max_share_messages: u32,
     /// Share links one account may hold at once.
     pub max_shares_per_user: u32,
+    /// The longest a resumed stream follows a live answer before the client is told to reconnect.
+    pub resume_tail: Duration,
+    /// How often a resumed stream reads the store for more of the answer.
+    pub resume_poll: Duration,
+}
+
+impl ChatConfig {
+    /// How a resumed stream tails: an answer with nothing stored for longer than a whole turn may
+    /// take (and a minute) is given up as stopped.
+    pub fn resume(&self) -> crate::chat::resume::ResumeSettings {
+        crate::chat::resume::ResumeSettings {
+            tail: self.resume_tail,
+            poll: self.resume_poll,
+            stale_after: self.turn_budget + Duration::from_secs(60),
+        }
+    }
 }
 
 impl ChatConfig {
@@ -44,6 +60,10 @@ impl ChatConfig {
             max_system_prompt_chars: number(var, "MAX_SYSTEM_PROMPT_CHARS", 32_000)?,
             max_share_messages: number(var, "MAX_SHARE_MESSAGES", 2_000u32)?.max(1),
             max_shares_per_user: number(var, "MAX_SHARES_PER_USER", 200u32)?,
+            resume_tail: Duration::from_secs(number(var, "RESUME_TAIL_SECONDS", 60u64)?.max(1)),
+            resume_poll: Duration::from_millis(
+                number(var, "RESUME_POLL_MS", 250u64)?.clamp(20, 5000),
+            ),
         })
     }
 }

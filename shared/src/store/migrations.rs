@@ -45,6 +45,7 @@ pub(crate) const MIGRATIONS: &[(i64, &str, &str)] = migrations![
     24 => "0024_fallbacks_and_usage_detail.sql",
     25 => "0025_model_settings.sql",
     26 => "0026_branches_and_history_search.sql",
+    27 => "0027_resumable_streams.sql",
 ];
 
 pub(super) async fn apply(conn: &Conn) -> StoreResult<()> {

@@ -12,20 +12,43 @@ use super::*;
 pub(crate) struct Frame {
     pub kind: &'static str,
     pub data: serde_json::Value,
+    /// A delta's sequence number within its answer: the event's `id:` (what a client resumes
+    /// after), and `seq` in its data.
+    pub id: Option<i64>,
 }
 
 impl Frame {
-    fn new(kind: &'static str, data: &impl Serialize) -> Frame {
+    pub(crate) fn new(kind: &'static str, data: &impl Serialize) -> Frame {
         Frame {
             kind,
             data: serde_json::to_value(data).unwrap_or_else(|_| json!({})),
+            id: None,
+        }
+    }
+
+    /// Text of an answer, through delta `seq`.
+    pub(crate) fn delta(seq: i64, text: &str) -> Frame {
+        Frame {
+            kind: "delta",
+            data: json!({ "text": text, "seq": seq }),
+            id: Some(seq),
         }
     }
 }
 
+/// How long a client told to `reconnect` waits first (the event's `retry:`).
+const RECONNECT_AFTER: std::time::Duration = std::time::Duration::from_secs(1);
+
 impl From<Frame> for sse::Event {
     fn from(frame: Frame) -> sse::Event {
-        sse::event(frame.kind, &frame.data)
+        let mut event = sse::event(frame.kind, &frame.data);
+        if let Some(id) = frame.id {
+            event = event.id(id.to_string());
+        }
+        if frame.kind == "reconnect" {
+            event = event.retry(RECONNECT_AFTER);
+        }
+        event
     }
 }
 
@@ -37,8 +60,14 @@ impl From<chat::Event> for Frame {
             chat::Event::Started {
                 conversation_id,
                 user_message,
-            } => meta_frame(conversation_id, &MessageOut::from(*user_message)),
-            chat::Event::Delta(text) => Frame::new("delta", &json!({ "text": text })),
+                assistant_message_id,
+            } => meta_frame(
+                conversation_id,
+                &MessageOut::from(*user_message),
+                Some(assistant_message_id),
+            ),
+            chat::Event::Delta { seq, text } if seq > 0 => Frame::delta(seq, &text),
+            chat::Event::Delta { text, .. } => Frame::new("delta", &json!({ "text": text })),
             chat::Event::ToolCall(call) => Frame::new(
                 "tool_call",
                 &json!({"id": call.id, "name": call.name, "input": call.input}),
@@ -78,13 +107,18 @@ pub(super) fn encode(result: &Result<Outcome>) -> Result<(u16, String)> {
     ))
 }
 
-fn meta_frame(conversation_id: ConversationId, user_message: &MessageOut) -> Frame {
+fn meta_frame(
+    conversation_id: ConversationId,
+    user_message: &MessageOut,
+    assistant_message_id: Option<crate::ids::MessageId>,
+) -> Frame {
     Frame::new(
         "meta",
         &json!({
             "conversation_id": conversation_id,
             "user_message_id": user_message.id,
             "user_message": user_message,
+            "assistant_message_id": assistant_message_id,
         }),
     )
 }
@@ -115,7 +149,11 @@ pub(super) fn replay(status: u16, answer: String, stream: bool) -> ChatReply {
 /// A replayed answer's frames: `meta`, one `delta` with the whole text, `done`.
 pub(crate) fn replay_frames(response: &ChatResponse) -> [Frame; 3] {
     [
-        meta_frame(response.conversation_id, &response.user_message),
+        meta_frame(
+            response.conversation_id,
+            &response.user_message,
+            Some(response.assistant_message.id),
+        ),
         Frame::new(
             "delta",
             &json!({ "text": response.assistant_message.content }),

@@ -1,4 +1,5 @@
 mod frames;
+mod resume;
 
 use axum::{
     extract::State,
@@ -40,7 +41,9 @@ pub const FUNCTION: Function = Function {
 
 /// Chat turns, whole or streamed.
 pub fn routes() -> OpenApiRouter<AppState> {
-    OpenApiRouter::new().routes(routes!(post_chat))
+    OpenApiRouter::new()
+        .routes(routes!(post_chat))
+        .merge(resume::routes())
 }
 
 #[derive(Debug, Deserialize, Serialize, ToSchema)]

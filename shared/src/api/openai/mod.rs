@@ -159,7 +159,7 @@ fn stream(running: chat::Running, model: String, include_usage: bool) -> Respons
                         None,
                     )]
                 }
-                chat::Event::Delta(text) => {
+                chat::Event::Delta { text, .. } => {
                     vec![chunk(&id, &model, json!({"content": text}), None)]
                 }
                 chat::Event::Done(outcome) => {

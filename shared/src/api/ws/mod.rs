@@ -298,13 +298,15 @@ async fn relay(
     let interval = Duration::from_secs(1) / socket.settings.max_posts_per_second;
     let mut pending = String::new();
     let mut last_delta: Option<Instant> = None;
+    // The newest delta in `pending`: a coalesced frame carries it as its `seq`.
+    let mut pending_seq = 0;
     loop {
         let next = match last_delta {
             Some(at) if !pending.is_empty() => {
                 tokio::select! {
                     event = events.recv() => event,
                     _ = tokio::time::sleep_until((at + interval).into()) => {
-                        flush(socket, request_id, &mut pending, &mut last_delta).await?;
+                        flush(socket, request_id, &mut pending, pending_seq, &mut last_delta).await?;
                         continue;
                     }
                 }
@@ -312,21 +314,50 @@ async fn relay(
             _ => events.recv().await,
         };
         let Some(event) = next else {
-            return flush(socket, request_id, &mut pending, &mut last_delta).await;
+            return flush(
+                socket,
+                request_id,
+                &mut pending,
+                pending_seq,
+                &mut last_delta,
+            )
+            .await;
         };
         match event {
-            crate::chat::Event::Delta(text) => {
+            crate::chat::Event::Delta { seq, text } => {
                 pending.push_str(&text);
+                pending_seq = seq;
                 if last_delta.is_none_or(|at| at.elapsed() >= interval) {
-                    flush(socket, request_id, &mut pending, &mut last_delta).await?;
+                    flush(
+                        socket,
+                        request_id,
+                        &mut pending,
+                        pending_seq,
+                        &mut last_delta,
+                    )
+                    .await?;
                 }
             }
             crate::chat::Event::Failed(error) => {
-                flush(socket, request_id, &mut pending, &mut last_delta).await?;
+                flush(
+                    socket,
+                    request_id,
+                    &mut pending,
+                    pending_seq,
+                    &mut last_delta,
+                )
+                .await?;
                 socket.error(request_id, &error).await?;
             }
             other => {
-                flush(socket, request_id, &mut pending, &mut last_delta).await?;
+                flush(
+                    socket,
+                    request_id,
+                    &mut pending,
+                    pending_seq,
+                    &mut last_delta,
+                )
+                .await?;
                 socket.frame(request_id, Frame::from(other)).await?;
             }
         }
@@ -337,6 +368,7 @@ async fn flush(
     socket: Socket<'_>,
     request_id: Option<&str>,
     pending: &mut String,
+    seq: i64,
     last_delta: &mut Option<Instant>,
 ) -> Result<(), Gone> {
     if pending.is_empty() {
@@ -344,9 +376,7 @@ async fn flush(
     }
     let text = std::mem::take(pending);
     *last_delta = Some(Instant::now());
-    socket
-        .send("delta", request_id, json!({ "text": text }))
-        .await
+    socket.frame(request_id, Frame::delta(seq, &text)).await
 }
 
 /// The connection went away: its row goes (its `$disconnect` may never come).
