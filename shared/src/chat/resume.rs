@@ -18,6 +18,18 @@ pub struct ResumeSettings {
     pub stale_after: Duration,
 }
 
+impl From<&ChatConfig> for ResumeSettings {
+    /// An answer with nothing stored for longer than a whole turn may take (and a minute) is given
+    /// up as stopped.
+    fn from(chat: &ChatConfig) -> Self {
+        ResumeSettings {
+            tail: chat.resume_tail,
+            poll: chat.resume_poll,
+            stale_after: chat.turn_budget + Duration::from_secs(60),
+        }
+    }
+}
+
 /// What a resumed stream sends.
 #[derive(Debug)]
 pub enum Resumed {

@@ -32,18 +32,6 @@ pub struct ChatConfig {
 }
 
 impl ChatConfig {
-    /// How a resumed stream tails: an answer with nothing stored for longer than a whole turn may
-    /// take (and a minute) is given up as stopped.
-    pub fn resume(&self) -> crate::chat::resume::ResumeSettings {
-        crate::chat::resume::ResumeSettings {
-            tail: self.resume_tail,
-            poll: self.resume_poll,
-            stale_after: self.turn_budget + Duration::from_secs(60),
-        }
-    }
-}
-
-impl ChatConfig {
     pub(super) fn load(var: &impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
         Ok(ChatConfig {
             max_message_chars: number(var, "MAX_MESSAGE_CHARS", 32_000)?,

@@ -27,6 +27,7 @@ use crate::{
 };
 use frames::{encode, replay, whole};
 pub(crate) use frames::{replay_frames, Frame};
+pub(crate) use resume::resumed_frame;
 
 /// Answers stream (Lambda response streaming), for up to five minutes.
 pub const FUNCTION: Function = Function {

@@ -7,7 +7,7 @@ use utoipa::IntoParams;
 use super::*;
 use crate::{
     api::IdPath,
-    chat::resume::{Resume, Resumed},
+    chat::resume::{Resume, ResumeSettings, Resumed},
     http::ApiQuery,
     ids::MessageId,
 };
@@ -103,7 +103,7 @@ async fn stream_message(
     let resume = Resume::open(&conn, user.id, id, after).await?;
     let (tx, mut rx) = mpsc::channel::<Resumed>(16);
     let (frames, out) = mpsc::channel::<Frame>(16);
-    let settings = state.config().chat.resume();
+    let settings = ResumeSettings::from(&state.config().chat);
     let task = tokio::spawn(async move {
         let last = frames.clone();
         let relay = async move {

@@ -279,10 +279,80 @@ async fn run_action(
             }
             Ok(())
         }
+        Some("resume") => {
+            let (message_id, after) = resume_fields(&frame)?;
+            let conn = state.store().conn().await?;
+            let resume =
+                crate::chat::resume::Resume::open(&conn, user.id, message_id, after).await?;
+            let (tx, mut rx) = mpsc::channel(16);
+            let relay = async {
+                while let Some(event) = rx.recv().await {
+                    if socket
+                        .frame(request_id, chat_api::resumed_frame(event))
+                        .await
+                        .is_err()
+                    {
+                        return Err(Gone);
+                    }
+                }
+                Ok(())
+            };
+            let follow = async move {
+                resume
+                    .follow(&conn, (&state.config().chat).into(), &tx)
+                    .await
+            };
+            let (sent, followed) = tokio::join!(relay, follow);
+            if sent.is_err() {
+                forget(state, socket.id).await;
+            }
+            followed
+        }
         Some(other) => Err(Error::BadRequest(format!(
-            "unknown action `{other}`: send `chat` or `ping`"
+            "unknown action `{other}`: send `chat`, `resume` or `ping`"
         ))),
-        None => Err(Error::invalid("action", "must be `chat` or `ping`")),
+        None => Err(Error::invalid(
+            "action",
+            "must be `chat`, `resume` or `ping`",
+        )),
+    }
+}
+
+/// A `resume` frame's `message_id` (an answer's id) and `after` (the last delta received; 0 or
+/// absent: from the start).
+fn resume_fields(frame: &Map<String, Value>) -> crate::error::Result<(crate::ids::MessageId, i64)> {
+    let mut errors = crate::error::FieldErrors::default();
+    let message_id = match frame
+        .get("message_id")
+        .and_then(Value::as_str)
+        .map(str::parse)
+    {
+        Some(Ok(id)) => Some(id),
+        _ => {
+            errors.push(crate::error::FieldError::new(
+                "message_id",
+                "must name an answer",
+            ));
+            None
+        }
+    };
+    let after = match frame.get("after") {
+        None | Some(Value::Null) => Some(0),
+        Some(v) => match v.as_i64() {
+            Some(n) if n >= 0 => Some(n),
+            _ => {
+                errors.push(crate::error::FieldError::new(
+                    "after",
+                    "must be a whole number of at least 0",
+                ));
+                None
+            }
+        },
+    };
+    errors.finish()?;
+    match (message_id, after) {
+        (Some(id), Some(after)) => Ok((id, after)),
+        _ => Err(Error::invalid("message_id", "must name an answer")),
     }
 }
 
