@@ -96,6 +96,19 @@ try {
 
   await page.screenshot({ path: path.join(shots, 'chat.png'), fullPage: true });
 
+  // Reload while an answer streams in: the page picks it up and shows all of it, as stored.
+  const long = Array.from({ length: 120 }, (_, i) => `w${i}`).join(' ');
+  await composer.fill(long);
+  await composer.press('Enter');
+  await page.locator('.message.assistant.streaming .body', { hasText: 'Echo' }).waitFor({ timeout: 30000 });
+  await page.reload();
+  const resumed = page.locator('.message.assistant .body', { hasText: 'w119' });
+  await resumed.waitFor({ timeout: 30000 });
+  await page.locator('#stop').waitFor({ state: 'hidden', timeout: 30000 });
+  const shown = (await page.locator('.message.assistant .body').last().innerText()).trim();
+  if (shown !== `Echo (offline model, no AI): ${long}`) throw new Error(`the resumed answer reads: ${shown}`);
+  step('reloaded mid-answer: the answer was picked up and completed');
+
   // Edit the first message: a new branch, "2 / 2"; then back to the original, "1 / 2".
   const firstMessage = () => page.locator('.message.user').first();
   await firstMessage().getByRole('button', { name: 'Edit message' }).click();

@@ -21,6 +21,7 @@ const state = {
   pending: [], // attachments ready to send
   streaming: null, // AbortController of the turn in flight
   project: null,
+  answerId: null, // the id of the answer streaming in, once the stream names it
 };
 
 function el(tag, props = {}, ...children) {
@@ -114,6 +115,7 @@ async function start() {
     await loadProjects();
     newConversation();
     await resumeFromSharedPage();
+    await resumeStreaming();
   } catch (error) {
     if (state.session.signedIn) toast(describe(error));
   }
@@ -425,8 +427,8 @@ async function send({ text: edited, parent_id, regenerate, replacing } = {}) {
   state.streaming = controller;
   $('send').hidden = true;
   $('stop').hidden = false;
-  let text = '';
-  const changes = [];
+  const progress = { messageId: null, conversationId: state.conversation?.id, seq: 0, text: '', changes: [], done: false };
+  const onAnswer = answerEvents(answer, progress);
   let isNew = !state.conversation;
   try {
     const res = await state.session.request('/chat', {
@@ -444,36 +446,23 @@ async function send({ text: edited, parent_id, regenerate, replacing } = {}) {
       }
       throw new ApiError(res.status, problem);
     }
-    await readSse(res, ({ event, data }) => {
-      if (event === 'meta') {
+    await readSse(res, (event) => {
+      if (event.event === 'meta') {
+        const { data } = event;
         if (mine) mine.dataset.id = data.user_message_id;
         if (isNew) state.conversation = { id: data.conversation_id };
-      } else if (event === 'delta') {
-        text += data.text;
-        answer.querySelector('.body').textContent = text;
-        scrollDown();
-      } else if (event === 'file_changed') {
-        changes.push(data);
-        answer.querySelector('.changes')?.remove();
-        answer.append(changesView(changes));
-        if (state.project) showTree(state.project);
-      } else if (event === 'done') {
-        const m = data.assistant_message;
-        answer.replaceWith(messageView(m));
-        const meta = $('messages').querySelector(`[data-id="${CSS.escape(m.id)}"] .meta`);
-        if (meta && data.usage) {
-          const u = data.usage;
-          meta.append(el('span', { class: 'cost', text: `${u.input_tokens + u.output_tokens} tokens · ${money(u.cost_usd)}` }));
-        }
-      } else if (event === 'error') {
-        answer.classList.add('failed');
-        answer.querySelector('.body').textContent = text || (data.detail ?? 'The model failed.');
-        toast(data.detail || 'The turn failed');
-      }
+        progress.conversationId = data.conversation_id;
+        progress.messageId = data.assistant_message_id;
+        remember(progress);
+      } else onAnswer(event);
     });
+    // The connection ended before the answer did (a proxy, a network change): pick it up.
+    if (!progress.done && progress.messageId) await follow(progress, answer);
   } catch (error) {
     if (error.name === 'AbortError') {
       answer.querySelector('.meta').append(el('span', { class: 'status', text: 'stopped' }));
+    } else if (!(error instanceof ApiError) && progress.messageId) {
+      await follow(progress, answer);
     } else {
       answer.classList.add('failed');
       answer.querySelector('.body').textContent = describe(error);
@@ -482,6 +471,7 @@ async function send({ text: edited, parent_id, regenerate, replacing } = {}) {
   } finally {
     answer.classList.remove('streaming');
     state.streaming = null;
+    state.answerId = null;
     $('send').hidden = false;
     $('stop').hidden = true;
   }
@@ -497,6 +487,126 @@ async function send({ text: edited, parent_id, regenerate, replacing } = {}) {
       await reloadConversations();
     }
     await refreshUsage();
+  }
+}
+
+// ----- streamed answers: resumed after a dropped connection or a reload -----
+
+// This tab's answer in flight, so a reload picks it up (sessionStorage: this tab only).
+const STREAMING_KEY = 'codechat.streaming';
+
+function remember(progress) {
+  state.answerId = progress.messageId;
+  window.sessionStorage.setItem(STREAMING_KEY, JSON.stringify({
+    conversation_id: progress.conversationId,
+    message_id: progress.messageId,
+    seq: progress.seq,
+  }));
+}
+
+function forget() {
+  window.sessionStorage.removeItem(STREAMING_KEY);
+}
+
+// The events of an answer's stream (a turn's, or a resumed one's) applied to its view.
+function answerEvents(answer, progress) {
+  return ({ event, data }) => {
+    if (event === 'delta') {
+      progress.text += data.text;
+      if (data.seq) progress.seq = data.seq;
+      if (progress.messageId) remember(progress);
+      answer.querySelector('.body').textContent = progress.text;
+      scrollDown();
+    } else if (event === 'file_changed') {
+      progress.changes.push(data);
+      answer.querySelector('.changes')?.remove();
+      answer.append(changesView(progress.changes));
+      if (state.project) showTree(state.project);
+    } else if (event === 'done') {
+      progress.done = true;
+      forget();
+      const m = data.assistant_message;
+      const view = messageView(m);
+      answer.replaceWith(view);
+      if (data.usage) {
+        const u = data.usage;
+        view.querySelector('.meta').append(el('span', { class: 'cost', text: `${u.input_tokens + u.output_tokens} tokens · ${money(u.cost_usd)}` }));
+      }
+    } else if (event === 'error') {
+      progress.done = true;
+      forget();
+      answer.classList.add('failed');
+      answer.querySelector('.body').textContent = progress.text || (data.detail ?? 'The model failed.');
+      toast(data.detail || 'The turn failed');
+    }
+  };
+}
+
+// Follows an answer from the delta last seen until it ends, reconnecting when the stream says so
+// or the network drops (the answer goes on without us, on whichever instance runs it).
+async function follow(progress, answer) {
+  const onAnswer = answerEvents(answer, progress);
+  for (let attempt = 0; attempt < 60 && !progress.done; attempt++) {
+    try {
+      const res = await state.session.request(`/messages/${progress.messageId}/stream?after=${progress.seq}`, {
+        headers: { accept: 'text/event-stream' },
+      });
+      if (!res.ok) throw new ApiError(res.status, await res.json().catch(() => null));
+      await readSse(res, onAnswer);
+    } catch (error) {
+      if (error instanceof ApiError) {
+        forget();
+        answer.classList.add('failed');
+        toast(describe(error));
+        return;
+      }
+      await new Promise((resolve) => setTimeout(resolve, 1000));
+    }
+  }
+}
+
+// After a reload: the answer this tab was receiving, picked up where the store has it.
+async function resumeStreaming() {
+  let pending = null;
+  try {
+    pending = JSON.parse(window.sessionStorage.getItem(STREAMING_KEY) || 'null');
+  } catch {
+    pending = null;
+  }
+  if (!pending || !pending.message_id || !pending.conversation_id) return;
+  await openConversation(pending.conversation_id);
+  const answer = messageView({ role: 'assistant', content: '', model: '' }, true);
+  answer.classList.add('streaming');
+  $('messages').append(answer);
+  const progress = { messageId: pending.message_id, conversationId: pending.conversation_id, seq: 0, text: '', changes: [], done: false };
+  state.streaming = new AbortController();
+  state.answerId = pending.message_id;
+  $('send').hidden = true;
+  $('stop').hidden = false;
+  try {
+    await follow(progress, answer);
+  } finally {
+    state.streaming = null;
+    state.answerId = null;
+    $('send').hidden = false;
+    $('stop').hidden = true;
+    forget();
+  }
+  await openConversation(pending.conversation_id);
+}
+
+// Stop: the turn ends its answer where it is (it runs on its own, so closing the stream would not
+// stop it); before the answer has an id, the request is cancelled.
+async function stop() {
+  if (!state.streaming) return;
+  if (!state.answerId) {
+    state.streaming.abort?.();
+    return;
+  }
+  try {
+    await state.session.request(`/messages/${state.answerId}/stop`, { method: 'POST' });
+  } catch (error) {
+    toast(describe(error));
   }
 }
 
@@ -767,7 +877,7 @@ function setup() {
       send();
     }
   });
-  $('stop').addEventListener('click', () => state.streaming?.abort());
+  $('stop').addEventListener('click', stop);
   $('attach').addEventListener('click', () => $('file-input').click());
   $('file-input').addEventListener('change', (e) => {
     upload([...e.target.files]);
