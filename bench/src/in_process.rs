@@ -81,6 +81,67 @@ impl InProcess {
         )
     }
 
+    /// A request's status, the time to the first bytes of its body, and those bytes (then the
+    /// body is dropped).
+    pub async fn first_byte(
+        &self,
+        method: &str,
+        path: &str,
+        token: &str,
+        body: Option<Value>,
+    ) -> (u16, Duration, String) {
+        let mut req = axum::http::Request::builder()
+            .method(method)
+            .uri(path)
+            .header("authorization", format!("Bearer {token}"));
+        let req = match body {
+            Some(b) => {
+                req = req.header("content-type", "application/json");
+                req.body(axum::body::Body::from(b.to_string()))
+            }
+            None => req.body(axum::body::Body::empty()),
+        }
+        .unwrap();
+        let started = Instant::now();
+        let res = self.app.clone().oneshot(req).await.unwrap();
+        let status = res.status().as_u16();
+        let mut body = res.into_body();
+        let first = body.frame().await;
+        let took = started.elapsed();
+        let text = first
+            .and_then(|f| f.ok())
+            .and_then(|f| f.into_data().ok())
+            .map(|d| String::from_utf8_lossy(&d).into_owned())
+            .unwrap_or_default();
+        (status, took, text)
+    }
+
+    /// A streamed request read to its end: status and the whole body as text.
+    pub async fn text(
+        &self,
+        method: &str,
+        path: &str,
+        token: &str,
+        body: Option<Value>,
+    ) -> (u16, String) {
+        let mut req = axum::http::Request::builder()
+            .method(method)
+            .uri(path)
+            .header("authorization", format!("Bearer {token}"));
+        let req = match body {
+            Some(b) => {
+                req = req.header("content-type", "application/json");
+                req.body(axum::body::Body::from(b.to_string()))
+            }
+            None => req.body(axum::body::Body::empty()),
+        }
+        .unwrap();
+        let res = self.app.clone().oneshot(req).await.unwrap();
+        let status = res.status().as_u16();
+        let bytes = res.into_body().collect().await.unwrap().to_bytes();
+        (status, String::from_utf8_lossy(&bytes).into_owned())
+    }
+
     /// Times `n` requests made by `make`, each expected to answer `expect`.
     pub async fn measure(
         &self,

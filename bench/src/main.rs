@@ -17,7 +17,7 @@
 //! `BENCH_LOAD_N=32` narrow it; `BENCH_FUNCTION_LOG=<file>` keeps the functions' logs), `-- --uploads-only` only the
 //! attachments and projects, `-- --in-process-only` only the chat turn in-process (no release binaries are
 //! built), for profiling, `-- --quotas-only` only the budget and usage-report figures,
-//! `-- --history-only` branches (a 10k-message tree's active path beside a flat conversation) and
+//! `-- --resume-only` streamed answers stored as they grow and resumed, `-- --history-only` branches (a 10k-message tree's active path beside a flat conversation) and
 //! search over 1M messages, `-- --knowledge-only` only indexing and retrieval at 1k and 100k chunks (`BENCH_KEEP_DATA=<dir>`
 //! keeps the store; `-- --knowledge-search-only` then measures retrieval over it again), `-- --ws-only`
 //! WebSocket turns (first delta, posts per turn) with and without coalescing, `-- --web-only` the
@@ -36,6 +36,7 @@ mod knowledge;
 mod load;
 mod projects;
 mod quotas;
+mod resume;
 mod runtime;
 mod seed;
 mod uploads;
@@ -771,6 +772,33 @@ async fn main() {
         if keep.is_none() {
             let _ = std::fs::remove_dir_all(&data);
         }
+        return;
+    }
+    if std::env::args().any(|a| a == "--resume-only") {
+        // Streamed answers stored as they grow, and resumed: in-process, and on sqld when present.
+        let data =
+            std::env::temp_dir().join(format!("codechat-bench-resume-{}", std::process::id()));
+        let (app, state) = InProcess::start_with(&data, &[("ECHO_DELAY_MS", "15")]).await;
+        let sqld = Sqld::start().await;
+        let remote = match &sqld {
+            Some(sqld) => {
+                let proxy = LatencyProxy::start(sqld.addr(), Duration::ZERO).await;
+                let (remote, _) = InProcess::start_with(
+                    &data.join("remote"),
+                    &[
+                        ("ECHO_DELAY_MS", "15"),
+                        ("LIBSQL_URL", &proxy.url()),
+                        ("LIBSQL_AUTH_TOKEN", &sqld.token()),
+                    ],
+                )
+                .await;
+                Some((remote, proxy))
+            }
+            None => None,
+        };
+        let rows = resume::measure(&app, &state, remote.as_ref().map(|(a, p)| (a, p))).await;
+        print_rows(&rows, 78);
+        let _ = std::fs::remove_dir_all(&data);
         return;
     }
     if std::env::args().any(|a| a == "--openai-only") {

@@ -114,8 +114,7 @@ async fn follow(
         if let Some(answer) = progress.answer.take() {
             let Some(from) = offset else {
                 return Err(Error::Conflict(
-                    "this answer is stored whole and the delta named is no longer known: read it from the start (after=0)"
-                        .into(),
+                    "this answer is stored whole and the delta named is no longer known: read it from the start (after=0)",
                 ));
             };
             let last = progress.chunks.last().map_or(seq, |c| c.last_seq.max(seq));
@@ -150,19 +149,12 @@ async fn follow(
         if let Some(mut from) = offset {
             for chunk in &progress.chunks {
                 let text = chunk.from(from);
-                if chunk.last_seq > seq && !text.is_empty() {
-                    if send(
-                        tx,
-                        Resumed::Delta {
-                            seq: chunk.last_seq,
-                            text: text.to_string(),
-                        },
-                    )
-                    .await
-                    .is_err()
-                    {
-                        return Ok(());
-                    }
+                let delta = Resumed::Delta {
+                    seq: chunk.last_seq,
+                    text: text.to_string(),
+                };
+                if chunk.last_seq > seq && !text.is_empty() && send(tx, delta).await.is_err() {
+                    return Ok(());
                 }
                 seq = seq.max(chunk.last_seq);
                 from = from.max(chunk.start + chunk.text.len());

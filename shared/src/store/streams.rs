@@ -27,10 +27,7 @@ impl Chunk {
     /// This chunk's text from byte `offset` of the answer on (all of it when it starts later).
     pub fn from(&self, offset: usize) -> &str {
         let at = offset.saturating_sub(self.start);
-        match self.text.get(at..) {
-            Some(rest) => rest,
-            None => "",
-        }
+        self.text.get(at..).unwrap_or_default()
     }
 }
 
