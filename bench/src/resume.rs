@@ -47,6 +47,7 @@ pub async fn measure(
     let mut chunks = Vec::new();
     let mut turn_times = Vec::new();
     let mut ids = Vec::new();
+    let mut conversations = Vec::new();
     for _ in 0..TURNS {
         let started = Instant::now();
         let (status, sse) = app
@@ -59,9 +60,10 @@ pub async fn measure(
             .await;
         turn_times.push(started.elapsed());
         assert_eq!(status, 200, "{sse}");
-        let (id, _) = answer_id(&sse);
+        let (id, conversation) = answer_id(&sse);
         chunks.push(count_chunks(state, &id).await);
         ids.push(id);
+        conversations.push(conversation);
     }
     chunks.sort();
     eprintln!(
@@ -79,6 +81,8 @@ pub async fn measure(
     // One chunk's write, as the journal makes it (about 500 ms of deltas: ~33 words).
     let conn = state.store().conn().await.unwrap();
     let id: codechat::ids::MessageId = ids[0].parse().unwrap();
+    let user = user_of(state, "").await;
+    let conversation: codechat::ids::ConversationId = conversations[0].parse().unwrap();
     let text = "w1 ".repeat(33);
     let mut writes = Vec::with_capacity(CHUNK_WRITES);
     for i in 0..CHUNK_WRITES {
@@ -91,7 +95,9 @@ pub async fn measure(
             ends: (1..=33).map(|k| k * 3).collect(),
         };
         let started = Instant::now();
-        conn.append_answer_chunk(id, &chunk).await.unwrap();
+        conn.append_answer_chunk(id, user, conversation, &chunk)
+            .await
+            .unwrap();
         writes.push(started.elapsed());
     }
     rows.push(Row::from_times(

@@ -546,6 +546,9 @@ function answerEvents(answer, progress) {
 // or the network drops (the answer goes on without us, on whichever instance runs it).
 async function follow(progress, answer) {
   const onAnswer = answerEvents(answer, progress);
+  // An answer's stream is in the store from its first chunk, half a second into it: until then a
+  // resume finds nothing, and is tried again.
+  let notYet = 0;
   for (let attempt = 0; attempt < 60 && !progress.done; attempt++) {
     try {
       const res = await state.session.request(`/messages/${progress.messageId}/stream?after=${progress.seq}`, {
@@ -554,6 +557,10 @@ async function follow(progress, answer) {
       if (!res.ok) throw new ApiError(res.status, await res.json().catch(() => null));
       await readSse(res, onAnswer);
     } catch (error) {
+      if (error instanceof ApiError && error.status === 404 && notYet++ < 8) {
+        await new Promise((resolve) => setTimeout(resolve, 500));
+        continue;
+      }
       if (error instanceof ApiError) {
         forget();
         answer.classList.add('failed');
@@ -603,10 +610,16 @@ async function stop() {
     state.streaming.abort?.();
     return;
   }
-  try {
-    await state.session.request(`/messages/${state.answerId}/stop`, { method: 'POST' });
-  } catch (error) {
-    toast(describe(error));
+  // Until its first chunk is stored (half a second into the answer) the stream is not found yet.
+  for (let attempt = 0; attempt < 4; attempt++) {
+    try {
+      const res = await state.session.request(`/messages/${state.answerId}/stop`, { method: 'POST' });
+      if (res.status !== 404) return;
+    } catch (error) {
+      toast(describe(error));
+      return;
+    }
+    await new Promise((resolve) => setTimeout(resolve, 600));
   }
 }
 

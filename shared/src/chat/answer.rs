@@ -34,6 +34,8 @@ pub(super) struct Answer<'a> {
     pub(super) tool_calls: &'a [ToolCall],
     /// The user message it answers.
     pub(super) parent: crate::store::ParentRef,
+    /// A streamed answer's deltas not stored yet.
+    pub(super) final_chunk: Option<&'a crate::store::Chunk>,
 }
 
 /// Stores the answer with its usage rows (the chat row last), each priced at its own model's
@@ -81,6 +83,7 @@ pub(super) async fn store_answer(
             },
             &rows,
             holds,
+            answer.final_chunk,
         )
         .await?;
     let chat_row = rows.pop().expect("the chat usage row is always the last");

@@ -1,6 +1,8 @@
 //! A streamed answer's deltas: numbered from 1 (the stream's `id:`), sent to the client, and stored
 //! as they grow, in chunks, by a writer task of their own (so a write never holds a delta back),
-//! whence any instance can send a client what it missed ([`crate::chat::resume`]).
+//! whence any instance can send a client what it missed ([`crate::chat::resume`]). The stream is
+//! opened in the store as the turn starts (beside the model call); the last chunk goes in the
+//! statement that stores the answer.
 //!
 //! A client that leaves does not end the turn: it runs to its end and stores its answer, and the
 //! client may pick it up again. A turn ends early only when its user asks (`POST
@@ -26,8 +28,8 @@ pub const CHUNK_BYTES: usize = 2000;
 
 enum Entry {
     Delta(i64, String),
-    /// Store what is pending, then answer.
-    Flush(oneshot::Sender<()>),
+    /// Hand over what is not stored yet (the answer's statement stores it).
+    Take(oneshot::Sender<Option<Chunk>>),
 }
 
 /// The user asked to stop the answer.
@@ -42,8 +44,7 @@ pub struct Journal {
 }
 
 impl Journal {
-    /// Opens answer `answer_id`'s stream in the store (in the writer task, beside the model call)
-    /// and relays to `client`.
+    /// Relays answer `answer_id`'s deltas to `client` and stores them as they grow.
     pub fn start(
         conn: Conn,
         answer_id: MessageId,
@@ -56,13 +57,11 @@ impl Journal {
         let writing = Writer {
             conn,
             answer_id,
+            user_id,
+            conversation_id,
             stopped: stopped.clone(),
         };
-        tokio::spawn(
-            writing
-                .run(user_id, conversation_id, entries)
-                .instrument(tracing::Span::current()),
-        );
+        tokio::spawn(writing.run(entries).instrument(tracing::Span::current()));
         Journal {
             client,
             writer,
@@ -89,12 +88,12 @@ impl Journal {
         Ok(())
     }
 
-    /// Stores every delta sent so far (before the answer itself is).
-    pub async fn flush(&self) {
-        let (done, stored) = oneshot::channel();
-        if self.writer.send(Entry::Flush(done)).is_ok() {
-            let _ = stored.await;
-        }
+    /// The deltas sent and not stored yet, for the answer's statement to store (every delta a
+    /// client may have seen is stored with the answer at the latest).
+    pub async fn take_pending(&self) -> Option<Chunk> {
+        let (give, taken) = oneshot::channel();
+        self.writer.send(Entry::Take(give)).ok()?;
+        taken.await.ok().flatten()
     }
 }
 
@@ -103,22 +102,19 @@ use tracing::Instrument;
 struct Writer {
     conn: Conn,
     answer_id: MessageId,
+    user_id: UserId,
+    conversation_id: ConversationId,
     stopped: Arc<AtomicBool>,
 }
 
 impl Writer {
-    async fn run(
-        self,
-        user_id: UserId,
-        conversation_id: ConversationId,
-        mut entries: mpsc::UnboundedReceiver<Entry>,
-    ) {
-        if let Err(error) = self
+    async fn run(self, mut entries: mpsc::UnboundedReceiver<Entry>) {
+        let opened = self
             .conn
-            .start_answer_stream(self.answer_id, user_id, conversation_id)
-            .await
-        {
-            tracing::warn!(%error, "the answer's stream could not be opened; it cannot be resumed");
+            .start_answer_stream(self.answer_id, self.user_id, self.conversation_id)
+            .await;
+        if let Err(error) = opened {
+            tracing::warn!(%error, "the answer's stream could not be opened yet (its first chunk will)");
         }
         let mut pending: Option<Chunk> = None;
         // Bytes of the answer so far.
@@ -153,9 +149,8 @@ impl Writer {
                         self.store(&mut pending).await;
                     }
                 }
-                Some(Entry::Flush(done)) => {
-                    self.store(&mut pending).await;
-                    let _ = done.send(());
+                Some(Entry::Take(give)) => {
+                    let _ = give.send(pending.take());
                 }
                 None => {
                     self.store(&mut pending).await;
@@ -171,7 +166,11 @@ impl Writer {
         let Some(chunk) = pending.as_ref() else {
             return;
         };
-        match self.conn.append_answer_chunk(self.answer_id, chunk).await {
+        let stored = self
+            .conn
+            .append_answer_chunk(self.answer_id, self.user_id, self.conversation_id, chunk)
+            .await;
+        match stored {
             Ok(stop) => {
                 *pending = None;
                 if stop {

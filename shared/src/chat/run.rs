@@ -142,11 +142,12 @@ pub(super) async fn run(
     usage_rows.push(("chat", &models[answered], usage));
 
     // If the answer cannot be stored, the store error is the turn's error; the user message remains.
-    // Every delta a client may have seen is stored before the answer (a resumed stream cuts the
-    // answer at the delta it saw last).
-    if let Some(journal) = deltas {
-        journal.flush().await;
-    }
+    // The deltas not stored yet go in the answer's statement (a resumed stream cuts the answer at
+    // the delta its client saw last, so each must be placed).
+    let final_chunk = match deltas {
+        Some(journal) => journal.take_pending().await,
+        None => None,
+    };
     let answer = Answer {
         id: answer_id,
         conversation_id: conversation.id,
@@ -160,6 +161,7 @@ pub(super) async fn run(
         citations: &citations,
         tool_calls: &tool_calls,
         parent: user_message.as_parent(),
+        final_chunk: final_chunk.as_ref(),
     };
     let (assistant_message, usage) =
         match store_answer(conn, user_id, answer, &usage_rows, holds.ids()).await {

@@ -309,13 +309,15 @@ impl Conn {
 
     /// Stores a turn's answer with its usage rows in one statement (the `messages_with_usage`
     /// view's trigger): there is never an answer without its cost, nor a cost without its answer.
-    /// The same statement gives back the turn's quota `holds`, now that its real usage counts.
+    /// The same statement gives back the turn's quota `holds`, now that its real usage counts, and
+    /// stores a streamed answer's `final_chunk` (the deltas not stored yet).
     pub async fn append_answer(
         &self,
         user_id: UserId,
         new: NewMessage<'_>,
         usage: &[UsageRecord],
         holds: &[String],
+        final_chunk: Option<&super::Chunk>,
     ) -> StoreResult<Message> {
         let usage = usage::to_json(usage);
         let holds = serde_json::to_string(holds).unwrap_or_else(|_| "[]".into());
@@ -323,8 +325,8 @@ impl Conn {
         let rows = self.query(
                 "INSERT INTO messages_with_usage
                      (id, conversation_id, user_id, role, content, status, model, error, created_at, usage, changes,
-                      agent_id, holds, citations, tool_calls, fallback_from, parent_seq)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17)
+                      agent_id, holds, citations, tool_calls, fallback_from, parent_seq, final_chunk)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18)
                  RETURNING (SELECT seq FROM messages WHERE messages.id = messages_with_usage.id)",
                 libsql::params![
                     new.id,
@@ -343,7 +345,8 @@ impl Conn {
                     list_json(new.citations),
                     list_json(new.tool_calls),
                     new.fallback_from,
-                    new.parent.map_or(0, |p| p.seq)
+                    new.parent.map_or(0, |p| p.seq),
+                    final_chunk.map(super::Chunk::to_json)
                 ],
             )
             .await?;

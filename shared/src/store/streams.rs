@@ -16,6 +16,18 @@ pub struct Chunk {
 }
 
 impl Chunk {
+    /// The chunk as the answer's statement takes it (`final_chunk`).
+    pub(super) fn to_json(&self) -> String {
+        serde_json::json!({
+            "first_seq": self.first_seq,
+            "last_seq": self.last_seq,
+            "start": self.start,
+            "text": self.text,
+            "ends": serde_json::to_string(&self.ends).unwrap_or_else(|_| "[]".into()),
+        })
+        .to_string()
+    }
+
     /// Where delta `seq` ends in the answer, if this chunk holds it.
     pub fn end_of(&self, seq: i64) -> Option<usize> {
         if seq < self.first_seq {
@@ -57,7 +69,8 @@ fn chunk_from_row(row: &super::Row) -> StoreResult<Chunk> {
 }
 
 impl Conn {
-    /// Opens the stream of answer `message_id` (before its first delta).
+    /// Opens the stream of answer `message_id` as its turn starts, so a client resuming before the
+    /// first chunk (a model slow to start, a tool loop) follows it rather than finding nothing.
     pub async fn start_answer_stream(
         &self,
         message_id: MessageId,
@@ -65,30 +78,34 @@ impl Conn {
         conversation_id: ConversationId,
     ) -> StoreResult<()> {
         self.execute(
-            "INSERT INTO answer_streams (message_id, user_id, conversation_id, created_at)
-             VALUES (?1, ?2, ?3, ?4) ON CONFLICT (message_id) DO NOTHING",
+            "INSERT OR IGNORE INTO answer_streams (message_id, user_id, conversation_id, created_at)
+             VALUES (?1, ?2, ?3, ?4)",
             libsql::params![message_id, user_id, conversation_id, crate::ids::now()],
         )
         .await?;
         Ok(())
     }
 
-    /// Stores a chunk of the answer's deltas, in one statement that also answers whether the
-    /// answer's user asked to stop it.
+    /// Stores a chunk of the answer's deltas (opening its stream if it is not yet), in one statement
+    /// that also answers whether the answer's user asked to stop it.
     pub async fn append_answer_chunk(
         &self,
         message_id: MessageId,
+        user_id: UserId,
+        conversation_id: ConversationId,
         chunk: &Chunk,
     ) -> StoreResult<bool> {
         let ends = serde_json::to_string(&chunk.ends).map_err(|e| StoreError::Db(e.to_string()))?;
         let rows = self
             .query(
-                "INSERT INTO answer_chunks (message_id, last_seq, first_seq, start_at, text, ends, written_at)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
-                 ON CONFLICT (message_id, last_seq) DO NOTHING
+                "INSERT INTO answer_chunk_writes (message_id, user_id, conversation_id, last_seq,
+                                                  first_seq, start_at, text, ends, written_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)
                  RETURNING (SELECT stop FROM answer_streams WHERE message_id = ?1)",
                 libsql::params![
                     message_id,
+                    user_id,
+                    conversation_id,
                     chunk.last_seq,
                     chunk.first_seq,
                     chunk.start as i64,
