@@ -90,20 +90,8 @@ impl InProcess {
         token: &str,
         body: Option<Value>,
     ) -> (u16, Duration, String) {
-        let mut req = axum::http::Request::builder()
-            .method(method)
-            .uri(path)
-            .header("authorization", format!("Bearer {token}"));
-        let req = match body {
-            Some(b) => {
-                req = req.header("content-type", "application/json");
-                req.body(axum::body::Body::from(b.to_string()))
-            }
-            None => req.body(axum::body::Body::empty()),
-        }
-        .unwrap();
         let started = Instant::now();
-        let res = self.app.clone().oneshot(req).await.unwrap();
+        let res = self.send(method, path, token, body).await;
         let status = res.status().as_u16();
         let mut body = res.into_body();
         let first = body.frame().await;
@@ -124,22 +112,31 @@ impl InProcess {
         token: &str,
         body: Option<Value>,
     ) -> (u16, String) {
-        let mut req = axum::http::Request::builder()
+        let res = self.send(method, path, token, body).await;
+        let status = res.status().as_u16();
+        let bytes = res.into_body().collect().await.unwrap().to_bytes();
+        (status, String::from_utf8_lossy(&bytes).into_owned())
+    }
+
+    async fn send(
+        &self,
+        method: &str,
+        path: &str,
+        token: &str,
+        body: Option<Value>,
+    ) -> axum::response::Response {
+        let req = axum::http::Request::builder()
             .method(method)
             .uri(path)
             .header("authorization", format!("Bearer {token}"));
         let req = match body {
-            Some(b) => {
-                req = req.header("content-type", "application/json");
-                req.body(axum::body::Body::from(b.to_string()))
-            }
+            Some(b) => req
+                .header("content-type", "application/json")
+                .body(axum::body::Body::from(b.to_string())),
             None => req.body(axum::body::Body::empty()),
         }
         .unwrap();
-        let res = self.app.clone().oneshot(req).await.unwrap();
-        let status = res.status().as_u16();
-        let bytes = res.into_body().collect().await.unwrap().to_bytes();
-        (status, String::from_utf8_lossy(&bytes).into_owned())
+        self.app.clone().oneshot(req).await.unwrap()
     }
 
     /// Times `n` requests made by `make`, each expected to answer `expect`.

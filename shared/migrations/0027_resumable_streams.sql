@@ -66,8 +66,9 @@ BEGIN
             NEW.written_at);
 END;
 
--- The answer's statement stores its last chunk (`final_chunk`, JSON: the deltas not yet stored),
--- so a streamed answer costs no write at its end beyond the answer's own.
+-- The answer's statement takes its parent (`parent_seq`, migration 26) and stores its last chunk
+-- (`final_chunk`, JSON: the deltas not yet stored), so a streamed answer costs no write at its end
+-- beyond the answer's own.
 DROP TRIGGER messages_with_usage_insert;
 DROP VIEW messages_with_usage;
 
