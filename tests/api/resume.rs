@@ -281,3 +281,27 @@ async fn a_stop_ends_the_answer_where_it_is_and_a_long_tail_says_reconnect() {
     assert_eq!(got, answer["content"].as_str().unwrap());
     assert!(!got.contains("w199"), "stopped before the end");
 }
+
+/// An answer whose turn died (its stream opened, nothing stored since for longer than a turn may
+/// take, no answer) is reported to a resuming client as lost, not followed forever.
+#[tokio::test]
+async fn a_stream_whose_turn_died_ends_with_an_error() {
+    let app = TestApp::with_env(&[("TURN_BUDGET_SECONDS", "1"), ("RESUME_POLL_MS", "100")]).await;
+    let t = app.register("lost@example.com").await;
+    let first = app
+        .chat(&t.access, json!({"message": "a conversation"}), None)
+        .await
+        .json();
+    let conversation = first["conversation_id"].as_str().unwrap().parse().unwrap();
+    let answer = codechat::ids::MessageId::new();
+    let conn = app.state.store().conn().await.unwrap();
+    conn.start_answer_stream(answer, app.user_id(&t.access).await, conversation)
+        .await
+        .unwrap();
+    let started = std::time::Instant::now();
+    let events = resume(&app, &t.access, &answer.to_string(), 0, 99).await;
+    let last = events.last().unwrap();
+    assert_eq!(last.event, "error", "{events:?}");
+    assert_eq!(last.data["code"], "answer_lost");
+    assert!(started.elapsed() >= std::time::Duration::from_secs(10));
+}

@@ -19,13 +19,14 @@ pub struct ResumeSettings {
 }
 
 impl From<&ChatConfig> for ResumeSettings {
-    /// An answer with nothing stored for longer than a whole turn may take (and a minute) is given
-    /// up as stopped.
+    /// An answer with nothing stored for longer than a whole turn may take is given up as stopped:
+    /// a turn stores its answer when its budget runs out (10 s more for that write and the
+    /// instances' clocks).
     fn from(chat: &ChatConfig) -> Self {
         ResumeSettings {
             tail: chat.resume_tail,
             poll: chat.resume_poll,
-            stale_after: chat.turn_budget + Duration::from_secs(60),
+            stale_after: chat.turn_budget + Duration::from_secs(10),
         }
     }
 }
