@@ -36,6 +36,7 @@ use crate::{
 mod answer;
 mod input;
 pub mod journal;
+mod plan;
 pub mod resume;
 mod run;
 mod start;
@@ -43,6 +44,7 @@ mod turn;
 pub use answer::*;
 pub use input::*;
 use journal::Journal;
+use plan::*;
 use run::*;
 use start::*;
 pub use turn::*;
