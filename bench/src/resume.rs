@@ -37,6 +37,14 @@ pub async fn measure(
     remote: Option<(&InProcess, &codechat_api_tests::proxy::LatencyProxy)>,
 ) -> Vec<Row> {
     let token = app.register("resume@bench.dev", PASSWORD).await;
+    let user = {
+        let conn = state.store().conn().await.unwrap();
+        conn.user_by_email("resume@bench.dev")
+            .await
+            .unwrap()
+            .unwrap()
+            .id
+    };
     let message = (0..200)
         .map(|i| format!("w{i}"))
         .collect::<Vec<_>>()
@@ -61,7 +69,7 @@ pub async fn measure(
         turn_times.push(started.elapsed());
         assert_eq!(status, 200, "{sse}");
         let (id, conversation) = answer_id(&sse);
-        chunks.push(count_chunks(state, &id).await);
+        chunks.push(count_chunks(state, user, &id).await);
         ids.push(id);
         conversations.push(conversation);
     }
@@ -81,7 +89,6 @@ pub async fn measure(
     // One chunk's write, as the journal makes it (about 500 ms of deltas: ~33 words).
     let conn = state.store().conn().await.unwrap();
     let id: codechat::ids::MessageId = ids[0].parse().unwrap();
-    let user = user_of(state, "").await;
     let conversation: codechat::ids::ConversationId = conversations[0].parse().unwrap();
     let text = "w1 ".repeat(33);
     let mut writes = Vec::with_capacity(CHUNK_WRITES);
@@ -196,21 +203,12 @@ pub async fn measure(
     rows
 }
 
-async fn count_chunks(state: &codechat::AppState, id: &str) -> usize {
+async fn count_chunks(state: &codechat::AppState, user: codechat::ids::UserId, id: &str) -> usize {
     let conn = state.store().conn().await.unwrap();
     let progress = conn
-        .answer_progress(id.parse().unwrap(), user_of(state, id).await, 0)
+        .answer_progress(id.parse().unwrap(), user, 0)
         .await
         .unwrap()
         .unwrap();
     progress.chunks.len()
-}
-
-async fn user_of(state: &codechat::AppState, _id: &str) -> codechat::ids::UserId {
-    let conn = state.store().conn().await.unwrap();
-    conn.user_by_email("resume@bench.dev")
-        .await
-        .unwrap()
-        .unwrap()
-        .id
 }

@@ -305,3 +305,33 @@ async fn a_stream_whose_turn_died_ends_with_an_error() {
     assert_eq!(last.data["code"], "answer_lost");
     assert!(started.elapsed() >= std::time::Duration::from_secs(10));
 }
+
+/// A conversation keeps its answers' chunks until its next answer: an older answer then resumes
+/// from the start only, and from its middle says so (409) rather than guess.
+#[tokio::test]
+async fn an_older_answer_resumes_from_the_start_only() {
+    let app = TestApp::spawn().await;
+    let t = app.register("older@example.com").await;
+    let first = app
+        .chat_stream(&t.access, json!({"message": "one two three four"}), None)
+        .await;
+    let id = first[0].data["assistant_message_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let conversation = first[0].data["conversation_id"].as_str().unwrap();
+    app.chat_stream(
+        &t.access,
+        json!({"conversation_id": conversation, "message": "next"}),
+        None,
+    )
+    .await;
+    let whole = resume(&app, &t.access, &id, 0, 99).await;
+    assert_eq!(whole.last().unwrap().event, "done");
+    app.get(
+        &format!("/api/v1/messages/{id}/stream?after=2"),
+        Some(&t.access),
+    )
+    .await
+    .problem(StatusCode::CONFLICT);
+}

@@ -56,7 +56,8 @@ pub struct Resume {
 
 impl Resume {
     /// The answer `message_id` past delta `after` (0: from the start); `Err(NotFound)` for an
-    /// answer the user has not (another user's too).
+    /// answer the user has not (another user's too), a conflict when the answer is stored whole
+    /// but delta `after` can no longer be placed in it (see [`Resume::follow`]).
     pub async fn open(
         conn: &Conn,
         user_id: UserId,
@@ -67,6 +68,10 @@ impl Resume {
             .answer_progress(message_id, user_id, after)
             .await?
             .ok_or(Error::NotFound)?;
+        let placed = after == 0 || progress.chunks.iter().any(|c| c.end_of(after).is_some());
+        if progress.answer.is_some() && !placed {
+            return Err(unplaced());
+        }
         Ok(Resume {
             user_id,
             message_id,
@@ -114,9 +119,7 @@ async fn follow(
         }
         if let Some(answer) = progress.answer.take() {
             let Some(from) = offset else {
-                return Err(Error::Conflict(
-                    "this answer is stored whole and the delta named is no longer known: read it from the start (after=0)",
-                ));
+                return Err(unplaced());
             };
             let last = progress.chunks.last().map_or(seq, |c| c.last_seq.max(seq));
             let rest = answer.content.get(from..).unwrap_or_default();
@@ -180,6 +183,12 @@ async fn follow(
             .await?
             .ok_or(Error::NotFound)?;
     }
+}
+
+fn unplaced() -> Error {
+    Error::Conflict(
+        "this answer is stored whole and the delta named is no longer known: read it from the start (after=0)",
+    )
 }
 
 async fn send(tx: &mpsc::Sender<Resumed>, event: Resumed) -> std::result::Result<(), ()> {

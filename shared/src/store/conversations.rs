@@ -82,13 +82,54 @@ pub struct ConversationChanges<'a> {
     pub agent_id: Option<Option<AgentId>>,
 }
 
-const CONVERSATION_COLUMNS: &str =
-    "id, user_id, title, model, agent_id, project_id, summary, summary_through_seq, \
-     message_count, created_at, updated_at, last_message_at, activity_at, branched, \
-     CASE WHEN branched THEN (SELECT l.id FROM messages l WHERE l.conversation_id = conversations.id \
-                                AND l.on_path = 1 ORDER BY l.seq DESC LIMIT 1) \
-          ELSE (SELECT l.id FROM messages l WHERE l.conversation_id = conversations.id \
-                ORDER BY l.seq DESC LIMIT 1) END";
+/// The conversation's columns from the table (or alias) `$t`; the active leaf is the newest
+/// message of the path (any message of a conversation that never branched).
+macro_rules! conversation_columns {
+    ($t:literal) => {
+        concat!(
+            $t,
+            ".id, ",
+            $t,
+            ".user_id, ",
+            $t,
+            ".title, ",
+            $t,
+            ".model, ",
+            $t,
+            ".agent_id, ",
+            $t,
+            ".project_id, ",
+            $t,
+            ".summary, ",
+            $t,
+            ".summary_through_seq, ",
+            $t,
+            ".message_count, ",
+            $t,
+            ".created_at, ",
+            $t,
+            ".updated_at, ",
+            $t,
+            ".last_message_at, ",
+            $t,
+            ".activity_at, ",
+            $t,
+            ".branched, CASE WHEN ",
+            $t,
+            ".branched
+                 THEN (SELECT l.id FROM messages l WHERE l.conversation_id = ",
+            $t,
+            ".id
+                       AND l.on_path = 1 ORDER BY l.seq DESC LIMIT 1)
+                 ELSE (SELECT l.id FROM messages l WHERE l.conversation_id = ",
+            $t,
+            ".id
+                       ORDER BY l.seq DESC LIMIT 1) END"
+        )
+    };
+}
+
+const CONVERSATION_COLUMNS: &str = conversation_columns!("conversations");
 
 fn conversation_from_row(row: &Row) -> StoreResult<Conversation> {
     Ok(Conversation {
@@ -111,13 +152,7 @@ fn conversation_from_row(row: &Row) -> StoreResult<Conversation> {
 }
 
 /// [`CONVERSATION_COLUMNS`] of the table aliased `c`.
-const C_CONVERSATION_COLUMNS: &str =
-    "c.id, c.user_id, c.title, c.model, c.agent_id, c.project_id, c.summary, c.summary_through_seq, \
-     c.message_count, c.created_at, c.updated_at, c.last_message_at, c.activity_at, c.branched, \
-     CASE WHEN c.branched THEN (SELECT l.id FROM messages l WHERE l.conversation_id = c.id \
-                                  AND l.on_path = 1 ORDER BY l.seq DESC LIMIT 1) \
-          ELSE (SELECT l.id FROM messages l WHERE l.conversation_id = c.id \
-                ORDER BY l.seq DESC LIMIT 1) END";
+const C_CONVERSATION_COLUMNS: &str = conversation_columns!("c");
 const CONVERSATION_COLUMN_COUNT: usize = 15;
 
 /// Escapes `%`, `_` and `\` for `LIKE … ESCAPE '\'`.

@@ -46,8 +46,6 @@ impl Chunk {
 /// What is stored of a streamed answer past delta `after`.
 #[derive(Debug)]
 pub struct StreamProgress {
-    /// Whether the answer was streamed with its chunks kept (else only `answer` can say anything).
-    pub streamed: bool,
     /// The chunks holding delta `after` and those after it, in order.
     pub chunks: Vec<Chunk>,
     /// When the newest chunk (or the stream) was written.
@@ -160,14 +158,12 @@ impl Conn {
             .first()
             .map(|row| col::<String>(row, 1, "answer_chunks.written_at"))
             .transpose()?;
-        let streamed = last_written_at.is_some();
         let chunks = collect(rows.into_iter().skip(1).collect(), chunk_from_row)?;
         let answer = self.message_of_user(message_id, user_id).await?;
-        if !streamed && answer.is_none() {
+        if last_written_at.is_none() && answer.is_none() {
             return Ok(None);
         }
         Ok(Some(StreamProgress {
-            streamed,
             chunks,
             last_written_at,
             answer,
