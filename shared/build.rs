@@ -6,12 +6,13 @@ use std::{fmt::Write as _, io::Write as _, path::Path};
 
 use sha2::{Digest, Sha256};
 
-const ASSETS: [(&str, &str); 6] = [
+const ASSETS: [(&str, &str); 7] = [
     ("app.js", "text/javascript; charset=utf-8"),
     ("branches.js", "text/javascript; charset=utf-8"),
     ("session.js", "text/javascript; charset=utf-8"),
     ("sse.js", "text/javascript; charset=utf-8"),
     ("markdown.js", "text/javascript; charset=utf-8"),
+    ("tools.js", "text/javascript; charset=utf-8"),
     ("app.css", "text/css; charset=utf-8"),
 ];
 

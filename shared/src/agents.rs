@@ -10,8 +10,9 @@ use crate::{
     store::{Agent, AgentChanges, Conn, NewAgent},
 };
 
-/// The tools an agent may name: the coding agent's project tools, knowledge search and search over
-/// the user's history.
+/// The built-in tools an agent may name: the coding agent's project tools, knowledge search and
+/// search over the user's history. It may also name the user's tool servers (`mcp:<server>` or
+/// `mcp:<server>/<tool>`, see [`crate::mcp`]).
 pub const TOOL_NAMES: [&str; 7] = [
     "list_files",
     "read_file",
@@ -117,10 +118,16 @@ impl AgentSettings {
         }
         let mut tools: Vec<String> = Vec::with_capacity(self.tools.len());
         for (i, tool) in self.tools.iter().enumerate() {
-            if !TOOL_NAMES.contains(&tool.as_str()) {
+            let tool_server = crate::mcp::parse_tool_ref(tool);
+            if let Some(Err(rule)) = tool_server {
+                errors.push(FieldError::new(format!("tools[{i}]"), rule));
+            } else if tool_server.is_none() && !TOOL_NAMES.contains(&tool.as_str()) {
                 errors.push(FieldError::new(
                     format!("tools[{i}]"),
-                    format!("unknown tool; one of {}", TOOL_NAMES.join(", ")),
+                    format!(
+                        "unknown tool; one of {}, or mcp:<server> / mcp:<server>/<tool>",
+                        TOOL_NAMES.join(", ")
+                    ),
                 ));
             } else if !tools.contains(tool) {
                 tools.push(tool.clone());
@@ -177,7 +184,9 @@ impl AgentSettings {
     }
 }
 
+/// Stores a checked agent; its `mcp:` tools must name servers the user has.
 pub async fn create(conn: &Conn, user_id: UserId, s: &AgentSettings) -> Result<Agent> {
+    crate::mcp::check_agent_tools(conn, user_id, &s.tools).await?;
     Ok(conn
         .insert_agent(NewAgent {
             user_id,
@@ -221,9 +230,14 @@ pub async fn update(
     patch: AgentPatch,
 ) -> Result<Agent> {
     let current = get(conn, user_id, id).await?;
+    // A server deleted since is left to the turns (they offer nothing for it) unless the tools change.
+    let tools_changed = patch.tools.is_some();
     let s = AgentSettings::from_agent(current)
         .apply(patch)
         .check(catalog, max_prompt_chars)?;
+    if tools_changed {
+        crate::mcp::check_agent_tools(conn, user_id, &s.tools).await?;
+    }
     conn.update_agent(
         id,
         user_id,

@@ -106,6 +106,13 @@ pub enum Error {
         code: &'static str,
         message: &'static str,
     },
+    /// A user's tool server failed (unreachable, slow, refused, a bad answer); the text is the
+    /// server's side of it, never its headers.
+    #[error("{0}")]
+    ToolServer(String),
+    /// A deployment lacks a setting this request needs.
+    #[error("{0}")]
+    NotConfigured(&'static str),
     #[error(transparent)]
     Store(#[from] StoreError),
     #[error(transparent)]
@@ -142,7 +149,8 @@ impl Error {
                 code: "timeout" | "turn_budget_exceeded",
                 ..
             } => StatusCode::GATEWAY_TIMEOUT,
-            Error::Provider { .. } => StatusCode::BAD_GATEWAY,
+            Error::Provider { .. } | Error::ToolServer(_) => StatusCode::BAD_GATEWAY,
+            Error::NotConfigured(_) => StatusCode::SERVICE_UNAVAILABLE,
             Error::Store(StoreError::Busy | StoreError::Unavailable(_)) => {
                 StatusCode::SERVICE_UNAVAILABLE
             }
@@ -177,6 +185,8 @@ impl Error {
                 ..
             } => "provider-timeout",
             Error::Provider { .. } => "provider-error",
+            Error::ToolServer(_) => "tool-server-error",
+            Error::NotConfigured(_) => "not-configured",
             Error::Store(StoreError::Busy | StoreError::Unavailable(_)) => "unavailable",
             Error::Store(_) | Error::Internal(_) => "internal",
             Error::Blobs(BlobError::Missing) => "not-found",

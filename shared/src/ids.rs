@@ -101,6 +101,10 @@ uuid_id!(
     /// A personal API key.
     ApiKeyId
 );
+uuid_id!(
+    /// A user's MCP tool server.
+    McpServerId
+);
 
 /// A new UUIDv7 as text, for ids that never travel typed: token `jti`s and families, usage rows,
 /// request ids.

@@ -11,12 +11,12 @@
 //!   plain row types (no serde, no schemas).
 //! - **Domain logic** in one module per feature: [`accounts`], [`conversations`], [`chat`],
 //!   [`agents`], [`admin`], [`quotas`], [`knowledge`], [`api_keys`], [`connections`] (WebSocket
-//!   connections), [`attachments`], [`projects`]. Domain
+//!   connections), [`attachments`], [`projects`], [`mcp`] (users' tool servers). Domain
 //!   functions take what they use (`&Conn`, `&Catalog`, `&Providers`, settings), never the whole
 //!   [`AppState`].
 //! - **Infrastructure** at the root: [`config`], [`http`] (layers, extractors, SSE, the runner),
 //!   [`function`] (what a Lambda function is), [`auth`] (password hashes, JWTs), [`providers`],
-//!   [`blobs`], [`websocket_api`] (posting to WebSocket connections), [`idempotency`], [`ids`], [`kinds`], [`text`], [`cache`], [`error`], [`pagination`], [`media`] (what a file is), [`models`] (the
+//!   [`blobs`], [`websocket_api`] (posting to WebSocket connections), [`idempotency`], [`ids`], [`kinds`], [`text`], [`cache`], [`error`], [`pagination`], [`media`] (what a file is), [`sealed`] (secrets at rest), [`models`] (the
 //!   catalog), [`state`].
 //!
 //! Dependencies point one way: `api` → domain → infrastructure → leaves ([`ids`], [`kinds`], [`text`], [`cache`]).
@@ -46,12 +46,14 @@ pub mod idempotency;
 pub mod ids;
 pub mod kinds;
 pub mod knowledge;
+pub mod mcp;
 pub mod media;
 pub mod models;
 pub mod pagination;
 pub mod projects;
 pub mod providers;
 pub mod quotas;
+pub mod sealed;
 pub mod shares;
 pub mod state;
 pub mod store;

@@ -21,6 +21,8 @@ struct Inner {
     catalog: Arc<LiveCatalog>,
     blobs: BlobStore,
     providers: Arc<Providers>,
+    /// The users' tool servers' client: nothing is read or connected until a server is used.
+    mcp: Arc<crate::mcp::Hub>,
     /// `None` in a function that serves static data ([`crate::config::Needs::Static`]).
     user_data: Option<UserData>,
 }
@@ -77,11 +79,13 @@ impl AppState {
         };
         let catalog = Arc::new(LiveCatalog::new(&config.providers, overlay)?);
         let providers = Arc::new(Providers::new(&config.providers));
+        let mcp = Arc::new(crate::mcp::Hub::new(&config.mcp));
         Ok(AppState(Arc::new(Inner {
             config,
             catalog,
             blobs,
             providers,
+            mcp,
             user_data,
         })))
     }
@@ -148,6 +152,11 @@ impl AppState {
 
     pub fn providers(&self) -> &Providers {
         &self.0.providers
+    }
+
+    /// The tool servers' client (its checked HTTP client, sealing key and tool lists).
+    pub fn mcp(&self) -> &Arc<crate::mcp::Hub> {
+        &self.0.mcp
     }
 
     /// The providers, to keep in a task that outlives the request.

@@ -391,6 +391,18 @@ async fn agents_and_admin_events() {
         agent["tools"],
         serde_json::json!(["list_files", "read_file"])
     );
+    // The tool servers' routes are the agents function's too.
+    let res = invoke(
+        &app,
+        &api::agents::FUNCTION,
+        "mcp-servers-create.rest.json",
+        Some(&user),
+    )
+    .await;
+    assert_eq!(res["statusCode"], 201, "{res}");
+    let server = body_json(&res);
+    assert_eq!(server["header_names"], serde_json::json!(["authorization"]));
+    assert!(!res.to_string().contains("a-token-of-the-users-own"));
 
     // The query string reaches the admin router; a user is refused, the admin answered.
     let res = invoke(

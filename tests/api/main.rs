@@ -17,6 +17,7 @@ mod history;
 mod iam;
 mod knowledge;
 mod limits;
+mod mcp;
 mod models_runtime;
 mod modules;
 mod openai;

@@ -594,3 +594,61 @@ pub fn multipart(parts: &[Part<'_>]) -> (String, Vec<u8>) {
     body.extend_from_slice(format!("--{boundary}--\r\n").as_bytes());
     (format!("multipart/form-data; boundary={boundary}"), body)
 }
+
+/// A real MCP server (`tests/support/mcp_server.py`: the official Python SDK, Streamable HTTP on
+/// loopback), killed on drop. Without the `mcp` package the tests that need it are skipped with a
+/// message, unless `CODECHAT_REQUIRE_TOOLS` is set (scripts/test sets it and installs the package).
+pub struct McpTestServer {
+    child: std::process::Child,
+    _log: tempfile::NamedTempFile,
+    /// `http://127.0.0.1:<port>/mcp`
+    pub url: String,
+    pub port: u16,
+}
+
+impl Drop for McpTestServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl McpTestServer {
+    pub fn start(stateless: bool) -> Option<McpTestServer> {
+        use std::io::BufRead;
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .map(|a| a.port())
+            .expect("a free port");
+        let log = tempfile::NamedTempFile::new().expect("a log file");
+        let mut command = std::process::Command::new("python3");
+        command
+            .arg(repo_path("tests/support/mcp_server.py"))
+            .arg(port.to_string())
+            .stdout(std::process::Stdio::piped())
+            .stderr(log.reopen().expect("the log file"));
+        if stateless {
+            command.arg("--stateless");
+        }
+        let mut child = command.spawn().expect("python3");
+        let mut line = String::new();
+        let _ = std::io::BufReader::new(child.stdout.take().unwrap()).read_line(&mut line);
+        if line.trim() != "ready" {
+            let _ = child.kill();
+            let _ = child.wait();
+            let why = std::fs::read_to_string(log.path()).unwrap_or_default();
+            let why = format!("the MCP test server did not start (pip install mcp): {why}");
+            if std::env::var_os("CODECHAT_REQUIRE_TOOLS").is_some() {
+                panic!("{why}");
+            }
+            eprintln!("skipped: {why}");
+            return None;
+        }
+        Some(McpTestServer {
+            child,
+            _log: log,
+            url: format!("http://127.0.0.1:{port}/mcp"),
+            port,
+        })
+    }
+}

@@ -6,6 +6,7 @@ import { readSse } from './sse.js';
 import { render as renderMarkdown } from './markdown.js';
 import { ApiError, Session } from './session.js';
 import { latestLeaf, position, sibling } from './branches.js';
+import { setupTools } from './tools.js';
 
 const $ = (id) => document.getElementById(id);
 const apiBase = document.querySelector('meta[name="codechat-api"]')?.content || '/api/v1';
@@ -918,6 +919,19 @@ function setup() {
     newConversation();
   });
   $('sign-out').addEventListener('click', () => state.session.signOut());
+  setupTools({
+    session: state.session,
+    el,
+    toast,
+    describe,
+    models: () => state.models,
+    onAgentsChanged: (agents) => {
+      const chosen = $('agent').value;
+      state.agents = agents.filter((a) => a.status === 'active');
+      fillAgents();
+      if (state.agents.some((a) => a.id === chosen)) $('agent').value = chosen;
+    },
+  });
   $('toggle-sidebar').addEventListener('click', () => document.body.classList.toggle('sidebar-open'));
 
   if (sharedToken) showShared(sharedToken);

@@ -132,3 +132,19 @@ test('branches: switching shows the newest descendant; positions and neighbours'
   assert.equal(sibling(m, 1), null);
   assert.deepEqual(position({ id: 'x' }), { index: 0, count: 0 });
 });
+
+test('tool server headers: one "Name: value" per line, blank lines skipped, a bad line refused', async () => {
+  const { parseHeaders } = await import('../src/tools.js');
+  assert.deepEqual(parseHeaders('Authorization: Bearer a:b\n\n  X-Api-Key:k1  \n'), { Authorization: 'Bearer a:b', 'X-Api-Key': 'k1' });
+  assert.deepEqual(parseHeaders(''), {});
+  assert.throws(() => parseHeaders('no colon here'), /line 1/);
+  assert.throws(() => parseHeaders(': value'), /line 1/);
+});
+
+test('the agent tool picker offers the built-in tools, each server whole, and each listed tool', async () => {
+  const { toolChoices, BUILT_IN_TOOLS } = await import('../src/tools.js');
+  const choices = toolChoices([{ name: 'docs' }, { name: 'down' }], { docs: [{ name: 'search', description: 'Finds pages' }, { name: 'get' }] });
+  assert.deepEqual(choices.slice(0, BUILT_IN_TOOLS.length).map((c) => c.value), BUILT_IN_TOOLS.map(([v]) => v));
+  assert.deepEqual(choices.slice(BUILT_IN_TOOLS.length).map((c) => c.value), ['mcp:docs', 'mcp:docs/search', 'mcp:docs/get', 'mcp:down']);
+  assert.equal(choices.find((c) => c.value === 'mcp:docs/search').label, 'search: Finds pages');
+});

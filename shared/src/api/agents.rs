@@ -23,11 +23,12 @@ pub const FUNCTION: Function = Function {
     needs: Needs::Store,
 };
 
-/// Agents CRUD.
+/// Agents CRUD, and the tool servers their agents call.
 pub fn routes() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
         .routes(routes!(create_agent, list_agents))
         .routes(routes!(get_agent, patch_agent, delete_agent))
+        .merge(super::mcp_servers::routes())
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -80,7 +81,8 @@ struct CreateAgent {
     /// 1 to the model's output limit.
     max_tokens: Option<i64>,
     /// Tools the agent may call: `list_files`, `read_file`, `write_file`, `delete_file`,
-    /// `search_files` (on a conversation's project), `search_knowledge`.
+    /// `search_files` (on a conversation's project), `search_knowledge`, `search_history`, and the
+    /// user's tool servers' as `mcp:<server>` (all its tools) or `mcp:<server>/<tool>`.
     tools: Option<Vec<String>>,
     /// Retrieve from the user's knowledge base before answering.
     knowledge: Option<bool>,

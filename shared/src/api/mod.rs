@@ -14,6 +14,7 @@ pub mod health;
 mod jobs;
 pub mod knowledge;
 pub(crate) mod large_answer;
+pub mod mcp_servers;
 pub mod models;
 pub mod openai;
 pub mod projects;
@@ -122,6 +123,7 @@ fn password_flow_on_secured_operations(doc: &mut utoipa::openapi::OpenApi) {
         (name = "attachments", description = "Files to send with chat messages: inline and presigned uploads"),
         (name = "projects", description = "Code workspaces: files, tree, JSON export and import"),
         (name = "agents", description = "Configured assistants: system prompt, model, parameters, tools"),
+        (name = "mcp-servers", description = "Users' MCP tool servers (Streamable HTTP) that their agents call; headers kept encrypted"),
         (name = "admin", description = "Admin console (role admin): users, any conversation, usage reports, audit log"),
         (name = "knowledge", description = "Documents chunked and indexed (full text and vectors), hybrid search"),
         (name = "models", description = "The models catalog"),

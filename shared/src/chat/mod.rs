@@ -21,6 +21,7 @@ use crate::{
     ids::{AgentId, AttachmentId, ConversationId, MessageId, UserId},
     kinds::{MessageRole, MessageStatus},
     knowledge,
+    mcp::McpTools,
     models::{Catalog, Model},
     providers::{
         Completion, ModelRequest, ProviderError, Providers, Purpose, RetryPolicy, StreamEvent,
@@ -108,6 +109,8 @@ pub struct Started {
     tool_turn: bool,
     /// The project the coding agent works on, when the turn has tools.
     project: Option<crate::ids::ProjectId>,
+    /// The tools offered from the user's tool servers, and their sessions.
+    mcp: McpTools,
     /// The turn's reservation against the user's daily budget.
     holds: Holds,
     /// The knowledge sources given to the model, recorded on the answer.

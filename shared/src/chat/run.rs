@@ -37,6 +37,7 @@ pub(super) async fn run(
         agent_id,
         tool_turn,
         project,
+        mcp,
         mut holds,
         citations,
     } = started;
@@ -78,6 +79,8 @@ pub(super) async fn run(
                 budget: holds.budget(),
                 project_id: project,
                 embedding,
+                mcp: &mcp,
+                deadline,
             };
             let turn = ToolLoop {
                 providers,

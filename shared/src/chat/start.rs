@@ -9,6 +9,7 @@ use super::*;
 pub(super) struct StartDeps<'a> {
     pub conn: &'a Conn,
     pub catalog: &'a Catalog,
+    pub mcp: &'a std::sync::Arc<crate::mcp::Hub>,
     pub blobs: &'a BlobStore,
     pub embedding: knowledge::Embedding<'a>,
     pub settings: &'a TurnSettings,
@@ -26,6 +27,7 @@ pub(super) async fn start(
     let StartDeps {
         conn,
         catalog,
+        mcp,
         blobs,
         embedding,
         settings,
@@ -74,7 +76,8 @@ pub(super) async fn start(
         Some(c) => c.project_id,
         None => input.project_id,
     };
-    let (tools, project) = tools_offered(&model, agent.as_ref(), project_id);
+    let (tools, project, mcp) =
+        tools_offered(conn, mcp, user_id, &model, agent.as_ref(), project_id).await?;
     let base_system = system_prompt(
         conn,
         user_id,
@@ -178,6 +181,7 @@ pub(super) async fn start(
             agent_id: agent.map(|a| a.id),
             tool_turn,
             project,
+            mcp,
             holds,
             citations,
         }),
@@ -301,15 +305,26 @@ fn answer_limits(
 }
 
 /// With a model that calls tools, the agent loop runs when there is a tool to offer: the project
-/// tools on a conversation's project (all of them without an agent, else the agent's), and
-/// `search_knowledge` and `search_history` when the agent names them. Answers the tools and the project they work on
-/// (none when no tool is offered).
-fn tools_offered(
+/// tools on a conversation's project (all of them without an agent, else the agent's),
+/// `search_knowledge` and `search_history` when the agent names them, and the tools of the user's
+/// servers it names (listed, or taken from this instance's list). Answers the tools, the project
+/// they work on (none when no tool is offered) and the servers' tools to call.
+async fn tools_offered(
+    conn: &Conn,
+    hub: &std::sync::Arc<crate::mcp::Hub>,
+    user_id: UserId,
     model: &Model,
     agent: Option<&crate::store::Agent>,
     project_id: Option<crate::ids::ProjectId>,
-) -> (Vec<ToolSpec>, Option<crate::ids::ProjectId>) {
-    let tools: Vec<_> = tools::specs()
+) -> Result<(Vec<ToolSpec>, Option<crate::ids::ProjectId>, McpTools)> {
+    if !model.capabilities.tools {
+        return Ok((Vec::new(), None, McpTools::default()));
+    }
+    let (mcp, remote) = match agent {
+        Some(a) => McpTools::for_agent(conn, hub, user_id, &a.tools).await?,
+        None => (McpTools::default(), Vec::new()),
+    };
+    let mut tools: Vec<_> = tools::specs()
         .into_iter()
         .filter(|t| match agent {
             Some(a) => a.tools.contains(&t.name),
@@ -317,10 +332,11 @@ fn tools_offered(
         })
         .filter(|t| tools::is_agent_only(&t.name) || project_id.is_some())
         .collect();
-    if !model.capabilities.tools || tools.is_empty() {
-        return (Vec::new(), None);
+    tools.extend(remote);
+    if tools.is_empty() {
+        return Ok((Vec::new(), None, mcp));
     }
-    (tools, project_id)
+    Ok((tools, project_id, mcp))
 }
 
 /// The client's system prompt, else the agent's, else the default; with the project's view when

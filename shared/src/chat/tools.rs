@@ -4,7 +4,7 @@
 //! rules ([`projects::write_file`]); a refused call becomes an error the model reads, never a
 //! write. A configured agent (`agents`) that names `search_knowledge` also searches the user's
 //! knowledge, and one that names `search_history` the user's earlier messages, with or without a
-//! project.
+//! project; one that names its user's tool servers calls them ([`crate::mcp::McpTools`]).
 
 use serde_json::{json, Value};
 
@@ -48,6 +48,10 @@ pub struct Workspace<'a> {
     /// None when the turn has only the knowledge tool.
     pub project_id: Option<ProjectId>,
     pub embedding: knowledge::Embedding<'a>,
+    /// The tools offered from the user's tool servers.
+    pub mcp: &'a crate::mcp::McpTools,
+    /// When the turn's budget ends; a server's call ends by then too.
+    pub deadline: tokio::time::Instant,
 }
 
 pub fn specs() -> Vec<ToolSpec> {
@@ -150,6 +154,11 @@ pub async fn run_tool(
     call: &ToolCall,
 ) -> crate::error::Result<(ToolOutput, Option<FileChange>)> {
     use crate::error::Error;
+    if ws.mcp.offers(&call.name) {
+        let mut output = ws.mcp.call(call, ws.deadline.into_std()).await;
+        output.content = cut(output.content);
+        return Ok((output, None));
+    }
     if call.name == SEARCH_KNOWLEDGE {
         let outcome = match text_arg(&call.input, "query") {
             Err(e) => Err(e),

@@ -16,6 +16,7 @@ use crate::{idempotency::Claim, store::User};
 pub struct Services {
     pub catalog: Arc<Catalog>,
     pub providers: Arc<Providers>,
+    pub mcp: Arc<crate::mcp::Hub>,
     pub blobs: BlobStore,
     pub embedding_model: crate::config::EmbeddingModel,
     pub settings: TurnSettings,
@@ -112,6 +113,7 @@ pub async fn turn(
     let deps = StartDeps {
         conn: &conn,
         catalog: &services.catalog,
+        mcp: &services.mcp,
         blobs: &services.blobs,
         embedding: services.embedding(),
         settings: &services.settings,

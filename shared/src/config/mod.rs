@@ -1,6 +1,6 @@
 //! Settings, read once per process from the environment: one struct per concern, each in its own
 //! file with its loader (`auth`, `http`, `chat`, `providers`, `uploads`, `projects`, `knowledge`,
-//! `quotas`, `idempotency`, `websocket`, `web`; where data lives in `stores`, secrets in `secrets`).
+//! `mcp`, `quotas`, `idempotency`, `websocket`, `web`; where data lives in `stores`, secrets in `secrets`).
 //! A domain module takes its own concern's struct, never the whole [`Config`].
 //!
 //! Two profiles. `local` (the laptop, `cargo lambda watch`, tests) fills every gap with an embedded
@@ -16,6 +16,7 @@ mod chat;
 mod http;
 mod idempotency;
 mod knowledge;
+mod mcp;
 mod projects;
 mod providers;
 mod quotas;
@@ -30,6 +31,7 @@ pub use chat::*;
 pub use http::*;
 pub use idempotency::*;
 pub use knowledge::*;
+pub use mcp::*;
 pub use projects::*;
 pub use providers::*;
 pub use quotas::*;
@@ -95,6 +97,7 @@ pub struct Config {
     pub uploads: UploadConfig,
     pub projects: ProjectConfig,
     pub knowledge: KnowledgeConfig,
+    pub mcp: McpConfig,
     pub quotas: QuotaConfig,
     pub idempotency: IdempotencyConfig,
     pub web: WebConfig,
@@ -153,6 +156,7 @@ impl Config {
             None => BlobConfig::NotConfigured,
         };
 
+        let mcp = McpConfig::load(&var, local, &data_dir)?;
         Ok(Config {
             profile,
             data_dir,
@@ -167,6 +171,7 @@ impl Config {
             uploads: UploadConfig::load(&var)?,
             projects: ProjectConfig::load(&var)?,
             knowledge: KnowledgeConfig::load(&var)?,
+            mcp,
             quotas: QuotaConfig::load(&var)?,
             idempotency: IdempotencyConfig::load(&var)?,
             web: WebConfig::load(&var)?,
@@ -206,7 +211,7 @@ async fn store_secrets(
 
     let jwt_secret = match secret_source(var, "JWT_SECRET") {
         Some(src) => resolve_secret(src).await?,
-        None if local => dev_jwt_secret(data_dir)?,
+        None if local => dev_secret(data_dir, "dev-jwt-secret", "JWT_SECRET_ARN")?,
         None => {
             return Err(ConfigError::Missing {
                 name: "JWT_SECRET_ARN",

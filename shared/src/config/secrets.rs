@@ -101,27 +101,33 @@ pub(super) async fn resolve_secret(src: SecretSource) -> Result<String, ConfigEr
         })
 }
 
-/// The dev secret: created once, atomically, and shared by every local process (each function runs in
-/// its own process under `cargo lambda watch`, and they must accept each other's tokens).
-pub(super) fn dev_jwt_secret(data_dir: &std::path::Path) -> Result<String, ConfigError> {
+/// A dev secret (`file` under the data directory): created once, atomically, and shared by every
+/// local process (each function runs in its own process under `cargo lambda watch`, and they must
+/// accept each other's tokens and open each other's sealed values). `setting` names what a real
+/// deployment sets instead.
+pub(super) fn dev_secret(
+    data_dir: &std::path::Path,
+    file: &str,
+    setting: &str,
+) -> Result<String, ConfigError> {
     let io = |source| ConfigError::DataDir {
         path: data_dir.display().to_string(),
         source,
     };
     std::fs::create_dir_all(data_dir).map_err(io)?;
-    let path = data_dir.join("dev-jwt-secret");
+    let path = data_dir.join(file);
     if !path.exists() {
         let mut bytes = [0u8; 32];
         getrandom::fill(&mut bytes).map_err(|e| io(std::io::Error::other(e.to_string())))?;
         let secret: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
-        let tmp = data_dir.join(format!("dev-jwt-secret.{}", std::process::id()));
+        let tmp = data_dir.join(format!("{file}.{}", std::process::id()));
         std::fs::write(&tmp, &secret).map_err(io)?;
         // hard_link refuses to replace an existing file: the first process to get here wins and the
         // others read its secret.
         match std::fs::hard_link(&tmp, &path) {
             Ok(()) => tracing::warn!(
                 path = %path.display(),
-                "created a development JWT secret; set JWT_SECRET_ARN (Lambda) or JWT_SECRET for real deployments"
+                "created a development secret; set {setting} for real deployments"
             ),
             Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
             Err(e) => {

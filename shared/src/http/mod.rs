@@ -161,11 +161,16 @@ where
     W: for<'w> tracing_subscriber::fmt::MakeWriter<'w> + Send + Sync + 'static,
 {
     use tracing_subscriber::{filter::Targets, fmt::format::FmtSpan, layer::SubscriberExt, Layer};
-    let filter: Targets = directives
+    let mut filter: Targets = directives
         .parse()
         .ok()
         .filter(|_| !directives.trim().is_empty())
         .unwrap_or_else(|| Targets::new().with_default(tracing::Level::INFO));
+    // The MCP client logs the messages it exchanges (tool arguments and results are users'
+    // content): silent unless RUST_LOG names it.
+    if !filter.iter().any(|(target, _)| target.starts_with("rmcp")) {
+        filter = filter.with_target("rmcp", tracing::level_filters::LevelFilter::OFF);
+    }
     let debug = tracing::level_filters::LevelFilter::DEBUG;
     let span_timings =
         filter.iter().any(|(_, level)| level >= debug) || filter.default_level() >= Some(debug);

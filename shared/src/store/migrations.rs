@@ -46,6 +46,7 @@ pub(crate) const MIGRATIONS: &[(i64, &str, &str)] = migrations![
     25 => "0025_model_settings.sql",
     26 => "0026_branches_and_history_search.sql",
     27 => "0027_resumable_streams.sql",
+    28 => "0028_mcp_servers.sql",
 ];
 
 pub(super) async fn apply(conn: &Conn) -> StoreResult<()> {

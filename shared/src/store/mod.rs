@@ -23,6 +23,7 @@ mod idempotency;
 mod knowledge;
 mod knowledge_search;
 mod login_failures;
+mod mcp_servers;
 mod messages;
 mod migrations;
 mod model_settings;
@@ -68,6 +69,7 @@ pub use knowledge::{
 };
 pub use knowledge_search::{ChunkHit, CommonWords};
 pub use login_failures::FailureScope;
+pub use mcp_servers::{McpServer, NewMcpServer};
 pub use messages::{AttachmentRef, Citation, FileChange, Message, NewMessage, ParentRef, Which};
 pub use model_settings::ModelSetting;
 pub use project_files::{FileLimits, NewProjectFile, ProjectFile};

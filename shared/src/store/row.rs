@@ -3,8 +3,8 @@
 use super::{StoreError, StoreResult};
 use crate::{
     ids::{
-        AgentId, ApiKeyId, AttachmentId, ConversationId, DocumentId, MessageId, ProjectId, ShareId,
-        UserId,
+        AgentId, ApiKeyId, AttachmentId, ConversationId, DocumentId, McpServerId, MessageId,
+        ProjectId, ShareId, UserId,
     },
     kinds::{
         AgentStatus, AttachmentStatus, DocumentStatus, MessageRole, MessageStatus, Role,
@@ -93,6 +93,7 @@ parsed_column!(
     ApiKeyId => |s: &str| s.parse().ok(),
     DocumentId => |s: &str| s.parse().ok(),
     ShareId => |s: &str| s.parse().ok(),
+    McpServerId => |s: &str| s.parse().ok(),
     AgentStatus => AgentStatus::parse,
     AttachmentStatus => AttachmentStatus::parse,
     DocumentStatus => DocumentStatus::parse,
@@ -101,6 +102,15 @@ parsed_column!(
     MessageRole => MessageRole::parse,
     MessageStatus => MessageStatus::parse,
 );
+
+impl FromColumn for Vec<u8> {
+    fn from_column(v: &libsql::Value) -> Option<Self> {
+        match v {
+            libsql::Value::Blob(b) => Some(b.clone()),
+            _ => None,
+        }
+    }
+}
 
 impl FromColumn for bool {
     fn from_column(v: &libsql::Value) -> Option<Self> {

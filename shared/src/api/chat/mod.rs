@@ -344,6 +344,7 @@ pub(crate) fn turn_services(state: &AppState) -> chat::Services {
     chat::Services {
         catalog: state.catalog(),
         providers: state.providers_arc(),
+        mcp: state.mcp().clone(),
         blobs: state.blobs().clone(),
         embedding_model: config.providers.embedding_model.clone(),
         settings: chat::TurnSettings::new(
