@@ -2,9 +2,9 @@
 """Smoke test: starts the README's run command (scripts/dev) and walks a real user flow over HTTP.
 
 register -> login -> me -> refresh -> logout, plus the public routes, against every function running
-under `cargo lambda watch`, the chat WebSocket, and the web client in headless Chromium (node and
-web/node_modules, which scripts/test installs). Exits non-zero on the first surprise. Standard
-library only.
+under `cargo lambda watch`, the chat WebSocket, an agent calling a real MCP tool server, and the web
+client in headless Chromium (node and web/node_modules, which scripts/test installs). Exits non-zero
+on the first surprise. Standard library only (the MCP server is the tests' own, on the `mcp` package).
 """
 import base64
 import json
@@ -25,6 +25,8 @@ import fake_openai
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PORT = int(os.environ.get("SMOKE_PORT", "9100"))
+# The MCP test server's endpoint, set by start_mcp_server.
+MCP_URL = ""
 BASE = f"http://127.0.0.1:{PORT}/api/v1"
 STARTUP_TIMEOUT_S = int(os.environ.get("SMOKE_STARTUP_TIMEOUT", "900"))
 
@@ -352,6 +354,21 @@ def agents_admin_flow(token, user_id, email):
     }, token=token))
     turn = expect("chat with agent", 200, call("POST", "/chat", {"message": "hi agent", "agent_id": agent["id"]}, token=token))
     assert turn["assistant_message"]["agent_id"] == agent["id"], turn
+    # A real MCP server (the official Python SDK): registered with a header, its tools listed, and
+    # an agent naming it calls a tool; the header's value is never answered back.
+    server = expect("register a tool server", 201, call("POST", "/mcp-servers", {
+        "name": "tools", "url": MCP_URL, "headers": {"Authorization": "Bearer smoke-secret"},
+    }, token=token))
+    assert "smoke-secret" not in json.dumps(server), server
+    listed = expect("list its tools", 200, call("GET", f"/mcp-servers/{server['id']}/tools", token=token))
+    assert "add" in [t["name"] for t in listed["tools"]], listed
+    tool_agent = expect("agent with a tool server", 201, call("POST", "/agents", {
+        "name": "Smoke tools", "system_prompt": "Use the tools.", "model": "local/echo", "tools": ["mcp:tools"],
+    }, token=token))
+    turn = expect("agent calls a tool server", 200, call("POST", "/chat", {
+        "message": '/tool tools__whoami {}', "agent_id": tool_agent["id"]}, token=token))
+    assert "Bearer smoke-secret" in turn["assistant_message"]["content"], turn
+    expect("delete the tool server", 204, call("DELETE", f"/mcp-servers/{server['id']}", token=token))
     expect("admin route as a user", 403, call("GET", "/admin/users", token=token))
     password = "smoke admin password"
     code, _, raw = call("POST", "/auth/register", {"email": ADMIN_EMAIL, "password": password})
@@ -467,7 +484,7 @@ def browser_flow():
         z.writestr("src/main.rs", 'fn main() {\n    println!("hello");\n}\n')
         z.writestr("README.md", "# Demo\n")
     shots = os.path.join(ROOT, "target", "web-e2e")
-    result = subprocess.run(["node", os.path.join(ROOT, "web", "e2e", "browser.mjs"), f"http://127.0.0.1:{PORT}", archive, shots],
+    result = subprocess.run(["node", os.path.join(ROOT, "web", "e2e", "browser.mjs"), f"http://127.0.0.1:{PORT}", archive, shots, MCP_URL],
                             cwd=ROOT, timeout=600)
     if result.returncode != 0:
         sys.exit(f"smoke: the browser test failed ({result.returncode})")
@@ -517,8 +534,22 @@ def start_sqld():
     sys.exit("smoke: sqld did not come up")
 
 
+def start_mcp_server():
+    """The tests' MCP server (tests/support/mcp_server.py: the official Python SDK, Streamable HTTP)."""
+    global MCP_URL
+    port = PORT + 17
+    proc = subprocess.Popen([sys.executable, os.path.join(ROOT, "tests", "support", "mcp_server.py"), str(port)],
+                            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    if proc.stdout.readline().strip() != "ready":
+        proc.kill()
+        sys.exit("smoke: the MCP test server did not start (pip install 'mcp>=2,<3')")
+    MCP_URL = f"http://127.0.0.1:{port}/mcp"
+    return proc
+
+
 def main():
     upstream, upstream_url = fake_openai.start()
+    mcp_server = start_mcp_server()
     env = dict(os.environ, PORT=str(PORT), BOOTSTRAP_ADMIN_EMAIL=ADMIN_EMAIL, OPENAI_BASE_URL=upstream_url)
     sqld = None
     if "--sqld" in sys.argv:
@@ -542,6 +573,7 @@ def main():
         except subprocess.TimeoutExpired:
             os.killpg(proc.pid, signal.SIGKILL)
         upstream.shutdown()
+        mcp_server.kill()
         if sqld is not None:
             sqld.kill()
 

@@ -17,7 +17,8 @@
 //! `BENCH_LOAD_N=32` narrow it; `BENCH_FUNCTION_LOG=<file>` keeps the functions' logs), `-- --uploads-only` only the
 //! attachments and projects, `-- --in-process-only` only the chat turn in-process (no release binaries are
 //! built), for profiling, `-- --quotas-only` only the budget and usage-report figures,
-//! `-- --resume-only` streamed answers stored as they grow and resumed, `-- --history-only` branches (a 10k-message tree's active path beside a flat conversation) and
+//! `-- --resume-only` streamed answers stored as they grow and resumed, `-- --mcp-only` calls and tool
+//! offers of an MCP tool server on loopback, `-- --history-only` branches (a 10k-message tree's active path beside a flat conversation) and
 //! search over 1M messages, `-- --knowledge-only` only indexing and retrieval at 1k and 100k chunks (`BENCH_KEEP_DATA=<dir>`
 //! keeps the store; `-- --knowledge-search-only` then measures retrieval over it again), `-- --ws-only`
 //! WebSocket turns (first delta, posts per turn) with and without coalescing, `-- --web-only` the
@@ -34,6 +35,7 @@ mod history;
 mod in_process;
 mod knowledge;
 mod load;
+mod mcp;
 mod projects;
 mod quotas;
 mod resume;
@@ -798,6 +800,18 @@ async fn main() {
         };
         let rows = resume::measure(&app, &state, remote.as_ref().map(|(a, p)| (a, p))).await;
         print_rows(&rows, 78);
+        let _ = std::fs::remove_dir_all(&data);
+        return;
+    }
+    if std::env::args().any(|a| a == "--mcp-only") {
+        // Tool servers: calls and tool offers against the tests' MCP server on loopback.
+        let Some(server) = codechat_api_tests::McpTestServer::start(false) else {
+            eprintln!("bench: the MCP test server did not start (pip install 'mcp>=2,<3')");
+            return;
+        };
+        let data = std::env::temp_dir().join(format!("codechat-bench-mcp-{}", std::process::id()));
+        let (app, state) = InProcess::start_with(&data, &[]).await;
+        print_rows(&mcp::measure(&app, &state, &server.url).await, 78);
         let _ = std::fs::remove_dir_all(&data);
         return;
     }

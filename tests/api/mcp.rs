@@ -407,6 +407,41 @@ async fn each_users_credentials_reach_only_their_own_calls() {
 }
 
 #[tokio::test]
+async fn an_instance_keeps_a_session_per_server_and_opens_another_after_a_restart() {
+    let Some(server) = McpTestServer::start(false) else {
+        return;
+    };
+    let port = server.port;
+    let app = TestApp::spawn().await;
+    let t = app.register("mcp-restart@example.com").await.access;
+    register(&app, &t, json!({"name": "tools", "url": server.url})).await;
+    let id = agent(&app, &t, json!(["mcp:tools"])).await;
+    for n in 1..=2 {
+        let text = call(
+            &app,
+            &t,
+            &id,
+            &format!(r#"/tool tools__add {{"a": {n}, "b": 1}}"#),
+        )
+        .await;
+        assert!(text.contains(&format!("- ok: {}", n + 1)), "{text}");
+    }
+    // The server restarts and forgets the session: the call is a tool error or succeeds on a new
+    // session (rmcp opens one when the server says the old one expired); the next one succeeds.
+    drop(server);
+    let Some(_restarted) = McpTestServer::start_on(port, false) else {
+        return;
+    };
+    let first = call(&app, &t, &id, r#"/tool tools__add {"a": 5, "b": 5}"#).await;
+    assert!(
+        first.contains("- ok: 10") || first.contains("- error: "),
+        "{first}"
+    );
+    let text = call(&app, &t, &id, r#"/tool tools__add {"a": 6, "b": 6}"#).await;
+    assert!(text.contains("- ok: 12"), "{text}");
+}
+
+#[tokio::test]
 async fn slow_huge_and_absent_servers_are_tool_errors_never_5xx() {
     let Some(server) = McpTestServer::start(true) else {
         return;
@@ -471,6 +506,7 @@ async fn slow_huge_and_absent_servers_are_tool_errors_never_5xx() {
 #[derive(Clone, Default)]
 struct Liar {
     lists: Arc<AtomicUsize>,
+    gets: Arc<AtomicUsize>,
     seen: Arc<Mutex<Vec<String>>>,
     port: u16,
 }
@@ -529,7 +565,10 @@ async fn start_liar() -> Liar {
     let app = Router::new()
         .route(
             "/mcp",
-            post(liar).get(|| async { StatusCode::METHOD_NOT_ALLOWED }),
+            post(liar).get(|State(liar): State<Liar>| async move {
+                liar.gets.fetch_add(1, Ordering::SeqCst);
+                StatusCode::METHOD_NOT_ALLOWED
+            }),
         )
         .route("/redirect", post(redirect))
         .with_state(state.clone());
@@ -571,6 +610,8 @@ async fn a_lying_server_is_a_tool_error_and_its_list_is_cached_per_instance() {
     assert_eq!(tools.status, StatusCode::OK, "{}", tools.text());
     call(&app, &t, &id, "/tool liar__garbled {}").await;
     assert_eq!(server.lists.load(Ordering::SeqCst), 1);
+    // No standalone GET stream is opened (this client answers no server-initiated request).
+    assert_eq!(server.gets.load(Ordering::SeqCst), 0);
 
     // Without the cache every turn lists again.
     let uncached = TestApp::with_env(&[

@@ -49,6 +49,43 @@ async fn request_lines_name_user_and_conversation_but_no_body_or_secret() {
     )
     .await;
 
+    // A tool server's header, a tool's arguments and its answer stay out of the log too (the MCP
+    // client's own log target, which records the messages it exchanges, is off).
+    let mcp = codechat_api_tests::McpTestServer::start(false);
+    if let Some(server) = &mcp {
+        let created = app
+            .post(
+                "/api/v1/mcp-servers",
+                json!({"name": "tools", "url": server.url,
+                       "headers": {"Authorization": "Bearer mcp-header-in-no-log"}}),
+                Some(&t.access),
+            )
+            .await;
+        assert_eq!(created.status, 201, "{}", created.text());
+        let agent = app
+            .post(
+                "/api/v1/agents",
+                json!({"name": "Logged", "system_prompt": "x", "model": "local/echo", "tools": ["mcp:tools"]}),
+                Some(&t.access),
+            )
+            .await
+            .json();
+        for command in [
+            r#"/tool tools__echo {"text": "a private tool argument"}"#,
+            r#"/tool tools__whoami {}"#,
+            r#"/tool tools__fail {"message": "a private failure"}"#,
+        ] {
+            let turn = app
+                .chat(
+                    &t.access,
+                    json!({"agent_id": agent["id"], "message": command}),
+                    None,
+                )
+                .await;
+            assert_eq!(turn.status, 200, "{}", turn.text());
+        }
+    }
+
     let text = String::from_utf8(capture.0.lock().unwrap().clone()).unwrap();
     let lines: Vec<Value> = text
         .lines()
@@ -74,6 +111,9 @@ async fn request_lines_name_user_and_conversation_but_no_body_or_secret() {
         PASSWORD,
         &t.access,
         &t.refresh,
+        "mcp-header-in-no-log",
+        "a private tool argument",
+        "a private failure",
     ] {
         assert!(!text.contains(secret), "the log holds a secret or a body");
     }

@@ -615,11 +615,16 @@ impl Drop for McpTestServer {
 
 impl McpTestServer {
     pub fn start(stateless: bool) -> Option<McpTestServer> {
-        use std::io::BufRead;
         let port = std::net::TcpListener::bind("127.0.0.1:0")
             .and_then(|l| l.local_addr())
             .map(|a| a.port())
             .expect("a free port");
+        Self::start_on(port, stateless)
+    }
+
+    /// A server on `port` (a restarted one: it knows none of the sessions of the last).
+    pub fn start_on(port: u16, stateless: bool) -> Option<McpTestServer> {
+        use std::io::BufRead;
         let log = tempfile::NamedTempFile::new().expect("a log file");
         let mut command = std::process::Command::new("python3");
         command

@@ -3,13 +3,14 @@
 // Signs up, sends a message and watches the answer stream in, reloads and finds the conversation,
 // renames it, sends an attachment, edits the first message and switches back to the original
 // branch, shares the conversation and opens the link signed out, searches the history, opens a
-// project's tree and a file, deletes the conversation; checks a phone-width layout; fails on any
+// project's tree and a file, adds a tool server and an agent that calls one of its tools (given an
+// MCP server's URL), deletes the conversation; checks a phone-width layout; fails on any
 // console error or any request to another origin.
 import { chromium } from 'playwright-core';
 import { mkdirSync } from 'node:fs';
 import path from 'node:path';
 
-const [base = 'http://127.0.0.1:9000', zip, shots = 'target/web-e2e'] = process.argv.slice(2);
+const [base = 'http://127.0.0.1:9000', zip, shots = 'target/web-e2e', mcpUrl] = process.argv.slice(2);
 const origin = new URL(base).origin;
 mkdirSync(shots, { recursive: true });
 
@@ -155,6 +156,30 @@ try {
     step('a project zip uploaded, its tree and a file opened');
     await page.screenshot({ path: path.join(shots, 'project.png') });
     await page.getByRole('button', { name: 'Close the project' }).click();
+  }
+
+  if (mcpUrl) {
+    await page.getByRole('button', { name: 'Agents and tools' }).click();
+    await page.getByLabel('Name (agents see its tools as name__tool)').fill('tools');
+    await page.getByLabel('URL').fill(mcpUrl);
+    await page.getByLabel('Headers, one "Name: value" per line (optional)').fill('Authorization: Bearer browser-secret');
+    await page.getByRole('button', { name: 'Add server' }).click();
+    await page.locator('#server-list', { hasText: 'tools:' }).waitFor();
+    await page.getByLabel('System prompt').fill('Add numbers with the tool.');
+    await page.getByLabel('Name', { exact: true }).fill('Calculator');
+    await page.locator('#agent-model').selectOption('local/echo');
+    await page.getByLabel('add: Adds two whole numbers.').check();
+    await page.getByRole('button', { name: 'Create agent' }).click();
+    await page.locator('#agent-list', { hasText: 'mcp:tools/add' }).waitFor();
+    if ((await page.locator('#tools-dialog').innerText()).includes('browser-secret')) throw new Error('a header value was shown');
+    await page.screenshot({ path: path.join(shots, 'tools.png') });
+    await page.locator('#tools-dialog').getByRole('button', { name: 'Close' }).click();
+    await page.getByRole('button', { name: 'New chat' }).click();
+    await page.getByLabel('Agent', { exact: true }).selectOption({ label: 'Calculator' });
+    await composer.fill('/tool tools__add {"a": 20, "b": 22}');
+    await composer.press('Enter');
+    await page.locator('.message.assistant', { hasText: 'ok: 42' }).waitFor({ timeout: 30000 });
+    step('a tool server added and its tools listed, an agent made with one of them, its call answered');
   }
 
   await page.getByRole('button', { name: 'Open conversation Renamed in the browser' }).click();

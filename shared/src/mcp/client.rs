@@ -2,13 +2,20 @@
 //! client, the `initialize` handshake, `tools/list` and `tools/call`, each bounded in time, and
 //! every answer bounded in size by the transport.
 
-use std::{collections::HashMap, time::Duration};
+use std::{collections::HashMap, sync::Arc, time::Duration};
 
+use futures_util::stream::BoxStream;
 use rmcp::{
-    model::{CallToolRequestParams, CallToolResult, ContentBlock, ResourceContents},
+    model::{
+        CallToolRequestParams, CallToolResult, ClientJsonRpcMessage, ContentBlock, ResourceContents,
+    },
     service::RunningService,
     transport::{
-        streamable_http_client::StreamableHttpClientTransportConfig, StreamableHttpClientTransport,
+        streamable_http_client::{
+            SseError, StreamableHttpClient, StreamableHttpClientTransportConfig,
+            StreamableHttpError, StreamableHttpPostResponse, StreamableHttpResponseLimits,
+        },
+        StreamableHttpClientTransport,
     },
     RoleClient, ServiceExt,
 };
@@ -95,7 +102,6 @@ async fn within<T, E>(
 /// An initialised session with one server.
 pub struct Session {
     service: RunningService<RoleClient, ()>,
-    limits: CallLimits,
 }
 
 impl Session {
@@ -110,14 +116,19 @@ impl Session {
             .custom_headers(headers)
             .max_json_response_size(limits.max_bytes)
             .max_sse_event_size(limits.max_bytes);
-        let transport = StreamableHttpClientTransport::with_client(http.clone(), config);
+        let transport =
+            StreamableHttpClientTransport::with_client(RequestsOnly(http.clone()), config);
         let service = within(limits, ().serve(transport), |e| failure(&e, limits)).await?;
-        Ok(Session { service, limits })
+        Ok(Session { service })
+    }
+
+    /// Whether the session ended (the server went away, or it was cancelled).
+    pub fn is_closed(&self) -> bool {
+        self.service.is_closed()
     }
 
     /// The server's tools (every page, at most [`MAX_TOOLS`]).
-    pub async fn list_tools(&self) -> Result<Vec<RemoteTool>, McpError> {
-        let limits = self.limits;
+    pub async fn list_tools(&self, limits: CallLimits) -> Result<Vec<RemoteTool>, McpError> {
         let tools = within(limits, self.service.peer().list_all_tools(), |e| {
             service_error(e, limits)
         })
@@ -138,6 +149,7 @@ impl Session {
         &self,
         tool: &str,
         arguments: serde_json::Value,
+        limits: CallLimits,
     ) -> Result<(String, bool), McpError> {
         let arguments = match arguments {
             serde_json::Value::Object(map) => Some(map),
@@ -150,7 +162,6 @@ impl Session {
         };
         let mut params = CallToolRequestParams::new(tool.to_string());
         params.arguments = arguments;
-        let limits = self.limits;
         let result = within(limits, self.service.peer().call_tool(params), |e| {
             service_error(e, limits)
         })
@@ -206,4 +217,127 @@ fn result_text(result: CallToolResult) -> (String, bool) {
         }
     }
     (parts.join("\n"), result.is_error.unwrap_or(false))
+}
+
+type Headers = HashMap<http::HeaderName, http::HeaderValue>;
+type SseStream = BoxStream<'static, Result<sse_stream::Sse, SseError>>;
+type HttpResult<T> = Result<T, StreamableHttpError<reqwest::Error>>;
+
+/// The checked reqwest client, without a session's standalone GET stream: this client answers no
+/// server-initiated request, so that stream would only hold a connection to the server open for
+/// as long as the session is kept, and cost the server a request per session. A POST's own
+/// answer stream, and its resumption, are the client's as usual.
+#[derive(Clone)]
+pub(super) struct RequestsOnly(reqwest::Client);
+
+impl StreamableHttpClient for RequestsOnly {
+    type Error = reqwest::Error;
+
+    async fn post_message(
+        &self,
+        uri: Arc<str>,
+        message: ClientJsonRpcMessage,
+        session_id: Option<Arc<str>>,
+        auth_header: Option<String>,
+        custom_headers: Headers,
+    ) -> HttpResult<StreamableHttpPostResponse> {
+        self.0
+            .post_message(uri, message, session_id, auth_header, custom_headers)
+            .await
+    }
+
+    async fn post_message_with_max_sse_event_size(
+        &self,
+        uri: Arc<str>,
+        message: ClientJsonRpcMessage,
+        session_id: Option<Arc<str>>,
+        auth_header: Option<String>,
+        custom_headers: Headers,
+        max_sse_event_size: usize,
+    ) -> HttpResult<StreamableHttpPostResponse> {
+        self.0
+            .post_message_with_max_sse_event_size(
+                uri,
+                message,
+                session_id,
+                auth_header,
+                custom_headers,
+                max_sse_event_size,
+            )
+            .await
+    }
+
+    async fn post_message_with_response_limits(
+        &self,
+        uri: Arc<str>,
+        message: ClientJsonRpcMessage,
+        session_id: Option<Arc<str>>,
+        auth_header: Option<String>,
+        custom_headers: Headers,
+        limits: StreamableHttpResponseLimits,
+    ) -> HttpResult<StreamableHttpPostResponse> {
+        self.0
+            .post_message_with_response_limits(
+                uri,
+                message,
+                session_id,
+                auth_header,
+                custom_headers,
+                limits,
+            )
+            .await
+    }
+
+    async fn delete_session(
+        &self,
+        uri: Arc<str>,
+        session_id: Arc<str>,
+        auth_header: Option<String>,
+        custom_headers: Headers,
+    ) -> HttpResult<()> {
+        self.0
+            .delete_session(uri, session_id, auth_header, custom_headers)
+            .await
+    }
+
+    async fn get_stream(
+        &self,
+        uri: Arc<str>,
+        session_id: Option<Arc<str>>,
+        last_event_id: Option<String>,
+        auth_header: Option<String>,
+        custom_headers: Headers,
+    ) -> HttpResult<SseStream> {
+        if last_event_id.is_none() {
+            return Err(StreamableHttpError::ServerDoesNotSupportSse);
+        }
+        self.0
+            .get_stream(uri, session_id, last_event_id, auth_header, custom_headers)
+            .await
+    }
+
+    async fn get_stream_with_max_sse_event_size(
+        &self,
+        uri: Arc<str>,
+        session_id: Option<Arc<str>>,
+        last_event_id: Option<String>,
+        auth_header: Option<String>,
+        custom_headers: Headers,
+        max_sse_event_size: usize,
+    ) -> HttpResult<SseStream> {
+        // No last event: the standalone stream (a resumption always names one).
+        if last_event_id.is_none() {
+            return Err(StreamableHttpError::ServerDoesNotSupportSse);
+        }
+        self.0
+            .get_stream_with_max_sse_event_size(
+                uri,
+                session_id,
+                last_event_id,
+                auth_header,
+                custom_headers,
+                max_sse_event_size,
+            )
+            .await
+    }
 }

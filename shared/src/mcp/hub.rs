@@ -1,5 +1,7 @@
 //! What a process keeps for tool servers: the checked HTTP client, the sealing key (read from its
-//! secret when first needed), and each server's tool list for a short TTL.
+//! secret when first needed), each server's tool list for a short TTL, and a session per server
+//! while it is used (a turn's first call then costs one request, not the three of a handshake).
+//! Servers are per user, so neither a list nor a session is ever shared between users.
 
 use std::{
     collections::HashMap,
@@ -23,6 +25,14 @@ use crate::{
 type Headers = Vec<(http::HeaderName, http::HeaderValue)>;
 /// Each server's tools, and when they were listed.
 type ToolLists = HashMap<McpServerId, (Instant, Arc<Vec<RemoteTool>>)>;
+/// Each server's open session, and when it was last used.
+type Sessions = HashMap<McpServerId, (Instant, Arc<Session>)>;
+
+/// A session unused this long is closed rather than reused (servers expire idle sessions; rmcp
+/// opens a new one when a server says its session expired).
+const SESSION_IDLE: Duration = Duration::from_secs(300);
+/// Sessions one instance keeps open; the least recently used goes first.
+const MAX_SESSIONS: usize = 32;
 
 pub struct Hub {
     http: reqwest::Client,
@@ -33,6 +43,7 @@ pub struct Hub {
     key_source: McpKeySource,
     key: tokio::sync::OnceCell<Option<Arc<SealingKey>>>,
     tools: Mutex<ToolLists>,
+    sessions: Mutex<Sessions>,
 }
 
 impl std::fmt::Debug for Hub {
@@ -71,6 +82,7 @@ impl Hub {
             key_source: config.headers_key.clone(),
             key: tokio::sync::OnceCell::new(),
             tools: Mutex::new(HashMap::new()),
+            sessions: Mutex::new(HashMap::new()),
         }
     }
 
@@ -151,9 +163,9 @@ impl Hub {
         Ok(headers)
     }
 
-    /// A session with `server`, its URL checked again (a literal address skips DNS) and its
+    /// A new session with `server`, its URL checked again (a literal address skips DNS) and its
     /// headers opened; bounded by `limits`.
-    pub(super) async fn connect(
+    async fn connect(
         &self,
         server: &McpServer,
         limits: CallLimits,
@@ -173,22 +185,70 @@ impl Hub {
         Session::open(&self.http, &server.url, headers, limits).await
     }
 
-    /// The server's tools: this instance's list while it is younger than the TTL, else listed now
-    /// (with the session that listed them, for the caller to reuse).
+    /// This instance's session with `server` while it is open and was used within
+    /// [`SESSION_IDLE`], else a new one (kept for the next calls).
+    pub(super) async fn session(
+        &self,
+        server: &McpServer,
+        limits: CallLimits,
+    ) -> std::result::Result<(Arc<Session>, bool), McpError> {
+        {
+            let mut sessions = self.sessions.lock().expect("the sessions' lock");
+            if let Some((used, session)) = sessions.get_mut(&server.id) {
+                if used.elapsed() < SESSION_IDLE && !session.is_closed() {
+                    *used = Instant::now();
+                    return Ok((session.clone(), true));
+                }
+                sessions.remove(&server.id);
+            }
+        }
+        let session = Arc::new(self.connect(server, limits).await?);
+        let mut sessions = self.sessions.lock().expect("the sessions' lock");
+        if sessions.len() >= MAX_SESSIONS {
+            let oldest = sessions
+                .iter()
+                .min_by_key(|(_, (used, _))| *used)
+                .map(|(id, _)| *id);
+            if let Some(id) = oldest {
+                sessions.remove(&id);
+            }
+        }
+        sessions.insert(server.id, (Instant::now(), session.clone()));
+        Ok((session, false))
+    }
+
+    /// Drops a session that failed, so the next call opens a new one.
+    pub(super) fn drop_session(&self, id: McpServerId) {
+        self.sessions
+            .lock()
+            .expect("the sessions' lock")
+            .remove(&id);
+    }
+
+    /// The server's tools: this instance's list while it is younger than the TTL, else listed now.
+    /// A kept session that fails to list is replaced once (listing is safe to repeat).
     pub(super) async fn tools(
         &self,
         server: &McpServer,
-    ) -> std::result::Result<(Arc<Vec<RemoteTool>>, Option<Session>), McpError> {
+    ) -> std::result::Result<Arc<Vec<RemoteTool>>, McpError> {
         if let Some(tools) = self.cached(server.id) {
-            return Ok((tools, None));
+            return Ok(tools);
         }
-        let session = self.connect(server, self.limits).await?;
-        let tools = Arc::new(session.list_tools().await?);
+        let (session, reused) = self.session(server, self.limits).await?;
+        let listed = match session.list_tools(self.limits).await {
+            Err(_) if reused => {
+                self.drop_session(server.id);
+                let (session, _) = self.session(server, self.limits).await?;
+                session.list_tools(self.limits).await
+            }
+            other => other,
+        };
+        let tools = Arc::new(listed.inspect_err(|_| self.drop_session(server.id))?);
         self.tools
             .lock()
             .expect("the tool lists' lock")
             .insert(server.id, (Instant::now(), tools.clone()));
-        Ok((tools, Some(session)))
+        Ok(tools)
     }
 
     fn cached(&self, id: McpServerId) -> Option<Arc<Vec<RemoteTool>>> {
@@ -205,6 +265,7 @@ impl Hub {
 
     pub(super) fn forget(&self, id: McpServerId) {
         self.tools.lock().expect("the tool lists' lock").remove(&id);
+        self.drop_session(id);
     }
 }
 

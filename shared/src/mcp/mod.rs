@@ -243,7 +243,7 @@ pub async fn tools(
 ) -> Result<(McpServer, std::sync::Arc<Vec<RemoteTool>>)> {
     let server = get(conn, user_id, id).await?;
     match hub.tools(&server).await {
-        Ok((tools, _session)) => Ok((server, tools)),
+        Ok(tools) => Ok((server, tools)),
         Err(e) => Err(Error::ToolServer(e.to_string())),
     }
 }

@@ -1,6 +1,5 @@
-//! The tools one turn offers from the user's servers, and their calls. Each server's list comes
-//! from the hub (cached per instance); a session opened for a list is kept for the turn's calls,
-//! and a server is connected at most once per turn.
+//! The tools one turn offers from the user's servers, and their calls. Each server's list and
+//! session come from the hub (kept per instance, per server).
 
 use std::{
     collections::HashMap,
@@ -8,12 +7,10 @@ use std::{
     time::{Duration, Instant},
 };
 
-use tokio::sync::Mutex;
-
-use super::{client::Session, model_name, parse_tool_ref, Hub, RemoteTool};
+use super::{model_name, parse_tool_ref, Hub, McpError, RemoteTool};
 use crate::{
     error::Result,
-    ids::{McpServerId, UserId},
+    ids::UserId,
     providers::{ToolCall, ToolOutput, ToolSpec},
     store::{Conn, McpServer},
 };
@@ -27,7 +24,6 @@ const MAX_DESCRIPTION_CHARS: usize = 1024;
 pub struct McpTools {
     hub: Option<Arc<Hub>>,
     offered: HashMap<String, (Arc<McpServer>, String)>,
-    sessions: Mutex<HashMap<McpServerId, Arc<Session>>>,
 }
 
 impl McpTools {
@@ -60,18 +56,14 @@ impl McpTools {
             .collect();
         let listed = futures_util::future::join_all(servers.iter().map(|s| hub.tools(s))).await;
         let mut specs = Vec::new();
-        let sessions = tools.sessions.get_mut();
         for (server, listed) in servers.iter().zip(listed) {
-            let (list, session) = match listed {
+            let list = match listed {
                 Ok(found) => found,
                 Err(e) => {
                     tracing::warn!(server_id = %server.id, cause = e.kind(), "a tool server's tools could not be listed; not offered this turn");
                     continue;
                 }
             };
-            if let Some(session) = session {
-                sessions.insert(server.id, Arc::new(session));
-            }
             let all = wanted
                 .iter()
                 .any(|(name, tool)| *name == server.name && tool.is_none());
@@ -115,35 +107,26 @@ impl McpTools {
             .timeout
             .min(deadline.saturating_duration_since(Instant::now()))
             .max(Duration::from_millis(1));
-        let session = match self.session(hub, server, limits).await {
-            Ok(s) => s,
+        let session = match hub.session(server, limits).await {
+            Ok((session, _)) => session,
             Err(e) => return failed(server, e, output),
         };
-        match session.call(tool, call.input.clone()).await {
+        match session.call(tool, call.input.clone(), limits).await {
             Ok((text, is_error)) => output(text, is_error),
-            Err(e) => failed(server, e, output),
+            Err(e) => {
+                // Not retried (a call may have run); the next one opens a new session.
+                if matches!(e, McpError::Failed(_)) {
+                    hub.drop_session(server.id);
+                }
+                failed(server, e, output)
+            }
         }
-    }
-
-    async fn session(
-        &self,
-        hub: &Hub,
-        server: &McpServer,
-        limits: super::CallLimits,
-    ) -> std::result::Result<Arc<Session>, super::McpError> {
-        let mut sessions = self.sessions.lock().await;
-        if let Some(s) = sessions.get(&server.id) {
-            return Ok(s.clone());
-        }
-        let session = Arc::new(hub.connect(server, limits).await?);
-        sessions.insert(server.id, session.clone());
-        Ok(session)
     }
 }
 
 fn failed(
     server: &McpServer,
-    e: super::McpError,
+    e: McpError,
     output: impl Fn(String, bool) -> ToolOutput,
 ) -> ToolOutput {
     tracing::warn!(server_id = %server.id, cause = e.kind(), "a tool server call failed");
