@@ -27,6 +27,7 @@ const CALLS: usize = 300;
 const FIRSTS: usize = 50;
 const OFFERS: usize = 200;
 const TURNS: usize = 100;
+const PAUSE: Duration = Duration::from_millis(30);
 
 /// A bare JSON-RPC client of the server: POSTs on a session opened by hand.
 struct Bare {
@@ -173,13 +174,26 @@ pub async fn measure(app: &InProcess, state: &codechat::AppState, url: &str) -> 
 
     // A new instance's first turn with the server: handshake, list and call, bare and through a
     // fresh hub (its offer connects and lists; the call reuses that session).
+    // Both sides: a new HTTP client (a new connection), and a pause after each so that closing
+    // the session (a DELETE, sent when a hub is dropped) is not timed in the next.
     let mut raw = Vec::with_capacity(FIRSTS);
     for _ in 0..FIRSTS {
+        let bare = Bare {
+            http: reqwest::Client::new(),
+            url: url.to_string(),
+        };
         let started = Instant::now();
         let session = bare.open().await;
         bare.list(&session).await;
         bare.call(&session).await;
         raw.push(started.elapsed());
+        bare.http
+            .delete(url)
+            .header("mcp-session-id", session)
+            .send()
+            .await
+            .unwrap();
+        tokio::time::sleep(PAUSE).await;
     }
     let mut ours = Vec::with_capacity(FIRSTS);
     for _ in 0..FIRSTS {
@@ -192,6 +206,8 @@ pub async fn measure(app: &InProcess, state: &codechat::AppState, url: &str) -> 
         let out = tools.call(&call, far).await;
         ours.push(started.elapsed());
         assert!(!out.is_error, "{}", out.content);
+        drop((tools, fresh));
+        tokio::time::sleep(PAUSE).await;
     }
     eprintln!(
         "bench: a first turn's handshake, list and call add {:.3} ms to the server's own time (p50 {:?} vs {:?})",

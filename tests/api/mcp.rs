@@ -16,7 +16,7 @@ use axum::{
     routing::post,
     Json, Router,
 };
-use codechat_api_tests::{McpTestServer, TestApp};
+use codechat_api_tests::{McpTestServer, TestApp, TestResponse};
 use serde_json::{json, Value};
 
 async fn register(app: &TestApp, token: &str, body: Value) -> Value {
@@ -36,6 +36,13 @@ async fn agent(app: &TestApp, token: &str, tools: Value) -> String {
         .await;
     assert_eq!(res.status, StatusCode::CREATED, "{}", res.text());
     res.json()["id"].as_str().unwrap().to_string()
+}
+
+/// `GET /mcp-servers/{id}/tools` of a registered server.
+async fn tools_of(app: &TestApp, token: &str, server: &Value) -> TestResponse {
+    let id = server["id"].as_str().unwrap();
+    app.get(&format!("/api/v1/mcp-servers/{id}/tools"), Some(token))
+        .await
 }
 
 /// One turn with the agent; answers the answer's text (the offline model lists what each tool
@@ -304,15 +311,7 @@ async fn a_real_servers_tools_are_listed_and_called_by_an_agent() {
     let app = TestApp::spawn().await;
     let t = app.register("mcp-real@example.com").await.access;
     let created = register(&app, &t, json!({"name": "tools", "url": server.url})).await;
-    let tools = app
-        .get(
-            &format!(
-                "/api/v1/mcp-servers/{}/tools",
-                created["id"].as_str().unwrap()
-            ),
-            Some(&t),
-        )
-        .await;
+    let tools = tools_of(&app, &t, &created).await;
     assert_eq!(tools.status, StatusCode::OK, "{}", tools.text());
     let tools = tools.json();
     let add = tools["tools"]
@@ -485,12 +484,7 @@ async fn slow_huge_and_absent_servers_are_tool_errors_never_5xx() {
         json!({"name": "gone", "url": "http://127.0.0.1:9/mcp"}),
     )
     .await;
-    let res = app
-        .get(
-            &format!("/api/v1/mcp-servers/{}/tools", gone["id"].as_str().unwrap()),
-            Some(&t),
-        )
-        .await;
+    let res = tools_of(&app, &t, &gone).await;
     let problem = res.problem(StatusCode::BAD_GATEWAY);
     assert!(problem["type"]
         .as_str()
@@ -598,15 +592,7 @@ async fn a_lying_server_is_a_tool_error_and_its_list_is_cached_per_instance() {
         "{text}"
     );
     // Three turns and a listing within the TTL: one `tools/list`.
-    let tools = app
-        .get(
-            &format!(
-                "/api/v1/mcp-servers/{}/tools",
-                created["id"].as_str().unwrap()
-            ),
-            Some(&t),
-        )
-        .await;
+    let tools = tools_of(&app, &t, &created).await;
     assert_eq!(tools.status, StatusCode::OK, "{}", tools.text());
     call(&app, &t, &id, "/tool liar__garbled {}").await;
     assert_eq!(server.lists.load(Ordering::SeqCst), 1);
@@ -631,15 +617,7 @@ async fn a_lying_server_is_a_tool_error_and_its_list_is_cached_per_instance() {
         json!({"name": "moved", "url": format!("{url}/redirect"), "headers": {"X-Api-Key": "moved-key"}}),
     )
     .await;
-    let res = app
-        .get(
-            &format!(
-                "/api/v1/mcp-servers/{}/tools",
-                moved["id"].as_str().unwrap()
-            ),
-            Some(&t),
-        )
-        .await;
+    let res = tools_of(&app, &t, &moved).await;
     res.problem(StatusCode::BAD_GATEWAY);
     let seen = server.seen.lock().unwrap().clone();
     assert!(!seen[before..].iter().any(|k| k == "moved-key"), "{seen:?}");
@@ -685,15 +663,7 @@ async fn in_the_lambda_profile_only_public_https_servers_are_reached() {
         (plain, "not allowed here"),
         (named, "resolves to no public address"),
     ] {
-        let res = strict
-            .get(
-                &format!(
-                    "/api/v1/mcp-servers/{}/tools",
-                    created["id"].as_str().unwrap()
-                ),
-                Some(&t),
-            )
-            .await;
+        let res = tools_of(&strict, &t, &created).await;
         let problem = res.problem(StatusCode::BAD_GATEWAY);
         assert!(
             problem["detail"].as_str().unwrap().contains(why),

@@ -130,3 +130,51 @@ async fn bad_numbers_and_short_secrets_are_rejected() {
         .unwrap_err();
     assert!(err.to_string().contains("at least 32 bytes"), "{err}");
 }
+
+/// The tool servers' sealing key: an ARN is kept unread (read when first needed), locally a dev
+/// key file, and in Lambda without either nothing (servers with headers are then refused).
+#[tokio::test]
+async fn the_tool_servers_key_comes_from_a_secret_a_dev_file_or_nowhere() {
+    let static_lambda = [
+        ("AWS_LAMBDA_RUNTIME_API", "127.0.0.1:9001"),
+        (
+            "MCP_HEADERS_KEY_ARN",
+            "arn:aws:secretsmanager:us-east-1:123456789012:secret:mcp",
+        ),
+    ];
+    let c = Config::load_for(Needs::Static, vars(&static_lambda))
+        .await
+        .unwrap();
+    assert!(matches!(
+        c.mcp.headers_key,
+        McpKeySource::Secret(SecretRef::SecretArn(_))
+    ));
+    assert!(!c.mcp.allow_loopback);
+    let c = Config::load_for(
+        Needs::Static,
+        vars(&[("AWS_LAMBDA_RUNTIME_API", "127.0.0.1:9001")]),
+    )
+    .await
+    .unwrap();
+    assert!(matches!(c.mcp.headers_key, McpKeySource::Missing));
+    assert_eq!(c.mcp.headers_key.read().await.unwrap(), None);
+
+    let dir = tempfile::tempdir().unwrap();
+    let local = Config::load(vars(&[("CODECHAT_DATA_DIR", dir.path().to_str().unwrap())]))
+        .await
+        .unwrap();
+    assert!(local.mcp.allow_loopback);
+    let first = local.mcp.headers_key.read().await.unwrap().unwrap();
+    assert!(first.len() >= 32);
+    assert_eq!(local.mcp.headers_key.read().await.unwrap(), Some(first));
+    let err = Config::load(vars(&[
+        ("CODECHAT_DATA_DIR", dir.path().to_str().unwrap()),
+        ("MCP_CALL_TIMEOUT_SECONDS", "0"),
+    ]))
+    .await
+    .unwrap_err();
+    assert!(
+        err.to_string().contains("MCP_CALL_TIMEOUT_SECONDS"),
+        "{err}"
+    );
+}

@@ -292,3 +292,73 @@ pub(super) async fn check_resolves(
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(headers_key: McpKeySource) -> McpConfig {
+        McpConfig {
+            headers_key,
+            max_servers_per_user: 20,
+            call_timeout: Duration::from_secs(1),
+            max_result_bytes: 1024,
+            tools_ttl: Duration::from_secs(60),
+            allow_loopback: false,
+        }
+    }
+
+    fn server(user_id: UserId, headers_sealed: Option<Vec<u8>>) -> McpServer {
+        McpServer {
+            id: McpServerId::new(),
+            user_id,
+            name: "tools".into(),
+            url: "https://mcp.example.com/mcp".into(),
+            header_names: Vec::new(),
+            headers_sealed,
+            created_at: String::new(),
+        }
+    }
+
+    #[tokio::test]
+    async fn without_a_key_headers_are_refused_and_servers_without_them_still_work() {
+        let hub = Hub::new(&config(McpKeySource::Missing));
+        let headers = vec![(
+            http::HeaderName::from_static("authorization"),
+            http::HeaderValue::from_static("Bearer x"),
+        )];
+        let refused = hub
+            .seal_headers(McpServerId::new(), UserId::new(), &headers)
+            .await
+            .unwrap_err();
+        assert_eq!(refused.status(), http::StatusCode::SERVICE_UNAVAILABLE);
+        assert!(hub
+            .open_headers(&server(UserId::new(), None))
+            .await
+            .unwrap()
+            .is_empty());
+    }
+
+    #[tokio::test]
+    async fn headers_open_for_their_own_row_only() {
+        let secret = crate::config::SecretRef::Value("k".repeat(32));
+        let hub = Hub::new(&config(McpKeySource::Secret(secret)));
+        let owner = UserId::new();
+        let mut row = server(owner, None);
+        let headers = vec![(
+            http::HeaderName::from_static("x-api-key"),
+            http::HeaderValue::from_static("k-1"),
+        )];
+        row.headers_sealed = Some(hub.seal_headers(row.id, owner, &headers).await.unwrap());
+        let opened = hub.open_headers(&row).await.unwrap();
+        let key = http::HeaderName::from_static("x-api-key");
+        assert_eq!(opened.get(&key).unwrap(), "k-1");
+        // The same sealed bytes under another user or another row do not open.
+        let mut moved = row.clone();
+        moved.user_id = UserId::new();
+        assert!(hub.open_headers(&moved).await.is_err());
+        moved = row.clone();
+        moved.id = McpServerId::new();
+        assert!(hub.open_headers(&moved).await.is_err());
+    }
+}
