@@ -6,14 +6,44 @@ use std::{fmt::Write as _, io::Write as _, path::Path};
 
 use sha2::{Digest, Sha256};
 
-const ASSETS: [(&str, &str); 7] = [
-    ("app.js", "text/javascript; charset=utf-8"),
-    ("branches.js", "text/javascript; charset=utf-8"),
-    ("session.js", "text/javascript; charset=utf-8"),
-    ("sse.js", "text/javascript; charset=utf-8"),
-    ("markdown.js", "text/javascript; charset=utf-8"),
-    ("tools.js", "text/javascript; charset=utf-8"),
-    ("app.css", "text/css; charset=utf-8"),
+const JS: &str = "text/javascript; charset=utf-8";
+
+/// Each asset: the name it is served by, its type, and the files (under `web/`) it is made of, in
+/// order. The vendored libraries (`web/vendor/`, their versions and licences in its README) are
+/// served as npm published them; Prism's core and languages are joined into one script.
+const ASSETS: [(&str, &str, &[&str]); 9] = [
+    ("app.js", JS, &["src/app.js"]),
+    ("branches.js", JS, &["src/branches.js"]),
+    ("session.js", JS, &["src/session.js"]),
+    ("sse.js", JS, &["src/sse.js"]),
+    ("markdown.js", JS, &["src/markdown.js"]),
+    ("tools.js", JS, &["src/tools.js"]),
+    ("marked.js", JS, &["vendor/marked/marked.esm.js"]),
+    (
+        "prism.js",
+        JS,
+        &[
+            "vendor/prism/prism-core.min.js",
+            "vendor/prism/prism-markup.min.js",
+            "vendor/prism/prism-css.min.js",
+            "vendor/prism/prism-clike.min.js",
+            "vendor/prism/prism-javascript.min.js",
+            "vendor/prism/prism-typescript.min.js",
+            "vendor/prism/prism-c.min.js",
+            "vendor/prism/prism-cpp.min.js",
+            "vendor/prism/prism-java.min.js",
+            "vendor/prism/prism-go.min.js",
+            "vendor/prism/prism-rust.min.js",
+            "vendor/prism/prism-python.min.js",
+            "vendor/prism/prism-bash.min.js",
+            "vendor/prism/prism-json.min.js",
+            "vendor/prism/prism-sql.min.js",
+            "vendor/prism/prism-toml.min.js",
+            "vendor/prism/prism-yaml.min.js",
+            "vendor/prism/prism-diff.min.js",
+        ],
+    ),
+    ("app.css", "text/css; charset=utf-8", &["src/app.css"]),
 ];
 
 fn main() {
@@ -25,10 +55,17 @@ fn main() {
     );
     let mut hash = Sha256::new();
     let mut files = Vec::new();
-    for (name, content_type) in ASSETS {
-        let path = web.join("src").join(name);
-        println!("cargo:rerun-if-changed={}", path.display());
-        let raw = std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    for (name, content_type, sources) in ASSETS {
+        let mut raw = Vec::new();
+        for source in sources {
+            let path = web.join(source);
+            println!("cargo:rerun-if-changed={}", path.display());
+            let bytes = std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+            if !raw.is_empty() {
+                raw.extend_from_slice(b"\n;\n");
+            }
+            raw.extend_from_slice(&bytes);
+        }
         hash.update(name.as_bytes());
         hash.update((raw.len() as u64).to_le_bytes());
         hash.update(&raw);

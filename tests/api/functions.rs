@@ -248,7 +248,8 @@ fn every_route_is_under_api_v1_but_the_web_clients() {
         for (_, path) in routes {
             if function == "web" {
                 assert!(
-                    path == "/" || path == "/s/{token}" || path.starts_with("/assets/"),
+                    ["/", "/s/{token}", "/c/{id}", "/p/{id}"].contains(&path.as_str())
+                        || path.starts_with("/assets/"),
                     "{path}"
                 );
             } else {

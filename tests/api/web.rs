@@ -53,7 +53,16 @@ async fn the_page_and_its_assets() {
         "public, max-age=31536000, immutable"
     );
     assert!(js.text().contains("import"), "the module itself");
-    for name in ["session.js", "sse.js", "markdown.js", "app.css"] {
+    for name in [
+        "session.js",
+        "sse.js",
+        "markdown.js",
+        "tools.js",
+        "branches.js",
+        "marked.js",
+        "prism.js",
+        "app.css",
+    ] {
         assert_eq!(
             app.get(&asset_url(&index, name), None).await.status,
             StatusCode::OK,
@@ -81,6 +90,27 @@ async fn the_page_and_its_assets() {
         app.post("/", serde_json::json!({}), None).await.status,
         StatusCode::METHOD_NOT_ALLOWED
     );
+}
+
+/// A conversation's and a project's address serve the page one level down: its assets and the
+/// API are found from there, and the vendored Prism loads without highlighting by itself.
+#[tokio::test]
+async fn conversation_and_project_addresses_serve_the_page_one_level_down() {
+    let app = TestApp::spawn().await;
+    let root = app.get("/", None).await.text();
+    assert!(root.contains(r#"prism.js" data-manual>"#), "{root}");
+    for path in [
+        "/c/0190a0e0-0000-7000-8000-000000000000",
+        "/p/0190a0e0-0000-7000-8000-000000000000",
+    ] {
+        let res = app.get(path, None).await;
+        assert_eq!(res.status, StatusCode::OK, "{path}");
+        let page = res.text();
+        assert!(
+            page.contains(r#"content="../api/v1""#) && page.contains(r#"src="../assets/"#),
+            "{page}"
+        );
+    }
 }
 
 #[tokio::test]

@@ -22,7 +22,7 @@ const browser = await chromium.launch({
 const problems = [];
 const step = (what) => console.log(`web e2e: ok   ${what}`);
 try {
-  const context = await browser.newContext({ viewport: { width: 1280, height: 800 } });
+  const context = await browser.newContext({ viewport: { width: 1280, height: 800 }, permissions: ['clipboard-read', 'clipboard-write'] });
   const page = await context.newPage();
   page.on('console', (m) => m.type() === 'error' && problems.push(`console: ${m.text()}`));
   page.on('pageerror', (e) => problems.push(`page error: ${e.message}`));
@@ -30,7 +30,11 @@ try {
     const url = new URL(r.url());
     if (!['data:', 'blob:'].includes(url.protocol) && url.origin !== origin) problems.push(`request to another origin: ${r.url()}`);
   });
-  page.on('dialog', (d) => d.accept(d.type() === 'prompt' ? 'Renamed in the browser' : undefined));
+  // The app asks in its own dialogs: a browser prompt or confirm is a failure.
+  page.on('dialog', (d) => {
+    problems.push(`a browser ${d.type()} dialog: ${d.message()}`);
+    d.dismiss();
+  });
 
   // The first load: every response's bytes on the wire (compressed), under 150 KB in all.
   const firstLoad = [];
@@ -84,6 +88,8 @@ try {
   step('reloaded: the session and the conversation are still there');
 
   await page.getByRole('button', { name: /^Rename conversation / }).first().click();
+  await page.getByRole('dialog', { name: 'Rename the conversation' }).getByLabel('Title').fill('Renamed in the browser');
+  await page.getByRole('dialog', { name: 'Rename the conversation' }).getByRole('button', { name: 'Rename' }).click();
   await page.getByRole('button', { name: 'Open conversation Renamed in the browser' }).waitFor();
   step('renamed');
 
@@ -149,6 +155,57 @@ try {
   await page.getByRole('button', { name: 'Open conversation Renamed in the browser' }).waitFor();
   step('searched the history');
 
+  // Markdown as people write it: a table, a highlighted code block whose Copy button copies it.
+  await page.getByRole('button', { name: 'New chat' }).click();
+  await composer.fill('Markdown check\n\n| fruit | count |\n|:--|--:|\n| apple | 3 |\n\n```rust\nfn main() { let x = 1; }\n```');
+  await composer.press('Enter');
+  await page.locator('#stop').waitFor({ state: 'hidden', timeout: 30000 });
+  const rendered = page.locator('.message.assistant').last();
+  await rendered.locator('table td', { hasText: 'apple' }).waitFor();
+  await rendered.locator('code.language-rust .token.keyword', { hasText: 'fn' }).first().waitFor();
+  await rendered.getByRole('button', { name: 'Copy the rust code' }).click();
+  const copied = await page.evaluate(() => navigator.clipboard.readText());
+  if (copied !== 'fn main() { let x = 1; }') throw new Error(`the code block copied ${JSON.stringify(copied)}`);
+  await page.screenshot({ path: path.join(shots, 'markdown.png') });
+  step('Markdown: a table and highlighted code rendered; its Copy button copied the code');
+
+  // Every conversation has its address: a reload there shows it again.
+  const address = new URL(page.url()).pathname;
+  if (!/\/c\/[0-9a-f-]{36}$/.test(address)) throw new Error(`the conversation's address is ${address}`);
+  await page.reload();
+  await page.locator('.message.assistant table td', { hasText: 'apple' }).waitFor();
+  if (new URL(page.url()).pathname !== address) throw new Error('the address changed on reload');
+  await page.goBack();
+  await page.waitForFunction((a) => window.location.pathname !== a, address);
+  await page.goForward();
+  await page.locator('.message.assistant table td', { hasText: 'apple' }).waitFor();
+  step(`reload, back and forward on ${address} show that conversation`);
+
+  // A long conversation: the page does not grow, the composer stays on screen and the newest
+  // message is in view.
+  const tall = Array.from({ length: 60 }, (_, i) => `line ${i + 1}`).join('\n\n');
+  for (let i = 0; i < 3; i++) {
+    await composer.fill(tall);
+    await composer.press('Enter');
+    await page.locator('#stop').waitFor({ state: 'hidden', timeout: 60000 });
+  }
+  const layout = await page.evaluate(() => {
+    const box = document.getElementById('messages');
+    const last = box.lastElementChild.getBoundingClientRect();
+    const composerBox = document.getElementById('composer').getBoundingClientRect();
+    const view = box.getBoundingClientRect();
+    return {
+      page: document.documentElement.scrollHeight, window: window.innerHeight,
+      composerBottom: composerBox.bottom, lastBottom: last.bottom, viewBottom: view.bottom,
+      atEnd: box.scrollHeight - box.scrollTop - box.clientHeight,
+    };
+  });
+  if (layout.page > layout.window + 1) throw new Error(`the page grew to ${layout.page}px in a ${layout.window}px window`);
+  if (layout.composerBottom > layout.window + 1) throw new Error(`the composer ends at ${layout.composerBottom}px`);
+  if (layout.atEnd > 60 || layout.lastBottom > layout.viewBottom + 60) throw new Error(`the newest message is out of view: ${JSON.stringify(layout)}`);
+  await page.screenshot({ path: path.join(shots, 'long.png') });
+  step(`a long conversation: the page stays ${layout.page}px high, the composer and the newest message on screen`);
+
   if (zip) {
     await page.locator('#zip-input').setInputFiles(zip);
     await page.getByRole('button', { name: 'Open file src/main.rs' }).click();
@@ -184,13 +241,40 @@ try {
 
   await page.getByRole('button', { name: 'Open conversation Renamed in the browser' }).click();
   await page.getByRole('button', { name: 'Delete conversation Renamed in the browser' }).click();
+  await page.getByRole('dialog', { name: 'Delete the conversation?' }).getByRole('button', { name: 'Delete' }).click();
   await page.getByRole('button', { name: 'Open conversation Renamed in the browser' }).waitFor({ state: 'detached' });
   step('deleted');
 
   await page.setViewportSize({ width: 390, height: 844 });
-  await page.getByRole('button', { name: 'Show or hide the conversation list' }).waitFor();
+  const toggle = page.getByRole('button', { name: 'Show or hide the conversation list' });
+  await toggle.waitFor();
+  const wide = await page.evaluate(() => document.documentElement.scrollWidth);
+  if (wide > 390) throw new Error(`the phone layout is ${wide}px wide`);
+  const drawer = page.locator('#sidebar');
+  const opened = async () => {
+    await toggle.click();
+    await page.getByRole('button', { name: 'New chat' }).waitFor();
+  };
+  const closed = () => page.waitForFunction(() => !document.body.classList.contains('sidebar-open') && getComputedStyle(document.getElementById('sidebar')).visibility === 'hidden');
+  await opened();
+  await page.waitForTimeout(300); // the drawer's slide
+  await page.screenshot({ path: path.join(shots, 'phone-drawer.png') });
+  await page.keyboard.press('Escape');
+  await closed();
+  await opened();
+  await page.mouse.click(375, 420);
+  await closed();
+  await opened();
+  await page.getByRole('button', { name: 'Close the conversation list' }).click();
+  await closed();
+  await opened();
+  await page.getByRole('button', { name: 'New chat' }).click();
+  await closed();
+  await opened();
+  await drawer.getByRole('button', { name: /^Open conversation / }).first().click();
+  await closed();
   await page.screenshot({ path: path.join(shots, 'phone.png') });
-  step('phone width');
+  step('phone width: nothing wider than the screen; the drawer closes on Escape, a tap beside it, ×, New chat and a conversation');
 
   await page.getByRole('button', { name: 'Show or hide the conversation list' }).click();
   await page.getByRole('button', { name: 'Sign out' }).click();
@@ -203,5 +287,5 @@ if (problems.length) {
   console.error(problems.join('\n'));
   process.exit(1);
 }
-console.log(`web e2e: screenshots in ${path.resolve(shots)} (chat.png, branches.png, shared.png, project.png, phone.png)`);
+console.log(`web e2e: screenshots in ${path.resolve(shots)} (chat.png, branches.png, shared.png, markdown.png, long.png, project.png, tools.png, phone-drawer.png, phone.png)`);
 console.log('web e2e: 1 passed, 0 failed');

@@ -3,26 +3,50 @@
 // public API, on this origin unless <meta name="codechat-api"> names another.
 
 import { readSse } from './sse.js';
-import { render as renderMarkdown } from './markdown.js';
+import { plainText, prismHighlighter, render as renderMarkdown } from './markdown.js';
+import { marked } from './marked.js';
 import { ApiError, Session } from './session.js';
 import { latestLeaf, position, sibling } from './branches.js';
 import { setupTools } from './tools.js';
 
 const $ = (id) => document.getElementById(id);
-const apiBase = document.querySelector('meta[name="codechat-api"]')?.content || '/api/v1';
+// The page is served at the app's root and one level down (`c/{id}`, `p/{id}`, `s/{token}`); the
+// address changes as the reader moves (history.pushState), so the API's base and the app's root
+// are made absolute once, from the address the page was loaded at.
+const apiBase = new URL(document.querySelector('meta[name="codechat-api"]')?.content || '/api/v1', window.location.href).href.replace(/\/$/, '');
+const appRoot = new URL(/\/[cps]\/[^/]+\/?$/.test(window.location.pathname) ? '../' : './', window.location.href);
+
+// Where the reader is, from an address: a conversation, a project, or the app's start.
+function place(location) {
+  const rest = location.pathname.slice(appRoot.pathname.length);
+  const m = rest.match(/^([cp])\/([0-9a-f-]{36})\/?$/i);
+  if (!m) return { kind: 'home' };
+  return { kind: m[1] === 'c' ? 'conversation' : 'project', id: m[2] };
+}
+
+// Records where the reader went (unless they got there by back/forward or a reload).
+function go(path, how = 'push') {
+  const url = new URL(path, appRoot);
+  if (how === 'none' || url.pathname === window.location.pathname) return;
+  if (how === 'replace') window.history.replaceState(null, '', url);
+  else window.history.pushState(null, '', url);
+}
 
 const state = {
   session: new Session({ base: apiBase, storage: window.sessionStorage, onSignedOut: () => showAuth() }),
   models: [],
   agents: [],
+  agentNames: new Map(), // every agent's name by id, inactive ones too (for their answers)
   conversation: null,
   cursor: null,
   loadingPage: false,
+  lastGroup: null, // the date heading the conversation list shows last
   query: '',
   pending: [], // attachments ready to send
   streaming: null, // AbortController of the turn in flight
   project: null,
   answerId: null, // the id of the answer streaming in, once the stream names it
+  following: true, // whether the message list follows new text (the reader has not scrolled up)
 };
 
 function el(tag, props = {}, ...children) {
@@ -36,6 +60,71 @@ function el(tag, props = {}, ...children) {
   }
   node.append(...children.filter((c) => c !== null && c !== undefined));
   return node;
+}
+
+const highlight = prismHighlighter(window.Prism);
+
+// Copies `text`, saying so on `button` for a moment.
+async function copyText(text, button) {
+  try {
+    await navigator.clipboard.writeText(text);
+  } catch {
+    const area = el('textarea', { class: 'sr-only', 'aria-hidden': 'true' });
+    area.value = text;
+    document.body.append(area);
+    area.select();
+    document.execCommand('copy');
+    area.remove();
+  }
+  if (button) {
+    button.textContent = 'Copied';
+    setTimeout(() => (button.textContent = 'Copy'), 1500);
+  }
+}
+
+function renderAnswer(text, body) {
+  renderMarkdown(text, body, { lex: marked.lexer, highlight, copy: copyText });
+}
+
+// A streaming answer is rendered at most once a frame, however fast its deltas come.
+function renderSoon(body, text) {
+  body.pendingText = text;
+  if (body.frame) return;
+  body.frame = requestAnimationFrame(() => {
+    body.frame = 0;
+    renderAnswer(body.pendingText, body);
+    scrollDown();
+  });
+}
+
+const timeFormat = new Intl.DateTimeFormat(undefined, { dateStyle: 'medium', timeStyle: 'short' });
+const when = (iso) => {
+  const d = new Date(iso);
+  return Number.isNaN(d.getTime()) ? '' : timeFormat.format(d);
+};
+
+// The app's own question dialog (not `prompt`/`confirm`): answers the input's value (with
+// `label`), true (without), or null when cancelled.
+function ask({ title, message = '', label = null, value = '', confirm = 'OK', danger = false }) {
+  const dialog = $('ask-dialog');
+  $('ask-title').textContent = title;
+  $('ask-message').textContent = message;
+  $('ask-message').hidden = !message;
+  $('ask-field').hidden = label === null;
+  $('ask-label').textContent = label ?? '';
+  $('ask-input').value = value;
+  $('ask-confirm').textContent = confirm;
+  $('ask-confirm').classList.toggle('danger', danger);
+  dialog.returnValue = '';
+  dialog.showModal();
+  if (label !== null) $('ask-input').select();
+  else $('ask-confirm').focus();
+  return new Promise((resolve) => {
+    dialog.addEventListener('close', () => {
+      if (dialog.returnValue !== 'confirm') resolve(null);
+      else resolve(label === null ? true : $('ask-input').value.trim() || null);
+    }, { once: true });
+  });
 }
 
 function toast(message) {
@@ -110,11 +199,12 @@ async function start() {
     ]);
     state.models = models.items;
     state.agents = agents.items.filter((a) => a.status === 'active');
+    state.agentNames = new Map(agents.items.map((a) => [a.id, a.name]));
     fillModels();
     fillAgents();
     await reloadConversations();
     await loadProjects();
-    newConversation();
+    await showPlace('none');
     await resumeFromSharedPage();
     await resumeStreaming();
   } catch (error) {
@@ -149,8 +239,22 @@ function fillAgents() {
 
 async function reloadConversations() {
   state.cursor = null;
+  state.lastGroup = null;
   $('conversations').replaceChildren();
   await loadPage(true);
+}
+
+// The heading a conversation goes under in the list, by its last activity.
+function dateGroup(iso, now = new Date()) {
+  const d = new Date(iso);
+  if (Number.isNaN(d.getTime())) return 'Older';
+  const day = (x) => new Date(x.getFullYear(), x.getMonth(), x.getDate()).getTime();
+  const days = Math.round((day(now) - day(d)) / 86400000);
+  if (days <= 0) return 'Today';
+  if (days === 1) return 'Yesterday';
+  if (days < 7) return 'Previous 7 days';
+  if (days < 30) return 'Previous 30 days';
+  return 'Older';
 }
 
 async function loadPage(first = false) {
@@ -161,9 +265,19 @@ async function loadPage(first = false) {
     if (state.query) params.set('q', state.query);
     if (state.cursor) params.set('cursor', state.cursor);
     const page = await state.session.json(`/conversations?${params}`);
-    for (const c of page.items) $('conversations').append(conversationItem(c));
+    for (const c of page.items) {
+      // Searches list by relevance, so only the plain list is grouped by date.
+      const group = state.query ? null : dateGroup(c.last_message_at || c.updated_at);
+      if (group && group !== state.lastGroup) {
+        $('conversations').append(el('li', { class: 'group', role: 'presentation', text: group }));
+        state.lastGroup = group;
+      }
+      $('conversations').append(conversationItem(c));
+    }
     state.cursor = page.next_cursor;
-    $('conversations-empty').hidden = $('conversations').children.length > 0;
+    const none = $('conversations').children.length === 0;
+    $('conversations-empty').hidden = !none;
+    $('conversations-empty').textContent = state.query ? `No conversation matches “${state.query}”.` : 'No conversations yet.';
   } catch (error) {
     toast(describe(error));
   } finally {
@@ -172,19 +286,21 @@ async function loadPage(first = false) {
 }
 
 function conversationItem(c) {
+  const title = plainText(c.title) || 'Untitled';
   const open = el('button', {
     class: 'conversation-open',
-    'aria-label': `Open conversation ${c.title}`,
+    'aria-label': `Open conversation ${title}`,
     onclick: () => openConversation(c.id),
-    text: c.title || 'Untitled',
+    text: title,
+    title,
   });
   const rename = el('button', {
     class: 'icon',
-    'aria-label': `Rename conversation ${c.title}`,
+    'aria-label': `Rename conversation ${title}`,
     title: 'Rename',
     text: '✎',
     onclick: async () => {
-      const title = window.prompt('New title', c.title);
+      const title = await ask({ title: 'Rename the conversation', label: 'Title', value: c.title, confirm: 'Rename' });
       if (!title) return;
       try {
         const updated = await state.session.json(`/conversations/${c.id}`, { method: 'PATCH', body: { title } });
@@ -197,11 +313,12 @@ function conversationItem(c) {
   });
   const remove = el('button', {
     class: 'icon',
-    'aria-label': `Delete conversation ${c.title}`,
+    'aria-label': `Delete conversation ${title}`,
     title: 'Delete',
     text: '✕',
     onclick: async () => {
-      if (!window.confirm(`Delete “${c.title}” and its messages?`)) return;
+      const sure = await ask({ title: 'Delete the conversation?', message: `“${title}” and its messages will be deleted. This cannot be undone.`, confirm: 'Delete', danger: true });
+      if (!sure) return;
       try {
         await state.session.request(`/conversations/${c.id}`, { method: 'DELETE' });
         item.remove();
@@ -217,8 +334,9 @@ function conversationItem(c) {
 
 // ----- the chat pane -----
 
-function newConversation() {
+function newConversation({ history = 'push' } = {}) {
   state.conversation = null;
+  go(state.project ? `p/${state.project.id}` : './', history);
   $('title').textContent = state.project ? `New chat on ${state.project.name}` : 'New chat';
   $('messages').replaceChildren(el('p', { class: 'hint', text: 'Ask anything. Enter sends, Shift+Enter starts a new line.' }));
   $('usage').textContent = '';
@@ -230,7 +348,7 @@ function newConversation() {
 
 function setConversation(c) {
   state.conversation = c;
-  $('title').textContent = c.title || 'Untitled';
+  $('title').textContent = plainText(c.title) || 'Untitled';
   if (c.model && state.models.some((m) => m.id === c.model && m.available)) $('model').value = c.model;
   $('agent').value = c.agent_id || '';
   $('agent').disabled = true;
@@ -242,10 +360,11 @@ function markCurrent() {
   for (const li of $('conversations').children) li.classList.toggle('current', li.dataset.id === state.conversation?.id);
 }
 
-async function openConversation(id, { keepScroll = false } = {}) {
+async function openConversation(id, { keepScroll = false, history = 'push' } = {}) {
   try {
     const c = await state.session.json(`/conversations/${id}`);
     setConversation(c);
+    go(`c/${c.id}`, history);
     $('messages').replaceChildren();
     let cursor = null;
     const messages = [];
@@ -257,7 +376,7 @@ async function openConversation(id, { keepScroll = false } = {}) {
     for (const m of messages) $('messages').append(messageView(m));
     await Promise.all(messages.filter((m) => m.role === 'assistant').slice(-20).map((m) => showMessageUsage(m.id)));
     await refreshUsage();
-    if (!keepScroll) scrollDown();
+    if (!keepScroll) scrollDown(true);
   } catch (error) {
     toast(describe(error));
   }
@@ -265,9 +384,13 @@ async function openConversation(id, { keepScroll = false } = {}) {
 
 function messageView(m, streaming = false, userLabel = 'You') {
   const body = el('div', { class: 'body' });
-  if (m.role === 'assistant' && !streaming) renderMarkdown(m.content, body);
+  if (m.role === 'assistant' && !streaming) renderAnswer(m.content, body);
   else body.textContent = m.content;
-  const meta = el('div', { class: 'meta' }, el('span', { text: m.role === 'user' ? userLabel : m.model || 'assistant' }));
+  const who = m.role === 'user' ? userLabel : m.model || 'assistant';
+  const meta = el('div', { class: 'meta' }, el('span', { class: 'who', text: who }));
+  const agent = m.agent_id && state.agentNames.get(m.agent_id);
+  if (m.role === 'assistant' && agent) meta.append(el('span', { class: 'agent', text: agent }));
+  if (m.created_at) meta.append(el('time', { datetime: m.created_at, text: when(m.created_at) }));
   if (m.status && m.status !== 'complete') meta.append(el('span', { class: 'status', text: m.status }));
   const view = el('article', { class: `message ${m.role}`, dataset: { id: m.id || '' }, 'aria-label': `${m.role} message` }, meta, body);
   if (m.attachments && m.attachments.length) {
@@ -302,6 +425,10 @@ function messageActions(m, view) {
         step(1, 'Next version', '›')),
     );
   }
+  actions.append(el('button', {
+    type: 'button', text: 'Copy', 'aria-label': `Copy the ${m.role === 'user' ? 'message' : 'answer'}`,
+    onclick: (e) => copyText(m.content, e.currentTarget),
+  }));
   if (m.role === 'user') {
     actions.append(el('button', { type: 'button', text: 'Edit', 'aria-label': 'Edit message', onclick: () => editMessage(m, view) }));
   } else if (m.role === 'assistant') {
@@ -381,9 +508,20 @@ async function refreshUsage() {
   }
 }
 
-function scrollDown() {
+// Keeps the newest message in view while the reader is at the bottom; one who scrolled up to read
+// stays where they are (`force` when the reader acts: sends, opens a conversation).
+function scrollDown(force = false) {
   const box = $('messages');
-  box.scrollTop = box.scrollHeight;
+  if (force) state.following = true;
+  if (state.following) box.scrollTop = box.scrollHeight;
+}
+
+// The phone layout's drawer (the sidebar): open or closed, focus moved into it and back.
+function setDrawer(open) {
+  document.body.classList.toggle('sidebar-open', open);
+  $('toggle-sidebar').setAttribute('aria-expanded', String(open));
+  if (open) $('new-chat').focus();
+  else if (document.activeElement && $('sidebar').contains(document.activeElement)) $('toggle-sidebar').focus();
 }
 
 // Sends the composer's message; or, with `text` and `parent_id`, an edit (a new user message under
@@ -422,7 +560,7 @@ async function send({ text: edited, parent_id, regenerate, replacing } = {}) {
     state.pending = [];
     showPending();
   }
-  scrollDown();
+  scrollDown(true);
 
   const controller = new AbortController();
   state.streaming = controller;
@@ -480,6 +618,7 @@ async function send({ text: edited, parent_id, regenerate, replacing } = {}) {
     await openConversation(state.conversation.id);
   } else if (state.conversation) {
     if (isNew) {
+      go(`c/${state.conversation.id}`);
       try {
         setConversation(await state.session.json(`/conversations/${state.conversation.id}`));
       } catch {
@@ -516,8 +655,7 @@ function answerEvents(answer, progress) {
       progress.text += data.text;
       if (data.seq) progress.seq = data.seq;
       if (progress.messageId) remember(progress);
-      answer.querySelector('.body').textContent = progress.text;
-      scrollDown();
+      renderSoon(answer.querySelector('.body'), progress.text);
     } else if (event === 'file_changed') {
       progress.changes.push(data);
       answer.querySelector('.changes')?.remove();
@@ -673,13 +811,32 @@ async function loadProjects() {
   }
 }
 
-async function openProject(p) {
+async function openProject(p, { history = 'push' } = {}) {
   state.project = p;
   $('project-pane').hidden = false;
   $('project-name').textContent = p.name;
   $('file-view').textContent = '';
   await showTree(p);
-  newConversation();
+  newConversation({ history });
+}
+
+// Shows what an address names: on start-up (the address is kept as it is), and on back/forward.
+async function showPlace(history) {
+  const where = place(window.location);
+  if (where.kind === 'conversation') {
+    await openConversation(where.id, { history });
+  } else if (where.kind === 'project') {
+    try {
+      await openProject(await state.session.json(`/projects/${where.id}`), { history });
+    } catch (error) {
+      toast(describe(error));
+      newConversation({ history: 'replace' });
+    }
+  } else {
+    state.project = null;
+    $('project-pane').hidden = true;
+    newConversation({ history });
+  }
 }
 
 async function showTree(p) {
@@ -810,7 +967,7 @@ async function showShared(token) {
   }
   $('shared-fork').addEventListener('click', () => {
     window.sessionStorage.setItem('codechat.fork', token);
-    window.location.href = '../';
+    window.location.href = appRoot.href;
   });
 }
 
@@ -919,6 +1076,9 @@ function setup() {
     newConversation();
   });
   $('sign-out').addEventListener('click', () => state.session.signOut());
+  window.addEventListener('popstate', () => {
+    if (state.session.signedIn && !state.streaming) showPlace('none');
+  });
   setupTools({
     session: state.session,
     el,
@@ -932,7 +1092,20 @@ function setup() {
       if (state.agents.some((a) => a.id === chosen)) $('agent').value = chosen;
     },
   });
-  $('toggle-sidebar').addEventListener('click', () => document.body.classList.toggle('sidebar-open'));
+  $('toggle-sidebar').addEventListener('click', () => setDrawer(!document.body.classList.contains('sidebar-open')));
+  $('close-sidebar').addEventListener('click', () => setDrawer(false));
+  $('scrim').addEventListener('click', () => setDrawer(false));
+  document.addEventListener('keydown', (e) => {
+    if (e.key === 'Escape' && document.body.classList.contains('sidebar-open')) setDrawer(false);
+  });
+  // Choosing anything in the drawer (a conversation, a project, New chat) closes it.
+  $('sidebar').addEventListener('click', (e) => {
+    if (e.target.closest('.conversation-open, #new-chat, .hit')) setDrawer(false);
+  });
+  $('messages').addEventListener('scroll', () => {
+    const box = $('messages');
+    state.following = box.scrollHeight - box.scrollTop - box.clientHeight < 48;
+  });
 
   if (sharedToken) showShared(sharedToken);
   else if (state.session.signedIn) start();

@@ -2,7 +2,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { createSseParser } from '../src/sse.js';
-import { parse, inline } from '../src/markdown.js';
+import { plainText, prismHighlighter, render, safeUrl } from '../src/markdown.js';
 import { Session, ApiError } from '../src/session.js';
 
 test('SSE events split across chunks, CRLF, comments and a last event without its blank line', () => {
@@ -25,24 +25,76 @@ test('SSE multi-line data joins with newlines and non-JSON data stays text', () 
   assert.deepEqual(got, [{ event: 'message', data: 'one\ntwo' }]);
 });
 
-test('Markdown: code fences, headings, lists, inline runs', () => {
-  const blocks = parse('# Title\n\nSome **bold** and `code`.\n\n```rust\nfn main() {}\n```\n- a\n- b\n1. one\n> quoted');
-  assert.deepEqual(blocks.map((b) => b.type), ['heading', 'paragraph', 'code', 'list', 'list', 'quote']);
-  assert.equal(blocks[2].lang, 'rust');
-  assert.equal(blocks[2].text, 'fn main() {}');
-  assert.equal(blocks[4].ordered, true);
-  assert.deepEqual(blocks[1].inline.map((r) => r.type), ['text', 'strong', 'text', 'code', 'text']);
+// A DOM just big enough for the renderer: elements, text nodes, attributes, events.
+class FakeNode {
+  constructor(doc, tag, text) {
+    Object.assign(this, { ownerDocument: doc, tagName: tag, children: [], attributes: {}, style: {}, listeners: {}, className: '' });
+    if (text !== undefined) this.text = text;
+  }
+  append(...nodes) { this.children.push(...nodes); }
+  replaceChildren(...nodes) { this.children = nodes; }
+  setAttribute(k, v) { this.attributes[k] = String(v); }
+  addEventListener(type, fn) { this.listeners[type] = fn; }
+  set textContent(v) { this.children = [new FakeNode(this.ownerDocument, '#text', String(v))]; }
+  get textContent() { return this.tagName === '#text' ? this.text : this.children.map((c) => c.textContent).join(''); }
+  all(tag) { return [...(this.tagName === tag ? [this] : []), ...this.children.flatMap((c) => c.all(tag))]; }
+}
+const fakeDocument = () => {
+  const doc = { createElement: (tag) => new FakeNode(doc, tag), createTextNode: (text) => new FakeNode(doc, '#text', text) };
+  return doc;
+};
+
+async function markdownTools() {
+  const { marked } = await import('../vendor/marked/marked.esm.js');
+  // Prism's files are classic scripts (as the browser runs them, joined): run in the global scope.
+  const { readFileSync } = await import('node:fs');
+  const { runInThisContext } = await import('node:vm');
+  for (const name of ['core', 'clike', 'rust', 'python']) {
+    runInThisContext(readFileSync(new URL(`../vendor/prism/prism-${name}.min.js`, import.meta.url), 'utf8'));
+  }
+  return { lex: marked.lexer, highlight: prismHighlighter(globalThis.Prism) };
+}
+
+test('Markdown: tables, highlighted code with a Copy button, lists, quotes, task lists', async () => {
+  const tools = await markdownTools();
+  const copied = [];
+  const root = new FakeNode(fakeDocument(), 'div');
+  render('# Title\n\n| a | b |\n|:-|-:|\n| 1 | `x` |\n\n```rust\nfn main() { let s = "hi"; }\n```\n\n- a\n- [x] done\n\n1. one\n\n> quoted', root, { ...tools, copy: (text) => copied.push(text) });
+  assert.equal(root.all('h3').length, 1);
+  const [table] = root.all('table');
+  assert.deepEqual(table.all('th').map((c) => [c.textContent, c.style.textAlign]), [['a', 'left'], ['b', 'right']]);
+  assert.deepEqual(table.all('td').map((c) => c.textContent), ['1', 'x']);
+  const [code] = root.all('code').filter((c) => c.className === 'language-rust');
+  assert.equal(code.textContent, 'fn main() { let s = "hi"; }');
+  const tokens = code.all('span').map((s) => s.className);
+  assert.ok(tokens.includes('token keyword') && tokens.includes('token string'), tokens.join(','));
+  const [button] = root.all('button');
+  assert.equal(button.textContent, 'Copy');
+  button.listeners.click();
+  assert.deepEqual(copied, ['fn main() { let s = "hi"; }']);
+  assert.equal(root.all('ul').length, 1);
+  assert.equal(root.all('input')[0].checked, true);
+  assert.equal(root.all('ol').length, 1);
+  assert.equal(root.all('blockquote')[0].textContent, 'quoted');
 });
 
-test('Markdown never passes HTML or unsafe links through', () => {
-  const runs = inline('<script>alert(1)</script> [x](javascript:alert(1)) [ok](https://example.com) <img src=x onerror=alert(1)>');
-  assert.ok(runs.every((r) => r.type !== 'html'));
-  const links = runs.filter((r) => r.type === 'link');
-  assert.deepEqual(links, [{ type: 'link', text: 'ok', href: 'https://example.com' }]);
-  const text = runs.filter((r) => r.type === 'text').map((r) => r.text).join('');
-  assert.ok(text.includes('<script>alert(1)</script>'), 'markup stays text');
-  // Inside a code fence everything is text as well.
-  assert.equal(parse('```\n<b>x</b>\n```')[0].text, '<b>x</b>');
+test('Markdown never passes HTML or unsafe links through', async () => {
+  const tools = await markdownTools();
+  const root = new FakeNode(fakeDocument(), 'div');
+  render('<script>alert(1)</script>\n\nhi <b>x</b> [x](javascript:alert(1)) [ok](https://example.com) ![pic](https://tracker.example/p.png) <img src=x onerror=alert(1)>\n\n```\n<b>x</b>\n```', root, tools);
+  for (const tag of ['script', 'b', 'img']) assert.equal(root.all(tag).length, 0, tag);
+  const links = root.all('a').map((a) => [a.textContent, a.href]);
+  assert.deepEqual(links, [['ok', 'https://example.com'], ['[image: pic]', 'https://tracker.example/p.png']]);
+  assert.ok(root.textContent.includes('<script>alert(1)</script>'), 'markup stays text');
+  assert.ok(root.textContent.includes('<img src=x onerror=alert(1)>'));
+  assert.equal(root.all('code').at(-1).textContent, '<b>x</b>');
+  assert.equal(safeUrl(' mailto:a@b.c '), 'mailto:a@b.c');
+  assert.equal(safeUrl('data:text/html,x'), null);
+});
+
+test('titles and lists show text without Markdown marks', () => {
+  assert.equal(plainText('## How do I **sort** a `Vec`?'), 'How do I sort a Vec?');
+  assert.equal(plainText('- see [the docs](https://x.y)\n```rust\nfn a() {}\n```'), 'see the docs');
 });
 
 function fakeFetch(routes) {

@@ -43,6 +43,8 @@ pub fn routes() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
         .routes(routes!(index))
         .routes(routes!(shared_page))
+        .routes(routes!(conversation_page))
+        .routes(routes!(project_page))
         .routes(routes!(asset))
 }
 
@@ -109,6 +111,28 @@ fn page(body: Vec<u8>, gzipped: bool, api_base: &str) -> Response {
     params(("token" = String, Path, description = "The share link's token")),
     responses((status = 200, content_type = "text/html", description = "The client's read-only view of a shared conversation")))]
 async fn shared_page(State(state): State<AppState>) -> Response {
+    page_one_level_down(&state)
+}
+
+/// A conversation's address: the client opens it (after sign-in); another user's or an unknown
+/// one shows the API's 404 there.
+#[utoipa::path(get, path = "/c/{id}", tag = "web",
+    params(("id" = String, Path, description = "The conversation's id")),
+    responses((status = 200, content_type = "text/html", description = "The client, showing the conversation")))]
+async fn conversation_page(State(state): State<AppState>) -> Response {
+    page_one_level_down(&state)
+}
+
+/// A project's address: the client opens its files and a new chat on it.
+#[utoipa::path(get, path = "/p/{id}", tag = "web",
+    params(("id" = String, Path, description = "The project's id")),
+    responses((status = 200, content_type = "text/html", description = "The client, showing the project")))]
+async fn project_page(State(state): State<AppState>) -> Response {
+    page_one_level_down(&state)
+}
+
+/// The client one level down (`/s/…`, `/c/…`, `/p/…`): its relative URLs say so.
+fn page_one_level_down(state: &AppState) -> Response {
     let base = state.config().web.api_base.as_str();
     let relative = !base.contains("://") && !base.starts_with('/');
     let api = if relative {
