@@ -705,3 +705,177 @@ async fn the_first_admin_presents_the_bootstrap_token_in_lambda() {
     .await;
     assert_eq!(res.json()["user"]["role"], "user");
 }
+
+/// A browser client's cookie session: the refresh token only in an HttpOnly, SameSite=Strict
+/// cookie scoped to the auth routes; refresh and logout by that cookie need the session header
+/// (a cross-site form cannot send it); the bearer flow is unchanged without the header.
+#[tokio::test]
+async fn a_browser_session_keeps_its_refresh_token_in_an_httponly_cookie() {
+    let app = TestApp::spawn().await;
+    app.register("cookie@example.com").await;
+    let send = |path: &str,
+                body: serde_json::Value,
+                host: &str,
+                cookie: Option<&str>,
+                header: bool,
+                access: Option<&str>| {
+        let mut req = request(Method::POST, path, access, Some(body));
+        req.headers_mut().insert("host", host.parse().unwrap());
+        if header {
+            req.headers_mut()
+                .insert("x-codechat-session", "cookie".parse().unwrap());
+        }
+        if let Some(c) = cookie {
+            req.headers_mut().insert("cookie", c.parse().unwrap());
+        }
+        app.send(req)
+    };
+    let set_cookie = |res: &TestResponse| {
+        res.headers
+            .get("set-cookie")
+            .map(|v| v.to_str().unwrap().to_string())
+            .unwrap_or_default()
+    };
+    let pair = |set: &str| set.split(';').next().unwrap().to_string();
+
+    let login = json!({"email": "cookie@example.com", "password": PASSWORD});
+    let res = send(
+        "/api/v1/auth/login",
+        login.clone(),
+        "127.0.0.1:9000",
+        None,
+        true,
+        None,
+    )
+    .await;
+    assert_eq!(res.status, StatusCode::OK, "{}", res.text());
+    assert!(res.json().get("refresh_token").is_none(), "{}", res.text());
+    assert!(res.json()["access_token"].is_string());
+    let first = set_cookie(&res);
+    assert!(first.starts_with("codechat_refresh="), "{first}");
+    for part in [
+        "; Path=/api/v1/auth",
+        "; HttpOnly",
+        "; SameSite=Strict",
+        "; Max-Age=",
+    ] {
+        assert!(first.contains(part), "{first}");
+    }
+    // Over plain http to a loopback host (the laptop) the cookie cannot be Secure; anywhere else it is.
+    assert!(!first.contains("Secure"), "{first}");
+    let deployed = send(
+        "/api/v1/auth/login",
+        login.clone(),
+        "abc.execute-api.us-east-1.amazonaws.com",
+        None,
+        true,
+        None,
+    )
+    .await;
+    assert!(
+        set_cookie(&deployed).contains("; Secure"),
+        "{}",
+        set_cookie(&deployed)
+    );
+    let without = send(
+        "/api/v1/auth/login",
+        login.clone(),
+        "127.0.0.1:9000",
+        None,
+        false,
+        None,
+    )
+    .await;
+    assert!(without.json()["refresh_token"].is_string());
+    assert!(without.headers.get("set-cookie").is_none());
+
+    // A refresh by cookie needs the header: the cookie alone (a cross-site form) is not enough.
+    let bare = send(
+        "/api/v1/auth/refresh",
+        json!({}),
+        "127.0.0.1:9000",
+        Some(&pair(&first)),
+        false,
+        None,
+    )
+    .await;
+    assert_eq!(
+        bare.status,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "{}",
+        bare.text()
+    );
+    let refreshed = send(
+        "/api/v1/auth/refresh",
+        json!({}),
+        "127.0.0.1:9000",
+        Some(&pair(&first)),
+        true,
+        None,
+    )
+    .await;
+    assert_eq!(refreshed.status, StatusCode::OK, "{}", refreshed.text());
+    assert!(refreshed.json().get("refresh_token").is_none());
+    let second = set_cookie(&refreshed);
+    assert_ne!(pair(&second), pair(&first));
+    // The spent cookie replayed revokes the family, as a spent body token does.
+    let replay = send(
+        "/api/v1/auth/refresh",
+        json!({}),
+        "127.0.0.1:9000",
+        Some(&pair(&first)),
+        true,
+        None,
+    )
+    .await;
+    assert_eq!(replay.status, StatusCode::UNAUTHORIZED);
+
+    // A new session; logging out by cookie revokes it and removes the cookie.
+    let res = send(
+        "/api/v1/auth/login",
+        login,
+        "127.0.0.1:9000",
+        None,
+        true,
+        None,
+    )
+    .await;
+    let cookie = pair(&set_cookie(&res));
+    let access = res.json()["access_token"].as_str().unwrap().to_string();
+    let out = send(
+        "/api/v1/auth/logout",
+        json!({}),
+        "127.0.0.1:9000",
+        Some(&cookie),
+        true,
+        Some(&access),
+    )
+    .await;
+    assert_eq!(out.status, StatusCode::NO_CONTENT, "{}", out.text());
+    assert!(
+        set_cookie(&out).contains("Max-Age=0"),
+        "{}",
+        set_cookie(&out)
+    );
+    let after = send(
+        "/api/v1/auth/refresh",
+        json!({}),
+        "127.0.0.1:9000",
+        Some(&cookie),
+        true,
+        None,
+    )
+    .await;
+    assert_eq!(after.status, StatusCode::UNAUTHORIZED);
+    // Without any cookie the browser is simply not signed in.
+    let none = send(
+        "/api/v1/auth/refresh",
+        json!({}),
+        "127.0.0.1:9000",
+        None,
+        true,
+        None,
+    )
+    .await;
+    none.problem(StatusCode::UNAUTHORIZED);
+}

@@ -55,6 +55,15 @@ try {
   await page.locator('#app').waitFor();
   step('sign up');
 
+  // A new tab is signed in, from the HttpOnly refresh cookie; no script can read a refresh token.
+  const tab = await context.newPage();
+  await tab.goto(`${base}/`);
+  await tab.locator('#app').waitFor();
+  const kept = await tab.evaluate(() => JSON.stringify({ ...window.sessionStorage, ...window.localStorage, cookie: document.cookie }));
+  if (/refresh|eyJ/.test(kept)) throw new Error(`a token is within a script's reach: ${kept}`);
+  await tab.close();
+  step('a new tab is signed in (the refresh token only in an HttpOnly cookie)');
+
   const composer = page.getByLabel('Message', { exact: true });
   await composer.fill('Hello from a real browser, streamed word by word');
   // The streaming answer lives a few hundred milliseconds; polling for it can miss it on a busy

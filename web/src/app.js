@@ -33,7 +33,8 @@ function go(path, how = 'push') {
 }
 
 const state = {
-  session: new Session({ base: apiBase, storage: window.sessionStorage, onSignedOut: () => showAuth() }),
+  // The refresh token in an HttpOnly cookie (a new tab signs in from it); the access token in memory.
+  session: new Session({ base: apiBase, cookie: true, hints: window.localStorage, onSignedOut: () => showAuth() }),
   models: [],
   agents: [],
   agentNames: new Map(), // every agent's name by id, inactive ones too (for their answers)
@@ -1108,8 +1109,11 @@ function setup() {
   });
 
   if (sharedToken) showShared(sharedToken);
-  else if (state.session.signedIn) start();
-  else showAuth();
+  else {
+    // An older build kept the refresh token in this tab's storage: no longer read, so removed.
+    window.sessionStorage.removeItem('codechat.refresh');
+    state.session.resume().then((signedIn) => (signedIn ? start() : showAuth()));
+  }
 }
 
 setup();

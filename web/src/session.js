@@ -1,16 +1,23 @@
-// Tokens and authorised requests. The access token lives in memory only; the refresh token in
-// sessionStorage at most (this tab, until it closes), never in a cookie the API would have to
-// trust. A 401 refreshes once (one refresh in flight however many requests hit it) and retries;
-// a failed refresh signs out. Pure apart from the injected fetch and storage: unit-tested.
+// Tokens and authorised requests. The access token lives in memory only. The refresh token: with
+// `cookie: true` (the web client) in an HttpOnly cookie the API sets (`X-CodeChat-Session: cookie`),
+// which no script can read and which a new tab presents to sign in again; otherwise (API clients,
+// tests) in the storage given, sessionStorage at most. A 401 refreshes once (one refresh in flight
+// however many requests hit it) and retries; a failed refresh signs out. Pure apart from the
+// injected fetch and storage: unit-tested.
 
 const REFRESH_KEY = 'codechat.refresh';
+// With the cookie session: that this browser signed in (not a secret; it saves a signed-out
+// visitor a refresh that can only fail).
+const COOKIE_HINT = 'codechat.cookie-session';
 
 export class Session {
   /**
    * @param {{base?: string, fetch?: typeof fetch, storage?: Storage|null, onSignedOut?: () => void}} options
    */
-  constructor({ base = '/api/v1', fetch: fetchImpl = globalThis.fetch.bind(globalThis), storage = null, onSignedOut = () => {} } = {}) {
+  constructor({ base = '/api/v1', fetch: fetchImpl = globalThis.fetch.bind(globalThis), storage = null, cookie = false, hints = null, onSignedOut = () => {} } = {}) {
     this.base = base;
+    this.cookie = cookie;
+    this.hints = hints;
     this.fetch = fetchImpl;
     this.storage = storage;
     this.onSignedOut = onSignedOut;
@@ -20,7 +27,13 @@ export class Session {
   }
 
   get refreshToken() {
+    if (this.cookie) return null;
     return this.storage ? this.storage.getItem(REFRESH_KEY) : this._refresh || null;
+  }
+
+  /** The headers that ask for (and, on refresh and logout, present) the cookie session. */
+  get sessionHeaders() {
+    return this.cookie ? { 'x-codechat-session': 'cookie' } : {};
   }
 
   set refreshToken(value) {
@@ -33,7 +46,8 @@ export class Session {
   /** Keeps a token answer (register, login, refresh). */
   accept(tokens) {
     this.access = tokens.access_token;
-    this.refreshToken = tokens.refresh_token;
+    if (!this.cookie) this.refreshToken = tokens.refresh_token;
+    else this.hints?.setItem(COOKIE_HINT, '1');
     if (tokens.user) this.user = tokens.user;
   }
 
@@ -41,10 +55,19 @@ export class Session {
     return Boolean(this.access || this.refreshToken);
   }
 
+  /** Signs in again from what the browser keeps (the cookie session): whether it worked. */
+  async resume() {
+    if (this.access) return true;
+    if (!this.cookie && !this.refreshToken) return false;
+    if (this.cookie && this.hints && !this.hints.getItem(COOKIE_HINT)) return false;
+    return this.refresh();
+  }
+
   async signIn(path, body) {
     const res = await this.fetch(`${this.base}${path}`, {
       method: 'POST',
-      headers: { 'content-type': 'application/json' },
+      headers: { 'content-type': 'application/json', ...this.sessionHeaders },
+      credentials: 'same-origin',
       body: JSON.stringify(body),
     });
     const data = await readJson(res);
@@ -58,12 +81,14 @@ export class Session {
     if (!this.refreshing) {
       const token = this.refreshToken;
       this.refreshing = (async () => {
-        if (!token) return false;
+        if (!token && !this.cookie) return false;
         const res = await this.fetch(`${this.base}/auth/refresh`, {
           method: 'POST',
-          headers: { 'content-type': 'application/json' },
-          body: JSON.stringify({ refresh_token: token }),
-        });
+          headers: { 'content-type': 'application/json', ...this.sessionHeaders },
+          credentials: 'same-origin',
+          body: JSON.stringify(this.cookie ? {} : { refresh_token: token }),
+        }).catch(() => null);
+        if (!res) return false;
         if (!res.ok) return false;
         this.accept(await res.json());
         return true;
@@ -76,7 +101,7 @@ export class Session {
 
   /** fetch with the access token; a 401 refreshes and retries once, then signs out. */
   async request(path, options = {}) {
-    if (!this.access && this.refreshToken) await this.refresh();
+    if (!this.access && (this.refreshToken || this.cookie)) await this.refresh();
     const send = () =>
       this.fetch(`${this.base}${path}`, {
         ...options,
@@ -103,11 +128,12 @@ export class Session {
 
   async signOut() {
     const token = this.refreshToken;
-    if (token && this.access) {
+    if ((token || this.cookie) && this.access) {
       await this.fetch(`${this.base}/auth/logout`, {
         method: 'POST',
-        headers: { 'content-type': 'application/json', authorization: `Bearer ${this.access}` },
-        body: JSON.stringify({ refresh_token: token }),
+        headers: { 'content-type': 'application/json', authorization: `Bearer ${this.access}`, ...this.sessionHeaders },
+        credentials: 'same-origin',
+        body: JSON.stringify(this.cookie ? {} : { refresh_token: token }),
       }).catch(() => {});
     }
     this.signOutLocally();
@@ -117,6 +143,7 @@ export class Session {
     const was = this.signedIn;
     this.access = null;
     this.refreshToken = null;
+    this.hints?.removeItem(COOKIE_HINT);
     this.user = null;
     if (was) this.onSignedOut();
   }

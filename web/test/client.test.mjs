@@ -200,3 +200,41 @@ test('the agent tool picker offers the built-in tools, each server whole, and ea
   assert.deepEqual(choices.slice(BUILT_IN_TOOLS.length).map((c) => c.value), ['mcp:docs', 'mcp:docs/search', 'mcp:docs/get', 'mcp:down']);
   assert.equal(choices.find((c) => c.value === 'mcp:docs/search').label, 'search: Finds pages');
 });
+
+test('the cookie session: no refresh token in script reach, a new tab resumes by cookie, sign-out by cookie', async () => {
+  const fetch = fakeFetch({
+    '/api/v1/auth/login': () => ({ body: { access_token: 'a1', user: { id: 'u' } } }),
+    '/api/v1/auth/refresh': () => ({ body: { access_token: 'a2' } }),
+    '/api/v1/auth/logout': () => ({ status: 204 }),
+    '*': () => ({ body: { ok: true } }),
+  });
+  const storage = new MemoryStorage();
+  const hints = new MemoryStorage();
+  // A browser that never signed in asks nothing.
+  assert.equal(await new Session({ fetch, cookie: true, hints }).resume(), false);
+  assert.equal(fetch.calls.length, 0);
+  const session = new Session({ fetch, storage, cookie: true, hints });
+  await session.signIn('/auth/login', { email: 'e', password: 'p' });
+  const [login] = fetch.calls;
+  assert.equal(login.options.headers['x-codechat-session'], 'cookie');
+  assert.equal(login.options.credentials, 'same-origin');
+  assert.equal(session.refreshToken, null);
+  assert.equal(storage.map.size, 0, 'nothing kept where a script can read it');
+
+  // A new tab: nothing in memory, the cookie (the browser's) signs it in.
+  const tab = new Session({ fetch, storage: new MemoryStorage(), cookie: true, hints });
+  assert.equal(await tab.resume(), true);
+  const refresh = fetch.calls.at(-1);
+  assert.equal(refresh.url, '/api/v1/auth/refresh');
+  assert.equal(refresh.options.headers['x-codechat-session'], 'cookie');
+  assert.equal(refresh.options.body, '{}');
+  assert.equal(tab.access, 'a2');
+
+  await tab.signOut();
+  const out = fetch.calls.at(-1);
+  assert.equal(out.url, '/api/v1/auth/logout');
+  assert.equal(out.options.headers['x-codechat-session'], 'cookie');
+  assert.equal(out.options.headers.authorization, 'Bearer a2');
+  assert.equal(tab.access, null);
+  assert.equal(hints.getItem('codechat.cookie-session'), null, 'signed out: the hint is gone');
+});
