@@ -103,10 +103,10 @@ try {
   step('renamed');
 
   await page.locator('#file-input').setInputFiles({ name: 'notes.txt', mimeType: 'text/plain', buffer: Buffer.from('remember the milk\n') });
-  await page.locator('#pending li').waitFor();
+  await page.getByRole('button', { name: 'Remove attachment notes.txt' }).waitFor();
   await composer.fill('What is in the attached note?');
   await composer.press('Enter');
-  await page.locator('.message.user .attachments li', { hasText: 'notes.txt' }).waitFor();
+  await page.locator('.message.user .attachments li', { hasText: 'notes.txt (18 B)' }).waitFor();
   await page.locator('#stop').waitFor({ state: 'hidden', timeout: 30000 });
   step('an attachment sent with a message');
 
@@ -219,8 +219,21 @@ try {
     await page.locator('#zip-input').setInputFiles(zip);
     await page.getByRole('button', { name: 'Open file src/main.rs' }).click();
     await page.locator('#file-view', { hasText: 'fn main' }).waitFor();
-    step('a project zip uploaded, its tree and a file opened');
+    await page.locator('#file-name', { hasText: 'src/main.rs' }).waitFor();
+    await page.locator('#file-code .token.keyword', { hasText: 'fn' }).first().waitFor();
+    await page.locator('.tree .file[aria-current="true"]', { hasText: 'main.rs' }).waitFor();
+    step('a project zip uploaded, its tree and a file opened (named, highlighted, marked in the tree)');
     await page.screenshot({ path: path.join(shots, 'project.png') });
+    await page.getByRole('button', { name: 'Rename the project' }).click();
+    await page.getByRole('dialog', { name: 'Rename the project' }).getByLabel('Name').fill('demo renamed');
+    await page.getByRole('dialog', { name: 'Rename the project' }).getByRole('button', { name: 'Rename' }).click();
+    await page.getByRole('button', { name: 'Open project demo renamed' }).waitFor();
+    const [download] = await Promise.all([
+      page.waitForEvent('download'),
+      page.getByRole('button', { name: 'Download the project' }).click(),
+    ]);
+    if (download.suggestedFilename() !== 'demo renamed.zip') throw new Error(`downloaded ${download.suggestedFilename()}`);
+    step('the project renamed in the app\'s dialog and downloaded as a zip');
     await page.getByRole('button', { name: 'Close the project' }).click();
   }
 
@@ -232,7 +245,7 @@ try {
     await page.getByRole('button', { name: 'Add server' }).click();
     await page.locator('#server-list', { hasText: 'tools:' }).waitFor();
     await page.getByLabel('System prompt').fill('Add numbers with the tool.');
-    await page.getByLabel('Name', { exact: true }).fill('Calculator');
+    await page.locator('#tools-dialog').getByLabel('Name', { exact: true }).fill('Calculator');
     await page.locator('#agent-model').selectOption('local/echo');
     await page.getByLabel('add: Adds two whole numbers.').check();
     await page.getByRole('button', { name: 'Create agent' }).click();

@@ -3,7 +3,7 @@
 // public API, on this origin unless <meta name="codechat-api"> names another.
 
 import { readSse } from './sse.js';
-import { plainText, prismHighlighter, render as renderMarkdown } from './markdown.js';
+import { plainText, prismHighlighter, render as renderMarkdown, renderTokens } from './markdown.js';
 import { marked } from './marked.js';
 import { ApiError, Session } from './session.js';
 import { latestLeaf, position, sibling } from './branches.js';
@@ -42,8 +42,11 @@ const state = {
   cursor: null,
   loadingPage: false,
   lastGroup: null, // the date heading the conversation list shows last
+  projects: [],
+  openFile: null, // the path shown in the project pane
   query: '',
   pending: [], // attachments ready to send
+  uploading: [], // files on their way: {filename, size, progress}
   streaming: null, // AbortController of the turn in flight
   project: null,
   answerId: null, // the id of the answer streaming in, once the stream names it
@@ -337,6 +340,8 @@ function conversationItem(c) {
 
 function newConversation({ history = 'push' } = {}) {
   state.conversation = null;
+  $('on-project').hidden = !state.project;
+  if (state.project) $('on-project').textContent = `on ${state.project.name}`;
   go(state.project ? `p/${state.project.id}` : './', history);
   $('title').textContent = state.project ? `New chat on ${state.project.name}` : 'New chat';
   $('messages').replaceChildren(el('p', { class: 'hint', text: 'Ask anything. Enter sends, Shift+Enter starts a new line.' }));
@@ -347,9 +352,34 @@ function newConversation({ history = 'push' } = {}) {
   $('composer-input').focus();
 }
 
+// The project a conversation works on: its pane beside it, and its name by the title.
+async function showConversationProject(c) {
+  if (!c.project_id) {
+    $('on-project').hidden = true;
+    if (state.project) {
+      state.project = null;
+      $('project-pane').hidden = true;
+    }
+    return;
+  }
+  let p = state.projects.find((x) => x.id === c.project_id);
+  if (!p) {
+    try {
+      p = await state.session.json(`/projects/${c.project_id}`);
+    } catch {
+      return; // a deleted project: the conversation stands alone
+    }
+  }
+  $('on-project').textContent = `on ${p.name}`;
+  $('on-project').setAttribute('aria-label', `Works on the project ${p.name}; show its files`);
+  $('on-project').hidden = false;
+  if (state.project?.id !== p.id || $('project-pane').hidden) await showProject(p, { chat: false });
+}
+
 function setConversation(c) {
   state.conversation = c;
   $('title').textContent = plainText(c.title) || 'Untitled';
+  showConversationProject(c);
   if (c.model && state.models.some((m) => m.id === c.model && m.available)) $('model').value = c.model;
   $('agent').value = c.agent_id || '';
   $('agent').disabled = true;
@@ -394,9 +424,7 @@ function messageView(m, streaming = false, userLabel = 'You') {
   if (m.created_at) meta.append(el('time', { datetime: m.created_at, text: when(m.created_at) }));
   if (m.status && m.status !== 'complete') meta.append(el('span', { class: 'status', text: m.status }));
   const view = el('article', { class: `message ${m.role}`, dataset: { id: m.id || '' }, 'aria-label': `${m.role} message` }, meta, body);
-  if (m.attachments && m.attachments.length) {
-    view.append(el('ul', { class: 'attachments', 'aria-label': 'Attachments' }, ...m.attachments.map((a) => el('li', { text: a.filename }))));
-  }
+  if (m.attachments && m.attachments.length) view.append(attachmentsView(m.attachments));
   if (m.changes && m.changes.length) view.append(changesView(m.changes));
   if (m.citations && m.citations.length) {
     view.append(el('ol', { class: 'citations', 'aria-label': 'Sources' }, ...m.citations.map((c) => el('li', { text: `${c.title}${c.heading ? ` › ${c.heading}` : ''}` }))));
@@ -477,11 +505,19 @@ async function switchTo(id) {
   }
 }
 
+// The files an answer changed; each opens in the project pane (a deleted one is only named).
 function changesView(changes) {
   return el(
     'ul',
     { class: 'changes', 'aria-label': 'Files changed' },
-    ...changes.map((c) => el('li', { text: `${c.action || c.kind || 'changed'} ${c.path}` })),
+    ...changes.map((c) => {
+      const action = c.action || c.kind || 'changed';
+      if (action === 'deleted' || !state.project) return el('li', { text: `${action} ${c.path}` });
+      return el('li', {}, `${action} `, el('button', {
+        type: 'button', class: 'link', text: c.path, 'aria-label': `Open the changed file ${c.path}`,
+        onclick: () => openFile(state.project, c.path),
+      }));
+    }),
   );
 }
 
@@ -534,6 +570,10 @@ async function send({ text: edited, parent_id, regenerate, replacing } = {}) {
   const branching = Boolean(replacing);
   const message = branching ? edited : input.value.trim();
   if ((!message && !regenerate) || state.streaming) return;
+  if (state.uploading.length && !branching) {
+    toast('Wait for the files to finish uploading');
+    return;
+  }
   const body = { stream: true };
   if (regenerate) body.regenerate = regenerate;
   else body.message = message;
@@ -765,26 +805,68 @@ async function stop() {
 
 // ----- attachments: pick or drop -----
 
+// POSTs a form with the access token, reporting the upload's progress (fetch cannot); a 401
+// refreshes once and sends again.
+function postWithProgress(path, form, onProgress) {
+  const once = () => new Promise((resolve, reject) => {
+    const xhr = new XMLHttpRequest();
+    xhr.open('POST', `${apiBase}${path}`);
+    xhr.setRequestHeader('authorization', `Bearer ${state.session.access}`);
+    xhr.upload.onprogress = (e) => {
+      if (e.lengthComputable) onProgress(e.loaded / e.total);
+    };
+    xhr.onload = () => {
+      let body = null;
+      try {
+        body = JSON.parse(xhr.responseText);
+      } catch {
+        body = { detail: xhr.responseText };
+      }
+      resolve({ status: xhr.status, body });
+    };
+    xhr.onerror = () => reject(new Error('the upload failed (network)'));
+    xhr.send(form);
+  });
+  return (async () => {
+    if (!state.session.access) await state.session.refresh();
+    let res = await once();
+    if (res.status === 401 && (await state.session.refresh())) res = await once();
+    if (res.status >= 400) throw new ApiError(res.status, res.body);
+    return res.body;
+  })();
+}
+
+const bytes = (n) => (n >= 1048576 ? `${(n / 1048576).toFixed(1)} MB` : n >= 1024 ? `${Math.round(n / 1024)} KB` : `${n} B`);
+
 async function upload(files) {
-  for (const file of files) {
+  await Promise.all(files.map(async (file) => {
+    const uploading = { filename: file.name, size: file.size, progress: 0 };
+    state.uploading.push(uploading);
+    showPending();
     const form = new FormData();
     form.append('file', file, file.name);
     try {
-      const res = await state.session.request('/attachments', { method: 'POST', body: form });
-      const data = await res.json();
-      if (!res.ok) throw new ApiError(res.status, data);
+      const data = await postWithProgress('/attachments', form, (p) => {
+        uploading.progress = p;
+        showPending();
+      });
       state.pending.push(data);
     } catch (error) {
       toast(`${file.name}: ${describe(error)}`);
+    } finally {
+      state.uploading.splice(state.uploading.indexOf(uploading), 1);
+      showPending();
     }
-  }
-  showPending();
+  }));
 }
 
 function showPending() {
   $('pending').replaceChildren(
+    ...state.uploading.map((u) =>
+      el('li', {}, el('span', { text: `${u.filename} (${bytes(u.size)})` }),
+        el('progress', { max: '1', value: String(u.progress), 'aria-label': `Uploading ${u.filename}` }))),
     ...state.pending.map((a, i) =>
-      el('li', {}, el('span', { text: a.filename }), el('button', {
+      el('li', {}, el('span', { text: `${a.filename} (${bytes(a.size ?? 0)})` }), el('button', {
         class: 'icon',
         'aria-label': `Remove attachment ${a.filename}`,
         text: '×',
@@ -795,6 +877,52 @@ function showPending() {
       })),
     ),
   );
+  $('send').disabled = state.uploading.length > 0;
+}
+
+// A message's attachments: images as thumbnails, other files as chips with their size; each
+// opens the file (fetched with the access token, shown from a blob URL).
+function attachmentsView(attachments) {
+  const list = el('ul', { class: 'attachments chips', 'aria-label': 'Attachments' });
+  for (const a of attachments) {
+    const label = `${a.filename} (${bytes(a.size ?? 0)})`;
+    if (!a.id) {
+      list.append(el('li', {}, el('span', { text: label })));
+      continue;
+    }
+    const link = el('a', { href: '#', title: label, 'aria-label': `Open attachment ${a.filename}`, onclick: (e) => {
+      e.preventDefault();
+      openAttachment(a);
+    } });
+    if ((a.content_type || '').startsWith('image/')) {
+      const img = el('img', { alt: a.filename });
+      link.append(img);
+      attachmentBlob(a).then((url) => url && (img.src = url));
+    }
+    link.append(el('span', { text: label }));
+    list.append(el('li', {}, link));
+  }
+  return list;
+}
+
+const blobUrls = new Map();
+async function attachmentBlob(a) {
+  if (blobUrls.has(a.id)) return blobUrls.get(a.id);
+  try {
+    const res = await state.session.request(`/attachments/${a.id}/content`);
+    if (!res.ok) return null;
+    const url = URL.createObjectURL(await res.blob());
+    blobUrls.set(a.id, url);
+    return url;
+  } catch {
+    return null;
+  }
+}
+
+async function openAttachment(a) {
+  const url = await attachmentBlob(a);
+  if (url) window.open(url, '_blank', 'noopener');
+  else toast(`${a.filename} could not be opened`);
 }
 
 // ----- projects: list, upload a zip, tree, open a file -----
@@ -802,6 +930,7 @@ function showPending() {
 async function loadProjects() {
   try {
     const page = await state.session.json('/projects?limit=100');
+    state.projects = page.items;
     $('projects').replaceChildren(
       ...page.items.map((p) =>
         el('li', {}, el('button', { class: 'conversation-open', 'aria-label': `Open project ${p.name}`, text: p.name, onclick: () => openProject(p) })),
@@ -812,13 +941,71 @@ async function loadProjects() {
   }
 }
 
-async function openProject(p, { history = 'push' } = {}) {
+// Shows a project's pane (its files); `chat` starts a new chat on it, else the pane goes beside the
+// conversation on screen (a project conversation reopens its project).
+async function showProject(p, { chat = true, history = 'push' } = {}) {
   state.project = p;
+  state.openFile = null;
   $('project-pane').hidden = false;
   $('project-name').textContent = p.name;
-  $('file-view').textContent = '';
+  $('file-name').hidden = true;
+  $('file-code').textContent = '';
   await showTree(p);
-  newConversation({ history });
+  if (chat) newConversation({ history });
+}
+
+const openProject = (p, options = {}) => showProject(p, options);
+
+// Rename, delete and download the open project, from its pane.
+async function renameProject() {
+  const p = state.project;
+  if (!p) return;
+  const name = await ask({ title: 'Rename the project', label: 'Name', value: p.name, confirm: 'Rename' });
+  if (!name) return;
+  try {
+    const updated = await state.session.json(`/projects/${p.id}`, { method: 'PATCH', body: { name } });
+    state.project = { ...p, ...updated };
+    $('project-name').textContent = state.project.name;
+    await loadProjects();
+  } catch (error) {
+    toast(describe(error));
+  }
+}
+
+async function deleteProject() {
+  const p = state.project;
+  if (!p) return;
+  const sure = await ask({ title: 'Delete the project?', message: `“${p.name}” and its files will be deleted. Its conversations stay. This cannot be undone.`, confirm: 'Delete', danger: true });
+  if (!sure) return;
+  try {
+    await state.session.request(`/projects/${p.id}`, { method: 'DELETE' });
+    state.project = null;
+    $('project-pane').hidden = true;
+    await loadProjects();
+    newConversation();
+  } catch (error) {
+    toast(describe(error));
+  }
+}
+
+async function downloadProject() {
+  const p = state.project;
+  if (!p) return;
+  try {
+    const res = await state.session.request(`/projects/${p.id}/archive`);
+    if (!res.ok) throw new ApiError(res.status, await res.json().catch(() => null));
+    const type = res.headers.get('content-type') || '';
+    // A large archive is answered as a link to it (see the API); a small one as the zip itself.
+    const blob = type.includes('json') ? null : await res.blob();
+    const href = blob ? URL.createObjectURL(blob) : (await res.json()).url;
+    const a = el('a', { href, download: `${p.name}.zip` });
+    document.body.append(a);
+    a.click();
+    a.remove();
+    if (blob) setTimeout(() => URL.revokeObjectURL(href), 10000);
+  } catch (error) {
+    toast(describe(error));
+  }
 }
 
 // Shows what an address names: on start-up (the address is kept as it is), and on back/forward.
@@ -850,6 +1037,8 @@ async function showTree(p) {
       return el('li', {}, el('button', {
         class: 'file',
         'aria-label': `Open file ${n.path}`,
+        'aria-current': state.openFile === n.path ? 'true' : false,
+        dataset: { path: n.path },
         text: n.name,
         onclick: () => openFile(p, n.path),
       }));
@@ -866,8 +1055,19 @@ async function openFile(p, path) {
     const res = await state.session.request(`/projects/${p.id}/files/${path.split('/').map(encodeURIComponent).join('/')}`);
     if (!res.ok) throw new ApiError(res.status, await res.json().catch(() => null));
     const type = res.headers.get('content-type') || '';
-    $('file-view').textContent = type.includes('json') && !path.endsWith('.json') ? (await res.json()).content ?? '' : await res.text();
+    const text = type.includes('json') && !path.endsWith('.json') ? (await res.json()).content ?? '' : await res.text();
+    state.openFile = path;
+    $('file-name').textContent = path;
+    $('file-name').hidden = false;
+    const code = $('file-code');
+    const lang = path.includes('.') ? path.split('.').pop().toLowerCase() : '';
+    const tokens = lang ? highlight(text, lang) : null;
+    code.className = lang ? `language-${lang}` : '';
+    code.replaceChildren();
+    if (tokens) renderTokens(code, tokens);
+    else code.textContent = text;
     $('file-view').setAttribute('aria-label', `Contents of ${path}`);
+    for (const b of $('tree').querySelectorAll('.file')) b.setAttribute('aria-current', String(b.dataset.path === path));
   } catch (error) {
     toast(describe(error));
   }
@@ -1070,6 +1270,12 @@ function setup() {
   $('zip-input').addEventListener('change', (e) => {
     if (e.target.files[0]) uploadProject(e.target.files[0]);
     e.target.value = '';
+  });
+  $('rename-project').addEventListener('click', renameProject);
+  $('delete-project').addEventListener('click', deleteProject);
+  $('download-project').addEventListener('click', downloadProject);
+  $('on-project').addEventListener('click', () => {
+    if (state.project) $('project-pane').hidden = false;
   });
   $('close-project').addEventListener('click', () => {
     state.project = null;

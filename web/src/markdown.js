@@ -109,7 +109,7 @@ export function render(source, parent, { lex, highlight = () => null, copy = () 
     const codeEl = el('code');
     if (lang) codeEl.className = `language-${lang}`;
     const highlighted = lang ? highlight(t.text, lang) : null;
-    if (highlighted) appendTokens(doc, codeEl, highlighted);
+    if (highlighted) renderTokens(codeEl, highlighted);
     else codeEl.textContent = t.text;
     pre.append(codeEl);
     block.append(head, pre);
@@ -196,7 +196,8 @@ export function render(source, parent, { lex, highlight = () => null, copy = () 
 }
 
 /** Appends Prism-style tokens (strings, or `{type, alias, content}`) as spans of class `token`. */
-function appendTokens(doc, target, stream) {
+export function renderTokens(target, stream) {
+  const doc = target.ownerDocument;
   for (const t of stream) {
     if (typeof t === 'string') {
       target.append(doc.createTextNode(t));
@@ -205,7 +206,7 @@ function appendTokens(doc, target, stream) {
     const span = doc.createElement('span');
     const aliases = Array.isArray(t.alias) ? t.alias : t.alias ? [t.alias] : [];
     span.className = ['token', t.type, ...aliases].join(' ');
-    appendTokens(doc, span, Array.isArray(t.content) ? t.content : [t.content]);
+    renderTokens(span, Array.isArray(t.content) ? t.content : [t.content]);
     target.append(span);
   }
 }
