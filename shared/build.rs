@@ -98,6 +98,32 @@ fn main() {
     );
     code.push_str("pub static INDEX_DEFAULT_GZIP: &[u8] = include_bytes!(concat!(env!(\"OUT_DIR\"), \"/index.html.gz\"));\n");
     std::fs::write(out.join("web_assets.rs"), code).unwrap();
+    docs_assets(&web, &out);
+}
+
+/// The docs pages' assets (Swagger UI and ReDoc, vendored from npm, and Swagger UI's start-up),
+/// served by the health function: kept gzipped only (they are large and every browser takes gzip).
+fn docs_assets(web: &Path, out: &Path) {
+    const DOCS: [(&str, &str, &str); 4] = [
+        ("swagger-ui-bundle.js", JS, "vendor/swagger-ui-dist/swagger-ui-bundle.js"),
+        ("swagger-ui.css", "text/css; charset=utf-8", "vendor/swagger-ui-dist/swagger-ui.css"),
+        ("swagger-init.js", JS, "docs/swagger-init.js"),
+        ("redoc.standalone.js", JS, "vendor/redoc/redoc.standalone.js"),
+    ];
+    let mut code = String::from("pub static DOCS_ASSETS: &[DocsAsset] = &[\n");
+    for (name, content_type, source) in DOCS {
+        let path = web.join(source);
+        println!("cargo:rerun-if-changed={}", path.display());
+        let raw = std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        std::fs::write(out.join(format!("docs-{name}.gz")), gzip(&raw)).unwrap();
+        writeln!(
+            code,
+            "    DocsAsset {{ name: {name:?}, content_type: {content_type:?}, gzip: include_bytes!(concat!(env!(\"OUT_DIR\"), \"/docs-{name}.gz\")) }},"
+        )
+        .unwrap();
+    }
+    code.push_str("];\n");
+    std::fs::write(out.join("docs_assets.rs"), code).unwrap();
 }
 
 fn gzip(raw: &[u8]) -> Vec<u8> {

@@ -1,7 +1,9 @@
+use std::io::Read as _;
+
 use axum::{
-    extract::State,
-    http::StatusCode,
-    response::{Html, IntoResponse},
+    extract::{Path, State},
+    http::{header, HeaderMap, HeaderValue, StatusCode},
+    response::{Html, IntoResponse, Response},
     Json,
 };
 use serde::Serialize;
@@ -27,6 +29,7 @@ pub fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(openapi_json))
         .routes(routes!(docs))
         .routes(routes!(redoc))
+        .routes(routes!(docs_asset))
 }
 
 #[derive(Serialize, ToSchema)]
@@ -97,14 +100,14 @@ async fn openapi_json() -> impl IntoResponse {
 
 pub const OPENAPI_JSON: &str = include_str!("../../openapi.json");
 
-/// Interactive documentation (Swagger UI).
+/// Interactive documentation (Swagger UI), from this function's own copy of Swagger UI: it works
+/// offline, and its policy allows nothing from another origin and no inline script.
 #[utoipa::path(get, path = "/api/v1/docs", tag = "service", responses((status = 200, description = "HTML page", content_type = "text/html")))]
 async fn docs() -> impl IntoResponse {
     (
         [(
-            axum::http::header::CONTENT_SECURITY_POLICY,
-            "default-src 'none'; script-src 'self' 'unsafe-inline' https://cdn.jsdelivr.net; \
-             style-src 'self' 'unsafe-inline' https://cdn.jsdelivr.net; img-src 'self' data:; \
+            header::CONTENT_SECURITY_POLICY,
+            "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; \
              connect-src 'self'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'",
         )],
         Html(DOCS_HTML),
@@ -116,19 +119,73 @@ async fn docs() -> impl IntoResponse {
 async fn redoc() -> impl IntoResponse {
     (
         [(
-            axum::http::header::CONTENT_SECURITY_POLICY,
-            // ReDoc styles with inline styles and searches in a blob: worker.
-            "default-src 'none'; script-src 'self' https://cdn.jsdelivr.net; \
-             style-src 'self' 'unsafe-inline'; img-src 'self' data:; font-src 'self' data:; \
-             worker-src blob:; connect-src 'self'; base-uri 'none'; form-action 'none'; \
-             frame-ancestors 'none'",
+            header::CONTENT_SECURITY_POLICY,
+            // Scripts from this origin only; ReDoc styles itself with inline <style> elements
+            // (styled-components) and searches in a blob: worker, so those two are allowed.
+            "default-src 'none'; script-src 'self'; style-src 'self' 'unsafe-inline'; \
+             img-src 'self' data:; font-src 'self' data:; worker-src blob:; connect-src 'self'; \
+             base-uri 'none'; form-action 'none'; frame-ancestors 'none'",
         )],
         Html(REDOC_HTML),
     )
 }
 
-/// ReDoc's standalone bundle, pinned and checked like Swagger UI's.
-pub const REDOC_VERSION: &str = "2.5.4";
+/// One of the docs pages' assets, embedded gzipped at build time.
+pub struct DocsAsset {
+    pub name: &'static str,
+    pub content_type: &'static str,
+    pub gzip: &'static [u8],
+}
+
+include!(concat!(env!("OUT_DIR"), "/docs_assets.rs"));
+
+/// Swagger UI's and ReDoc's files (pinned npm versions, vendored in `web/vendor/`) and Swagger UI's
+/// start-up script: gzipped to browsers that take it (all do), else inflated.
+#[utoipa::path(get, path = "/api/v1/docs/assets/{file}", tag = "service",
+    params(("file" = String, Path, description = "swagger-ui-bundle.js, swagger-ui.css, swagger-init.js or redoc.standalone.js")),
+    responses((status = 200, description = "A script or stylesheet"), (status = 404, body = crate::error::Problem)))]
+async fn docs_asset(Path(file): Path<String>, headers: HeaderMap) -> Response {
+    let Some(asset) = DOCS_ASSETS.iter().find(|a| a.name == file) else {
+        return crate::error::Error::NotFound.into_response();
+    };
+    let gzip = headers
+        .get(header::ACCEPT_ENCODING)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.split(',').any(|e| e.trim().starts_with("gzip")));
+    let body = if gzip {
+        asset.gzip.to_vec()
+    } else {
+        let mut raw = Vec::new();
+        if flate2::read::GzDecoder::new(asset.gzip)
+            .read_to_end(&mut raw)
+            .is_err()
+        {
+            return crate::error::Error::Internal("a docs asset does not inflate".into())
+                .into_response();
+        }
+        raw
+    };
+    let mut res = (StatusCode::OK, body).into_response();
+    let h = res.headers_mut();
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static(asset.content_type),
+    );
+    // The versions are pinned; a day's caching keeps an upgrade visible the next day.
+    h.insert(
+        header::CACHE_CONTROL,
+        HeaderValue::from_static("public, max-age=86400"),
+    );
+    h.insert(header::VARY, HeaderValue::from_static("accept-encoding"));
+    h.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    if gzip {
+        h.insert(header::CONTENT_ENCODING, HeaderValue::from_static("gzip"));
+    }
+    res
+}
 
 const REDOC_HTML: &str = r##"<!doctype html>
 <html lang="en">
@@ -139,35 +196,24 @@ const REDOC_HTML: &str = r##"<!doctype html>
 </head>
 <body>
   <redoc spec-url="openapi.json"></redoc>
-  <script src="https://cdn.jsdelivr.net/npm/redoc@2.5.4/bundles/redoc.standalone.js"
-          integrity="sha384-w447zOpYfw/1Tv/5AK9NfHTlQIqE3RVR6KY62jCyy9zNDgO64cMwGGP1Fj0zJVf5" crossorigin="anonymous"></script>
+  <script src="docs/assets/redoc.standalone.js"></script>
 </body>
 </html>
 "##;
 
-/// Swagger UI's assets: one exact version, each with its Subresource Integrity hash (checked
-/// against the npm package by `scripts/test`), so a compromised CDN cannot run code on this page.
-pub const SWAGGER_UI_VERSION: &str = "5.35.0";
-
-// The page is relative to itself, so it works behind any API Gateway stage or custom domain. The
-// token from "Authorize" stays in the page's memory (`persistAuthorization` off): nothing is kept
-// in localStorage.
+// The page is relative to itself, so it works behind any API Gateway stage or custom domain.
 const DOCS_HTML: &str = r##"<!doctype html>
 <html lang="en">
 <head>
   <meta charset="utf-8">
   <title>CodeChat API</title>
   <meta name="viewport" content="width=device-width, initial-scale=1">
-  <link rel="stylesheet" href="https://cdn.jsdelivr.net/npm/swagger-ui-dist@5.35.0/swagger-ui.css"
-        integrity="sha384-WlYgdmXYOOBWL5apwjDEZwN+U3HmXSSu5R6V5aGxEcf7z+KuRNwBhoxKVN1i3D5I" crossorigin="anonymous">
+  <link rel="stylesheet" href="docs/assets/swagger-ui.css">
 </head>
 <body>
   <div id="swagger-ui"></div>
-  <script src="https://cdn.jsdelivr.net/npm/swagger-ui-dist@5.35.0/swagger-ui-bundle.js"
-          integrity="sha384-gjRm0bEPMeTmMh5jT2cHccIwCUZSTd8YC+j0d0sXw0MdGEfScduGpSyF3ZSSLkX9" crossorigin="anonymous"></script>
-  <script>
-    window.ui = SwaggerUIBundle({ url: "openapi.json", dom_id: "#swagger-ui", persistAuthorization: false });
-  </script>
+  <script src="docs/assets/swagger-ui-bundle.js"></script>
+  <script src="docs/assets/swagger-init.js"></script>
 </body>
 </html>
 "##;
