@@ -105,10 +105,22 @@ fn main() {
 /// served by the health function: kept gzipped only (they are large and every browser takes gzip).
 fn docs_assets(web: &Path, out: &Path) {
     const DOCS: [(&str, &str, &str); 4] = [
-        ("swagger-ui-bundle.js", JS, "vendor/swagger-ui-dist/swagger-ui-bundle.js"),
-        ("swagger-ui.css", "text/css; charset=utf-8", "vendor/swagger-ui-dist/swagger-ui.css"),
+        (
+            "swagger-ui-bundle.js",
+            JS,
+            "vendor/swagger-ui-dist/swagger-ui-bundle.js",
+        ),
+        (
+            "swagger-ui.css",
+            "text/css; charset=utf-8",
+            "vendor/swagger-ui-dist/swagger-ui.css",
+        ),
         ("swagger-init.js", JS, "docs/swagger-init.js"),
-        ("redoc.standalone.js", JS, "vendor/redoc/redoc.standalone.js"),
+        (
+            "redoc.standalone.js",
+            JS,
+            "vendor/redoc/redoc.standalone.js",
+        ),
     ];
     let mut code = String::from("pub static DOCS_ASSETS: &[DocsAsset] = &[\n");
     for (name, content_type, source) in DOCS {

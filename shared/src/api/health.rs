@@ -193,6 +193,7 @@ const REDOC_HTML: &str = r##"<!doctype html>
   <meta charset="utf-8">
   <title>CodeChat API reference</title>
   <meta name="viewport" content="width=device-width, initial-scale=1">
+  <link rel="icon" href="data:,">
 </head>
 <body>
   <redoc spec-url="openapi.json"></redoc>
@@ -208,6 +209,7 @@ const DOCS_HTML: &str = r##"<!doctype html>
   <meta charset="utf-8">
   <title>CodeChat API</title>
   <meta name="viewport" content="width=device-width, initial-scale=1">
+  <link rel="icon" href="data:,">
   <link rel="stylesheet" href="docs/assets/swagger-ui.css">
 </head>
 <body>
