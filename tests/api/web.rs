@@ -129,3 +129,30 @@ async fn another_api_origin_is_named_in_the_page_and_its_policy() {
         .text()
         .contains(r#"content="https://api.example.com/Prod/api/v1""#));
 }
+
+/// Large attachments go straight to the bucket by presigned URL: the page may connect there too,
+/// and to nothing else.
+#[tokio::test]
+async fn the_upload_bucket_is_named_in_the_pages_policy() {
+    let app = TestApp::with_env(&[
+        ("S3_BUCKET", "codechat-uploads"),
+        ("AWS_REGION", "eu-west-1"),
+        ("AWS_ACCESS_KEY_ID", "x"),
+        ("AWS_SECRET_ACCESS_KEY", "x"),
+    ])
+    .await;
+    let csp = app.get("/", None).await.headers[header::CONTENT_SECURITY_POLICY]
+        .to_str()
+        .unwrap()
+        .to_string();
+    assert!(
+        csp.contains("connect-src 'self' https://codechat-uploads.s3.eu-west-1.amazonaws.com https://codechat-uploads.s3.amazonaws.com;"),
+        "{csp}"
+    );
+    let local = TestApp::spawn().await;
+    let csp = local.get("/", None).await.headers[header::CONTENT_SECURITY_POLICY]
+        .to_str()
+        .unwrap()
+        .to_string();
+    assert!(csp.contains("connect-src 'self';"), "{csp}");
+}

@@ -110,6 +110,13 @@ try {
   await page.locator('#stop').waitFor({ state: 'hidden', timeout: 30000 });
   step('an attachment sent with a message');
 
+  // A file past the inline limit goes by presigned URL (locally the API's own), with progress.
+  await page.locator('#file-input').setInputFiles({ name: 'big.txt', mimeType: 'text/plain', buffer: Buffer.alloc(5 * 1024 * 1024, 'a') });
+  await page.getByRole('button', { name: 'Remove attachment big.txt' }).waitFor({ timeout: 60000 });
+  await page.locator('#pending li', { hasText: 'big.txt (5.0 MB)' }).waitFor();
+  await page.getByRole('button', { name: 'Remove attachment big.txt' }).click();
+  step('a 5 MB file uploaded by presigned URL, shown with its size');
+
   await page.screenshot({ path: path.join(shots, 'chat.png'), fullPage: true });
 
   // Reload while an answer streams in: the page picks it up and shows all of it, as stored.

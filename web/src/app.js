@@ -805,13 +805,13 @@ async function stop() {
 
 // ----- attachments: pick or drop -----
 
-// POSTs a form with the access token, reporting the upload's progress (fetch cannot); a 401
-// refreshes once and sends again.
-function postWithProgress(path, form, onProgress) {
-  const once = () => new Promise((resolve, reject) => {
+// Sends `body` with XHR, reporting the upload's progress (fetch cannot): answers the status and
+// the parsed answer.
+function sendWithProgress(method, url, headers, body, onProgress) {
+  return new Promise((resolve, reject) => {
     const xhr = new XMLHttpRequest();
-    xhr.open('POST', `${apiBase}${path}`);
-    xhr.setRequestHeader('authorization', `Bearer ${state.session.access}`);
+    xhr.open(method, url);
+    for (const [k, v] of Object.entries(headers)) xhr.setRequestHeader(k, v);
     xhr.upload.onprogress = (e) => {
       if (e.lengthComputable) onProgress(e.loaded / e.total);
     };
@@ -825,15 +825,31 @@ function postWithProgress(path, form, onProgress) {
       resolve({ status: xhr.status, body });
     };
     xhr.onerror = () => reject(new Error('the upload failed (network)'));
-    xhr.send(form);
+    xhr.send(body);
   });
-  return (async () => {
-    if (!state.session.access) await state.session.refresh();
-    let res = await once();
-    if (res.status === 401 && (await state.session.refresh())) res = await once();
-    if (res.status >= 400) throw new ApiError(res.status, res.body);
-    return res.body;
-  })();
+}
+
+// POSTs a form to the API with the access token and progress; a 401 refreshes once and sends again.
+async function postWithProgress(path, form, onProgress) {
+  const once = () => sendWithProgress('POST', `${apiBase}${path}`, { authorization: `Bearer ${state.session.access}` }, form, onProgress);
+  if (!state.session.access) await state.session.refresh();
+  let res = await once();
+  if (res.status === 401 && (await state.session.refresh())) res = await once();
+  if (res.status >= 400) throw new ApiError(res.status, res.body);
+  return res.body;
+}
+
+// A file past the inline limit goes by presigned URL: the upload is started, the bytes PUT where
+// it says (the bucket, deployed; the API itself, locally) with its headers, then completed.
+const INLINE_UPLOAD_BYTES = 4 * 1024 * 1024;
+async function uploadLarge(file, onProgress) {
+  const content_type = file.type || 'application/octet-stream';
+  const started = await state.session.json('/attachments/uploads', { method: 'POST', body: { filename: file.name, content_type, size: file.size } });
+  // The browser sets these itself (and refuses to be told).
+  const headers = Object.fromEntries(Object.entries(started.upload.headers || {}).filter(([k]) => !['host', 'content-length'].includes(k.toLowerCase())));
+  const put = await sendWithProgress(started.upload.method || 'PUT', started.upload.url, headers, file, onProgress);
+  if (put.status >= 400) throw new ApiError(put.status, put.body);
+  return state.session.json(`/attachments/${started.attachment.id}/complete`, { method: 'POST', body: {} });
 }
 
 const bytes = (n) => (n >= 1048576 ? `${(n / 1048576).toFixed(1)} MB` : n >= 1024 ? `${Math.round(n / 1024)} KB` : `${n} B`);
@@ -843,13 +859,18 @@ async function upload(files) {
     const uploading = { filename: file.name, size: file.size, progress: 0 };
     state.uploading.push(uploading);
     showPending();
-    const form = new FormData();
-    form.append('file', file, file.name);
+    const progress = (p) => {
+      uploading.progress = p;
+      showPending();
+    };
     try {
-      const data = await postWithProgress('/attachments', form, (p) => {
-        uploading.progress = p;
-        showPending();
-      });
+      let data;
+      if (file.size > INLINE_UPLOAD_BYTES) data = await uploadLarge(file, progress);
+      else {
+        const form = new FormData();
+        form.append('file', file, file.name);
+        data = await postWithProgress('/attachments', form, progress);
+      }
       state.pending.push(data);
     } catch (error) {
       toast(`${file.name}: ${describe(error)}`);

@@ -48,9 +48,16 @@ pub fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(asset))
 }
 
-/// The page's policy: its own scripts and styles only, requests to the API's origin only.
-fn content_security_policy(api_base: &str) -> String {
-    let api_origin = api_base
+/// The page's policy: its own scripts and styles only, requests to the API's origin (and the
+/// bucket large attachments are uploaded to) only.
+fn content_security_policy(web: &crate::config::WebConfig) -> String {
+    let uploads: String = web
+        .upload_origins
+        .iter()
+        .map(|o| format!(" {o}"))
+        .collect();
+    let api_origin = web
+        .api_base
         .split_once("://")
         .map(|(scheme, rest)| {
             let host = rest.split('/').next().unwrap_or(rest);
@@ -59,7 +66,7 @@ fn content_security_policy(api_base: &str) -> String {
         .unwrap_or_default();
     format!(
         "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data: blob:; \
-         connect-src 'self'{api_origin}; base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
+         connect-src 'self'{api_origin}{uploads}; base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
     )
 }
 
@@ -85,11 +92,11 @@ async fn index(State(state): State<AppState>, headers: HeaderMap) -> Response {
             false,
         )
     };
-    page(body, gzipped, base)
+    page(body, gzipped, &state.config().web)
 }
 
 /// The client's page with its headers: never cached stale, its strict policy.
-fn page(body: Vec<u8>, gzipped: bool, api_base: &str) -> Response {
+fn page(body: Vec<u8>, gzipped: bool, web: &crate::config::WebConfig) -> Response {
     let mut response = (StatusCode::OK, body).into_response();
     let h = response.headers_mut();
     h.insert(
@@ -97,7 +104,7 @@ fn page(body: Vec<u8>, gzipped: bool, api_base: &str) -> Response {
         HeaderValue::from_static("text/html; charset=utf-8"),
     );
     h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
-    if let Ok(csp) = HeaderValue::from_str(&content_security_policy(api_base)) {
+    if let Ok(csp) = HeaderValue::from_str(&content_security_policy(web)) {
         h.insert(header::CONTENT_SECURITY_POLICY, csp);
     }
     security_headers(h, gzipped);
@@ -143,7 +150,7 @@ fn page_one_level_down(state: &AppState) -> Response {
     let body = embedded::INDEX
         .replace("=\"assets/", "=\"../assets/")
         .replace("{{API_BASE}}", &html_attribute(&api));
-    page(body.into_bytes(), false, base)
+    page(body.into_bytes(), false, &state.config().web)
 }
 
 /// An asset of the client, by the build's content hash and its name.
