@@ -51,11 +51,7 @@ pub fn routes() -> OpenApiRouter<AppState> {
 /// The page's policy: its own scripts and styles only, requests to the API's origin (and the
 /// bucket large attachments are uploaded to) only.
 fn content_security_policy(web: &crate::config::WebConfig) -> String {
-    let uploads: String = web
-        .upload_origins
-        .iter()
-        .map(|o| format!(" {o}"))
-        .collect();
+    let uploads: String = web.upload_origins.iter().map(|o| format!(" {o}")).collect();
     let api_origin = web
         .api_base
         .split_once("://")
