@@ -11,13 +11,14 @@ const JS: &str = "text/javascript; charset=utf-8";
 /// Each asset: the name it is served by, its type, and the files (under `web/`) it is made of, in
 /// order. The vendored libraries (`web/vendor/`, their versions and licences in its README) are
 /// served as npm published them; Prism's core and languages are joined into one script.
-const ASSETS: [(&str, &str, &[&str]); 9] = [
+const ASSETS: [(&str, &str, &[&str]); 10] = [
     ("app.js", JS, &["src/app.js"]),
     ("branches.js", JS, &["src/branches.js"]),
     ("session.js", JS, &["src/session.js"]),
     ("sse.js", JS, &["src/sse.js"]),
     ("markdown.js", JS, &["src/markdown.js"]),
     ("tools.js", JS, &["src/tools.js"]),
+    ("uploads.js", JS, &["src/uploads.js"]),
     ("marked.js", JS, &["vendor/marked/marked.esm.js"]),
     (
         "prism.js",

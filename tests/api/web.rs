@@ -58,6 +58,7 @@ async fn the_page_and_its_assets() {
         "sse.js",
         "markdown.js",
         "tools.js",
+        "uploads.js",
         "branches.js",
         "marked.js",
         "prism.js",

@@ -238,3 +238,8 @@ test('the cookie session: no refresh token in script reach, a new tab resumes by
   assert.equal(tab.access, null);
   assert.equal(hints.getItem('codechat.cookie-session'), null, 'signed out: the hint is gone');
 });
+
+test('sizes read as people read them', async () => {
+  const { bytes } = await import('../src/uploads.js');
+  assert.deepEqual([bytes(18), bytes(2048), bytes(5 * 1024 * 1024)], ['18 B', '2 KB', '5.0 MB']);
+});
