@@ -362,6 +362,17 @@ async fn a_real_servers_tools_are_listed_and_called_by_an_agent() {
     assert!(!text.contains("ran the tools"), "{text}");
     let text = call(&app, &t, &one, r#"/tool tools__add {"a": 1, "b": 1}"#).await;
     assert!(text.contains("- ok: 2"), "{text}");
+
+    // A deleted server: the agents naming it keep the entry and are offered nothing from it.
+    let id = created["id"].as_str().unwrap();
+    let gone = app
+        .delete(&format!("/api/v1/mcp-servers/{id}"), Some(&t))
+        .await;
+    assert_eq!(gone.status, StatusCode::NO_CONTENT);
+    let text = call(&app, &t, &one, r#"/tool tools__add {"a": 1, "b": 1}"#).await;
+    assert!(!text.contains("ran the tools"), "{text}");
+    let kept = app.get(&format!("/api/v1/agents/{one}"), Some(&t)).await;
+    assert_eq!(kept.json()["tools"], json!(["mcp:tools/add"]));
 }
 
 #[tokio::test]

@@ -1,6 +1,7 @@
 use std::io::Read as _;
 
 use axum::{
+    body::Body,
     extract::{Path, State},
     http::{header, HeaderMap, HeaderValue, StatusCode},
     response::{Html, IntoResponse, Response},
@@ -148,12 +149,9 @@ async fn docs_asset(Path(file): Path<String>, headers: HeaderMap) -> Response {
     let Some(asset) = DOCS_ASSETS.iter().find(|a| a.name == file) else {
         return crate::error::Error::NotFound.into_response();
     };
-    let gzip = headers
-        .get(header::ACCEPT_ENCODING)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.split(',').any(|e| e.trim().starts_with("gzip")));
-    let body = if gzip {
-        asset.gzip.to_vec()
+    let gzipped = super::web::takes_gzip(&headers);
+    let body = if gzipped {
+        Body::from(asset.gzip)
     } else {
         let mut raw = Vec::new();
         if flate2::read::GzDecoder::new(asset.gzip)
@@ -163,7 +161,7 @@ async fn docs_asset(Path(file): Path<String>, headers: HeaderMap) -> Response {
             return crate::error::Error::Internal("a docs asset does not inflate".into())
                 .into_response();
         }
-        raw
+        Body::from(raw)
     };
     let mut res = (StatusCode::OK, body).into_response();
     let h = res.headers_mut();
@@ -176,14 +174,7 @@ async fn docs_asset(Path(file): Path<String>, headers: HeaderMap) -> Response {
         header::CACHE_CONTROL,
         HeaderValue::from_static("public, max-age=86400"),
     );
-    h.insert(header::VARY, HeaderValue::from_static("accept-encoding"));
-    h.insert(
-        header::X_CONTENT_TYPE_OPTIONS,
-        HeaderValue::from_static("nosniff"),
-    );
-    if gzip {
-        h.insert(header::CONTENT_ENCODING, HeaderValue::from_static("gzip"));
-    }
+    super::web::security_headers(h, gzipped);
     res
 }
 

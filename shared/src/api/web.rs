@@ -66,7 +66,8 @@ fn content_security_policy(web: &crate::config::WebConfig) -> String {
     )
 }
 
-fn takes_gzip(headers: &HeaderMap) -> bool {
+/// Whether the request takes a gzipped body (every browser does).
+pub(super) fn takes_gzip(headers: &HeaderMap) -> bool {
     headers
         .get(header::ACCEPT_ENCODING)
         .and_then(|v| v.to_str().ok())
@@ -177,7 +178,8 @@ async fn asset(Path((version, file)): Path<(String, String)>, headers: HeaderMap
     response
 }
 
-fn security_headers(h: &mut HeaderMap, gzipped: bool) {
+/// The headers every static answer carries (and, when the body is gzipped, its encoding).
+pub(super) fn security_headers(h: &mut HeaderMap, gzipped: bool) {
     h.insert(
         header::X_CONTENT_TYPE_OPTIONS,
         HeaderValue::from_static("nosniff"),

@@ -123,6 +123,33 @@ pub fn check_url(raw: &str, rules: AddressRules) -> Result<Url, String> {
     Ok(url)
 }
 
+/// `host`'s addresses that the rules allow; none is an error naming why.
+async fn allowed_addresses(host: &str, rules: AddressRules) -> Result<Vec<SocketAddr>, String> {
+    let allowed: Vec<SocketAddr> = tokio::net::lookup_host((host, 0))
+        .await
+        .map_err(|_| format!("names a host that does not resolve ({host})"))?
+        .filter(|a| rules.allows(a.ip()))
+        .collect();
+    if allowed.is_empty() {
+        return Err(format!(
+            "names a host that resolves to no public address ({host})"
+        ));
+    }
+    Ok(allowed)
+}
+
+/// In the lambda profile a server's host must resolve, and to allowed addresses (the resolver
+/// checks again at every connection; this names the cause, which the transport's error loses);
+/// locally (loopback allowed) names are resolved when used.
+pub(super) async fn check_resolves(url: &Url, rules: AddressRules) -> Result<(), String> {
+    match url.host() {
+        Some(url::Host::Domain(host)) if !rules.allow_loopback => {
+            allowed_addresses(host, rules).await.map(|_| ())
+        }
+        _ => Ok(()),
+    }
+}
+
 /// The client's resolver: resolves as the system does, then keeps only the allowed addresses; a
 /// name with none left does not connect.
 pub(super) struct CheckedResolver(pub AddressRules);
@@ -132,13 +159,7 @@ impl reqwest::dns::Resolve for CheckedResolver {
         let rules = self.0;
         let host = name.as_str().to_string();
         Box::pin(async move {
-            let found: Vec<SocketAddr> =
-                tokio::net::lookup_host((host.as_str(), 0)).await?.collect();
-            let allowed: Vec<SocketAddr> =
-                found.into_iter().filter(|a| rules.allows(a.ip())).collect();
-            if allowed.is_empty() {
-                return Err(format!("{host} resolves to no address a tool server may have").into());
-            }
+            let allowed = allowed_addresses(&host, rules).await?;
             Ok(Box::new(allowed.into_iter()) as reqwest::dns::Addrs)
         })
     }

@@ -35,7 +35,8 @@ const SESSION_IDLE: Duration = Duration::from_secs(300);
 const MAX_SESSIONS: usize = 32;
 
 pub struct Hub {
-    http: reqwest::Client,
+    /// Built on first use: every function opens a hub at cold start, few ever reach a server.
+    http: std::sync::OnceLock<reqwest::Client>,
     rules: AddressRules,
     limits: CallLimits,
     ttl: Duration,
@@ -62,16 +63,8 @@ impl Hub {
         let rules = AddressRules {
             allow_loopback: config.allow_loopback,
         };
-        let http = reqwest::Client::builder()
-            .no_proxy()
-            .redirect(address::same_origin_redirects())
-            .dns_resolver(Arc::new(address::CheckedResolver(rules)))
-            .connect_timeout(config.call_timeout.min(Duration::from_secs(10)))
-            .tcp_nodelay(true)
-            .build()
-            .expect("an HTTP client with rustls");
         Hub {
-            http,
+            http: std::sync::OnceLock::new(),
             rules,
             limits: CallLimits {
                 timeout: config.call_timeout,
@@ -84,6 +77,21 @@ impl Hub {
             tools: Mutex::new(HashMap::new()),
             sessions: Mutex::new(HashMap::new()),
         }
+    }
+
+    /// The HTTP client servers are reached with: no proxy, redirects on the same origin only, and a
+    /// resolver that answers only the addresses the rules allow.
+    fn http(&self) -> &reqwest::Client {
+        self.http.get_or_init(|| {
+            reqwest::Client::builder()
+                .no_proxy()
+                .redirect(address::same_origin_redirects())
+                .dns_resolver(Arc::new(address::CheckedResolver(self.rules)))
+                .connect_timeout(self.limits.timeout.min(Duration::from_secs(10)))
+                .tcp_nodelay(true)
+                .build()
+                .expect("an HTTP client with rustls")
+        })
     }
 
     pub fn rules(&self) -> AddressRules {
@@ -175,14 +183,16 @@ impl Hub {
         })?;
         // The resolver enforces the rules at connection; resolving first only names the cause
         // (the transport's error does not carry the resolver's).
-        check_resolves(&url, self.rules).await.map_err(|rule| {
-            McpError::Failed(format!("the server's URL is not allowed here: it {rule}"))
-        })?;
+        address::check_resolves(&url, self.rules)
+            .await
+            .map_err(|rule| {
+                McpError::Failed(format!("the server's URL is not allowed here: it {rule}"))
+            })?;
         let headers = self
             .open_headers(server)
             .await
             .map_err(|e| McpError::Failed(e.to_string()))?;
-        Session::open(&self.http, &server.url, headers, limits).await
+        Session::open(self.http(), &server.url, headers, limits).await
     }
 
     /// This instance's session with `server` while it is open and was used within
@@ -267,30 +277,6 @@ impl Hub {
         self.tools.lock().expect("the tool lists' lock").remove(&id);
         self.drop_session(id);
     }
-}
-
-/// In the lambda profile a server's host must resolve, and to allowed addresses only (checked
-/// again at every connection); locally (loopback allowed) names are resolved when used.
-pub(super) async fn check_resolves(
-    url: &reqwest::Url,
-    rules: AddressRules,
-) -> std::result::Result<(), String> {
-    if rules.allow_loopback {
-        return Ok(());
-    }
-    let Some(url::Host::Domain(host)) = url.host() else {
-        return Ok(());
-    };
-    let found: Vec<std::net::SocketAddr> = match tokio::net::lookup_host((host, 0)).await {
-        Ok(found) => found.collect(),
-        Err(_) => return Err(format!("names a host that does not resolve ({host})")),
-    };
-    if found.iter().all(|a| !rules.allows(a.ip())) {
-        return Err(format!(
-            "names a host that resolves to no public address ({host})"
-        ));
-    }
-    Ok(())
 }
 
 #[cfg(test)]

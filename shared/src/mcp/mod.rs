@@ -134,7 +134,7 @@ async fn check_input(
         }
     };
     if let Some(url) = &url {
-        if let Err(rule) = hub::check_resolves(url, rules).await {
+        if let Err(rule) = address::check_resolves(url, rules).await {
             errors.push(FieldError::new("url", rule));
         }
     }
